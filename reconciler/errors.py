@@ -1,0 +1,85 @@
+"""The reconciler's exception tree; the CLI turns any of these into one line and an exit code.
+
+    ReconcilerError
+    ├── ConfigError                 bad or missing setting (exit 2)
+    ├── ApiError(service, status, code, detail)   .retryable says whether a retry may help
+    │   ├── ApiUnavailable          transport failure, timeout, 5xx          (retryable)
+    │   ├── ApiRateLimited          429, .retry_after_seconds when known     (retryable)
+    │   ├── ApiAuthFailed           401/403: never retried in a loop
+    │   └── ApiRejected             any other 4xx; .code is the vendor's error code
+    ├── PassHeld                    a safety limit held part of a pass (exit 3)
+    └── InstanceLocked              another process holds the database (exit 2)
+
+httpx exceptions never escape `reconciler.api`; nothing here carries a secret.
+"""
+
+from __future__ import annotations
+
+
+class ReconcilerError(Exception):
+    """Base of every error the reconciler raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(ReconcilerError):
+    """A setting is missing or invalid; the message names the setting."""
+
+    exit_code = 2
+
+
+class InstanceLocked(ReconcilerError):
+    """Another reconciler process holds this database."""
+
+    exit_code = 2
+
+
+class PassHeld(ReconcilerError):
+    """A safety limit held operations back; they are listed by `status`."""
+
+    exit_code = 3
+
+
+class ApiError(ReconcilerError):
+    """A call to Hibob or 360Learning failed."""
+
+    retryable = False
+
+    def __init__(
+        self, service: str, status: int | None, code: str | None = None, detail: str = ""
+    ) -> None:
+        self.service = service
+        self.status = status
+        self.code = code
+        self.detail = detail
+        parts = [f"{service} API"]
+        if status is not None:
+            parts.append(f"answered {status}")
+        if code:
+            parts.append(f"({code})")
+        text = " ".join(parts)
+        super().__init__(f"{text}: {detail}" if detail else text)
+
+
+class ApiUnavailable(ApiError):
+    """Transport failure, timeout or 5xx: worth retrying later."""
+
+    retryable = True
+
+
+class ApiRateLimited(ApiError):
+    """429: retry after `retry_after_seconds` (None when the service gave no hint)."""
+
+    retryable = True
+
+    def __init__(self, service: str, retry_after_seconds: float | None = None, detail: str = ""):
+        super().__init__(service, 429, "tooManyRequests", detail)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class ApiAuthFailed(ApiError):
+    """401/403: the credentials or their scopes are wrong; never retried in a loop."""
+
+
+class ApiRejected(ApiError):
+    """Any other 4xx; `code` carries the vendor's error code (e.g. mailAlreadyUsed)."""

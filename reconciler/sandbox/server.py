@@ -1,0 +1,84 @@
+"""Serve a simulator's `handle(httpx.Request) -> httpx.Response` on 127.0.0.1 for end-to-end use.
+
+Test and demo infrastructure only (the product's own receiver runs on waitress). Binds to the
+loopback interface and never anywhere else; port 0 picks a free port. A `DropConnection` raised
+by the simulator closes the socket without an answer, as a dropped connection would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+from reconciler.sandbox.faults import DropConnection
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class ServedSimulator:
+    """A running loopback server; use as a context manager or call `stop()`."""
+
+    def __init__(self, handle: Handler, port: int = 0) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(handle))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ServedSimulator:
+        if not self._thread.is_alive():
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> ServedSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(handle: Handler, port: int = 0) -> ServedSimulator:
+    return ServedSimulator(handle, port).start()
+
+
+def _make_handler(handle: Handler) -> type[BaseHTTPRequestHandler]:
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _dispatch(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            host, port = self.server.server_address[:2]
+            request = httpx.Request(self.command, f"http://{host}:{port}{self.path}",
+                                    headers=list(self.headers.items()), content=body)
+            try:
+                response = handle(request)
+            except DropConnection:
+                self.close_connection = True
+                self.connection.close()
+                return
+            content = response.read()
+            self.send_response(response.status_code)
+            for name, value in response.headers.multi_items():
+                if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    return _Handler
