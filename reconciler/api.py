@@ -1,0 +1,347 @@
+"""The HTTP shell both API clients share: client construction, throttling, retries, error mapping.
+
+`HibobClient` and `LearningClient` send every request through `ApiSession.send`, which turns
+httpx exceptions and error statuses into `reconciler.errors` (httpx never escapes this module).
+It must not know vendor endpoints, and its error messages never carry secrets or headers.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random as random_module
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from reconciler.errors import (
+    ApiAuthFailed,
+    ApiError,
+    ApiRateLimited,
+    ApiRejected,
+    ApiUnavailable,
+)
+
+RequestFactory = Callable[[], httpx.Request]
+
+
+def build_http_client(
+    base_url: str,
+    *,
+    timeout_seconds: float,
+    transport: httpx.BaseTransport | None = None,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Client:
+    """An httpx.Client for one service; `transport` is the seam tests use for the simulators."""
+    return httpx.Client(
+        base_url=base_url,
+        timeout=timeout_seconds,
+        transport=transport,
+        auth=auth,
+        headers=dict(headers or {}),
+        follow_redirects=False,
+    )
+
+
+class RateLimiter:
+    """Thread-safe token bucket: `acquire()` blocks (via `sleep`) until a request may go out."""
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        *,
+        burst: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate_per_second <= 0 or burst < 1:
+            raise ValueError("rate_per_second must be > 0 and burst >= 1")
+        self.rate_per_second = rate_per_second
+        self._burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = burst
+        self._updated = clock()
+
+    def acquire(self) -> None:
+        # The token is reserved under the lock (the bucket may go negative), so concurrent
+        # callers queue up one interval apart instead of all waking at once.
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._updated)
+            self._tokens = min(self._burst, self._tokens + elapsed * self.rate_per_second)
+            self._updated = now
+            self._tokens -= 1
+            wait_seconds = -self._tokens / self.rate_per_second if self._tokens < 0 else 0.0
+        if wait_seconds > 0:
+            self._sleep(wait_seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry transient failures (5xx, transport errors, 429)."""
+
+    max_attempts: int = 6
+    base_seconds: float = 0.5
+    cap_seconds: float = 30.0
+    rate_limited_base_seconds: float = 1.0
+    """360Learning's 429 carries no hint; its docs say to wait about 1 s, then back off."""
+    max_hinted_wait_seconds: float = 60.0
+    """Upper bound on a wait asked for by Retry-After or X-RateLimit-Reset."""
+
+    def backoff_seconds(self, attempt: int, base: float, random: Callable[[], float]) -> float:
+        """Capped exponential backoff with full jitter; `attempt` counts from 1."""
+        return random() * min(self.cap_seconds, base * 2 ** (attempt - 1))
+
+
+class ApiStats:
+    """Thread-safe counters for one service, read by the metrics endpoint."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._lock = threading.Lock()
+        self._counts = {"calls": 0, "retries": 0, "rate_limited": 0, "errors": 0}
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    @property
+    def calls(self) -> int:
+        return self.snapshot()["calls"]
+
+    @property
+    def retries(self) -> int:
+        return self.snapshot()["retries"]
+
+    @property
+    def rate_limited(self) -> int:
+        return self.snapshot()["rate_limited"]
+
+    @property
+    def errors(self) -> int:
+        return self.snapshot()["errors"]
+
+
+@dataclass(frozen=True)
+class AuthHints:
+    """What to tell the operator on 401/403 (setting names only, never values)."""
+
+    unauthorized: str
+    forbidden: str
+
+
+class ApiSession:
+    """Sends requests for one service with throttling, retries and error mapping."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        service: str,
+        *,
+        auth_hints: AuthHints,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
+        random: Callable[[], float] = random_module.random,
+    ) -> None:
+        self.client = client
+        self.service = service
+        self.stats = ApiStats(service)
+        self._auth_hints = auth_hints
+        self._policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._random = random
+
+    def send(
+        self,
+        request_factory: RequestFactory,
+        *,
+        limiter: RateLimiter | None = None,
+        allow_404: bool = False,
+        forbidden_hint: str | None = None,
+    ) -> httpx.Response:
+        """Send a fresh request from `request_factory` until it succeeds or must stop.
+
+        Returns the 2xx response (or the 404 when `allow_404`); raises an ApiError otherwise.
+        """
+        try:
+            return self._send(request_factory, limiter, allow_404, forbidden_hint)
+        except ApiError:
+            self.stats.add("errors")
+            raise
+
+    def _send(
+        self,
+        request_factory: RequestFactory,
+        limiter: RateLimiter | None,
+        allow_404: bool,
+        forbidden_hint: str | None,
+    ) -> httpx.Response:
+        policy = self._policy
+        for attempt in range(1, policy.max_attempts + 1):
+            if limiter is not None:
+                limiter.acquire()
+            self.stats.add("calls")
+            failure, wait_seconds = self._attempt(request_factory, attempt)
+            if isinstance(failure, httpx.Response):
+                return self._accept(failure, allow_404, forbidden_hint)
+            if attempt == policy.max_attempts:
+                raise failure
+            self.stats.add("retries")
+            self._sleep(wait_seconds)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(
+        self, request_factory: RequestFactory, attempt: int
+    ) -> tuple[httpx.Response | ApiError, float]:
+        """One try: the response to hand on, or a retryable error and how long to wait."""
+        policy = self._policy
+        request = request_factory()
+        try:
+            response = self.client.send(request)
+            response.read()
+        except httpx.UnsupportedProtocol as exc:
+            raise ApiUnavailable(self.service, None, None, f"bad base URL ({exc})") from None
+        except httpx.TransportError as exc:
+            error = ApiUnavailable(self.service, None, None, _describe_transport_error(exc))
+            return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
+        except httpx.HTTPError as exc:
+            raise ApiUnavailable(self.service, None, None, _describe_transport_error(exc)) from None
+        status = response.status_code
+        if status == 429:
+            self.stats.add("rate_limited")
+            hint = self._hinted_wait(response, use_reset=True)
+            error = ApiRateLimited(self.service, hint, "rate limited; retries exhausted")
+            if hint is not None:
+                return error, hint
+            base = policy.rate_limited_base_seconds
+            return error, max(base, policy.backoff_seconds(attempt, base, self._random))
+        if status >= 500:
+            code, message = parse_error_body(response)
+            error = ApiUnavailable(self.service, status, code, message or "server error")
+            hint = self._hinted_wait(response, use_reset=False)
+            if hint is not None:
+                return error, hint
+            return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
+        return response, 0.0
+
+    def _accept(
+        self, response: httpx.Response, allow_404: bool, forbidden_hint: str | None
+    ) -> httpx.Response:
+        status = response.status_code
+        if status < 300:
+            _check_json(response, self.service)
+            return response
+        if status == 404 and allow_404:
+            return response
+        code, message = parse_error_body(response)
+        if status == 401:
+            raise ApiAuthFailed(
+                self.service, status, code, _join(self._auth_hints.unauthorized, message)
+            )
+        if status == 403:
+            hint = forbidden_hint or self._auth_hints.forbidden
+            raise ApiAuthFailed(self.service, status, code, _join(hint, message))
+        detail = _join(message, f"{response.request.method} {response.request.url.path}")
+        raise ApiRejected(self.service, status, code, detail)
+
+    def _hinted_wait(self, response: httpx.Response, *, use_reset: bool) -> float | None:
+        """Seconds the server asked us to wait (Retry-After, or Hibob's X-RateLimit-Reset)."""
+        wait = _parse_retry_after(response.headers.get("retry-after"), self._wall_clock)
+        if wait is None and use_reset:
+            reset = _parse_float(response.headers.get("x-ratelimit-reset"))
+            if reset is not None:
+                wait = reset - self._wall_clock()
+        if wait is None:
+            return None
+        return min(max(wait, 0.0), self._policy.max_hinted_wait_seconds)
+
+
+def parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
+    """(vendor code, message) from any of the vendors' error shapes; ('', '') when unknown.
+
+    360Learning: {"error": {"code", "message"}} or flat {"error": "code"}.
+    Hibob: {"key", "error"} or {"errorMessage"}.
+    """
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None, ""
+    if not isinstance(body, dict):
+        return None, ""
+    error = body.get("error")
+    if isinstance(error, dict):
+        return _text(error.get("code")), _text(error.get("message")) or ""
+    if "key" in body:
+        return _text(body.get("key")), _text(error) or ""
+    if isinstance(error, str):
+        return error, _text(body.get("message")) or ""
+    return None, _text(body.get("errorMessage")) or ""
+
+
+def _check_json(response: httpx.Response, service: str) -> None:
+    if not response.content:
+        return
+    content_type = response.headers.get("content-type", "")
+    # Hibob answers a wrong path with 200 text/html: a base URL problem, not data.
+    if content_type and "json" not in content_type.lower():
+        raise ApiRejected(
+            service, response.status_code, "unexpectedContentType",
+            f"expected JSON but got {content_type.split(';')[0]} from "
+            f"{response.request.url.path}; check the base URL",
+        )
+    try:
+        response.json()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiUnavailable(
+            service, response.status_code, "invalidJson",
+            f"response from {response.request.url.path} is not valid JSON",
+        ) from None
+
+
+def _parse_retry_after(raw: str | None, wall_clock: Callable[[], float]) -> float | None:
+    if not raw:
+        return None
+    seconds = _parse_float(raw)
+    if seconds is not None:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() - wall_clock()
+
+
+def _parse_float(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _describe_transport_error(exc: Exception) -> str:
+    # str(exc) names the failure (timeout, reset, refused); httpx never puts headers in it.
+    text = str(exc).strip() or "no detail"
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return (value if isinstance(value, str) else json.dumps(value))[:300]
+
+
+def _join(*parts: str | None) -> str:
+    return "; ".join(part for part in parts if part)
