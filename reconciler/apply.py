@@ -1,0 +1,219 @@
+"""Apply: execute a Plan through LearningClient; journal before sending, record outcomes after.
+
+Called by reconcile with the same Plan a dry run prints. One failing employee never stops the
+pass: its error is journalled and counted towards quarantine. The snapshot advances only for
+what was applied. Manager links go last, once every user of the pass has its account.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from reconciler.errors import ApiError, ApiRejected
+from reconciler.learning import LearningClient
+from reconciler.models import LearningUser
+from reconciler.plan import Action, Plan
+from reconciler.store import Store, utc_text
+
+log = logging.getLogger("reconciler.apply")
+QUARANTINE_AFTER = 3
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    group_id: str
+    role: str
+    send_invitation_email: bool
+    external_id_platform: str
+    quarantine_base_seconds: float = 900.0
+    max_workers: int = 4
+
+
+@dataclass
+class ApplyReport:
+    outcomes: Counter = field(default_factory=Counter)  # (action, outcome) -> count
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (hibob id, error)
+
+    @property
+    def has_failures(self) -> bool:
+        return bool(self.failures)
+
+
+def apply_plan(plan: Plan, *, client: LearningClient, store: Store, settings: ApplySettings,
+               pass_id: int | None, now: datetime) -> ApplyReport:
+    report = ApplyReport()
+    run = _Runner(client, store, settings, pass_id, now, report)
+    with ThreadPoolExecutor(max_workers=settings.max_workers) as pool:
+        done = [a for a, ok in zip(plan.actions, pool.map(run.apply_action, plan.actions),
+                                   strict=True) if ok]
+        with_manager = [a for a in done if a.manager is not None]
+        list(pool.map(run.apply_manager, with_manager))
+    return report
+
+
+@dataclass
+class _Runner:
+    client: LearningClient
+    store: Store
+    settings: ApplySettings
+    pass_id: int | None
+    now: datetime
+    report: ApplyReport
+
+    def apply_action(self, action: Action) -> bool:
+        steps: dict[str, Callable[[Action], str | None]] = {
+            "create": self._create, "adopt": self._adopt, "update": self._update,
+            "reactivate": self._reactivate, "deactivate": self._deactivate,
+        }
+        # Until manager links are applied, the snapshot keeps the previous manager.
+        old_manager = action.manager[0] if action.manager else action.state.get("manager")
+        return self._journalled(action, action.kind, action.fields,
+                                lambda: steps[action.kind](action), {"manager": old_manager})
+
+    def apply_manager(self, action: Action) -> bool:
+        return self._journalled(action, "manager", ["manager"],
+                                lambda: self._set_manager(action), {})
+
+    def _journalled(self, action: Action, name: str, fields: list[str],
+                    step: Callable[[], str | None], state_override: dict[str, Any]) -> bool:
+        journal_id = self.store.journal_start(self.pass_id, action.hibob_id, action.email, name,
+                                              fields, action.reason, self.now)
+        try:
+            user_id = step()
+        except ApiError as exc:
+            self._fail(action, name, journal_id, str(exc))
+            return False
+        entry = self.store.get_entry(action.hibob_id)
+        state = {**action.state, **state_override} if state_override else None
+        if state is None:  # manager step: keep the saved state, set the new manager
+            state = {**((entry.state if entry else None) or action.state),
+                     "manager": action.manager[1] if action.manager else None}
+        self.store.save_applied(action.hibob_id, learning_user_id=user_id, email=action.email,
+                                state=state, at=self.now)
+        self.store.journal_finish(journal_id, "ok")
+        self.report.outcomes[(name, "ok")] += 1
+        log.info("%s %s %s: %s", name, action.hibob_id, action.email or "-", action.reason,
+                 extra={"employee_id": action.hibob_id, "action": name, "outcome": "ok",
+                        "fields": fields})
+        return True
+
+    def _fail(self, action: Action, name: str, journal_id: int, error: str) -> None:
+        failures = (self.store.get_entry(action.hibob_id) or None)
+        count = (failures.failures if failures else 0) + 1
+        backoff = self.settings.quarantine_base_seconds * 2 ** max(0, count - QUARANTINE_AFTER)
+        until = utc_text(self.now + timedelta(seconds=min(backoff, 86400)))
+        self.store.record_failure(action.hibob_id, error, quarantine_after=QUARANTINE_AFTER,
+                                  quarantined_until=until, at=self.now)
+        self.store.journal_finish(journal_id, "failed", error)
+        self.report.outcomes[(name, "failed")] += 1
+        self.report.failures.append((action.hibob_id, error))
+        log.warning("%s %s %s failed: %s", name, action.hibob_id, action.email or "-", error,
+                    extra={"employee_id": action.hibob_id, "action": name,
+                           "outcome": "failed"})
+
+    # -- the steps: each returns the linked 360Learning user id ------------------------------
+    def _create(self, action: Action) -> str:
+        try:
+            user, _ = self.client.create_user(
+                action.changes, group_id=self.settings.group_id, role=self.settings.role,
+                send_invitation_email=self.settings.send_invitation_email)
+        except ApiRejected as exc:
+            if exc.code != "mailAlreadyUsed" or not action.email:
+                raise
+            # The user exists (an earlier create whose answer was lost, or made by hand).
+            found = self.client.find_users_by_mail(action.email)
+            if len(found) != 1:
+                raise
+            return self._adopt(_as_adoption(action, found[0]))
+        self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.now)
+        self._finish_user(action, user, skip_group=self.settings.group_id)
+        return user.learning_user_id
+
+    def _adopt(self, action: Action) -> str:
+        assert action.learning_user_id
+        self.store.save_link(action.hibob_id, action.learning_user_id, action.email, self.now)
+        if action.restore:
+            return self._reactivate(action)
+        user = self._update_attributes(action)
+        self._finish_user(action, user)
+        return action.learning_user_id
+
+    def _update(self, action: Action) -> str:
+        assert action.learning_user_id
+        self._update_attributes(action)
+        for group in action.remove_groups:
+            self._ignore(("userNotFoundInGroup",), self.client.remove_group_role, group.group_id,
+                         group.role, action.learning_user_id)
+        self._finish_user(action, None)
+        return action.learning_user_id
+
+    def _reactivate(self, action: Action) -> str:
+        # 360Learning restores a deleted user when its mail is POSTed again (200, invited).
+        attributes = {k: v for k, v in action.state["attributes"].items() if v is not None}
+        user, _ = self.client.create_user(
+            attributes, group_id=self.settings.group_id, role=self.settings.role,
+            send_invitation_email=self.settings.send_invitation_email)
+        if user.learning_user_id != action.learning_user_id:
+            self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.now)
+        self._finish_user(action, user, skip_group=self.settings.group_id)
+        return user.learning_user_id
+
+    def _deactivate(self, action: Action) -> str | None:
+        assert action.learning_user_id
+        self._ignore(("userNotFound",), self.client.deactivate_user, action.learning_user_id)
+        return action.learning_user_id
+
+    def _update_attributes(self, action: Action) -> LearningUser | None:
+        assert action.learning_user_id
+        if not action.changes:
+            return None
+        return self.client.update_user(action.learning_user_id, action.changes)
+
+    def _finish_user(self, action: Action, user: LearningUser | None,
+                     skip_group: str | None = None) -> None:
+        user_id = user.learning_user_id if user else action.learning_user_id
+        assert user_id
+        if action.activate and (user is None or user.status != "active"):
+            self.client.activate_user(user_id)
+        for group in sorted(action.add_groups, key=lambda g: (g.group_id, g.role)):
+            if group.group_id == skip_group and group.role == self.settings.role:
+                continue  # the membership create already gave
+            self.client.add_group_role(group.group_id, group.role, user_id)
+        platform = self.settings.external_id_platform
+        if platform and action.kind in ("create", "adopt"):
+            self._ignore(("mappingAlreadyExists", "valueAlreadyUsed"),
+                         self.client.create_external_id, platform, user_id, action.hibob_id)
+
+    def _set_manager(self, action: Action) -> str | None:
+        assert action.manager is not None
+        entry = self.store.get_entry(action.hibob_id)
+        user_id = entry.learning_user_id if entry else None
+        old, new = action.manager
+        if user_id is None:
+            return None
+        if old and (old_entry := self.store.get_entry(old)) and old_entry.learning_user_id:
+            self._ignore(("managerNotAssignedToUser", "managerNotFound"),
+                         self.client.remove_manager, user_id, old_entry.learning_user_id)
+        if new and (new_entry := self.store.get_entry(new)) and new_entry.learning_user_id:
+            self.client.add_manager(user_id, new_entry.learning_user_id)
+        return user_id
+
+    @staticmethod
+    def _ignore(codes: tuple[str, ...], call: Callable[..., Any], *args: Any) -> None:
+        try:
+            call(*args)
+        except ApiRejected as exc:
+            if exc.code not in codes:
+                raise
+
+
+def _as_adoption(action: Action, user: LearningUser) -> Action:
+    return replace(action, kind="adopt", learning_user_id=user.learning_user_id,
+                   restore=user.is_deleted,
+                   activate=action.activate and user.status != "active")

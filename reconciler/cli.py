@@ -1,0 +1,173 @@
+"""Command line: thin commands that load settings, build objects and call one function each.
+
+Every ReconcilerError becomes one line on stderr and its exit code (0 ok, 1 failed, 2 bad
+settings or usage, 3 held by a safety limit); never a traceback for an expected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from reconciler.config import Settings, load_settings, require_secrets
+from reconciler.errors import ApiError, ReconcilerError
+from reconciler.hibob import HibobClient
+from reconciler.learning import LearningClient
+from reconciler.logs import configure_logging
+from reconciler.reconcile import PassResult, Services, run_pass
+from reconciler.store import Store
+
+SECRETS = ("hibob.service_user_id", "hibob.service_user_token", "learning.client_id",
+           "learning.client_secret", "learning.default_group_id")
+
+
+def build_services(settings: Settings, *, hibob_transport=None, learning_transport=None,
+                   store: Store | None = None) -> Services:
+    require_secrets(settings, *SECRETS)
+    return Services(
+        settings=settings,
+        hibob=HibobClient(settings.hibob, transport=hibob_transport),
+        learning=LearningClient(settings.learning, transport=learning_transport),
+        store=store or Store(settings.store.path),
+    )
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    services = build_services(settings)
+    kind = "targeted" if args.employee else "full" if args.full else "incremental"
+    result = run_pass(services, kind, now=now_utc(), dry_run=args.dry_run,
+                      employee=args.employee, allow_deactivations=args.allow_deactivations)
+    print_result(result)
+    return result.exit_code
+
+
+def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
+    from reconciler.service import request_resync
+
+    return request_resync(settings, wait=not args.no_wait, out=sys.stdout)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from reconciler.service import run_service
+
+    return run_service(build_services(settings))
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from reconciler.status import collect_status, print_status
+
+    store = Store(settings.store.path)
+    status = collect_status(store, settings, now_utc())
+    if args.json:
+        print(json.dumps(status, indent=2, ensure_ascii=False))
+    else:
+        print_status(status, sys.stdout)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    rows = Store(settings.store.path).list_journal(hibob_id=args.employee, since=args.since)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for row in rows:
+        print(f"{row['at']}  pass {row['pass_id']}  {row['employee_id']}  "
+              f"{row['email'] or '-'}  {row['action']} [{', '.join(row['fields'])}]  "
+              f"{row['outcome']}  {row['reason']}{'  ' + row['error'] if row['error'] else ''}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from reconciler.status import run_checks
+
+    return run_checks(settings, build_services(settings), sys.stdout)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
+    from reconciler.demo import run_demo
+
+    return run_demo(size=args.size, out=sys.stdout)
+
+
+def print_result(result: PassResult, out=None) -> None:
+    out = out or sys.stdout
+    plan = result.plan
+    label = "dry run" if result.is_dry_run else f"{result.kind} pass {result.pass_id}"
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items()) or "nothing to do"
+    print(f"{label}: {result.outcome} — {counts}", file=out)
+    if result.error:
+        print(f"  error: {result.error}", file=out)
+    for action in plan.actions:
+        fields = ",".join(action.fields) or "-"
+        print(f"  {action.hibob_id}  {action.email or '-'}  {action.kind}  [{fields}]  "
+              f"{action.reason}", file=out)
+    for action in plan.held:
+        print(f"  {action.hibob_id}  {action.email or '-'}  deactivate HELD  {action.reason}",
+              file=out)
+    if plan.held:
+        hint = (" (release with: reconciler sync --allow-deactivations)"
+                if plan.is_held_releasable else "")
+        print(f"  held: {plan.held_reason}{hint}", file=out)
+    for problem in plan.problems:
+        print(f"  {problem.hibob_id}  {problem.email or '-'}  skipped  {problem.reason}",
+              file=out)
+    if result.report:
+        for hibob_id, error in result.report.failures:
+            print(f"  {hibob_id}  failed  {error}", file=out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reconciler",
+                                     description="Keep 360Learning users in step with Hibob.")
+    parser.add_argument("--config", help="settings file (default ./settings.toml or "
+                                         "$RECONCILER_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sync = sub.add_parser("sync", help="one pass now, then exit")
+    sync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    sync.add_argument("--full", action="store_true", help="also compare every 360Learning user")
+    sync.add_argument("--employee", metavar="ID", help="one employee (Hibob id or email)")
+    sync.add_argument("--allow-deactivations", action="store_true",
+                      help="release deactivations held by the breaker")
+    sync.set_defaults(func=cmd_sync)
+    resync = sub.add_parser("resync", help="force a full resync (through the running service)")
+    resync.add_argument("--no-wait", action="store_true")
+    resync.set_defaults(func=cmd_resync)
+    sub.add_parser("run", help="the long-running service").set_defaults(func=cmd_run)
+    status = sub.add_parser("status", help="last passes, held deactivations, quarantine, hints")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    history = sub.add_parser("history", help="the audit trail of actions")
+    history.add_argument("--employee", metavar="ID")
+    history.add_argument("--since", metavar="DATE")
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(func=cmd_history)
+    sub.add_parser("check", help="validate settings, credentials, scopes and field permissions"
+                   ).set_defaults(func=cmd_check)
+    demo = sub.add_parser("demo", help="run against the bundled simulators (no credentials)")
+    demo.add_argument("--size", type=int, default=300)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        settings = None if args.command == "demo" else load_settings(args.config)
+        return int(args.func(args, settings))
+    except ReconcilerError as exc:
+        print(f"reconciler: {exc}", file=sys.stderr)
+        return exc.exit_code if not isinstance(exc, ApiError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+

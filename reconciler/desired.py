@@ -1,0 +1,155 @@
+"""Pure: one Hibob employee + settings + today -> the 360Learning user we want (product §1.3, §1.5).
+
+Called by reconcile for every employee read. Missing fields mean *unknown* and are left out of
+the result, so they never clear a value in 360Learning. No I/O, no clock reads (`today` is
+passed in).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from reconciler.config import Settings
+from reconciler.models import Employee, GroupRole
+
+Kind = Literal["active", "inactive", "wait", "unknown", "skip", "out_of_scope"]
+
+# Fields every pass reads; scope, organization, language and group rules add theirs.
+BASE_FIELDS = (
+    "root.id", "root.email", "root.firstName", "root.surname", "root.displayName",
+    "work.title", "work.department", "work.site", "work.reportsTo", "work.startDate",
+    "internal.status", "internal.lifecycleStatus", "internal.terminationDate",
+    "employee.lastDayOfWork",
+)
+LANGS = frozenset(
+    "bg cs da de el en es fi fr hr ht_HT hu id it ja kar_MM ko lt mh_MH nl nl_BE no pl pt ro "
+    "ru rw_RW sk sl so_SO sv sw_KE th ti_ET tr uk zh vi".split()
+)
+_MAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What one employee should look like in 360Learning, and why."""
+
+    hibob_id: str
+    email: str | None
+    kind: Kind
+    reason: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    groups: frozenset[GroupRole] | None = None  # None: a rule's field is unknown
+    manager_hibob_id: str | None = None
+    is_manager_known: bool = False
+
+
+def required_fields(settings: Settings) -> list[str]:
+    fields = list(BASE_FIELDS)
+    extra = [settings.mapping.organization, settings.mapping.lang_field,
+             *settings.hibob.extra_fields, *(r.field for r in settings.mapping.groups),
+             *(c.field for g in settings.scope.groups for c in g.conditions)]
+    for name in extra:
+        if name and name not in fields:
+            fields.append(name)
+    return fields
+
+
+def compute_desired(employee: Employee, settings: Settings, today: date,
+                    in_scope: bool | None) -> Desired:
+    email = employee.email
+    if in_scope is False:
+        return Desired(employee.hibob_id, email, "out_of_scope", "out of scope")
+    if in_scope is None:
+        return Desired(employee.hibob_id, email, "unknown",
+                       "scope depends on a field Hibob did not return (permissions)")
+    kind, reason = compute_lifecycle(employee, settings, today)
+    if kind in ("active",):
+        if not email:
+            return Desired(employee.hibob_id, None, "skip", "no email in Hibob")
+        if not _MAIL.match(email):
+            return Desired(employee.hibob_id, email, "skip", f"invalid email {email!r}")
+    manager_known = settings.mapping.manager and employee.has("work.reportsTo")
+    return Desired(
+        hibob_id=employee.hibob_id, email=email, kind=kind, reason=reason,
+        attributes=compute_attributes(employee, settings, today),
+        groups=compute_groups(employee, settings),
+        manager_hibob_id=_text(employee.value("work.reportsTo")) if manager_known else None,
+        is_manager_known=bool(manager_known),
+    )
+
+
+def compute_lifecycle(employee: Employee, settings: Settings, today: date) -> tuple[Kind, str]:
+    if not employee.has("internal.status"):
+        return "unknown", "access status (internal.status) not returned: check permissions"
+    status = employee.value("internal.status")
+    lifecycle = (employee.label("internal.lifecycleStatus") or "").lower()
+    start = _date(employee.value("work.startDate"))
+    if status == "Active":
+        return "active", f"active in Hibob ({lifecycle or 'employed'})"
+    if lifecycle == "hired" or (start is not None and start > today and "termin" not in lifecycle):
+        if settings.sync.prehire == "provision":
+            return "active", f"hired, starts {start or 'soon'}: provisioned before start"
+        days = settings.sync.prehire_days_before
+        if start is None or start - timedelta(days=days) <= today:
+            return "active", f"hired, starts {start}"
+        return "wait", f"hired, provisioned from {start - timedelta(days=days)}"
+    return "inactive", f"inactive in Hibob ({lifecycle or 'no access'})"
+
+
+def compute_attributes(employee: Employee, settings: Settings, today: date) -> dict[str, Any]:
+    known: dict[str, Any] = {}
+
+    def take(attribute: str, field_id: str, *, label: bool = False) -> None:
+        if field_id and employee.has(field_id):
+            raw = employee.label(field_id) if label else employee.value(field_id)
+            known[attribute] = _text(raw)
+
+    if employee.has("root.email"):
+        known["mail"] = employee.email
+    take("firstName", "root.firstName")
+    take("lastName", "root.surname")
+    take("job", "work.title", label=True)
+    take("organization", settings.mapping.organization, label=True)
+    lang_field = settings.mapping.lang_field
+    if not lang_field:
+        known["lang"] = settings.mapping.lang
+    elif employee.has(lang_field):
+        lang = employee.label(lang_field)
+        known["lang"] = lang if lang in LANGS else settings.mapping.lang
+    if settings.mapping.deactivate_on_last_day:
+        fields = ("employee.lastDayOfWork", "internal.terminationDate")
+        if all(employee.has(f) for f in fields):
+            last = _date(employee.value(fields[0])) or _date(employee.value(fields[1]))
+            # Access ends after the last day: deactivate at the next midnight UTC.
+            after = last + timedelta(days=1) if last and last >= today else None
+            known["toBeDeactivatedAt"] = f"{after.isoformat()}T00:00:00.000Z" if after else None
+    return known
+
+
+def compute_groups(employee: Employee, settings: Settings) -> frozenset[GroupRole] | None:
+    groups = set()
+    if settings.learning.default_group_id:
+        groups.add(GroupRole(settings.learning.default_group_id, settings.learning.default_role))
+    for rule in settings.mapping.groups:
+        if not employee.has(rule.field):
+            return None
+        if employee.label(rule.field) == rule.label:
+            groups.add(GroupRole(rule.group_id, rule.role))
+    return frozenset(groups)
+
+
+def _text(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    return text or None
+
+
+def _date(raw: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(raw)[:10]) if raw else None
+    except ValueError:
+        return None

@@ -1,0 +1,449 @@
+"""Store: the SQLite file behind the reconciler (sqlite-utils, WAL, numbered migrations).
+
+Owns the snapshot (per Hibob employee: the last applied desired state and the link to its
+360Learning user), the operation journal, pass history, held deactivations, hints and resync
+requests. Called by reconcile, apply, the CLI and the service; thread-safe (one connection
+behind a lock). Never stores a secret.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from reconciler.errors import ConfigError, InstanceLocked
+
+MIGRATIONS = [
+    """
+    CREATE TABLE employees (
+        hibob_id TEXT PRIMARY KEY,
+        learning_user_id TEXT,
+        email TEXT,
+        state TEXT,              -- JSON of the last applied desired state
+        state_hash TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        quarantined_until TEXT,
+        last_error TEXT,
+        updated_at TEXT
+    );
+    CREATE INDEX employees_learning_user_id ON employees (learning_user_id);
+    CREATE TABLE passes (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        is_dry_run INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT,
+        counts TEXT,
+        error TEXT
+    );
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        pass_id INTEGER,
+        at TEXT NOT NULL,
+        hibob_id TEXT NOT NULL,
+        email TEXT,
+        action TEXT NOT NULL,
+        fields TEXT,
+        reason TEXT,
+        outcome TEXT NOT NULL,   -- pending | ok | failed | held | skipped
+        error TEXT
+    );
+    CREATE INDEX journal_hibob_id ON journal (hibob_id);
+    CREATE TABLE held_deactivations (
+        hibob_id TEXT PRIMARY KEY,
+        email TEXT,
+        reason TEXT,
+        pass_id INTEGER,
+        held_at TEXT
+    );
+    CREATE TABLE hints (
+        id INTEGER PRIMARY KEY,
+        hibob_id TEXT NOT NULL,
+        event_type TEXT,
+        source TEXT,
+        triggered_at TEXT,
+        received_at TEXT NOT NULL,
+        done_at TEXT
+    );
+    CREATE INDEX hints_pending ON hints (done_at);
+    CREATE TABLE resync_requests (
+        id INTEGER PRIMARY KEY,
+        requested_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        pass_id INTEGER,
+        outcome TEXT
+    );
+    """,
+]
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class SnapshotEntry:
+    """What the reconciler last applied for one employee."""
+
+    hibob_id: str
+    learning_user_id: str | None
+    email: str | None
+    state: Mapping[str, Any] | None
+    failures: int = 0
+    quarantined_until: str | None = None
+    last_error: str | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.state and self.state.get("is_active"))
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"setting store.path: cannot open {self.path}: {exc}") from None
+        self._lock = threading.RLock()
+        self._lock_file: Any = None
+        self.db = sqlite_utils.Database(conn)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.release_instance_lock()
+        with self._lock:
+            self.db.conn.close()
+
+    # -- one active instance per database ------------------------------------------------
+    def acquire_instance_lock(self) -> None:
+        """Hold an exclusive lock beside the database; raise InstanceLocked if another has it."""
+        lock_path = self.path + ".lock"
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the process lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise InstanceLocked(
+                f"another reconciler is already running on {self.path}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
+    def release_instance_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def is_instance_running(self) -> bool:
+        """True when another process holds this database's instance lock."""
+        if self._lock_file is not None:
+            return True
+        lock_path = self.path + ".lock"
+        if not os.path.exists(lock_path):
+            return False
+        with open(lock_path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+    # -- snapshot ---------------------------------------------------------------------------
+    def load_snapshot(self) -> dict[str, SnapshotEntry]:
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT hibob_id, learning_user_id, email, state, failures, quarantined_until,"
+                " last_error FROM employees"
+            ).fetchall()
+        return {row[0]: _entry(row) for row in rows}
+
+    def get_entry(self, hibob_id: str) -> SnapshotEntry | None:
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT hibob_id, learning_user_id, email, state, failures, quarantined_until,"
+                " last_error FROM employees WHERE hibob_id = ?", (hibob_id,)
+            ).fetchone()
+        return _entry(row) if row else None
+
+    def save_applied(self, hibob_id: str, *, learning_user_id: str | None, email: str | None,
+                     state: Mapping[str, Any] | None, at: datetime) -> None:
+        """Record a successful apply: the new state, the link, and clear failures."""
+        text = json.dumps(state, sort_keys=True) if state is not None else None
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO employees (hibob_id, learning_user_id, email, state, state_hash,"
+                " failures, quarantined_until, last_error, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 0, NULL, NULL, ?)"
+                " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
+                " email = excluded.email, state = excluded.state, state_hash = excluded.state_hash,"
+                " failures = 0, quarantined_until = NULL, last_error = NULL,"
+                " updated_at = excluded.updated_at",
+                (hibob_id, learning_user_id, email, text, _hash(text), utc_text(at)),
+            )
+
+    def save_link(self, hibob_id: str, learning_user_id: str, email: str | None,
+                  at: datetime) -> None:
+        """Record the link as soon as it is known, before the rest of the apply finishes."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO employees (hibob_id, learning_user_id, email, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT(hibob_id) DO UPDATE SET"
+                " learning_user_id = excluded.learning_user_id, email = excluded.email,"
+                " updated_at = excluded.updated_at",
+                (hibob_id, learning_user_id, email, utc_text(at)),
+            )
+
+    def forget_link(self, hibob_id: str, at: datetime) -> None:
+        """The linked user is gone from 360Learning: drop the link, keep the history."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE employees SET learning_user_id = NULL, state = NULL, state_hash = NULL,"
+                " updated_at = ? WHERE hibob_id = ?", (utc_text(at), hibob_id),
+            )
+
+    def record_failure(self, hibob_id: str, error: str, *, quarantine_after: int,
+                       quarantined_until: str | None, at: datetime) -> int:
+        """Count a failed apply; quarantine from `quarantine_after` failures. Returns the count."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO employees (hibob_id, failures, last_error, updated_at)"
+                " VALUES (?, 1, ?, ?) ON CONFLICT(hibob_id) DO UPDATE SET"
+                " failures = failures + 1, last_error = excluded.last_error,"
+                " updated_at = excluded.updated_at", (hibob_id, error, utc_text(at)),
+            )
+            failures = conn.execute(
+                "SELECT failures FROM employees WHERE hibob_id = ?", (hibob_id,)
+            ).fetchone()[0]
+            if failures >= quarantine_after:
+                conn.execute("UPDATE employees SET quarantined_until = ? WHERE hibob_id = ?",
+                             (quarantined_until, hibob_id))
+        return int(failures)
+
+    def list_quarantined(self, now: datetime) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT hibob_id, email, last_error, failures, quarantined_until FROM employees"
+                " WHERE quarantined_until IS NOT NULL AND quarantined_until > ?"
+                " ORDER BY hibob_id", (utc_text(now),)
+            ).fetchall()
+        return [{"employee_id": r[0], "email": r[1], "reason": r[2], "failures": r[3],
+                 "until": r[4]} for r in rows]
+
+    # -- passes and journal -----------------------------------------------------------------
+    def start_pass(self, kind: str, at: datetime, *, is_dry_run: bool = False) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO passes (kind, is_dry_run, started_at) VALUES (?, ?, ?)",
+                (kind, int(is_dry_run), utc_text(at)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_pass(self, pass_id: int, at: datetime, outcome: str,
+                    counts: Mapping[str, int], error: str | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE passes SET finished_at = ?, outcome = ?, counts = ?, error = ?"
+                " WHERE id = ?",
+                (utc_text(at), outcome, json.dumps(dict(counts), sort_keys=True), error, pass_id),
+            )
+
+    def list_passes(self, limit: int = 10, *, include_dry_runs: bool = True) -> list[dict]:
+        where = "" if include_dry_runs else "WHERE is_dry_run = 0"
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT id, kind, is_dry_run, started_at, finished_at, outcome, counts, error"
+                f" FROM passes {where} ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [{"id": r[0], "kind": r[1], "dry_run": bool(r[2]), "started_at": r[3],
+                 "finished_at": r[4], "outcome": r[5], "counts": json.loads(r[6] or "{}"),
+                 "error": r[7]} for r in rows]
+
+    def last_successful_pass_at(self) -> str | None:
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT MAX(finished_at) FROM passes WHERE is_dry_run = 0"
+                " AND outcome IN ('ok', 'held')"
+            ).fetchone()
+        return row[0] if row else None
+
+    def journal_start(self, pass_id: int | None, hibob_id: str, email: str | None, action: str,
+                      fields: Iterable[str], reason: str, at: datetime) -> int:
+        """Journal an operation before it is sent (crash safety)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason,"
+                " outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (pass_id, utc_text(at), hibob_id, email, action, json.dumps(list(fields)), reason),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def journal_finish(self, journal_id: int, outcome: str, error: str | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE journal SET outcome = ?, error = ? WHERE id = ?",
+                         (outcome, error, journal_id))
+
+    def list_journal(self, *, hibob_id: str | None = None, since: str | None = None,
+                     limit: int = 1000) -> list[dict[str, Any]]:
+        clauses, params = [], []
+        if hibob_id:
+            clauses.append("hibob_id = ?")
+            params.append(hibob_id)
+        if since:
+            clauses.append("at >= ?")
+            params.append(since)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT pass_id, at, hibob_id, email, action, fields, outcome, reason, error"
+                f" FROM journal {where} ORDER BY id LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [{"pass_id": r[0], "at": r[1], "employee_id": r[2], "email": r[3],
+                 "action": r[4], "fields": json.loads(r[5] or "[]"), "outcome": r[6],
+                 "reason": r[7], "error": r[8]} for r in rows]
+
+    # -- held deactivations -----------------------------------------------------------------
+    def replace_held(self, pass_id: int, held: Iterable[tuple[str, str | None, str]],
+                     at: datetime, *, keep_others: bool = False) -> None:
+        """Record the deactivations a pass held; a targeted pass keeps the other rows."""
+        with self.transaction() as conn:
+            if not keep_others:
+                conn.execute("DELETE FROM held_deactivations")
+            conn.executemany(
+                "INSERT OR REPLACE INTO held_deactivations (hibob_id, email, reason, pass_id, held_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(h, e, r, pass_id, utc_text(at)) for h, e, r in held],
+            )
+
+    def list_held(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT hibob_id, email, reason, pass_id, held_at FROM held_deactivations"
+                " ORDER BY hibob_id"
+            ).fetchall()
+        return [{"employee_id": r[0], "email": r[1], "reason": r[2], "pass_id": r[3],
+                 "held_at": r[4]} for r in rows]
+
+    # -- webhook hints ----------------------------------------------------------------------
+    def save_hint(self, hibob_id: str, event_type: str | None, source: str | None,
+                  triggered_at: str | None, at: datetime) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO hints (hibob_id, event_type, source, triggered_at, received_at)"
+                " VALUES (?, ?, ?, ?, ?)", (hibob_id, event_type, source, triggered_at,
+                                            utc_text(at)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def list_pending_hints(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT id, hibob_id, event_type, received_at FROM hints WHERE done_at IS NULL"
+                " ORDER BY id"
+            ).fetchall()
+        return [{"id": r[0], "hibob_id": r[1], "event_type": r[2], "received_at": r[3]}
+                for r in rows]
+
+    def count_pending_hints(self) -> int:
+        with self._lock:
+            return int(self.db.conn.execute(
+                "SELECT COUNT(*) FROM hints WHERE done_at IS NULL").fetchone()[0])
+
+    def mark_hints_done(self, hint_ids: Iterable[int], at: datetime) -> None:
+        with self.transaction() as conn:
+            conn.executemany("UPDATE hints SET done_at = ? WHERE id = ?",
+                             [(utc_text(at), i) for i in hint_ids])
+
+    # -- forced resync requests ---------------------------------------------------------------
+    def request_resync(self, at: datetime) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute("INSERT INTO resync_requests (requested_at) VALUES (?)",
+                                  (utc_text(at),))
+            return int(cursor.lastrowid or 0)
+
+    def take_resync_requests(self, at: datetime) -> list[int]:
+        """Claim every unstarted request (the service serves them with one full pass)."""
+        with self.transaction() as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM resync_requests WHERE started_at IS NULL").fetchall()]
+            conn.executemany("UPDATE resync_requests SET started_at = ? WHERE id = ?",
+                             [(utc_text(at), i) for i in ids])
+        return ids
+
+    def finish_resync_requests(self, ids: Iterable[int], pass_id: int | None, outcome: str,
+                               at: datetime) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE resync_requests SET finished_at = ?, pass_id = ?, outcome = ? WHERE id = ?",
+                [(utc_text(at), pass_id, outcome, i) for i in ids],
+            )
+
+    def get_resync_request(self, request_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT id, requested_at, started_at, finished_at, pass_id, outcome"
+                " FROM resync_requests WHERE id = ?", (request_id,)
+            ).fetchone()
+        if not row:
+            return None
+        keys = ("id", "requested_at", "started_at", "finished_at", "pass_id", "outcome")
+        return dict(zip(keys, row, strict=True))
+
+
+def _entry(row: tuple) -> SnapshotEntry:
+    return SnapshotEntry(
+        hibob_id=row[0], learning_user_id=row[1], email=row[2],
+        state=json.loads(row[3]) if row[3] else None, failures=row[4] or 0,
+        quarantined_until=row[5], last_error=row[6],
+    )
+
+
+def _hash(text: str | None) -> str | None:
+    if text is None:
+        return None
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
