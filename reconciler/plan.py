@@ -94,7 +94,9 @@ class PlanInput:
 
 
 def compute_plan(data: PlanInput, limits: Limits, *, allow_deactivations: bool = False) -> Plan:
+    # Managers we can link: anyone with an account now or after this pass.
     provisioned = {h for h, d in data.desired.items() if d.kind == "active"}
+    provisioned |= {h for h, e in data.snapshot.items() if e.learning_user_id}
     actions: list[Action] = []
     problems: list[Problem] = []
     for hibob_id, desired in sorted(data.desired.items()):
