@@ -1,0 +1,307 @@
+"""The service's HTTP side: Hibob webhook receiver, /healthz, /readyz, /metrics (plain WSGI).
+
+`reconciler run` builds the app with `create_app` and serves it on waitress with
+`serve_webhooks`. A verified delivery becomes a `Hint` handed to `on_hint` (which stores it
+durably) before the answer. The app never acts on an event's content (the employee is re-read),
+never touches SQLite itself, and never logs a body, a signature or a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import waitress
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+
+from reconciler.config import WebhookSettings
+from reconciler.errors import ConfigError
+from reconciler.metrics import Metrics
+
+log = logging.getLogger("reconciler.webhooks")
+
+UPSERT_EVENTS = frozenset(
+    {"employee.created", "employee.updated", "employee.activated", "employee.joined"}
+)
+# Hibob has no `employee.terminated` (termination is `employee.left`); accepting it costs nothing.
+DEACTIVATION_EVENTS = frozenset({
+    "employee.inactivated", "employee.terminated", "employee.deleted",
+    "employee.access.revoked.immediately", "employee.left",
+})
+WEBHOOK_PATHS = {"/webhooks/hibob/upsert": "upsert", "/webhooks/hibob/deactivation": "deactivation"}
+_PING = {"text": "Ping test"}
+_TEXT = "text/plain; charset=utf-8"
+
+StartResponse = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Hint:
+    """"Go re-read this employee": all a webhook delivery means to the reconciler."""
+
+    hibob_id: str
+    event_type: str
+    triggered_at: str | None
+    source: str
+    """The webhook it came in on: "upsert" or "deactivation"."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: int
+    result: str
+    """A short fixed token: log word and metric label."""
+    event_type: str | None = None
+    hibob_id: str | None = None
+
+
+class WebhookApp:
+    """The WSGI callable. `max_body_bytes` also caps the server's own body buffering."""
+
+    def __init__(self, settings: WebhookSettings, on_hint: Callable[[Hint], None],
+                 is_ready: Callable[[], tuple[bool, str]], metrics: Metrics) -> None:
+        self.max_body_bytes = settings.max_body_bytes
+        self._secrets = {"upsert": settings.upsert_secret.get_secret_value(),
+                         "deactivation": settings.deactivation_secret.get_secret_value()}
+        self._ignored = frozenset(settings.ignored_events)
+        self._on_hint = on_hint
+        self._is_ready = is_ready
+        self._metrics = metrics
+        self._routes: dict[str, Callable[[], tuple[int, bytes, str]]] = {
+            "/healthz": lambda: (200, b"ok\n", _TEXT), "/readyz": self._readyz,
+            "/metrics": self._render_metrics,
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        extra: list[tuple[str, str]] = []
+        allowed = "POST" if path in WEBHOOK_PATHS else "GET" if path in self._routes else None
+        if allowed is None:
+            status, body, content_type = 404, b"not found\n", _TEXT
+        elif method != allowed:
+            status, body, content_type = 405, b"method not allowed\n", _TEXT
+            extra.append(("Allow", allowed))
+        elif allowed == "POST":
+            outcome = self._deliver(WEBHOOK_PATHS[path], environ)
+            status, body, content_type = outcome.status, f"{outcome.result}\n".encode(), _TEXT
+        else:
+            status, body, content_type = self._routes[path]()
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *extra]
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [body]
+
+    def _deliver(self, source: str, environ: dict[str, Any]) -> _Outcome:
+        outcome = self._receive(source, environ)
+        level = logging.INFO if outcome.status < 400 else logging.WARNING
+        log.log(level, "hibob %s webhook: event=%s employee=%s outcome=%s status=%d", source,
+                _printable(outcome.event_type), _printable(outcome.hibob_id), outcome.result,
+                outcome.status)
+        self._metrics.record_webhook(source, outcome.result)
+        return outcome
+
+    def _receive(self, source: str, environ: dict[str, Any]) -> _Outcome:
+        try:
+            body = _read_body(environ, self.max_body_bytes)
+        except ValueError:
+            return _Outcome(400, "bad_content_length")
+        if body is None:
+            return _Outcome(413, "too_large")
+        if _is_ping(body):
+            # Whether Bob signs its connection check is undocumented; it carries no data. It passes
+            # even without a secret: Bob pings when a webhook is saved, before its token is copied.
+            return _Outcome(200, "ping")
+        secret = self._secrets[source]
+        if not secret:
+            # Never accept unsigned hints. 503, not 404: Bob retries for days, so deliveries made
+            # before the secret is installed still land once it is.
+            return _Outcome(503, "secret_not_configured")
+        signature = environ.get("HTTP_BOB_SIGNATURE", "")
+        if not signature:
+            return _Outcome(401, "no_signature")
+        if not is_signature_valid(body, signature, secret):
+            return _Outcome(401, "bad_signature")
+        return self._accept(source, body)
+
+    def _accept(self, source: str, body: bytes) -> _Outcome:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return _Outcome(400, "malformed_json")
+        event = payload.get("type") if isinstance(payload, dict) else None
+        if not isinstance(event, str):
+            return _Outcome(400, "no_event_type")
+        if event in self._ignored:
+            return _Outcome(200, "ignored", event)
+        # Any known event is taken on either path (e.g. an upsert event sent to the deactivation
+        # webhook): it is only a hint, the employee is re-read and the decision made from that.
+        if event not in UPSERT_EVENTS | DEACTIVATION_EVENTS:
+            return _Outcome(200, "unknown_event", event)
+        hibob_id = _employee_id(payload)
+        if hibob_id is None:
+            return _Outcome(400, "no_employee_id", event)
+        hint = Hint(hibob_id, event, _triggered_at(payload), source)
+        try:
+            self._on_hint(hint)
+        except Exception:
+            log.exception("hibob %s webhook: storing the hint for employee %s failed",
+                          source, hibob_id)
+            return _Outcome(503, "store_failed", event, hibob_id)
+        return _Outcome(202, "accepted", event, hibob_id)
+
+    def _readyz(self) -> tuple[int, bytes, str]:
+        try:
+            is_ready, reason = self._is_ready()
+        except Exception:
+            log.exception("readiness check failed")
+            is_ready, reason = False, "readiness check failed"
+        reason = reason or ("ok" if is_ready else "not ready")
+        return (200 if is_ready else 503), f"{reason}\n".encode(), _TEXT
+
+    def _render_metrics(self) -> tuple[int, bytes, str]:
+        body, content_type = self._metrics.render()
+        return 200, body, content_type
+
+
+def create_app(settings: WebhookSettings, *, on_hint: Callable[[Hint], None],
+               is_ready: Callable[[], tuple[bool, str]], metrics: Metrics) -> WebhookApp:
+    """The WSGI app; a webhook whose secret is empty answers only Bob's Ping test (else 503)."""
+    for source in WEBHOOK_PATHS.values():
+        if not getattr(settings, f"{source}_secret").get_secret_value():
+            log.info("hibob %s webhook disabled: webhooks.%s_secret is not configured",
+                     source, source)
+    return WebhookApp(settings, on_hint, is_ready, metrics)
+
+
+def is_signature_valid(body: bytes, signature: str, secret: str) -> bool:
+    """`Bob-Signature` = Base64(HMAC-SHA512(secret, raw body)), compared in constant time."""
+    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha512).digest())
+    # WSGI hands headers over as latin-1 text, so this round-trips any byte a client sent.
+    return hmac.compare_digest(expected, signature.strip().encode("latin-1"))
+
+
+def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
+    """The raw body, or None when it exceeds `limit`; never reads more than limit + 1 bytes."""
+    stream = environ["wsgi.input"]
+    length_text = environ.get("CONTENT_LENGTH") or ""
+    if length_text:
+        length = int(length_text)
+        if length < 0:
+            raise ValueError(length_text)
+        return None if length > limit else stream.read(length)
+    body = stream.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+def _is_ping(body: bytes) -> bool:
+    text = body.strip()
+    if text == b"Ping test":
+        return True
+    if len(text) > 64:
+        return False
+    try:
+        return json.loads(text) == _PING
+    except ValueError:
+        return False
+
+
+def _employee_id(payload: dict[str, Any]) -> str | None:
+    data, employee = payload.get("data"), payload.get("employee")
+    value = data.get("employeeId") if isinstance(data, dict) else None
+    if value is None and isinstance(employee, dict):
+        # v1 (legacy) payloads carried the whole record; its id is all we need, so accept them.
+        value = employee.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _triggered_at(payload: dict[str, Any]) -> str | None:
+    value = payload.get("triggeredAt", payload.get("creationDate"))
+    return value if isinstance(value, str) else None
+
+
+def _printable(value: str | None) -> str:
+    return "-" if value is None else repr(value[:100])
+
+
+class WebhookServer:
+    """The app on waitress, in a background thread. `stop()` stops accepting, lets requests in
+    flight finish (up to `drain_seconds`), then closes every connection."""
+
+    def __init__(self, app: Callable[..., Any], host: str, port: int,
+                 drain_seconds: float) -> None:
+        self._map: dict[int, Any] = {}
+        limit = getattr(app, "max_body_bytes", None)
+        # Waitress buffers a whole body before calling the app: let it refuse (413) any body over
+        # the limit first, so an oversized upload is never buffered to memory or disk. It refuses
+        # at ">=" and counts chunked framing too (Bob sends Content-Length).
+        extra = {} if limit is None else {"max_request_body_size": limit + 1}
+        waitress.create_server(app, map=self._map, host=host, port=port, ident="reconciler",
+                               **extra)
+        self._listeners = [o for o in self._map.values() if isinstance(o, BaseWSGIServer)]
+        self._drain_seconds = drain_seconds
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        listener = self._listeners[0]
+        host = listener.effective_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{listener.effective_port}"
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        self._stopping.set()
+        self._listeners[0].pull_trigger()
+        self._thread.join(self._drain_seconds + 5)
+
+    def __enter__(self) -> WebhookServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        # Our own loop instead of waitress's `run()`, whose `close()` would cut off responses
+        # not yet flushed to their clients.
+        while not self._stopping.is_set():
+            wasyncore.loop(timeout=1.0, use_poll=True, map=self._map, count=1)
+        for listener in self._listeners:
+            wasyncore.dispatcher.close(listener)  # the listening socket only; keeps the trigger
+        deadline = time.monotonic() + self._drain_seconds
+        while self._is_busy() and time.monotonic() < deadline:
+            wasyncore.loop(timeout=0.05, use_poll=True, map=self._map, count=1)
+        self._listeners[0].task_dispatcher.shutdown(timeout=1.0)
+        wasyncore.close_all(self._map, ignore_all=True)
+
+    def _is_busy(self) -> bool:
+        return any(channel.requests or channel.request or channel.total_outbufs_len
+                   for channel in list(self._map.values()) if isinstance(channel, HTTPChannel))
+
+
+def serve_webhooks(app: Callable[..., Any], listen: str, *,
+                   drain_seconds: float = 5.0) -> WebhookServer:
+    """Serve `app` on `listen` ("host:port", "[::1]:port"; port 0 = any free port)."""
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit():
+        raise ConfigError(f"setting webhooks.listen: expected host:port, got {listen!r}")
+    try:
+        return WebhookServer(app, host, int(port_text), drain_seconds)
+    except OSError as exc:
+        raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
+                          f"{exc.strerror or exc}") from None

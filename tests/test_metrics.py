@@ -1,0 +1,103 @@
+"""The Prometheus series the service exposes (reconciler.metrics), read back from the registry."""
+
+from __future__ import annotations
+
+import prometheus_client
+from prometheus_client.parser import text_string_to_metric_families
+
+from reconciler.metrics import Metrics
+
+FINISHED_AT = 1_900_000_000.0
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_record_pass_counts_the_pass_its_actions_and_its_duration():
+    metrics = Metrics()
+
+    metrics.record_pass("incremental", "ok", 2.0, FINISHED_AT,
+                        {("create", "ok"): 3, ("update", "failed"): 1, ("deactivate", "ok"): 0})
+    metrics.record_pass("incremental", "ok", 40.0, FINISHED_AT + 900, {("create", "ok"): 2})
+
+    assert value(metrics, "reconciler_passes_total", kind="incremental", outcome="ok") == 2
+    assert value(metrics, "reconciler_actions_total", action="create", outcome="ok") == 5
+    assert value(metrics, "reconciler_actions_total", action="update", outcome="failed") == 1
+    assert value(metrics, "reconciler_actions_total", action="deactivate", outcome="ok") is None
+    assert value(metrics, "reconciler_pass_duration_seconds_count", kind="incremental") == 2
+    assert value(metrics, "reconciler_pass_duration_seconds_sum", kind="incremental") == 42.0
+    assert value(metrics, "reconciler_pass_duration_seconds_bucket", kind="incremental",
+                 le="5.0") == 1
+
+
+def test_last_success_moves_on_ok_and_held_passes_but_not_on_failed_ones():
+    metrics = Metrics()
+
+    metrics.record_pass("full", "ok", 1.0, FINISHED_AT, {})
+    metrics.record_pass("incremental", "failed", 1.0, FINISHED_AT + 60, {})
+    after_failure = value(metrics, "reconciler_last_success_timestamp_seconds")
+    metrics.record_pass("incremental", "held", 1.0, FINISHED_AT + 120, {})
+
+    assert after_failure == FINISHED_AT
+    assert value(metrics, "reconciler_last_success_timestamp_seconds") == FINISHED_AT + 120
+    assert value(metrics, "reconciler_passes_total", kind="incremental", outcome="failed") == 1
+
+
+def test_set_state_replaces_the_stored_state_gauges():
+    metrics = Metrics()
+
+    metrics.set_state(pending_hints=4, held_deactivations=30, quarantined=2)
+    metrics.set_state(pending_hints=0, held_deactivations=30, quarantined=1)
+
+    assert value(metrics, "reconciler_pending_hints") == 0
+    assert value(metrics, "reconciler_held_deactivations") == 30
+    assert value(metrics, "reconciler_quarantined_employees") == 1
+
+
+def test_api_counters_are_read_from_the_stats_source_at_each_scrape():
+    stats = {"hibob": (1, 0), "learning": (10, 2)}
+    metrics = Metrics(api_stats=lambda: stats)
+
+    first = value(metrics, "reconciler_api_calls_total", service="learning")
+    stats["learning"] = (25, 3)
+
+    assert first == 10
+    assert value(metrics, "reconciler_api_calls_total", service="learning") == 25
+    assert value(metrics, "reconciler_api_rate_limited_total", service="learning") == 3
+    assert value(metrics, "reconciler_api_calls_total", service="hibob") == 1
+
+
+def test_record_api_sets_cumulative_totals_instead_of_adding_them():
+    metrics = Metrics()
+
+    metrics.record_api("hibob", calls=5, rate_limited=0)
+    metrics.record_api("hibob", calls=7, rate_limited=1)
+
+    assert value(metrics, "reconciler_api_calls_total", service="hibob") == 7
+    assert value(metrics, "reconciler_api_rate_limited_total", service="hibob") == 1
+
+
+def test_render_is_prometheus_text_holding_every_series():
+    metrics = Metrics(api_stats=lambda: {"hibob": (1, 0)})
+    metrics.record_pass("incremental", "ok", 1.0, FINISHED_AT, {("create", "ok"): 1})
+    metrics.record_webhook("upsert", "accepted")
+
+    body, content_type = metrics.render()
+
+    names = {family.name for family in text_string_to_metric_families(body.decode())}
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert {"reconciler_passes", "reconciler_actions", "reconciler_pass_duration_seconds",
+            "reconciler_api_calls", "reconciler_api_rate_limited", "reconciler_pending_hints",
+            "reconciler_held_deactivations", "reconciler_quarantined_employees",
+            "reconciler_last_success_timestamp_seconds",
+            "reconciler_webhook_deliveries"} <= names
+
+
+def test_instances_keep_their_own_registry_and_leave_the_global_one_alone():
+    first, second = Metrics(), Metrics()
+
+    first.record_pass("full", "ok", 1.0, FINISHED_AT, {})
+
+    assert value(second, "reconciler_passes_total", kind="full", outcome="ok") is None
+    assert prometheus_client.REGISTRY.get_sample_value("reconciler_pending_hints") is None
