@@ -1,0 +1,195 @@
+"""HibobClient: read employees (and named lists) from Hibob's People API over HTTP Basic.
+
+Called by the reconcile pass and the webhook flow; read-only. Turns Hibob's dual response
+layout into `Employee` records, keeping "not returned" (unknown) apart from "returned null".
+It must not decide anything about provisioning.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from reconciler.api import ApiSession, ApiStats, AuthHints, RateLimiter, build_http_client
+from reconciler.config import HibobSettings
+from reconciler.errors import ApiRejected, ConfigError
+from reconciler.models import Employee
+
+SERVICE = "Hibob"
+MAX_FIELDS = 400
+# The search endpoint allows 50 calls/min; stay below it (burst + rate stays under 50 per minute).
+SEARCH_PER_MINUTE = 45.0
+# Limits for single reads and named lists are not published (lists: 50/min); use the same budget.
+SINGLE_READS_PER_MINUTE = 45.0
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_AUTH_HINTS = AuthHints(
+    unauthorized="check hibob.service_user_id and hibob.service_user_token (token refreshed?)",
+    forbidden="the service user's permission group lacks access to these people or categories",
+)
+
+
+class HibobClient:
+    def __init__(
+        self,
+        settings: HibobSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        auth = httpx.BasicAuth(
+            settings.service_user_id, settings.service_user_token.get_secret_value()
+        )
+        client = build_http_client(
+            settings.base_url, timeout_seconds=settings.timeout_seconds, transport=transport,
+            auth=auth, headers={"accept": "application/json"},
+        )
+        self._session = ApiSession(
+            client, SERVICE, auth_hints=_AUTH_HINTS, sleep=sleep, wall_clock=wall_clock
+        )
+        self._search_limiter = RateLimiter(
+            SEARCH_PER_MINUTE / 60, burst=3, clock=clock, sleep=sleep
+        )
+        self._read_limiter = RateLimiter(
+            SINGLE_READS_PER_MINUTE / 60, burst=5, clock=clock, sleep=sleep
+        )
+
+    @property
+    def stats(self) -> ApiStats:
+        return self._session.stats
+
+    def close(self) -> None:
+        self._session.client.close()
+
+    def search_employees(self, fields: Sequence[str]) -> list[Employee]:
+        """Every employee the service user may see, active or not, in one search call."""
+        wanted = _with_root_id(fields)
+        # Never send `filters: []`: Hibob answers 400. No filter = everyone.
+        body = {"fields": wanted, "showInactive": True, "humanReadable": "APPEND"}
+        response = self._session.send(
+            lambda: self._session.client.build_request("POST", "/people/search", json=body),
+            limiter=self._search_limiter,
+        )
+        payload = response.json()
+        employees = payload.get("employees") if isinstance(payload, dict) else None
+        if not isinstance(employees, list):
+            raise ApiRejected(SERVICE, 200, "unexpectedResponse", "search had no employees list")
+        return [parse_employee(raw, wanted) for raw in employees]
+
+    def get_employee(self, identifier: str, fields: Sequence[str]) -> Employee | None:
+        """One employee by backend id or email; None when Hibob does not know it (404)."""
+        wanted = _with_root_id(fields)
+        body = {"fields": wanted, "humanReadable": "APPEND"}
+        path = "/people/" + quote(identifier, safe="@")
+        response = self._session.send(
+            lambda: self._session.client.build_request("POST", path, json=body),
+            limiter=self._read_limiter, allow_404=True,
+        )
+        if response.status_code == 404:
+            return None
+        payload = response.json()
+        # The docs return the employee object itself; the spec wraps it in {"employees": [...]}.
+        if isinstance(payload, dict) and isinstance(payload.get("employees"), list):
+            items = payload["employees"]
+            if not items:
+                return None
+            payload = items[0]
+        if not isinstance(payload, dict):
+            raise ApiRejected(SERVICE, 200, "unexpectedResponse", "employee is not an object")
+        return parse_employee(payload, wanted)
+
+    def get_named_list(self, name: str) -> dict[str, str]:
+        """Item id -> label for one named list (hierarchies flattened); names are case-sensitive."""
+        path = "/company/named-lists/" + quote(name, safe="")
+        response = self._session.send(
+            lambda: self._session.client.build_request("GET", path),
+            limiter=self._read_limiter,
+        )
+        payload = response.json()
+        labels: dict[str, str] = {}
+        _flatten_items(payload.get("items", []) if isinstance(payload, dict) else [], labels)
+        return labels
+
+
+def parse_employee(raw: Mapping[str, Any], fields: Sequence[str]) -> Employee:
+    """An Employee holding each requested field Hibob returned (nulls included), nothing else."""
+    values: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    human = raw.get("humanReadable")
+    for field_id in fields:
+        found, value = _lookup(raw, field_id)
+        if not found:
+            continue  # not permitted or not a valid field id: unknown, not null
+        if isinstance(value, dict) and "id" in value:
+            value = str(value["id"])  # work.reportsTo and other employee objects
+        values[field_id] = value
+        label = _label(human, field_id, value)
+        if label is not None:
+            labels[field_id] = label
+    hibob_id = values.get("root.id")
+    if not isinstance(hibob_id, str | int) or isinstance(hibob_id, bool) or hibob_id == "":
+        raise ApiRejected(
+            SERVICE, 200, "missingEmployeeId",
+            "an employee came back without root.id; check the permission group's root category",
+        )
+    values["root.id"] = str(hibob_id)
+    return Employee(hibob_id=str(hibob_id), values=values, labels=labels)
+
+
+def _lookup(raw: Mapping[str, Any], field_id: str) -> tuple[bool, Any]:
+    """(present, value): the nested form first (carries nulls), then the slash key."""
+    found, value = _walk(raw, _nested_path(field_id))
+    if found:
+        return True, value
+    slash = raw.get("/" + field_id.replace(".", "/"))
+    if isinstance(slash, dict) and "value" in slash:
+        return True, slash["value"]
+    return False, None
+
+
+def _label(human: Any, field_id: str, value: Any) -> str | None:
+    # Human-readable dates follow the caller's locale and numbers/booleans are reformatted:
+    # take labels only for list ids, texts and employee references.
+    if value is None or isinstance(value, bool | int | float | dict):
+        return None
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        return None
+    found, label = _walk(human, _nested_path(field_id))
+    return label if found and isinstance(label, str) else None
+
+
+def _nested_path(field_id: str) -> list[str]:
+    parts = field_id.split(".")
+    # root.* fields sit un-prefixed at the top level of the nested form.
+    return parts[1:] if parts[0] == "root" and len(parts) > 1 else parts
+
+
+def _walk(node: Any, path: Sequence[str]) -> tuple[bool, Any]:
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _with_root_id(fields: Sequence[str]) -> list[str]:
+    wanted = list(dict.fromkeys(["root.id", *fields]))
+    if len(wanted) > MAX_FIELDS:
+        raise ConfigError(f"hibob: {len(wanted)} field ids requested, Hibob accepts {MAX_FIELDS}")
+    return wanted
+
+
+def _flatten_items(items: Any, labels: dict[str, str]) -> None:
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or "id" not in item:
+            continue
+        label = item.get("value") or item.get("name")
+        if isinstance(label, str):
+            labels[str(item["id"])] = label
+        _flatten_items(item.get("children"), labels)

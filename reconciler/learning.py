@@ -1,0 +1,293 @@
+"""LearningClient: 360Learning API v2 users, managers, group roles and external ids.
+
+Called by the reconcile pass (reads) and by apply (writes, possibly from a small thread pool).
+Owns the OAuth client-credentials token (fetched lazily, cached, refreshed once on 401) and the
+read/write throttles. It must not decide what to change; it only performs the calls asked of it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from reconciler.api import ApiSession, ApiStats, AuthHints, RateLimiter, build_http_client
+from reconciler.config import LearningSettings
+from reconciler.errors import ApiAuthFailed, ApiRejected
+from reconciler.models import GroupRole, LearningUser
+
+SERVICE = "360Learning"
+TOKEN_PATH = "/api/v2/oauth2/token"
+REFRESH_MARGIN_SECONDS = 60.0
+MAILS_PER_QUERY = 50
+# A mail that cannot exist: check_access reads with it to test users:read cheaply.
+ACCESS_CHECK_MAIL = "access-check@reconciler.invalid"
+_NO_BODY = object()
+_AUTH_HINTS = AuthHints(
+    unauthorized="check learning.client_id and learning.client_secret (credential revoked?)",
+    forbidden="the API credential lacks a scope",
+)
+
+
+class LearningClient:
+    def __init__(
+        self,
+        settings: LearningSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        client = build_http_client(
+            settings.base_url, timeout_seconds=settings.timeout_seconds, transport=transport,
+            headers={"360-api-version": "v2.0", "accept": "application/json"},
+        )
+        self._session = ApiSession(
+            client, SERVICE, auth_hints=_AUTH_HINTS, sleep=sleep, wall_clock=wall_clock
+        )
+        self._reads = RateLimiter(settings.max_reads_per_second, clock=clock, sleep=sleep)
+        self._writes = RateLimiter(settings.max_writes_per_second, clock=clock, sleep=sleep)
+        self._clock = clock
+        self._token_lock = threading.Lock()
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+
+    @property
+    def stats(self) -> ApiStats:
+        return self._session.stats
+
+    def close(self) -> None:
+        self._session.client.close()
+
+    # Users
+
+    def list_users(
+        self, *, status: str | None = None, mails: Sequence[str] | None = None
+    ) -> Iterator[LearningUser]:
+        """Every user matching the filters, following `Link: rel="next"` pages."""
+        base = [("status[eq]", status)] if status else []
+        if mails is None:
+            yield from self._iter_users(base)
+            return
+        unique = list(dict.fromkeys(mails))
+        for start in range(0, len(unique), MAILS_PER_QUERY):
+            chunk = unique[start:start + MAILS_PER_QUERY]
+            yield from self._iter_users(base + [("mail[in]", mail) for mail in chunk])
+
+    def find_users_by_mail(self, mail: str) -> list[LearningUser]:
+        return list(self._iter_users([("mail[eq]", mail)]))
+
+    def get_user(self, learning_user_id: str) -> LearningUser | None:
+        response = self._call("GET", _user_path(learning_user_id), "users:read", allow_404=True)
+        return None if response.status_code == 404 else _parse_user(response.json())
+
+    def create_user(
+        self, attributes: Mapping[str, Any], *, group_id: str, role: str,
+        send_invitation_email: bool,
+    ) -> tuple[LearningUser, bool]:
+        """Create an invited user; (user, True) when 360Learning restored a deleted one (200)."""
+        body = {key: value for key, value in attributes.items() if value is not None}
+        body["membership"] = {"groupId": group_id, "role": role}
+        flag = "true" if send_invitation_email else "false"
+        response = self._call(
+            "POST", f"/api/v2/users?sendInvitationEmail={flag}", "users:write", body=body
+        )
+        return _parse_user(response.json()), response.status_code == 200
+
+    def update_user(self, learning_user_id: str, changes: Mapping[str, Any]) -> LearningUser:
+        """PATCH only `changes`; a None value is sent as null, which clears the attribute."""
+        response = self._call(
+            "PATCH", _user_path(learning_user_id), "users:write", body=dict(changes)
+        )
+        return _parse_user(response.json())
+
+    def activate_user(self, learning_user_id: str) -> LearningUser:
+        path = _user_path(learning_user_id) + "/activate"
+        return _parse_user(self._call("PUT", path, "users:write").json())
+
+    def deactivate_user(self, learning_user_id: str) -> None:
+        """Soft delete (status becomes deleted); a later create with the same mail restores it."""
+        self._call("DELETE", _user_path(learning_user_id), "users:write")
+
+    # Managers and group roles
+
+    def list_managers(self, learning_user_id: str) -> list[str]:
+        path = _user_path(learning_user_id) + "/managers"
+        return [str(manager_id) for manager_id in self._paginate(path, "users:read")]
+
+    def add_manager(self, learning_user_id: str, manager_id: str) -> None:
+        self._call("POST", _manager_path(learning_user_id, manager_id), "users:write")
+
+    def remove_manager(self, learning_user_id: str, manager_id: str) -> None:
+        self._call("DELETE", _manager_path(learning_user_id, manager_id), "users:write")
+
+    def list_user_roles(self, learning_user_id: str) -> list[GroupRole]:
+        path = _user_path(learning_user_id) + "/roles"
+        return [
+            GroupRole(group_id=item["groupId"], role=item["role"])
+            for item in self._paginate(path, "users:read")
+        ]
+
+    def add_group_role(self, group_id: str, role: str, learning_user_id: str) -> None:
+        self._call("POST", _role_path(group_id, role, learning_user_id), "groups:write")
+
+    def remove_group_role(self, group_id: str, role: str, learning_user_id: str) -> None:
+        self._call("DELETE", _role_path(group_id, role, learning_user_id), "groups:write")
+
+    # External ids
+
+    def create_external_id(self, platform: str, learning_user_id: str, value: str) -> None:
+        body = {"platform": platform, "targetType": "user", "targetId": learning_user_id,
+                "value": value}
+        self._call("POST", "/api/v2/external-ids", "externalIds:write", body=body)
+
+    def list_external_ids(self, platform: str) -> dict[str, str]:
+        """value -> learning user id for every user mapping on `platform`."""
+        path = "/api/v2/external-ids?" + _query([("platform[eq]", platform), ("type[eq]", "user")])
+        return {
+            str(item["value"]): str(item["targetId"])
+            for item in self._paginate(path, "externalIds:read")
+            if item.get("targetType", "user") == "user"
+        }
+
+    def find_external_id(self, platform: str, value: str) -> str | None:
+        """The learning user id mapped to `value` on `platform`, or None."""
+        query = _query([("platform[eq]", platform), ("type[eq]", "user"), ("value[eq]", value)])
+        for item in self._paginate("/api/v2/external-ids?" + query, "externalIds:read"):
+            if item.get("targetType", "user") == "user" and str(item.get("value")) == value:
+                return str(item["targetId"])
+        return None
+
+    def check_access(self) -> None:
+        """Get a token and make one cheap users:read call; raises ApiAuthFailed when refused."""
+        self.find_users_by_mail(ACCESS_CHECK_MAIL)
+
+    # Plumbing
+
+    def _iter_users(self, filters: list[tuple[str, str]]) -> Iterator[LearningUser]:
+        path = "/api/v2/users" + ("?" + _query(filters) if filters else "")
+        for raw in self._paginate(path, "users:read"):
+            yield _parse_user(raw)
+
+    def _paginate(self, url: str, scope: str) -> Iterator[Any]:
+        next_url: str | None = url
+        while next_url:
+            response = self._call("GET", next_url, scope)
+            items = response.json()
+            if not isinstance(items, list):
+                raise ApiRejected(SERVICE, response.status_code, "unexpectedResponse",
+                                  f"expected a list from {response.request.url.path}")
+            yield from items
+            next_url = self._next_link(response)
+
+    def _next_link(self, response: httpx.Response) -> str | None:
+        link = response.links.get("next", {}).get("url")
+        if not link:
+            return None
+        target = httpx.URL(link)
+        base = self._session.client.base_url
+        # The bearer token goes with the request: never follow a link to another host.
+        if target.is_absolute_url and (target.scheme, target.host, target.port) != (
+            base.scheme, base.host, base.port
+        ):
+            raise ApiRejected(SERVICE, response.status_code, "foreignNextLink",
+                              f"pagination link points to another host ({target.host})")
+        return link
+
+    def _call(
+        self, method: str, url: str, scope: str, *, body: Any = _NO_BODY, allow_404: bool = False
+    ) -> httpx.Response:
+        """One API call with the cached token; on 401 the token is renewed once and re-sent."""
+        limiter = self._reads if method == "GET" else self._writes
+        hint = f"the API credential lacks the {scope} scope (Settings > API v2)"
+        for attempt in (1, 2):
+            token = self._current_token()
+            try:
+                return self._session.send(
+                    lambda token=token: self._build(method, url, body, token),
+                    limiter=limiter, allow_404=allow_404, forbidden_hint=hint,
+                )
+            except ApiAuthFailed as exc:
+                if exc.status != 401 or attempt == 2:
+                    raise
+                self._drop_token(token)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _build(self, method: str, url: str, body: Any, token: str) -> httpx.Request:
+        headers = {"authorization": f"Bearer {token}"}
+        if body is _NO_BODY:
+            return self._session.client.build_request(method, url, headers=headers)
+        return self._session.client.build_request(method, url, json=body, headers=headers)
+
+    def _current_token(self) -> str:
+        # Held while fetching, so concurrent callers wait for one token instead of each asking.
+        with self._token_lock:
+            if self._token is None or self._clock() >= self._token_expires_at:
+                self._token, lifetime = self._fetch_token()
+                margin = min(REFRESH_MARGIN_SECONDS, lifetime / 2)
+                self._token_expires_at = self._clock() + lifetime - margin
+            return self._token
+
+    def _drop_token(self, token: str) -> None:
+        with self._token_lock:
+            if self._token == token:
+                self._token = None
+
+    def _fetch_token(self) -> tuple[str, float]:
+        body = {
+            "grant_type": "client_credentials",
+            "client_id": self._settings.client_id,
+            "client_secret": self._settings.client_secret.get_secret_value(),
+        }
+        response = self._session.send(
+            lambda: self._session.client.build_request("POST", TOKEN_PATH, json=body),
+            limiter=self._writes,
+        )
+        payload = response.json()
+        token = payload.get("access_token") if isinstance(payload, dict) else None
+        try:
+            # The docs show expires_in as a string ("3600"), the spec as a number.
+            lifetime = float(payload.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        if not isinstance(token, str) or not token:
+            raise ApiRejected(SERVICE, response.status_code, "invalidTokenResponse",
+                              "token response had no access_token")
+        return token, lifetime
+
+
+def _parse_user(raw: Any) -> LearningUser:
+    if not isinstance(raw, dict) or "_id" not in raw:
+        raise ApiRejected(SERVICE, 200, "unexpectedResponse", "user object without _id")
+    attributes = {key: value for key, value in raw.items() if key not in ("_id", "status")}
+    return LearningUser(learning_user_id=str(raw["_id"]), status=str(raw.get("status", "")),
+                        attributes=attributes)
+
+
+def _query(pairs: Sequence[tuple[str, str]]) -> str:
+    # Built by hand: the filter brackets (mail[eq]) stay raw, only the values are escaped.
+    return "&".join(f"{key}={quote(str(value), safe='')}" for key, value in pairs)
+
+
+def _segment(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+def _user_path(learning_user_id: str) -> str:
+    return f"/api/v2/users/{_segment(learning_user_id)}"
+
+
+def _manager_path(learning_user_id: str, manager_id: str) -> str:
+    return f"{_user_path(learning_user_id)}/managers/{_segment(manager_id)}"
+
+
+def _role_path(group_id: str, role: str, learning_user_id: str) -> str:
+    # Bodies say userAdmin, this path segment says user-admin.
+    path_role = "user-admin" if role == "userAdmin" else role
+    return f"/api/v2/groups/{_segment(group_id)}/{_segment(path_role)}/{_segment(learning_user_id)}"
