@@ -15,7 +15,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m slow; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
 
 demo: $(STAMP)
 	$(BIN)/reconciler demo

@@ -97,7 +97,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
     return run_demo(size=args.size, out=sys.stdout)
 
 
-def print_result(result: PassResult, out=None) -> None:
+def print_result(result: PassResult, out=None, *, show_problems: bool = True) -> None:
     out = out or sys.stdout
     plan = result.plan
     label = "dry run" if result.is_dry_run else f"{result.kind} pass {result.pass_id}"
@@ -116,7 +116,7 @@ def print_result(result: PassResult, out=None) -> None:
         hint = (" (release with: reconciler sync --allow-deactivations)"
                 if plan.is_held_releasable else "")
         print(f"  held: {plan.held_reason}{hint}", file=out)
-    for problem in plan.problems:
+    for problem in plan.problems if show_problems else ():
         print(f"  {problem.hibob_id}  {problem.email or '-'}  skipped  {problem.reason}",
               file=out)
     if result.report:
