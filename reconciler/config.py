@@ -1,4 +1,4 @@
-"""Settings: `settings.toml` overridden by `RECONCILER_*` environment variables (``__`` between levels).
+"""Settings: `settings.toml` overridden by `RECONCILER_*` environment variables (`__` = level).
 
 Loaded once by the CLI (`load_settings`) and passed down explicitly; nothing else reads the
 environment. Secrets are `SecretStr`, come from the environment or systemd credentials, and are
@@ -154,16 +154,20 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None, *,
+                  read_file: bool = True) -> Settings:
     """Read the TOML file (if present), systemd credentials, then the environment.
 
-    Raises ConfigError with one line naming the offending key.
+    `read_file=False` ignores any settings file (the demo and tests build settings from
+    `environ` alone). Raises ConfigError with one line naming the offending key.
     """
     environ = dict(os.environ if environ is None else environ)
     explicit = path is not None or ENV_PREFIX + "CONFIG" in environ
     file_path = Path(path or environ.get(ENV_PREFIX + "CONFIG", "settings.toml"))
     data: dict[str, Any] = {}
-    if file_path.exists():
+    if not read_file:
+        pass
+    elif file_path.exists():
         try:
             data = tomllib.loads(file_path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -70,7 +70,7 @@ def _services(hibob_url: str, learning_url: str, learning: LearningSimulator,
         "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
         "RECONCILER_LEARNING__MAX_WRITES_PER_SECOND": str(DEMO_WRITES_PER_SECOND),
         "RECONCILER_STORE__PATH": str(folder / "reconciler.db"),
-    })
+    }, read_file=False)
     return build_services(settings)
 
 

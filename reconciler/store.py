@@ -353,8 +353,8 @@ class Store:
             if not keep_others:
                 conn.execute("DELETE FROM held_deactivations")
             conn.executemany(
-                "INSERT OR REPLACE INTO held_deactivations (hibob_id, email, reason, pass_id, held_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO held_deactivations"
+                " (hibob_id, email, reason, pass_id, held_at) VALUES (?, ?, ?, ?, ?)",
                 [(h, e, r, pass_id, utc_text(at)) for h, e, r in held],
             )
 

@@ -58,13 +58,14 @@ class World:
         self.now = NOW
         self.db = tmp_path / "reconciler.db"
         self.environ = sandbox_environ(self.learning, self.db, **settings)
-        self.settings: Settings = load_settings(environ=self.environ)
+        self.settings: Settings = load_settings(environ=self.environ, read_file=False)
         self.store = Store(self.db)
         self.services = self.build()
 
     def build(self, **overrides: str) -> Services:
         if overrides:
-            self.settings = load_settings(environ={**self.environ, **overrides})
+            self.settings = load_settings(environ={**self.environ, **overrides},
+                                          read_file=False)
         return build_services(
             self.settings, hibob_transport=httpx.MockTransport(self.hibob.handle),
             learning_transport=httpx.MockTransport(self.learning.handle), store=self.store)

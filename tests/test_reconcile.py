@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 
 import httpx
@@ -133,8 +134,8 @@ def test_moving_out_of_scope_is_ignored_with_out_of_scope_ignore(world: World) -
 
 
 def scope_on_department(label: str) -> dict[str, str]:
-    groups = f'[{{"conditions": [{{"field": "work.department", "op": "equals", "value": "{label}"}}]}}]'
-    return {"RECONCILER_SCOPE__GROUPS": groups}
+    condition = {"field": "work.department", "op": "equals", "value": label}
+    return {"RECONCILER_SCOPE__GROUPS": json.dumps([{"conditions": [condition]}])}
 
 
 def test_employee_deleted_from_hibob_is_deactivated(world: World) -> None:

@@ -8,7 +8,6 @@ closed socket. Thread-safe: the served simulators handle requests on several thr
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +67,5 @@ class Faults:
             failure = self._failures[0]
             failure.remaining -= 1
         body = failure.body if failure.body is not None else {"error": "simulated failure"}
-        return httpx.Response(failure.status, headers=failure.headers,
-                              content=json.dumps(body).encode(),
-                              request=request) if body else httpx.Response(failure.status)
+        return httpx.Response(failure.status, headers=failure.headers, json=body,
+                              request=request)
