@@ -208,12 +208,11 @@ class ApiSession:
     ) -> tuple[httpx.Response | ApiError, float]:
         """One try: the response to hand on, or a retryable error and how long to wait."""
         policy = self._policy
-        request = request_factory()
         try:
-            response = self.client.send(request)
+            response = self.client.send(request_factory())
             response.read()
-        except httpx.UnsupportedProtocol as exc:
-            raise ApiUnavailable(self.service, None, None, f"bad base URL ({exc})") from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise ApiUnavailable(self.service, None, None, f"bad URL ({exc})") from None
         except httpx.TransportError as exc:
             error = ApiUnavailable(self.service, None, None, _describe_transport_error(exc))
             return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
@@ -333,14 +332,15 @@ def _parse_float(raw: str | None) -> float | None:
 
 def _describe_transport_error(exc: Exception) -> str:
     # str(exc) names the failure (timeout, reset, refused); httpx never puts headers in it.
-    text = str(exc).strip() or "no detail"
+    text = " ".join(str(exc).split()) or "no detail"
     return f"{type(exc).__name__}: {text}"[:200]
 
 
 def _text(value: Any) -> str | None:
     if value is None:
         return None
-    return (value if isinstance(value, str) else json.dumps(value))[:300]
+    text = value if isinstance(value, str) else json.dumps(value)
+    return " ".join(text.split())[:300]  # one line: the CLI prints errors as a single line
 
 
 def _join(*parts: str | None) -> str:

@@ -190,7 +190,11 @@ class LearningClient:
         link = response.links.get("next", {}).get("url")
         if not link:
             return None
-        target = httpx.URL(link)
+        try:
+            target = httpx.URL(link)
+        except httpx.InvalidURL:
+            raise ApiRejected(SERVICE, response.status_code, "invalidNextLink",
+                              "pagination link is not a valid URL") from None
         base = self._session.client.base_url
         # The bearer token goes with the request: never follow a link to another host.
         if target.is_absolute_url and (target.scheme, target.host, target.port) != (

@@ -320,3 +320,15 @@ def test_the_limiter_is_applied_before_every_attempt_including_retries():
 
     assert len(seen) == 3
     assert sum(fake.sleeps) == pytest.approx(1.0)
+
+
+def test_a_multi_line_vendor_message_becomes_one_line():
+    fake = FakeTime()
+    body = {"error": {"code": "mailInvalid", "message": "Invalid mail\n  see docs"}}
+    handle, seen = scripted(httpx.Response(400, json=body))
+    session = make_session(handle, fake)
+
+    with pytest.raises(ApiRejected) as caught:
+        get(session)
+
+    assert "Invalid mail see docs" in str(caught.value) and "\n" not in str(caught.value)

@@ -367,3 +367,20 @@ def test_requests_carry_the_version_header_and_content_type_only_with_a_body(sim
     assert all(r.headers["authorization"].startswith("Bearer ") for r in resource)
     with_type = {r.method for r in resource if "content-type" in r.headers}
     assert with_type == {"PATCH"}
+
+
+def test_a_next_link_to_another_host_is_refused(sim, fake):
+    def foreign_link(request: httpx.Request) -> httpx.Response:
+        response = sim.handle(request)
+        if request.url.path == "/api/v2/users":
+            response.headers["Link"] = '<https://evil.example/api/v2/users?next=x>; rel="next"'
+        return response
+
+    client = make_client(sim, fake, handler=foreign_link)
+
+    with pytest.raises(ApiRejected) as caught:
+        list(client.list_users())
+
+    assert caught.value.code == "foreignNextLink"
+    assert all(path != "/api/v2/users" or status == 200 for _, path, status in sim.requests)
+    assert len([r for r in sim.requests if r[1] == "/api/v2/users"]) == 1
