@@ -71,17 +71,24 @@ class _Runner:
             "create": self._create, "adopt": self._adopt, "update": self._update,
             "reactivate": self._reactivate, "deactivate": self._deactivate,
         }
-        # Until manager links are applied, the snapshot keeps the previous manager.
-        old_manager = action.manager[0] if action.manager else action.state.get("manager")
+        # Until its manager link is applied, the snapshot keeps the previous manager.
+        manager = action.manager[0] if action.manager else action.state.get("manager")
         return self._journalled(action, action.kind, action.fields,
-                                lambda: steps[action.kind](action), {"manager": old_manager})
+                                lambda: steps[action.kind](action),
+                                lambda: {**action.state, "manager": manager})
 
     def apply_manager(self, action: Action) -> bool:
+        def saved_state_with_new_manager() -> dict[str, Any]:
+            entry = self.store.get_entry(action.hibob_id)
+            saved = (entry.state if entry else None) or action.state
+            return {**saved, "manager": action.manager[1] if action.manager else None}
+
         return self._journalled(action, "manager", ["manager"],
-                                lambda: self._set_manager(action), {})
+                                lambda: self._set_manager(action), saved_state_with_new_manager)
 
     def _journalled(self, action: Action, name: str, fields: list[str],
-                    step: Callable[[], str | None], state_override: dict[str, Any]) -> bool:
+                    step: Callable[[], str | None],
+                    state_after: Callable[[], dict[str, Any]]) -> bool:
         journal_id = self.store.journal_start(self.pass_id, action.hibob_id, action.email, name,
                                               fields, action.reason, self.now)
         try:
@@ -89,13 +96,8 @@ class _Runner:
         except ApiError as exc:
             self._fail(action, name, journal_id, str(exc))
             return False
-        entry = self.store.get_entry(action.hibob_id)
-        state = {**action.state, **state_override} if state_override else None
-        if state is None:  # manager step: keep the saved state, set the new manager
-            state = {**((entry.state if entry else None) or action.state),
-                     "manager": action.manager[1] if action.manager else None}
         self.store.save_applied(action.hibob_id, learning_user_id=user_id, email=action.email,
-                                state=state, at=self.now)
+                                state=state_after(), at=self.now)
         self.store.journal_finish(journal_id, "ok")
         self.report.outcomes[(name, "ok")] += 1
         log.info("%s %s %s: %s", name, action.hibob_id, action.email or "-", action.reason,
@@ -104,8 +106,8 @@ class _Runner:
         return True
 
     def _fail(self, action: Action, name: str, journal_id: int, error: str) -> None:
-        failures = (self.store.get_entry(action.hibob_id) or None)
-        count = (failures.failures if failures else 0) + 1
+        entry = self.store.get_entry(action.hibob_id)
+        count = (entry.failures if entry else 0) + 1
         backoff = self.settings.quarantine_base_seconds * 2 ** max(0, count - QUARANTINE_AFTER)
         until = utc_text(self.now + timedelta(seconds=min(backoff, 86400)))
         self.store.record_failure(action.hibob_id, error, quarantine_after=QUARANTINE_AFTER,
@@ -155,10 +157,17 @@ class _Runner:
 
     def _reactivate(self, action: Action) -> str:
         # 360Learning restores a deleted user when its mail is POSTed again (200, invited).
+        assert action.learning_user_id
         attributes = {k: v for k, v in action.state["attributes"].items() if v is not None}
-        user, _ = self.client.create_user(
-            attributes, group_id=self.settings.group_id, role=self.settings.role,
-            send_invitation_email=self.settings.send_invitation_email)
+        try:
+            user, _ = self.client.create_user(
+                attributes, group_id=self.settings.group_id, role=self.settings.role,
+                send_invitation_email=self.settings.send_invitation_email)
+        except ApiRejected as exc:
+            if exc.code != "mailAlreadyUsed":
+                raise
+            # Not deleted after all (an earlier apply stopped half-way): bring it up to date.
+            user = self.client.update_user(action.learning_user_id, attributes)
         if user.learning_user_id != action.learning_user_id:
             self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.now)
         self._finish_user(action, user, skip_group=self.settings.group_id)

@@ -362,3 +362,24 @@ def test_random_hibob_changes_are_planned_exactly_once(tmp_path, seed: int) -> N
     result = world.sync()
     assert {a.hibob_id: (a.kind, a.fields) for a in result.plan.actions} == expected
     assert world.sync().plan.actions == ()
+
+
+def test_apply_stopped_half_way_converges_on_the_next_pass(world: World) -> None:
+    failed = {"done": False}
+
+    def fail_first_activation(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/activate") and not failed["done"]:
+            failed["done"] = True
+            return httpx.Response(400, json={"error": {"code": "somethingOdd",
+                                                       "message": "refused"}})
+        return world.learning.handle(request)
+
+    world.services.learning = type(world.services.learning)(
+        world.settings.learning, transport=httpx.MockTransport(fail_first_activation))
+    first = world.sync()
+    assert first.outcome == "errors"
+    assert world.sync().outcome == "ok"
+    mails = [u["mail"] for u in world.learning.users_by_mail().values()]
+    assert len(mails) == len(world.active_employees()) + 1
+    assert all(world.user_of(h)["status"] == "active" for h in world.active_employees())
+    assert world.sync().plan.actions == ()
