@@ -30,7 +30,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: int = logging.INFO, stream=None) -> None:
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
-    if stream.isatty():
+    if sys.stdout.isatty() and stream.isatty():
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
                                                "%H:%M:%S"))
     else:

@@ -12,6 +12,7 @@ import pytest
 
 from reconciler.cli import build_services
 from reconciler.config import Settings, load_settings
+from reconciler.learning import LearningClient
 from reconciler.reconcile import PassResult, Services, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
@@ -69,6 +70,12 @@ class World:
         return build_services(
             self.settings, hibob_transport=httpx.MockTransport(self.hibob.handle),
             learning_transport=httpx.MockTransport(self.learning.handle), store=self.store)
+
+    def route_learning_through(self, handler) -> None:
+        """Send 360Learning traffic through `handler` (which may call the simulator)."""
+        self.services.learning = LearningClient(
+            self.settings.learning, transport=httpx.MockTransport(handler),
+            sleep=lambda seconds: None)
 
     def sync(self, kind: str = "incremental", **kwargs) -> PassResult:
         return run_pass(self.services, kind, now=self.now, **kwargs)

@@ -304,8 +304,7 @@ def test_one_rejected_employee_does_not_stop_the_pass_and_is_quarantined(world) 
                                                        "message": "rejected"}})
         return world.learning.handle(request)
 
-    world.services.learning = type(world.services.learning)(
-        world.settings.learning, transport=httpx.MockTransport(reject_victim))
+    world.route_learning_through(reject_victim)
     result = world.sync()
     assert result.outcome == "errors" and result.exit_code == 1
     assert result.report.outcomes[("create", "ok")] == len(world.active_employees()) - 1
@@ -330,9 +329,7 @@ def test_create_whose_answer_was_lost_is_found_by_email_not_recreated(world) -> 
             raise httpx.ReadTimeout("answer lost", request=request)
         return response
 
-    world.services.learning = type(world.services.learning)(
-        world.settings.learning, transport=httpx.MockTransport(lose_first_create_answer),
-        sleep=lambda seconds: None)
+    world.route_learning_through(lose_first_create_answer)
     synced(world)
     mails = [u["mail"] for u in world.learning.users_by_mail().values()]
     assert len(mails) == len(set(mails)) == len(world.active_employees()) + 1  # + owner
@@ -374,8 +371,7 @@ def test_apply_stopped_half_way_converges_on_the_next_pass(world: World) -> None
                                                        "message": "refused"}})
         return world.learning.handle(request)
 
-    world.services.learning = type(world.services.learning)(
-        world.settings.learning, transport=httpx.MockTransport(fail_first_activation))
+    world.route_learning_through(fail_first_activation)
     first = world.sync()
     assert first.outcome == "errors"
     assert world.sync().outcome == "ok"
