@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
+import resource
+import subprocess
 import sys
 import tempfile
+import threading
 import time
-import resource
 from pathlib import Path
 
 import httpx
@@ -27,19 +30,23 @@ from reconciler.reconcile import Services, compute_pass_plan, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
-from reconciler.store import Store
 
 TODAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
+SEED = 11
 
 
-def build(size: int, folder: Path, *, enforce_limits: bool, writes_per_second: float
-          ) -> tuple[Services, HibobSimulator, LearningSimulator]:
-    hibob = HibobSimulator(generate_company(size, seed=11, today=TODAY), today=TODAY)
-    hibob.search_limit_per_minute = 10**9
+def build(size: int, folder: Path, *, enforce_limits: bool, writes_per_second: float,
+          hibob_url: str | None = None) -> tuple[Services, HibobSimulator | None,
+                                                  LearningSimulator]:
+    """Both simulators in process, or Hibob served from another process at `hibob_url`."""
+    hibob = None
+    if hibob_url is None:
+        hibob = HibobSimulator(generate_company(size, seed=SEED, today=TODAY), today=TODAY)
+        hibob.search_limit_per_minute = 10**9
     learning = LearningSimulator(enforce_rate_limits=enforce_limits, now=lambda: NOW)
     settings = load_settings(read_file=False, environ={
-        "RECONCILER_HIBOB__BASE_URL": "http://hibob.bench/v1",
+        "RECONCILER_HIBOB__BASE_URL": hibob_url or "http://hibob.bench/v1",
         "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
         "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
         "RECONCILER_LEARNING__BASE_URL": "http://learning.bench",
@@ -49,7 +56,8 @@ def build(size: int, folder: Path, *, enforce_limits: bool, writes_per_second: f
         "RECONCILER_LEARNING__MAX_WRITES_PER_SECOND": str(writes_per_second),
         "RECONCILER_STORE__PATH": str(folder / f"bench-{size}.db"),
     })
-    services = build_services(settings, hibob_transport=httpx.MockTransport(hibob.handle),
+    hibob_transport = httpx.MockTransport(hibob.handle) if hibob else None
+    services = build_services(settings, hibob_transport=hibob_transport,
                               learning_transport=httpx.MockTransport(learning.handle))
     return services, hibob, learning
 
@@ -66,22 +74,58 @@ def seed_linked_population(services: Services, learning: LearningSimulator) -> i
 
 
 def bench_steady(size: int, folder: Path) -> dict:
-    services, hibob, learning = build(size, folder, enforce_limits=False,
-                                      writes_per_second=10**6)
-    linked = seed_linked_population(services, learning)
-    hibob_calls, learning_calls = len(hibob.requests), len(learning.requests)
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = run_pass(services, "incremental", now=NOW)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # Hibob runs in its own process: the figures below are the reconciler's (plus the small
+    # in-process 360Learning simulator holding the seeded users).
+    server = subprocess.Popen([sys.executable, "-m", "bench.hibob_server", str(size), str(SEED),
+                               TODAY.isoformat()], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip()
+        services, _, learning = build(size, folder, enforce_limits=False,
+                                      writes_per_second=10**6, hibob_url=url)
+        linked = seed_linked_population(services, learning)
+        learning_calls, hibob_calls = len(learning.requests), services.hibob.stats.calls
+        gc.collect()
+        rss_before = _rss_mib()
+        with _PeakRss() as peak:
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = run_pass(services, "incremental", now=NOW)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
     return {"scenario": "steady", "employees": size, "linked": linked,
             "planned_actions": len(result.plan.actions),
-            "hibob_calls": len(hibob.requests) - hibob_calls,
+            "hibob_calls": services.hibob.stats.calls - hibob_calls,
             "learning_calls": len(learning.requests) - learning_calls,
             "wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
-            "peak_rss_mib": round(peak / 2**20, 1),
-            "note": "in-process simulators: time and memory include Hibob rendering the "
-                    "whole company as JSON"}
+            "rss_mib_before_pass": rss_before, "peak_rss_mib_during_pass": peak.mib,
+            "note": "Hibob simulator in another process, reached over loopback HTTP; "
+                    "wall time includes it rendering the company"}
+
+
+def _rss_mib() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return round(pages * resource.getpagesize() / 2**20, 1)
+
+
+class _PeakRss:
+    """Samples this process's resident memory every 20 ms while the block runs."""
+
+    def __enter__(self) -> _PeakRss:
+        self.mib, self._done = _rss_mib(), threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.mib = max(self.mib, _rss_mib())
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.mib = max(self.mib, _rss_mib())
 
 
 def bench_bulk(size: int, folder: Path) -> dict:
