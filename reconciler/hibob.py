@@ -77,10 +77,17 @@ class HibobClient:
             limiter=self._search_limiter,
         )
         payload = response.json()
+        del response  # a large company's body is hundreds of MB: free it before parsing on
         employees = payload.get("employees") if isinstance(payload, dict) else None
         if not isinstance(employees, list):
             raise ApiRejected(SERVICE, 200, "unexpectedResponse", "search had no employees list")
-        return [parse_employee(raw, wanted) for raw in employees]
+        paths = _field_paths(wanted)
+        # Pop as we go so each raw record is freed once parsed (peak memory ~ one copy).
+        employees.reverse()
+        parsed = []
+        while employees:
+            parsed.append(parse_employee(employees.pop(), wanted, paths))
+        return parsed
 
     def get_employee(self, identifier: str, fields: Sequence[str]) -> Employee | None:
         """One employee by backend id or email; None when Hibob does not know it (404)."""
@@ -117,19 +124,20 @@ class HibobClient:
         return labels
 
 
-def parse_employee(raw: Mapping[str, Any], fields: Sequence[str]) -> Employee:
+def parse_employee(raw: Mapping[str, Any], fields: Sequence[str],
+                   paths: Sequence[_FieldPath] | None = None) -> Employee:
     """An Employee holding each requested field Hibob returned (nulls included), nothing else."""
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
     human = raw.get("humanReadable")
-    for field_id in fields:
-        found, value = _lookup(raw, field_id)
+    for field_id, nested, slash in paths or _field_paths(fields):
+        found, value = _lookup(raw, nested, slash)
         if not found:
             continue  # not permitted or not a valid field id: unknown, not null
         if isinstance(value, dict) and "id" in value:
             value = str(value["id"])  # work.reportsTo and other employee objects
         values[field_id] = value
-        label = _label(human, field_id, value)
+        label = _label(human, nested, value)
         if label is not None:
             labels[field_id] = label
     hibob_id = values.get("root.id")
@@ -142,25 +150,32 @@ def parse_employee(raw: Mapping[str, Any], fields: Sequence[str]) -> Employee:
     return Employee(hibob_id=str(hibob_id), values=values, labels=labels)
 
 
-def _lookup(raw: Mapping[str, Any], field_id: str) -> tuple[bool, Any]:
+_FieldPath = tuple[str, list[str], str]  # field id, path in the nested form, slash key
+
+
+def _field_paths(fields: Sequence[str]) -> list[_FieldPath]:
+    return [(f, _nested_path(f), "/" + f.replace(".", "/")) for f in fields]
+
+
+def _lookup(raw: Mapping[str, Any], nested: Sequence[str], slash_key: str) -> tuple[bool, Any]:
     """(present, value): the nested form first (carries nulls), then the slash key."""
-    found, value = _walk(raw, _nested_path(field_id))
+    found, value = _walk(raw, nested)
     if found:
         return True, value
-    slash = raw.get("/" + field_id.replace(".", "/"))
+    slash = raw.get(slash_key)
     if isinstance(slash, dict) and "value" in slash:
         return True, slash["value"]
     return False, None
 
 
-def _label(human: Any, field_id: str, value: Any) -> str | None:
+def _label(human: Any, nested: Sequence[str], value: Any) -> str | None:
     # Human-readable dates follow the caller's locale and numbers/booleans are reformatted:
     # take labels only for list ids, texts and employee references.
     if value is None or isinstance(value, bool | int | float | dict):
         return None
     if isinstance(value, str) and _ISO_DATE.match(value):
         return None
-    found, label = _walk(human, _nested_path(field_id))
+    found, label = _walk(human, nested)
     return label if found and isinstance(label, str) else None
 
 
