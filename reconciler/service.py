@@ -1,0 +1,413 @@
+"""The long-running service behind `reconciler run`: scheduled passes, the webhook-hint worker,
+forced resyncs, readiness, metrics and a bounded shutdown; also `reconciler resync`.
+
+Called by the CLI (`run_service`, `request_resync`). Every pass goes through `run_pass` under one
+lock, so two passes never overlap. Threads live only here and in the scheduler. Nothing here
+decides what to write (that is `reconcile`), and nothing here logs a body or a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TextIO
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from reconciler.cli import build_services, now_utc, print_result
+from reconciler.config import Settings
+from reconciler.errors import ConfigError, InstanceLocked
+from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
+from reconciler.plan import Plan
+from reconciler.reconcile import PassKind, PassResult, Services, run_pass
+from reconciler.scheduler import build_scheduler
+from reconciler.store import Store
+from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
+
+log = logging.getLogger("reconciler.service")
+
+SHUTDOWN_SECONDS = 8.0
+"""How long SIGTERM waits for the pass in flight; systemd and the spec allow 10 s in all."""
+WEBHOOK_DRAIN_SECONDS = 1.0
+STALE_READ_SECONDS = 25.0
+"""Hibob reads may lag a write by ~20 s: a hinted employee is re-read once after this."""
+MAX_TARGETED_PER_BATCH = 10
+"""Above this many employees in one hint batch, one search (incremental pass) is cheaper than
+that many single reads (Hibob allows ~50 a minute)."""
+RESYNC_POLL_SECONDS = 0.5
+RESYNC_TIMEOUT_SECONDS = 1800.0
+RESYNC_EXIT_CODES = {"ok": 0, "held": 3}
+Clock = Callable[[], datetime]
+
+
+def readiness_bound(interval_minutes: float) -> timedelta:
+    """How old the last successful pass may be: three intervals, never less than the interval
+    plus 10 minutes (so a short interval does not flap on one slow pass)."""
+    interval = timedelta(minutes=interval_minutes)
+    return max(3 * interval, interval + timedelta(minutes=10))
+
+
+def compute_readiness(last_success_at: datetime | None, now: datetime,
+                      interval_minutes: float) -> tuple[bool, str]:
+    if last_success_at is None:
+        return False, "no successful pass yet"
+    age, bound = now - last_success_at, readiness_bound(interval_minutes)
+    text = f"last successful pass {int(age.total_seconds())} s ago"
+    if age > bound:
+        return False, f"{text}, over the {int(bound.total_seconds())} s bound"
+    return True, text
+
+
+class Service:
+    """Scheduler, webhook receiver and hint worker around one Services; `start`, `wait`, `stop`."""
+
+    def __init__(self, services: Services, *, clock: Clock = now_utc,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.services, self.settings, self.store = services, services.settings, services.store
+        self.metrics = Metrics(api_stats=self._api_stats)
+        self.is_stop_requested = False
+        self._clock, self._monotonic = clock, monotonic
+        self._pass_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._wake = threading.Event()
+        self._ids_lock = threading.Lock()
+        self._resync_ids: list[int] = []
+        self._rechecks: dict[str, float] = {}
+        last = self.store.last_successful_pass_at()
+        self._last_success_at = datetime.fromisoformat(last) if last else None
+        self._server: WebhookServer | None = None
+        self._scheduler: BackgroundScheduler | None = None
+        self._worker: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Take the database (InstanceLocked if another holds it), then serve and schedule."""
+        self.store.acquire_instance_lock()
+        try:
+            self._server = self._serve_webhooks()
+            self._scheduler = build_scheduler(
+                self.settings.sync, run_incremental=self.run_incremental, run_full=self.run_full,
+                poll_requests=self.poll_resync_requests, first_incremental_at=self._clock())
+        except BaseException:
+            if self._server:
+                self._server.stop()
+            self.store.release_instance_lock()
+            raise
+        self._scheduler.start()
+        self._worker = threading.Thread(target=self._work, name="hint-worker", daemon=True)
+        self._worker.start()
+        self._wake.set()  # hints a previous run left pending
+        self.update_state()
+        log.info("service started: webhooks on %s, incremental pass every %s min, "
+                 "full resync at %r (UTC)", self._server.url, self.settings.sync.interval_minutes,
+                 self.settings.sync.full_resync_cron)
+
+    def _serve_webhooks(self) -> WebhookServer:
+        app = create_app(self.settings.webhooks, on_hint=self.on_hint, is_ready=self.is_ready,
+                         metrics=self.metrics)
+        listen = self.settings.webhooks.listen
+        try:
+            return serve_webhooks(app, listen, drain_seconds=WEBHOOK_DRAIN_SECONDS)
+        except OSError as exc:
+            raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
+                              f"{exc.strerror or exc}") from None
+
+    @property
+    def url(self) -> str | None:
+        return self._server.url if self._server else None
+
+    def wait(self) -> None:
+        """Block until `request_stop` or a signal. Polls: a signal handler must take no lock."""
+        while not self.is_stop_requested:
+            time.sleep(0.2)
+
+    def request_stop(self) -> None:
+        self.is_stop_requested = True
+
+    def stop(self, timeout_seconds: float = SHUTDOWN_SECONDS) -> bool:
+        """Stop taking hints, let the pass in flight finish, stop the scheduler and the worker.
+
+        True when all stopped in time; False when a pass was still running after
+        `timeout_seconds` (its journal lets the next start converge).
+        """
+        deadline = time.monotonic() + timeout_seconds
+        self._closing.set()
+        self._wake.set()
+        if self._server:
+            try:
+                self._server.stop()
+            except OSError:
+                pass  # its loop saw the stop flag first and already closed its wake-up pipe
+        is_idle = self._pass_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        if self._scheduler and self._scheduler.running:
+            self._scheduler.shutdown(wait=is_idle)
+        if self._worker:
+            self._worker.join(max(0.0, deadline - time.monotonic()))
+        if not is_idle or (self._worker and self._worker.is_alive()):
+            log.warning("stopped with a pass still running after %.0f s; the next start "
+                        "finishes its work", timeout_seconds)
+            return False
+        self._cancel_claimed_requests()
+        self.store.close()
+        log.info("service stopped")
+        return True
+
+    # -- passes -----------------------------------------------------------------------------
+    def run_incremental(self) -> PassResult | None:
+        return self._run_pass("incremental")
+
+    def run_full(self) -> PassResult | None:
+        return self._run_pass("full")
+
+    def _run_pass(self, kind: PassKind, employee: str | None = None) -> PassResult | None:
+        """One pass under the pass lock; None when not run because the service is stopping."""
+        while not self._pass_lock.acquire(timeout=0.2):
+            if self._closing.is_set():
+                return None
+        try:
+            if self._closing.is_set():
+                return None
+            return self._run_locked(kind, employee)
+        finally:
+            self._pass_lock.release()
+
+    def _run_locked(self, kind: PassKind, employee: str | None) -> PassResult:
+        try:
+            result = run_pass(self.services, kind, now=self._clock(), employee=employee)
+        except Exception as exc:
+            log.exception("%s pass stopped by an unexpected error", kind,
+                          extra={"kind": kind, "outcome": "failed"})
+            result = PassResult(0, kind, Plan(), outcome="failed",
+                                error=f"{type(exc).__name__}: {exc}")
+        finished = self._clock()
+        if result.outcome in SUCCESSFUL_OUTCOMES:
+            self._last_success_at = finished
+        actions = dict(result.report.outcomes) if result.report else {}
+        self.metrics.record_pass(kind, result.outcome, result.duration_seconds,
+                                 finished.timestamp(), actions)
+        self.update_state()
+        return result
+
+    def update_state(self) -> None:
+        now = self._clock()
+        self.metrics.set_state(self.store.count_pending_hints(), len(self.store.list_held()),
+                               len(self.store.list_quarantined(now)))
+
+    def is_ready(self) -> tuple[bool, str]:
+        return compute_readiness(self._last_success_at, self._clock(),
+                                 self.settings.sync.interval_minutes)
+
+    def _api_stats(self) -> dict[str, tuple[int, int]]:
+        stats = {"hibob": self.services.hibob.stats.snapshot(),
+                 "learning": self.services.learning.stats.snapshot()}
+        return {name: (s["calls"], s["rate_limited"]) for name, s in stats.items()}
+
+    # -- forced resync ----------------------------------------------------------------------
+    def poll_resync_requests(self) -> None:
+        """Claim `reconciler resync` requests and hand them to the worker (a scheduler job)."""
+        if self._closing.is_set():
+            return
+        ids = self.store.take_resync_requests(self._clock())
+        if ids:
+            with self._ids_lock:
+                self._resync_ids.extend(ids)
+            self._wake.set()
+
+    def serve_resync_requests(self) -> PassResult | None:
+        """One full pass for every claimed request, then record its outcome on each."""
+        with self._ids_lock:
+            ids, self._resync_ids = self._resync_ids, []
+        if not ids:
+            return None
+        result = self._run_pass("full")
+        if result is None:
+            with self._ids_lock:
+                self._resync_ids[:0] = ids
+            return None
+        self.store.finish_resync_requests(ids, result.pass_id or None, result.outcome,
+                                          self._clock())
+        log.info("resync request(s) %s served by full pass %s: %s",
+                 ", ".join(map(str, ids)), result.pass_id, result.outcome,
+                 extra={"pass_id": result.pass_id, "outcome": result.outcome})
+        return result
+
+    def _cancel_claimed_requests(self) -> None:
+        with self._ids_lock:
+            ids, self._resync_ids = self._resync_ids, []
+        if ids:
+            self.store.finish_resync_requests(ids, None, "cancelled", self._clock())
+
+    # -- webhook hints ----------------------------------------------------------------------
+    def on_hint(self, hint: Hint) -> None:
+        """Store the hint durably (before the receiver answers 202), then wake the worker."""
+        self.store.save_hint(hint.hibob_id, hint.event_type, hint.source, hint.triggered_at,
+                             self._clock())
+        self._wake.set()
+
+    def process_hints(self) -> int:
+        """One batch: all pending hints, one pass per employee, plus due stale-read re-checks.
+        Returns the number of passes run."""
+        by_employee: dict[str, list[int]] = {}
+        for hint in self.store.list_pending_hints():
+            by_employee.setdefault(hint["hibob_id"], []).append(hint["id"])
+        employees = list(by_employee) + [h for h in self._take_due_rechecks()
+                                         if h not in by_employee]
+        if not employees:
+            return 0
+        if len(employees) > MAX_TARGETED_PER_BATCH:
+            return self._process_as_incremental(by_employee)
+        outcomes: dict[str, int] = {}
+        for hibob_id in employees:
+            result = self._run_pass("targeted", employee=hibob_id)
+            if result is None:
+                break  # stopping: the rest stay pending for the next start
+            outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+            if hibob_id in by_employee:
+                self.store.mark_hints_done(by_employee[hibob_id], self._clock())
+                self._rechecks.setdefault(hibob_id, self._monotonic() + STALE_READ_SECONDS)
+            if result.outcome == "failed":
+                log.warning("hint for employee %s not applied: %s", hibob_id, result.error,
+                            extra={"employee_id": hibob_id})
+        log.info("hint batch: %d hint(s), %d employee(s), outcomes %s",
+                 sum(map(len, by_employee.values())), len(employees), outcomes)
+        self.update_state()
+        return sum(outcomes.values())
+
+    def _process_as_incremental(self, by_employee: dict[str, list[int]]) -> int:
+        result = self._run_pass("incremental")
+        if result is None:
+            return 0
+        self.store.mark_hints_done([i for ids in by_employee.values() for i in ids],
+                                   self._clock())
+        log.info("hint batch: %d employee(s) served by incremental pass %s: %s",
+                 len(by_employee), result.pass_id, result.outcome)
+        self.update_state()
+        return 1
+
+    def _take_due_rechecks(self) -> list[str]:
+        now = self._monotonic()
+        due = [h for h, at in self._rechecks.items() if at <= now]
+        for hibob_id in due:
+            del self._rechecks[hibob_id]
+        return due
+
+    def _next_recheck_in(self) -> float | None:
+        if not self._rechecks:
+            return None
+        return max(0.0, min(self._rechecks.values()) - self._monotonic())
+
+    def _work(self) -> None:
+        while not self._closing.is_set():
+            self._wake.wait(self._next_recheck_in())
+            if self._wake.is_set() and not self._closing.is_set():
+                self._closing.wait(self.settings.webhooks.coalesce_seconds)  # let a burst gather
+                self._wake.clear()
+            if self._closing.is_set():
+                break
+            try:
+                self.serve_resync_requests()
+                self.process_hints()
+            except Exception:
+                log.exception("hint worker: batch failed; retrying in 5 s")
+                if not self._closing.wait(5.0):
+                    self._wake.set()
+
+
+def run_service(services: Services) -> int:
+    """`reconciler run`: serve until SIGTERM/SIGINT, then stop within 10 s and return 0."""
+    service = Service(services)
+
+    def on_signal(signum: int, frame: object) -> None:
+        service.request_stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    service.start()
+    service.wait()
+    log.info("stopping")
+    if not service.stop():
+        # The pass thread cannot be interrupted and Python would wait for it at exit; everything
+        # it did is committed and journalled, so leave now as systemd expects.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
+    return 0
+
+
+def request_resync(settings: Settings, wait: bool, out: TextIO, *,
+                   build: Callable[[Settings, Store], Services] | None = None,
+                   sleep: Callable[[float], None] = time.sleep,
+                   timeout_seconds: float = RESYNC_TIMEOUT_SECONDS) -> int:
+    """`reconciler resync`: ask the running service for a full pass, or run it here."""
+    store = Store(settings.store.path)
+    try:
+        store.acquire_instance_lock()
+    except InstanceLocked:
+        return _ask_service(store, wait, out, sleep, timeout_seconds)
+    try:
+        services = (build or _build)(settings, store)
+        result = run_pass(services, "full", now=now_utc())
+        print_result(result, out)
+        return result.exit_code
+    finally:
+        store.close()
+
+
+def _build(settings: Settings, store: Store) -> Services:
+    return build_services(settings, store=store)
+
+
+def _ask_service(store: Store, wait: bool, out: TextIO, sleep: Callable[[float], None],
+                 timeout_seconds: float) -> int:
+    request_id = store.request_resync(now_utc())
+    _say(out, f"resync requested (request {request_id}): the running service starts it "
+              "within seconds")
+    if not wait:
+        return 0
+    polls, started = 0, False
+    while polls * RESYNC_POLL_SECONDS < timeout_seconds:
+        request = store.get_resync_request(request_id) or {}
+        if request.get("finished_at"):
+            return _print_request_outcome(store, request, out)
+        if request.get("started_at") and not started:
+            started = True
+            _say(out, "full resync started")
+        polls += 1
+        if polls % 10 == 0 and not store.is_instance_running():
+            request = store.get_resync_request(request_id) or {}
+            if request.get("finished_at"):
+                return _print_request_outcome(store, request, out)
+            _say(out, "reconciler: the service stopped before finishing the resync; "
+                      "run `reconciler resync` again")
+            return 1
+        if polls % 120 == 0:
+            _say(out, f"still running ({int(polls * RESYNC_POLL_SECONDS)} s)")
+        sleep(RESYNC_POLL_SECONDS)
+    _say(out, f"reconciler: no outcome after {int(timeout_seconds)} s; the resync goes on in "
+              "the service (see `reconciler status`)")
+    return 1
+
+
+def _say(out: TextIO, line: str) -> None:
+    print(line, file=out, flush=True)
+
+
+def _print_request_outcome(store: Store, request: dict, out: TextIO) -> int:
+    outcome = request["outcome"] or "failed"
+    if outcome == "cancelled":
+        _say(out, "reconciler: the service stopped before the resync ran; "
+                  "run `reconciler resync` again")
+        return 1
+    row = next((p for p in store.list_passes(50) if p["id"] == request["pass_id"]), None)
+    counts = ", ".join(f"{k} {v}" for k, v in (row or {}).get("counts", {}).items())
+    label = f"full pass {request['pass_id']}" if request["pass_id"] else "full resync"
+    _say(out, f"{label}: {outcome} — {counts or 'nothing to do'}")
+    if row and row.get("error"):
+        _say(out, f"  error: {row['error']}")
+    return RESYNC_EXIT_CODES.get(outcome, 1)

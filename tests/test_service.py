@@ -1,0 +1,308 @@
+"""The service behind `reconciler run`: hint worker, forced resync, readiness, metrics and the
+instance lock, against both simulators through httpx.MockTransport (no sockets but the receiver)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import NOW, World
+
+from reconciler.cli import build_services
+from reconciler.errors import InstanceLocked
+from reconciler.reconcile import Services
+from reconciler.service import (
+    MAX_TARGETED_PER_BATCH,
+    STALE_READ_SECONDS,
+    Service,
+    compute_readiness,
+    readiness_bound,
+    request_resync,
+)
+from reconciler.store import Store
+from reconciler.webhooks import Hint
+
+MINUTE = dt.timedelta(minutes=1)
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.value = 1000.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    world = World(tmp_path, size=40, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0")
+    first = world.sync()
+    assert first.outcome == "ok", first.report.failures if first.report else first.error
+    return world
+
+
+@pytest.fixture
+def monotonic() -> FakeMonotonic:
+    return FakeMonotonic()
+
+
+@pytest.fixture
+def service(world: World, monotonic: FakeMonotonic) -> Service:
+    return Service(world.services, clock=lambda: world.now, monotonic=monotonic)
+
+
+def hint(hibob_id: str, event_type: str = "employee.updated") -> Hint:
+    return Hint(hibob_id, event_type, "2026-11-28T11:59:00", "upsert")
+
+
+def passes_of_kind(world: World, kind: str) -> list[dict]:
+    return [p for p in world.store.list_passes(100) if p["kind"] == kind]
+
+
+def test_burst_of_hints_for_one_employee_runs_one_targeted_pass(world, service) -> None:
+    hibob_id = world.active_employees()[2]
+    world.hibob.update_employee(hibob_id, **{"work.title": "Chief Tea Officer"})
+    for _ in range(5):
+        service.on_hint(hint(hibob_id))
+
+    assert service.process_hints() == 1
+
+    assert world.user_of(hibob_id)["job"] == "Chief Tea Officer"
+    assert world.store.count_pending_hints() == 0
+    assert len(passes_of_kind(world, "targeted")) == 1
+
+
+def test_hints_for_two_employees_run_one_targeted_pass_each(world, service) -> None:
+    first, second = world.active_employees()[3:5]
+    for hibob_id in (first, second, first):
+        world.hibob.update_employee(hibob_id, **{"work.title": f"Title of {hibob_id}"})
+        service.on_hint(hint(hibob_id))
+
+    assert service.process_hints() == 2
+
+    assert world.user_of(first)["job"] == f"Title of {first}"
+    assert world.user_of(second)["job"] == f"Title of {second}"
+    assert service.process_hints() == 0
+
+
+def test_hint_for_employee_gone_from_hibob_deactivates_them(world, service) -> None:
+    hibob_id = world.active_employees()[5]
+    world.hibob.delete_employee(hibob_id)
+    service.on_hint(hint(hibob_id, "employee.deleted"))
+
+    service.process_hints()
+
+    assert world.user_of(hibob_id)["status"] == "deleted"
+
+
+def test_hint_for_employee_unknown_to_both_sides_is_marked_done_and_not_retried(
+        world, service, monotonic) -> None:
+    service.on_hint(hint("999999"))
+
+    assert service.process_hints() == 1
+
+    assert world.store.count_pending_hints() == 0
+    assert passes_of_kind(world, "targeted")[0]["outcome"] == "failed"
+    assert "neither in Hibob nor known here" in passes_of_kind(world, "targeted")[0]["error"]
+    assert service.process_hints() == 0
+
+
+def test_hinted_employee_is_read_again_once_after_the_stale_read_window(
+        world, service, monotonic) -> None:
+    hibob_id = world.active_employees()[6]
+    service.on_hint(hint(hibob_id))
+    service.process_hints()
+    # Hibob answered the first read with the old value; the change shows up afterwards.
+    world.hibob.update_employee(hibob_id, **{"work.title": "Late Title"})
+    assert service.process_hints() == 0
+
+    monotonic.value += STALE_READ_SECONDS
+    assert service.process_hints() == 1
+
+    assert world.user_of(hibob_id)["job"] == "Late Title"
+    monotonic.value += STALE_READ_SECONDS
+    assert service.process_hints() == 0
+
+
+def test_many_employees_in_one_batch_are_served_by_one_incremental_pass(world, service) -> None:
+    employees = world.active_employees()[:MAX_TARGETED_PER_BATCH + 1]
+    for hibob_id in employees:
+        world.hibob.update_employee(hibob_id, **{"work.title": "Batch Title"})
+        service.on_hint(hint(hibob_id))
+    before = len(world.store.list_passes(100))
+
+    assert service.process_hints() == 1
+
+    assert len(world.store.list_passes(100)) == before + 1
+    assert world.store.list_passes(1)[0]["kind"] == "incremental"
+    assert {world.user_of(h)["job"] for h in employees} == {"Batch Title"}
+    assert world.store.count_pending_hints() == 0
+
+
+def test_hints_left_pending_by_a_previous_run_are_processed(world, monotonic) -> None:
+    hibob_id = world.active_employees()[7]
+    world.store.save_hint(hibob_id, "employee.updated", "upsert", None, NOW)
+    world.hibob.update_employee(hibob_id, **{"work.title": "Restarted"})
+
+    restarted = Service(world.build(), clock=lambda: world.now, monotonic=monotonic)
+    restarted.process_hints()
+
+    assert world.user_of(hibob_id)["job"] == "Restarted"
+    assert world.store.count_pending_hints() == 0
+
+
+def service_holding_the_database(world: World, service: Service) -> Service:
+    world.store.acquire_instance_lock()
+    return service
+
+
+def test_resync_requests_are_served_by_one_full_pass_and_the_waiter_gets_its_outcome(
+        world, service) -> None:
+    service_holding_the_database(world, service)
+    user_id = world.store.get_entry(world.active_employees()[8]).learning_user_id
+    world.learning.edit_user(user_id, job="Edited by hand")
+    earlier = world.store.request_resync(NOW)
+
+    def sleep(seconds: float) -> None:
+        service.poll_resync_requests()
+        service.serve_resync_requests()
+
+    out = io.StringIO()
+    code = request_resync(world.settings, wait=True, out=out, sleep=sleep)
+
+    assert code == 0, out.getvalue()
+    assert world.learning.user(user_id)["job"] != "Edited by hand"
+    assert len(passes_of_kind(world, "full")) == 1
+    mine = world.store.get_resync_request(earlier + 1)
+    assert mine["outcome"] == "ok"
+    assert mine["pass_id"] == world.store.get_resync_request(earlier)["pass_id"]
+    assert f"full pass {mine['pass_id']}: ok" in out.getvalue()
+
+
+def test_resync_without_waiting_only_leaves_a_request(world, service) -> None:
+    service_holding_the_database(world, service)
+    out = io.StringIO()
+
+    assert request_resync(world.settings, wait=False, out=out) == 0
+
+    assert "resync requested (request 1)" in out.getvalue()
+    assert world.store.get_resync_request(1)["started_at"] is None
+
+
+def test_resync_waiter_is_told_when_the_service_stopped_before_the_resync(
+        world, service) -> None:
+    service_holding_the_database(world, service)
+
+    def sleep(seconds: float) -> None:
+        service.poll_resync_requests()
+        service.stop(timeout_seconds=1)
+
+    out = io.StringIO()
+    assert request_resync(world.settings, wait=True, out=out, sleep=sleep) == 1
+    assert "stopped before the resync ran" in out.getvalue()
+
+
+def test_resync_with_no_running_service_runs_the_full_pass_itself(world: World) -> None:
+    user_id = world.store.get_entry(world.active_employees()[9]).learning_user_id
+    world.learning.edit_user(user_id, job="Edited by hand")
+
+    def build(settings, store: Store):
+        return build_services(settings, hibob_transport=httpx.MockTransport(world.hibob.handle),
+                              learning_transport=httpx.MockTransport(world.learning.handle),
+                              store=store)
+
+    out = io.StringIO()
+    assert request_resync(world.settings, wait=True, out=out, build=build) == 0
+
+    assert world.learning.user(user_id)["job"] != "Edited by hand"
+    assert "full pass" in out.getvalue() and ": ok" in out.getvalue()
+    assert not world.store.is_instance_running()
+
+
+@pytest.mark.parametrize(("interval_minutes", "bound_minutes"), [
+    (15, 45), (60, 180), (0.5, 10.5), (5, 15),
+])
+def test_readiness_bound_is_three_intervals_and_at_least_interval_plus_ten_minutes(
+        interval_minutes, bound_minutes) -> None:
+    assert readiness_bound(interval_minutes) == bound_minutes * MINUTE
+
+
+def test_readiness_follows_the_age_of_the_last_successful_pass() -> None:
+    assert compute_readiness(None, NOW, 15) == (False, "no successful pass yet")
+    assert compute_readiness(NOW - 44 * MINUTE, NOW, 15)[0] is True
+    is_ready, reason = compute_readiness(NOW - 46 * MINUTE, NOW, 15)
+    assert not is_ready
+    assert "2760 s ago, over the 2700 s bound" in reason
+
+
+def test_service_is_ready_after_a_successful_pass_and_not_after_a_long_silence(
+        world, service) -> None:
+    assert service.is_ready()[0]
+    world.now = NOW + 46 * MINUTE
+    assert not service.is_ready()[0]
+    service.run_incremental()
+    assert service.is_ready()[0]
+
+
+def test_a_pass_feeds_the_metrics(world, service) -> None:
+    world.learning.delete_user(world.store.get_entry(world.active_employees()[1])
+                               .learning_user_id)
+    result = service.run_full()
+
+    registry = service.metrics.registry
+    assert registry.get_sample_value("reconciler_passes_total",
+                                     {"kind": "full", "outcome": result.outcome}) == 1
+    assert registry.get_sample_value("reconciler_last_success_timestamp_seconds") == \
+        world.now.timestamp()
+    assert registry.get_sample_value("reconciler_pending_hints") == 0
+    assert registry.get_sample_value("reconciler_api_calls_total", {"service": "learning"}) > 0
+
+
+def test_second_service_on_the_same_database_is_refused_and_stop_is_clean(world) -> None:
+    first = Service(world.services)
+    first.start()
+    try:
+        second = Service(Services(world.settings, world.services.hibob,
+                                  world.services.learning, Store(world.db)))
+        with pytest.raises(InstanceLocked, match="already running"):
+            second.start()
+        response = httpx.get(f"{first.url}/healthz", trust_env=False)
+        assert response.status_code == 200
+    finally:
+        assert first.stop() is True
+    assert not Store(world.db).is_instance_running()
+
+
+def start_with_a_slow_pass_in_flight(world: World, latency_seconds: float) -> Service:
+    world.hibob.faults.latency_seconds = latency_seconds
+    last = world.store.list_passes(1)[0]["id"]
+    service = Service(world.services)
+    service.start()
+    deadline = time.monotonic() + 5
+    while world.store.list_passes(1)[0]["id"] == last:
+        assert time.monotonic() < deadline, "the start-up pass never began"
+        time.sleep(0.01)
+    return service
+
+
+def test_stop_lets_the_pass_in_flight_finish(world: World) -> None:
+    service = start_with_a_slow_pass_in_flight(world, 0.5)
+
+    assert service.stop(timeout_seconds=5) is True
+
+    last = Store(world.db).list_passes(1)[0]
+    assert (last["kind"], last["outcome"]) == ("incremental", "ok")
+
+
+def test_stop_gives_up_on_a_long_pass_after_its_timeout(world: World) -> None:
+    service = start_with_a_slow_pass_in_flight(world, 1.0)
+    started = time.monotonic()
+
+    assert service.stop(timeout_seconds=0.2) is False
+
+    assert time.monotonic() - started < 0.9
+    assert world.store.list_passes(1)[0]["finished_at"] is None
