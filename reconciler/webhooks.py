@@ -266,7 +266,10 @@ class WebhookServer:
         if not self._thread.is_alive():
             return
         self._stopping.set()
-        self._listeners[0].pull_trigger()
+        try:
+            self._listeners[0].pull_trigger()
+        except OSError:
+            pass  # the server loop saw the flag first and already closed its trigger pipe
         self._thread.join(self._drain_seconds + 5)
 
     def __enter__(self) -> WebhookServer:
