@@ -140,10 +140,7 @@ class Service:
         self._closing.set()
         self._wake.set()
         if self._server:
-            try:
-                self._server.stop()
-            except OSError:
-                pass  # its loop saw the stop flag first and already closed its wake-up pipe
+            self._server.stop()
         is_idle = self._pass_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         if self._scheduler and self._scheduler.running:
             self._scheduler.shutdown(wait=is_idle)
