@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from reconciler.config import Settings, load_settings, require_secrets
-from reconciler.errors import ApiError, ReconcilerError
+from reconciler.errors import ApiError, InstanceLocked, ReconcilerError
 from reconciler.hibob import HibobClient
 from reconciler.learning import LearningClient
 from reconciler.logs import configure_logging
@@ -42,6 +42,13 @@ def now_utc() -> datetime:
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     services = build_services(settings)
+    if not args.dry_run:
+        try:
+            services.store.acquire_instance_lock()
+        except InstanceLocked:
+            raise InstanceLocked(
+                f"a reconciler service is running on {settings.store.path}: use `reconciler "
+                "resync` for a full pass, or `sync --dry-run` to preview") from None
     kind = "targeted" if args.employee else "full" if args.full else "incremental"
     result = run_pass(services, kind, now=now_utc(), dry_run=args.dry_run,
                       employee=args.employee, allow_deactivations=args.allow_deactivations)

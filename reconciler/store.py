@@ -321,6 +321,17 @@ class Store:
             )
             return int(cursor.lastrowid or 0)
 
+    def close_interrupted_journal(self) -> int:
+        """Operations still pending from a process that died mid-pass: mark them interrupted.
+
+        Called at the start of a real pass (passes on one database never overlap). The pass
+        itself re-derives what is left to do; this only keeps the audit trail truthful.
+        """
+        with self.transaction() as conn:
+            cursor = conn.execute("UPDATE journal SET outcome = 'interrupted'"
+                                  " WHERE outcome = 'pending'")
+            return cursor.rowcount
+
     def journal_finish(self, journal_id: int, outcome: str, error: str | None = None) -> None:
         with self.transaction() as conn:
             conn.execute("UPDATE journal SET outcome = ?, error = ? WHERE id = ?",

@@ -130,3 +130,18 @@ def test_demo_runs_end_to_end_and_ends_with_nothing_to_do(capsys):
     out = capsys.readouterr().out
     assert "7. Final pass: nothing left to do" in out
     assert "reactivate 1" in out and "deactivate 1" in out and "update 1" in out
+
+
+def test_sync_refuses_while_a_service_holds_the_database_but_dry_run_works(served, capsys):
+    from reconciler.store import Store
+
+    _, _, folder = served
+    service = Store(folder / "cli.db")
+    service.acquire_instance_lock()
+    try:
+        assert main(["sync"]) == 2
+        assert "reconciler resync" in capsys.readouterr().err
+        assert main(["sync", "--dry-run"]) == 0
+    finally:
+        service.close()
+    assert main(["sync"]) == 0

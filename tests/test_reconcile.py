@@ -379,3 +379,11 @@ def test_apply_stopped_half_way_converges_on_the_next_pass(world: World) -> None
     assert len(mails) == len(world.active_employees()) + 1
     assert all(world.user_of(h)["status"] == "active" for h in world.active_employees())
     assert world.sync().plan.actions == ()
+
+
+def test_operations_left_pending_by_a_crash_are_marked_interrupted(world: World) -> None:
+    journal_id = world.store.journal_start(None, "123", "a@b.example", "create", ["mail"],
+                                           "before the crash", world.now)
+    synced(world)
+    [row] = [r for r in world.store.list_journal(hibob_id="123")]
+    assert row["outcome"] == "interrupted" and journal_id
