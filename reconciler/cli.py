@@ -92,6 +92,19 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from reconciler.explain import explain_employee
+
+    services = build_services(settings)
+    explain_employee(services, args.employee, now_utc(), sys.stdout)
+    if not args.apply:
+        return 0
+    services.store.acquire_instance_lock()
+    result = run_pass(services, "targeted", now=now_utc(), employee=args.employee)
+    print_result(result)
+    return result.exit_code
+
+
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.status import run_checks
 
@@ -157,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--since", metavar="DATE")
     history.add_argument("--json", action="store_true")
     history.set_defaults(func=cmd_history)
+    explain = sub.add_parser("explain", help="why one employee is (or is not) synchronised")
+    explain.add_argument("employee", metavar="EMPLOYEE", help="Hibob id or email")
+    explain.add_argument("--apply", action="store_true", help="reconcile it now")
+    explain.set_defaults(func=cmd_explain)
     sub.add_parser("check", help="validate settings, credentials, scopes and field permissions"
                    ).set_defaults(func=cmd_check)
     demo = sub.add_parser("demo", help="run against the bundled simulators (no credentials)")

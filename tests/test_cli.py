@@ -145,3 +145,23 @@ def test_sync_refuses_while_a_service_holds_the_database_but_dry_run_works(serve
     finally:
         service.close()
     assert main(["sync"]) == 0
+
+
+def test_explain_shows_fields_scope_desired_link_and_next_step(served, capsys, monkeypatch):
+    hibob, learning, _ = served
+    record = next(r for r in hibob.records.values() if r["internal.status"] == "Active"
+                  and r["root.email"] and "@" in r["root.email"])
+    hibob_id = record["root.id"]
+    condition = '[{"conditions": [{"field": "work.site", "op": "is_not_empty"}]}]'
+    monkeypatch.setenv("RECONCILER_SCOPE__GROUPS", condition)
+    assert main(["explain", hibob_id]) == 0
+    out = capsys.readouterr().out
+    assert f"employee {hibob_id}" in out and "work.title" in out
+    assert "work.site is_not_empty" in out and "-> true" in out
+    assert "desired: active" in out and "link: none yet" in out and "next: create" in out
+    assert main(["explain", hibob_id, "--apply"]) == 0
+    assert record["root.email"].strip().lower() in learning.users_by_mail()
+    capsys.readouterr()
+    assert main(["explain", hibob_id]) == 0
+    out = capsys.readouterr().out
+    assert "next: nothing to do" in out and "create [" in out.split("last actions:")[1]
