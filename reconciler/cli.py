@@ -57,7 +57,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.service import request_resync
+    from reconciler.resync import request_resync
 
     return request_resync(settings, wait=not args.no_wait, out=sys.stdout)
 

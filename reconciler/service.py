@@ -1,7 +1,7 @@
 """The long-running service behind `reconciler run`: scheduled passes, the webhook-hint worker,
-forced resyncs, readiness, metrics and a bounded shutdown; also `reconciler resync`.
+forced resyncs, readiness, metrics and a bounded shutdown.
 
-Called by the CLI (`run_service`, `request_resync`). Every pass goes through `run_pass` under one
+Called by the CLI (`run_service`). Every pass goes through `run_pass` under one
 lock, so two passes never overlap. Threads live only here and in the scheduler. Nothing here
 decides what to write (that is `reconcile`), and nothing here logs a body or a secret.
 """
@@ -16,18 +16,15 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TextIO
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from reconciler.cli import build_services, now_utc, print_result
-from reconciler.config import Settings
-from reconciler.errors import ConfigError, InstanceLocked
+from reconciler.cli import now_utc
+from reconciler.errors import ConfigError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
 from reconciler.plan import Plan
 from reconciler.reconcile import PassKind, PassResult, Services, run_pass
 from reconciler.scheduler import build_scheduler
-from reconciler.store import Store
 from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
 
 log = logging.getLogger("reconciler.service")
@@ -40,9 +37,6 @@ STALE_READ_SECONDS = 25.0
 MAX_TARGETED_PER_BATCH = 10
 """Above this many employees in one hint batch, one search (incremental pass) is cheaper than
 that many single reads (Hibob allows ~50 a minute)."""
-RESYNC_POLL_SECONDS = 0.5
-RESYNC_TIMEOUT_SECONDS = 1800.0
-RESYNC_EXIT_CODES = {"ok": 0, "held": 3}
 Clock = Callable[[], datetime]
 
 
@@ -335,76 +329,3 @@ def run_service(services: Services) -> int:
         sys.stdout.flush()
         os._exit(0)
     return 0
-
-
-def request_resync(settings: Settings, wait: bool, out: TextIO, *,
-                   build: Callable[[Settings, Store], Services] | None = None,
-                   sleep: Callable[[float], None] = time.sleep,
-                   timeout_seconds: float = RESYNC_TIMEOUT_SECONDS) -> int:
-    """`reconciler resync`: ask the running service for a full pass, or run it here."""
-    store = Store(settings.store.path)
-    try:
-        store.acquire_instance_lock()
-    except InstanceLocked:
-        return _ask_service(store, wait, out, sleep, timeout_seconds)
-    try:
-        services = (build or _build)(settings, store)
-        result = run_pass(services, "full", now=now_utc())
-        print_result(result, out)
-        return result.exit_code
-    finally:
-        store.close()
-
-
-def _build(settings: Settings, store: Store) -> Services:
-    return build_services(settings, store=store)
-
-
-def _ask_service(store: Store, wait: bool, out: TextIO, sleep: Callable[[float], None],
-                 timeout_seconds: float) -> int:
-    request_id = store.request_resync(now_utc())
-    _say(out, f"resync requested (request {request_id}): the running service starts it "
-              "within seconds")
-    if not wait:
-        return 0
-    polls, started = 0, False
-    while polls * RESYNC_POLL_SECONDS < timeout_seconds:
-        request = store.get_resync_request(request_id) or {}
-        if request.get("finished_at"):
-            return _print_request_outcome(store, request, out)
-        if request.get("started_at") and not started:
-            started = True
-            _say(out, "full resync started")
-        polls += 1
-        if polls % 10 == 0 and not store.is_instance_running():
-            request = store.get_resync_request(request_id) or {}
-            if request.get("finished_at"):
-                return _print_request_outcome(store, request, out)
-            _say(out, "reconciler: the service stopped before finishing the resync; "
-                      "run `reconciler resync` again")
-            return 1
-        if polls % 120 == 0:
-            _say(out, f"still running ({int(polls * RESYNC_POLL_SECONDS)} s)")
-        sleep(RESYNC_POLL_SECONDS)
-    _say(out, f"reconciler: no outcome after {int(timeout_seconds)} s; the resync goes on in "
-              "the service (see `reconciler status`)")
-    return 1
-
-
-def _say(out: TextIO, line: str) -> None:
-    print(line, file=out, flush=True)
-
-
-def _print_request_outcome(store: Store, request: dict, out: TextIO) -> int:
-    outcome = request["outcome"] or "failed"
-    if outcome == "cancelled":
-        _say(out, "reconciler: the service stopped before the resync ran; "
-                  "run `reconciler resync` again")
-        return 1
-    row = next((p for p in store.list_passes(50) if p["id"] == request["pass_id"]), None)
-    counts = ", ".join(f"{k} {v}" for k, v in (row or {}).get("counts", {}).items())
-    label = f"full pass {request['pass_id']}" if request["pass_id"] else "full resync"
-    _say(out, f"{label}: {outcome} — {counts or 'nothing to do'}")
-    if row and row.get("error"):
-        _say(out, f"  error: {row['error']}")
-    return RESYNC_EXIT_CODES.get(outcome, 1)

@@ -15,13 +15,13 @@ from conftest import NOW, World
 from reconciler.cli import build_services
 from reconciler.errors import InstanceLocked
 from reconciler.reconcile import Services
+from reconciler.resync import request_resync
 from reconciler.service import (
     MAX_TARGETED_PER_BATCH,
     STALE_READ_SECONDS,
     Service,
     compute_readiness,
     readiness_bound,
-    request_resync,
 )
 from reconciler.store import Store
 from reconciler.webhooks import Hint
