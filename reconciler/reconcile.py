@@ -66,7 +66,7 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
     store = services.store
     started = time.monotonic()
     pass_id = store.start_pass(kind, now, is_dry_run=dry_run)
-    if not dry_run and (interrupted := store.close_interrupted_journal()):
+    if not dry_run and (interrupted := store.close_interrupted(pass_id, now)):
         log.warning("%d operations of an interrupted pass were never confirmed; this pass "
                     "re-checks them", interrupted)
     try:

@@ -321,13 +321,17 @@ class Store:
             )
             return int(cursor.lastrowid or 0)
 
-    def close_interrupted_journal(self) -> int:
-        """Operations still pending from a process that died mid-pass: mark them interrupted.
+    def close_interrupted(self, current_pass_id: int, at: datetime) -> int:
+        """Mark what a process that died mid-pass left open: its pass and pending operations.
 
-        Called at the start of a real pass (passes on one database never overlap). The pass
-        itself re-derives what is left to do; this only keeps the audit trail truthful.
+        Called at the start of a real pass (real passes on one database never overlap). The
+        pass itself re-derives what is left to do; this keeps status and history truthful.
+        Returns how many operations were never confirmed.
         """
         with self.transaction() as conn:
+            conn.execute("UPDATE passes SET outcome = 'interrupted', finished_at = ?"
+                         " WHERE finished_at IS NULL AND is_dry_run = 0 AND id < ?",
+                         (utc_text(at), current_pass_id))
             cursor = conn.execute("UPDATE journal SET outcome = 'interrupted'"
                                   " WHERE outcome = 'pending'")
             return cursor.rowcount

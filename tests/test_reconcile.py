@@ -382,8 +382,11 @@ def test_apply_stopped_half_way_converges_on_the_next_pass(world: World) -> None
 
 
 def test_operations_left_pending_by_a_crash_are_marked_interrupted(world: World) -> None:
-    journal_id = world.store.journal_start(None, "123", "a@b.example", "create", ["mail"],
-                                           "before the crash", world.now)
+    crashed = world.store.start_pass("incremental", world.now)
+    world.store.journal_start(crashed, "123", "a@b.example", "create", ["mail"],
+                              "before the crash", world.now)
     synced(world)
-    [row] = [r for r in world.store.list_journal(hibob_id="123")]
-    assert row["outcome"] == "interrupted" and journal_id
+    [row] = world.store.list_journal(hibob_id="123")
+    assert row["outcome"] == "interrupted"
+    [crashed_pass] = [p for p in world.store.list_passes() if p["id"] == crashed]
+    assert crashed_pass["outcome"] == "interrupted" and crashed_pass["finished_at"]
