@@ -24,7 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests
+	$(BIN)/ruff check reconciler tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache
