@@ -94,9 +94,7 @@ class PlanInput:
 
 
 def compute_plan(data: PlanInput, limits: Limits, *, allow_deactivations: bool = False) -> Plan:
-    # Managers we can link: anyone with an account now or after this pass.
-    provisioned = {h for h, d in data.desired.items() if d.kind == "active"}
-    provisioned |= {h for h, e in data.snapshot.items() if e.learning_user_id}
+    live = _live_after_pass(data, limits)
     actions: list[Action] = []
     problems: list[Problem] = []
     for hibob_id, desired in sorted(data.desired.items()):
@@ -104,7 +102,7 @@ def compute_plan(data: PlanInput, limits: Limits, *, allow_deactivations: bool =
         if desired.kind == "skip":
             problems.append(Problem(hibob_id, desired.email, desired.reason))
             continue
-        action = _plan_one(desired, entry, data, limits, provisioned)
+        action = _plan_one(desired, entry, data, limits, live)
         if isinstance(action, Problem):
             problems.append(action)
         elif action is not None:
@@ -117,7 +115,7 @@ def compute_plan(data: PlanInput, limits: Limits, *, allow_deactivations: bool =
 
 
 def _plan_one(desired: Desired, entry: SnapshotEntry | None, data: PlanInput, limits: Limits,
-              provisioned: set[str]) -> Action | Problem | None:
+              live: set[str]) -> Action | Problem | None:
     linked = entry is not None and entry.learning_user_id is not None
     if linked and data.actual is not None and entry.learning_user_id not in data.actual:
         linked = False  # the linked user is gone from 360Learning: match again by email
@@ -129,7 +127,7 @@ def _plan_one(desired: Desired, entry: SnapshotEntry | None, data: PlanInput, li
         return None
     if desired.kind != "active":
         return None
-    state = _state(desired, entry, provisioned)
+    state = _state(desired, entry, live)
     if not linked:
         return _create_or_adopt(desired, state, data.candidates.get(desired.hibob_id, ()),
                                 limits)
@@ -190,7 +188,20 @@ def _update(desired: Desired, entry: SnapshotEntry, state: dict, data: PlanInput
                   remove_groups=frozenset(old_groups - new_groups), manager=manager, state=state)
 
 
-def _state(desired: Desired, entry: SnapshotEntry | None, provisioned: set[str]) -> dict:
+def _live_after_pass(data: PlanInput, limits: Limits) -> set[str]:
+    """Employees whose 360Learning account is active once this pass is applied."""
+    live = {h for h, e in data.snapshot.items()
+            if e.learning_user_id and e.is_active and h not in data.absent}
+    for hibob_id, desired in data.desired.items():
+        if desired.kind == "active":
+            live.add(hibob_id)
+        elif desired.kind == "inactive" or (desired.kind == "out_of_scope"
+                                            and limits.out_of_scope == "deactivate"):
+            live.discard(hibob_id)
+    return live
+
+
+def _state(desired: Desired, entry: SnapshotEntry | None, live: set[str]) -> dict:
     """The snapshot state after applying `desired`: unknown parts keep what was applied."""
     before = dict(entry.state or {}) if entry else {}
     attributes = {**before.get("attributes", {}), **desired.attributes}
@@ -198,9 +209,14 @@ def _state(desired: Desired, entry: SnapshotEntry | None, provisioned: set[str])
               if desired.groups is not None else before.get("groups", []))
     manager = before.get("manager")
     if desired.is_manager_known:
-        # Link only a manager who has (or gets) a 360Learning account in this pass.
         target = desired.manager_hibob_id
-        manager = target if target in provisioned and target != desired.hibob_id else None
+        if target == desired.hibob_id:
+            target = None
+        # Link only a manager whose account is active after this pass (360Learning refuses a
+        # deleted manager); a link made before the manager left stays, so nothing cascades.
+        if target is not None and target not in live and target != manager:
+            target = None
+        manager = target
     return {"is_active": True, "attributes": attributes, "groups": groups, "manager": manager}
 
 

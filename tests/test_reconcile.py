@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 
 import httpx
-import pytest
 from conftest import TODAY, World
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 
 def synced(world: World):
@@ -337,28 +337,53 @@ def test_create_whose_answer_was_lost_is_found_by_email_not_recreated(world) -> 
     assert world.sync().plan.actions == ()
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_random_hibob_changes_are_planned_exactly_once(tmp_path, seed: int) -> None:
-    world = World(tmp_path, size=60, seed=seed)
+CHANGES = ("title", "surname", "email", "terminate", "leave_without_access", "hire")
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000),
+       changes=st.lists(st.tuples(st.sampled_from(CHANGES), st.integers(0, 10_000)),
+                        min_size=1, max_size=8))
+@example(seed=0, changes=[("terminate", 0), ("hire", 0)])  # the CEO leaves, a hire reports to them
+def test_random_hibob_changes_are_planned_exactly_once(tmp_path_factory, seed, changes) -> None:
+    world = World(tmp_path_factory.mktemp("property"), size=50, seed=seed)
     synced(world)
-    rng = random.Random(seed)
     candidates = world.active_employees()
-    changed = rng.sample(candidates, 6)
-    expected = {}
-    for number, hibob_id in enumerate(changed):
-        match number % 3:
-            case 0:
-                world.hibob.update_employee(hibob_id, **{"work.title": f"Role {seed}-{number}"})
-                expected[hibob_id] = ("update", ["job"])
-            case 1:
-                world.hibob.update_employee(hibob_id, **{"root.surname": f"Néw{number}"})
-                expected[hibob_id] = ("update", ["lastName"])
-            case 2:
-                world.hibob.terminate(hibob_id, on=TODAY)
-                expected[hibob_id] = ("deactivate", [])
+    # Leaving needs someone who has started (a future hire on "leave" is still a future hire).
+    started = [h for h in candidates if world.hibob.records[h]["internal.status"] == "Active"]
+    expected: dict[str, tuple[str, list[str] | None]] = {}
+    for number, (change, pick) in enumerate(changes):
+        pool = started if change in ("terminate", "leave_without_access") else candidates
+        hibob_id = pool[pick % len(pool)]
+        if change == "hire":
+            expected[world.hibob.add_employee(**{"root.surname": f"Hire{seed}x{number}"})] = (
+                "create", None)
+            continue
+        if hibob_id in expected:
+            continue  # one change per employee keeps the expectation exact
+        if change == "title":
+            world.hibob.update_employee(hibob_id, **{"work.title": f"Role {seed}-{number}"})
+            expected[hibob_id] = ("update", ["job"])
+        elif change == "surname":
+            world.hibob.update_employee(hibob_id, **{"root.surname": f"Néw{number}"})
+            expected[hibob_id] = ("update", ["lastName"])
+        elif change == "email":
+            world.hibob.update_employee(hibob_id, **{"root.email": f"moved{number}@acme.example"})
+            expected[hibob_id] = ("update", ["mail"])
+        elif change == "terminate":
+            world.hibob.terminate(hibob_id, on=TODAY)
+            expected[hibob_id] = ("deactivate", [])
+        else:
+            world.hibob.start_leave(hibob_id, keeps_access=False)
+            expected[hibob_id] = ("deactivate", [])
     result = world.sync()
-    assert {a.hibob_id: (a.kind, a.fields) for a in result.plan.actions} == expected
+    planned = {a.hibob_id: (a.kind, None if a.kind == "create" else a.fields)
+               for a in result.plan.actions}
+    assert planned == expected
+    assert result.outcome == "ok"
     assert world.sync().plan.actions == ()
+    assert world.sync("full").plan.actions == ()
 
 
 def test_apply_stopped_half_way_converges_on_the_next_pass(world: World) -> None:
