@@ -7,6 +7,7 @@ import threading
 
 import httpx
 import pytest
+from fakes import FakeTime
 
 from reconciler.api import (
     ApiSession,
@@ -20,21 +21,6 @@ from reconciler.errors import ApiAuthFailed, ApiRateLimited, ApiRejected, ApiUna
 
 WALL_NOW = 1_900_000_000.0
 HINTS = AuthHints(unauthorized="check svc.user and svc.token", forbidden="grant the category")
-
-
-class FakeTime:
-    """A monotonic clock that only moves when code sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def scripted(*answers):
@@ -65,7 +51,7 @@ def get(session: ApiSession, **kwargs) -> httpx.Response:
 
 
 def test_a_run_of_503s_ends_in_success_with_jittered_exponential_backoff():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(*[httpx.Response(503)] * 3)
     session = make_session(handle, fake, random=lambda: 0.5)
 
@@ -78,7 +64,7 @@ def test_a_run_of_503s_ends_in_success_with_jittered_exponential_backoff():
 
 
 def test_backoff_is_capped():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(*[httpx.Response(502)] * 5)
     policy = RetryPolicy(max_attempts=6, base_seconds=1, cap_seconds=3)
     session = make_session(handle, fake, policy=policy, random=lambda: 1.0)
@@ -89,7 +75,7 @@ def test_backoff_is_capped():
 
 
 def test_persistent_503_raises_api_unavailable_after_max_attempts():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(*[httpx.Response(503, json={"error": "down"})] * 10)
     session = make_session(handle, fake, policy=RetryPolicy(max_attempts=3))
 
@@ -102,7 +88,7 @@ def test_persistent_503_raises_api_unavailable_after_max_attempts():
 
 
 def test_a_429_burst_honours_retry_after_seconds():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(*[httpx.Response(429, headers={"Retry-After": "7"})] * 2)
     session = make_session(handle, fake)
 
@@ -114,7 +100,7 @@ def test_a_429_burst_honours_retry_after_seconds():
 
 
 def test_retry_after_as_an_http_date_is_honoured():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     when = email.utils.formatdate(WALL_NOW + 12, usegmt=True)
     handle, seen = scripted(httpx.Response(429, headers={"Retry-After": when}))
     session = make_session(handle, fake)
@@ -125,7 +111,7 @@ def test_retry_after_as_an_http_date_is_honoured():
 
 
 def test_hibob_x_ratelimit_reset_epoch_is_honoured():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     headers = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0",
                "X-RateLimit-Reset": str(int(WALL_NOW + 20))}
     handle, seen = scripted(httpx.Response(429, headers=headers))
@@ -138,7 +124,7 @@ def test_hibob_x_ratelimit_reset_epoch_is_honoured():
 
 
 def test_a_hinted_wait_is_capped_at_a_minute():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(httpx.Response(429, headers={"X-RateLimit-Reset": str(WALL_NOW + 900)}))
     session = make_session(handle, fake)
 
@@ -148,7 +134,7 @@ def test_a_hinted_wait_is_capped_at_a_minute():
 
 
 def test_a_429_without_hint_backs_off_from_about_one_second():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(*[httpx.Response(429, json={"error": "tooManyRequests"})] * 3)
     session = make_session(handle, fake, random=lambda: 1.0)
 
@@ -158,7 +144,7 @@ def test_a_429_without_hint_backs_off_from_about_one_second():
 
 
 def test_a_429_that_never_ends_raises_api_rate_limited_with_the_last_hint():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(*[httpx.Response(429, headers={"Retry-After": "3"})] * 10)
     session = make_session(handle, fake, policy=RetryPolicy(max_attempts=4))
 
@@ -170,7 +156,7 @@ def test_a_429_that_never_ends_raises_api_rate_limited_with_the_last_hint():
 
 
 def test_a_dropped_connection_is_retried():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(httpx.RemoteProtocolError("Server disconnected"),
                             httpx.ConnectError("Connection refused"))
     session = make_session(handle, fake)
@@ -180,7 +166,7 @@ def test_a_dropped_connection_is_retried():
 
 
 def test_timeouts_that_persist_are_reported_as_unavailable_not_as_httpx_errors():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(*[httpx.ReadTimeout("timed out")] * 10)
     session = make_session(handle, fake, policy=RetryPolicy(max_attempts=2))
 
@@ -191,7 +177,7 @@ def test_timeouts_that_persist_are_reported_as_unavailable_not_as_httpx_errors()
 
 
 def test_a_401_is_reported_at_once_with_a_hint_and_without_the_secret():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(httpx.Response(401))
     session = make_session(handle, fake)
 
@@ -205,7 +191,7 @@ def test_a_401_is_reported_at_once_with_a_hint_and_without_the_secret():
 
 
 def test_a_403_is_not_retried_and_uses_the_call_specific_hint():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     body = {"error": {"code": "invalid_scope", "message": "Missing scope"}}
     handle, seen = scripted(httpx.Response(403, json=body))
     session = make_session(handle, fake)
@@ -219,7 +205,7 @@ def test_a_403_is_not_retried_and_uses_the_call_specific_hint():
 
 
 def test_a_400_surfaces_as_api_rejected_with_the_vendor_code():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     body = {"error": {"code": "mailAlreadyUsed", "message": "The mail is already used."}}
     handle, seen = scripted(httpx.Response(400, json=body))
     session = make_session(handle, fake)
@@ -233,7 +219,7 @@ def test_a_400_surfaces_as_api_rejected_with_the_vendor_code():
 
 
 def test_a_404_is_returned_when_the_caller_allows_it():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(httpx.Response(404, json={"error": {"code": "userNotFound"}}))
     session = make_session(handle, fake)
 
@@ -257,7 +243,7 @@ def test_every_vendor_error_shape_is_understood(body, expected):
 
 
 def test_an_html_200_from_a_wrong_path_is_rejected_with_a_clear_message():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     html = httpx.Response(200, headers={"content-type": "text/html"}, content=b"<html></html>")
     handle, seen = scripted(html)
     session = make_session(handle, fake)
@@ -269,7 +255,7 @@ def test_an_html_200_from_a_wrong_path_is_rejected_with_a_clear_message():
 
 
 def test_the_rate_limiter_spaces_requests_at_the_configured_rate():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     limiter = RateLimiter(4.0, clock=fake.clock, sleep=fake.sleep)
     sent_at = []
     for _ in range(9):
@@ -282,7 +268,7 @@ def test_the_rate_limiter_spaces_requests_at_the_configured_rate():
 
 
 def test_the_rate_limiter_allows_a_small_burst_after_idling():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     limiter = RateLimiter(1.0, burst=3, clock=fake.clock, sleep=fake.sleep)
     for _ in range(4):
         limiter.acquire()
@@ -291,7 +277,7 @@ def test_the_rate_limiter_allows_a_small_burst_after_idling():
 
 
 def test_the_rate_limiter_queues_concurrent_callers_one_interval_apart():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     waits: list[float] = []
     lock = threading.Lock()
 
@@ -310,7 +296,7 @@ def test_the_rate_limiter_queues_concurrent_callers_one_interval_apart():
 
 
 def test_the_limiter_is_applied_before_every_attempt_including_retries():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     handle, seen = scripted(httpx.Response(503))
     session = make_session(handle, fake, random=lambda: 0.0)
     limiter = RateLimiter(2.0, clock=fake.clock, sleep=fake.sleep)
@@ -323,7 +309,7 @@ def test_the_limiter_is_applied_before_every_attempt_including_retries():
 
 
 def test_a_multi_line_vendor_message_becomes_one_line():
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     body = {"error": {"code": "mailInvalid", "message": "Invalid mail\n  see docs"}}
     handle, seen = scripted(httpx.Response(400, json=body))
     session = make_session(handle, fake)

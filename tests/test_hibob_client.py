@@ -7,6 +7,7 @@ import json
 
 import httpx
 import pytest
+from fakes import FakeTime
 from pydantic import SecretStr
 
 from reconciler.config import HibobSettings
@@ -22,24 +23,9 @@ FIELDS = ["root.id", "root.email", "root.firstName", "root.surname", "root.displ
           "internal.lifecycleStatus", "internal.terminationDate", "employee.lastDayOfWork"]
 
 
-class FakeTime:
-    """One clock for the simulator (epoch) and the client; it moves only when code sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def fake() -> FakeTime:
-    return FakeTime()
+    return FakeTime(1_800_000_000.0)
 
 
 @pytest.fixture

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from fakes import FakeTime
 from pydantic import SecretStr
 
 from reconciler.config import LearningSettings
@@ -18,26 +18,9 @@ from reconciler.sandbox.learning import LearningSimulator
 UNKNOWN_ID = "0123456789abcdef01234567"
 
 
-class FakeTime:
-    """A monotonic clock shared by client and simulator; it moves only when code sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
-
-
 @pytest.fixture
 def fake() -> FakeTime:
-    return FakeTime()
+    return FakeTime(1000.0)
 
 
 @pytest.fixture

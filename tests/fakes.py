@@ -1,0 +1,28 @@
+"""Test doubles shared by the client and simulator tests."""
+
+from __future__ import annotations
+
+import threading
+
+
+class FakeTime:
+    """A clock shared by client and simulator that moves only when code sleeps (thread-safe).
+
+    Call it (or `.clock()`) for the time; pass `.sleep` where code would really wait.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
