@@ -73,3 +73,20 @@ class GroupRole:
 
     group_id: str
     role: str
+
+
+@dataclass(frozen=True)
+class SnapshotEntry:
+    """What the reconciler last applied for one employee."""
+
+    hibob_id: str
+    learning_user_id: str | None
+    email: str | None
+    state: Mapping[str, Any] | None
+    failures: int = 0
+    quarantined_until: str | None = None
+    last_error: str | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.state and self.state.get("is_active"))

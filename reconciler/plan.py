@@ -13,8 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from reconciler.desired import Desired
-from reconciler.models import GroupRole, LearningUser
-from reconciler.store import SnapshotEntry
+from reconciler.models import GroupRole, LearningUser, SnapshotEntry
 
 ActionKind = Literal["create", "adopt", "update", "reactivate", "deactivate"]
 

@@ -22,10 +22,10 @@ from reconciler.desired import Desired, compute_desired, required_fields
 from reconciler.errors import ReconcilerError
 from reconciler.hibob import HibobClient
 from reconciler.learning import LearningClient
-from reconciler.models import Employee, LearningUser
+from reconciler.models import Employee, LearningUser, SnapshotEntry
 from reconciler.plan import Limits, Plan, PlanInput, Problem, compute_plan
 from reconciler.scope import compute_in_scope
-from reconciler.store import SnapshotEntry, Store, utc_text
+from reconciler.store import Store, utc_text
 
 log = logging.getLogger("reconciler.reconcile")
 PassKind = Literal["incremental", "full", "targeted"]

@@ -15,7 +15,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from reconciler.errors import ConfigError, InstanceLocked
+from reconciler.models import SnapshotEntry
 
 MIGRATIONS = [
     """
@@ -92,23 +92,6 @@ MIGRATIONS = [
 
 def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class SnapshotEntry:
-    """What the reconciler last applied for one employee."""
-
-    hibob_id: str
-    learning_user_id: str | None
-    email: str | None
-    state: Mapping[str, Any] | None
-    failures: int = 0
-    quarantined_until: str | None = None
-    last_error: str | None = None
-
-    @property
-    def is_active(self) -> bool:
-        return bool(self.state and self.state.get("is_active"))
 
 
 class Store:
