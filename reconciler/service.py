@@ -25,6 +25,7 @@ from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
 from reconciler.plan import Plan
 from reconciler.reconcile import PassKind, PassResult, Services, run_pass
 from reconciler.scheduler import build_scheduler
+from reconciler.store import utc_text
 from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
 
 log = logging.getLogger("reconciler.service")
@@ -189,6 +190,11 @@ class Service:
         now = self._clock()
         self.metrics.set_state(self.store.count_pending_hints(), len(self.store.list_held()),
                                len(self.store.list_quarantined(now)))
+        if self._scheduler:  # for `reconciler status`
+            self.store.save_service_state({
+                f"next_{job_id}_at": utc_text(job.next_run_time) if job.next_run_time else None
+                for job_id in ("incremental", "full")
+                if (job := self._scheduler.get_job(job_id)) is not None})
 
     def is_ready(self) -> tuple[bool, str]:
         return compute_readiness(self._last_success_at, self._clock(),

@@ -5,14 +5,14 @@ Called by the CLI only. Never prints a secret: settings are shown by name, never
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TextIO
 
 from reconciler.config import Settings
 from reconciler.desired import required_fields
 from reconciler.errors import ApiError
 from reconciler.reconcile import Services
-from reconciler.store import Store, utc_text
+from reconciler.store import Store
 
 CRITICAL_FIELDS = ("root.id", "root.email", "internal.status", "internal.lifecycleStatus",
                    "work.startDate")
@@ -22,16 +22,15 @@ def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str,
     passes = store.list_passes(10)
     real = [p for p in passes if not p["dry_run"]]
     last = real[0] if real else None
-    next_at = None
-    if last and last["finished_at"] and store.is_instance_running():
-        finished = datetime.fromisoformat(last["finished_at"])
-        next_at = utc_text(finished + timedelta(minutes=settings.sync.interval_minutes))
+    running = store.is_instance_running()
+    service = store.load_service_state() if running else {}
     return {
         "database": store.path,
-        "service_running": store.is_instance_running(),
+        "service_running": running,
         "last_pass": last,
         "last_success_at": store.last_successful_pass_at(),
-        "next_pass_at": next_at,
+        "next_pass_at": service.get("next_incremental_at"),
+        "next_full_resync_at": service.get("next_full_at"),
         "recent_passes": passes,
         "held_deactivations": store.list_held(),
         "quarantined": store.list_quarantined(now),
@@ -53,7 +52,8 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
         print("no pass yet", file=out)
     print(f"last success: {status['last_success_at'] or 'never'}", file=out)
     if status["next_pass_at"]:
-        print(f"next scheduled pass: about {status['next_pass_at']}", file=out)
+        print(f"next scheduled pass: {status['next_pass_at']} (full resync "
+              f"{status['next_full_resync_at'] or 'not scheduled'})", file=out)
     print(f"pending hints: {status['pending_hints']}", file=out)
     held = status["held_deactivations"]
     print(f"held deactivations: {len(held)}", file=out)

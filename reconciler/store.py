@@ -87,6 +87,9 @@ MIGRATIONS = [
         outcome TEXT
     );
     """,
+    """
+    CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT);
+    """,
 ]
 
 
@@ -394,6 +397,17 @@ class Store:
         with self.transaction() as conn:
             conn.executemany("UPDATE hints SET done_at = ? WHERE id = ?",
                              [(utc_text(at), i) for i in hint_ids])
+
+    # -- what the running service publishes for `status` --------------------------------------
+    def save_service_state(self, values: Mapping[str, str | None]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO service_state (key, value) VALUES (?, ?)",
+                             list(values.items()))
+
+    def load_service_state(self) -> dict[str, str | None]:
+        with self._lock:
+            rows = self.db.conn.execute("SELECT key, value FROM service_state").fetchall()
+        return dict(rows)
 
     # -- forced resync requests ---------------------------------------------------------------
     def request_resync(self, at: datetime) -> int:

@@ -306,3 +306,18 @@ def test_stop_gives_up_on_a_long_pass_after_its_timeout(world: World) -> None:
 
     assert time.monotonic() - started < 0.9
     assert world.store.list_passes(1)[0]["finished_at"] is None
+
+
+def test_status_shows_the_next_scheduled_passes_of_the_running_service(world) -> None:
+    from reconciler.status import collect_status
+
+    service = Service(world.services)
+    service.start()
+    try:
+        status = collect_status(Store(world.db), world.settings, NOW)
+        assert status["service_running"]
+        assert status["next_pass_at"] and status["next_full_resync_at"]
+        assert status["next_full_resync_at"].endswith("03:00:00+00:00")
+    finally:
+        service.stop()
+    assert collect_status(Store(world.db), world.settings, NOW)["next_pass_at"] is None
