@@ -1,0 +1,66 @@
+"""The SQLite store: migrations, WAL, the instance lock, and what it keeps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import pytest
+
+from reconciler.errors import InstanceLocked
+from reconciler.store import MIGRATIONS, Store
+
+NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
+
+
+def test_a_new_database_is_fully_migrated_and_in_wal_mode(tmp_path) -> None:
+    store = Store(tmp_path / "new.db")
+    conn = store.db.conn
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_older_database_is_upgraded_in_place_keeping_its_data(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO employees (hibob_id, learning_user_id) VALUES ('7', 'u7')")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.get_entry("7").learning_user_id == "u7"
+    store.save_service_state({"next_incremental_at": "x"})
+    assert store.load_service_state() == {"next_incremental_at": "x"}
+
+
+def test_applied_state_round_trips_and_a_success_clears_failures(tmp_path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.record_failure("7", "boom", quarantine_after=1, quarantined_until="2999-01-01",
+                         at=NOW)
+    assert [q["employee_id"] for q in store.list_quarantined(NOW)] == ["7"]
+    store.save_applied("7", learning_user_id="u7", email="a@b.example",
+                       state={"is_active": True, "attributes": {"job": "x"}}, at=NOW)
+    entry = store.get_entry("7")
+    assert entry.is_active and entry.state["attributes"] == {"job": "x"}
+    assert entry.failures == 0 and store.list_quarantined(NOW) == []
+
+
+def test_only_one_process_holds_the_instance_lock(tmp_path) -> None:
+    first, second = Store(tmp_path / "l.db"), Store(tmp_path / "l.db")
+    assert not second.is_instance_running()
+    first.acquire_instance_lock()
+    assert second.is_instance_running()
+    with pytest.raises(InstanceLocked, match="already running"):
+        second.acquire_instance_lock()
+    first.close()
+    second.acquire_instance_lock()
+    second.close()
+
+
+def test_an_unwritable_path_is_a_settings_error_naming_store_path(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(Exception, match="store.path"):
+        Store(blocker / "sub" / "x.db")
