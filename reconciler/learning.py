@@ -164,6 +164,12 @@ class LearningClient:
                 return str(item["targetId"])
         return None
 
+    def get_group(self, group_id: str) -> dict[str, Any] | None:
+        """One group (`_id`, `name`, ...), or None when 360Learning does not know it."""
+        response = self._call("GET", f"/api/v2/groups/{_segment(group_id)}", "groups:read",
+                              allow_404=True)
+        return None if response.status_code == 404 else response.json()
+
     def check_access(self) -> None:
         """Get a token and make one cheap users:read call; raises ApiAuthFailed when refused."""
         self.find_users_by_mail(ACCESS_CHECK_MAIL)

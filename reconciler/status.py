@@ -96,6 +96,21 @@ def run_checks(settings: Settings, services: Services, out: TextIO) -> int:
     try:
         services.learning.check_access()
         report(True, "360Learning credentials and users:read scope work")
+        _check_learning_setup(settings, services, report)
     except ApiError as exc:
         report(False, f"360Learning: {exc}")
     return 1 if failures else 0
+
+
+def _check_learning_setup(settings: Settings, services: Services, report) -> None:
+    groups = {settings.learning.default_group_id: "learning.default_group_id"}
+    groups.update({rule.group_id: "mapping.groups" for rule in settings.mapping.groups})
+    for group_id, setting in groups.items():
+        group = services.learning.get_group(group_id)
+        report(group is not None,
+               f"group {group_id} ({setting}) " + (f"is {group.get('name')!r}" if group else
+                                                   "does not exist in 360Learning"))
+    platform = settings.learning.external_id_platform
+    if platform:
+        count = len(services.learning.list_external_ids(platform))
+        report(True, f"external ids on platform {platform!r} are readable ({count} links)")

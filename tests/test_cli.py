@@ -165,3 +165,17 @@ def test_explain_shows_fields_scope_desired_link_and_next_step(served, capsys, m
     assert main(["explain", hibob_id]) == 0
     out = capsys.readouterr().out
     assert "next: nothing to do" in out and "create [" in out.split("last actions:")[1]
+
+
+def test_check_names_a_default_group_that_does_not_exist(served, capsys, monkeypatch):
+    monkeypatch.setenv("RECONCILER_LEARNING__DEFAULT_GROUP_ID", "aaaaaaaaaaaaaaaaaaaaaaaa")
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL group aaaaaaaaaaaaaaaaaaaaaaaa (learning.default_group_id) does not exist" in out
+
+
+def test_check_names_a_missing_scope(served, capsys):
+    _, learning, _ = served
+    learning.scopes.discard("externalIds:read")
+    assert main(["check"]) == 1
+    assert "externalIds:read" in capsys.readouterr().out
