@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from reconciler.cli import build_services
 from reconciler.config import Settings, load_settings
@@ -18,6 +19,12 @@ from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.store import Store
+
+# CI explores the same examples every run (a landing must not depend on luck); local runs
+# explore new ones.
+hypothesis_settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 TODAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
