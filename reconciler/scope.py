@@ -57,7 +57,3 @@ def compute_in_scope(groups: Sequence[ScopeGroup], employee: Employee) -> bool |
         if not any(r.is_known and not r.matches for r in results):
             unknown = True
     return None if unknown else False
-
-
-def scope_fields(groups: Sequence[ScopeGroup]) -> set[str]:
-    return {c.field for g in groups for c in g.conditions}

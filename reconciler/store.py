@@ -9,6 +9,7 @@ behind a lock). Never stores a secret.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -223,14 +224,6 @@ class Store:
                 (hibob_id, learning_user_id, email, utc_text(at)),
             )
 
-    def forget_link(self, hibob_id: str, at: datetime) -> None:
-        """The linked user is gone from 360Learning: drop the link, keep the history."""
-        with self.transaction() as conn:
-            conn.execute(
-                "UPDATE employees SET learning_user_id = NULL, state = NULL, state_hash = NULL,"
-                " updated_at = ? WHERE hibob_id = ?", (utc_text(at), hibob_id),
-            )
-
     def record_failure(self, hibob_id: str, error: str, *, quarantine_after: int,
                        quarantined_until: str | None, at: datetime) -> int:
         """Count a failed apply; quarantine from `quarantine_after` failures. Returns the count."""
@@ -250,14 +243,11 @@ class Store:
         return int(failures)
 
     def list_quarantined(self, now: datetime) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self.db.conn.execute(
-                "SELECT hibob_id, email, last_error, failures, quarantined_until FROM employees"
-                " WHERE quarantined_until IS NOT NULL AND quarantined_until > ?"
-                " ORDER BY hibob_id", (utc_text(now),)
-            ).fetchall()
-        return [{"employee_id": r[0], "email": r[1], "reason": r[2], "failures": r[3],
-                 "until": r[4]} for r in rows]
+        return self._select(
+            "SELECT hibob_id AS employee_id, email, last_error AS reason, failures,"
+            " quarantined_until AS until FROM employees"
+            " WHERE quarantined_until IS NOT NULL AND quarantined_until > ?"
+            " ORDER BY hibob_id", (utc_text(now),))
 
     # -- passes and journal -----------------------------------------------------------------
     def start_pass(self, kind: str, at: datetime, *, is_dry_run: bool = False) -> int:
@@ -279,14 +269,12 @@ class Store:
 
     def list_passes(self, limit: int = 10, *, include_dry_runs: bool = True) -> list[dict]:
         where = "" if include_dry_runs else "WHERE is_dry_run = 0"
-        with self._lock:
-            rows = self.db.conn.execute(
-                "SELECT id, kind, is_dry_run, started_at, finished_at, outcome, counts, error"
-                f" FROM passes {where} ORDER BY id DESC LIMIT ?", (limit,)
-            ).fetchall()
-        return [{"id": r[0], "kind": r[1], "dry_run": bool(r[2]), "started_at": r[3],
-                 "finished_at": r[4], "outcome": r[5], "counts": json.loads(r[6] or "{}"),
-                 "error": r[7]} for r in rows]
+        rows = self._select(
+            "SELECT id, kind, is_dry_run AS dry_run, started_at, finished_at, outcome, counts,"
+            f" error FROM passes {where} ORDER BY id DESC LIMIT ?", (limit,))
+        for row in rows:
+            row["dry_run"], row["counts"] = bool(row["dry_run"]), json.loads(row["counts"] or "{}")
+        return rows
 
     def last_successful_pass_at(self) -> str | None:
         with self._lock:
@@ -337,14 +325,12 @@ class Store:
             clauses.append("at >= ?")
             params.append(since)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        with self._lock:
-            rows = self.db.conn.execute(
-                "SELECT pass_id, at, hibob_id, email, action, fields, outcome, reason, error"
-                f" FROM journal {where} ORDER BY id LIMIT ?", (*params, limit)
-            ).fetchall()
-        return [{"pass_id": r[0], "at": r[1], "employee_id": r[2], "email": r[3],
-                 "action": r[4], "fields": json.loads(r[5] or "[]"), "outcome": r[6],
-                 "reason": r[7], "error": r[8]} for r in rows]
+        rows = self._select(
+            "SELECT pass_id, at, hibob_id AS employee_id, email, action, fields, outcome, reason,"
+            f" error FROM journal {where} ORDER BY id LIMIT ?", (*params, limit))
+        for row in rows:
+            row["fields"] = json.loads(row["fields"] or "[]")
+        return rows
 
     # -- held deactivations -----------------------------------------------------------------
     def replace_held(self, pass_id: int, held: Iterable[tuple[str, str | None, str]],
@@ -360,13 +346,9 @@ class Store:
             )
 
     def list_held(self) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self.db.conn.execute(
-                "SELECT hibob_id, email, reason, pass_id, held_at FROM held_deactivations"
-                " ORDER BY hibob_id"
-            ).fetchall()
-        return [{"employee_id": r[0], "email": r[1], "reason": r[2], "pass_id": r[3],
-                 "held_at": r[4]} for r in rows]
+        return self._select(
+            "SELECT hibob_id AS employee_id, email, reason, pass_id, held_at"
+            " FROM held_deactivations ORDER BY hibob_id")
 
     # -- webhook hints ----------------------------------------------------------------------
     def save_hint(self, hibob_id: str, event_type: str | None, source: str | None,
@@ -380,13 +362,8 @@ class Store:
             return int(cursor.lastrowid or 0)
 
     def list_pending_hints(self) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self.db.conn.execute(
-                "SELECT id, hibob_id, event_type, received_at FROM hints WHERE done_at IS NULL"
-                " ORDER BY id"
-            ).fetchall()
-        return [{"id": r[0], "hibob_id": r[1], "event_type": r[2], "received_at": r[3]}
-                for r in rows]
+        return self._select("SELECT id, hibob_id, event_type, received_at FROM hints"
+                            " WHERE done_at IS NULL ORDER BY id")
 
     def count_pending_hints(self) -> int:
         with self._lock:
@@ -434,15 +411,16 @@ class Store:
             )
 
     def get_resync_request(self, request_id: int) -> dict[str, Any] | None:
+        rows = self._select("SELECT id, requested_at, started_at, finished_at, pass_id, outcome"
+                            " FROM resync_requests WHERE id = ?", (request_id,))
+        return rows[0] if rows else None
+
+    def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by the (aliased) column names of `sql`."""
         with self._lock:
-            row = self.db.conn.execute(
-                "SELECT id, requested_at, started_at, finished_at, pass_id, outcome"
-                " FROM resync_requests WHERE id = ?", (request_id,)
-            ).fetchone()
-        if not row:
-            return None
-        keys = ("id", "requested_at", "started_at", "finished_at", "pass_id", "outcome")
-        return dict(zip(keys, row, strict=True))
+            cursor = self.db.conn.execute(sql, params)
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _entry(row: tuple) -> SnapshotEntry:
@@ -456,6 +434,4 @@ def _entry(row: tuple) -> SnapshotEntry:
 def _hash(text: str | None) -> str | None:
     if text is None:
         return None
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:16]
