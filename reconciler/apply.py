@@ -8,9 +8,11 @@ what was applied. Manager links go last, once every user of the pass has its acc
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +37,25 @@ class ApplySettings:
     max_workers: int = 4
 
 
+ProgressCallback = Callable[[str, int, int | None], None]
+"""(phase, done, total): "read", "plan" or "apply"; total is None while unknown."""
+
+
+@dataclass(frozen=True)
+class PassHooks:
+    """Optional seams of a pass that is watched, or runs beside others; none changes a plan.
+
+    `clock` gives each action its own time in the journal and snapshot (default: the pass's
+    `now`). `progress` hears (phase, done, total) as work completes. `claim(pass_id, hibob_id)`
+    is entered around the writes to one employee; it yields False when a later pass already
+    decided for that employee, and the action is skipped as "superseded" (the service).
+    """
+
+    clock: Callable[[], datetime] | None = None
+    progress: ProgressCallback | None = None
+    claim: Callable[[int, str], AbstractContextManager[bool]] | None = None
+
+
 @dataclass
 class ApplyReport:
     outcomes: Counter = field(default_factory=Counter)  # (action, outcome) -> count
@@ -46,14 +67,23 @@ class ApplyReport:
 
 
 def apply_plan(plan: Plan, *, client: LearningClient, store: Store, settings: ApplySettings,
-               pass_id: int | None, now: datetime) -> ApplyReport:
+               pass_id: int | None, now: datetime, hooks: PassHooks | None = None
+               ) -> ApplyReport:
     report = ApplyReport()
-    run = _Runner(client, store, settings, pass_id, now, report)
-    with ThreadPoolExecutor(max_workers=settings.max_workers) as pool:
+    hooks = hooks or PassHooks()
+    run = _Runner(client, store, settings, pass_id, now, report, hooks)
+    run.total = len(plan.actions) + sum(1 for a in plan.actions if a.manager is not None)
+    run.tick(0)
+    pool = ThreadPoolExecutor(max_workers=settings.max_workers)
+    try:
         done = [a for a, ok in zip(plan.actions, pool.map(run.apply_action, plan.actions),
                                    strict=True) if ok]
         with_manager = [a for a in done if a.manager is not None]
+        run.tick(sum(1 for a in plan.actions if a.manager is not None) - len(with_manager))
         list(pool.map(run.apply_manager, with_manager))
+    finally:
+        # On Ctrl-C: what has not started never starts; what has finishes and is journalled.
+        pool.shutdown(wait=True, cancel_futures=True)
     return report
 
 
@@ -65,8 +95,41 @@ class _Runner:
     pass_id: int | None
     now: datetime
     report: ApplyReport
+    hooks: PassHooks
+    total: int = 0
+    done: int = 0
+    _tick_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def at(self) -> datetime:
+        return self.hooks.clock() if self.hooks.clock else self.now
+
+    def tick(self, count: int = 1) -> None:
+        with self._tick_lock:
+            self.done += count
+            done = self.done
+        if self.hooks.progress:
+            self.hooks.progress("apply", done, self.total)
+
+    def _claimed(self, action: Action, name: str, write: Callable[[], bool]) -> bool:
+        claim = (self.hooks.claim(self.pass_id, action.hibob_id)
+                 if self.hooks.claim and self.pass_id is not None else nullcontext(True))
+        try:
+            with claim as is_mine:
+                if is_mine:
+                    return write()
+            self.report.outcomes[(name, "superseded")] += 1
+            log.info("%s %s %s skipped: a later pass already decided for this employee", name,
+                     action.hibob_id, action.email or "-",
+                     extra={"employee_id": action.hibob_id, "action": name,
+                            "outcome": "superseded"})
+            return False
+        finally:
+            self.tick()
 
     def apply_action(self, action: Action) -> bool:
+        return self._claimed(action, action.kind, lambda: self._apply_action(action))
+
+    def _apply_action(self, action: Action) -> bool:
         steps: dict[str, Callable[[Action], str | None]] = {
             "create": self._create, "adopt": self._adopt, "update": self._update,
             "reactivate": self._reactivate, "deactivate": self._deactivate,
@@ -78,6 +141,9 @@ class _Runner:
                                 lambda: {**action.state, "manager": manager})
 
     def apply_manager(self, action: Action) -> bool:
+        return self._claimed(action, "manager", lambda: self._apply_manager(action))
+
+    def _apply_manager(self, action: Action) -> bool:
         def saved_state_with_new_manager() -> dict[str, Any]:
             entry = self.store.get_entry(action.hibob_id)
             saved = (entry.state if entry else None) or action.state
@@ -90,14 +156,14 @@ class _Runner:
                     step: Callable[[], str | None],
                     state_after: Callable[[], dict[str, Any]]) -> bool:
         journal_id = self.store.journal_start(self.pass_id, action.hibob_id, action.email, name,
-                                              fields, action.reason, self.now)
+                                              fields, action.reason, self.at())
         try:
             user_id = step()
         except ApiError as exc:
             self._fail(action, name, journal_id, str(exc))
             return False
         self.store.save_applied(action.hibob_id, learning_user_id=user_id, email=action.email,
-                                state=state_after(), at=self.now)
+                                state=state_after(), at=self.at())
         self.store.journal_finish(journal_id, "ok")
         self.report.outcomes[(name, "ok")] += 1
         log.info("%s %s %s: %s", name, action.hibob_id, action.email or "-", action.reason,
@@ -109,9 +175,10 @@ class _Runner:
         entry = self.store.get_entry(action.hibob_id)
         count = (entry.failures if entry else 0) + 1
         backoff = self.settings.quarantine_base_seconds * 2 ** max(0, count - QUARANTINE_AFTER)
-        until = utc_text(self.now + timedelta(seconds=min(backoff, 86400)))
+        at = self.at()
+        until = utc_text(at + timedelta(seconds=min(backoff, 86400)))
         self.store.record_failure(action.hibob_id, error, quarantine_after=QUARANTINE_AFTER,
-                                  quarantined_until=until, at=self.now)
+                                  quarantined_until=until, at=at)
         self.store.journal_finish(journal_id, "failed", error)
         self.report.outcomes[(name, "failed")] += 1
         self.report.failures.append((action.hibob_id, error))
@@ -133,13 +200,13 @@ class _Runner:
             if len(found) != 1:
                 raise
             return self._adopt(_as_adoption(action, found[0]))
-        self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.now)
+        self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.at())
         self._finish_user(action, user, skip_group=self.settings.group_id)
         return user.learning_user_id
 
     def _adopt(self, action: Action) -> str:
         assert action.learning_user_id
-        self.store.save_link(action.hibob_id, action.learning_user_id, action.email, self.now)
+        self.store.save_link(action.hibob_id, action.learning_user_id, action.email, self.at())
         if action.restore:
             return self._reactivate(action)
         user = self._update_attributes(action)
@@ -169,7 +236,7 @@ class _Runner:
             # Not deleted after all (an earlier apply stopped half-way): bring it up to date.
             user = self.client.update_user(action.learning_user_id, attributes)
         if user.learning_user_id != action.learning_user_id:
-            self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.now)
+            self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.at())
         self._finish_user(action, user, skip_group=self.settings.group_id)
         return user.learning_user_id
 

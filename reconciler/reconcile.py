@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from reconciler.apply import ApplyReport, apply_plan
+from reconciler.apply import ApplyReport, PassHooks, ProgressCallback, apply_plan
 from reconciler.desired import Desired, compute_desired, required_fields
 from reconciler.errors import ReconcilerError
 from reconciler.learning import LearningClient
@@ -42,6 +42,8 @@ class PassResult:
     error: str | None = None
     duration_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    exception: ReconcilerError | None = None
+    """What failed the pass: the hint worker retries an ApiError, not an unknown employee."""
 
     @property
     def exit_code(self) -> int:
@@ -51,8 +53,9 @@ class PassResult:
 
 
 def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool = False,
-             employee: str | None = None, allow_deactivations: bool = False) -> PassResult:
-    store = services.store
+             employee: str | None = None, allow_deactivations: bool = False,
+             hooks: PassHooks | None = None) -> PassResult:
+    store, hooks = services.store, hooks or PassHooks()
     started = time.monotonic()
     pass_id = store.start_pass(kind, now, is_dry_run=dry_run)
     if not dry_run and (interrupted := store.close_interrupted(pass_id, now)):
@@ -60,19 +63,27 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
                     "re-checks them", interrupted)
     try:
         plan = compute_pass_plan(services, kind, now=now, employee=employee,
-                                 allow_deactivations=allow_deactivations)
+                                 allow_deactivations=allow_deactivations,
+                                 progress=hooks.progress)
     except ReconcilerError as exc:
         store.finish_pass(pass_id, now, "failed", {}, str(exc))
         log.error("%s pass failed: %s", kind, exc, extra={"outcome": "failed"})
         return PassResult(pass_id, kind, Plan(), dry_run, outcome="failed", error=str(exc),
-                          duration_seconds=time.monotonic() - started)
+                          duration_seconds=time.monotonic() - started, exception=exc)
+    except KeyboardInterrupt:
+        store.finish_pass(pass_id, now, "interrupted", {}, "interrupted while reading")
+        raise
     result = PassResult(pass_id, kind, plan, dry_run, counts=plan.counts())
     if dry_run:
         result.outcome = "dry-run"
     else:
-        result.report = apply_plan(plan, client=services.learning, store=store,
-                                   settings=apply_settings(services.settings), pass_id=pass_id,
-                                   now=now)
+        try:
+            result.report = apply_plan(plan, client=services.learning, store=store,
+                                       settings=apply_settings(services.settings),
+                                       pass_id=pass_id, now=now, hooks=hooks)
+        except KeyboardInterrupt:
+            store.finish_pass(pass_id, now, "interrupted", {}, "interrupted (Ctrl-C)")
+            raise
         _record_held(store, pass_id, plan, now, is_targeted=kind == "targeted")
         result.outcome = ("errors" if result.report.has_failures
                           else "held" if plan.held else "ok")
@@ -85,9 +96,12 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
 
 
 def compute_pass_plan(services: Services, kind: PassKind, *, now: datetime,
-                      employee: str | None = None, allow_deactivations: bool = False) -> Plan:
+                      employee: str | None = None, allow_deactivations: bool = False,
+                      progress: ProgressCallback | None = None) -> Plan:
     """Read both sides as the pass kind requires and compute the plan (no writes)."""
     settings, store = services.settings, services.store
+    progress = progress or _no_progress
+    progress("read", 0, None)
     snapshot = store.load_snapshot()
     fields = required_fields(settings)
     read_problem = None
@@ -100,6 +114,7 @@ def compute_pass_plan(services: Services, kind: PassKind, *, now: datetime,
         absent = {h for h, e in snapshot.items() if e.learning_user_id and h not in returned}
         if not employees and any(e.is_active for e in snapshot.values()):
             read_problem = "Hibob returned no employees: no deactivation from an empty read"
+    progress("read", len(employees), len(employees))
     desired = {e.hibob_id: compute_desired(e, settings, now.date(),
                                            compute_in_scope(settings.scope.groups, e))
                for e in employees}
@@ -108,7 +123,7 @@ def compute_pass_plan(services: Services, kind: PassKind, *, now: datetime,
     if kind != "targeted":
         desired, absent, problems = _skip_quarantined(desired, absent, snapshot, now)
     actual = _list_actual(services.learning) if kind == "full" else None
-    candidates = _find_candidates(services, desired, snapshot, actual)
+    candidates = _find_candidates(services, desired, snapshot, actual, progress)
     data = PlanInput(desired=desired, snapshot=snapshot, candidates=candidates, actual=actual,
                      absent=frozenset(absent), read_problem=read_problem)
     plan = compute_plan(data, limits(settings), allow_deactivations=allow_deactivations)
@@ -163,8 +178,8 @@ def _list_actual(learning: LearningClient) -> dict[str, LearningUser]:
 
 
 def _find_candidates(services: Services, desired: dict[str, Desired],
-                     snapshot: dict[str, SnapshotEntry],
-                     actual: dict[str, LearningUser] | None) -> dict[str, list[LearningUser]]:
+                     snapshot: dict[str, SnapshotEntry], actual: dict[str, LearningUser] | None,
+                     progress: ProgressCallback) -> dict[str, list[LearningUser]]:
     """360Learning users that might already be an unlinked employee's account."""
     unlinked = {h: d.email for h, d in desired.items() if d.kind == "active" and d.email
                 and not (snapshot.get(h) and snapshot[h].learning_user_id
@@ -176,7 +191,7 @@ def _find_candidates(services: Services, desired: dict[str, Desired],
         users: Iterable[LearningUser] = actual.values()
         by_external = _external_links(services, actual)
     else:
-        users = _list_by_mail(services.learning, sorted(set(unlinked.values())))
+        users = _list_by_mail(services.learning, sorted(set(unlinked.values())), progress)
         by_external = {}
     by_mail: defaultdict[str, list[LearningUser]] = defaultdict(list)
     for user in users:
@@ -200,11 +215,18 @@ def _external_links(services: Services, actual: dict[str, LearningUser]
     return {value: actual[target] for value, target in mapping.items() if target in actual}
 
 
-def _list_by_mail(learning: LearningClient, mails: list[str]) -> list[LearningUser]:
+def _list_by_mail(learning: LearningClient, mails: list[str],
+                  progress: ProgressCallback) -> list[LearningUser]:
     users: list[LearningUser] = []
     for start in range(0, len(mails), MAIL_BATCH):
+        progress("plan", start, len(mails))
         users.extend(learning.list_users(mails=mails[start:start + MAIL_BATCH]))
+    progress("plan", len(mails), len(mails))
     return users
+
+
+def _no_progress(phase: str, done: int, total: int | None) -> None:
+    pass
 
 
 def _record_held(store: Store, pass_id: int, plan: Plan, now: datetime,
@@ -222,7 +244,9 @@ def _record_held(store: Store, pass_id: int, plan: Plan, now: datetime,
 def _applied_counts(plan: Plan, report: ApplyReport) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for (action, outcome), number in report.outcomes.items():
-        if action != "manager":
+        if outcome == "superseded":
+            counts["superseded"] += number
+        elif action != "manager":
             counts[action if outcome == "ok" else f"{action}_failed"] += number
     if plan.held:
         counts["held"] = len(plan.held)

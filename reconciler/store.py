@@ -91,6 +91,14 @@ MIGRATIONS = [
     """
     CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT);
     """,
+    # Hints are retried with backoff until a pass succeeds for their employee; `decisions`
+    # holds, per employee, the latest pass allowed to write to it (passes overlap in the service).
+    """
+    ALTER TABLE hints ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hints ADD COLUMN next_attempt_at TEXT;
+    ALTER TABLE hints ADD COLUMN last_error TEXT;
+    CREATE TABLE decisions (hibob_id TEXT PRIMARY KEY, pass_id INTEGER NOT NULL);
+    """,
 ]
 
 
@@ -109,6 +117,7 @@ class Store:
             raise ConfigError(f"setting store.path: cannot open {self.path}: {exc}") from None
         self._lock = threading.RLock()
         self._lock_file: Any = None
+        self._live_passes: set[int] = set()  # started by this process and not finished
         self.db = sqlite_utils.Database(conn)
         conn.execute("PRAGMA busy_timeout = 5000")
         if self.path != ":memory:":
@@ -256,7 +265,9 @@ class Store:
                 "INSERT INTO passes (kind, is_dry_run, started_at) VALUES (?, ?, ?)",
                 (kind, int(is_dry_run), utc_text(at)),
             )
-            return int(cursor.lastrowid or 0)
+            pass_id = int(cursor.lastrowid or 0)
+            self._live_passes.add(pass_id)
+            return pass_id
 
     def finish_pass(self, pass_id: int, at: datetime, outcome: str,
                     counts: Mapping[str, int], error: str | None = None) -> None:
@@ -266,6 +277,7 @@ class Store:
                 " WHERE id = ?",
                 (utc_text(at), outcome, json.dumps(dict(counts), sort_keys=True), error, pass_id),
             )
+            self._live_passes.discard(pass_id)
 
     def list_passes(self, limit: int = 10, *, include_dry_runs: bool = True) -> list[dict]:
         where = "" if include_dry_runs else "WHERE is_dry_run = 0"
@@ -298,16 +310,20 @@ class Store:
     def close_interrupted(self, current_pass_id: int, at: datetime) -> int:
         """Mark what a process that died mid-pass left open: its pass and pending operations.
 
-        Called at the start of a real pass (real passes on one database never overlap). The
-        pass itself re-derives what is left to do; this keeps status and history truthful.
-        Returns how many operations were never confirmed.
+        Called at the start of a real pass. Only one process writes a database (the instance
+        lock), and the passes it is still running (the service runs targeted passes beside a
+        long one) are left alone. The pass itself re-derives what is left to do; this keeps
+        status and history truthful. Returns how many operations were never confirmed.
         """
         with self.transaction() as conn:
+            live = sorted(self._live_passes)
+            marks = ",".join("?" * len(live))
             conn.execute("UPDATE passes SET outcome = 'interrupted', finished_at = ?"
-                         " WHERE finished_at IS NULL AND is_dry_run = 0 AND id < ?",
-                         (utc_text(at), current_pass_id))
+                         f" WHERE finished_at IS NULL AND is_dry_run = 0 AND id NOT IN ({marks})",
+                         (utc_text(at), *live))
             cursor = conn.execute("UPDATE journal SET outcome = 'interrupted'"
-                                  " WHERE outcome = 'pending'")
+                                  " WHERE outcome = 'pending'"
+                                  f" AND (pass_id IS NULL OR pass_id NOT IN ({marks}))", live)
             return cursor.rowcount
 
     def journal_finish(self, journal_id: int, outcome: str, error: str | None = None) -> None:
@@ -361,9 +377,28 @@ class Store:
             )
             return int(cursor.lastrowid or 0)
 
-    def list_pending_hints(self) -> list[dict[str, Any]]:
-        return self._select("SELECT id, hibob_id, event_type, received_at FROM hints"
-                            " WHERE done_at IS NULL ORDER BY id")
+    def list_pending_hints(self, due_at: datetime | None = None) -> list[dict[str, Any]]:
+        """Hints not done yet; with `due_at`, only those whose next attempt is due by then."""
+        due = "" if due_at is None else " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        return self._select("SELECT id, hibob_id, event_type, received_at, attempts,"
+                            " next_attempt_at, last_error FROM hints"
+                            f" WHERE done_at IS NULL{due} ORDER BY id",
+                            () if due_at is None else (utc_text(due_at),))
+
+    def next_hint_attempt_at(self) -> datetime | None:
+        """When the earliest pending hint that waits for a retry is due (None: none waits)."""
+        with self._lock:
+            row = self.db.conn.execute("SELECT MIN(next_attempt_at) FROM hints"
+                                       " WHERE done_at IS NULL").fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def record_hint_attempts(self, hint_ids: Iterable[int], error: str | None,
+                             next_attempt_at: datetime) -> None:
+        """Count one failed attempt on each hint and when to try again."""
+        with self.transaction() as conn:
+            conn.executemany("UPDATE hints SET attempts = attempts + 1, last_error = ?,"
+                             " next_attempt_at = ? WHERE id = ?",
+                             [(error, utc_text(next_attempt_at), i) for i in hint_ids])
 
     def count_pending_hints(self) -> int:
         with self._lock:
@@ -374,6 +409,17 @@ class Store:
         with self.transaction() as conn:
             conn.executemany("UPDATE hints SET done_at = ? WHERE id = ?",
                              [(utc_text(at), i) for i in hint_ids])
+
+    # -- overlapping passes ----------------------------------------------------------------
+    def claim_employee(self, hibob_id: str, pass_id: int) -> bool:
+        """Let `pass_id` write to this employee unless a later pass already did (it read Hibob
+        later, so its decision is newer). True when the write may go ahead."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO decisions (hibob_id, pass_id) VALUES (?, ?)"
+                " ON CONFLICT(hibob_id) DO UPDATE SET pass_id = excluded.pass_id"
+                " WHERE decisions.pass_id <= excluded.pass_id", (hibob_id, pass_id))
+            return cursor.rowcount > 0
 
     # -- what the running service publishes for `status` --------------------------------------
     def save_service_state(self, values: Mapping[str, str | None]) -> None:

@@ -10,6 +10,8 @@ from conftest import TODAY, World
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from reconciler.store import Store
+
 
 def synced(world: World):
     first = world.sync()
@@ -406,9 +408,10 @@ def test_apply_stopped_half_way_converges_on_the_next_pass(world: World) -> None
 
 
 def test_operations_left_pending_by_a_crash_are_marked_interrupted(world: World) -> None:
-    crashed = world.store.start_pass("incremental", world.now)
-    world.store.journal_start(crashed, "123", "a@b.example", "create", ["mail"],
-                              "before the crash", world.now)
+    dead_process = Store(world.db)
+    crashed = dead_process.start_pass("incremental", world.now)
+    dead_process.journal_start(crashed, "123", "a@b.example", "create", ["mail"],
+                               "before the crash", world.now)
     synced(world)
     [row] = world.store.list_journal(hibob_id="123")
     assert row["outcome"] == "interrupted"
