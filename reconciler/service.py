@@ -1,9 +1,10 @@
-"""The long-running service behind `reconciler run`: scheduled passes, the webhook-hint worker,
-forced resyncs, readiness, metrics and a bounded shutdown.
+"""The long-running service behind `reconciler run`: scheduled passes, forced resyncs,
+readiness, metrics and a bounded shutdown, around the hint worker (`hints`).
 
-Called by the CLI (`run_service`). Every pass goes through `run_pass` under one
-lock, so two passes never overlap. Threads live only here and in the scheduler. Nothing here
-decides what to write (that is `reconcile`), and nothing here logs a body or a secret.
+Called by the CLI (`run_service`). Scheduled and forced passes go through `run_pass` under one
+lock, so two never overlap; targeted passes run beside them, ordered per employee by
+`EmployeeClaims`. Threads live only here, in `hints` and in the scheduler. Nothing here decides
+what to write (that is `reconcile`), and nothing here logs a body or a secret.
 """
 
 from __future__ import annotations
@@ -19,24 +20,21 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from reconciler.apply import PassHooks
 from reconciler.errors import ConfigError
+from reconciler.hints import EmployeeClaims, HintWorker
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
 from reconciler.plan import Plan
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
 from reconciler.store import utc_text
-from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
+from reconciler.webhooks import WebhookServer, create_app, serve_webhooks
 from reconciler.wiring import Services, now_utc
 
 log = logging.getLogger("reconciler.service")
 
 """How long SIGTERM waits for the pass in flight; systemd and the spec allow 10 s in all."""
 WEBHOOK_DRAIN_SECONDS = 1.0
-STALE_READ_SECONDS = 25.0
-"""Hibob reads may lag a write by ~20 s: a hinted employee is re-read once after this."""
-MAX_TARGETED_PER_BATCH = 10
-"""Above this many employees in one hint batch, one search (incremental pass) is cheaper than
-that many single reads (Hibob allows ~50 a minute)."""
 Clock = Callable[[], datetime]
 
 
@@ -72,7 +70,11 @@ class Service:
         self._wake = threading.Event()
         self._ids_lock = threading.Lock()
         self._resync_ids: list[int] = []
-        self._rechecks: dict[str, float] = {}
+        self.claims = EmployeeClaims(self.store)
+        self.hints = HintWorker(
+            self.store, run_targeted=self.run_targeted, run_batch=self.run_incremental,
+            is_busy=self._pass_lock.locked, on_change=self.update_state, clock=clock,
+            monotonic=monotonic, coalesce_seconds=self.settings.webhooks.coalesce_seconds)
         last = self.store.last_successful_pass_at()
         self._last_success_at = datetime.fromisoformat(last) if last else None
         self._server: WebhookServer | None = None
@@ -94,17 +96,17 @@ class Service:
             self.store.release_instance_lock()
             raise
         self._scheduler.start()
-        self._worker = threading.Thread(target=self._work, name="hint-worker", daemon=True)
+        self._worker = threading.Thread(target=self._work, name="resync-worker", daemon=True)
         self._worker.start()
-        self._wake.set()  # hints a previous run left pending
+        self.hints.start()
         self.update_state()
         log.info("service started: webhooks on %s, incremental pass every %s min, "
                  "full resync at %r (UTC)", self._server.url, self.settings.sync.interval_minutes,
                  self.settings.sync.full_resync_cron)
 
     def _serve_webhooks(self) -> WebhookServer:
-        app = create_app(self.settings.webhooks, on_hint=self.on_hint, is_ready=self.is_ready,
-                         metrics=self.metrics)
+        app = create_app(self.settings.webhooks, on_hint=self.hints.on_hint,
+                         is_ready=self.is_ready, metrics=self.metrics)
         listen = self.settings.webhooks.listen
         try:
             return serve_webhooks(app, listen, drain_seconds=WEBHOOK_DRAIN_SECONDS)
@@ -142,7 +144,8 @@ class Service:
             self._scheduler.shutdown(wait=is_idle)
         if self._worker:
             self._worker.join(max(0.0, deadline - time.monotonic()))
-        if not is_idle or (self._worker and self._worker.is_alive()):
+        hints_idle = self.hints.stop(deadline, time.monotonic)
+        if not is_idle or not hints_idle or (self._worker and self._worker.is_alive()):
             log.warning("stopped with a pass still running after %.0f s; the next start "
                         "finishes its work", timeout_seconds)
             return False
@@ -166,13 +169,22 @@ class Service:
         try:
             if self._closing.is_set():
                 return None
-            return self._run_locked(kind, employee)
+            return self._run_and_record(kind, employee)
         finally:
             self._pass_lock.release()
 
-    def _run_locked(self, kind: PassKind, employee: str | None) -> PassResult:
+    def run_targeted(self, hibob_id: str) -> PassResult | None:
+        """One employee's pass, beside any long pass (not under the pass lock): its writes are
+        ordered against the long pass's by `claims`. None when the service is stopping."""
+        if self._closing.is_set():
+            return None
+        return self._run_and_record("targeted", hibob_id)
+
+    def _run_and_record(self, kind: PassKind, employee: str | None) -> PassResult:
+        hooks = PassHooks(clock=self._clock, claim=self.claims.claim)
         try:
-            result = run_pass(self.services, kind, now=self._clock(), employee=employee)
+            result = run_pass(self.services, kind, now=self._clock(), employee=employee,
+                              hooks=hooks)
         except Exception as exc:
             log.exception("%s pass stopped by an unexpected error", kind,
                           extra={"kind": kind, "outcome": "failed"})
@@ -241,78 +253,16 @@ class Service:
         if ids:
             self.store.finish_resync_requests(ids, None, "cancelled", self._clock())
 
-    # -- webhook hints ----------------------------------------------------------------------
-    def on_hint(self, hint: Hint) -> None:
-        """Store the hint durably (before the receiver answers 202), then wake the worker."""
-        self.store.save_hint(hint.hibob_id, hint.event_type, hint.source, hint.triggered_at,
-                             self._clock())
-        self._wake.set()
-
-    def process_hints(self) -> int:
-        """One batch: all pending hints, one pass per employee, plus due stale-read re-checks.
-        Returns the number of passes run."""
-        by_employee: dict[str, list[int]] = {}
-        for hint in self.store.list_pending_hints():
-            by_employee.setdefault(hint["hibob_id"], []).append(hint["id"])
-        employees = list(by_employee) + [h for h in self._take_due_rechecks()
-                                         if h not in by_employee]
-        if not employees:
-            return 0
-        if len(employees) > MAX_TARGETED_PER_BATCH:
-            return self._process_as_incremental(by_employee)
-        outcomes: dict[str, int] = {}
-        for hibob_id in employees:
-            result = self._run_pass("targeted", employee=hibob_id)
-            if result is None:
-                break  # stopping: the rest stay pending for the next start
-            outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
-            if hibob_id in by_employee:
-                self.store.mark_hints_done(by_employee[hibob_id], self._clock())
-                self._rechecks.setdefault(hibob_id, self._monotonic() + STALE_READ_SECONDS)
-            if result.outcome == "failed":
-                log.warning("hint for employee %s not applied: %s", hibob_id, result.error,
-                            extra={"employee_id": hibob_id})
-        log.info("hint batch: %d hint(s), %d employee(s), outcomes %s",
-                 sum(map(len, by_employee.values())), len(employees), outcomes)
-        self.update_state()
-        return sum(outcomes.values())
-
-    def _process_as_incremental(self, by_employee: dict[str, list[int]]) -> int:
-        result = self._run_pass("incremental")
-        if result is None:
-            return 0
-        self.store.mark_hints_done([i for ids in by_employee.values() for i in ids],
-                                   self._clock())
-        log.info("hint batch: %d employee(s) served by incremental pass %s: %s",
-                 len(by_employee), result.pass_id, result.outcome)
-        self.update_state()
-        return 1
-
-    def _take_due_rechecks(self) -> list[str]:
-        now = self._monotonic()
-        due = [h for h, at in self._rechecks.items() if at <= now]
-        for hibob_id in due:
-            del self._rechecks[hibob_id]
-        return due
-
-    def _next_recheck_in(self) -> float | None:
-        if not self._rechecks:
-            return None
-        return max(0.0, min(self._rechecks.values()) - self._monotonic())
-
     def _work(self) -> None:
         while not self._closing.is_set():
-            self._wake.wait(self._next_recheck_in())
-            if self._wake.is_set() and not self._closing.is_set():
-                self._closing.wait(self.settings.webhooks.coalesce_seconds)  # let a burst gather
-                self._wake.clear()
+            self._wake.wait()
+            self._wake.clear()
             if self._closing.is_set():
                 break
             try:
                 self.serve_resync_requests()
-                self.process_hints()
             except Exception:
-                log.exception("hint worker: batch failed; retrying in 5 s")
+                log.exception("resync worker: failed; retrying in 5 s")
                 if not self._closing.wait(5.0):
                     self._wake.set()
 

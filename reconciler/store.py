@@ -385,11 +385,12 @@ class Store:
                             f" WHERE done_at IS NULL{due} ORDER BY id",
                             () if due_at is None else (utc_text(due_at),))
 
-    def next_hint_attempt_at(self) -> datetime | None:
-        """When the earliest pending hint that waits for a retry is due (None: none waits)."""
+    def next_hint_attempt_at(self, after: datetime) -> datetime | None:
+        """The earliest retry of a pending hint due after `after` (None: none waits)."""
         with self._lock:
             row = self.db.conn.execute("SELECT MIN(next_attempt_at) FROM hints"
-                                       " WHERE done_at IS NULL").fetchone()
+                                       " WHERE done_at IS NULL AND next_attempt_at > ?",
+                                       (utc_text(after),)).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
     def record_hint_attempts(self, hint_ids: Iterable[int], error: str | None,
