@@ -5,16 +5,23 @@ through httpx.MockTransport; time is faked except where a test measures it."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import NOW, World
 
+from reconciler.apply import PassHooks
 from reconciler.hints import (
     MAX_TARGETED_PER_BATCH,
+    RETRY_BASE_SECONDS,
+    RETRY_CAP_SECONDS,
     STALE_READ_SECONDS,
 )
+from reconciler.reconcile import run_pass
 from reconciler.service import Service
+from reconciler.store import Store
 from reconciler.webhooks import Hint
 
 SECOND = dt.timedelta(seconds=1)
@@ -48,6 +55,11 @@ def service(world: World, monotonic: FakeMonotonic) -> Service:
 
 def hint(hibob_id: str, event_type: str = "employee.updated") -> Hint:
     return Hint(hibob_id, event_type, "2026-11-28T11:59:00", "upsert")
+
+
+def later(world: World, monotonic: FakeMonotonic, seconds: float) -> None:
+    world.now += seconds * SECOND
+    monotonic.value += seconds
 
 
 def passes_of_kind(world: World, kind: str) -> list[dict]:
@@ -146,3 +158,145 @@ def test_hints_left_pending_by_a_previous_run_are_processed(world, monotonic) ->
     assert world.store.count_pending_hints() == 0
 
 
+
+
+# -- a hint is done only when a pass has succeeded for its employee -------------------------
+def test_hint_whose_hibob_read_failed_stays_pending_and_is_applied_after_the_backoff(
+        world, service, monotonic) -> None:
+    hibob_id = world.active_employees()[10]
+    world.hibob.update_employee(hibob_id, **{"work.title": "After The Outage"})
+    world.hibob.faults.fail_next(1000, 503)
+    service.hints.on_hint(hint(hibob_id))
+
+    assert service.hints.process_hints() == 1
+
+    [pending] = world.store.list_pending_hints()
+    assert pending["attempts"] == 1 and "503" in pending["last_error"]
+    assert world.user_of(hibob_id)["job"] != "After The Outage"
+    world.hibob.faults.clear()
+    assert service.hints.process_hints() == 0  # not due before its backoff
+
+    later(world, monotonic, RETRY_BASE_SECONDS)
+    assert service.hints.process_hints() == 1
+
+    assert world.user_of(hibob_id)["job"] == "After The Outage"
+    assert world.store.count_pending_hints() == 0
+
+
+def test_retries_of_a_failing_hint_back_off_exponentially_up_to_a_cap(
+        world, service, monotonic) -> None:
+    hibob_id = world.active_employees()[11]
+    world.hibob.faults.fail_next(10**6, 503)
+    service.hints.on_hint(hint(hibob_id))
+    waits = []
+    for _ in range(9):
+        assert service.hints.process_hints() == 1
+        [pending] = world.store.list_pending_hints()
+        due = dt.datetime.fromisoformat(pending["next_attempt_at"])
+        waits.append((due - world.now).total_seconds())
+        later(world, monotonic, waits[-1])
+
+    assert waits == [5, 10, 20, 40, 80, 160, RETRY_CAP_SECONDS, RETRY_CAP_SECONDS,
+                     RETRY_CAP_SECONDS]
+
+
+def test_a_failed_hint_survives_a_restart_and_is_applied_by_the_next_service(
+        world, service, monotonic) -> None:
+    hibob_id = world.active_employees()[12]
+    world.hibob.update_employee(hibob_id, **{"work.title": "Survivor"})
+    world.hibob.faults.fail_next(1000, 503)
+    service.hints.on_hint(hint(hibob_id))
+    service.hints.process_hints()
+    world.hibob.faults.clear()
+
+    world.now += RETRY_BASE_SECONDS * SECOND
+    restarted = Service(world.build(), clock=lambda: world.now, monotonic=monotonic)
+    assert restarted.hints.process_hints() == 1
+
+    assert world.user_of(hibob_id)["job"] == "Survivor"
+    assert world.store.count_pending_hints() == 0
+
+
+def test_hint_whose_write_failed_is_retried_until_the_employee_is_quarantined(
+        world, service, monotonic) -> None:
+    hibob_id = world.active_employees()[13]
+    world.hibob.update_employee(hibob_id, **{"work.title": "Rejected"})
+    world.learning.faults.fail_next(10**6, 400, {"error": "badRequest"})
+    service.hints.on_hint(hint(hibob_id))
+
+    for _ in range(3):
+        assert service.hints.process_hints() == 1
+        later(world, monotonic, RETRY_CAP_SECONDS)
+
+    # Three failures quarantine the employee; quarantine, not the hint, retries them now.
+    assert world.store.get_entry(hibob_id).quarantined_until
+    assert world.store.count_pending_hints() == 0
+
+
+# -- targeted passes beside the long pass ------------------------------------------------
+def test_long_pass_never_overwrites_a_later_targeted_decision_with_its_older_read(
+        world, service, monotonic) -> None:
+    hibob_id = world.active_employees()[14]
+    world.hibob.update_employee(hibob_id, **{"work.title": "Read By The Long Pass"})
+    others = world.active_employees()[15:18]
+    for other in others:
+        world.hibob.update_employee(other, **{"work.title": "Long Pass Title"})
+
+    def a_webhook_lands_after_the_long_read(phase: str, done: int, total: int | None) -> None:
+        if phase == "read" and total is not None:
+            world.hibob.update_employee(hibob_id, **{"work.title": "Newer Title"})
+            assert service.run_targeted(hibob_id).outcome == "ok"
+
+    long_pass = run_pass(world.services, "incremental", now=world.now, hooks=PassHooks(
+        claim=service.claims.claim, progress=a_webhook_lands_after_the_long_read))
+
+    assert world.user_of(hibob_id)["job"] == "Newer Title"
+    assert long_pass.counts["superseded"] == 1
+    assert {world.user_of(h)["job"] for h in others} == {"Long Pass Title"}
+    assert world.sync().plan.is_empty
+
+
+class SlowWrites:
+    """360Learning answers writes to every user but one after `seconds` (a busy long pass)."""
+
+    def __init__(self, world: World, fast_user_id: str, seconds: float) -> None:
+        self.world, self.fast_user_id, self.seconds = world, fast_user_id, seconds
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "GET" and self.fast_user_id not in request.url.path:
+            time.sleep(self.seconds)
+        return self.world.learning.handle(request)
+
+
+def test_a_hint_is_applied_while_the_long_pass_is_still_busy(world) -> None:
+    hinted = world.active_employees()[20]
+    busy = world.active_employees()[:20]
+    for hibob_id in busy:
+        world.hibob.update_employee(hibob_id, **{"work.title": "Busy Title"})
+    world.route_learning_through(
+        SlowWrites(world, world.store.get_entry(hinted).learning_user_id, 0.25))
+    service = Service(world.services)
+    last = world.store.list_passes(1)[0]["id"]
+    service.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not [p for p in world.store.list_passes(5) if p["id"] > last]:
+            assert time.monotonic() < deadline, "the start-up pass never began"
+            time.sleep(0.01)
+        world.hibob.update_employee(hinted, **{"work.title": "Hinted Title"})
+        sent = time.monotonic()
+        service.hints.on_hint(hint(hinted))
+        while world.user_of(hinted)["job"] != "Hinted Title":
+            assert time.monotonic() - sent < 3, "the hint was not applied"
+            time.sleep(0.01)
+        waited = time.monotonic() - sent
+
+        long_pass = [p for p in Store(world.db).list_passes(10)
+                     if p["id"] > last and p["kind"] == "incremental"][-1]
+        assert long_pass["finished_at"] is None, "the long pass ended before the hint landed"
+        assert waited < 1.0
+    finally:
+        assert service.stop(timeout_seconds=5)
+    world.store = Store(world.db)
+    assert {world.user_of(h)["job"] for h in busy} == {"Busy Title"}
+    assert world.user_of(hinted)["job"] == "Hinted Title"
