@@ -7,16 +7,24 @@ settings or usage, 3 held by a safety limit); never a traceback for an expected 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from reconciler.apply import PassHooks
 from reconciler.config import Settings, load_settings
 from reconciler.errors import ApiError, InstanceLocked, ReconcilerError
 from reconciler.logs import configure_logging
+from reconciler.progress import PassProgress
 from reconciler.reconcile import run_pass
-from reconciler.report import format_history_row, print_result
+from reconciler.report import (
+    TerminalProgress,
+    describe_interruption,
+    format_history_row,
+    print_result,
+)
 from reconciler.store import Store
 from reconciler.wiring import Services, build_services, now_utc
 
@@ -31,8 +39,24 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
                 f"a reconciler service is running on {settings.store.path}: use `reconciler "
                 "resync` for a full pass, or `sync --dry-run` to preview") from None
     kind = "targeted" if args.employee else "full" if args.full else "incremental"
-    result = run_pass(services, kind, now=now_utc(), dry_run=args.dry_run,
-                      employee=args.employee, allow_deactivations=args.allow_deactivations)
+    progress = PassProgress(f"{kind} pass", log_every_seconds=None if sys.stdout.isatty()
+                            else 10.0,
+                            save_state=None if args.dry_run else services.store.save_service_state)
+    bar = TerminalProgress() if sys.stdout.isatty() and not args.employee else None
+    if bar:
+        progress.tracker.listeners.append(bar.update)
+    try:
+        with bar or contextlib.nullcontext():
+            result = run_pass(services, kind, now=now_utc(), dry_run=args.dry_run,
+                              employee=args.employee,
+                              allow_deactivations=args.allow_deactivations,
+                              hooks=PassHooks(clock=now_utc, progress=progress.tracker))
+    except KeyboardInterrupt:
+        print(f"reconciler: interrupted: {describe_interruption(progress.tracker.snapshot())}",
+              file=sys.stderr)
+        return 130
+    finally:
+        progress.finish()
     print_result(result)
     return result.exit_code
 

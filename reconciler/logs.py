@@ -10,7 +10,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-EXTRAS = ("employee_id", "action", "outcome", "fields", "pass_id", "event_type", "kind")
+EXTRAS = ("employee_id", "action", "outcome", "fields", "pass_id", "event_type", "kind",
+          "progress")
 
 
 class JsonFormatter(logging.Formatter):

@@ -52,6 +52,12 @@ class Metrics:
         self._webhooks = Counter("reconciler_webhook_deliveries_total",
                                  "Webhook deliveries by webhook and outcome.",
                                  ["webhook", "outcome"], registry=r)
+        self._done = Gauge("reconciler_pass_progress_done",
+                           "Items the running pass has processed.", registry=r)
+        self._total = Gauge("reconciler_pass_progress_total",
+                            "Items the running pass has to process (0 when unknown).", registry=r)
+        self._rate = Gauge("reconciler_pass_progress_rate",
+                           "Items per second the running pass processes.", registry=r)
         r.register(self._api)
 
     def record_pass(self, kind: str, outcome: str, duration_seconds: float,
@@ -64,6 +70,12 @@ class Metrics:
                 self._actions.labels(action, action_outcome).inc(count)
         if outcome in SUCCESSFUL_OUTCOMES:
             self._last_success.set(finished_at_epoch)
+
+    def set_progress(self, done: int, total: int, rate: float) -> None:
+        """Progress of the running pass: items done, items in all (0 = unknown), items/s."""
+        self._done.set(done)
+        self._total.set(total)
+        self._rate.set(rate)
 
     def set_state(self, pending_hints: int, held_deactivations: int, quarantined: int) -> None:
         self._pending.set(pending_hints)

@@ -1,4 +1,5 @@
-"""Report: renders pass results, status and history rows as plain lines for the terminal.
+"""Report: renders pass results, status and history rows as plain lines for the terminal, and
+a long pass's progress bars (`TerminalProgress`).
 
 Called by the CLI, resync, explain and the demo. Pure formatting: reads nothing, decides
 nothing, and shows settings by name, never by value.
@@ -6,10 +7,14 @@ nothing, and shows settings by name, never by value.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any, TextIO
 
+from reconciler.progress import ProgressSnapshot, describe_progress, format_duration
 from reconciler.reconcile import PassResult
+
+PHASE_LABELS = {"read": "read Hibob", "plan": "plan", "apply": "apply"}
 
 
 def print_result(result: PassResult, out: TextIO | None = None, *,
@@ -56,6 +61,10 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
     if status["next_pass_at"]:
         print(f"next scheduled pass: {status['next_pass_at']} (full resync "
               f"{status['next_full_resync_at'] or 'not scheduled'})", file=out)
+    running = status.get("pass_in_progress")
+    if running:
+        print(f"in progress: {running['pass']}, {describe_progress(running)} "
+              f"(as of {running['at']})", file=out)
     print(f"pending hints: {status['pending_hints']}", file=out)
     held = status["held_deactivations"]
     print(f"held deactivations: {len(held)}", file=out)
@@ -73,3 +82,55 @@ def format_history_row(row: dict[str, Any]) -> str:
     return (f"{row['at']}  pass {row['pass_id']}  {row['employee_id']}  "
             f"{row['email'] or '-'}  {row['action']} [{', '.join(row['fields'])}]  "
             f"{row['outcome']}  {row['reason']}{error}")
+
+
+def describe_interruption(snapshot: ProgressSnapshot) -> str:
+    """What a Ctrl-C left: done and left in the apply, or that nothing was written yet."""
+    if snapshot.phase != "apply":
+        return (f"stopped while {PHASE_LABELS.get(snapshot.phase, snapshot.phase)}; "
+                "nothing was written")
+    total = snapshot.total or 0
+    return (f"{snapshot.done:,} of {total:,} operations done, {max(0, total - snapshot.done):,} "
+            "left; run the same command again to finish them")
+
+
+class TerminalProgress:
+    """One rich progress bar per phase (read, plan, apply) with done/total, rate and ETA.
+
+    Used by `sync` only when stdout is a terminal. While shown, log lines go through the bar's
+    console, so they scroll above it instead of tearing it.
+    """
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"),
+            redirect_stderr=True, redirect_stdout=True)
+        self._tasks: dict[str, Any] = {}
+        self._handlers: list[tuple[logging.StreamHandler, Any]] = []
+
+    def __enter__(self) -> TerminalProgress:
+        self._progress.start()
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                self._handlers.append((handler, handler.setStream(sys.stderr)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handler, stream in self._handlers:
+            handler.setStream(stream)
+        self._progress.stop()
+
+    def update(self, snapshot: ProgressSnapshot) -> None:
+        task = self._tasks.get(snapshot.phase)
+        if task is None:
+            task = self._tasks[snapshot.phase] = self._progress.add_task(
+                PHASE_LABELS.get(snapshot.phase, snapshot.phase), total=snapshot.total,
+                rate="", eta="")
+        rate = f"{snapshot.rate_per_second:.1f}/s" if snapshot.rate_per_second else ""
+        eta = (f"ETA {format_duration(snapshot.eta_seconds)}"
+               if snapshot.eta_seconds is not None else "")
+        self._progress.update(task, completed=snapshot.done, total=snapshot.total,
+                              rate=rate, eta=eta)

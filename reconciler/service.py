@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from reconciler.apply import PassHooks
+from reconciler.apply import PassHooks, ProgressCallback
 from reconciler.errors import ConfigError
 from reconciler.hints import EmployeeClaims, HintWorker
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
 from reconciler.plan import Plan
+from reconciler.progress import PassProgress
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
 from reconciler.store import utc_text
@@ -35,6 +36,8 @@ log = logging.getLogger("reconciler.service")
 
 """How long SIGTERM waits for the pass in flight; systemd and the spec allow 10 s in all."""
 WEBHOOK_DRAIN_SECONDS = 1.0
+PROGRESS_LOG_SECONDS = 10.0
+"""A long pass logs its progress (done/total, rate, ETA) this often."""
 Clock = Callable[[], datetime]
 
 
@@ -99,6 +102,7 @@ class Service:
         self._worker = threading.Thread(target=self._work, name="resync-worker", daemon=True)
         self._worker.start()
         self.hints.start()
+        self.store.save_service_state({"progress": None})  # a dead process's last pass
         self.update_state()
         log.info("service started: webhooks on %s, incremental pass every %s min, "
                  "full resync at %r (UTC)", self._server.url, self.settings.sync.interval_minutes,
@@ -169,7 +173,13 @@ class Service:
         try:
             if self._closing.is_set():
                 return None
-            return self._run_and_record(kind, employee)
+            progress = PassProgress(f"{kind} pass", set_gauges=self.metrics.set_progress,
+                                       save_state=self.store.save_service_state,
+                                       log_every_seconds=PROGRESS_LOG_SECONDS)
+            try:
+                return self._run_and_record(kind, employee, progress.tracker)
+            finally:
+                progress.finish()
         finally:
             self._pass_lock.release()
 
@@ -180,8 +190,9 @@ class Service:
             return None
         return self._run_and_record("targeted", hibob_id)
 
-    def _run_and_record(self, kind: PassKind, employee: str | None) -> PassResult:
-        hooks = PassHooks(clock=self._clock, claim=self.claims.claim)
+    def _run_and_record(self, kind: PassKind, employee: str | None,
+                        progress: ProgressCallback | None = None) -> PassResult:
+        hooks = PassHooks(clock=self._clock, claim=self.claims.claim, progress=progress)
         try:
             result = run_pass(self.services, kind, now=self._clock(), employee=employee,
                               hooks=hooks)

@@ -6,6 +6,7 @@ Called by the CLI only; reads the store, never an API. Never holds a secret. Ren
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -30,4 +31,5 @@ def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str,
         "held_deactivations": store.list_held(),
         "quarantined": store.list_quarantined(now),
         "pending_hints": store.count_pending_hints(),
+        "pass_in_progress": json.loads(service["progress"]) if service.get("progress") else None,
     }
