@@ -18,7 +18,7 @@ from reconciler.config import Settings, load_settings
 from reconciler.errors import ApiError, InstanceLocked, ReconcilerError
 from reconciler.logs import configure_logging
 from reconciler.progress import PassProgress
-from reconciler.reconcile import run_pass
+from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.report import (
     TerminalProgress,
     describe_interruption,
@@ -39,26 +39,39 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
                 f"a reconciler service is running on {settings.store.path}: use `reconciler "
                 "resync` for a full pass, or `sync --dry-run` to preview") from None
     kind = "targeted" if args.employee else "full" if args.full else "incremental"
-    progress = PassProgress(f"{kind} pass", log_every_seconds=None if sys.stdout.isatty()
-                            else 10.0,
+    try:
+        result = _run_watched(services, kind, args)
+    except _Interrupted as exc:
+        print(f"reconciler: interrupted: {exc}", file=sys.stderr)
+        return 130
+    finally:
+        services.store.release_instance_lock()
+    print_result(result)
+    return result.exit_code
+
+
+class _Interrupted(Exception):
+    """Ctrl-C stopped the pass; the message says what was done and what is left."""
+
+
+def _run_watched(services: Services, kind: PassKind, args: argparse.Namespace) -> PassResult:
+    """Run the pass with its progress: a bar on a terminal, else a log line every 10 s; and
+    saved for `status` (a dry run saves nothing)."""
+    is_terminal = sys.stdout.isatty()
+    progress = PassProgress(f"{kind} pass", log_every_seconds=None if is_terminal else 10.0,
                             save_state=None if args.dry_run else services.store.save_service_state)
-    bar = TerminalProgress() if sys.stdout.isatty() and not args.employee else None
+    bar = TerminalProgress() if is_terminal and kind != "targeted" else None
     if bar:
         progress.tracker.listeners.append(bar.update)
     try:
         with bar or contextlib.nullcontext():
-            result = run_pass(services, kind, now=now_utc(), dry_run=args.dry_run,
-                              employee=args.employee,
-                              allow_deactivations=args.allow_deactivations,
-                              hooks=PassHooks(clock=now_utc, progress=progress.tracker))
+            return run_pass(services, kind, now=now_utc(), dry_run=args.dry_run,
+                            employee=args.employee, allow_deactivations=args.allow_deactivations,
+                            hooks=PassHooks(clock=now_utc, progress=progress.tracker))
     except KeyboardInterrupt:
-        print(f"reconciler: interrupted: {describe_interruption(progress.tracker.snapshot())}",
-              file=sys.stderr)
-        return 130
+        raise _Interrupted(describe_interruption(progress.tracker.snapshot())) from None
     finally:
         progress.finish()
-    print_result(result)
-    return result.exit_code
 
 
 def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
