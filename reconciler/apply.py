@@ -72,14 +72,15 @@ def apply_plan(plan: Plan, *, client: LearningClient, store: Store, settings: Ap
     report = ApplyReport()
     hooks = hooks or PassHooks()
     run = _Runner(client, store, settings, pass_id, now, report, hooks)
-    run.total = len(plan.actions) + sum(1 for a in plan.actions if a.manager is not None)
+    managers = [a for a in plan.actions if a.manager is not None]
+    run.total = sum(map(run.weight, plan.actions)) + sum(map(_manager_writes, managers))
     run.tick(0)
     pool = ThreadPoolExecutor(max_workers=settings.max_workers)
     try:
         done = [a for a, ok in zip(plan.actions, pool.map(run.apply_action, plan.actions),
                                    strict=True) if ok]
         with_manager = [a for a in done if a.manager is not None]
-        run.tick(sum(1 for a in plan.actions if a.manager is not None) - len(with_manager))
+        run.tick(sum(map(_manager_writes, managers)) - sum(map(_manager_writes, with_manager)))
         list(pool.map(run.apply_manager, with_manager))
     finally:
         # On Ctrl-C: what has not started never starts; what has finishes and is journalled.
@@ -110,6 +111,21 @@ class _Runner:
         if self.hooks.progress:
             self.hooks.progress("apply", done, self.total)
 
+    def weight(self, action: Action) -> int:
+        """About how many writes the action sends: progress counts in writes, so the ETA holds
+        while slow creates give way to one-write manager links."""
+        if action.kind == "deactivate":
+            return 1
+        writes = int(action.kind in ("create", "reactivate") or bool(action.changes))
+        writes += int(action.activate) + len(action.add_groups) + len(action.remove_groups)
+        if action.kind in ("create", "reactivate") and any(
+                g.group_id == self.settings.group_id and g.role == self.settings.role
+                for g in action.add_groups):
+            writes -= 1  # the membership comes with the create
+        if action.kind in ("create", "adopt") and self.settings.external_id_platform:
+            writes += 1
+        return max(1, writes)
+
     def _claimed(self, action: Action, name: str, write: Callable[[], bool]) -> bool:
         claim = (self.hooks.claim(self.pass_id, action.hibob_id)
                  if self.hooks.claim and self.pass_id is not None else nullcontext(True))
@@ -124,7 +140,7 @@ class _Runner:
                             "outcome": "superseded"})
             return False
         finally:
-            self.tick()
+            self.tick(_manager_writes(action) if name == "manager" else self.weight(action))
 
     def apply_action(self, action: Action) -> bool:
         return self._claimed(action, action.kind, lambda: self._apply_action(action))
@@ -287,6 +303,10 @@ class _Runner:
         except ApiRejected as exc:
             if exc.code not in codes:
                 raise
+
+
+def _manager_writes(action: Action) -> int:
+    return 1 + (action.manager is not None and action.manager[0] is not None)
 
 
 def _as_adoption(action: Action, user: LearningUser) -> Action:

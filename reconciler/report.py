@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from reconciler.progress import ProgressSnapshot, describe_progress, format_duration
 from reconciler.reconcile import PassResult
 
-PHASE_LABELS = {"read": "read Hibob", "plan": "plan", "apply": "apply"}
+PHASE_LABELS = {"read": "read Hibob", "plan": "plan", "apply": "writes"}
 
 
 def print_result(result: PassResult, out: TextIO | None = None, *,
@@ -90,8 +90,8 @@ def describe_interruption(snapshot: ProgressSnapshot) -> str:
         return (f"stopped while {PHASE_LABELS.get(snapshot.phase, snapshot.phase)}; "
                 "nothing was written")
     total = snapshot.total or 0
-    return (f"{snapshot.done:,} of {total:,} operations done, {max(0, total - snapshot.done):,} "
-            "left; run the same command again to finish them")
+    return (f"about {snapshot.done:,} of {total:,} writes done, "
+            f"{max(0, total - snapshot.done):,} left; run the same command again to finish them")
 
 
 class TerminalProgress:

@@ -77,6 +77,22 @@ def test_a_first_pass_reports_each_phase_and_ends_with_all_operations_done(
     assert applies[0][2] >= result.counts["create"]
 
 
+def test_apply_progress_counts_the_writes_the_pass_sends_so_the_eta_holds(
+        world: World) -> None:
+    totals: list[int | None] = []
+    world.sync(hooks=PassHooks(progress=lambda phase, done, total: totals.append(total)
+                               if phase == "apply" else None))
+    assert totals[0] == len(world.learning_writes())
+
+    changed = world.active_employees()[:5]
+    for hibob_id in changed:
+        world.hibob.update_employee(hibob_id, **{"work.title": "Counted"})
+    before, totals[:] = len(world.learning_writes()), []
+    world.sync(hooks=PassHooks(progress=lambda phase, done, total: totals.append(total)
+                               if phase == "apply" else None))
+    assert totals[0] == len(world.learning_writes()) - before == len(changed)
+
+
 def test_each_journal_row_carries_the_time_its_action_ran(world: World) -> None:
     ticks = iter(NOW + dt.timedelta(seconds=s) for s in range(1, 10**6))
     tick_lock = threading.Lock()
@@ -150,7 +166,7 @@ def test_terminal_progress_draws_one_bar_per_phase() -> None:
         tracker("read", 0, None)
         tracker("read", 10, 10)
         tracker("apply", 5, 10)
-    assert [task.description for task in bar._progress.tasks] == ["read Hibob", "apply"]
+    assert [task.description for task in bar._progress.tasks] == ["read Hibob", "writes"]
 
 
 def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
@@ -179,7 +195,7 @@ def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     done, total, left = map(int, re.fullmatch(
-        r"reconciler: interrupted: (\d+) of (\d+) operations done, (\d+) left; "
+        r"reconciler: interrupted: about (\d+) of (\d+) writes done, (\d+) left; "
         r"run the same command again to finish them", err).groups())
     assert left == total - done > 0
     store = Store(world.db)
