@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import hints as hint_bench
 from reconciler.config import load_settings
 from reconciler.reconcile import compute_pass_plan, run_pass
 from reconciler.sandbox.company import generate_company
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--bulk", type=int, default=120, help="employees in the bulk scenario")
+    parser.add_argument("--hints", type=int, default=50,
+                        help="webhooks in the hints-while-busy scenario (bench/hints.py; 0 skips)")
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args(argv)
     rows = []
@@ -156,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.bulk:
             rows.append(bench_bulk(args.bulk, Path(folder)))
             print(json.dumps(rows[-1]), flush=True)
+        if args.hints:  # issue 10 targets 2 and 4: hints while busy, the first-sync ETA
+            for row in (hint_bench.bench_eta(300, Path(folder)),
+                        hint_bench.bench_hints(args.hints, 3000, Path(folder))):
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

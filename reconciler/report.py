@@ -66,6 +66,9 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
         print(f"in progress: {running['pass']}, {describe_progress(running)} "
               f"(as of {running['at']})", file=out)
     print(f"pending hints: {status['pending_hints']}", file=out)
+    for row in status.get("retrying_hints", []):
+        print(f"  {row['employee_id']}  retry {row['attempts'] + 1} at {row['next_attempt_at']}"
+              f"  {row['last_error']}", file=out)
     held = status["held_deactivations"]
     print(f"held deactivations: {len(held)}", file=out)
     for row in held:

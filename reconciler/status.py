@@ -31,5 +31,9 @@ def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str,
         "held_deactivations": store.list_held(),
         "quarantined": store.list_quarantined(now),
         "pending_hints": store.count_pending_hints(),
+        "retrying_hints": [
+            {"employee_id": h["hibob_id"], "attempts": h["attempts"],
+             "next_attempt_at": h["next_attempt_at"], "last_error": h["last_error"]}
+            for h in store.list_pending_hints() if h["attempts"]],
         "pass_in_progress": json.loads(service["progress"]) if service.get("progress") else None,
     }

@@ -5,6 +5,7 @@ through httpx.MockTransport; time is faked except where a test measures it."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import time
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from reconciler.hints import (
     STALE_READ_SECONDS,
 )
 from reconciler.reconcile import run_pass
+from reconciler.report import print_status
 from reconciler.service import Service
+from reconciler.status import collect_status
 from reconciler.store import Store
 from reconciler.webhooks import Hint
 
@@ -173,6 +176,10 @@ def test_hint_whose_hibob_read_failed_stays_pending_and_is_applied_after_the_bac
     [pending] = world.store.list_pending_hints()
     assert pending["attempts"] == 1 and "503" in pending["last_error"]
     assert world.user_of(hibob_id)["job"] != "After The Outage"
+    out = io.StringIO()
+    print_status(collect_status(world.store, world.settings, world.now), out)
+    assert f"  {hibob_id}  retry 2 at {pending['next_attempt_at']}  Hibob API answered 503" \
+        in out.getvalue()
     world.hibob.faults.clear()
     assert service.hints.process_hints() == 0  # not due before its backoff
 
