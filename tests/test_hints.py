@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
 import time
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from reconciler.hints import (
     RETRY_BASE_SECONDS,
     RETRY_CAP_SECONDS,
     STALE_READ_SECONDS,
+    HintWorker,
 )
-from reconciler.reconcile import run_pass
+from reconciler.plan import Plan
+from reconciler.reconcile import PassResult, run_pass
 from reconciler.report import print_status
 from reconciler.service import Service
 from reconciler.status import collect_status
@@ -307,3 +310,46 @@ def test_a_hint_is_applied_while_the_long_pass_is_still_busy(world) -> None:
     world.store = Store(world.db)
     assert {world.user_of(h)["job"] for h in busy} == {"Busy Title"}
     assert world.user_of(hinted)["job"] == "Hinted Title"
+
+
+def test_targeted_passes_for_one_employee_never_overlap_and_a_burst_shares_them(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "hints.db")
+    running: dict[str, int] = {}
+    overlaps, passes = [], []
+    guard = threading.Lock()
+
+    def run_targeted(hibob_id: str):
+        with guard:
+            running[hibob_id] = running.get(hibob_id, 0) + 1
+            overlaps.append(running[hibob_id])
+            passes.append(hibob_id)
+        time.sleep(0.05)
+        with guard:
+            running[hibob_id] -= 1
+        return PassResult(1, "targeted", Plan(), outcome="ok")
+
+    worker = HintWorker(store, run_targeted=run_targeted, run_batch=lambda: None,
+                        is_busy=lambda: True, on_change=lambda: None,
+                        clock=lambda: dt.datetime.now(dt.UTC), monotonic=time.monotonic,
+                        coalesce_seconds=0.1)
+    worker.start()
+    try:
+        def burst(hibob_id: str) -> None:
+            for _ in range(20):
+                worker.on_hint(hint(hibob_id))
+                time.sleep(0.005)
+
+        senders = [threading.Thread(target=burst, args=(h,)) for h in ("1", "1", "2")]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        deadline = time.monotonic() + 5
+        while store.count_pending_hints():
+            assert time.monotonic() < deadline, "hints were left pending"
+            time.sleep(0.01)
+    finally:
+        assert worker.stop(time.monotonic() + 2, time.monotonic)
+    assert max(overlaps) == 1
+    assert {"1", "2"} <= set(passes) and len(passes) < 20
