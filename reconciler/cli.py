@@ -64,7 +64,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
-    rows = Store(settings.store.path).list_journal(hibob_id=args.employee, since=args.since)
+    store = Store(settings.store.path)
+    employee = args.employee
+    if employee and "@" in employee:  # any email the employee has had
+        employee = next(iter(store.find_employees_by_email(employee)), employee)
+    rows = store.list_journal(hibob_id=employee, since=args.since)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
