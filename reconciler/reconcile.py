@@ -79,8 +79,10 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
         result.counts = _applied_counts(plan, result.report)
     store.finish_pass(pass_id, now, result.outcome, result.counts, plan.held_reason)
     result.duration_seconds = time.monotonic() - started
-    log.info("%s pass %s: %s %s", kind, pass_id, result.outcome, result.counts,
-             extra={"outcome": result.outcome, "pass_id": pass_id})
+    level = {"held": logging.WARNING, "errors": logging.ERROR}.get(result.outcome, logging.INFO)
+    log.log(level, "%s pass %s: %s", kind, pass_id, result.outcome,
+            extra={"outcome": result.outcome, "pass_id": pass_id, "kind": kind,
+                   "counts": result.counts})
     return result
 
 
