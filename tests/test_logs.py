@@ -87,3 +87,20 @@ def test_a_failed_pass_is_an_error_and_a_held_pass_a_warning_in_the_log(tmp_path
     assert [(line["outcome"], line["level"]) for line in finals] == [
         ("ok", "info"), ("held", "warning"), ("failed", "error")]
     assert finals[0]["counts"] and "{" not in finals[0]["message"]
+
+
+def test_a_configuration_error_at_service_start_is_one_json_line(tmp_path, capsys):
+    from reconciler.cli import main
+
+    settings = tmp_path / "settings.toml"
+    settings.write_text("[sync]\nintervall_minutes = 5\n")
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    try:
+        assert main(["--config", str(settings), "run"]) == 2
+    finally:
+        root.handlers[:] = saved
+    (line,) = capsys.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "error" and record["exit_code"] == 2
+    assert record["message"] == "setting sync.intervall_minutes: unknown setting"
