@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from reconciler.errors import ConfigError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
+from reconciler.notify import Notifier
 from reconciler.plan import Plan
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
@@ -64,7 +65,16 @@ class Service:
     def __init__(self, services: Services, *, clock: Clock = now_utc,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.services, self.settings, self.store = services, services.settings, services.store
-        self.metrics = Metrics(api_stats=self._api_stats)
+        last = self.store.last_successful_pass_at()
+        self._last_success_at = datetime.fromisoformat(last) if last else None
+        self.metrics = Metrics(api_stats=self._api_stats, last_success_epoch=(
+            self._last_success_at.timestamp() if self._last_success_at else None))
+        self.metrics.watch_state(
+            pending_hints=self.store.count_pending_hints,
+            held_deactivations=lambda: len(self.store.list_held()),
+            quarantined=lambda: len(self.store.list_quarantined(self._clock())),
+            managed_users=self.store.count_managed)
+        self.notifier = Notifier(self.settings.notify, self.store)
         self.is_stop_requested = False
         self._clock, self._monotonic = clock, monotonic
         self._pass_lock = threading.Lock()
@@ -73,8 +83,6 @@ class Service:
         self._ids_lock = threading.Lock()
         self._resync_ids: list[int] = []
         self._rechecks: dict[str, float] = {}
-        last = self.store.last_successful_pass_at()
-        self._last_success_at = datetime.fromisoformat(last) if last else None
         self._server: WebhookServer | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._worker: threading.Thread | None = None
@@ -171,6 +179,7 @@ class Service:
             self._pass_lock.release()
 
     def _run_locked(self, kind: PassKind, employee: str | None) -> PassResult:
+        self.metrics.pass_started(kind)
         try:
             result = run_pass(self.services, kind, now=self._clock(), employee=employee)
         except Exception as exc:
@@ -184,13 +193,11 @@ class Service:
         actions = dict(result.report.outcomes) if result.report else {}
         self.metrics.record_pass(kind, result.outcome, result.duration_seconds,
                                  finished.timestamp(), actions)
+        self.notifier.after_pass(kind, result.outcome, result.error, finished)
         self.update_state()
         return result
 
     def update_state(self) -> None:
-        now = self._clock()
-        self.metrics.set_state(self.store.count_pending_hints(), len(self.store.list_held()),
-                               len(self.store.list_quarantined(now)))
         if self._scheduler:  # for `reconciler status`
             self.store.save_service_state({
                 f"next_{job_id}_at": utc_text(job.next_run_time) if job.next_run_time else None
