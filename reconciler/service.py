@@ -25,7 +25,7 @@ from reconciler.notify import Notifier
 from reconciler.plan import Plan
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
-from reconciler.store import utc_text
+from reconciler.store import Store, utc_text
 from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
 from reconciler.wiring import Services, now_utc
 
@@ -49,11 +49,14 @@ def readiness_bound(interval_minutes: float) -> timedelta:
 
 
 def compute_readiness(last_success_at: datetime | None, now: datetime,
-                      interval_minutes: float) -> tuple[bool, str]:
+                      interval_minutes: float, last_failure: str | None = None
+                      ) -> tuple[bool, str]:
+    """Ready while the last successful pass is recent; the text says why, failure first."""
+    cause = f"last pass failed: {last_failure}; " if last_failure else ""
     if last_success_at is None:
-        return False, "no successful pass yet"
+        return False, f"{cause}no successful pass yet"
     age, bound = now - last_success_at, readiness_bound(interval_minutes)
-    text = f"last successful pass {int(age.total_seconds())} s ago"
+    text = f"{cause}last successful pass {int(age.total_seconds())} s ago"
     if age > bound:
         return False, f"{text}, over the {int(bound.total_seconds())} s bound"
     return True, text
@@ -75,6 +78,7 @@ class Service:
             quarantined=lambda: len(self.store.list_quarantined(self._clock())),
             managed_users=self.store.count_managed)
         self.notifier = Notifier(self.settings.notify, self.store)
+        self._last_failure = _last_scheduled_failure(self.store)
         self.is_stop_requested = False
         self._clock, self._monotonic = clock, monotonic
         self._pass_lock = threading.Lock()
@@ -190,6 +194,8 @@ class Service:
         finished = self._clock()
         if result.outcome in SUCCESSFUL_OUTCOMES:
             self._last_success_at = finished
+        if kind != "targeted":  # one employee's failure says nothing about the service
+            self._last_failure = result.error if result.outcome == "failed" else None
         actions = dict(result.report.outcomes) if result.report else {}
         self.metrics.record_pass(kind, result.outcome, result.duration_seconds,
                                  finished.timestamp(), actions)
@@ -206,7 +212,7 @@ class Service:
 
     def is_ready(self) -> tuple[bool, str]:
         return compute_readiness(self._last_success_at, self._clock(),
-                                 self.settings.sync.interval_minutes)
+                                 self.settings.sync.interval_minutes, self._last_failure)
 
     def _api_stats(self) -> dict[str, tuple[int, int]]:
         stats = {"hibob": self.services.hibob.stats.snapshot(),
@@ -322,6 +328,14 @@ class Service:
                 log.exception("hint worker: batch failed; retrying in 5 s")
                 if not self._closing.wait(5.0):
                     self._wake.set()
+
+
+def _last_scheduled_failure(store: Store) -> str | None:
+    """The error of the last scheduled pass when it failed (kept across restarts)."""
+    for row in store.list_passes(20, include_dry_runs=False):
+        if row["kind"] != "targeted" and row["finished_at"]:
+            return (row["error"] or "unknown error") if row["outcome"] == "failed" else None
+    return None
 
 
 def run_service(services: Services) -> int:

@@ -177,3 +177,31 @@ def test_last_success_can_be_restored_from_the_database_at_start():
     metrics = Metrics(last_success_epoch=FINISHED_AT)
 
     assert value(metrics, "reconciler_last_success_timestamp_seconds") == FINISHED_AT
+
+
+def test_a_restarted_service_exports_the_last_success_from_the_database(tmp_path):
+    from conftest import World
+
+    from reconciler.service import Service
+
+    world = World(tmp_path, size=5)
+    Service(world.services, clock=lambda: world.now).run_incremental()
+
+    restarted = Service(world.build(), clock=lambda: world.now)
+
+    assert value(restarted.metrics, "reconciler_last_success_timestamp_seconds") == \
+        world.now.timestamp()
+    assert value(restarted.metrics, "reconciler_managed_users") == len(world.active_employees())
+
+
+def test_pending_hints_gauge_follows_the_database_between_passes(tmp_path):
+    from conftest import World
+
+    from reconciler.service import Service
+    from reconciler.webhooks import Hint
+
+    world = World(tmp_path, size=5)
+    service = Service(world.services, clock=lambda: world.now)
+    service.on_hint(Hint("123", "employee.updated", None, "upsert"))
+
+    assert value(service.metrics, "reconciler_pending_hints") == 1
