@@ -285,8 +285,8 @@ class Service:
             if result.outcome == "failed":
                 log.warning("hint for employee %s not applied: %s", hibob_id, result.error,
                             extra={"employee_id": hibob_id})
-        log.info("hint batch: %d hint(s), %d employee(s), outcomes %s",
-                 sum(map(len, by_employee.values())), len(employees), outcomes)
+        log.info("hint batch: %d hint(s), %d employee(s)", sum(map(len, by_employee.values())),
+                 len(employees), extra={"outcomes": outcomes, "employee_ids": employees})
         self.update_state()
         return sum(outcomes.values())
 
