@@ -90,7 +90,11 @@ class Notifier:
 
     def _alert_quarantined(self, now: datetime, state: dict[str, str | None]) -> None:
         quarantined = {row["employee_id"]: row for row in self.store.list_quarantined(now)}
-        alerted = set(json.loads(state.get(_QUARANTINED) or "[]"))
+        # An episode lasts until a success (or an admin) clears quarantined_until, not until
+        # the backoff expires: a retry that fails again is the same news.
+        alerted = {h for h in json.loads(state.get(_QUARANTINED) or "[]")
+                   if h in quarantined or ((entry := self.store.get_entry(h))
+                                           and entry.quarantined_until)}
         new = sorted(set(quarantined) - alerted)
         if new:
             lines = [f"{h} until {quarantined[h]['until']}: {quarantined[h]['reason']}"
@@ -99,8 +103,9 @@ class Notifier:
                     f"{'; '.join(lines)}{_more(new)}. See `reconciler status`.")
             if not self.send("quarantined", text):
                 return
-        if set(quarantined) != alerted:
-            self.store.save_service_state({_QUARANTINED: json.dumps(sorted(quarantined))})
+        current = alerted | set(quarantined)
+        if current != set(json.loads(state.get(_QUARANTINED) or "[]")):
+            self.store.save_service_state({_QUARANTINED: json.dumps(sorted(current))})
 
     # -- sending ----------------------------------------------------------------------------
     def send(self, alert: str, text: str) -> bool:

@@ -16,6 +16,7 @@ import pytest
 from conftest import World
 
 from reconciler.service import Service
+from reconciler.webhooks import Hint
 
 TOKEN_PATH = "/services/T000/B000/very-secret-token"
 
@@ -108,12 +109,20 @@ def test_a_newly_quarantined_employee_is_announced_once(tmp_path, receiver) -> N
         return world.learning.handle(request)
 
     world.route_learning_through(reject_victim)
-    for _ in range(5):
+    for _ in range(3):
         service.run_incremental()
         world.now += timedelta(minutes=1)
+    first = [t for t in receiver.texts() if "quarantined" in t]
+    other = world.active_employees()[1]
+    for _ in range(8):  # the backoff expires, the retry fails, quarantine again: same episode
+        world.now += timedelta(minutes=20)
+        service.on_hint(Hint(other, "employee.updated", None, "upsert"))
+        service.process_hints()  # a pass that does not retry the victim
+        service.run_incremental()
 
     quarantine = [t for t in receiver.texts() if "quarantined" in t]
-    assert len(quarantine) == 1 and victim in quarantine[0]
+    assert len(first) == 1 and victim in first[0]
+    assert len(quarantine) == 1 and world.store.get_entry(victim).failures > 3
 
 
 def test_an_unreachable_receiver_never_fails_a_pass_and_the_url_is_not_logged(
