@@ -44,6 +44,21 @@ class JsonFormatter(logging.Formatter):
         return f"<{syslog_priority(record.levelno)}>{text}" if self.with_priority else text
 
 
+class HumanFormatter(logging.Formatter):
+    """Short terminal lines; count extras (`counts`, `outcomes`) follow the message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for key in ("counts", "outcomes"):
+            counts = getattr(record, key, None)
+            if isinstance(counts, Mapping) and counts:
+                text += " (" + ", ".join(f"{name} {n}" for name, n in counts.items()) + ")"
+        return text
+
+
 def syslog_priority(levelno: int) -> int:
     for level in (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO):
         if levelno >= level:
@@ -68,8 +83,7 @@ def configure_logging(level: int = logging.INFO, stream: Any = None,
     environ = os.environ if environ is None else environ
     handler = logging.StreamHandler(stream)
     if sys.stdout.isatty() and stream.isatty():
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
-                                               "%H:%M:%S"))
+        handler.setFormatter(HumanFormatter())
     else:
         handler.setFormatter(JsonFormatter(with_priority=is_journal_stream(stream, environ)))
     root = logging.getLogger()

@@ -104,3 +104,12 @@ def test_a_configuration_error_at_service_start_is_one_json_line(tmp_path, capsy
     record = json.loads(line)
     assert record["level"] == "error" and record["exit_code"] == 2
     assert record["message"] == "setting sync.intervall_minutes: unknown setting"
+
+
+def test_terminal_lines_show_the_counts_after_the_message():
+    from reconciler.logs import HumanFormatter
+
+    record = logging.makeLogRecord({"msg": "incremental pass 4: ok", "levelno": logging.INFO,
+                                    "levelname": "INFO", "counts": {"create": 2, "update": 1}})
+
+    assert HumanFormatter().format(record).endswith("incremental pass 4: ok (create 2, update 1)")
