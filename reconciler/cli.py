@@ -150,8 +150,12 @@ def main(argv: Sequence[str] | None = None, *, build: Callable[..., Services] = 
         settings = None if args.command == "demo" else load_settings(args.config)
         return int(args.func(args, settings))
     except ReconcilerError as exc:
-        print(f"reconciler: {exc}", file=sys.stderr)
-        return exc.exit_code if not isinstance(exc, ApiError) else 1
+        code = exc.exit_code if not isinstance(exc, ApiError) else 1
+        if args.command == "run":  # the service's journal reads JSON lines, this one too
+            logging.getLogger("reconciler").error("%s", exc, extra={"exit_code": code})
+        else:
+            print(f"reconciler: {exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         return 130
 

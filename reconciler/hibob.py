@@ -110,6 +110,18 @@ class HibobClient:
             raise ApiRejected(SERVICE, 200, "unexpectedResponse", "employee is not an object")
         return parse_employee(payload, wanted)
 
+    def list_fields(self) -> list[dict[str, Any]]:
+        """Field metadata (id, categoryId, categoryDisplayName, typeData.listId, ...) of every
+        employee field; Hibob requires no permission for it."""
+        response = self._session.send(
+            lambda: self._session.client.build_request("GET", "/company/people/fields"),
+            limiter=self._read_limiter,
+        )
+        payload = response.json()
+        if not isinstance(payload, list):
+            raise ApiRejected(SERVICE, 200, "unexpectedResponse", "field metadata is not a list")
+        return [item for item in payload if isinstance(item, dict) and "id" in item]
+
     def get_named_list(self, name: str) -> dict[str, str]:
         """Item id -> label for one named list (hierarchies flattened); names are case-sensitive."""
         path = "/company/named-lists/" + quote(name, safe="")

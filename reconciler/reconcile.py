@@ -106,9 +106,10 @@ def _finish(services: Services, result: PassResult, now: datetime,
     result.duration_seconds = time.monotonic() - started
     level = {PassOutcome.FAILED: logging.ERROR, PassOutcome.HELD: logging.WARNING,
              PassOutcome.ERRORS: logging.WARNING}.get(result.outcome, logging.INFO)
-    log.log(level, "%s pass %s: %s %s%s", result.kind, result.pass_id, result.outcome,
-            result.counts, f": {result.error}" if result.error else "",
+    log.log(level, "%s pass %s: %s%s", result.kind, result.pass_id, result.outcome,
+            f": {result.error}" if result.error else "",
             extra={"outcome": str(result.outcome), "pass_id": result.pass_id,
+                   "kind": str(result.kind),
                    "counts": result.counts})
     return result
 
