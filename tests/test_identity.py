@@ -31,7 +31,7 @@ def learning_deactivations(world: World) -> int:
                if method == "DELETE" and "/users/" in path and "managers" not in path)
 
 
-# -- 1. lookup by a former email --------------------------------------------------------------
+# -- 1. lookup by a former email --
 def test_case_1_lookup_by_a_former_email_finds_the_person_and_never_deactivates(world) -> None:
     synced(world)
     hibob_id = world.active_employees()[3]
@@ -75,7 +75,7 @@ def test_case_1_explain_and_history_accept_a_former_email(world, capsys, monkeyp
     assert hibob_id in capsys.readouterr().out
 
 
-# -- 2. null or odd access status --------------------------------------------------------------
+# -- 2. null or odd access status --
 def test_case_2_null_or_odd_access_status_is_unknown_never_a_deactivation(world) -> None:
     synced(world)
     victims = world.active_employees()[:4]
@@ -91,7 +91,7 @@ def test_case_2_null_or_odd_access_status_is_unknown_never_a_deactivation(world)
     assert set(victims) <= skipped
 
 
-# -- 3. absence ----------------------------------------------------------------------------------
+# -- 3. absence --
 def test_case_3_people_missing_from_one_search_are_kept_unless_a_read_by_id_confirms(
         world) -> None:
     synced(world)
@@ -139,7 +139,7 @@ def test_case_3_confirmation_reads_only_for_absences_the_breaker_lets_through(
     assert all(world.user_of(h)["status"] == "active" for h in missing)
 
 
-# -- 4. the breaker is not bypassed by webhooks ---------------------------------------------------
+# -- 4. the breaker is not bypassed by webhooks --
 def test_case_4_held_deactivations_stay_held_whatever_pass_meets_them(tmp_path) -> None:
     world = World(tmp_path, RECONCILER_SYNC__MAX_DEACTIVATIONS="5")
     synced(world)
@@ -179,7 +179,7 @@ def test_case_4_the_limits_hold_over_a_rolling_window_across_passes(tmp_path) ->
     assert learning_deactivations(world) == 5
 
 
-# -- 5. deciding data missing for everyone ---------------------------------------------------------
+# -- 5. deciding data missing for everyone --
 def test_case_5_a_revoked_lifecycle_category_fails_the_pass_and_writes_nothing(world) -> None:
     synced(world)
     world.hibob.hide_category("lifecycle")
@@ -212,7 +212,7 @@ def _group(field: str, op: str, values: list[str]):
     return ScopeGroup(conditions=[Condition(field=field, op=op, values=values)])
 
 
-# -- 6. one decision path ------------------------------------------------------------------------
+# -- 6. one decision path --
 def test_case_6_a_targeted_pass_never_creates_an_account_for_a_shared_email(world) -> None:
     synced(world)
     first = world.hibob.add_employee(**{"root.surname": "Twin", "root.email": "twin@acme.example"})
@@ -249,7 +249,7 @@ def test_case_6_targeted_explain_and_scheduled_passes_decide_the_same(world) -> 
             {hibob_id: by_employee[hibob_id]} if hibob_id in by_employee else {})
 
 
-# -- 7. rehire whose email changed while away ---------------------------------------------------
+# -- 7. rehire whose email changed while away --
 def test_case_7_rehire_with_a_changed_email_restores_the_own_account(world) -> None:
     synced(world)
     hibob_id = world.active_employees()[4]
@@ -287,7 +287,7 @@ def test_case_7_rehire_with_a_changed_email_patches_the_new_mail(world) -> None:
     assert world.sync().plan.actions == () and world.sync("full").plan.actions == ()
 
 
-# -- 8. a manager leaves and returns ----------------------------------------------------------------
+# -- 8. a manager leaves and returns --
 def test_case_8_a_returning_manager_gets_their_subordinates_back(world) -> None:
     synced(world)
     manager = next(h for h in world.active_employees() if len(subordinates_of(world, h)) >= 2)
@@ -335,7 +335,7 @@ def _token(world: World) -> str:
     return response.json()["access_token"]
 
 
-# -- 9. the owner and admins ---------------------------------------------------------------------
+# -- 9. the owner and admins --
 def test_case_9_the_platform_owner_is_never_adopted_changed_or_deactivated(world) -> None:
     owner_mail = world.learning.user(world.learning.owner_id)["mail"]
     namesake = world.hibob.add_employee(**{"root.surname": "Namesake", "root.email": owner_mail})
@@ -437,7 +437,7 @@ def test_case_11_dates_are_decided_in_the_configured_timezone(tmp_path) -> None:
     assert "toBeDeactivatedAt" not in world.user_of(leaver)
 
 
-# -- 12. numeric list ids -------------------------------------------------------------------------
+# -- 12. numeric list ids --
 def test_case_12_numeric_site_ids_are_used_by_their_label(tmp_path) -> None:
     world = World(tmp_path, RECONCILER_MAPPING__ORGANIZATION="work.siteId")
     site_label = world.hibob.lists["site"][0]["name"]
