@@ -365,7 +365,7 @@ def test_case_9_an_adopted_admin_keeps_every_role_the_reconciler_did_not_create(
     assert admin_role in world.learning.roles_of(admin)
 
 
-# -- 10. the Hibob-id link goes missing -------------------------------------------------------------
+# -- 10. the Hibob-id link goes missing --
 def test_case_10_a_create_that_failed_half_way_finishes_with_its_external_id(world) -> None:
     failing = {"on": True}
 
