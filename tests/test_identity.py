@@ -462,3 +462,64 @@ def test_case_2_each_odd_status_value_is_unknown(world, status) -> None:
     assert world.user_of(hibob_id)["status"] == "active"
     assert any(p.hibob_id == hibob_id and "internal.status" in p.reason
                for p in result.plan.problems)
+
+
+# -- credential-wide errors (issue 8, break 5) and no-op journal rows (break 8) --
+def test_a_missing_write_scope_fails_the_pass_and_quarantines_nobody(world) -> None:
+    world.learning.scopes.discard("users:write")
+    results = [world.sync() for _ in range(4)]
+
+    assert all(r.outcome == "failed" and "users:write" in (r.error or "") for r in results)
+    assert world.store.list_quarantined(world.now) == []
+    world.learning.scopes.add("users:write")
+    synced(world)
+    assert all(world.user_of(h)["status"] == "active" for h in world.active_employees())
+
+
+def test_the_same_rejection_for_most_employees_fails_the_pass_as_a_whole(world) -> None:
+    def reject_every_create(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/api/v2/users":
+            return httpx.Response(400, json={"error": {"code": "analystUnavailable",
+                                                       "message": "plan limit"}})
+        return world.learning.handle(request)
+
+    world.route_learning_through(reject_every_create)
+    for _ in range(4):
+        result = world.sync()
+        assert result.outcome == "failed" and "nobody is quarantined" in result.error
+    assert world.store.list_quarantined(world.now) == []
+
+
+def test_quarantined_people_are_retried_by_the_first_pass_after_a_failed_one(world) -> None:
+    victim = world.active_employees()[0]
+    mail = world.hibob.records[victim]["root.email"].strip().lower()
+
+    def reject_victim(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and mail.encode() in request.content:
+            return httpx.Response(400, json={"error": {"code": "mailInvalid",
+                                                       "message": "rejected"}})
+        return world.learning.handle(request)
+
+    world.route_learning_through(reject_victim)
+    for _ in range(3):
+        world.sync()
+    assert [q["employee_id"] for q in world.store.list_quarantined(world.now)] == [victim]
+    world.learning.scopes.discard("users:read")
+    assert world.sync().outcome == "failed"
+    world.learning.scopes.add("users:read")
+    world.services = world.build()  # the credential was fixed: no reject any more
+
+    after = world.sync()
+
+    assert world.user_of(victim)["status"] == "active", after.report.failures
+
+
+def test_an_interrupted_pass_does_not_journal_writes_that_change_nothing(world) -> None:
+    synced(world)
+    rows = len(world.store.list_journal(limit=100_000))
+    for _ in range(3):
+        crashed = world.store.start_pass("incremental", world.now)
+        world.store.journal_start(crashed, "123", None, "create", ["mail"], "crash", world.now)
+        world.sync()
+    added = world.store.list_journal(limit=100_000)[rows:]
+    assert [r["outcome"] for r in added] == ["interrupted"] * 3
