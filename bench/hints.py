@@ -31,7 +31,7 @@ import httpx
 from reconciler.apply import PassHooks
 from reconciler.config import load_settings
 from reconciler.progress import ProgressTracker, format_duration
-from reconciler.reconcile import compute_pass_plan, run_pass
+from reconciler.reconcile import read_and_plan, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
@@ -77,7 +77,7 @@ def _seed_linked(hibob: HibobSimulator, learning: LearningSimulator, db: Path) -
     services = build_services(settings, hibob_transport=httpx.MockTransport(hibob.handle),
                               learning_transport=httpx.MockTransport(learning.handle))
     now = dt.datetime.now(dt.UTC)
-    plan = compute_pass_plan(services, "incremental", now=now)
+    plan = read_and_plan(services, "incremental", now=now)
     linked = []
     for action in plan.actions:
         if action.kind != "create":

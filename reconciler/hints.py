@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from reconciler.errors import ApiError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES
 from reconciler.reconcile import PassResult
-from reconciler.store import Store, utc_text
+from reconciler.store import Store
 from reconciler.webhooks import Hint
 
 log = logging.getLogger("reconciler.hints")
@@ -270,8 +270,7 @@ class HintWorker:
 
     def _is_quarantined(self, hibob_id: str) -> bool:
         entry = self.store.get_entry(hibob_id)
-        return bool(entry and entry.quarantined_until
-                    and entry.quarantined_until > utc_text(self._clock()))
+        return entry is not None and entry.is_quarantined(self._clock())
 
     def _finish(self, employees: list[str]) -> None:
         with self._lock:

@@ -117,7 +117,8 @@ class TerminalProgress:
     def __enter__(self) -> TerminalProgress:
         self._progress.start()
         for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler):
+            if isinstance(handler, logging.StreamHandler) \
+                    and handler.stream in (sys.__stderr__, sys.__stdout__):
                 self._handlers.append((handler, handler.setStream(sys.stderr)))
         return self
 

@@ -24,11 +24,12 @@ from reconciler.apply import PassHooks, ProgressCallback
 from reconciler.errors import ConfigError
 from reconciler.hints import EmployeeClaims, HintWorker
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
+from reconciler.notify import Notifier
 from reconciler.plan import Plan
 from reconciler.progress import PassProgress
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
-from reconciler.store import utc_text
+from reconciler.store import Store, utc_text
 from reconciler.webhooks import WebhookServer, create_app, serve_webhooks
 from reconciler.wiring import Services, now_utc
 
@@ -37,7 +38,9 @@ log = logging.getLogger("reconciler.service")
 """How long SIGTERM waits for the pass in flight; systemd and the spec allow 10 s in all."""
 WEBHOOK_DRAIN_SECONDS = 1.0
 PROGRESS_LOG_SECONDS = 10.0
-"""A long pass logs its progress (done/total, rate, ETA) this often."""
+"""A long pass logs its progress (done/total, rate, ETA) this often..."""
+PROGRESS_SAVE_SECONDS = 2.0
+"""... and saves it for `reconciler status` this often."""
 Clock = Callable[[], datetime]
 
 
@@ -49,11 +52,14 @@ def readiness_bound(interval_minutes: float) -> timedelta:
 
 
 def compute_readiness(last_success_at: datetime | None, now: datetime,
-                      interval_minutes: float) -> tuple[bool, str]:
+                      interval_minutes: float, last_failure: str | None = None
+                      ) -> tuple[bool, str]:
+    """Ready while the last successful pass is recent; the text says why, failure first."""
+    cause = f"last pass failed: {last_failure}; " if last_failure else ""
     if last_success_at is None:
-        return False, "no successful pass yet"
+        return False, f"{cause}no successful pass yet"
     age, bound = now - last_success_at, readiness_bound(interval_minutes)
-    text = f"last successful pass {int(age.total_seconds())} s ago"
+    text = f"{cause}last successful pass {int(age.total_seconds())} s ago"
     if age > bound:
         return False, f"{text}, over the {int(bound.total_seconds())} s bound"
     return True, text
@@ -65,7 +71,17 @@ class Service:
     def __init__(self, services: Services, *, clock: Clock = now_utc,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.services, self.settings, self.store = services, services.settings, services.store
-        self.metrics = Metrics(api_stats=self._api_stats)
+        last = self.store.last_successful_pass_at()
+        self._last_success_at = datetime.fromisoformat(last) if last else None
+        self.metrics = Metrics(api_stats=self._api_stats, last_success_epoch=(
+            self._last_success_at.timestamp() if self._last_success_at else None))
+        self.metrics.watch_state(
+            pending_hints=self.store.count_pending_hints,
+            held_deactivations=lambda: len(self.store.list_held()),
+            quarantined=lambda: len(self.store.list_quarantined(self._clock())),
+            managed_users=self.store.count_managed)
+        self.notifier = Notifier(self.settings.notify, self.store)
+        self._last_failure = _last_scheduled_failure(self.store)
         self.is_stop_requested = False
         self._clock, self._monotonic = clock, monotonic
         self._pass_lock = threading.Lock()
@@ -78,8 +94,6 @@ class Service:
             self.store, run_targeted=self.run_targeted, run_batch=self.run_incremental,
             is_busy=self._pass_lock.locked, on_change=self.update_state, clock=clock,
             monotonic=monotonic, coalesce_seconds=self.settings.webhooks.coalesce_seconds)
-        last = self.store.last_successful_pass_at()
-        self._last_success_at = datetime.fromisoformat(last) if last else None
         self._server: WebhookServer | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._worker: threading.Thread | None = None
@@ -175,7 +189,8 @@ class Service:
                 return None
             progress = PassProgress(f"{kind} pass", set_gauges=self.metrics.set_progress,
                                        save_state=self.store.save_service_state,
-                                       log_every_seconds=PROGRESS_LOG_SECONDS)
+                                       log_every_seconds=PROGRESS_LOG_SECONDS,
+                                       save_every_seconds=PROGRESS_SAVE_SECONDS)
             try:
                 return self._run_and_record(kind, employee, progress.tracker)
             finally:
@@ -192,6 +207,7 @@ class Service:
 
     def _run_and_record(self, kind: PassKind, employee: str | None,
                         progress: ProgressCallback | None = None) -> PassResult:
+        self.metrics.pass_started(kind)
         hooks = PassHooks(clock=self._clock, claim=self.claims.claim, progress=progress)
         try:
             result = run_pass(self.services, kind, now=self._clock(), employee=employee,
@@ -204,16 +220,16 @@ class Service:
         finished = self._clock()
         if result.outcome in SUCCESSFUL_OUTCOMES:
             self._last_success_at = finished
+        if kind != "targeted":  # one employee's failure says nothing about the service
+            self._last_failure = result.error if result.outcome == "failed" else None
         actions = dict(result.report.outcomes) if result.report else {}
         self.metrics.record_pass(kind, result.outcome, result.duration_seconds,
                                  finished.timestamp(), actions)
+        self.notifier.after_pass(kind, result.outcome, result.error, finished)
         self.update_state()
         return result
 
     def update_state(self) -> None:
-        now = self._clock()
-        self.metrics.set_state(self.store.count_pending_hints(), len(self.store.list_held()),
-                               len(self.store.list_quarantined(now)))
         if self._scheduler:  # for `reconciler status`
             self.store.save_service_state({
                 f"next_{job_id}_at": utc_text(job.next_run_time) if job.next_run_time else None
@@ -222,7 +238,7 @@ class Service:
 
     def is_ready(self) -> tuple[bool, str]:
         return compute_readiness(self._last_success_at, self._clock(),
-                                 self.settings.sync.interval_minutes)
+                                 self.settings.sync.interval_minutes, self._last_failure)
 
     def _api_stats(self) -> dict[str, tuple[int, int]]:
         stats = {"hibob": self.services.hibob.stats.snapshot(),
@@ -276,6 +292,14 @@ class Service:
                 log.exception("resync worker: failed; retrying in 5 s")
                 if not self._closing.wait(5.0):
                     self._wake.set()
+
+
+def _last_scheduled_failure(store: Store) -> str | None:
+    """The error of the last scheduled pass when it failed (kept across restarts)."""
+    for row in store.list_passes(20, include_dry_runs=False):
+        if row["kind"] != "targeted" and row["finished_at"]:
+            return (row["error"] or "unknown error") if row["outcome"] == "failed" else None
+    return None
 
 
 def run_service(services: Services) -> int:

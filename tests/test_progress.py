@@ -4,6 +4,7 @@ each action's own time in the journal, and a clean Ctrl-C during `sync`."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import io
 import logging
 import re
@@ -119,7 +120,8 @@ class SlowWrites:
 
 
 def test_the_service_publishes_a_long_pass_progress_for_status_and_metrics(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.service.PROGRESS_SAVE_SECONDS", 0.1)
     world = World(tmp_path, size=40, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0")
     world.route_learning_through(SlowWrites(world, 0.05))
     service = Service(world.services)
@@ -176,13 +178,16 @@ def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
         monkeypatch.setenv(key, value)
     (tmp_path / "settings.toml").write_text("")
     monkeypatch.setenv("RECONCILER_CONFIG", str(tmp_path / "settings.toml"))
-    writes = []
+    writes, lock = [], threading.Lock()
 
     def interrupt_after_ten_writes(request: httpx.Request) -> httpx.Response:
         if request.method != "GET" and "oauth2" not in request.url.path:
-            writes.append(request)
-            if len(writes) == 10:
-                signal.raise_signal(signal.SIGINT)  # as Ctrl-C would, to the main thread
+            with lock:
+                writes.append(request)
+                is_tenth = len(writes) == 10
+            if is_tenth:
+                # As Ctrl-C does: Linux hands a process's signal to its main thread first.
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
         return world.learning.handle(request)
 
     def build(settings, **kwargs):
@@ -191,7 +196,14 @@ def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
             learning_transport=httpx.MockTransport(interrupt_after_ten_writes),
             sleep=lambda seconds: None, **kwargs)
 
-    assert main(["sync"], build=build) == 130
+    # Earlier tests' unclosed sockets are finalised by the garbage collector, and an interrupt
+    # that lands inside a finaliser is lost: collect them first.
+    gc.collect()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh CLI
+    try:
+        assert main(["sync"], build=build) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     done, total, left = map(int, re.fullmatch(
