@@ -161,6 +161,9 @@ class HintWorker:
                 self._last_started[hibob_id] = now
             self._forget_old_starts(now)
         wanted = {h: by_employee.get(h, []) for h in ready}
+        log.info("hints: %d employee(s) to re-read", len(ready),
+                 extra={"employee_ids": ready,
+                        "hints": sum(len(hints) for hints in wanted.values())})
         if len(ready) > MAX_TARGETED_PER_BATCH and not self._is_busy():
             jobs = [self._pool.submit(self._serve_batch, wanted)]
         else:
