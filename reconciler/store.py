@@ -105,12 +105,14 @@ MIGRATIONS = [
     CREATE INDEX journal_action_at ON journal (action, at);
     """,
     # Hints are retried with backoff until a pass succeeds for their employee; `decisions`
-    # holds, per employee, the latest pass allowed to write to it (passes overlap in the service).
+    # holds, per employee, the latest pass allowed to write to it (passes overlap in the service);
+    # every pass, targeted ones too, looks for pending journal rows (close_interrupted).
     """
     ALTER TABLE hints ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE hints ADD COLUMN next_attempt_at TEXT;
     ALTER TABLE hints ADD COLUMN last_error TEXT;
     CREATE TABLE decisions (hibob_id TEXT PRIMARY KEY, pass_id INTEGER NOT NULL);
+    CREATE INDEX journal_pending ON journal (outcome) WHERE outcome = 'pending';
     """,
 ]
 

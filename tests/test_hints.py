@@ -20,6 +20,7 @@ from reconciler.hints import (
     RETRY_BASE_SECONDS,
     RETRY_CAP_SECONDS,
     STALE_READ_SECONDS,
+    EmployeeClaims,
     HintWorker,
 )
 from reconciler.plan import Plan
@@ -358,3 +359,33 @@ def test_targeted_passes_for_one_employee_never_overlap_and_a_burst_shares_them(
         assert worker.stop(time.monotonic() + 2, time.monotonic)
     assert max(overlaps) == 1
     assert {"1", "2"} <= set(passes) and len(passes) < 20
+
+
+def test_a_pass_may_write_to_an_employee_unless_a_later_pass_already_did(tmp_path) -> None:
+    claims = EmployeeClaims(Store(tmp_path / "claims.db"))
+
+    def may_write(pass_id: int, hibob_id: str = "42") -> bool:
+        with claims.claim(pass_id, hibob_id) as is_mine:
+            return is_mine
+
+    assert may_write(5)
+    assert may_write(5)  # the same pass again (its manager link after its update)
+    assert may_write(9)
+    assert not may_write(7)  # started before pass 9 read Hibob: its decision is older
+    assert may_write(7, "43")  # other employees are not affected
+
+
+def test_a_crashed_pass_is_closed_but_a_pass_still_running_beside_it_is_not(tmp_path) -> None:
+    dead_process, store = Store(tmp_path / "s.db"), Store(tmp_path / "s.db")
+    crashed = dead_process.start_pass("full", NOW)
+    dead_process.journal_start(crashed, "1", None, "update", ["job"], "crash", NOW)
+    long_pass = store.start_pass("full", NOW)
+    store.journal_start(long_pass, "2", None, "update", ["job"], "in flight", NOW)
+
+    targeted = store.start_pass("targeted", NOW)
+    assert store.close_interrupted(targeted, NOW) == 1
+
+    outcomes = {p["id"]: p["outcome"] for p in store.list_passes()}
+    assert outcomes[crashed] == "interrupted" and outcomes[long_pass] is None
+    assert {r["employee_id"]: r["outcome"] for r in store.list_journal()} == {
+        "1": "interrupted", "2": "pending"}
