@@ -92,7 +92,10 @@ class PlanInput:
     read_problem: str | None = None  # why this read can't be trusted to deactivate anyone
 
 
-def compute_plan(data: PlanInput, limits: Limits, *, allow_deactivations: bool = False) -> Plan:
+def compute_plan(data: PlanInput, limits: Limits, *, allow_deactivations: bool = False,
+                 release_ids: frozenset[str] = frozenset()) -> Plan:
+    """`release_ids`: held deactivations an admin released (`reconciler release`): the breaker
+    lets exactly these through and still counts every other one."""
     live = _live_after_pass(data, limits)
     actions: list[Action] = []
     problems: list[Problem] = []
@@ -110,7 +113,8 @@ def compute_plan(data: PlanInput, limits: Limits, *, allow_deactivations: bool =
         entry = data.snapshot.get(hibob_id)
         if entry and entry.learning_user_id and _is_live(entry, data.actual):
             actions.append(_deactivate(entry, "no longer returned by Hibob (deleted or hidden)"))
-    return apply_safety(Plan(tuple(actions), tuple(problems)), data, limits, allow_deactivations)
+    return apply_safety(Plan(tuple(actions), tuple(problems)), data, limits, allow_deactivations,
+                        release_ids)
 
 
 def _plan_one(desired: Desired, entry: SnapshotEntry | None, data: PlanInput, limits: Limits,
@@ -252,18 +256,22 @@ def _deactivate(entry: SnapshotEntry, reason: str) -> Action:
                   learning_user_id=entry.learning_user_id, state=state)
 
 
-def apply_safety(plan: Plan, data: PlanInput, limits: Limits, allow: bool) -> Plan:
+def apply_safety(plan: Plan, data: PlanInput, limits: Limits, allow: bool,
+                 release_ids: frozenset[str] = frozenset()) -> Plan:
     """Hold every deactivation when the read is untrustworthy or the breaker trips (§3)."""
     deactivations = [a for a in plan.actions if a.kind == "deactivate"]
     if not deactivations:
         return plan
     others = tuple(a for a in plan.actions if a.kind != "deactivate")
+    released = tuple(a for a in deactivations if a.hibob_id in release_ids)
     reason = data.read_problem or _unknown_share_problem(data, limits)
     if reason:
         return replace(plan, actions=others, held=tuple(deactivations), held_reason=reason,
                        is_held_releasable=False)
     if allow:
         return plan
+    deactivations = [a for a in deactivations if a.hibob_id not in release_ids]
+    others += released
     managed = sum(1 for e in data.snapshot.values() if e.learning_user_id and e.is_active)
     count = len(deactivations)
     if count > limits.max_deactivations:

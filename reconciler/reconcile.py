@@ -51,7 +51,8 @@ class PassResult:
 
 
 def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool = False,
-             employee: str | None = None, allow_deactivations: bool = False) -> PassResult:
+             employee: str | None = None, allow_deactivations: bool = False,
+             release_ids: frozenset[str] = frozenset()) -> PassResult:
     store = services.store
     started = time.monotonic()
     pass_id = store.start_pass(kind, now, is_dry_run=dry_run)
@@ -60,7 +61,8 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
                     "re-checks them", interrupted)
     try:
         plan = compute_pass_plan(services, kind, now=now, employee=employee,
-                                 allow_deactivations=allow_deactivations)
+                                 allow_deactivations=allow_deactivations,
+                                 release_ids=release_ids)
     except ReconcilerError as exc:
         store.finish_pass(pass_id, now, "failed", {}, str(exc))
         log.error("%s pass failed: %s", kind, exc, extra={"outcome": "failed"})
@@ -74,6 +76,7 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
                                    settings=apply_settings(services.settings), pass_id=pass_id,
                                    now=now)
         _record_held(store, pass_id, plan, now, is_targeted=kind == "targeted")
+        _record_skips(store, pass_id, plan, now)
         result.outcome = ("errors" if result.report.has_failures
                           else "held" if plan.held else "ok")
         result.counts = _applied_counts(plan, result.report)
@@ -85,7 +88,8 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
 
 
 def compute_pass_plan(services: Services, kind: PassKind, *, now: datetime,
-                      employee: str | None = None, allow_deactivations: bool = False) -> Plan:
+                      employee: str | None = None, allow_deactivations: bool = False,
+                      release_ids: frozenset[str] = frozenset()) -> Plan:
     """Read both sides as the pass kind requires and compute the plan (no writes)."""
     settings, store = services.settings, services.store
     snapshot = store.load_snapshot()
@@ -111,7 +115,8 @@ def compute_pass_plan(services: Services, kind: PassKind, *, now: datetime,
     candidates = _find_candidates(services, desired, snapshot, actual)
     data = PlanInput(desired=desired, snapshot=snapshot, candidates=candidates, actual=actual,
                      absent=frozenset(absent), read_problem=read_problem)
-    plan = compute_plan(data, limits(settings), allow_deactivations=allow_deactivations)
+    plan = compute_plan(data, limits(settings), allow_deactivations=allow_deactivations,
+                        release_ids=release_ids)
     return replace(plan, problems=plan.problems + tuple(problems))
 
 
@@ -217,6 +222,14 @@ def _record_held(store: Store, pass_id: int, plan: Plan, now: datetime,
         journal_id = store.journal_start(pass_id, action.hibob_id, action.email, "deactivate",
                                          [], f"held: {reason}", now)
         store.journal_finish(journal_id, "held")
+
+
+def _record_skips(store: Store, pass_id: int, plan: Plan, now: datetime) -> None:
+    """Skip reasons reach history, status and the log once per change, not once per pass."""
+    for hibob_id, _, reason in store.record_skips(
+            pass_id, [(p.hibob_id, p.email, p.reason) for p in plan.problems], now):
+        log.warning("employee %s skipped: %s", hibob_id, reason,
+                    extra={"employee_id": hibob_id, "outcome": "skipped"})
 
 
 def _applied_counts(plan: Plan, report: ApplyReport) -> dict[str, int]:

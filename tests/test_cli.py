@@ -65,7 +65,7 @@ def test_held_deactivations_exit_3_and_are_listed_by_status(served, capsys, monk
                   and r["root.email"] and "@" in r["root.email"])
     hibob.terminate(leaver, on=TODAY)
     assert main(["sync"]) == 3
-    assert "--allow-deactivations" in capsys.readouterr().out
+    assert "reconciler release" in capsys.readouterr().out
     main(["status"])
     assert leaver in capsys.readouterr().out
     assert main(["sync", "--allow-deactivations"]) == 0
@@ -133,16 +133,18 @@ def test_demo_runs_end_to_end_and_ends_with_nothing_to_do(capsys):
     assert "reactivate 1" in out and "deactivate 1" in out and "update 1" in out
 
 
-def test_sync_refuses_while_a_service_holds_the_database_but_dry_run_works(served, capsys):
+def test_while_a_service_holds_the_database_dry_run_works_and_actions_become_requests(
+        served, capsys):
     from reconciler.store import Store
 
     _, _, folder = served
     service = Store(folder / "cli.db")
     service.acquire_instance_lock()
     try:
-        assert main(["sync"]) == 2
-        assert "reconciler resync" in capsys.readouterr().err
         assert main(["sync", "--dry-run"]) == 0
+        assert main(["resync", "--no-wait"]) == 0
+        assert "resync requested (request 1)" in capsys.readouterr().out
+        assert service.get_request(1)["kind"] == "resync"
     finally:
         service.close()
     assert main(["sync"]) == 0
