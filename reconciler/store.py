@@ -502,8 +502,8 @@ class Store:
         wanted = identifier.strip().lower()
         return [row["hibob_id"] for row in self._select(
             "SELECT hibob_id FROM employees WHERE hibob_id = ? OR lower(email) = ?"
-            " UNION SELECT hibob_id FROM journal WHERE lower(email) = ?"
-            " ORDER BY hibob_id", (identifier.strip(), wanted, wanted))]
+            " UNION SELECT hibob_id FROM journal WHERE hibob_id = ? OR lower(email) = ?"
+            " ORDER BY hibob_id", (identifier.strip(), wanted, identifier.strip(), wanted))]
 
     def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
         """Rows as dicts keyed by the (aliased) column names of `sql`."""
