@@ -45,7 +45,8 @@ SANDBOX_CREDENTIALS = {
 def run_demo(size: int = 300, out: TextIO | None = None, keep: str | Path | None = None) -> int:
     """The walk-through; 0 when the final pass has nothing left to do."""
     out = out or io.StringIO()
-    logging.getLogger("reconciler").setLevel(logging.WARNING)
+    # Skip reasons are logged as warnings for operators; the demo prints them itself.
+    logging.getLogger("reconciler").setLevel(logging.ERROR)
     today = dt.date.today()
     hibob = HibobSimulator(generate_company(size, seed=2026, today=today), today=today)
     learning = LearningSimulator()
@@ -100,7 +101,8 @@ def _keep(services: Services, hibob_url: str, learning_url: str, folder: Path,
         '[[scope.groups]]\nconditions = [{ field = "work.site", op = "not_equals", '
         'value = "Contractors" }]\n\n'
         f'[store]\npath = "{folder / "reconciler.db"}"\n', encoding="utf-8")
-    skipped = services.store.list_skipped()
+    skipped = [row for row in services.store.list_skipped()
+               if not row["reason"].startswith("ambiguous")]
     example = skipped[0]["employee_id"] if skipped else "EMPLOYEE"
     config = f"--config {settings}"
     say.title(f"Kept the database and settings in {folder}. These read only the database, so "
@@ -166,7 +168,8 @@ class _Narrator:
 
     def explain_examples(self, hibob: HibobSimulator) -> None:
         """`reconciler explain` for one out-of-scope and one skipped employee: why not synced."""
-        skipped = self.services.store.list_skipped()
+        skipped = [row for row in self.services.store.list_skipped()
+                   if not row["reason"].startswith("ambiguous")]
         outside = sorted(h for h, r in hibob.records.items()
                          if r.get("work.site") == "Contractors"
                          and r.get("internal.status") == "Active")
@@ -179,9 +182,13 @@ class _Narrator:
             buffer = io.StringIO()
             explain_employee(self.services, self.services.store, hibob_id,
                              dt.datetime.now(dt.UTC), buffer)
+            is_journal = False
             for line in buffer.getvalue().splitlines():
-                if not line.startswith("  ") or line.startswith("  group"):
-                    print(line, file=self.out)  # the verdicts; field values are in `explain`
+                is_journal = is_journal or line == "last actions:"
+                # The verdicts and the journal; field values are in `explain` itself.
+                if is_journal or line.startswith("  group") or not line.startswith(
+                        ("  ", "fields read")):
+                    print(line, file=self.out)
 
     def linked_employees(self) -> list[str]:
         snapshot = self.services.store.load_snapshot()

@@ -81,6 +81,8 @@ def _print_employee(services: Services, employee: Employee, now: datetime, out: 
     print(f"desired: {desired.kind} — {desired.reason}", file=out)
     for key, value in sorted(desired.attributes.items()):
         print(f"  {key:18} {format_value(value)}", file=out)
+    if desired.kind != "active":
+        return
     groups = (", ".join(f"{g.group_id} as {g.role}" for g in sorted(
         desired.groups, key=lambda g: (g.group_id, g.role))) or "(none)"
         if desired.groups is not None else "unknown (a group rule's field was not returned)")
@@ -193,7 +195,8 @@ def _print_next(services: Services, identifier: str, now: datetime, out: TextIO)
         print(f"next: cannot plan ({exc})", file=out)
         return
     for action in plan.actions:
-        changes = ", ".join(f"{k} → {format_value(v)}" for k, v in sorted(action.changes.items()))
+        changes = "" if action.kind != "update" else ", ".join(
+            f"{k} → {format_value(v)}" for k, v in sorted(action.changes.items()))
         print(f"next: {action.kind} {', '.join(action.fields) or ''}"
               f"{' (' + changes + ')' if changes else ''} — {action.reason}", file=out)
     for action in plan.held:

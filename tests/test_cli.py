@@ -182,3 +182,21 @@ def test_check_names_a_missing_scope(served, capsys):
     learning.scopes.discard("externalIds:read")
     assert main(["check"]) == 1
     assert "externalIds:read" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_keep_leaves_a_database_the_offline_commands_can_read(tmp_path, capsys,
+                                                                     monkeypatch):
+    kept = tmp_path / "kept"
+    assert main(["demo", "--size", "60", "--keep", str(kept)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped  no email in Hibob" in out  # the dry run shows the skip reasons
+    assert "Why is" in out and "scope: out of scope" in out
+    assert f"--config {kept / 'settings.toml'} explain --offline" in out
+    settings = str(kept / "settings.toml")
+    assert main(["--config", settings, "status"]) == 0
+    status = capsys.readouterr().out
+    assert "last pass #" in status and "skipped employees:" in status
+    example = out.split("explain --offline ")[1].split()[0]
+    assert main(["--config", settings, "explain", "--offline", example]) == 0
+    assert "skipped" in capsys.readouterr().out
