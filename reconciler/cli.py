@@ -48,11 +48,11 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
     request: dict[str, Any] = {"retry_quarantined": args.retry_quarantined}
     if args.release_held:
-        from reconciler.requests import compute_held_token
+        from reconciler.requests import compute_held_token, list_releasable
 
-        held = Store(settings.store.path).list_held()
-        print_held(held, sys.stdout)
-        if held:  # the service refuses if the list changes before the pass
+        store = Store(settings.store.path)
+        print_held(store.list_held(), sys.stdout)
+        if held := list_releasable(store):  # refused if the list changes before the pass
             request["token"] = compute_held_token(held)
     return _act(args, settings, "resync", request, wait=not args.no_wait)
 
@@ -142,14 +142,14 @@ def _act(args: argparse.Namespace, settings: Settings, kind: str, request: dict[
 
 
 def _resolve_all(store: Store, identifiers: Sequence[str]) -> list[str]:
-    """Hibob ids for ids or emails the database knows; one clear error for an unknown one."""
+    """The Hibob id for each id or email the database knows; one clear error for an unknown."""
     found: list[str] = []
     for identifier in identifiers:
         ids = store.find_employee_ids(identifier)
         if not ids:
             raise UnknownEmployee(f"employee {identifier} is not in the database (give a Hibob "
                                   "id or an email the employee had)")
-        found.extend(ids)
+        found.append(ids[0])  # an email's most recent holder
     return found
 
 
@@ -283,8 +283,12 @@ def main(argv: Sequence[str] | None = None, *, build: Callable[..., Services] = 
         settings = None if args.command == "demo" else load_settings(args.config)
         return int(args.func(args, settings))
     except ReconcilerError as exc:
-        print(f"reconciler: {exc}", file=sys.stderr)
-        return exc.exit_code if not isinstance(exc, ApiError) else 1
+        code = exc.exit_code if not isinstance(exc, ApiError) else 1
+        if args.command == "run":  # the service's journal reads JSON lines, this one too
+            logging.getLogger("reconciler").error("%s", exc, extra={"exit_code": code})
+        else:
+            print(f"reconciler: {exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

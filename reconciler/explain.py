@@ -15,8 +15,9 @@ from typing import Any, TextIO
 
 from reconciler.desired import compute_desired, required_fields
 from reconciler.errors import ApiError, ReconcilerError
-from reconciler.models import Employee, LearningUser, SnapshotEntry
-from reconciler.reconcile import compute_pass_plan
+from reconciler.models import AppliedState, Employee, LearningUser, SnapshotEntry
+from reconciler.plan import Upsert
+from reconciler.reconcile import PassOptions, find_employee, read_and_plan
 from reconciler.report import format_history_row, format_value
 from reconciler.scope import compute_condition, compute_in_scope
 from reconciler.store import Store, utc_text
@@ -29,16 +30,18 @@ def explain_employee(services: Services | None, store: Store, identifier: str, n
                      out: TextIO) -> int:
     """Print the explanation (`services` None: offline); 0, or 1 when neither Hibob nor the
     database knows the employee."""
-    employee, hibob_error = (_read_employee(services, identifier) if services
-                             else (None, "offline: no API is read"))
+    employee, found_id, note, hibob_error = (_read_employee(services, identifier) if services
+                                             else (None, None, None, "offline: no API is read"))
     known = store.find_employee_ids(identifier)
-    hibob_id = employee.hibob_id if employee else (known[0] if known else identifier)
+    hibob_id = found_id or (known[0] if known else identifier)
     entry = store.get_entry(hibob_id)
     if employee is None and entry is None and not known:
         where = "Hibob cannot be read" if hibob_error else "Hibob does not return this employee"
         print(f"reconciler: employee {identifier} is unknown: {where}, and the database has "
               "never seen it (give a Hibob id or an email)", file=out)
         return 1
+    if note:
+        print(note, file=out)
     if services is None:
         print(f"offline: what the database knows about {identifier} (no API read)", file=out)
     elif hibob_error:
@@ -46,13 +49,13 @@ def explain_employee(services: Services | None, store: Store, identifier: str, n
               "knows", file=out)
     elif employee is None:
         print(f"{identifier}: Hibob does not return this employee (deleted, or hidden from the "
-              "service user); known here as employee {hibob_id}", file=out)
+              f"service user); known here as employee {hibob_id}", file=out)
     else:
         _print_employee(services, employee, now, out)
     _print_link(services, entry, out)
     _print_safety(store, hibob_id, entry, now, out)
     if services is not None and not hibob_error:
-        _print_next(services, identifier, now, out)
+        _print_next(services, hibob_id, now, out)
     print("last actions:", file=out)
     rows = store.list_journal(hibob_id=hibob_id)[-SHOWN_ACTIONS:]
     for row in rows:
@@ -62,11 +65,15 @@ def explain_employee(services: Services | None, store: Store, identifier: str, n
     return 0
 
 
-def _read_employee(services: Services, identifier: str) -> tuple[Employee | None, str | None]:
+def _read_employee(services: Services, identifier: str
+                   ) -> tuple[Employee | None, str | None, str | None, str | None]:
+    """(employee, its Hibob id, a note about a former email, why Hibob could not be read)."""
     try:
-        return services.hibob.get_employee(identifier, required_fields(services.settings)), None
+        employee, hibob_id, note = find_employee(services, identifier,
+                                                 required_fields(services.settings))
+        return employee, hibob_id, note, None
     except ApiError as exc:
-        return None, str(exc)
+        return None, None, None, str(exc)
 
 
 def _print_employee(services: Services, employee: Employee, now: datetime, out: TextIO) -> None:
@@ -76,12 +83,12 @@ def _print_employee(services: Services, employee: Employee, now: datetime, out: 
     for field_id in required_fields(settings):
         print(f"  {field_id:28} {_shown_field(employee, field_id)}", file=out)
     _print_scope(services, employee, out)
-    desired = compute_desired(employee, settings, now.date(),
+    desired = compute_desired(employee, settings, now,
                               compute_in_scope(settings.scope.groups, employee))
-    print(f"desired: {desired.kind} — {desired.reason}", file=out)
+    print(f"desired: {desired.verdict} — {desired.reason}", file=out)
     for key, value in sorted(desired.attributes.items()):
         print(f"  {key:18} {format_value(value)}", file=out)
-    if desired.kind != "active":
+    if desired.verdict != "active":
         return
     groups = (", ".join(f"{g.group_id} as {g.role}" for g in sorted(
         desired.groups, key=lambda g: (g.group_id, g.role))) or "(none)"
@@ -125,7 +132,7 @@ def _print_link(services: Services | None, entry: SnapshotEntry | None, out: Tex
     applied = "active" if entry.is_active else "deactivated"
     print(f"link: 360Learning user {entry.learning_user_id}, last applied state {applied}",
           file=out)
-    for key, value in sorted(((entry.state or {}).get("attributes") or {}).items()):
+    for key, value in sorted(entry.state.attributes.items() if entry.state else ()):
         print(f"  {key:18} {format_value(value)}", file=out)
     if services is None:
         return
@@ -138,7 +145,7 @@ def _print_link(services: Services | None, entry: SnapshotEntry | None, out: Tex
         print("360Learning now: the user does not exist any more (a full resync creates or "
               "adopts one again)", file=out)
         return
-    differences = compute_differences(entry.state or {}, user)
+    differences = compute_differences(entry.state, user)
     verdict = ("matches the last applied state" if not differences
                else "differs from the last applied state (a full resync repairs it)")
     print(f"360Learning now: {user.status}, {verdict}", file=out)
@@ -147,14 +154,16 @@ def _print_link(services: Services | None, entry: SnapshotEntry | None, out: Tex
               f"{format_value(applied_value)} last applied", file=out)
 
 
-def compute_differences(state: Mapping[str, Any], user: LearningUser
+def compute_differences(state: AppliedState | None, user: LearningUser
                         ) -> list[tuple[str, Any, Any]]:
     """(name, in 360Learning, last applied) for each managed value that differs."""
-    found = []
+    found: list[tuple[str, Any, Any]] = []
     is_active = user.status in ("active", "invited")
-    if bool(state.get("is_active")) != is_active:
-        found.append(("status", user.status, "active" if state.get("is_active") else "deleted"))
-    for key, applied in sorted((state.get("attributes") or {}).items()):
+    was_active = state is not None and state.is_active
+    if was_active != is_active:
+        found.append(("status", user.status, "active" if was_active else "deleted"))
+    attributes: Mapping[str, Any] = state.attributes if state else {}
+    for key, applied in sorted(attributes.items()):
         there = user.attributes.get(key)
         if _comparable(key, there) != _comparable(key, applied):
             found.append((key, there, applied))
@@ -173,8 +182,9 @@ def _comparable(key: str, value: Any) -> Any:
 
 def _print_safety(store: Store, hibob_id: str, entry: SnapshotEntry | None, now: datetime,
                   out: TextIO) -> None:
-    if entry and entry.quarantined_until and entry.quarantined_until > utc_text(now):
-        print(f"quarantine: until {entry.quarantined_until} after {entry.failures} failures: "
+    if entry and entry.quarantined_until is not None and entry.is_quarantined(now):
+        until = utc_text(entry.quarantined_until)
+        print(f"quarantine: until {until} after {entry.failures} failures: "
               f"{entry.last_error} (lift with: reconciler quarantine --clear {hibob_id})",
               file=out)
     elif entry and entry.failures:
@@ -188,14 +198,15 @@ def _print_safety(store: Store, hibob_id: str, entry: SnapshotEntry | None, now:
               "reconciler release)", file=out)
 
 
-def _print_next(services: Services, identifier: str, now: datetime, out: TextIO) -> None:
+def _print_next(services: Services, hibob_id: str, now: datetime, out: TextIO) -> None:
     try:
-        plan = compute_pass_plan(services, "targeted", now=now, employee=identifier)
+        plan = read_and_plan(services, "targeted", now=now,
+                             options=PassOptions(employee=hibob_id))
     except ReconcilerError as exc:
         print(f"next: cannot plan ({exc})", file=out)
         return
     for action in plan.actions:
-        changes = "" if action.kind != "update" else ", ".join(
+        changes = "" if not (isinstance(action, Upsert) and action.kind == "update") else ", ".join(
             f"{k} → {format_value(v)}" for k, v in sorted(action.changes.items()))
         print(f"next: {action.kind} {', '.join(action.fields) or ''}"
               f"{' (' + changes + ')' if changes else ''} — {action.reason}", file=out)

@@ -84,8 +84,15 @@ def print_held(held: list[dict[str, Any]], out: TextIO) -> None:
     for row in held:
         print(f"  {row['employee_id']}  {row['email'] or '-'}  held {row['held_at']}  "
               f"{row['reason']}", file=out)
-    token = compute_held_token(held)
-    print(f"release exactly these {len(held)}: reconciler release --token {token}", file=out)
+    releasable = [row for row in held if row.get("is_releasable", True)]
+    if len(releasable) < len(held):
+        print(f"{len(held) - len(releasable)} of them are held because the Hibob read could not "
+              "be trusted: fix the read, the next pass decides again", file=out)
+    if not releasable:
+        return
+    token = compute_held_token(releasable)
+    print(f"release exactly these {len(releasable)}: reconciler release --token {token}",
+          file=out)
     print("(or name the employees: reconciler release ID [ID ...])", file=out)
 
 

@@ -51,12 +51,17 @@ def compute_held_token(held: Iterable[Mapping[str, Any]]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:10]
 
 
+def list_releasable(store: Store) -> list[dict[str, Any]]:
+    """Held deactivations an admin may release (not those held because of a bad read)."""
+    return [row for row in store.list_held() if row["is_releasable"]]
+
+
 def check_release(store: Store, args: Mapping[str, Any]) -> tuple[list[str], str | None]:
     """The ids a release request may release now, or why it is refused (the list changed)."""
-    held = store.list_held()
+    held = list_releasable(store)
     held_ids = [row["employee_id"] for row in held]
     if not held:
-        return [], "nothing is held any more"
+        return [], "nothing releasable is held any more"
     if args.get("token") is not None:
         token = compute_held_token(held)
         if args["token"] != token:
@@ -89,14 +94,14 @@ def carry_out(store: Store, kind: str, args: Mapping[str, Any], run: RunPass,
             return Outcome("ok", detail=detail[0] + (" (the next pass retries them)"
                                                      if cleared else ""))
     if kind == "resync":
-        result = run("full", release_ids=release)
+        result = run("full", released=release)
     elif kind == "sync":
         result = run(args.get("pass_kind", "incremental"),
                      allow_deactivations=bool(args.get("allow_deactivations")))
     elif kind == "targeted":
         result = run("targeted", employee=args["employee"])
     elif kind == "release":
-        result = run(_release_pass_kind(store, release), release_ids=release)
+        result = run(_release_pass_kind(store, release), released=release)
     else:
         raise ValueError(f"unknown request kind {kind!r}")
     if result is None:
@@ -108,7 +113,7 @@ def carry_out(store: Store, kind: str, args: Mapping[str, Any], run: RunPass,
 
 def _release_pass_kind(store: Store, ids: frozenset[str]) -> str:
     """Deactivations a full pass held (drift) are only seen again by a full pass."""
-    passes = {row["pass_id"] for row in store.list_held() if row["employee_id"] in ids}
+    passes = {row["pass_id"] for row in list_releasable(store) if row["employee_id"] in ids}
     kinds = {store.get_pass(p)["kind"] for p in passes if p and store.get_pass(p)}
     return "full" if "full" in kinds else "incremental"
 

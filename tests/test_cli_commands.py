@@ -19,6 +19,8 @@ from reconciler.cli import build_parser, main, parse_since
 from reconciler.store import Store
 from reconciler.wiring import build_services
 
+FAR_FUTURE = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)
+
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
@@ -71,7 +73,7 @@ def test_explain_shows_quarantine_with_until_and_why_and_the_held_deactivation(
     run_cli(world, capsys, "sync")
     world.store.record_failure(first, "360Learning rejected mail (mailInvalid)",
                                quarantine_after=1,
-                               quarantined_until="2999-01-01T00:00:00+00:00", at=NOW)
+                               quarantined_until=FAR_FUTURE, at=NOW)
     world.store.replace_held(9, [(second, None, "3 deactivations exceed sync.max_deactivations "
                                                 "(0); inactive in Hibob")], NOW)
 

@@ -3,6 +3,7 @@ carried out by a running service (request rows) or locally, with their CLI outpu
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from reconciler.requests import compute_held_token
 from reconciler.service import Service
 from reconciler.store import Store
 from reconciler.wiring import build_services
+
+FAR_FUTURE = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -167,7 +170,7 @@ def test_resync_release_held_shows_the_list_first_then_releases_it(world, capsys
 # -- quarantine -----------------------------------------------------------------------------------
 def quarantine(world: World, hibob_id: str) -> None:
     world.store.record_failure(hibob_id, "360Learning rejected mail (mailInvalid)",
-                               quarantine_after=1, quarantined_until="2999-01-01T00:00:00+00:00",
+                               quarantine_after=1, quarantined_until=FAR_FUTURE,
                                at=NOW)
 
 
