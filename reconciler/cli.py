@@ -228,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also release the held deactivations (the list is shown first; "
                              "refused if it changes before the pass)")
     resync.add_argument("--retry-quarantined", action="store_true",
-                        help="lift every quarantine first, so the pass retries those employees")
+                        help="also lift every quarantine and reset failure counts first (a "
+                             "full resync retries quarantined employees in any case; this "
+                             "gives them a clean slate)")
     release = command("release", cmd_release, "show the held deactivations, and release "
                       "exactly the list shown (by its token or by naming the employees)")
     release.add_argument("ids", nargs="*", metavar="ID",
