@@ -236,3 +236,15 @@ def test_version_prints_the_version(capsys) -> None:
 def test_a_date_in_history_since_is_utc_midnight() -> None:
     moment = dt.datetime.fromisoformat(parse_since("2026-11-28", NOW))
     assert moment == dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
+
+
+def test_a_changed_skip_reason_is_journalled_again(world, capsys) -> None:
+    no_email = world.hibob_company_bad("no_email")[0]
+    world.sync()
+    world.hibob.update_employee(no_email, **{"root.email": "not-an-email"})
+    world.sync()
+    world.sync()
+
+    reasons = [r["reason"] for r in world.store.list_journal(hibob_id=no_email)]
+    assert len(reasons) == 2 and reasons[0] != reasons[1]
+    assert "email" in reasons[1]
