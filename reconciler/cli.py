@@ -210,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
         child.set_defaults(func=func)
         return child
 
+    _add_action_commands(command)
+    _add_reading_commands(command)
+    return parser
+
+
+Command = Callable[[str, Callable[..., int], str], argparse.ArgumentParser]
+
+
+def _add_action_commands(command: Command) -> None:
+    """Commands that change something (through the running service when there is one)."""
     sync = command("sync", cmd_sync, "one pass now (through the running service if there is "
                    "one), then exit")
     sync.add_argument("--dry-run", action="store_true",
@@ -245,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="lift quarantine for this employee (Hibob id or email; "
                                  "repeatable)")
     quarantine.add_argument("--all", action="store_true", help="lift every quarantine")
+
+
+def _add_reading_commands(command: Command) -> None:
+    """The service, and the commands that read, check or demonstrate."""
     command("run", cmd_run, "the long-running service: scheduled passes, webhooks, "
             "health and metrics")
     status = command("status", cmd_status, "last passes, held deactivations, quarantine, "
@@ -272,7 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="employees in the generated company (default 300)")
     demo.add_argument("--keep", metavar="DIR",
                       help="leave the database and a settings file in DIR to explore")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None, *, build: Callable[..., Services] = build_services
