@@ -103,7 +103,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.store.path)
     ids = _resolve_all(store, [args.employee]) if args.employee else None
-    rows = store.list_journal(hibob_id=ids, since=args.since)
+    rows = store.list_journal(hibob_id=ids, since=args.since, limit=None)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0

@@ -57,7 +57,7 @@ def explain_employee(services: Services | None, store: Store, identifier: str, n
     if services is not None and not hibob_error:
         _print_next(services, hibob_id, now, out)
     print("last actions:", file=out)
-    rows = store.list_journal(hibob_id=hibob_id)[-SHOWN_ACTIONS:]
+    rows = store.list_journal(hibob_id=hibob_id, limit=None)[-SHOWN_ACTIONS:]
     for row in rows:
         print("  " + format_history_row(row), file=out)
     if not rows:

@@ -369,8 +369,9 @@ class Store:
                          (outcome, error, journal_id))
 
     def list_journal(self, *, hibob_id: str | Iterable[str] | None = None,
-                     since: str | None = None, limit: int = 1000,
+                     since: str | None = None, limit: int | None = 1000,
                      pass_id: int | None = None) -> list[dict[str, Any]]:
+        """Journal rows, oldest first; `limit` None returns them all."""
         clauses: list[str] = []
         params: list[Any] = []
         if hibob_id is not None:
@@ -386,7 +387,8 @@ class Store:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self._select(
             "SELECT pass_id, at, hibob_id AS employee_id, email, action, fields, outcome, reason,"
-            f" error FROM journal {where} ORDER BY id LIMIT ?", (*params, limit))
+            f" error FROM journal {where} ORDER BY id LIMIT ?",
+            (*params, -1 if limit is None else limit))
         for row in rows:
             row["fields"] = json.loads(row["fields"] or "[]")
         return rows

@@ -182,12 +182,16 @@ def test_history_since_garbage_exits_2_with_one_line(world, capsys) -> None:
     assert "--since 'last tuesday': give a date" in capsys.readouterr().err
 
 
-def test_history_into_a_closed_pipe_ends_without_a_traceback(world, tmp_path) -> None:
+def test_history_shows_the_whole_trail_and_a_closed_pipe_ends_it_without_a_traceback(
+        world, capsys) -> None:
     world.sync()
     with world.store.transaction() as conn:  # enough rows to overflow a pipe buffer
         conn.executemany("INSERT INTO journal (pass_id, at, hibob_id, action, fields, reason,"
                          " outcome) VALUES (1, ?, '1', 'update', '[]', 'padding', 'ok')",
                          [(f"2026-11-28T12:{i % 60:02d}:00+00:00",) for i in range(3000)])
+    capsys.readouterr()
+    assert main(["history", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) > 3000  # the whole trail, not 1000 rows
     process = subprocess.Popen([sys.executable, "-m", "reconciler", "history"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.readline()
