@@ -156,7 +156,11 @@ class AdminRequests:
             claimed, self._claimed = self._claimed, []
         finished = 0
         for ids, kind, args in _coalesce(claimed):
-            outcome = carry_out(self.store, kind, args, self._run, self._clock())
+            try:
+                outcome = carry_out(self.store, kind, args, self._run, self._clock())
+            except Exception as exc:  # the waiter gets an answer, the worker goes on
+                log.exception("admin request(s) %s (%s) failed", ids, kind)
+                outcome = Outcome("failed", detail=f"{type(exc).__name__}: {exc}")
             if outcome is None:
                 outcome = Outcome("cancelled", detail="the service stopped first")
             self.store.finish_requests(ids, outcome.pass_id, outcome.outcome, self._clock(),

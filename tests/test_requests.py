@@ -318,3 +318,14 @@ def test_old_resync_requests_survive_the_migration_to_admin_requests(tmp_path) -
     request = Store(path).get_request(1)
     assert (request["kind"], request["pass_id"], request["outcome"]) == ("resync", 4, "ok")
 
+
+
+def test_a_request_the_service_cannot_carry_out_is_answered_as_failed(world, service) -> None:
+    service_holding_the_database(world, service)
+    world.store.save_request("defragment", {}, NOW)  # e.g. from a newer CLI
+
+    service.requests.poll()
+    service.requests.serve()
+
+    request = world.store.get_request(1)
+    assert request["outcome"] == "failed" and "defragment" in request["detail"]
