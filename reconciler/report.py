@@ -58,6 +58,10 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
         print(f"next scheduled pass: {status['next_pass_at']} (full resync "
               f"{status['next_full_resync_at'] or 'not scheduled'})", file=out)
     print(f"pending hints: {status['pending_hints']}", file=out)
+    for row in status.get("open_requests", []):
+        state = f"started {row['started_at']}" if row["started_at"] else "waiting for the service"
+        print(f"admin request {row['id']} ({row['kind']}, {row['requested_at']}): {state}",
+              file=out)
     held = status["held_deactivations"]
     print(f"held deactivations: {len(held)}" + (" (reconciler release)" if held else ""),
           file=out)

@@ -32,4 +32,5 @@ def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str,
         "quarantined": store.list_quarantined(now),
         "skipped": store.list_skipped(),
         "pending_hints": store.count_pending_hints(),
+        "open_requests": store.list_open_requests(),
     }

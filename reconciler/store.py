@@ -533,6 +533,11 @@ class Store:
                 "UPDATE admin_requests SET finished_at = ?, pass_id = ?, outcome = ?, detail = ?"
                 " WHERE id = ?", [(utc_text(at), pass_id, outcome, detail, i) for i in ids])
 
+    def list_open_requests(self) -> list[dict[str, Any]]:
+        """Requests not finished yet (waiting for the service, or being carried out)."""
+        return self._select("SELECT id, kind, requested_at, started_at FROM admin_requests"
+                            " WHERE finished_at IS NULL ORDER BY id")
+
     def get_request(self, request_id: int) -> dict[str, Any] | None:
         rows = self._select("SELECT id, kind, args, requested_at, started_at, finished_at,"
                             " pass_id, outcome, detail FROM admin_requests WHERE id = ?",
