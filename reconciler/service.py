@@ -23,6 +23,7 @@ from reconciler.errors import ConfigError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
 from reconciler.notify import Notifier
 from reconciler.plan import Plan
+from reconciler.models import PassOutcome
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
 from reconciler.store import Store, utc_text
@@ -189,7 +190,7 @@ class Service:
         except Exception as exc:
             log.exception("%s pass stopped by an unexpected error", kind,
                           extra={"kind": kind, "outcome": "failed"})
-            result = PassResult(0, kind, Plan(), outcome="failed",
+            result = PassResult(0, kind, Plan(), outcome=PassOutcome.FAILED,
                                 error=f"{type(exc).__name__}: {exc}")
         finished = self._clock()
         if result.outcome in SUCCESSFUL_OUTCOMES:
