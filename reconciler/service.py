@@ -25,7 +25,8 @@ from reconciler.plan import Plan
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
 from reconciler.store import utc_text
-from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
+from reconciler.webhooks import Hint, create_app
+from reconciler.webserver import WebhookServer, serve_webhooks
 from reconciler.wiring import Services, now_utc
 
 log = logging.getLogger("reconciler.service")
@@ -107,7 +108,8 @@ class Service:
                          metrics=self.metrics)
         listen = self.settings.webhooks.listen
         try:
-            return serve_webhooks(app, listen, drain_seconds=WEBHOOK_DRAIN_SECONDS)
+            return serve_webhooks(app, listen, max_body_bytes=self.settings.webhooks.max_body_bytes,
+                                  drain_seconds=WEBHOOK_DRAIN_SECONDS)
         except OSError as exc:
             raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
                               f"{exc.strerror or exc}") from None

@@ -20,7 +20,8 @@ from pydantic import SecretStr
 from reconciler.config import WebhookSettings
 from reconciler.errors import ConfigError
 from reconciler.metrics import Metrics
-from reconciler.webhooks import Hint, create_app, serve_webhooks
+from reconciler.webhooks import Hint, create_app
+from reconciler.webserver import serve_webhooks
 
 UPSERT_SECRET = "upsert-secret-4f1c9a"
 DEACTIVATION_SECRET = "deactivation-secret-77be02"
@@ -51,7 +52,7 @@ class Receiver:
         self.metrics = Metrics()
         app = create_app(settings, on_hint=on_hint or self.hints.append,
                          is_ready=lambda: self.ready, metrics=self.metrics)
-        self.server = serve_webhooks(app, "127.0.0.1:0")
+        self.server = serve_webhooks(app, "127.0.0.1:0", max_body_bytes=settings.max_body_bytes)
         self.client = client
 
     def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
@@ -435,7 +436,7 @@ def test_listen_without_host_and_port_is_a_config_error(listen):
                      is_ready=lambda: (True, ""), metrics=Metrics())
 
     with pytest.raises(ConfigError, match="webhooks.listen"):
-        serve_webhooks(app, listen)
+        serve_webhooks(app, listen, max_body_bytes=LIMIT)
 
 
 def test_listen_on_a_port_already_taken_is_a_config_error(receiver):
@@ -444,4 +445,4 @@ def test_listen_on_a_port_already_taken_is_a_config_error(receiver):
     taken = receiver.server.url.removeprefix("http://")
 
     with pytest.raises(ConfigError, match="cannot listen on"):
-        serve_webhooks(app, taken)
+        serve_webhooks(app, taken, max_body_bytes=LIMIT)
