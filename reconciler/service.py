@@ -245,7 +245,7 @@ class Service:
 
     # -- webhook hints ----------------------------------------------------------------------
     def on_hint(self, hint: Hint) -> None:
-        """Store the hint durably (before the receiver answers 202), then wake the worker."""
+        """Store the hint durably (before the receiver answers 200), then wake the worker."""
         self.store.save_hint(hint.hibob_id, hint.event_type, hint.source, hint.triggered_at,
                              self._clock())
         self._wake.set()

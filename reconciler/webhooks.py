@@ -149,7 +149,7 @@ class WebhookApp:
             log.exception("hibob %s webhook: storing the hint for employee %s failed",
                           source, hibob_id)
             return _Outcome(503, "store_failed", event, hibob_id)
-        return _Outcome(202, "accepted", event, hibob_id)
+        return _Outcome(200, "accepted", event, hibob_id)
 
     def _readyz(self) -> tuple[int, bytes, str]:
         try:
