@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -33,6 +34,12 @@ DEACTIVATION_EVENTS = frozenset({
 })
 WEBHOOK_PATHS = {"/webhooks/hibob/upsert": "upsert", "/webhooks/hibob/deactivation": "deactivation"}
 _PING = {"text": "Ping test"}
+MAX_JSON_DEPTH = 32
+"""Bob's events nest 3 deep; json.loads recurses per level, and 1,000 levels raise."""
+MAX_ID_CHARS = 64
+"""Hibob employee ids are 19 digits; anything longer is not an id."""
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_NESTING = re.compile(rb"[\[\]{}]")
 _TEXT = "text/plain; charset=utf-8"
 
 StartResponse = Callable[..., Any]
@@ -126,9 +133,11 @@ class WebhookApp:
         return self._accept(source, body)
 
     def _accept(self, source: str, body: bytes) -> _Outcome:
+        if _is_nested_deeper_than(body, MAX_JSON_DEPTH):
+            return _Outcome(400, "too_deep")
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: only if the depth check missed
             return _Outcome(400, "malformed_json")
         event = payload.get("type") if isinstance(payload, dict) else None
         if not isinstance(event, str):
@@ -195,6 +204,16 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
+def _is_nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether brackets outside strings nest past `limit` (a cheap scan before json.loads)."""
+    depth = 0
+    for bracket in _JSON_NESTING.finditer(_JSON_STRING.sub(b'""', body)):
+        depth += 1 if bracket.group() in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def _is_ping(body: bytes) -> bool:
     text = body.strip()
     if text == b"Ping test":
@@ -215,12 +234,17 @@ def _employee_id(payload: dict[str, Any]) -> str | None:
         value = employee.get("id")
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    return _plain(value.strip(), MAX_ID_CHARS) if isinstance(value, str) else None
 
 
 def _triggered_at(payload: dict[str, Any]) -> str | None:
     value = payload.get("triggeredAt", payload.get("creationDate"))
-    return value if isinstance(value, str) else None
+    return _plain(value, 40) if isinstance(value, str) else None
+
+
+def _plain(value: str, max_chars: int) -> str | None:
+    """`value` if it is short printable text (it is stored and logged), else None."""
+    return value if value and len(value) <= max_chars and value.isprintable() else None
 
 
 def _printable(value: str | None) -> str:

@@ -392,8 +392,8 @@ def refuses_connections(url: str) -> bool:
     address = httpx.URL(url)
     try:
         socket.create_connection((address.host, address.port), timeout=0.5).close()
-    except ConnectionRefusedError:
-        return True
+    except (ConnectionRefusedError, ConnectionResetError):
+        return True  # reset: it reached the backlog just as the listening socket closed
     return False
 
 
@@ -467,3 +467,49 @@ def test_the_wsgi_app_module_knows_nothing_of_the_server():
                  if isinstance(node, ast.ImportFrom) and node.module}
 
     assert not any(name.startswith("waitress") for name in imported)
+
+
+def call_app(body: bytes, *, secret: str | None = UPSERT_SECRET, limit: int = 1_048_576,
+             **environ: str) -> tuple[int, list[Hint]]:
+    """One request through the WSGI app in-process: (status, hints stored)."""
+    hints: list[Hint] = []
+    app = create_app(WebhookSettings(upsert_secret=SecretStr(UPSERT_SECRET),
+                                     deactivation_secret=SecretStr(DEACTIVATION_SECRET),
+                                     max_body_bytes=limit),
+                     on_hint=hints.append, is_ready=lambda: (True, ""), metrics=Metrics())
+    headers = {} if secret is None else {"HTTP_BOB_SIGNATURE": sign(body, secret)}
+    statuses: list[str] = []
+    app({"REQUEST_METHOD": "POST", "PATH_INFO": UPSERT, "CONTENT_LENGTH": str(len(body)),
+         "wsgi.input": io.BytesIO(body), **headers, **environ},
+        lambda status, headers: statuses.append(status))
+    return int(statuses[0].split()[0]), hints
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"type": "employee.updated", "data": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
+    b'{"type": "employee.updated", "data": {"employeeId": "1"}, "x": ' + b"[" * 5000,
+], ids=["deep array", "deep object", "deep and unterminated"])
+def test_signed_deeply_nested_body_is_400_not_500(body):
+    assert call_app(body) == (400, [])
+
+
+def test_nesting_inside_strings_does_not_count_as_depth():
+    body = event("employee.updated", "5", note="[[[[{{{{" * 1000 + '\\"' + "]]]]" * 100)
+
+    status, hints = call_app(body)
+
+    assert (status, [hint.hibob_id for hint in hints]) == (200, ["5"])
+
+
+@pytest.mark.parametrize("employee_id", ["9" * 65, "12\n34", "\x00", "12\u202e34"])
+def test_signed_event_with_an_implausible_employee_id_is_400_and_not_stored(employee_id):
+    assert call_app(event(employee_id=employee_id)) == (400, [])
+
+
+def test_an_oversized_triggered_at_is_dropped_not_stored():
+    body = event(employee_id="7", triggeredAt="2024-01-01T00:00:00" + "x" * 10_000)
+
+    status, hints = call_app(body)
+
+    assert (status, [hint.triggered_at for hint in hints]) == (200, [None])
