@@ -21,6 +21,7 @@ from typing import Any
 
 from reconciler.config import WebhookSettings
 from reconciler.metrics import Metrics
+from reconciler.redact import remember_secrets
 
 log = logging.getLogger("reconciler.webhooks")
 
@@ -73,6 +74,7 @@ class WebhookApp:
         self.max_body_bytes = settings.max_body_bytes
         self._secrets = {"upsert": settings.upsert_secret.get_secret_value(),
                          "deactivation": settings.deactivation_secret.get_secret_value()}
+        remember_secrets(*self._secrets.values())
         self._ignored = frozenset(settings.ignored_events)
         self._on_hint = on_hint
         self._is_ready = is_ready
