@@ -20,7 +20,10 @@ class RedactingFilter(logging.Filter):
     """Second net behind api.py: a secret an upstream echoed never reaches a log line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # a broken format string: the handler reports it, as without a filter
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None

@@ -176,7 +176,8 @@ def test_the_log_filter_redacts_messages_arguments_and_exceptions():
         except RuntimeError:
             log.exception("failed")
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
 
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert len(lines) == 3
@@ -187,3 +188,15 @@ def test_the_log_filter_redacts_messages_arguments_and_exceptions():
 def test_redact_leaves_text_without_secrets_alone():
     assert redact("360Learning API answered 400 (mailInvalid): bad mail") == (
         "360Learning API answered 400 (mailInvalid): bad mail")
+
+
+def test_a_broken_log_call_is_left_to_logging_and_not_raised_by_the_filter(monkeypatch):
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # logging's own "Logging error"
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging(stream=io.StringIO())
+        logging.getLogger("reconciler.test").warning("two %s %s", "one")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -1,5 +1,6 @@
 """The receiver's server under hostile peers, over real sockets on 127.0.0.1: idle and half-open
-connections, slow senders and lying Content-Length never starve /healthz, /readyz or webhooks."""
+connections, slow senders and lying Content-Length never starve /healthz, /readyz or webhooks.
+The tests that wait out a deadline are marked `faults`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from reconciler.webserver import ConnectionLimits, WebhookServer, serve_webhooks
 QUICK_SECONDS = 1.0
 """How fast a health check must answer while the server is under attack."""
 LIMITS = ConnectionLimits(max_connections=40, max_connections_per_address=8,
-                          request_seconds=1, idle_seconds=2)
+                          request_seconds=1, idle_seconds=1)
 
 
 @pytest.fixture
@@ -139,6 +140,7 @@ def test_many_addresses_never_exceed_the_total_and_health_checks_still_answer(st
     assert (status, seconds < QUICK_SECONDS) == (200, True)
 
 
+@pytest.mark.faults  # waits out a deadline: seconds, not milliseconds
 def test_a_peer_that_trickles_its_headers_is_cut_off_after_the_request_deadline(start):
     server = start(LIMITS)
 
@@ -161,6 +163,7 @@ def test_a_peer_that_trickles_its_headers_is_cut_off_after_the_request_deadline(
     assert elapsed < LIMITS.request_seconds + 2.5
 
 
+@pytest.mark.faults  # waits out a deadline: seconds, not milliseconds
 def test_a_lying_content_length_is_cut_off_after_the_request_deadline(start, hints):
     server = start(LIMITS)
 
@@ -174,6 +177,7 @@ def test_a_lying_content_length_is_cut_off_after_the_request_deadline(start, hin
     assert hints == []
 
 
+@pytest.mark.faults  # waits out a deadline: seconds, not milliseconds
 def test_an_idle_connection_is_closed_after_the_idle_timeout(start):
     server = start(LIMITS)
 
