@@ -11,8 +11,17 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from reconciler.errors import ConfigError
@@ -106,7 +115,19 @@ class MappingSettings(_Section):
     lang_field: str = ""
     manager: bool = True
     deactivate_on_last_day: bool = False
+    timezone: str = "UTC"
+    """IANA timezone in which dates (start, last day) are decided, e.g. "America/New_York"."""
     groups: list[GroupRule] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as "
+                             "'Europe/Paris')") from None
+        return value
 
 
 class SyncSettings(_Section):

@@ -372,10 +372,10 @@ def test_random_hibob_changes_are_planned_exactly_once(tmp_path_factory, seed, c
             expected[hibob_id] = ("update", ["mail"])
         elif change == "terminate":
             world.hibob.terminate(hibob_id, on=TODAY)
-            expected[hibob_id] = ("deactivate", [])
+            expected[hibob_id] = ("deactivate", ["status"])
         else:
             world.hibob.start_leave(hibob_id, keeps_access=False)
-            expected[hibob_id] = ("deactivate", [])
+            expected[hibob_id] = ("deactivate", ["status"])
     result = world.sync()
     planned = {a.hibob_id: (a.kind, None if a.kind == "create" else a.fields)
                for a in result.plan.actions}

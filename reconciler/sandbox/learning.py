@@ -71,6 +71,7 @@ _ROUTES = [(method, re.compile(pattern.format(u=_ID.format("user_id"), g=_ID.for
     ("DELETE", "/api/v2/users/{u}", "_delete_user", "users:write"),
     ("PUT", "/api/v2/users/{u}/activate", "_activate_user", "users:write"),
     ("GET", "/api/v2/users/{u}/managers", "_list_managers", "users:read"),
+    ("GET", "/api/v2/users/{u}/subordinates", "_list_subordinates", "users:read"),
     ("POST", "/api/v2/users/{u}/managers/{m}", "_add_manager", "users:write"),
     ("DELETE", "/api/v2/users/{u}/managers/{m}", "_remove_manager", "users:write"),
     ("GET", "/api/v2/users/{u}/roles", "_list_user_roles", "users:read"),
@@ -387,6 +388,12 @@ class LearningSimulator:
         filters, after = _list_query(request, {})
         return _paged(request, list(self._managers[user_id]), str, self.managers_page_size,
                       filters, after, str)
+
+    def _list_subordinates(self, request: httpx.Request, user_id: str) -> httpx.Response:
+        self._require_user(user_id)
+        filters, after = _list_query(request, {})
+        rows = sorted(uid for uid, managers in self._managers.items() if user_id in managers)
+        return _paged(request, rows, str, self.managers_page_size, filters, after, str)
 
     def _add_manager(self, request: httpx.Request, user_id: str,
                      manager_id: str) -> httpx.Response:
