@@ -4,6 +4,10 @@ The tests that wait out a deadline are marked `faults`."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -106,12 +110,16 @@ def test_health_checks_answer_quickly_with_150_idle_connections_open(start, firs
 def test_webhook_delivery_is_stored_while_idle_connections_hold_the_server(start, hints):
     server = start()
 
+    body = json.dumps({"type": "employee.updated", "data": {"employeeId": "42"}}).encode()
+    signature = base64.b64encode(hmac.new(b"fuzz-upsert-secret-1", body, hashlib.sha512).digest())
+
     with ExitStack() as stack:
         open_idle(stack, server, 120)
-        response = httpx.post(server.url + "/webhooks/hibob/upsert", content=b"Ping test",
-                              timeout=5.0, trust_env=False)
+        response = httpx.post(server.url + "/webhooks/hibob/upsert", content=body,
+                              headers={"Bob-Signature": signature.decode()}, timeout=5.0,
+                              trust_env=False)
 
-    assert response.status_code == 200
+    assert (response.status_code, [hint.hibob_id for hint in hints]) == (200, ["42"])
 
 
 def test_one_address_holds_at_most_its_share_of_connections(start):
