@@ -21,7 +21,19 @@ from typing import Any
 from reconciler.errors import ApiAuthFailed, ApiError, ApiRejected
 from reconciler.learning import LearningClient
 from reconciler.models import AppliedState, LearningUser
-from reconciler.plan import Action, Adopt, Create, Deactivate, Plan, Reactivate, Update, Upsert
+from reconciler.plan import (
+    Action,
+    Adopt,
+    Create,
+    Deactivate,
+    Limits,
+    Plan,
+    Problem,
+    Reactivate,
+    Update,
+    Upsert,
+    compute_existing_user_decision,
+)
 from reconciler.store import Store
 
 log = logging.getLogger("reconciler.apply")
@@ -40,6 +52,7 @@ class ApplySettings:
     external_id_platform: str
     quarantine_base_seconds: float = 900.0
     max_workers: int = 4
+    limits: Limits = Limits()
 
 
 @dataclass
@@ -204,11 +217,14 @@ class _Runner:
         except ApiRejected as exc:
             if exc.code != "mailAlreadyUsed" or not action.email:
                 raise
-            # The user exists (an earlier create whose answer was lost, or made by hand).
-            found = self._find_unlinked_by_mail(action.email)
-            if len(found) != 1:
-                raise
-            return self._adopt(_as_adoption(action, found[0]))
+            # The user exists (an earlier create whose answer was lost, or made by hand with
+            # other letter case): decide on it by the core's rules, comparing mails locally.
+            decision = self._decide_on_existing(action)
+            if not isinstance(decision, Adopt):
+                raise ApiRejected("360Learning", 400, "mailAlreadyUsed",
+                                  decision.reason if isinstance(decision, Problem)
+                                  else "the mail is used") from None
+            return self._adopt(decision)
         self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.now)
         # A 200 restored a deleted account with this mail that the plan did not see: it is
         # unlinked (the plan refuses mails held by others' accounts), so adopt it fully.
@@ -216,10 +232,15 @@ class _Runner:
                           self.settings.group_id)
         return user.learning_user_id
 
-    def _find_unlinked_by_mail(self, mail: str) -> list[LearningUser]:
-        users = self.client.find_users_by_mail(mail)
-        return [u for u in users if u.mail == mail.lower()
-                and not self.store.find_link_owner(u.learning_user_id)]
+    def _decide_on_existing(self, action: Create) -> Action | Problem:
+        mail = (action.email or "").lower()
+        users = [u for u in self.client.find_users_by_mail(mail) if u.mail == mail]
+        if not users:  # stored with other letter case: the filter's folding is undocumented
+            users = [u for u in self.client.list_users() if u.mail == mail]
+        roles = {u.learning_user_id: frozenset(self.client.list_user_roles(u.learning_user_id))
+                 for u in users}
+        return compute_existing_user_decision(action, users, self.store.load_snapshot(), roles,
+                                              self.now, self.settings.limits)
 
     def _adopt(self, action: Adopt) -> str:
         assert action.learning_user_id
@@ -348,10 +369,3 @@ class _Runner:
                 raise
 
 
-def _as_adoption(action: Create, user: LearningUser) -> Adopt:
-    state = action.state
-    return Adopt(action.hibob_id, action.email, action.reason,
-                 learning_user_id=user.learning_user_id, state=state, changes=action.changes,
-                 activate=action.activate and user.status != "active", restore=user.is_deleted,
-                 add_groups=action.add_groups, manager=action.manager,
-                 link_external_id=action.link_external_id)

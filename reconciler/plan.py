@@ -284,6 +284,26 @@ def compute_adoption_candidates(data: PlanInput) -> dict[str, LearningUser]:
     return found
 
 
+def compute_existing_user_decision(action: Create, users: Sequence[LearningUser],
+                                   snapshot: Mapping[str, SnapshotEntry],
+                                   roles: Mapping[str, frozenset[GroupRole]], now: datetime,
+                                   limits: Limits) -> Action | Problem:
+    """A create answered mailAlreadyUsed: adopt the user holding the mail, by the same rules.
+
+    `users` are the 360Learning users whose mail equals the action's, compared locally.
+    """
+    assert action.state is not None and action.email is not None
+    wanted = Desired(action.hibob_id, action.email, "active", action.reason)
+    data = PlanInput(desired={}, snapshot=snapshot, now=now,
+                     users_by_mail={action.email: users}, candidate_roles=roles)
+    decision = _create_or_adopt(wanted, replace(action.state, kept_groups=frozenset()), data,
+                                limits)
+    if isinstance(decision, Create):
+        return Problem(action.hibob_id, action.email,
+                       "360Learning says the mail is used, but no user holds it")
+    return decision
+
+
 # -- one employee ------------------------------------------------------------------------------
 def _plan_one(wanted: Desired, entry: SnapshotEntry | None, data: PlanInput, limits: Limits,
               live: set[str]) -> Action | Problem | None:

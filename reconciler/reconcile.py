@@ -148,7 +148,8 @@ def read_and_plan(services: Services, kind: PassKind, *, now: datetime,
         released=options.released, allow_deactivations=options.allow_deactivations,
         retry_quarantined=_retry_quarantined(services, kind, options),
     )
-    data = _read_learning(services, kind, data)
+    as_given = {e.email: str(e.value("root.email")).strip() for e in employees if e.email}
+    data = _read_learning(services, kind, data, as_given)
     plan = _plan_with_confirmed_absences(services, data, fields, now)
     return replace(plan, problems=tuple(problems) + plan.problems)
 
@@ -170,8 +171,13 @@ def _retry_quarantined(services: Services, kind: PassKind, options: PassOptions)
     return len(previous) > 1 and previous[1]["outcome"] == PassOutcome.FAILED
 
 
-def _read_learning(services: Services, kind: PassKind, data: PlanInput) -> PlanInput:
-    """What 360Learning holds for this pass: everything (full) or the unlinked emails."""
+def _read_learning(services: Services, kind: PassKind, data: PlanInput,
+                   as_given: dict[str, str]) -> PlanInput:
+    """What 360Learning holds for this pass: everything (full) or the unlinked emails.
+
+    Emails are looked up as Hibob gives them and lower-cased, then compared locally: whether
+    360Learning's `mail` filter ignores case is undocumented.
+    """
     learning, platform = services.learning, services.settings.learning.external_id_platform
     if kind == "full":
         actual = {u.learning_user_id: u for u in learning.list_users()}
@@ -182,8 +188,9 @@ def _read_learning(services: Services, kind: PassKind, data: PlanInput) -> PlanI
     else:
         mails = compute_mail_lookups(data)
         by_mail: defaultdict[str, list[LearningUser]] = defaultdict(list)
-        if mails:
-            for user in learning.list_users(mails=mails):
+        forms = sorted({*mails, *(as_given.get(m, m) for m in mails)})
+        if forms:
+            for user in learning.list_users(mails=forms):
                 if user.mail:
                     by_mail[user.mail].append(user)
         data = replace(data, users_by_mail=dict(by_mail))
