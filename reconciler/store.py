@@ -263,6 +263,13 @@ class Store:
                               hibob_id))
         return int(failures)
 
+    def count_managed(self) -> int:
+        """Linked employees whose last applied state is active (the breaker's "managed")."""
+        with self._lock:
+            return int(self.db.conn.execute(
+                "SELECT COUNT(*) FROM employees WHERE learning_user_id IS NOT NULL"
+                " AND json_extract(state, '$.is_active')").fetchone()[0])
+
     def list_quarantined(self, now: datetime) -> list[dict[str, Any]]:
         return self._select(
             "SELECT hibob_id AS employee_id, email, last_error AS reason, failures,"
