@@ -200,3 +200,20 @@ def test_a_broken_log_call_is_left_to_logging_and_not_raised_by_the_filter(monke
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_extra_fields_of_a_log_line_are_redacted_too():
+    remember_secrets("EXTRA-SECRET-5150")
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging(stream=stream)
+        logging.getLogger("reconciler.test").warning(
+            "pass failed", extra={"error": "upstream said EXTRA-SECRET-5150", "pass_id": 3})
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+    line = json.loads(stream.getvalue())
+    assert line["error"] == f"upstream said {REDACTED}" and line["pass_id"] == 3
