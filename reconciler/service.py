@@ -21,13 +21,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from reconciler.errors import ConfigError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
+from reconciler.models import PassOutcome
 from reconciler.notify import Notifier
 from reconciler.plan import Plan
-from reconciler.models import PassOutcome
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
 from reconciler.store import Store, utc_text
-from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
+from reconciler.webhooks import Hint, create_app
+from reconciler.webserver import WebhookServer, serve_webhooks
 from reconciler.wiring import Services, now_utc
 
 log = logging.getLogger("reconciler.service")
@@ -120,7 +121,8 @@ class Service:
                          metrics=self.metrics)
         listen = self.settings.webhooks.listen
         try:
-            return serve_webhooks(app, listen, drain_seconds=WEBHOOK_DRAIN_SECONDS)
+            return serve_webhooks(app, listen, max_body_bytes=self.settings.webhooks.max_body_bytes,
+                                  drain_seconds=WEBHOOK_DRAIN_SECONDS)
         except OSError as exc:
             raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
                               f"{exc.strerror or exc}") from None
@@ -257,7 +259,7 @@ class Service:
 
     # -- webhook hints ----------------------------------------------------------------------
     def on_hint(self, hint: Hint) -> None:
-        """Store the hint durably (before the receiver answers 202), then wake the worker."""
+        """Store the hint durably (before the receiver answers 200), then wake the worker."""
         self.store.save_hint(hint.hibob_id, hint.event_type, hint.source, hint.triggered_at,
                              self._clock())
         self._wake.set()
