@@ -8,7 +8,9 @@
     │   ├── ApiAuthFailed           401/403: never retried in a loop
     │   └── ApiRejected             any other 4xx; .code is the vendor's error code
     ├── PassHeld                    a safety limit held part of a pass (exit 3)
-    └── InstanceLocked              another process holds the database (exit 2)
+    ├── InstanceLocked              another process holds the database (exit 2)
+    └── StoreUnusable               the database or its lock file cannot be used: damaged,
+                                    newer schema, locked too long, unwritable (exit 2)
 
 httpx exceptions never escape `reconciler.api`; nothing here carries a secret.
 """
@@ -30,6 +32,12 @@ class ConfigError(ReconcilerError):
 
 class InstanceLocked(ReconcilerError):
     """Another reconciler process holds this database."""
+
+    exit_code = 2
+
+
+class StoreUnusable(ReconcilerError):
+    """The database or its lock file cannot be used; the message names the path and the fix."""
 
     exit_code = 2
 
