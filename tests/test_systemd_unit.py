@@ -5,13 +5,14 @@ that runs commands exactly as the unit runs the service."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from reconciler.config import CREDENTIAL_FILES
+from reconciler.config import CREDENTIAL_FILES, load_settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 UNIT = DEPLOY / "systemd" / "reconciler.service"
@@ -211,3 +212,36 @@ def test_the_admin_wrapper_refuses_bad_usage_with_exit_2(args, tmp_path):
 
     assert (code, recorded) == (2, [])
     assert "reconciler-admin" in err
+
+
+# -- the install guide (docs/service.md) -----------------------------------------------------
+GUIDE = DEPLOY.parent / "docs" / "service.md"
+
+
+def test_every_file_the_install_guide_copies_from_the_repository_exists():
+    text = GUIDE.read_text(encoding="utf-8")
+    paths = set(re.findall(r"/opt/reconciler/([\w./@-]*[\w@-])", text))
+    shipped = {p for p in paths if not p.startswith(".venv")}
+
+    assert {"deploy/settings.toml", "deploy/reconciler-admin",
+            "deploy/systemd/reconciler.service", "deploy/systemd/reconciler@.service"} <= shipped
+    assert [p for p in shipped if not (DEPLOY.parent / p).exists()] == []
+
+
+def test_the_guides_tenant_settings_command_gives_the_tenant_its_database_and_port(tmp_path):
+    sed = shutil.which("sed")
+    if sed is None:
+        pytest.skip("no sed")
+    block = GUIDE.read_text(encoding="utf-8").split("T=acme PORT=8481", 1)[1].split("```")[0]
+    expressions = re.findall(r'-e "([^"]+)"', block)
+    command = [sed] + [arg for e in expressions
+                       for arg in ("-e", e.replace("$T", "acme").replace("$PORT", "8481"))]
+
+    result = subprocess.run([*command, str(DEPLOY / "settings.toml")], capture_output=True,
+                            text=True, check=True)
+    (tmp_path / "settings.toml").write_text(result.stdout, encoding="utf-8")
+    settings = load_settings(tmp_path / "settings.toml", environ={})
+
+    assert len(expressions) == 2
+    assert settings.store.path == "/var/lib/reconciler/acme/reconciler.db"
+    assert settings.webhooks.listen == "127.0.0.1:8481"
