@@ -66,11 +66,11 @@ class HibobSettings(_Section):
     """API service user token: environment or systemd credential only."""
     extra_fields: list[str] = []
     """More Hibob field ids to read (e.g. custom fields used in scope conditions)."""
-    timeout_seconds: float = Field(60.0, gt=0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
     """Per-request timeout; a large company's search can take a while."""
-    search_per_minute: float = Field(45.0, gt=0, le=50)
+    search_per_minute: float = Field(default=45.0, gt=0, le=50)
     """Search calls per minute; Hibob allows 50 (stay below it)."""
-    reads_per_minute: float = Field(45.0, gt=0)
+    reads_per_minute: float = Field(default=45.0, gt=0)
     """Single-employee reads and named lists per minute (Hibob's limit is not published)."""
 
 
@@ -89,13 +89,13 @@ class LearningSettings(_Section):
     """Let 360Learning e-mail an invitation to each created user."""
     activate_users: bool = True
     """Activate users at once (SSO platforms) instead of leaving them invited."""
-    max_writes_per_second: float = Field(8.0, gt=0)
+    max_writes_per_second: float = Field(default=8.0, gt=0)
     """Write rate; stay under the ~10/s company limit."""
-    max_reads_per_second: float = Field(40.0, gt=0)
+    max_reads_per_second: float = Field(default=40.0, gt=0)
     """Read rate."""
     external_id_platform: str = "hibob"
     """Platform name for external-id links; "" = do not write them."""
-    timeout_seconds: float = Field(30.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
     """Per-request timeout."""
 
 
@@ -155,23 +155,23 @@ class MappingSettings(_Section):
 
 
 class SyncSettings(_Section):
-    interval_minutes: float = Field(15.0, gt=0)
+    interval_minutes: float = Field(default=15.0, gt=0)
     """Minutes between incremental passes (fractions allowed: 0.5 = 30 s)."""
     full_resync_cron: str = "0 3 * * *"
     """When the full resync runs: a 5-field crontab line, in UTC."""
     prehire: Literal["provision", "at_start"] = "provision"
     """Pre-start hires: provision at once, or at their start date."""
-    prehire_days_before: int = Field(0, ge=0)
+    prehire_days_before: int = Field(default=0, ge=0)
     """With prehire = "at_start": provision this many days before the start date."""
     out_of_scope: Literal["deactivate", "ignore"] = "deactivate"
     """What happens to a managed user whose employee leaves the scope."""
-    max_deactivations: int = Field(25, ge=0)
+    max_deactivations: int = Field(default=25, ge=0)
     """Breaker: a pass that would deactivate more than this many users deactivates nobody."""
-    max_deactivation_ratio: float = Field(0.05, ge=0, le=1)
+    max_deactivation_ratio: float = Field(default=0.05, ge=0, le=1)
     """Breaker: the same, as a share of the managed active users."""
-    max_missing_field_ratio: float = Field(0.1, ge=0, le=1)
+    max_missing_field_ratio: float = Field(default=0.1, ge=0, le=1)
     """Share of employees missing a deciding field above which deactivations are skipped."""
-    shutdown_grace_seconds: float = Field(8.0, gt=0, le=9.5)
+    shutdown_grace_seconds: float = Field(default=8.0, gt=0, le=9.5)
     """On SIGTERM, how long the pass in flight may finish before the service exits anyway."""
 
     @field_validator("full_resync_cron")
@@ -196,9 +196,9 @@ class WebhookSettings(_Section):
     """Signing token of the Bob deactivation webhook: environment or systemd credential only."""
     ignored_events: list[str] = ["employee.left"]
     """Event types answered 200 and otherwise ignored."""
-    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
     """Larger bodies get 413 without being read."""
-    coalesce_seconds: float = Field(0.5, ge=0)
+    coalesce_seconds: float = Field(default=0.5, ge=0)
     """How long the hint worker waits for a burst of deliveries to gather."""
 
 

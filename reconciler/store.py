@@ -3,7 +3,8 @@
 Owns the snapshot (per Hibob employee: the last applied desired state and the link to its
 360Learning user), the operation journal, pass history, held deactivations, hints and resync
 requests. Called by reconcile, apply, the CLI and the service; thread-safe (one connection
-behind a lock). Never stores a secret.
+behind a lock). A damaged, newer, busy or unwritable file is one StoreUnusable line; the
+instance lock is `reconciler.lock`'s, only exposed here. Never stores a secret.
 """
 
 from __future__ import annotations
