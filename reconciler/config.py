@@ -263,9 +263,8 @@ class EnvironSource(PydanticBaseSettingsSource):
             if model is None:
                 raise ConfigError(f"environment variable {variable}: {_not_a_setting(name)}")
             if not key:
-                data[section] = _json(variable, value)
-                self.origins[(section,)] = variable
-                continue
+                raise ConfigError(f"environment variable {variable}: name one setting, as in "
+                                  f"{env_name(section, '<key>')}")
             field = model.model_fields.get(key)
             if field is None:
                 raise ConfigError(f"environment variable {variable}: unknown setting "
@@ -278,8 +277,9 @@ class EnvironSource(PydanticBaseSettingsSource):
 
 def _section_model(field: FieldInfo | None) -> type[BaseModel] | None:
     annotation = field.annotation if field else None
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) \
-        else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
 
 
 def _is_complex(annotation: Any) -> bool:

@@ -26,6 +26,7 @@ def load(environ: dict[str, str] | None = None, text: str | None = None, tmp_pat
     "RECONCILER_SYNC_INTERVAL_MINUTES",      # one underscore
     "RECONCILER_SYNC__INTERVALL_MINUTES",    # misspelt key
     "RECONCILER_SYNC__INTERVAL_MINUTES__X",  # one level too deep
+    "RECONCILER_SYNC",                       # a section, no key
 ])
 def test_an_environment_variable_that_names_no_setting_is_an_error_naming_it(variable):
     with pytest.raises(ConfigError) as caught:
