@@ -37,7 +37,9 @@ class InstanceLock:
         except BlockingIOError:
             handle.close()
             raise InstanceLocked(
-                f"another reconciler is already running on {self.database}") from None
+                f"another reconciler is already running on {self.database} (pid "
+                f"{_owner(self.path)}): stop it first, or let it do the work (`reconciler "
+                "resync`)") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -74,3 +76,12 @@ class InstanceLock:
             raise StoreUnusable(
                 f"cannot open the lock file {self.path} ({exc.strerror or exc}): run as the "
                 "user that owns the database, or remove the file so it is re-created") from None
+
+
+def _owner(path: str) -> str:
+    """The pid the holder wrote, for the message only ("?" when unreadable)."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read(20).strip() or "?"
+    except (OSError, ValueError):
+        return "?"
