@@ -132,3 +132,26 @@ def test_run_tells_systemd_ready_then_pings_the_watchdog_then_stopping(
     assert code == 0
     assert states[0] == "READY" and states[-1] == "STOPPING"
     assert states.count("WATCHDOG") >= 3 and states.count("READY") == 1
+
+
+def test_a_start_that_fails_never_tells_systemd_ready(world, abstract_socket,
+                                                       monkeypatch) -> None:
+    from reconciler.errors import ConfigError
+    from reconciler.service import run_service
+
+    monkeypatch.setenv("NOTIFY_SOCKET", abstract_socket.address)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        services = world.build(RECONCILER_WEBHOOKS__LISTEN=f"127.0.0.1:{port}")
+        saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            with pytest.raises(ConfigError, match="webhooks.listen"):
+                run_service(services)
+        finally:
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
+
+    time.sleep(0.1)  # anything sent would have arrived by now
+    assert "READY" not in abstract_socket.states()
