@@ -150,7 +150,12 @@ class Store:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                if conn.in_transaction:  # a busy or full COMMIT leaves it open: end it here
+                    conn.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _explained_errors(self) -> Iterator[None]:
