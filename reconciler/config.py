@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC
 from pathlib import Path
 from typing import Any, Literal, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -150,8 +151,20 @@ class MappingSettings(_Section):
     """Link work.reportsTo to the 360Learning manager."""
     deactivate_on_last_day: bool = False
     """Schedule toBeDeactivatedAt from the termination or last day."""
+    timezone: str = "UTC"
+    """IANA timezone in which dates (start, last day) are decided, e.g. "America/New_York"."""
     groups: list[GroupRule] = []
     """Membership rules: a label of a Hibob field -> a group and role."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as "
+                             "'Europe/Paris')") from None
+        return value
 
 
 class SyncSettings(_Section):

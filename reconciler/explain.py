@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TextIO
 
 from reconciler.desired import compute_desired, required_fields
-from reconciler.reconcile import compute_pass_plan
+from reconciler.reconcile import PassOptions, read_and_plan
 from reconciler.scope import compute_condition, compute_in_scope
 from reconciler.wiring import Services
 
@@ -34,9 +34,9 @@ def explain_employee(services: Services, identifier: str, now: datetime, out: Te
                 shown = repr(raw) if label in (None, str(raw)) else f"{raw!r} = {label!r}"
             print(f"  {field_id:28} {shown}", file=out)
         _print_scope(services, employee, out)
-        desired = compute_desired(employee, settings, now.date(),
+        desired = compute_desired(employee, settings, now,
                                   compute_in_scope(settings.scope.groups, employee))
-        print(f"desired: {desired.kind} — {desired.reason}", file=out)
+        print(f"desired: {desired.verdict} — {desired.reason}", file=out)
         for key, value in sorted(desired.attributes.items()):
             print(f"  {key:18} {value!r}", file=out)
         groups = sorted((g.group_id, g.role) for g in desired.groups or ())
@@ -54,7 +54,8 @@ def explain_employee(services: Services, identifier: str, now: datetime, out: Te
     else:
         print("link: none yet (never applied)", file=out)
     if employee is not None or entry is not None:
-        plan = compute_pass_plan(services, "targeted", now=now, employee=identifier)
+        plan = read_and_plan(services, "targeted", now=now,
+                             options=PassOptions(employee=identifier))
         for action in (*plan.actions, *plan.held):
             changes = ", ".join(f"{k}={v!r}" for k, v in sorted(action.changes.items()))
             print(f"next: {action.kind} [{', '.join(action.fields)}] {changes} — "

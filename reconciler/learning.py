@@ -121,6 +121,10 @@ class LearningClient:
         path = _user_path(learning_user_id) + "/managers"
         return [str(manager_id) for manager_id in self._paginate(path, "users:read")]
 
+    def list_subordinates(self, learning_user_id: str) -> list[str]:
+        path = _user_path(learning_user_id) + "/subordinates"
+        return [str(user_id) for user_id in self._paginate(path, "users:read")]
+
     def add_manager(self, learning_user_id: str, manager_id: str) -> None:
         self._call("POST", _manager_path(learning_user_id, manager_id), "users:write")
 
