@@ -220,6 +220,23 @@ class StoreSettings(_Section):
     """SQLite database file; absolute in a service, so every command finds the same one."""
 
 
+class NotifySettings(_Section):
+    webhook_url: SecretStr = SecretStr("")
+    """Slack- or Teams-compatible incoming webhook ({"text": ...}); "" = no alerts. Secret-ish:
+    never logged in full."""
+    failed_passes: int = Field(default=3, ge=1)
+    """Alert after this many scheduled passes failed in a row (and again on recovery)."""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """Per-request timeout of an alert."""
+
+    @model_validator(mode="after")
+    def _url_is_http(self) -> NotifySettings:
+        url = self.webhook_url.get_secret_value()
+        if url and not url.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")  # never echo it: it holds a token
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -237,6 +254,8 @@ class Settings(BaseSettings):
     """The Hibob webhook receiver of `reconciler run`."""
     store: StoreSettings = StoreSettings()
     """The local database."""
+    notify: NotifySettings = NotifySettings()
+    """Optional chat alerts (held pass, quarantine, failed passes, recovery)."""
 
     @classmethod
     def settings_customise_sources(
@@ -356,17 +375,29 @@ def _read_file(path: str | Path | None, environ: Mapping[str, str]) -> dict[str,
     return data
 
 
+def secret_settings() -> list[tuple[str, str]]:
+    """(section, key) of every secret: the credential files' and every SecretStr field."""
+    found = list(CREDENTIAL_FILES.values())
+    for section, field in Settings.model_fields.items():
+        model = _section_model(field)
+        found += [(section, key) for key, inner in (model.model_fields if model else {}).items()
+                  if inner.annotation is SecretStr and (section, key) not in found]
+    return found
+
+
 def _warn_about_secrets(file_path: Path, data: Mapping[str, Any]) -> None:
-    found = [(section, key) for section, key in CREDENTIAL_FILES.values()
+    found = [(section, key) for section, key in secret_settings()
              if isinstance(data.get(section), dict) and data[section].get(key)]
-    if found:
-        # Accepted (refusing would break a working install), but a world-readable file is no
-        # place for a secret. Names only, never the value.
-        log.warning("settings file %s holds the secret(s) %s: remove them from the file and "
-                    "set %s (or the systemd credential(s) %s) instead", file_path,
-                    ", ".join(f"{s}.{k}" for s, k in found),
-                    ", ".join(env_name(s, k) for s, k in found),
-                    ", ".join(f"{s}_{k}" for s, k in found))
+    if not found:
+        return
+    credentials = [name for name, path in CREDENTIAL_FILES.items() if path in found]
+    # Accepted (refusing would break a working install), but a world-readable file is no
+    # place for a secret. Names only, never the value.
+    log.warning("settings file %s holds the secret(s) %s: remove them from the file and set "
+                "%s%s instead", file_path, ", ".join(f"{s}.{k}" for s, k in found),
+                ", ".join(env_name(s, k) for s, k in found),
+                f" (or the systemd credential(s) {', '.join(credentials)})" if credentials
+                else "")
 
 
 def _read_credentials(folder: str | None) -> dict[str, Any]:

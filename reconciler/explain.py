@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TextIO
 
 from reconciler.desired import compute_desired, required_fields
-from reconciler.reconcile import PassOptions, read_and_plan
+from reconciler.reconcile import PassOptions, find_employee, read_and_plan
 from reconciler.scope import compute_condition, compute_in_scope
 from reconciler.wiring import Services
 
@@ -18,10 +18,12 @@ from reconciler.wiring import Services
 def explain_employee(services: Services, identifier: str, now: datetime, out: TextIO) -> None:
     settings, store = services.settings, services.store
     fields = required_fields(settings)
-    employee = services.hibob.get_employee(identifier, fields)
+    employee, hibob_id, note = find_employee(services, identifier, fields)
+    if note:
+        print(note, file=out)
     if employee is None:
-        print(f"{identifier}: Hibob does not return this employee (deleted, or hidden from "
-              "the service user)", file=out)
+        print(f"{hibob_id or identifier}: Hibob does not return this employee (deleted, or "
+              "hidden from the service user)", file=out)
     else:
         print(f"employee {employee.hibob_id} ({employee.email or 'no email'})", file=out)
         print("fields read from Hibob:", file=out)
@@ -44,7 +46,7 @@ def explain_employee(services: Services, identifier: str, now: datetime, out: Te
               file=out)
         if desired.is_manager_known:
             print(f"  {'manager':18} {desired.manager_hibob_id or 'none'}", file=out)
-    hibob_id = employee.hibob_id if employee else identifier
+    hibob_id = hibob_id or identifier
     entry = store.get_entry(hibob_id)
     if entry:
         state = "active" if entry.is_active else "deactivated"
@@ -55,7 +57,7 @@ def explain_employee(services: Services, identifier: str, now: datetime, out: Te
         print("link: none yet (never applied)", file=out)
     if employee is not None or entry is not None:
         plan = read_and_plan(services, "targeted", now=now,
-                             options=PassOptions(employee=identifier))
+                             options=PassOptions(employee=hibob_id))
         for action in (*plan.actions, *plan.held):
             changes = ", ".join(f"{k}={v!r}" for k, v in sorted(action.changes.items()))
             print(f"next: {action.kind} [{', '.join(action.fields)}] {changes} — "

@@ -106,9 +106,10 @@ def _finish(services: Services, result: PassResult, now: datetime,
     result.duration_seconds = time.monotonic() - started
     level = {PassOutcome.FAILED: logging.ERROR, PassOutcome.HELD: logging.WARNING,
              PassOutcome.ERRORS: logging.WARNING}.get(result.outcome, logging.INFO)
-    log.log(level, "%s pass %s: %s %s%s", result.kind, result.pass_id, result.outcome,
-            result.counts, f": {result.error}" if result.error else "",
+    log.log(level, "%s pass %s: %s%s", result.kind, result.pass_id, result.outcome,
+            f": {result.error}" if result.error else "",
             extra={"outcome": str(result.outcome), "pass_id": result.pass_id,
+                   "kind": str(result.kind),
                    "counts": result.counts})
     return result
 
@@ -252,31 +253,42 @@ def _plan_with_confirmed_absences(services: Services, data: PlanInput, fields: l
     return compute_plan(data, limits(settings))
 
 
+def find_employee(services: Services, identifier: str, fields: list[str]
+                  ) -> tuple[Employee | None, str | None, str | None]:
+    """(the employee as Hibob returns it, its Hibob id, a note) for a Hibob id or any email
+    the employee has had. An email Hibob does not know is resolved through the emails the
+    store has seen; the note then says who last held it."""
+    wanted, note = identifier.strip(), None
+    if "@" in wanted:
+        found = services.hibob.get_employee(wanted.lower(), fields)
+        if found is not None:
+            return found, found.hibob_id, None
+        holders = services.store.find_employees_by_email(wanted)
+        if not holders:
+            return None, None, (f"{wanted}: no Hibob employee has this email, and no "
+                                "employee known here ever had it")
+        wanted = holders[0]
+        note = f"{identifier.strip()} is not a current Hibob email; it was last held by " \
+               f"employee {wanted}"
+    return services.hibob.get_employee(wanted, fields), wanted, note
+
+
 def _read_one(services: Services, identifier: str, fields: list[str],
               snapshot: dict[str, SnapshotEntry]) -> tuple[list[Employee], list[Problem]]:
     """One employee by Hibob id or by any email it has had; never concludes absence."""
-    hibob, store = services.hibob, services.store
-    wanted = identifier.strip()
-    if "@" in wanted:
-        found = hibob.get_employee(wanted.lower(), fields)
-        if found is not None:
-            return [found], []
-        holders = store.find_employees_by_email(wanted)
-        if not holders:
-            raise ReconcilerError(f"{wanted}: no Hibob employee has this email, and no "
-                                  "employee known here ever had it")
-        wanted = holders[0]
-        log.info("%s is not a current Hibob email; it was last held by employee %s",
-                 identifier, wanted, extra={"employee_id": wanted})
-    found = hibob.get_employee(wanted, fields)
+    found, hibob_id, note = find_employee(services, identifier, fields)
+    if note:
+        log.info("%s", note, extra={"employee_id": hibob_id})
     if found is not None:
         return [found], []
-    entry = snapshot.get(wanted)
+    if hibob_id is None:
+        raise ReconcilerError(note or f"{identifier}: unknown employee")
+    entry = snapshot.get(hibob_id)
     if entry is None:
-        raise ReconcilerError(f"employee {wanted} is neither in Hibob nor known here")
-    return [], [Problem(wanted, entry.email,
-                        "a read by id finds nobody; a targeted pass never concludes absence: "
-                        "the next full search decides")]
+        raise ReconcilerError(f"employee {hibob_id} is neither in Hibob nor known here")
+    return [], [Problem(hibob_id, entry.email,
+                        (f"{note}; " if note else "") + "a read by id finds nobody; a targeted "
+                        "pass never concludes absence: the next full search decides")]
 
 
 def _record_held(services: Services, plan: Plan, pass_id: int, now: datetime,

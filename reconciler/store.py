@@ -269,6 +269,13 @@ class Store:
                               hibob_id))
         return int(failures)
 
+    def count_managed(self) -> int:
+        """Linked employees whose last applied state is active (the breaker's "managed")."""
+        with self._lock:
+            return int(self.db.conn.execute(
+                "SELECT COUNT(*) FROM employees WHERE learning_user_id IS NOT NULL"
+                " AND json_extract(state, '$.is_active')").fetchone()[0])
+
     def list_quarantined(self, now: datetime) -> list[dict[str, Any]]:
         return self._select(
             "SELECT hibob_id AS employee_id, email, last_error AS reason, failures,"
@@ -524,7 +531,7 @@ def _describe_sqlite_failure(exc: sqlite3.Error, path: str, busy_seconds: float)
                 "users by email on the next pass")
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR",
                         "SQLITE_FULL")):
-        return (f"database {path} cannot be written ({exc}): check the disk, and that the file "
+        return (f"database {path} is not writable ({exc}): check the disk, and that the file "
                 "and its folder belong to the user the reconciler runs as")
     return None
 

@@ -148,6 +148,14 @@ def test_a_secret_in_the_settings_file_is_used_with_one_warning_naming_the_varia
     assert "s3cr3t-in-file" not in caplog.text
 
 
+def test_an_alert_webhook_url_in_the_file_is_warned_about_too(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+
+    load(text='[notify]\nwebhook_url = "https://hooks.example/T0/B0/tok3n"\n', tmp_path=tmp_path)
+
+    assert "RECONCILER_NOTIFY__WEBHOOK_URL" in caplog.text and "tok3n" not in caplog.text
+
+
 def test_settings_without_secrets_in_the_file_warn_about_nothing(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
 

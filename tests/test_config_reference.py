@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from reconciler.config import CREDENTIAL_FILES, Settings, env_name, load_settings
+from reconciler.config import Settings, env_name, load_settings, secret_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "settings.toml"
 DEPLOYED = ROOT / "deploy" / "settings.toml"
-SECRETS = set(CREDENTIAL_FILES.values())
+SECRETS = set(secret_settings())
 
 
 def models(model: type[BaseModel] = Settings) -> dict[str, type[BaseModel]]:

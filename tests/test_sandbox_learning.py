@@ -159,6 +159,25 @@ def test_missing_scope_is_403_and_scope_changes_apply_to_issued_tokens(
     assert create(api, sim).status_code == 201
 
 
+@pytest.mark.parametrize(("method", "path", "scope"), [
+    ("POST", "/api/v2/users", "users:write"),
+    ("POST", "/api/v2/external-ids", "externalIds:write"),
+    ("POST", "/api/v2/groups/{group}/learner/000000000000000000000000", "groups:write"),
+    ("PATCH", "/api/v2/users/not-an-id", "users:write"),
+])
+def test_the_scope_is_checked_before_the_body_and_path_are_validated(
+        sim: LearningSimulator, api: httpx.Client, method: str, path: str, scope: str) -> None:
+    url = path.format(group=sim.root_group_id)
+    users_before = sim.users_by_mail()
+    granted = api.request(method, url, json={})
+    sim.scopes.discard(scope)
+    refused = api.request(method, url, json={})
+
+    assert granted.status_code in (400, 404)
+    assert (refused.status_code, error_code(refused)) == (403, "invalid_scope")
+    assert sim.users_by_mail() == users_before and sim.external_ids() == []
+
+
 def test_unknown_route_is_404(api: httpx.Client) -> None:
     assert api.get("/api/v2/nothing").status_code == 404
 

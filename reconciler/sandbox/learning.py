@@ -200,6 +200,11 @@ class LearningSimulator:
             # answer for its absence; a 400 in the nested shape is the closest documented form.
             raise _Refusal(400, "invalidApiVersion",
                            f"Header 360-api-version is required and must be {API_VERSION}")
+        # Sim decision: the scope is checked per request before the path ids and the body are
+        # validated. The docs give the 403 `invalid_scope` per operation's "Required OAuth
+        # scope" (api/360learning.md 1.3) but not its order against validation; an OAuth scope
+        # guard in front of the handler is the usual design, and `reconciler check` relies on it
+        # to test write scopes with requests that then fail validation.
         if scope not in self.scopes:
             raise _Refusal(403, "invalid_scope", f"The access token lacks the scope {scope}")
         for name, value in params.items():
