@@ -57,6 +57,7 @@ class Desired:
     manager_hibob_id: str | None = None
     is_manager_known: bool = False
     unknown_field: str | None = None  # verdict "unknown": the deciding field Hibob withheld
+    is_leaving: bool = False  # Hibob holds a termination date or last day (not yet cleared)
 
 
 def required_fields(settings: Settings) -> list[str]:
@@ -98,6 +99,8 @@ def compute_desired(employee: Employee, settings: Settings, now: datetime,
         groups=compute_groups(employee, settings),
         manager_hibob_id=_text(employee.value("work.reportsTo")) if manager_known else None,
         is_manager_known=bool(manager_known),
+        is_leaving=bool(employee.value("internal.terminationDate")
+                        or employee.value("employee.lastDayOfWork")),
     )
 
 

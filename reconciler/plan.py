@@ -330,6 +330,8 @@ def _plan_one(wanted: Desired, entry: SnapshotEntry | None, data: PlanInput, lim
                      link_external_id=limits.is_external_id_enabled)
     if _is_deleted(entry, data):
         if _is_own_schedule(entry, wanted, data):
+            if not entry.is_active:
+                return None  # recorded already
             return Deactivate(wanted.hibob_id, wanted.email,
                               "deleted by 360Learning on its scheduled deactivation date; the "
                               "termination stands", learning_user_id=entry.learning_user_id,
@@ -537,8 +539,7 @@ def _is_deleted(entry: SnapshotEntry, data: PlanInput) -> bool:
 def _is_own_schedule(entry: SnapshotEntry, wanted: Desired, data: PlanInput) -> bool:
     """Deleted by its own toBeDeactivatedAt while Hibob still schedules the termination."""
     assert entry.state is not None
-    return (entry.is_active and _scheduled_date_passed(entry.state, data.now)
-            and wanted.attributes.get("toBeDeactivatedAt") is not None)
+    return _scheduled_date_passed(entry.state, data.now) and wanted.is_leaving
 
 
 def _scheduled_date_passed(state: AppliedState, now: datetime) -> bool:
