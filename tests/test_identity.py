@@ -11,6 +11,8 @@ import datetime as dt
 import httpx
 import pytest
 from conftest import NOW, TODAY, World
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from reconciler.models import PassOutcome
 
@@ -523,3 +525,78 @@ def test_an_interrupted_pass_does_not_journal_writes_that_change_nothing(world) 
         world.sync()
     added = world.store.list_journal(limit=100_000)[rows:]
     assert [r["outcome"] for r in added] == ["interrupted"] * 3
+
+
+# -- the convergence property over identity changes --
+STEPS = ("title", "email", "terminate", "rehire", "rehire_new_email", "null_status",
+         "missing_once", "manager_leaves", "manager_returns")
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000),
+       steps=st.lists(st.tuples(st.sampled_from(STEPS), st.integers(0, 10_000)),
+                      min_size=1, max_size=10))
+@example(seed=0, steps=[("manager_leaves", 0), ("rehire_new_email", 0), ("null_status", 1),
+                        ("missing_once", 2), ("manager_returns", 0)])
+def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
+        tmp_path_factory, seed, steps) -> None:
+    site = World(tmp_path_factory.mktemp("site"), size=2, seed=seed).hibob.lists["site"][0]
+    world = World(tmp_path_factory.mktemp("identity"), size=40, seed=seed,
+                  RECONCILER_MAPPING__ORGANIZATION="work.siteId")
+    world.settings = world.settings.model_copy(update={"scope": world.settings.scope.model_copy(
+        update={"groups": [_group("work.siteId", "not_in", [str(site["name"]) + "-none"])]})})
+    world.services.settings = world.settings
+    synced(world)
+    people = sorted(world.hibob.records)
+    left: list[str] = []
+    for number, (step, pick) in enumerate(steps):
+        hibob_id = people[pick % len(people)]
+        record = world.hibob.records[hibob_id]
+        world.hibob.search_omits = set()
+        if step == "title":
+            world.hibob.update_employee(hibob_id, **{"work.title": f"Role {number}"})
+        elif step == "email":
+            world.hibob.update_employee(hibob_id, **{"root.email": f"e{number}.{hibob_id}@x.io"})
+        elif step in ("terminate", "manager_leaves") and record["internal.status"] == "Active":
+            if step == "manager_leaves":
+                bosses = [h for h in people if subordinates_of(world, h)]
+                hibob_id = bosses[pick % len(bosses)] if bosses else hibob_id
+            world.hibob.terminate(hibob_id, on=TODAY)
+            left.append(hibob_id)
+        elif step in ("rehire", "rehire_new_email", "manager_returns") and left:
+            back = left.pop(pick % len(left))
+            world.hibob.rehire(back)
+            if step == "rehire_new_email":
+                world.hibob.update_employee(back, **{"root.email": f"back{number}@x.io"})
+        elif step == "null_status":
+            world.hibob.update_employee(hibob_id, **{"internal.status": None})
+        elif step == "missing_once":
+            world.hibob.search_omits = {hibob_id}
+        world.sync()
+    world.hibob.search_omits = set()
+    for record in world.hibob.records.values():  # permissions restored
+        if record["internal.status"] is None:
+            lifecycle = record["internal.lifecycleStatus"]
+            world.hibob.update_employee(record["root.id"], **{
+                "internal.status": "Inactive" if lifecycle in ("terminated", "hired")
+                else "Active"})
+    world.sync()
+    final = world.sync()
+    assert final.plan.actions == (), final.plan.actions
+    assert world.sync("full").plan.actions == ()
+    mails = [u["mail"].lower() for u in world.learning.users_by_mail().values()]
+    assert len(mails) == len(set(mails))
+    for hibob_id in world.active_employees():
+        user = world.user_of(hibob_id)
+        assert user is not None and user["status"] == "active", hibob_id
+        assert user["mail"].lower() == world.hibob.records[hibob_id]["root.email"].strip().lower()
+        assert user["organization"] == world.hibob.lists["site"][0]["name"] or \
+            not user["organization"].isdigit()
+        boss = world.hibob.records[hibob_id].get("work.reportsTo")
+        if boss in world.active_employees() and boss != hibob_id:
+            assert world.store.get_entry(boss).learning_user_id in \
+                world.learning.managers_of(user["_id"]), (hibob_id, boss)
+    for hibob_id in left:
+        user = world.user_of(hibob_id)
+        assert user is None or user["status"] == "deleted"
