@@ -19,13 +19,14 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from reconciler import sdnotify
 from reconciler.errors import ConfigError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
 from reconciler.models import PassOutcome
 from reconciler.notify import Notifier
 from reconciler.plan import Plan
 from reconciler.reconcile import PassKind, PassResult, run_pass
-from reconciler.scheduler import build_scheduler
+from reconciler.scheduler import add_watchdog_job, build_scheduler
 from reconciler.store import Store, utc_text
 from reconciler.webhooks import Hint, create_app
 from reconciler.webserver import WebhookServer, serve_webhooks
@@ -102,6 +103,8 @@ class Service:
             self._scheduler = build_scheduler(
                 self.settings.sync, run_incremental=self.run_incremental, run_full=self.run_full,
                 poll_requests=self.poll_resync_requests, first_incremental_at=self._clock())
+            add_watchdog_job(self._scheduler, sdnotify.watchdog_interval_seconds(),
+                             sdnotify.ping_watchdog)
         except BaseException:
             if self._server:
                 self._server.stop()
@@ -351,7 +354,9 @@ def run_service(services: Services) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     service.start()
+    sdnotify.notify(f"READY=1\nSTATUS=serving on {service.url}")  # Type=notify: started
     service.wait()
+    sdnotify.notify("STOPPING=1")
     log.info("stopping")
     if not service.stop():
         # The pass thread cannot be interrupted and Python would wait for it at exit; everything
