@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from reconciler.config import Settings
 from reconciler.errors import InstanceLocked
-from reconciler.reconcile import run_pass
+from reconciler.reconcile import PassResult, run_pass
 from reconciler.report import format_history_row, print_held, print_result
 from reconciler.requests import Outcome, carry_out
 from reconciler.store import Store
@@ -42,7 +42,7 @@ def request_action(settings: Settings, kind: str, args: Mapping[str, Any], out: 
         now = now_utc()
         built: list[Services] = []
 
-        def run(pass_kind: Any, **options: Any):
+        def run(pass_kind: Any, **options: Any) -> PassResult | None:
             if not built:  # built on demand: lifting quarantine needs no credentials
                 built.append((build or _build)(settings, store))
             return run_pass(built[0], pass_kind, now=now, **options)

@@ -23,7 +23,7 @@ from reconciler.admin import request_action
 from reconciler.config import Settings, load_settings
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.logs import configure_logging
-from reconciler.reconcile import run_pass
+from reconciler.reconcile import PassKind, run_pass
 from reconciler.report import format_history_row, print_held, print_quarantined, print_result
 from reconciler.store import Store, utc_text
 from reconciler.wiring import Services, build_services, now_utc
@@ -34,7 +34,7 @@ UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
-        kind = "targeted" if args.employee else "full" if args.full else "incremental"
+        kind: PassKind = "targeted" if args.employee else "full" if args.full else "incremental"
         result = run_pass(args.build(settings), kind, now=now_utc(), dry_run=True,
                           employee=args.employee)
         print_result(result)

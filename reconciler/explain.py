@@ -112,8 +112,8 @@ def _print_scope(services: Services, employee: Employee, out: TextIO) -> None:
     if not groups:
         print("scope: no conditions (everyone is in scope)", file=out)
         return
-    verdict = {True: "in scope", False: "out of scope"}.get(compute_in_scope(groups, employee),
-                                                            "unknown")
+    in_scope = compute_in_scope(groups, employee)
+    verdict = "unknown" if in_scope is None else "in scope" if in_scope else "out of scope"
     print(f"scope: {verdict} (groups are ORed, conditions in a group ANDed)", file=out)
     for number, group in enumerate(groups, start=1):
         for condition in group.conditions:

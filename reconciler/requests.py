@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler.reconcile import PassResult
 from reconciler.store import Store
@@ -25,10 +25,8 @@ KINDS = ("resync", "sync", "targeted", "release", "quarantine-clear")
 EXIT_CODES = {"ok": 0, "held": 3, "refused": 2}
 
 
-class RunPass(Protocol):
-    """Runs one pass (`kind`, then run_pass's options); None when the service is stopping."""
-
-    def __call__(self, kind: Any, **options: Any) -> PassResult | None: ...
+# Runs one pass (its kind, then run_pass's options); None when the service is stopping.
+RunPass = Callable[..., PassResult | None]
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,8 @@ def carry_out(store: Store, kind: str, args: Mapping[str, Any], run: RunPass,
 def _release_pass_kind(store: Store, ids: frozenset[str]) -> str:
     """Deactivations a full pass held (drift) are only seen again by a full pass."""
     passes = {row["pass_id"] for row in list_releasable(store) if row["employee_id"] in ids}
-    kinds = {store.get_pass(p)["kind"] for p in passes if p and store.get_pass(p)}
+    rows = [store.get_pass(p) for p in passes if p]
+    kinds = {row["kind"] for row in rows if row}
     return "full" if "full" in kinds else "incremental"
 
 
