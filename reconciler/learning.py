@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -255,7 +256,7 @@ class LearningClient:
             token = self._current_token()
             try:
                 return self._session.send(
-                    lambda token=token: self._build(method, url, body, token),
+                    partial(self._build, method, url, body, token),
                     limiter=limiter, allow_404=allow_404, forbidden_hint=hint,
                 )
             except ApiAuthFailed as exc:

@@ -12,6 +12,7 @@ import logging
 import math
 import platform
 from collections.abc import Callable, Mapping
+from functools import partial
 from importlib import metadata
 
 import prometheus_client
@@ -94,7 +95,7 @@ class Metrics:
         self._state_values: dict[str, float] = dict.fromkeys(_STATE_GAUGES, 0.0)
         self._state_sources: dict[str, StateSource] = {}
         for key, (name, text) in _STATE_GAUGES.items():
-            Gauge(name, text, registry=r).set_function(lambda key=key: self._read_state(key))
+            Gauge(name, text, registry=r).set_function(partial(self._read_state, key))
         self._preinitialise()
         if last_success_epoch is not None:
             self._last_success.set(last_success_epoch)
