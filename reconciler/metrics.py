@@ -164,10 +164,6 @@ class Metrics:
             return math.nan
 
     # -- API and webhooks -------------------------------------------------------------------
-    def record_api(self, service: str, calls: int, rate_limited: int) -> None:
-        """Set one service's cumulative totals (an `ApiStats` snapshot), replacing the last ones."""
-        self._api.pushed[service] = (calls, rate_limited)
-
     def record_webhook(self, webhook: str, outcome: str) -> None:
         self._webhooks.labels(webhook, outcome).inc()
 
@@ -188,12 +184,9 @@ class _ApiCollector(Collector):
 
     def __init__(self, source: ApiStatsSource | None) -> None:
         self.source = source
-        self.pushed: dict[str, tuple[int, int]] = {}
 
     def collect(self) -> list[CounterMetricFamily]:
-        stats = dict(self.pushed)
-        if self.source is not None:
-            stats.update(self.source())
+        stats = self.source() if self.source is not None else {}
         calls = CounterMetricFamily("reconciler_api_calls", "HTTP requests sent, by service.",
                                     labels=["service"])
         limited = CounterMetricFamily("reconciler_api_rate_limited",

@@ -231,13 +231,6 @@ class Store:
                 (hibob_id, learning_user_id, email, text, _hash(text), utc_text(at)),
             )
 
-    def find_link_owner(self, learning_user_id: str) -> str | None:
-        """The Hibob id linked to a 360Learning user, if any."""
-        with self._lock:
-            row = self.db.conn.execute("SELECT hibob_id FROM employees WHERE learning_user_id = ?",
-                                       (learning_user_id,)).fetchone()
-        return row[0] if row else None
-
     def save_link(self, hibob_id: str, learning_user_id: str, email: str | None,
                   at: datetime) -> None:
         """Record the link as soon as it is known, before the rest of the apply finishes."""
