@@ -1,10 +1,12 @@
 """Store: the SQLite file behind the reconciler (sqlite-utils, WAL, numbered migrations).
 
-Owns the snapshot (per Hibob employee: the last applied desired state and the link to its
-360Learning user), the operation journal, pass history, held deactivations, hints and admin
-requests. Called by reconcile, apply, the CLI and the service; thread-safe (one connection
-behind a lock). A damaged, newer, busy or unwritable file is one StoreUnusable line; the
-instance lock is `reconciler.lock`'s, only exposed here. Never stores a secret.
+Owns the snapshot (per Hibob employee: the last applied state and the link to its
+360Learning user), every email seen per employee, the operation journal, pass history, held
+deactivations, hints and admin requests. SQL is written out (transactions and migrations need
+it); sqlite-utils reads rows as dicts. Called by reconcile, apply, the CLI and the service;
+thread-safe (one connection behind a lock). A damaged, newer, busy or unwritable file is one
+StoreUnusable line; the instance lock is `reconciler.lock`'s, only exposed here. Never stores a
+secret.
 """
 
 from __future__ import annotations
@@ -248,13 +250,6 @@ class Store:
                 " updated_at = excluded.updated_at",
                 (hibob_id, learning_user_id, email, text, _hash(text), utc_text(at)),
             )
-
-    def find_link_owner(self, learning_user_id: str) -> str | None:
-        """The Hibob id linked to a 360Learning user, if any."""
-        with self._lock:
-            row = self.db.conn.execute("SELECT hibob_id FROM employees WHERE learning_user_id = ?",
-                                       (learning_user_id,)).fetchone()
-        return row[0] if row else None
 
     def save_link(self, hibob_id: str, learning_user_id: str, email: str | None,
                   at: datetime) -> None:
@@ -611,9 +606,7 @@ class Store:
     def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
         """Rows as dicts keyed by the (aliased) column names of `sql`."""
         with self._lock, self._explained_errors():
-            cursor = self.db.conn.execute(sql, params)
-            names = [column[0] for column in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            return list(self.db.query(sql, params))
 
 
 def _describe_sqlite_failure(exc: sqlite3.Error, path: str, busy_seconds: float) -> str | None:
