@@ -197,7 +197,8 @@ def test_history_shows_the_whole_trail_and_a_closed_pipe_ends_it_without_a_trace
     process.stdout.readline()
     process.stdout.close()
     process.wait(timeout=30)
-    assert b"Traceback" not in process.stderr.read()
+    with process.stderr:
+        assert b"Traceback" not in process.stderr.read()
     assert process.returncode in (0, 141)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,7 @@ FAR_FUTURE = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     world = World(tmp_path, size=40, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0",
                   RECONCILER_SYNC__MAX_DEACTIVATIONS="0")
     first = world.sync()
@@ -32,7 +33,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
         monkeypatch.setenv(key, value)
     (tmp_path / "settings.toml").write_text("")  # not the repository's example
     monkeypatch.setenv("RECONCILER_CONFIG", str(tmp_path / "settings.toml"))
-    return world
+    yield world
+    world.store.close()  # and its instance lock, when a test took it
 
 
 def builder(world: World):
