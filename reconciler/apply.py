@@ -225,7 +225,7 @@ class _Runner:
     def _apply_links(self, action: Upsert) -> bool:
         if self.report.auth_error is not None:
             return False
-        names = [n for n in ("manager", "subordinates") if n in action.fields]
+        names: list[str] = [n for n in ("manager", "subordinates") if n in action.fields]
 
         def state_after() -> AppliedState:
             entry = self.store.get_entry(action.hibob_id)

@@ -78,7 +78,8 @@ class ProgressTracker:
         self._monotonic, self._window = monotonic, window_seconds
         self._lock = threading.Lock()
         self._started = monotonic()
-        self._phase, self._done, self._total = "read", 0, None
+        self._phase, self._done = "read", 0
+        self._total: int | None = None
         self._samples: deque[tuple[float, int]] = deque()
         self.listeners: list[Callable[[ProgressSnapshot], None]] = []
 

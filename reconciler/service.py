@@ -1,10 +1,12 @@
-"""The long-running service behind `reconciler run`: scheduled passes, forced resyncs,
-readiness, metrics and a bounded shutdown, around the hint worker (`hints`).
+"""The long-running service behind `reconciler run`: scheduled passes, admin requests (through
+`reconciler.requests`), readiness, metrics and a bounded shutdown, around the hint worker
+(`reconciler.hints`).
 
-Called by the CLI (`run_service`). Scheduled and forced passes go through `run_pass` under one
-lock, so two never overlap; targeted passes run beside them, ordered per employee by
-`EmployeeClaims`. Threads live only here, in `hints` and in the scheduler. Nothing here decides
-what to write (that is `reconcile`), and nothing here logs a body or a secret.
+Called by the CLI (`run_service`). Scheduled passes and admin requests go through `run_pass`
+under one lock, so two never overlap; hinted employees' targeted passes run beside them, their
+writes ordered per employee by `EmployeeClaims`. Threads live only here, in `hints` and in the
+scheduler. Nothing here decides what to write (that is `reconcile`), and nothing here logs a
+body or a secret.
 """
 
 from __future__ import annotations
@@ -17,20 +19,25 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from reconciler import sdnotify
 from reconciler.apply import PassHooks, ProgressCallback
 from reconciler.errors import ConfigError
 from reconciler.hints import EmployeeClaims, HintWorker
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
+from reconciler.models import PassOutcome
 from reconciler.notify import Notifier
 from reconciler.plan import Plan
 from reconciler.progress import PassProgress
 from reconciler.reconcile import PassKind, PassResult, run_pass
-from reconciler.scheduler import build_scheduler
+from reconciler.requests import AdminRequests
+from reconciler.scheduler import add_watchdog_job, build_scheduler
 from reconciler.store import Store, utc_text
-from reconciler.webhooks import WebhookServer, create_app, serve_webhooks
+from reconciler.webhooks import create_app
+from reconciler.webserver import WebhookServer, serve_webhooks
 from reconciler.wiring import Services, now_utc
 
 log = logging.getLogger("reconciler.service")
@@ -87,8 +94,6 @@ class Service:
         self._pass_lock = threading.Lock()
         self._closing = threading.Event()
         self._wake = threading.Event()
-        self._ids_lock = threading.Lock()
-        self._resync_ids: list[int] = []
         self.claims = EmployeeClaims(self.store)
         self.hints = HintWorker(
             self.store, run_targeted=self.run_targeted, run_batch=self.run_incremental,
@@ -97,6 +102,8 @@ class Service:
         self._server: WebhookServer | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._worker: threading.Thread | None = None
+        self.requests = AdminRequests(self.store, run=self._run_pass, clock=clock,
+                                      wake=self._wake.set)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,14 +113,16 @@ class Service:
             self._server = self._serve_webhooks()
             self._scheduler = build_scheduler(
                 self.settings.sync, run_incremental=self.run_incremental, run_full=self.run_full,
-                poll_requests=self.poll_resync_requests, first_incremental_at=self._clock())
+                poll_requests=self.requests.poll, first_incremental_at=self._clock())
+            add_watchdog_job(self._scheduler, sdnotify.watchdog_interval_seconds(),
+                             sdnotify.ping_watchdog)
         except BaseException:
             if self._server:
                 self._server.stop()
             self.store.release_instance_lock()
             raise
         self._scheduler.start()
-        self._worker = threading.Thread(target=self._work, name="resync-worker", daemon=True)
+        self._worker = threading.Thread(target=self._work, name="requests", daemon=True)
         self._worker.start()
         self.hints.start()
         self.store.save_service_state({"progress": None})  # a dead process's last pass
@@ -127,7 +136,8 @@ class Service:
                          is_ready=self.is_ready, metrics=self.metrics)
         listen = self.settings.webhooks.listen
         try:
-            return serve_webhooks(app, listen, drain_seconds=WEBHOOK_DRAIN_SECONDS)
+            return serve_webhooks(app, listen, max_body_bytes=self.settings.webhooks.max_body_bytes,
+                                  drain_seconds=WEBHOOK_DRAIN_SECONDS)
         except OSError as exc:
             raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
                               f"{exc.strerror or exc}") from None
@@ -154,6 +164,7 @@ class Service:
             timeout_seconds = self.settings.sync.shutdown_grace_seconds
         deadline = time.monotonic() + timeout_seconds
         self._closing.set()
+        self.requests.close()
         self._wake.set()
         if self._server:
             self._server.stop()
@@ -167,7 +178,6 @@ class Service:
             log.warning("stopped with a pass still running after %.0f s; the next start "
                         "finishes its work", timeout_seconds)
             return False
-        self._cancel_claimed_requests()
         self.store.close()
         log.info("service stopped")
         return True
@@ -179,7 +189,8 @@ class Service:
     def run_full(self) -> PassResult | None:
         return self._run_pass("full")
 
-    def _run_pass(self, kind: PassKind, employee: str | None = None) -> PassResult | None:
+    def _run_pass(self, kind: PassKind, employee: str | None = None,
+                  **options: Any) -> PassResult | None:
         """One pass under the pass lock; None when not run because the service is stopping."""
         while not self._pass_lock.acquire(timeout=0.2):
             if self._closing.is_set():
@@ -188,34 +199,34 @@ class Service:
             if self._closing.is_set():
                 return None
             progress = PassProgress(f"{kind} pass", set_gauges=self.metrics.set_progress,
-                                       save_state=self.store.save_service_state,
-                                       log_every_seconds=PROGRESS_LOG_SECONDS,
-                                       save_every_seconds=PROGRESS_SAVE_SECONDS)
+                                    save_state=self.store.save_service_state,
+                                    log_every_seconds=PROGRESS_LOG_SECONDS,
+                                    save_every_seconds=PROGRESS_SAVE_SECONDS)
             try:
-                return self._run_and_record(kind, employee, progress.tracker)
+                return self._run_and_record(kind, employee, progress.tracker, **options)
             finally:
                 progress.finish()
         finally:
             self._pass_lock.release()
 
     def run_targeted(self, hibob_id: str) -> PassResult | None:
-        """One employee's pass, beside any long pass (not under the pass lock): its writes are
-        ordered against the long pass's by `claims`. None when the service is stopping."""
+        """A hinted employee's pass, beside any long pass (not under the pass lock): its writes
+        are ordered against the long pass's by `claims`. None when the service is stopping."""
         if self._closing.is_set():
             return None
         return self._run_and_record("targeted", hibob_id)
 
     def _run_and_record(self, kind: PassKind, employee: str | None,
-                        progress: ProgressCallback | None = None) -> PassResult:
+                        progress: ProgressCallback | None = None, **options: Any) -> PassResult:
         self.metrics.pass_started(kind)
         hooks = PassHooks(clock=self._clock, claim=self.claims.claim, progress=progress)
         try:
             result = run_pass(self.services, kind, now=self._clock(), employee=employee,
-                              hooks=hooks)
+                              hooks=hooks, **options)
         except Exception as exc:
             log.exception("%s pass stopped by an unexpected error", kind,
                           extra={"kind": kind, "outcome": "failed"})
-            result = PassResult(0, kind, Plan(), outcome="failed",
+            result = PassResult(0, kind, Plan(), outcome=PassOutcome.FAILED,
                                 error=f"{type(exc).__name__}: {exc}")
         finished = self._clock()
         if result.outcome in SUCCESSFUL_OUTCOMES:
@@ -245,41 +256,6 @@ class Service:
                  "learning": self.services.learning.stats.snapshot()}
         return {name: (s["calls"], s["rate_limited"]) for name, s in stats.items()}
 
-    # -- forced resync ----------------------------------------------------------------------
-    def poll_resync_requests(self) -> None:
-        """Claim `reconciler resync` requests and hand them to the worker (a scheduler job)."""
-        if self._closing.is_set():
-            return
-        ids = self.store.take_resync_requests(self._clock())
-        if ids:
-            with self._ids_lock:
-                self._resync_ids.extend(ids)
-            self._wake.set()
-
-    def serve_resync_requests(self) -> PassResult | None:
-        """One full pass for every claimed request, then record its outcome on each."""
-        with self._ids_lock:
-            ids, self._resync_ids = self._resync_ids, []
-        if not ids:
-            return None
-        result = self._run_pass("full")
-        if result is None:
-            with self._ids_lock:
-                self._resync_ids[:0] = ids
-            return None
-        self.store.finish_resync_requests(ids, result.pass_id or None, result.outcome,
-                                          self._clock())
-        log.info("resync request(s) %s served by full pass %s: %s",
-                 ", ".join(map(str, ids)), result.pass_id, result.outcome,
-                 extra={"pass_id": result.pass_id, "outcome": result.outcome})
-        return result
-
-    def _cancel_claimed_requests(self) -> None:
-        with self._ids_lock:
-            ids, self._resync_ids = self._resync_ids, []
-        if ids:
-            self.store.finish_resync_requests(ids, None, "cancelled", self._clock())
-
     def _work(self) -> None:
         while not self._closing.is_set():
             self._wake.wait()
@@ -287,9 +263,9 @@ class Service:
             if self._closing.is_set():
                 break
             try:
-                self.serve_resync_requests()
+                self.requests.serve()
             except Exception:
-                log.exception("resync worker: failed; retrying in 5 s")
+                log.exception("admin requests: serving failed; retrying in 5 s")
                 if not self._closing.wait(5.0):
                     self._wake.set()
 
@@ -312,7 +288,9 @@ def run_service(services: Services) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     service.start()
+    sdnotify.notify(f"READY=1\nSTATUS=serving on {service.url}")  # Type=notify: started
     service.wait()
+    sdnotify.notify("STOPPING=1")
     log.info("stopping")
     if not service.stop():
         # The pass thread cannot be interrupted and Python would wait for it at exit; everything

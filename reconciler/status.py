@@ -1,4 +1,5 @@
-"""What `status` reports: the last passes, held deactivations, quarantine and pending hints.
+"""What `status` reports: the last passes, held deactivations, quarantine, skipped employees
+and pending hints.
 
 Called by the CLI only; reads the store, never an API. Never holds a secret. Rendering is in
 `report`.
@@ -30,10 +31,13 @@ def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str,
         "recent_passes": passes,
         "held_deactivations": store.list_held(),
         "quarantined": store.list_quarantined(now),
+        "skipped": store.list_skipped(),
         "pending_hints": store.count_pending_hints(),
         "retrying_hints": [
             {"employee_id": h["hibob_id"], "attempts": h["attempts"],
              "next_attempt_at": h["next_attempt_at"], "last_error": h["last_error"]}
             for h in store.list_pending_hints() if h["attempts"]],
-        "pass_in_progress": json.loads(service["progress"]) if service.get("progress") else None,
+        "pass_in_progress": json.loads(progress) if (progress := service.get("progress"))
+        else None,
+        "open_requests": store.list_open_requests(),
     }
