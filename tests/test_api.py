@@ -7,7 +7,6 @@ import threading
 
 import httpx
 import pytest
-from fakes import FakeTime
 
 from reconciler.api import (
     ApiSession,
@@ -18,6 +17,7 @@ from reconciler.api import (
     parse_error_body,
 )
 from reconciler.errors import ApiAuthFailed, ApiRateLimited, ApiRejected, ApiUnavailable
+from tests.support import FakeTime
 
 WALL_NOW = 1_900_000_000.0
 HINTS = AuthHints(unauthorized="check svc.user and svc.token", forbidden="grant the category")

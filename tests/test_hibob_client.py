@@ -7,7 +7,6 @@ import json
 
 import httpx
 import pytest
-from fakes import FakeTime
 from pydantic import SecretStr
 
 from reconciler.config import HibobSettings
@@ -15,6 +14,7 @@ from reconciler.errors import ApiAuthFailed, ApiRejected
 from reconciler.hibob import HibobClient
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
+from tests.support import FakeTime
 
 TODAY = datetime.date(2026, 3, 16)
 FIELDS = ["root.id", "root.email", "root.firstName", "root.surname", "root.displayName",

@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from fakes import FakeTime
 from pydantic import SecretStr
 
 from reconciler.config import LearningSettings
@@ -14,6 +13,7 @@ from reconciler.errors import ApiAuthFailed, ApiRejected
 from reconciler.learning import LearningClient
 from reconciler.models import GroupRole
 from reconciler.sandbox.learning import LearningSimulator
+from tests.support import FakeTime
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 

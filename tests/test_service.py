@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import NOW, World
 
 from reconciler.errors import InstanceLocked
 from reconciler.service import (
@@ -22,6 +21,7 @@ from reconciler.service import (
 from reconciler.store import Store
 from reconciler.webhooks import Hint, create_app
 from reconciler.wiring import Services
+from tests.support import NOW, World
 
 MINUTE = dt.timedelta(minutes=1)
 
