@@ -73,14 +73,69 @@ class RateLimiter:
         # The token is reserved under the lock (the bucket may go negative), so concurrent
         # callers queue up one interval apart instead of all waking at once.
         with self._lock:
-            now = self._clock()
-            elapsed = max(0.0, now - self._updated)
-            self._tokens = min(self._burst, self._tokens + elapsed * self.rate_per_second)
-            self._updated = now
+            self._refill()
             self._tokens -= 1
             wait_seconds = -self._tokens / self.rate_per_second if self._tokens < 0 else 0.0
         if wait_seconds > 0:
             self._sleep(wait_seconds)
+
+    def _refill(self) -> float:
+        """Credit the tokens earned since the last update at the current rate (lock held)."""
+        now = self._clock()
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(self._burst, self._tokens + elapsed * self.rate_per_second)
+        self._updated = now
+        return now
+
+
+class AdaptiveLimiter(RateLimiter):
+    """A token bucket whose rate follows the server: AIMD, as TCP does with its window.
+
+    Each second without a 429 adds `increase_per_second` to the rate, up to `ceiling`; a 429
+    multiplies it by `decrease`, at most once per `cooldown_seconds` (the requests already
+    in flight at the old rate come back 429 together and mean one thing), never below `floor`.
+    `ApiSession.send` reports each answer through `record_success`/`record_rate_limited`.
+    """
+
+    def __init__(
+        self,
+        ceiling: float,
+        *,
+        start: float | None = None,
+        floor: float | None = None,
+        increase_per_second: float = 0.5,
+        decrease: float = 0.7,
+        cooldown_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 0 < decrease < 1 or increase_per_second <= 0:
+            raise ValueError("decrease must be in (0, 1) and increase_per_second > 0")
+        self.ceiling = ceiling
+        self.floor = min(ceiling, floor if floor is not None else max(ceiling / 10, 0.1))
+        start = ceiling / 2 if start is None else start
+        super().__init__(min(ceiling, max(self.floor, start)), clock=clock, sleep=sleep)
+        self._increase = increase_per_second
+        self._decrease = decrease
+        self._cooldown = cooldown_seconds
+        self._changed_at = clock()
+        self._cut_at: float | None = None
+
+    def record_success(self) -> None:
+        with self._lock:
+            now = self._refill()  # time already passed is paid at the rate it ran at
+            elapsed = max(0.0, now - self._changed_at)
+            self.rate_per_second = min(self.ceiling,
+                                       self.rate_per_second + self._increase * elapsed)
+            self._changed_at = now
+
+    def record_rate_limited(self) -> None:
+        with self._lock:
+            now = self._refill()
+            if self._cut_at is not None and now - self._cut_at < self._cooldown:
+                return
+            self.rate_per_second = max(self.floor, self.rate_per_second * self._decrease)
+            self._cut_at = self._changed_at = now
 
 
 @dataclass(frozen=True)
@@ -171,13 +226,17 @@ class ApiSession:
         limiter: RateLimiter | None = None,
         allow_404: bool = False,
         forbidden_hint: str | None = None,
+        validate_json: bool = True,
     ) -> httpx.Response:
         """Send a fresh request from `request_factory` until it succeeds or must stop.
 
         Returns the 2xx response (or the 404 when `allow_404`); raises an ApiError otherwise.
+        `validate_json=False` leaves parsing the body (and reporting invalid JSON) to the
+        caller, so a large answer is parsed once.
         """
         try:
-            return self._send(request_factory, limiter, allow_404, forbidden_hint)
+            return self._send(request_factory, limiter, allow_404, forbidden_hint,
+                              validate_json)
         except ApiError:
             self.stats.add("errors")
             raise
@@ -188,6 +247,7 @@ class ApiSession:
         limiter: RateLimiter | None,
         allow_404: bool,
         forbidden_hint: str | None,
+        validate_json: bool = True,
     ) -> httpx.Response:
         policy = self._policy
         for attempt in range(1, policy.max_attempts + 1):
@@ -195,8 +255,13 @@ class ApiSession:
                 limiter.acquire()
             self.stats.add("calls")
             failure, wait_seconds = self._attempt(request_factory, attempt)
+            if isinstance(limiter, AdaptiveLimiter):
+                if isinstance(failure, ApiRateLimited):
+                    limiter.record_rate_limited()
+                elif isinstance(failure, httpx.Response) and failure.status_code < 400:
+                    limiter.record_success()
             if isinstance(failure, httpx.Response):
-                return self._accept(failure, allow_404, forbidden_hint)
+                return self._accept(failure, allow_404, forbidden_hint, validate_json)
             if attempt == policy.max_attempts:
                 raise failure
             self.stats.add("retries")
@@ -237,11 +302,12 @@ class ApiSession:
         return response, 0.0
 
     def _accept(
-        self, response: httpx.Response, allow_404: bool, forbidden_hint: str | None
+        self, response: httpx.Response, allow_404: bool, forbidden_hint: str | None,
+        validate_json: bool = True,
     ) -> httpx.Response:
         status = response.status_code
         if status < 300:
-            _check_json(response, self.service)
+            _check_json(response, self.service, parse=validate_json)
             return response
         if status == 404 and allow_404:
             return response
@@ -290,7 +356,7 @@ def parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
     return None, _text(body.get("errorMessage")) or ""
 
 
-def _check_json(response: httpx.Response, service: str) -> None:
+def _check_json(response: httpx.Response, service: str, *, parse: bool = True) -> None:
     if not response.content:
         return
     content_type = response.headers.get("content-type", "")
@@ -301,6 +367,8 @@ def _check_json(response: httpx.Response, service: str) -> None:
             f"expected JSON but got {content_type.split(';')[0]} from "
             f"{response.request.url.path}; check the base URL",
         )
+    if not parse:
+        return
     try:
         response.json()
     except (ValueError, UnicodeDecodeError):

@@ -15,7 +15,14 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler.api import ApiSession, ApiStats, AuthHints, RateLimiter, build_http_client
+from reconciler.api import (
+    AdaptiveLimiter,
+    ApiSession,
+    ApiStats,
+    AuthHints,
+    RateLimiter,
+    build_http_client,
+)
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiAuthFailed, ApiRejected
 from reconciler.models import GroupRole, LearningUser
@@ -52,7 +59,9 @@ class LearningClient:
             client, SERVICE, auth_hints=_AUTH_HINTS, sleep=sleep, wall_clock=wall_clock
         )
         self._reads = RateLimiter(settings.max_reads_per_second, clock=clock, sleep=sleep)
-        self._writes = RateLimiter(settings.max_writes_per_second, clock=clock, sleep=sleep)
+        # The write budget is the company's, shared with any other integration: follow what
+        # the server allows (AIMD) up to the configured ceiling.
+        self._writes = AdaptiveLimiter(settings.max_writes_per_second, clock=clock, sleep=sleep)
         self._clock = clock
         self._token_lock = threading.Lock()
         self._token: str | None = None

@@ -367,3 +367,65 @@ def test_a_next_link_to_another_host_is_refused(sim, fake):
     assert caught.value.code == "foreignNextLink"
     assert all(path != "/api/v2/users" or status == 200 for _, path, status in sim.requests)
     assert len([r for r in sim.requests if r[1] == "/api/v2/users"]) == 1
+
+
+class OtherIntegration:
+    """Another client of the same company sending `per_second` writes of its own (it ignores
+    its own 429s). Single-threaded: before each of our requests, the writes it made since
+    reach the simulator, each at the (fake) time it was due."""
+
+    def __init__(self, sim: LearningSimulator, fake: FakeTime, per_second: float) -> None:
+        self.sim, self.fake, self.interval = sim, fake, 1 / per_second
+        self.next_at = fake.now
+        self.user_id = sim.seed_user("other-integration@acme.example")
+        token = sim.handle(httpx.Request("POST", "http://learning.test/api/v2/oauth2/token", json={
+            "grant_type": "client_credentials", "client_id": "sandbox-client",
+            "client_secret": "sandbox-secret"})).json()["access_token"]
+        self.headers = {"authorization": f"Bearer {token}", "360-api-version": "v2.0"}
+        self.ours: list[tuple[float, int]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        now = self.fake.now
+        while self.next_at <= now:
+            self.fake.now = self.next_at
+            self.sim.handle(httpx.Request(
+                "PATCH", f"http://learning.test/api/v2/users/{self.user_id}",
+                json={"job": "theirs"}, headers=self.headers))
+            self.next_at += self.interval
+        self.fake.now = now
+        response = self.sim.handle(request)
+        if request.method == "PATCH":
+            self.ours.append((self.fake.now, response.status_code))
+        return response
+
+
+def successful_writes_per_second(sent: list[tuple[float, int]]) -> float:
+    ok = [at for at, status in sent if status == 200]
+    return (len(ok) - 1) / (ok[-1] - ok[0])
+
+
+def test_writes_settle_at_the_company_limit_without_a_failure(sim, fake):
+    integration = OtherIntegration(sim, fake, per_second=1e-9)  # alone: sends nothing
+    client = make_client(sim, fake, writes=10.0, handler=integration)
+    user_ids = [sim.seed_user(f"w{n}@acme.example") for n in range(400)]
+
+    for n, user_id in enumerate(user_ids):
+        client.update_user(user_id, {"job": f"Job {n}"})
+
+    assert all(sim.user(u)["job"] == f"Job {n}" for n, u in enumerate(user_ids))
+    assert successful_writes_per_second(integration.ours[100:]) >= 9.0
+    assert sim.rate_limited_count <= 10
+
+
+def test_writes_back_off_without_a_failure_when_another_integration_shares_the_budget(sim, fake):
+    integration = OtherIntegration(sim, fake, per_second=4.0)
+    client = make_client(sim, fake, writes=10.0, handler=integration)
+    user_ids = [sim.seed_user(f"s{n}@acme.example") for n in range(300)]
+
+    for n, user_id in enumerate(user_ids):
+        client.update_user(user_id, {"job": f"Job {n}"})
+
+    assert all(sim.user(u)["job"] == f"Job {n}" for n, u in enumerate(user_ids))
+    ours_refused = sum(1 for _, status in integration.ours if status == 429)
+    assert ours_refused <= len(user_ids) * 0.1
+    assert successful_writes_per_second(integration.ours[50:]) >= 4.0
