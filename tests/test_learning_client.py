@@ -11,9 +11,9 @@ from pydantic import SecretStr
 
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiAuthFailed, ApiRejected
-from reconciler.learning import LearningClient
+from reconciler.learning import LearningClient, Membership, add_memberships
 from reconciler.models import GroupRole
-from reconciler.sandbox.learning import LearningSimulator
+from reconciler.sandbox.learning import PROVISIONING_SCOPES, LearningSimulator
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 
@@ -429,3 +429,61 @@ def test_writes_back_off_without_a_failure_when_another_integration_shares_the_b
     ours_refused = sum(1 for _, status in integration.ours if status == 429)
     assert ours_refused <= len(user_ids) * 0.1
     assert successful_writes_per_second(integration.ours[50:]) >= 4.0
+
+
+def memberships_for(sim, users: int, group_id: str) -> list[Membership]:
+    return [Membership(sim.seed_user(f"m{n}@acme.example"), group_id, "learner")
+            for n in range(users)]
+
+
+def test_bulk_memberships_reach_every_user_in_a_few_calls(sim, fake):
+    wanted = memberships_for(sim, 120, sim.engineering_group_id)
+    client = make_client(sim, fake)
+
+    outcome = add_memberships(client, wanted)
+
+    assert outcome == {m: None for m in wanted}
+    assert all((m.group_id, "learner") in sim.roles_of(m.learning_user_id) for m in wanted)
+    writes = [r for r in sim.requests if r[0] != "GET" and "oauth2" not in r[1]]
+    assert len(writes) == 1 and client.is_bulk_granted is True
+
+
+def test_bulk_memberships_report_each_refused_item_and_add_the_others(sim, fake):
+    wanted = memberships_for(sim, 5, sim.sales_group_id)
+    gone = Membership(sim.seed_user("gone@acme.example", status="deleted"), sim.sales_group_id,
+                      "learner")
+    client = make_client(sim, fake)
+
+    outcome = add_memberships(client, [*wanted, gone])
+
+    assert outcome[gone] == "userDeleted"
+    assert all(outcome[m] is None for m in wanted)
+    assert all((sim.sales_group_id, "learner") in sim.roles_of(m.learning_user_id)
+               for m in wanted)
+
+
+def test_without_the_bulk_scope_memberships_are_added_one_by_one(fake):
+    sim = LearningSimulator(clock=fake, sleep=fake.sleep,
+                            scopes=set(PROVISIONING_SCOPES) - {"groups:bulk"})
+    wanted = memberships_for(sim, 4, sim.engineering_group_id)
+    client = make_client(sim, fake)
+
+    first = add_memberships(client, wanted[:2])
+    second = add_memberships(client, wanted[2:])
+
+    assert {**first, **second} == {m: None for m in wanted}
+    assert all((m.group_id, "learner") in sim.roles_of(m.learning_user_id) for m in wanted)
+    bulk_tries = [r for r in sim.requests if "/bulk/" in r[1]]
+    assert len(bulk_tries) == 1 and client.is_bulk_granted is False
+
+
+def test_more_than_twenty_thousand_memberships_go_in_several_jobs(sim, fake):
+    wanted = memberships_for(sim, 20_001, sim.engineering_group_id)
+    sim.bulk_items_per_second = 10**6
+    client = make_client(sim, fake)
+
+    outcome = add_memberships(client, wanted)
+
+    assert all(error is None for error in outcome.values()) and len(outcome) == 20_001
+    jobs = [r for r in sim.requests if r[:2] == ("POST", "/api/v2/bulk/groups/memberships")]
+    assert [status for *_, status in jobs] == [202, 202]
