@@ -89,12 +89,15 @@ class RateLimiter:
 
 
 class AdaptiveLimiter(RateLimiter):
-    """A token bucket whose rate follows the server: AIMD, as TCP does with its window.
+    """A pacer whose rate follows the server: AIMD, as TCP does with its window.
 
-    Each second without a 429 adds `increase_per_second` to the rate, up to `ceiling`; a 429
-    multiplies it by `decrease`, at most once per `cooldown_seconds` (the requests already
-    in flight at the old rate come back 429 together and mean one thing), never below `floor`.
-    `ApiSession.send` reports each answer through `record_success`/`record_rate_limited`.
+    Each second without a 429 adds `increase_per_second` to the rate, up to `ceiling` and up
+    to 97% of the rate that last met a 429; that remembered rate itself creeps up by a fiftieth
+    of the increase each second, so the pacer dwells just under the server's limit and probes
+    above it only slowly instead of bouncing off it. A 429 multiplies the rate by `decrease`,
+    at most once per `cooldown_seconds` (requests in flight at the old rate come back 429
+    together and mean one thing), never below `floor`. `ApiSession.send` reports each answer
+    through `record_success`/`record_rate_limited`.
     """
 
     def __init__(
@@ -103,7 +106,7 @@ class AdaptiveLimiter(RateLimiter):
         *,
         start: float | None = None,
         floor: float | None = None,
-        increase_per_second: float = 0.5,
+        increase_per_second: float = 1.0,
         decrease: float = 0.7,
         cooldown_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -113,27 +116,42 @@ class AdaptiveLimiter(RateLimiter):
             raise ValueError("decrease must be in (0, 1) and increase_per_second > 0")
         self.ceiling = ceiling
         self.floor = min(ceiling, floor if floor is not None else max(ceiling / 10, 0.1))
-        start = ceiling / 2 if start is None else start
+        start = ceiling if start is None else start
         super().__init__(min(ceiling, max(self.floor, start)), clock=clock, sleep=sleep)
         self._increase = increase_per_second
         self._decrease = decrease
         self._cooldown = cooldown_seconds
         self._changed_at = clock()
         self._cut_at: float | None = None
+        self._refused_rate = float("inf")
+        self._next_slot = clock()
+
+    def acquire(self) -> None:
+        # Even spacing, no burst credit: a bucket holding one token would let rate + 1
+        # requests into some one-second window, and the vendor counts exactly those windows.
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1 / self.rate_per_second
+        if slot > now:
+            self._sleep(slot - now)
 
     def record_success(self) -> None:
         with self._lock:
-            now = self._refill()  # time already passed is paid at the rate it ran at
+            now = self._clock()
             elapsed = max(0.0, now - self._changed_at)
-            self.rate_per_second = min(self.ceiling,
-                                       self.rate_per_second + self._increase * elapsed)
+            self._refused_rate += self._increase / 50 * elapsed
+            cap = min(self.ceiling, 0.97 * self._refused_rate)
+            if self.rate_per_second < cap:
+                self.rate_per_second = min(cap, self.rate_per_second + self._increase * elapsed)
             self._changed_at = now
 
     def record_rate_limited(self) -> None:
         with self._lock:
-            now = self._refill()
+            now = self._clock()
             if self._cut_at is not None and now - self._cut_at < self._cooldown:
                 return
+            self._refused_rate = self.rate_per_second
             self.rate_per_second = max(self.floor, self.rate_per_second * self._decrease)
             self._cut_at = self._changed_at = now
 
