@@ -14,13 +14,12 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import NOW, SEED, TODAY, build_services
 from reconciler.config import load_settings
 from reconciler.reconcile import run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
-
-from bench.common import NOW, SEED, TODAY, build_services
 
 WRITE_LIMIT = 10  # 360Learning: write calls per second per company
 
