@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.reconcile import Services, compute_pass_plan
+from reconciler.reconcile import read_and_plan
 from reconciler.sandbox.learning import LearningSimulator
-
-try:
-    from reconciler.wiring import build_services
-except ImportError:  # before the wiring module existed
-    from reconciler.cli import build_services
+from reconciler.wiring import Services, build_services
 
 TODAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
@@ -21,7 +17,7 @@ __all__ = ["NOW", "SEED", "TODAY", "build_services", "seed_linked_population"]
 
 def seed_linked_population(services: Services, learning: LearningSimulator) -> int:
     """Make both sides look as after a first sync, without sending 100,000 creates."""
-    plan = compute_pass_plan(services, "incremental", now=NOW)
+    plan = read_and_plan(services, "incremental", now=NOW)
     for action in plan.actions:
         attributes = {k: v for k, v in action.changes.items() if v is not None}
         user_id = learning.seed_user(attributes.pop("mail"), **attributes)

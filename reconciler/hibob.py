@@ -24,11 +24,8 @@ from reconciler.models import Employee
 
 SERVICE = "Hibob"
 MAX_FIELDS = 400
-# The search endpoint allows 50 calls/min; stay below it (burst + rate stays under 50 per minute).
-SEARCH_PER_MINUTE = 45.0
-# Limits for single reads and named lists are not published (lists: 50/min); use the same budget.
-SINGLE_READS_PER_MINUTE = 45.0
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_NUMBER_TEXT = re.compile(r"[\d\s.,'\u00a0\u202f-]+")
 _AUTH_HINTS = AuthHints(
     unauthorized="check hibob.service_user_id and hibob.service_user_token (token refreshed?)",
     forbidden="the service user's permission group lacks access to these people or categories",
@@ -55,11 +52,13 @@ class HibobClient:
         self._session = ApiSession(
             client, SERVICE, auth_hints=_AUTH_HINTS, sleep=sleep, wall_clock=wall_clock
         )
+        # The search endpoint allows 50 calls/min: burst + rate stays under that per minute.
         self._search_limiter = RateLimiter(
-            SEARCH_PER_MINUTE / 60, burst=3, clock=clock, sleep=sleep
+            settings.search_per_minute / 60, burst=3, clock=clock, sleep=sleep
         )
+        # Limits for single reads and named lists are not published (lists: 50/min).
         self._read_limiter = RateLimiter(
-            SINGLE_READS_PER_MINUTE / 60, burst=5, clock=clock, sleep=sleep
+            settings.reads_per_minute / 60, burst=5, clock=clock, sleep=sleep
         )
 
     @property
@@ -111,6 +110,18 @@ class HibobClient:
         if not isinstance(payload, dict):
             raise ApiRejected(SERVICE, 200, "unexpectedResponse", "employee is not an object")
         return parse_employee(payload, wanted)
+
+    def list_fields(self) -> list[dict[str, Any]]:
+        """Field metadata (id, categoryId, categoryDisplayName, typeData.listId, ...) of every
+        employee field; Hibob requires no permission for it."""
+        response = self._session.send(
+            lambda: self._session.client.build_request("GET", "/company/people/fields"),
+            limiter=self._read_limiter,
+        )
+        payload = response.json()
+        if not isinstance(payload, list):
+            raise ApiRejected(SERVICE, 200, "unexpectedResponse", "field metadata is not a list")
+        return [item for item in payload if isinstance(item, dict) and "id" in item]
 
     def get_named_list(self, name: str) -> dict[str, str]:
         """Item id -> label for one named list (hierarchies flattened); names are case-sensitive."""
@@ -185,8 +196,8 @@ class _SearchLayout:
                 value = str(value["id"])  # work.reportsTo and other employee objects
             values[field_id] = value
             if _may_have_label(value):
-                label = _follow(get, rest, human)
-                if isinstance(label, str):
+                label = _kept_label(value, _follow(get, rest, human))
+                if label is not None:
                     labels[field_id] = label
         return _employee(values, labels)
 
@@ -312,15 +323,23 @@ def _label(human: Any, nested: Sequence[str], value: Any) -> str | None:
     if not _may_have_label(value):
         return None
     found, label = _walk(human, nested)
-    return label if found and isinstance(label, str) else None
+    return _kept_label(value, label) if found else None
 
 
 def _may_have_label(value: Any) -> bool:
     # Human-readable dates follow the caller's locale and numbers/booleans are reformatted:
-    # take labels only for list ids, texts and employee references.
+    # take labels only for list ids (numeric ones too, e.g. work.siteId), texts and employee
+    # references.
     if type(value) is str:  # the common case first: this runs for every field of everyone
         return not (value[4:5] == "-" and _ISO_DATE.match(value))
-    return not (value is None or isinstance(value, bool | int | float | dict))
+    return not (value is None or isinstance(value, bool | float | dict))
+
+
+def _kept_label(value: Any, label: Any) -> str | None:
+    # A number whose human form is only the number re-printed has no label.
+    if not isinstance(label, str) or (isinstance(value, int) and _NUMBER_TEXT.fullmatch(label)):
+        return None
+    return label
 
 
 def _nested_path(field_id: str) -> list[str]:
