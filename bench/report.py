@@ -26,6 +26,9 @@ def render_report(results: dict, baseline: dict, out: Path, chart: str | None) -
     if chart:
         lines += ["## Chart", "", f"![pass time and RSS against population size]({chart})", ""]
     lines += [*_writes(results["writes"]), *_profiles(results["profiles"], out)]
+    analysis = Path(__file__).with_name("analysis.md")
+    if analysis.exists():
+        lines += [analysis.read_text().rstrip(), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -113,8 +116,9 @@ def _before_after(rows: list[dict], baseline: dict) -> list[str]:
         "## Before and after",
         "",
         f"Before: commit `{baseline['commit']}`, measured with this same harness "
-        f"(`bench/baseline.json`; {baseline['note']}). Ratios are to the minimal client of the "
-        "same run, which is what survives a busy machine.",
+        f"(`bench/baseline.json`: {baseline['note']}). Absolute times move with the load of "
+        "the shared machine; the ratios to the minimal client of the same run are what "
+        "compares.",
         "",
         "| employees | wall before | wall after | RSS before | RSS after |",
         "| --- | --- | --- | --- | --- |",
@@ -126,7 +130,8 @@ def _before_after(rows: list[dict], baseline: dict) -> list[str]:
 def _writes(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    table = [f"| {r['command']} | {r['created']} | {r['writes_ok']} | {r['wall_seconds']} | "
+    table = [f"| {r['description']} (`{r['command']}`) | {r['created']} | {r['writes_ok']} | "
+             f"{r['wall_seconds']} | "
              f"{r['ok_writes_per_second']} | {r['our_429']} | {r['failed_writes']} | "
              f"{r['duplicate_users']} | {r['other_writes_ok']} ok, {r['other_429']} × 429 |"
              for r in rows]
@@ -154,8 +159,9 @@ def _profiles(profiles: dict, out: Path) -> list[str]:
             continue
         text = path.read_text().strip().splitlines()
         lines += [f"### Profile at {int(size):,} employees (`{name}`)", "",
-                  "`python -m pyinstrument --interval=0.001 -m reconciler sync` (wall-clock "
-                  "sampling, so the time waiting for the simulator to render the company "
-                  "shows as `socket.recv`):", "", "```",
+                  "`python -m pyinstrument --interval=0.001 -m reconciler sync`: wall-clock "
+                  "samples, so waiting for the simulator to render the company shows as "
+                  "`socket.recv`; the profiler's per-call hook inflates call-heavy code.",
+                  "", "```",
                   *[line[:120] for line in text[:PROFILE_LINES]], "```", ""]
     return ["## Profiles", "", *lines] if lines else []

@@ -76,9 +76,10 @@ def bench_first_sync(size: int, folder: Path, *, other_writes_per_second: float 
         "other_writes_ok": other.ok, "other_429": other.refused,
         "ceiling_writes_per_second": ceiling, "company_limit_per_second": WRITE_LIMIT,
         "outcome": result.outcome,
-        "command": f"python -m bench --only writes  (first sync of {size} employees"
-                   + (f", another integration at {other_writes_per_second:g} writes/s)"
-                      if other_writes_per_second else ")"),
+        "command": f"python -m bench --only writes --writes {size}",
+        "description": f"first sync of {size} employees"
+                       + (f", another integration at {other_writes_per_second:g} writes/s"
+                          if other_writes_per_second else ", alone"),
     }
 
 
