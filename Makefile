@@ -32,6 +32,9 @@ bench: $(VENV)/.bench-installed
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/mypy reconciler
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -139,7 +139,7 @@ class _Runner:
     def apply_links(self, action: Upsert) -> bool:
         if self.report.auth_error is not None:
             return False
-        names = [n for n in ("manager", "subordinates") if n in action.fields]
+        names: list[str] = [n for n in ("manager", "subordinates") if n in action.fields]
 
         def state_after() -> AppliedState:
             entry = self.store.get_entry(action.hibob_id)

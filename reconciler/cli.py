@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from reconciler.config import Settings, load_settings
 from reconciler.errors import ApiError, InstanceLocked, ReconcilerError
 from reconciler.logs import configure_logging
-from reconciler.reconcile import run_pass
+from reconciler.reconcile import PassKind, run_pass
 from reconciler.report import format_history_row, print_result
 from reconciler.store import Store
 from reconciler.wiring import Services, build_services, now_utc
@@ -30,7 +30,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             raise InstanceLocked(
                 f"a reconciler service is running on {settings.store.path}: use `reconciler "
                 "resync` for a full pass, or `sync --dry-run` to preview") from None
-    kind = "targeted" if args.employee else "full" if args.full else "incremental"
+    kind: PassKind = "targeted" if args.employee else "full" if args.full else "incremental"
     result = run_pass(services, kind, now=now_utc(), dry_run=args.dry_run,
                       employee=args.employee, allow_deactivations=args.allow_deactivations)
     print_result(result)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TextIO
 
 from reconciler.desired import compute_desired, required_fields
+from reconciler.plan import Upsert
 from reconciler.reconcile import PassOptions, find_employee, read_and_plan
 from reconciler.scope import compute_condition, compute_in_scope
 from reconciler.wiring import Services
@@ -59,7 +60,8 @@ def explain_employee(services: Services, identifier: str, now: datetime, out: Te
         plan = read_and_plan(services, "targeted", now=now,
                              options=PassOptions(employee=hibob_id))
         for action in (*plan.actions, *plan.held):
-            changes = ", ".join(f"{k}={v!r}" for k, v in sorted(action.changes.items()))
+            written = action.changes if isinstance(action, Upsert) else {}
+            changes = ", ".join(f"{k}={v!r}" for k, v in sorted(written.items()))
             print(f"next: {action.kind} [{', '.join(action.fields)}] {changes} — "
                   f"{action.reason}", file=out)
         for problem in plan.problems:

@@ -27,6 +27,7 @@ from reconciler.api import (
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiAuthFailed, ApiRejected
 from reconciler.models import GroupRole, LearningUser
+from reconciler.redact import remember_secrets, remember_token
 
 SERVICE = "360Learning"
 TOKEN_PATH = "/api/v2/oauth2/token"
@@ -62,6 +63,7 @@ class LearningClient:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        remember_secrets(settings.client_id, settings.client_secret.get_secret_value())
         client = build_http_client(
             settings.base_url, timeout_seconds=settings.timeout_seconds, transport=transport,
             headers={"360-api-version": "v2.0", "accept": "application/json"},
@@ -356,6 +358,7 @@ class LearningClient:
         if not isinstance(token, str) or not token:
             raise ApiRejected(SERVICE, response.status_code, "invalidTokenResponse",
                               "token response had no access_token")
+        remember_token(token)
         return token, lifetime
 
 

@@ -318,10 +318,11 @@ def _plan_one(wanted: Desired, entry: SnapshotEntry | None, data: PlanInput, lim
         return None
     state = _state_after(wanted, entry, live)
     if not linked:
-        return _create_or_adopt(wanted, state, data, limits)
+        return _create_or_adopt(wanted, _fresh(state, live), data, limits)
     assert entry is not None and entry.learning_user_id is not None
     if entry.state is None:
         # Linked but never finished (a create whose pass died, or failed half-way).
+        state = _fresh(state, live)
         return Adopt(wanted.hibob_id, wanted.email,
                      f"finishing an interrupted create: {wanted.reason}",
                      learning_user_id=entry.learning_user_id, state=state,
@@ -413,6 +414,7 @@ def _reactivate(wanted: Desired, entry: SnapshotEntry, state: AppliedState, data
                 limits: Limits, live: set[str]) -> Reactivate:
     before = entry.state
     assert before is not None
+    state = _fresh(state, live)
     # Restore the employee's own account by the mail it holds; a new mail is PATCHed after.
     restore_mail = before.attributes.get("mail") or entry.email
     return Reactivate(wanted.hibob_id, wanted.email, f"active again: {wanted.reason}",
@@ -602,6 +604,13 @@ def _state_after(wanted: Desired, entry: SnapshotEntry | None, live: set[str]) -
 
 def _initial_manager(state: AppliedState) -> ManagerChange | None:
     return ManagerChange(None, state.manager) if state.manager else None
+
+
+def _fresh(state: AppliedState, live: set[str]) -> AppliedState:
+    """The state of an account that holds no links yet (new, adopted or restored): a link to a
+    manager who is not active would be refused, so it waits for the manager's return."""
+    return state if state.manager in live or state.manager is None else \
+        replace(state, manager=None)
 
 
 def _quarantine_problem(entry: SnapshotEntry) -> Problem:

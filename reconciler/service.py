@@ -19,14 +19,17 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from reconciler import sdnotify
 from reconciler.errors import ConfigError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
+from reconciler.models import PassOutcome
 from reconciler.notify import Notifier
 from reconciler.plan import Plan
 from reconciler.reconcile import PassKind, PassResult, run_pass
-from reconciler.scheduler import build_scheduler
+from reconciler.scheduler import add_watchdog_job, build_scheduler
 from reconciler.store import Store, utc_text
-from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
+from reconciler.webhooks import Hint, create_app
+from reconciler.webserver import WebhookServer, serve_webhooks
 from reconciler.wiring import Services, now_utc
 
 log = logging.getLogger("reconciler.service")
@@ -100,6 +103,8 @@ class Service:
             self._scheduler = build_scheduler(
                 self.settings.sync, run_incremental=self.run_incremental, run_full=self.run_full,
                 poll_requests=self.poll_resync_requests, first_incremental_at=self._clock())
+            add_watchdog_job(self._scheduler, sdnotify.watchdog_interval_seconds(),
+                             sdnotify.ping_watchdog)
         except BaseException:
             if self._server:
                 self._server.stop()
@@ -119,7 +124,8 @@ class Service:
                          metrics=self.metrics)
         listen = self.settings.webhooks.listen
         try:
-            return serve_webhooks(app, listen, drain_seconds=WEBHOOK_DRAIN_SECONDS)
+            return serve_webhooks(app, listen, max_body_bytes=self.settings.webhooks.max_body_bytes,
+                                  drain_seconds=WEBHOOK_DRAIN_SECONDS)
         except OSError as exc:
             raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
                               f"{exc.strerror or exc}") from None
@@ -189,7 +195,7 @@ class Service:
         except Exception as exc:
             log.exception("%s pass stopped by an unexpected error", kind,
                           extra={"kind": kind, "outcome": "failed"})
-            result = PassResult(0, kind, Plan(), outcome="failed",
+            result = PassResult(0, kind, Plan(), outcome=PassOutcome.FAILED,
                                 error=f"{type(exc).__name__}: {exc}")
         finished = self._clock()
         if result.outcome in SUCCESSFUL_OUTCOMES:
@@ -256,7 +262,7 @@ class Service:
 
     # -- webhook hints ----------------------------------------------------------------------
     def on_hint(self, hint: Hint) -> None:
-        """Store the hint durably (before the receiver answers 202), then wake the worker."""
+        """Store the hint durably (before the receiver answers 200), then wake the worker."""
         self.store.save_hint(hint.hibob_id, hint.event_type, hint.source, hint.triggered_at,
                              self._clock())
         self._wake.set()
@@ -348,7 +354,9 @@ def run_service(services: Services) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     service.start()
+    sdnotify.notify(f"READY=1\nSTATUS=serving on {service.url}")  # Type=notify: started
     service.wait()
+    sdnotify.notify("STOPPING=1")
     log.info("stopping")
     if not service.stop():
         # The pass thread cannot be interrupted and Python would wait for it at exit; everything

@@ -3,15 +3,14 @@
 Owns the snapshot (per Hibob employee: the last applied desired state and the link to its
 360Learning user), the operation journal, pass history, held deactivations, hints and resync
 requests. Called by reconcile, apply, the CLI and the service; thread-safe (one connection
-behind a lock). Never stores a secret.
+behind a lock). A damaged, newer, busy or unwritable file is one StoreUnusable line; the
+instance lock is `reconciler.lock`'s, only exposed here. Never stores a secret.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,7 +21,8 @@ from typing import Any
 
 import sqlite_utils
 
-from reconciler.errors import ConfigError, InstanceLocked
+from reconciler.errors import ConfigError, StoreUnusable
+from reconciler.lock import InstanceLock
 from reconciler.models import AppliedState, GroupRole, SnapshotEntry
 
 MIGRATIONS = [
@@ -111,9 +111,15 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+BUSY_TIMEOUT_SECONDS = 5.0
+"""How long a write waits for another writer (a backup, a `sqlite3` shell) before giving up."""
+
+
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *,
+                 busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS) -> None:
         self.path = str(path)
+        self._busy_timeout_seconds = busy_timeout_seconds
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -121,17 +127,27 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"setting store.path: cannot open {self.path}: {exc}") from None
         self._lock = threading.RLock()
-        self._lock_file: Any = None
+        self.instance_lock = InstanceLock(self.path)
         self.db = sqlite_utils.Database(conn)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self._migrate()
+        try:
+            with self._explained_errors():
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_seconds * 1000)}")
+                if self.path != ":memory:":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+        except BaseException:
+            conn.close()
+            raise
 
     def _migrate(self) -> None:
         with self.transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreUnusable(
+                    f"database {self.path} has schema version {version}, newer than this "
+                    f"reconciler knows ({len(MIGRATIONS)}): run the reconciler version that "
+                    "wrote it, or restore the backup taken before the upgrade")
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
                     conn.execute(statement)
@@ -139,7 +155,7 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._explained_errors():
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -147,50 +163,40 @@ class Store:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                if conn.in_transaction:  # a busy or full COMMIT leaves it open: end it here
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _explained_errors(self) -> Iterator[None]:
+        """Turn SQLite's file-level failures into one StoreUnusable line naming the fix."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            problem = _describe_sqlite_failure(exc, self.path, self._busy_timeout_seconds)
+            if problem is None:
+                raise
+            raise StoreUnusable(problem) from None
 
     def close(self) -> None:
         self.release_instance_lock()
         with self._lock:
             self.db.conn.close()
 
-    # -- one active instance per database ------------------------------------------------
+    # -- one active instance per database (reconciler.lock) ----------------------------------
     def acquire_instance_lock(self) -> None:
-        """Hold an exclusive lock beside the database; raise InstanceLocked if another has it."""
-        lock_path = self.path + ".lock"
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the process lifetime
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise InstanceLocked(
-                f"another reconciler is already running on {self.path}"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock_file = handle
+        """Hold the database's instance lock; InstanceLocked if another process has it."""
+        self.instance_lock.acquire()
 
     def release_instance_lock(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        self.instance_lock.release()
 
     def is_instance_running(self) -> bool:
-        """True when another process holds this database's instance lock."""
-        if self._lock_file is not None:
-            return True
-        lock_path = self.path + ".lock"
-        if not os.path.exists(lock_path):
-            return False
-        with open(lock_path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+        """True when a process (this one included) holds this database's instance lock."""
+        return self.instance_lock.is_held_elsewhere()
 
     # -- snapshot ---------------------------------------------------------------------------
     def load_snapshot(self) -> dict[str, SnapshotEntry]:
@@ -507,10 +513,27 @@ class Store:
 
     def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
         """Rows as dicts keyed by the (aliased) column names of `sql`."""
-        with self._lock:
+        with self._lock, self._explained_errors():
             cursor = self.db.conn.execute(sql, params)
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _describe_sqlite_failure(exc: sqlite3.Error, path: str, busy_seconds: float) -> str | None:
+    """One line for a failure of the database file itself; None for anything else (a bug)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return (f"database {path} is locked by another process (waited {busy_seconds:g} s): stop "
+                "the other writer (a second reconciler, a `sqlite3` shell, a backup), then retry")
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return (f"database {path} is damaged or not a reconciler database ({exc}): move it aside "
+                "and restore the last backup; without one, a new database re-adopts existing "
+                "users by email on the next pass")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR",
+                        "SQLITE_FULL")):
+        return (f"database {path} is not writable ({exc}): check the disk, and that the file "
+                "and its folder belong to the user the reconciler runs as")
+    return None
 
 
 def _entry(row: tuple) -> SnapshotEntry:

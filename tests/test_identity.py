@@ -539,6 +539,8 @@ STEPS = ("title", "email", "terminate", "rehire", "rehire_new_email", "null_stat
                       min_size=1, max_size=10))
 @example(seed=0, steps=[("manager_leaves", 0), ("rehire_new_email", 0), ("null_status", 1),
                         ("missing_once", 2), ("manager_returns", 0)])
+@example(seed=431, steps=[("manager_leaves", 2978), ("manager_leaves", 0),
+                          ("rehire_new_email", 10000), ("rehire_new_email", 0)])
 def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
         tmp_path_factory, seed, steps) -> None:
     site = World(tmp_path_factory.mktemp("site"), size=2, seed=seed).hibob.lists["site"][0]
@@ -558,12 +560,14 @@ def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
             world.hibob.update_employee(hibob_id, **{"work.title": f"Role {number}"})
         elif step == "email":
             world.hibob.update_employee(hibob_id, **{"root.email": f"e{number}.{hibob_id}@x.io"})
-        elif step in ("terminate", "manager_leaves") and record["internal.status"] == "Active":
+        elif step in ("terminate", "manager_leaves"):
             if step == "manager_leaves":
                 bosses = [h for h in people if subordinates_of(world, h)]
                 hibob_id = bosses[pick % len(bosses)] if bosses else hibob_id
-            world.hibob.terminate(hibob_id, on=TODAY)
-            left.append(hibob_id)
+            if world.hibob.records[hibob_id]["internal.status"] == "Active" \
+                    and hibob_id not in left:
+                world.hibob.terminate(hibob_id, on=TODAY)
+                left.append(hibob_id)
         elif step in ("rehire", "rehire_new_email", "manager_returns") and left:
             back = left.pop(pick % len(left))
             world.hibob.rehire(back)
