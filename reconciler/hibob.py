@@ -152,7 +152,7 @@ class _SearchLayout:
         tree = _field_tree(nested for _, nested, _ in self.paths)
         slash = [(f"s{i}", _Slash | None, msgspec.UNSET) for i in range(len(self.paths))]
         top = _struct_fields(tree)
-        record = msgspec.defstruct(
+        record: Any = msgspec.defstruct(  # built at run time: typed Any for mypy
             "HibobRecord", [*top[0], *slash, ("human", _tree_struct(tree) | None, msgspec.UNSET)],
             rename={**top[1], "human": "humanReadable",
                     **{f"s{i}": p[2] for i, p in enumerate(self.paths)}},
@@ -167,7 +167,7 @@ class _SearchLayout:
     def decode(self, content: bytes) -> list:
         """The employee records of a search answer (typed, or dicts after a shape surprise)."""
         try:
-            answer = msgspec.json.decode(content, type=self._answer)
+            answer: Any = msgspec.json.decode(content, type=self._answer)
             employees = answer.employees
         except msgspec.ValidationError:
             self._is_generic = True
