@@ -56,6 +56,7 @@ def served_hibob(size: int) -> Iterator[tuple[str, subprocess.Popen]]:
     finally:
         server.stdin.close()
         server.wait(timeout=60)
+        server.stdout.close()
 
 
 def hibob_requests(server: subprocess.Popen) -> int:
@@ -95,6 +96,7 @@ def bench_steady(size: int, folder: Path, *, runs: int = 3,
         linked = seed_linked_population(services, learning)
         services.store.close()
         services.hibob.close()
+        services.learning.close()
         fields = ",".join(dict.fromkeys(["root.id", *required_fields(settings)]))
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
         env.update(environ)

@@ -54,6 +54,8 @@ def bench_first_sync(size: int, folder: Path, *, other_writes_per_second: float 
         started = time.perf_counter()
         result = run_pass(services, "incremental", now=NOW)
         wall = time.perf_counter() - started
+    services.hibob.close()
+    services.learning.close()
     ok = [at for at, _, status in ours if status < 300]
     creates = Counter(path for _, path, status in ours if status == 201)
     linked = {e.learning_user_id for e in services.store.load_snapshot().values()
@@ -103,8 +105,11 @@ class _OtherIntegration:
             self._thread.join()
 
     def _run(self) -> None:
-        client = httpx.Client(transport=httpx.MockTransport(self.learning.handle),
-                              base_url="http://learning.bench")
+        with httpx.Client(transport=httpx.MockTransport(self.learning.handle),
+                          base_url="http://learning.bench") as client:
+            self._send_until_stopped(client)
+
+    def _send_until_stopped(self, client: httpx.Client) -> None:
         token = client.post("/api/v2/oauth2/token", json={
             "grant_type": "client_credentials", "client_id": "sandbox-client",
             "client_secret": "sandbox-secret"}).json()["access_token"]
