@@ -1,4 +1,4 @@
-"""LearningClient: 360Learning API v2 users, managers, group roles and external ids.
+"""LearningClient: 360Learning API v2 users, managers, group roles (bulk too), external ids.
 
 Called by the reconcile pass (reads) and by apply (writes, possibly from a small thread pool).
 Owns the OAuth client-credentials token (fetched lazily, cached, refreshed once on 401) and the
