@@ -303,7 +303,8 @@ class ApiSession:
             raise ApiUnavailable(self.service, None, None,
                                  redact(f"bad URL ({exc})", MAX_OUTSIDE_CHARS)) from None
         except httpx.TransportError as exc:
-            error = ApiUnavailable(self.service, None, None, _describe_transport_error(exc))
+            error: ApiError = ApiUnavailable(self.service, None, None,
+                                             _describe_transport_error(exc))
             return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
         except httpx.HTTPError as exc:
             raise ApiUnavailable(self.service, None, None, _describe_transport_error(exc)) from None

@@ -25,7 +25,7 @@ from reconciler.wiring import Services
 CRITICAL_FIELDS = ("root.id", "root.email", "internal.status", "internal.lifecycleStatus",
                    "work.startDate")
 EXPECTED_TABLES = frozenset({"employees", "passes", "journal", "held_deactivations", "hints",
-                             "resync_requests", "service_state"})
+                             "admin_requests", "service_state"})
 
 
 class _Rollback(Exception):

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -219,14 +220,6 @@ class LearningClient:
             if item.get("targetType", "user") == "user"
         }
 
-    def find_external_id(self, platform: str, value: str) -> str | None:
-        """The learning user id mapped to `value` on `platform`, or None."""
-        query = _query([("platform[eq]", platform), ("type[eq]", "user"), ("value[eq]", value)])
-        for item in self._paginate("/api/v2/external-ids?" + query, "externalIds:read"):
-            if item.get("targetType", "user") == "user" and str(item.get("value")) == value:
-                return str(item["targetId"])
-        return None
-
     def get_group(self, group_id: str) -> dict[str, Any] | None:
         """One group (`_id`, `name`, ...), or None when 360Learning does not know it."""
         response = self._call("GET", f"/api/v2/groups/{_segment(group_id)}", "groups:read",
@@ -309,7 +302,7 @@ class LearningClient:
             token = self._current_token()
             try:
                 return self._session.send(
-                    lambda token=token: self._build(method, url, body, token),
+                    partial(self._build, method, url, body, token),
                     limiter=limiter, allow_404=allow_404, forbidden_hint=hint,
                 )
             except ApiAuthFailed as exc:

@@ -42,7 +42,7 @@ def build_scheduler(settings: SyncSettings, *, run_incremental: Callable[[], obj
                       name="full resync", max_instances=1, coalesce=True,
                       misfire_grace_time=FULL_MISFIRE_GRACE_SECONDS)
     scheduler.add_job(poll_requests, IntervalTrigger(seconds=POLL_SECONDS, timezone=UTC),
-                      id="resync-requests", name="resync requests", max_instances=1,
+                      id="admin-requests", name="admin requests", max_instances=1,
                       coalesce=True, misfire_grace_time=None)
     return scheduler
 

@@ -1,10 +1,12 @@
 """Store: the SQLite file behind the reconciler (sqlite-utils, WAL, numbered migrations).
 
-Owns the snapshot (per Hibob employee: the last applied desired state and the link to its
-360Learning user), the operation journal, pass history, held deactivations, hints and resync
-requests. Called by reconcile, apply, the CLI and the service; thread-safe (one connection
-behind a lock). A damaged, newer, busy or unwritable file is one StoreUnusable line; the
-instance lock is `reconciler.lock`'s, only exposed here. Never stores a secret.
+Owns the snapshot (per Hibob employee: the last applied state and the link to its
+360Learning user), every email seen per employee, the operation journal, pass history, held
+deactivations, hints and admin requests. SQL is written out (transactions and migrations need
+it); sqlite-utils reads rows as dicts. Called by reconcile, apply, the CLI and the service;
+thread-safe (one connection behind a lock). A damaged, newer, busy or unwritable file is one
+StoreUnusable line; the instance lock is `reconciler.lock`'s, only exposed here. Never stores a
+secret.
 """
 
 from __future__ import annotations
@@ -103,6 +105,24 @@ MIGRATIONS = [
     CREATE INDEX employee_emails_email ON employee_emails (email);
     ALTER TABLE held_deactivations ADD COLUMN is_releasable INTEGER NOT NULL DEFAULT 1;
     CREATE INDEX journal_action_at ON journal (action, at);
+    """,
+    # Admin requests generalise resync requests: what to do (kind, JSON args) and how it went.
+    """
+    CREATE TABLE admin_requests (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,      -- resync | sync | targeted | release | quarantine-clear
+        args TEXT NOT NULL DEFAULT '{}',
+        requested_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        pass_id INTEGER,
+        outcome TEXT,            -- ok | held | errors | failed | refused | cancelled
+        detail TEXT
+    );
+    INSERT INTO admin_requests (id, kind, requested_at, started_at, finished_at, pass_id, outcome)
+        SELECT id, 'resync', requested_at, started_at, finished_at, pass_id, outcome
+        FROM resync_requests;
+    DROP TABLE resync_requests;
     """,
 ]
 
@@ -231,13 +251,6 @@ class Store:
                 (hibob_id, learning_user_id, email, text, _hash(text), utc_text(at)),
             )
 
-    def find_link_owner(self, learning_user_id: str) -> str | None:
-        """The Hibob id linked to a 360Learning user, if any."""
-        with self._lock:
-            row = self.db.conn.execute("SELECT hibob_id FROM employees WHERE learning_user_id = ?",
-                                       (learning_user_id,)).fetchone()
-        return row[0] if row else None
-
     def save_link(self, hibob_id: str, learning_user_id: str, email: str | None,
                   at: datetime) -> None:
         """Record the link as soon as it is known, before the rest of the apply finishes."""
@@ -310,6 +323,13 @@ class Store:
             row["dry_run"], row["counts"] = bool(row["dry_run"]), json.loads(row["counts"] or "{}")
         return rows
 
+    def get_pass(self, pass_id: int) -> dict[str, Any] | None:
+        rows = self._select("SELECT id, kind, is_dry_run AS dry_run, started_at, finished_at,"
+                            " outcome, counts, error FROM passes WHERE id = ?", (pass_id,))
+        for row in rows:
+            row["dry_run"], row["counts"] = bool(row["dry_run"]), json.loads(row["counts"] or "{}")
+        return rows[0] if rows else None
+
     def last_successful_pass_at(self) -> str | None:
         with self._lock:
             row = self.db.conn.execute(
@@ -349,19 +369,27 @@ class Store:
             conn.execute("UPDATE journal SET outcome = ?, error = ? WHERE id = ?",
                          (outcome, error, journal_id))
 
-    def list_journal(self, *, hibob_id: str | None = None, since: str | None = None,
-                     limit: int = 1000) -> list[dict[str, Any]]:
-        clauses, params = [], []
-        if hibob_id:
-            clauses.append("hibob_id = ?")
-            params.append(hibob_id)
+    def list_journal(self, *, hibob_id: str | Iterable[str] | None = None,
+                     since: str | None = None, limit: int | None = 1000,
+                     pass_id: int | None = None) -> list[dict[str, Any]]:
+        """Journal rows, oldest first; `limit` None returns them all."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if hibob_id is not None:
+            ids = [hibob_id] if isinstance(hibob_id, str) else list(hibob_id)
+            clauses.append(f"hibob_id IN ({', '.join('?' * len(ids))})")
+            params.extend(ids)
+        if pass_id is not None:
+            clauses.append("pass_id = ?")
+            params.append(pass_id)
         if since:
             clauses.append("at >= ?")
             params.append(since)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self._select(
             "SELECT pass_id, at, hibob_id AS employee_id, email, action, fields, outcome, reason,"
-            f" error FROM journal {where} ORDER BY id LIMIT ?", (*params, limit))
+            f" error FROM journal {where} ORDER BY id LIMIT ?",
+            (*params, -1 if limit is None else limit))
         for row in rows:
             row["fields"] = json.loads(row["fields"] or "[]")
         return rows
@@ -443,7 +471,7 @@ class Store:
 
     def list_held(self) -> list[dict[str, Any]]:
         return self._select(
-            "SELECT hibob_id AS employee_id, email, reason, pass_id, held_at"
+            "SELECT hibob_id AS employee_id, email, reason, pass_id, held_at, is_releasable"
             " FROM held_deactivations ORDER BY hibob_id")
 
     # -- webhook hints ----------------------------------------------------------------------
@@ -482,41 +510,103 @@ class Store:
             rows = self.db.conn.execute("SELECT key, value FROM service_state").fetchall()
         return dict(rows)
 
-    # -- forced resync requests ---------------------------------------------------------------
-    def request_resync(self, at: datetime) -> int:
+    # -- admin requests (served by the running service) -----------------------------------------
+    def save_request(self, kind: str, args: Mapping[str, Any], at: datetime) -> int:
         with self.transaction() as conn:
-            cursor = conn.execute("INSERT INTO resync_requests (requested_at) VALUES (?)",
-                                  (utc_text(at),))
+            cursor = conn.execute(
+                "INSERT INTO admin_requests (kind, args, requested_at) VALUES (?, ?, ?)",
+                (kind, json.dumps(dict(args), sort_keys=True), utc_text(at)))
             return int(cursor.lastrowid or 0)
 
-    def take_resync_requests(self, at: datetime) -> list[int]:
-        """Claim every unstarted request (the service serves them with one full pass)."""
+    def take_requests(self, at: datetime) -> list[dict[str, Any]]:
+        """Claim every unstarted request, oldest first (the service carries them out)."""
         with self.transaction() as conn:
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM resync_requests WHERE started_at IS NULL").fetchall()]
-            conn.executemany("UPDATE resync_requests SET started_at = ? WHERE id = ?",
-                             [(utc_text(at), i) for i in ids])
-        return ids
+            rows = conn.execute("SELECT id, kind, args FROM admin_requests"
+                                " WHERE started_at IS NULL ORDER BY id").fetchall()
+            conn.executemany("UPDATE admin_requests SET started_at = ? WHERE id = ?",
+                             [(utc_text(at), row[0]) for row in rows])
+        return [{"id": i, "kind": k, "args": json.loads(a or "{}")} for i, k, a in rows]
 
-    def finish_resync_requests(self, ids: Iterable[int], pass_id: int | None, outcome: str,
-                               at: datetime) -> None:
+    def finish_requests(self, ids: Iterable[int], pass_id: int | None, outcome: str,
+                        at: datetime, detail: str | None = None) -> None:
         with self.transaction() as conn:
             conn.executemany(
-                "UPDATE resync_requests SET finished_at = ?, pass_id = ?, outcome = ? WHERE id = ?",
-                [(utc_text(at), pass_id, outcome, i) for i in ids],
-            )
+                "UPDATE admin_requests SET finished_at = ?, pass_id = ?, outcome = ?, detail = ?"
+                " WHERE id = ?", [(utc_text(at), pass_id, outcome, detail, i) for i in ids])
 
-    def get_resync_request(self, request_id: int) -> dict[str, Any] | None:
-        rows = self._select("SELECT id, requested_at, started_at, finished_at, pass_id, outcome"
-                            " FROM resync_requests WHERE id = ?", (request_id,))
+    def list_open_requests(self) -> list[dict[str, Any]]:
+        """Requests not finished yet (waiting for the service, or being carried out)."""
+        return self._select("SELECT id, kind, requested_at, started_at FROM admin_requests"
+                            " WHERE finished_at IS NULL ORDER BY id")
+
+    def get_request(self, request_id: int) -> dict[str, Any] | None:
+        rows = self._select("SELECT id, kind, args, requested_at, started_at, finished_at,"
+                            " pass_id, outcome, detail FROM admin_requests WHERE id = ?",
+                            (request_id,))
+        for row in rows:
+            row["args"] = json.loads(row["args"] or "{}")
         return rows[0] if rows else None
+
+    # -- quarantine and skips, as admins see them -------------------------------------------
+    def clear_quarantine(self, hibob_ids: Iterable[str] | None, at: datetime) -> list[str]:
+        """Lift quarantine (all when `hibob_ids` is None); the next pass retries them.
+
+        Returns the ids that were quarantined and now are not."""
+        now = utc_text(at)
+        with self.transaction() as conn:
+            rows = conn.execute("SELECT hibob_id FROM employees WHERE quarantined_until IS NOT NULL"
+                                " AND quarantined_until > ? ORDER BY hibob_id", (now,)).fetchall()
+            wanted = None if hibob_ids is None else set(hibob_ids)
+            cleared = [r[0] for r in rows if wanted is None or r[0] in wanted]
+            conn.executemany("UPDATE employees SET failures = 0, quarantined_until = NULL,"
+                             " updated_at = ? WHERE hibob_id = ?", [(now, h) for h in cleared])
+        return cleared
+
+    def record_skips(self, pass_id: int, skips: Iterable[tuple[str, str | None, str]],
+                     at: datetime) -> list[tuple[str, str | None, str]]:
+        """Journal why employees were skipped, once per reason: a row is written only when the
+        employee's latest journal row is not the same skip. Quarantined employees are left
+        out (quarantine has its own record). Returns the skips written."""
+        written = []
+        with self.transaction() as conn:
+            for hibob_id, email, reason in skips:
+                quarantined = conn.execute(
+                    "SELECT 1 FROM employees WHERE hibob_id = ? AND quarantined_until > ?",
+                    (hibob_id, utc_text(at))).fetchone()
+                last = conn.execute(
+                    "SELECT outcome, reason FROM journal WHERE hibob_id = ?"
+                    " ORDER BY id DESC LIMIT 1", (hibob_id,)).fetchone()
+                if quarantined or (last and tuple(last) == ("skipped", reason)):
+                    continue
+                conn.execute(
+                    "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason,"
+                    " outcome) VALUES (?, ?, ?, ?, 'skip', '[]', ?, 'skipped')",
+                    (pass_id, utc_text(at), hibob_id, email, reason))
+                written.append((hibob_id, email, reason))
+        return written
+
+    def list_skipped(self) -> list[dict[str, Any]]:
+        """Employees whose latest journal row is a skip: still skipped, with the reason."""
+        return self._select(
+            "SELECT hibob_id AS employee_id, email, reason, at AS since FROM journal AS j"
+            " WHERE outcome = 'skipped' AND id = (SELECT MAX(id) FROM journal"
+            " WHERE hibob_id = j.hibob_id) ORDER BY hibob_id")
+
+    def find_employee_ids(self, identifier: str) -> list[str]:
+        """Hibob ids known here for an id or any email the employee has had (case-insensitive),
+        the most recent holder of an email first."""
+        wanted = identifier.strip()
+        by_id = self._select("SELECT hibob_id FROM employees WHERE hibob_id = ? UNION"
+                             " SELECT hibob_id FROM journal WHERE hibob_id = ?", (wanted, wanted))
+        by_mail = self.find_employees_by_email(wanted) if "@" in wanted else []
+        journal = [r["hibob_id"] for r in self._select(
+            "SELECT DISTINCT hibob_id FROM journal WHERE lower(email) = ?", (wanted.lower(),))]
+        return list(dict.fromkeys([r["hibob_id"] for r in by_id] + by_mail + journal))
 
     def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
         """Rows as dicts keyed by the (aliased) column names of `sql`."""
         with self._lock, self._explained_errors():
-            cursor = self.db.conn.execute(sql, params)
-            names = [column[0] for column in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            return list(self.db.query(sql, params))
 
 
 def _describe_sqlite_failure(exc: sqlite3.Error, path: str, busy_seconds: float) -> str | None:

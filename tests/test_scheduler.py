@@ -35,7 +35,7 @@ def jobs(settings: SyncSettings, **kwargs):
 def test_every_job_is_single_instance_and_coalesced() -> None:
     found = jobs(SyncSettings())
 
-    assert set(found) == {"incremental", "full", "resync-requests"}
+    assert set(found) == {"incremental", "full", "admin-requests"}
     for job in found.values():
         assert job.max_instances == 1
         assert job.coalesce is True
