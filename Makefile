@@ -20,7 +20,14 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/reconciler demo
 
-bench: $(STAMP)
+# matplotlib (for the chart) goes to its own folder: numpy beside the product would be
+# imported by sqlite-utils and weigh on the measured process.
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet --target $(VENV)/plot 'matplotlib>=3.8'
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
