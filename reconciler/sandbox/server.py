@@ -2,18 +2,20 @@
 
 Test and demo infrastructure only (the product's own receiver runs on waitress). Binds to the
 loopback interface and never anywhere else; port 0 picks a free port. A `DropConnection` raised
-by the simulator closes the socket without an answer, as a dropped connection would.
+by the simulator closes the socket without an answer, as a dropped connection would; a
+`SimulatedTimeout` holds the socket for its `hold_seconds` first.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from reconciler.sandbox.faults import DropConnection
+from reconciler.sandbox.faults import DropConnection, SimulatedTimeout
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -63,6 +65,11 @@ def _make_handler(handle: Handler) -> type[BaseHTTPRequestHandler]:
                                     headers=list(self.headers.items()), content=body)
             try:
                 response = handle(request)
+            except SimulatedTimeout as timeout:
+                time.sleep(timeout.hold_seconds)
+                self.close_connection = True
+                self.connection.close()
+                return
             except DropConnection:
                 self.close_connection = True
                 self.connection.close()
