@@ -24,12 +24,12 @@ from pathlib import Path
 
 import httpx
 
-from reconciler.cli import build_services
 from reconciler.config import load_settings
-from reconciler.reconcile import Services, compute_pass_plan, run_pass
+from reconciler.reconcile import compute_pass_plan, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
+from reconciler.wiring import Services, build_services
 
 TODAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)

@@ -10,38 +10,19 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 
-from reconciler.config import Settings, load_settings, require_secrets
+from reconciler.config import Settings, load_settings
 from reconciler.errors import ApiError, InstanceLocked, ReconcilerError
-from reconciler.hibob import HibobClient
-from reconciler.learning import LearningClient
 from reconciler.logs import configure_logging
-from reconciler.reconcile import PassResult, Services, run_pass
+from reconciler.reconcile import run_pass
+from reconciler.report import format_history_row, print_result
 from reconciler.store import Store
-
-SECRETS = ("hibob.service_user_id", "hibob.service_user_token", "learning.client_id",
-           "learning.client_secret", "learning.default_group_id")
-
-
-def build_services(settings: Settings, *, hibob_transport=None, learning_transport=None,
-                   store: Store | None = None) -> Services:
-    require_secrets(settings, *SECRETS)
-    return Services(
-        settings=settings,
-        hibob=HibobClient(settings.hibob, transport=hibob_transport),
-        learning=LearningClient(settings.learning, transport=learning_transport),
-        store=store or Store(settings.store.path),
-    )
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
+from reconciler.wiring import Services, build_services, now_utc
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    services = build_services(settings)
+    services = args.build(settings)
     if not args.dry_run:
         try:
             services.store.acquire_instance_lock()
@@ -59,17 +40,19 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.resync import request_resync
 
-    return request_resync(settings, wait=not args.no_wait, out=sys.stdout)
+    return request_resync(settings, wait=not args.no_wait, out=sys.stdout,
+                          build=lambda s, store: args.build(s, store=store))
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.service import run_service
 
-    return run_service(build_services(settings))
+    return run_service(args.build(settings))
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.status import collect_status, print_status
+    from reconciler.report import print_status
+    from reconciler.status import collect_status
 
     store = Store(settings.store.path)
     status = collect_status(store, settings, now_utc())
@@ -86,16 +69,14 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     for row in rows:
-        print(f"{row['at']}  pass {row['pass_id']}  {row['employee_id']}  "
-              f"{row['email'] or '-'}  {row['action']} [{', '.join(row['fields'])}]  "
-              f"{row['outcome']}  {row['reason']}{'  ' + row['error'] if row['error'] else ''}")
+        print(format_history_row(row))
     return 0
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.explain import explain_employee
 
-    services = build_services(settings)
+    services = args.build(settings)
     explain_employee(services, args.employee, now_utc(), sys.stdout)
     if not args.apply:
         return 0
@@ -106,42 +87,15 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.status import run_checks
+    from reconciler.check import run_checks
 
-    return run_checks(settings, build_services(settings), sys.stdout)
+    return run_checks(settings, args.build(settings), sys.stdout)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
     from reconciler.demo import run_demo
 
     return run_demo(size=args.size, out=sys.stdout)
-
-
-def print_result(result: PassResult, out=None, *, show_problems: bool = True) -> None:
-    out = out or sys.stdout
-    plan = result.plan
-    label = "dry run" if result.is_dry_run else f"{result.kind} pass {result.pass_id}"
-    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items()) or "nothing to do"
-    print(f"{label}: {result.outcome} — {counts}", file=out)
-    if result.error:
-        print(f"  error: {result.error}", file=out)
-    for action in plan.actions:
-        fields = ",".join(action.fields) or "-"
-        print(f"  {action.hibob_id}  {action.email or '-'}  {action.kind}  [{fields}]  "
-              f"{action.reason}", file=out)
-    for action in plan.held:
-        print(f"  {action.hibob_id}  {action.email or '-'}  deactivate HELD  {action.reason}",
-              file=out)
-    if plan.held:
-        hint = (" (release with: reconciler sync --allow-deactivations)"
-                if plan.is_held_releasable else "")
-        print(f"  held: {plan.held_reason}{hint}", file=out)
-    for problem in plan.problems if show_problems else ():
-        print(f"  {problem.hibob_id}  {problem.email or '-'}  skipped  {problem.reason}",
-              file=out)
-    if result.report:
-        for hibob_id, error in result.report.failures:
-            print(f"  {hibob_id}  failed  {error}", file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,8 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, build: Callable[..., Services] = build_services
+         ) -> int:
+    """Run one command; `build` turns settings into Services (tests inject simulators)."""
     args = build_parser().parse_args(argv)
+    args.build = build
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         settings = None if args.command == "demo" else load_settings(args.config)

@@ -44,6 +44,10 @@ class HibobSettings(_Section):
     """More Hibob field ids to read (e.g. custom fields used in scope conditions)."""
     timeout_seconds: float = 60.0
     """Per-request timeout; a large company's search can take a while."""
+    search_per_minute: float = Field(45.0, gt=0, le=50)
+    """Search calls per minute; Hibob allows 50 (stay below it)."""
+    reads_per_minute: float = Field(45.0, gt=0)
+    """Single-employee reads and named lists per minute (Hibob's limit is not published)."""
 
 
 class LearningSettings(_Section):
@@ -116,6 +120,8 @@ class SyncSettings(_Section):
     max_deactivation_ratio: float = Field(0.05, ge=0, le=1)
     max_missing_field_ratio: float = Field(0.1, ge=0, le=1)
     """Share of employees missing a deciding field above which deactivations are skipped."""
+    shutdown_grace_seconds: float = Field(8.0, gt=0, le=9.5)
+    """On SIGTERM, how long the pass in flight may finish before the service exits anyway."""
 
 
 class WebhookSettings(_Section):

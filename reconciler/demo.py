@@ -14,13 +14,14 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from reconciler.cli import build_services, print_result
 from reconciler.config import load_settings
-from reconciler.reconcile import PassResult, Services, run_pass
+from reconciler.reconcile import PassResult, run_pass
+from reconciler.report import print_result
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
+from reconciler.wiring import Services, build_services
 
 SHOWN_LINES = 12
 # The demo raises the simulated 360Learning write limit (10/s in production) so that the

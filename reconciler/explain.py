@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import TextIO
 
 from reconciler.desired import compute_desired, required_fields
-from reconciler.reconcile import Services, compute_pass_plan
+from reconciler.reconcile import compute_pass_plan
 from reconciler.scope import compute_condition, compute_in_scope
+from reconciler.wiring import Services
 
 
 def explain_employee(services: Services, identifier: str, now: datetime, out: TextIO) -> None:

@@ -22,10 +22,6 @@ from reconciler.models import Employee
 
 SERVICE = "Hibob"
 MAX_FIELDS = 400
-# The search endpoint allows 50 calls/min; stay below it (burst + rate stays under 50 per minute).
-SEARCH_PER_MINUTE = 45.0
-# Limits for single reads and named lists are not published (lists: 50/min); use the same budget.
-SINGLE_READS_PER_MINUTE = 45.0
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _AUTH_HINTS = AuthHints(
     unauthorized="check hibob.service_user_id and hibob.service_user_token (token refreshed?)",
@@ -53,11 +49,13 @@ class HibobClient:
         self._session = ApiSession(
             client, SERVICE, auth_hints=_AUTH_HINTS, sleep=sleep, wall_clock=wall_clock
         )
+        # The search endpoint allows 50 calls/min: burst + rate stays under that per minute.
         self._search_limiter = RateLimiter(
-            SEARCH_PER_MINUTE / 60, burst=3, clock=clock, sleep=sleep
+            settings.search_per_minute / 60, burst=3, clock=clock, sleep=sleep
         )
+        # Limits for single reads and named lists are not published (lists: 50/min).
         self._read_limiter = RateLimiter(
-            SINGLE_READS_PER_MINUTE / 60, burst=5, clock=clock, sleep=sleep
+            settings.reads_per_minute / 60, burst=5, clock=clock, sleep=sleep
         )
 
     @property

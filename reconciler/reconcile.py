@@ -16,30 +16,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from reconciler.apply import ApplyReport, ApplySettings, apply_plan
-from reconciler.config import Settings
+from reconciler.apply import ApplyReport, apply_plan
 from reconciler.desired import Desired, compute_desired, required_fields
 from reconciler.errors import ReconcilerError
-from reconciler.hibob import HibobClient
 from reconciler.learning import LearningClient
 from reconciler.models import Employee, LearningUser, SnapshotEntry
-from reconciler.plan import Limits, Plan, PlanInput, Problem, compute_plan
+from reconciler.plan import Plan, PlanInput, Problem, compute_plan
 from reconciler.scope import compute_in_scope
 from reconciler.store import Store, utc_text
+from reconciler.wiring import Services, apply_settings, limits
 
 log = logging.getLogger("reconciler.reconcile")
 PassKind = Literal["incremental", "full", "targeted"]
 MAIL_BATCH = 50
-
-
-@dataclass
-class Services:
-    """What a pass needs, built once by the CLI or the service."""
-
-    settings: Settings
-    hibob: HibobClient
-    learning: LearningClient
-    store: Store
 
 
 @dataclass
@@ -124,25 +113,6 @@ def compute_pass_plan(services: Services, kind: PassKind, *, now: datetime,
                      absent=frozenset(absent), read_problem=read_problem)
     plan = compute_plan(data, limits(settings), allow_deactivations=allow_deactivations)
     return replace(plan, problems=plan.problems + tuple(problems))
-
-
-def limits(settings: Settings) -> Limits:
-    return Limits(
-        out_of_scope=settings.sync.out_of_scope,
-        activate_users=settings.learning.activate_users,
-        max_deactivations=settings.sync.max_deactivations,
-        max_deactivation_ratio=settings.sync.max_deactivation_ratio,
-        max_unknown_ratio=settings.sync.max_missing_field_ratio,
-    )
-
-
-def apply_settings(settings: Settings) -> ApplySettings:
-    return ApplySettings(
-        group_id=settings.learning.default_group_id, role=settings.learning.default_role,
-        send_invitation_email=settings.learning.send_invitation_email,
-        external_id_platform=settings.learning.external_id_platform,
-        quarantine_base_seconds=settings.sync.interval_minutes * 60,
-    )
 
 
 def _read_one(services: Services, identifier: str, fields: list[str],

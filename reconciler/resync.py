@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from reconciler.cli import build_services, now_utc, print_result
 from reconciler.config import Settings
 from reconciler.errors import InstanceLocked
-from reconciler.reconcile import Services, run_pass
+from reconciler.reconcile import run_pass
+from reconciler.report import print_result
 from reconciler.store import Store
+from reconciler.wiring import Services, build_services, now_utc
 
 RESYNC_POLL_SECONDS = 0.5
 RESYNC_TIMEOUT_SECONDS = 1800.0

@@ -19,18 +19,17 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from reconciler.cli import now_utc
 from reconciler.errors import ConfigError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
 from reconciler.plan import Plan
-from reconciler.reconcile import PassKind, PassResult, Services, run_pass
+from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
 from reconciler.store import utc_text
 from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
+from reconciler.wiring import Services, now_utc
 
 log = logging.getLogger("reconciler.service")
 
-SHUTDOWN_SECONDS = 8.0
 """How long SIGTERM waits for the pass in flight; systemd and the spec allow 10 s in all."""
 WEBHOOK_DRAIN_SECONDS = 1.0
 STALE_READ_SECONDS = 25.0
@@ -125,12 +124,14 @@ class Service:
     def request_stop(self) -> None:
         self.is_stop_requested = True
 
-    def stop(self, timeout_seconds: float = SHUTDOWN_SECONDS) -> bool:
+    def stop(self, timeout_seconds: float | None = None) -> bool:
         """Stop taking hints, let the pass in flight finish, stop the scheduler and the worker.
 
         True when all stopped in time; False when a pass was still running after
         `timeout_seconds` (its journal lets the next start converge).
         """
+        if timeout_seconds is None:
+            timeout_seconds = self.settings.sync.shutdown_grace_seconds
         deadline = time.monotonic() + timeout_seconds
         self._closing.set()
         self._wake.set()

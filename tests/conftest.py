@@ -11,14 +11,14 @@ import httpx
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from reconciler.cli import build_services
 from reconciler.config import Settings, load_settings
 from reconciler.learning import LearningClient
-from reconciler.reconcile import PassResult, Services, run_pass
+from reconciler.reconcile import PassResult, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.store import Store
+from reconciler.wiring import Services, build_services
 
 # CI explores the same examples every run (a landing must not depend on luck); local runs
 # explore new ones.
@@ -64,6 +64,7 @@ class World:
         self.hibob = HibobSimulator(self.company, today=TODAY)
         self.learning = LearningSimulator(enforce_rate_limits=False, now=lambda: self.now)
         self.now = NOW
+        self.slept: list[float] = []
         self.db = tmp_path / "reconciler.db"
         self.environ = sandbox_environ(self.learning, self.db, **settings)
         self.settings: Settings = load_settings(environ=self.environ, read_file=False)
@@ -74,9 +75,11 @@ class World:
         if overrides:
             self.settings = load_settings(environ={**self.environ, **overrides},
                                           read_file=False)
+        # Throttles and retry backoffs never really wait in tests.
         return build_services(
             self.settings, hibob_transport=httpx.MockTransport(self.hibob.handle),
-            learning_transport=httpx.MockTransport(self.learning.handle), store=self.store)
+            learning_transport=httpx.MockTransport(self.learning.handle), store=self.store,
+            sleep=self.slept.append)
 
     def route_learning_through(self, handler) -> None:
         """Send 360Learning traffic through `handler` (which may call the simulator)."""

@@ -125,6 +125,7 @@ def test_check_fails_when_lifecycle_fields_are_hidden(served, capsys):
     assert "internal.status" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_ends_with_nothing_to_do(capsys):
     assert main(["demo", "--size", "60"]) == 0
     out = capsys.readouterr().out

@@ -11,12 +11,12 @@ import pytest
 from conftest import World
 from contract import ValidatingTransport, load_spec, require_specs, validate_exchange
 
-from reconciler.cli import build_services
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiRejected
 from reconciler.learning import LearningClient
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
+from reconciler.wiring import build_services
 
 require_specs()
 

@@ -286,7 +286,6 @@ def test_empty_hibob_read_deactivates_nobody_even_when_allowed(world: World) -> 
 def test_failed_hibob_read_fails_the_pass_and_changes_nothing(world: World) -> None:
     synced(world)
     world.hibob.faults.fail_next(20, 503)
-    world.services.hibob._sleep = lambda seconds: None  # noqa: SLF001 - keep the test fast
     result = world.sync()
     assert result.outcome == "failed" and result.exit_code == 1
     assert all(u["status"] != "deleted" for u in world.learning.users_by_mail().values())

@@ -113,6 +113,7 @@ def test_every_list_reference_resolves_to_an_item_with_a_digit_id(company):
     assert {i["id"] for i in company.lists["lifecycleStatus"]} >= {"employed", "garden leave"}
 
 
+@pytest.mark.slow
 def test_one_hundred_thousand_employees_generate(capsys):
     started = time.perf_counter()
     big = generate_company(100_000, seed=2, today=TODAY)

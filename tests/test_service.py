@@ -12,9 +12,7 @@ import httpx
 import pytest
 from conftest import NOW, World
 
-from reconciler.cli import build_services
 from reconciler.errors import InstanceLocked
-from reconciler.reconcile import Services
 from reconciler.resync import request_resync
 from reconciler.service import (
     MAX_TARGETED_PER_BATCH,
@@ -25,6 +23,7 @@ from reconciler.service import (
 )
 from reconciler.store import Store
 from reconciler.webhooks import Hint
+from reconciler.wiring import Services, build_services
 
 MINUTE = dt.timedelta(minutes=1)
 

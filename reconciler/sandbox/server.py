@@ -26,7 +26,9 @@ class ServedSimulator:
     def __init__(self, handle: Handler, port: int = 0) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(handle))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: `stop()` waits for it, and tests stop many servers.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True)
 
     @property
     def url(self) -> str:

@@ -24,7 +24,7 @@ from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
 from reconciler.store import Store
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
 UPSERT_SECRET = "e2e-upsert-secret"
@@ -246,8 +246,9 @@ def test_restart_processes_hints_left_pending(deployment: Deployment) -> None:
     assert deployment.terminate(service)[0] == 0
 
 
-def test_sigterm_during_a_long_pass_still_exits_0_within_10_seconds(
+def test_sigterm_during_a_long_pass_still_exits_0_within_the_grace_period(
         deployment: Deployment) -> None:
+    deployment.env["RECONCILER_SYNC__SHUTDOWN_GRACE_SECONDS"] = "2"
     deployment.hibob.faults.latency_seconds = 15.0
     service = deployment.start(wait_ready=False)
     wait_for(deployment.passes, 15, "the start-up pass to begin")
@@ -256,6 +257,6 @@ def test_sigterm_during_a_long_pass_still_exits_0_within_10_seconds(
 
     print(f"\nSIGTERM to exit with a pass in flight: {seconds:.3f} s")
     assert code == 0, deployment.tail()
-    assert seconds < 10
+    assert 2 <= seconds < 4
     assert deployment.passes()[-1][2] is None  # left unfinished; the next start converges
     assert "pass still running" in deployment.tail()
