@@ -1,7 +1,8 @@
 """HR changes in the simulated Hibob between passes: hires, leavers, rehires, renames, moves.
 
-`apply_churn` picks `count` changes with `rng` and returns what it did (for messages); former
-emails are remembered in `former_mails` so duplicate checks can follow a renamed employee.
+`apply_churn` picks `count` changes with `rng` and returns what it did as (kind, hibob id)
+pairs (kinds as in `reconciler.sandbox.sender.EVENTS_OF_CHANGE`); former emails are remembered
+in `former_mails` so duplicate checks can follow a renamed employee.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from reconciler.sandbox.hibob import HibobSimulator
 TITLES = ("Chief Tea Officer", "Staff Engineer", "Account Executive", "Support Agent",
           "Product Designer", "Controller")
 DEPARTMENTS = ("Engineering", "Sales", "Support", "Product", "Finance", "Legal")
+KINDS = ("title", "title", "department", "email", "terminate", "hire", "rehire", "manager")
 
 
 def apply_churn(hibob: HibobSimulator, rng: random.Random, count: int,
-                former_mails: dict[str, set[str]], *, tag: str = "") -> list[str]:
+                former_mails: dict[str, set[str]], *, tag: str = "",
+                kinds: tuple[str, ...] = KINDS) -> list[tuple[str, str]]:
     done = []
     for number in range(count):
         records = hibob.records
@@ -25,8 +28,7 @@ def apply_churn(hibob: HibobSimulator, rng: random.Random, count: int,
                         and h != hibob.ceo_id)
         inactive = sorted(h for h, r in records.items()
                           if r.get("internal.lifecycleStatus") == "terminated")
-        kind = rng.choice(("title", "title", "department", "email", "terminate", "hire",
-                           "rehire", "manager"))
+        kind = rng.choice(kinds)
         if kind == "rehire" and not inactive or not active:
             kind = "hire"
         if kind == "hire":
@@ -34,7 +36,7 @@ def apply_churn(hibob: HibobSimulator, rng: random.Random, count: int,
             hibob_id = hibob.add_employee(first_name=first, surname=f"Churn{tag}x{number}",
                                           **{"work.reportsTo": rng.choice(active)
                                              if active else None})
-            done.append(f"hire {hibob_id}")
+            done.append(("hire", hibob_id))
             continue
         hibob_id = rng.choice(inactive if kind == "rehire" else active)
         if kind == "title":
@@ -54,5 +56,5 @@ def apply_churn(hibob: HibobSimulator, rng: random.Random, count: int,
         elif kind == "manager":
             others = [h for h in active if h != hibob_id]
             hibob.update_employee(hibob_id, manager_id=rng.choice(others))
-        done.append(f"{kind} {hibob_id}")
+        done.append((kind, hibob_id))
     return done

@@ -5,6 +5,7 @@ lead) is fixed; a fix turns them into failures that ask for the mark to go."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,6 +26,12 @@ MANAGER_SKIPPED = (
 REHIRED_MANAGER = (
     "plan (lead, product §1.3): restoring a rehired manager drops 'being the manager of others' "
     "in 360Learning, and no pass re-links the subordinates")
+
+SHARED_EMAIL = (
+    "reconcile._mark_duplicate_emails (lead, issue 7): a targeted pass sees only the one "
+    "employee it reads, so it creates a user for an email that another (e.g. terminated) "
+    "employee shares, while the incremental pass calls the same data ambiguous: two decisions "
+    "for the same data, and the user made by the targeted pass stays")
 
 
 def _synced(world: FaultWorld) -> FaultWorld:
@@ -87,3 +94,17 @@ def test_rehiring_a_manager_gives_the_subordinates_their_manager_link_back(
     assert world.sync().outcome == "ok"
 
     assert find_differences(world.hibob, world.learning, world.db) == []
+
+
+@pytest.mark.xfail(strict=True, reason=SHARED_EMAIL)
+def test_a_targeted_pass_decides_a_shared_email_as_the_incremental_pass_does(
+        tmp_path: Path) -> None:
+    world = _synced(FaultWorld(tmp_path, size=60))
+    first, second = world.company.bad_records["duplicate_email"][:2]
+    world.hibob.terminate(second, on=world.hibob.today - dt.timedelta(days=1))
+    planned = {a.hibob_id: a.kind for a in world.sync(dry_run=True).plan.actions}
+
+    targeted = world.sync("targeted", employee=first)
+
+    assert {a.hibob_id: a.kind for a in targeted.plan.actions} == {
+        h: k for h, k in planned.items() if h == first}
