@@ -18,6 +18,7 @@ from reconciler.sandbox.learning import LearningSimulator
 
 PLATFORM = "hibob"
 _MAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _mail(record: dict) -> str | None:
@@ -30,6 +31,23 @@ def _text(value: object) -> str | None:
     return text or None
 
 
+def _is_prehire(hibob: HibobSimulator, record: dict) -> bool:
+    """Hired, or a start date still to come for someone not terminated: provisioned (§1.3)."""
+    if record.get("internal.status") != "Inactive":
+        return False
+    lifecycle = str(record.get("internal.lifecycleStatus") or "").lower()
+    start = record.get("work.startDate")
+    is_future = isinstance(start, str) and _DATE.match(start) is not None \
+        and start[:10] > hibob.today.isoformat()
+    return lifecycle == "hired" or (is_future and "termin" not in lifecycle)
+
+
+def unknown_access(hibob: HibobSimulator) -> set[str]:
+    """Employees whose access status is null or not a known value: no change is due (§1.3)."""
+    return {h for h, r in hibob.records.items()
+            if r.get("internal.status") not in ("Active", "Inactive")}
+
+
 def expected_active(hibob: HibobSimulator) -> dict[str, dict]:
     """hibob id -> the attributes its active 360Learning user must have."""
     records = list(hibob.records.values())
@@ -40,8 +58,7 @@ def expected_active(hibob: HibobSimulator) -> dict[str, dict]:
     wanted = {}
     for record in records:
         mail = _mail(record)
-        has_access = record.get("internal.status") == "Active" \
-            or record.get("internal.lifecycleStatus") == "hired"
+        has_access = record.get("internal.status") == "Active" or _is_prehire(hibob, record)
         if not has_access or not mail or not _MAIL.match(mail) or counts[mail] > 1:
             continue
         wanted[record["root.id"]] = {
@@ -61,6 +78,7 @@ def find_differences(hibob: HibobSimulator, learning: LearningSimulator,
     wanted = expected_active(hibob)
     users = {u["_id"]: u for u in learning.users_by_mail().values()}
     users.pop(learning.owner_id, None)
+    unknown_mails = {_mail(hibob.records[h]) for h in unknown_access(hibob)}
     by_mail = {u["mail"]: u for u in users.values() if "mail" in u}
     mapping = {m["value"]: m["targetId"] for m in learning.external_ids()
                if m["platform"] == PLATFORM and m["targetType"] == "user"}
@@ -89,8 +107,13 @@ def find_differences(hibob: HibobSimulator, learning: LearningSimulator,
                 problems.append(f"{hibob_id}: managers {sorted(learning.managers_of(user['_id']))}"
                                 f", not {{{boss['_id']}}}")
     wanted_mails = {a["mail"] for a in wanted.values()}
+    # An employee who keeps access but cannot be written (email gone, invalid or shared) keeps
+    # the account it had: an unusable email is never a reason to deactivate (§1.2).
+    kept = {mapping[h] for h, r in hibob.records.items() if h not in wanted and h in mapping
+            and (r.get("internal.status") == "Active" or _is_prehire(hibob, r))}
     for user in users.values():
-        if user["status"] != "deleted" and user.get("mail") not in wanted_mails:
+        if user["status"] != "deleted" and user.get("mail") not in wanted_mails \
+                and user.get("mail") not in unknown_mails and user["_id"] not in kept:
             problems.append(f"user {user['_id']} ({user.get('mail')}) is {user['status']} "
                             "but nobody in Hibob should have it")
     problems += find_duplicates(hibob, learning, former_mails)
