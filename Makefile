@@ -30,6 +30,9 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/mypy reconciler
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

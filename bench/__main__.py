@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from reconciler.config import load_settings
-from reconciler.reconcile import compute_pass_plan, run_pass
+from reconciler.reconcile import read_and_plan, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
@@ -64,7 +64,7 @@ def build(size: int, folder: Path, *, enforce_limits: bool, writes_per_second: f
 
 def seed_linked_population(services: Services, learning: LearningSimulator) -> int:
     """Make both sides look as after a first sync, without sending 100,000 creates."""
-    plan = compute_pass_plan(services, "incremental", now=NOW)
+    plan = read_and_plan(services, "incremental", now=NOW)
     for action in plan.actions:
         attributes = {k: v for k, v in action.changes.items() if v is not None}
         user_id = learning.seed_user(attributes.pop("mail"), **attributes)

@@ -1,13 +1,16 @@
 """Apply: execute a Plan through LearningClient; journal before sending, record outcomes after.
 
 Called by reconcile with the same Plan a dry run prints. One failing employee never stops the
-pass: its error is journalled and counted towards quarantine. The snapshot advances only for
-what was applied. Manager links go last, once every user of the pass has its account.
+pass: its error is journalled and, when it is about that person's data, counted toward
+quarantine. A credential or scope error (401/403) stops the pass and quarantines nobody. The
+snapshot advances only for what was applied. Manager links go last, once every user of the pass
+has its account.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,14 +18,30 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.errors import ApiError, ApiRejected
+from reconciler.errors import ApiAuthFailed, ApiError, ApiRejected
 from reconciler.learning import LearningClient
-from reconciler.models import LearningUser
-from reconciler.plan import Action, Plan
-from reconciler.store import Store, utc_text
+from reconciler.models import AppliedState, LearningUser
+from reconciler.plan import (
+    Action,
+    Adopt,
+    Create,
+    Deactivate,
+    Limits,
+    Plan,
+    Problem,
+    Reactivate,
+    Update,
+    Upsert,
+    compute_existing_user_decision,
+)
+from reconciler.store import Store
 
 log = logging.getLogger("reconciler.apply")
 QUARANTINE_AFTER = 3
+QUARANTINE_MAX_SECONDS = 86400.0
+SYSTEMIC_MIN = 5
+# 360Learning answers these when asked to do what is already done.
+ALREADY_DONE = ("userNotFoundInGroup", "managerNotAssignedToUser", "managerNotFound")
 
 
 @dataclass(frozen=True)
@@ -33,16 +52,49 @@ class ApplySettings:
     external_id_platform: str
     quarantine_base_seconds: float = 900.0
     max_workers: int = 4
+    limits: Limits = Limits()
 
 
 @dataclass
 class ApplyReport:
-    outcomes: Counter = field(default_factory=Counter)  # (action, outcome) -> count
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (action, outcome)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (hibob id, error)
+    rejected: list[tuple[str, ApiRejected]] = field(default_factory=list)
+    auth_error: ApiAuthFailed | None = None  # stopped the pass: credentials or scopes
+    systemic_error: str | None = None  # the same rejection for most employees
 
     @property
     def has_failures(self) -> bool:
-        return bool(self.failures)
+        return bool(self.failures) or self.auth_error is not None
+
+    @property
+    def pass_error(self) -> str | None:
+        """Why the pass as a whole failed (credentials, scopes, or one error for most)."""
+        if self.auth_error is not None:
+            return str(self.auth_error)
+        return self.systemic_error
+
+
+def compute_systemic_error(rejected: list[tuple[str, ApiRejected]], attempted: int
+                           ) -> str | None:
+    """Pure: one error code for most employees of a pass is about the platform, not them."""
+    if len(rejected) < SYSTEMIC_MIN:
+        return None
+    code, count = Counter(exc.code for _, exc in rejected).most_common(1)[0]
+    if count * 2 <= attempted:
+        return None
+    example = next(exc for _, exc in rejected if exc.code == code)
+    return f"{count} of {attempted} employees failed the same way, so nobody is quarantined: " \
+           f"{example}"
+
+
+def compute_quarantine_until(failures: int, now: datetime, base_seconds: float
+                             ) -> datetime | None:
+    """Pure: from QUARANTINE_AFTER failures, back off base × 2^n, capped at a day."""
+    if failures < QUARANTINE_AFTER:
+        return None
+    backoff = base_seconds * 2 ** (failures - QUARANTINE_AFTER)
+    return now + timedelta(seconds=min(backoff, QUARANTINE_MAX_SECONDS))
 
 
 def apply_plan(plan: Plan, *, client: LearningClient, store: Store, settings: ApplySettings,
@@ -52,8 +104,12 @@ def apply_plan(plan: Plan, *, client: LearningClient, store: Store, settings: Ap
     with ThreadPoolExecutor(max_workers=settings.max_workers) as pool:
         done = [a for a, ok in zip(plan.actions, pool.map(run.apply_action, plan.actions),
                                    strict=True) if ok]
-        with_manager = [a for a in done if a.manager is not None]
-        list(pool.map(run.apply_manager, with_manager))
+        links = [a for a in done if isinstance(a, Upsert)
+                 and (a.manager is not None or a.relink_subordinates)]
+        list(pool.map(run.apply_links, links))
+    report.systemic_error = compute_systemic_error(report.rejected, len(plan.actions))
+    if report.pass_error is None:
+        run.record_failures()
     return report
 
 
@@ -65,128 +121,206 @@ class _Runner:
     pass_id: int | None
     now: datetime
     report: ApplyReport
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply_action(self, action: Action) -> bool:
-        steps: dict[str, Callable[[Action], str | None]] = {
-            "create": self._create, "adopt": self._adopt, "update": self._update,
-            "reactivate": self._reactivate, "deactivate": self._deactivate,
-        }
+        if self.report.auth_error is not None:
+            return False  # the credentials are wrong: stop writing
+        fields = [f for f in action.fields if f not in ("manager", "subordinates")]
+        if not fields:
+            return True  # only links change: apply_links journals them
+        assert action.state is not None
         # Until its manager link is applied, the snapshot keeps the previous manager.
-        manager = action.manager[0] if action.manager else action.state.get("manager")
-        return self._journalled(action, action.kind, action.fields,
-                                lambda: steps[action.kind](action),
-                                lambda: {**action.state, "manager": manager})
+        state = action.state
+        if isinstance(action, Upsert) and action.manager is not None:
+            state = replace(state, manager=action.manager.old)
+        return self._journalled(action, action.kind, fields, lambda: self._step(action), state)
 
-    def apply_manager(self, action: Action) -> bool:
-        def saved_state_with_new_manager() -> dict[str, Any]:
+    def apply_links(self, action: Upsert) -> bool:
+        if self.report.auth_error is not None:
+            return False
+        names: list[str] = [n for n in ("manager", "subordinates") if n in action.fields]
+
+        def state_after() -> AppliedState:
             entry = self.store.get_entry(action.hibob_id)
-            saved = (entry.state if entry else None) or action.state
-            return {**saved, "manager": action.manager[1] if action.manager else None}
+            saved = entry.state if entry and entry.state else action.state
+            assert saved is not None
+            return replace(saved, manager=action.manager.new) if action.manager else saved
 
-        return self._journalled(action, "manager", ["manager"],
-                                lambda: self._set_manager(action), saved_state_with_new_manager)
+        return self._journalled(action, "manager", names, lambda: self._set_links(action),
+                                state_after)
 
     def _journalled(self, action: Action, name: str, fields: list[str],
-                    step: Callable[[], str | None],
-                    state_after: Callable[[], dict[str, Any]]) -> bool:
+                    step: Callable[[], tuple[str | None, AppliedState | None]],
+                    state: AppliedState | Callable[[], AppliedState]) -> bool:
         journal_id = self.store.journal_start(self.pass_id, action.hibob_id, action.email, name,
                                               fields, action.reason, self.now)
         try:
-            user_id = step()
+            user_id, override = step()
         except ApiError as exc:
-            self._fail(action, name, journal_id, str(exc))
+            self._fail(action, name, journal_id, exc)
             return False
+        final = override or (state() if callable(state) else state)
         self.store.save_applied(action.hibob_id, learning_user_id=user_id, email=action.email,
-                                state=state_after(), at=self.now)
+                                state=final, at=self.now)
         self.store.journal_finish(journal_id, "ok")
-        self.report.outcomes[(name, "ok")] += 1
+        with self._lock:
+            self.report.outcomes[(name, "ok")] += 1
         log.info("%s %s %s: %s", name, action.hibob_id, action.email or "-", action.reason,
                  extra={"employee_id": action.hibob_id, "action": name, "outcome": "ok",
                         "fields": fields})
         return True
 
-    def _fail(self, action: Action, name: str, journal_id: int, error: str) -> None:
-        entry = self.store.get_entry(action.hibob_id)
-        count = (entry.failures if entry else 0) + 1
-        backoff = self.settings.quarantine_base_seconds * 2 ** max(0, count - QUARANTINE_AFTER)
-        until = utc_text(self.now + timedelta(seconds=min(backoff, 86400)))
-        self.store.record_failure(action.hibob_id, error, quarantine_after=QUARANTINE_AFTER,
-                                  quarantined_until=until, at=self.now)
+    def _fail(self, action: Action, name: str, journal_id: int, exc: ApiError) -> None:
+        error = str(exc)
         self.store.journal_finish(journal_id, "failed", error)
-        self.report.outcomes[(name, "failed")] += 1
-        self.report.failures.append((action.hibob_id, error))
+        with self._lock:
+            self.report.outcomes[(name, "failed")] += 1
+            self.report.failures.append((action.hibob_id, error))
+            if isinstance(exc, ApiAuthFailed) and self.report.auth_error is None:
+                self.report.auth_error = exc
+            if isinstance(exc, ApiRejected):
+                self.report.rejected.append((action.hibob_id, exc))
         log.warning("%s %s %s failed: %s", name, action.hibob_id, action.email or "-", error,
-                    extra={"employee_id": action.hibob_id, "action": name,
-                           "outcome": "failed"})
+                    extra={"employee_id": action.hibob_id, "action": name, "outcome": "failed"})
 
-    # -- the steps: each returns the linked 360Learning user id ------------------------------
-    def _create(self, action: Action) -> str:
+    def record_failures(self) -> None:
+        """Errors about one person's data (400 mailInvalid …) count toward quarantine."""
+        for hibob_id, exc in self.report.rejected:
+            entry = self.store.get_entry(hibob_id)
+            failures = (entry.failures if entry else 0) + 1
+            until = compute_quarantine_until(failures, self.now,
+                                             self.settings.quarantine_base_seconds)
+            self.store.record_failure(hibob_id, str(exc), quarantine_after=QUARANTINE_AFTER,
+                                      quarantined_until=until, at=self.now)
+
+    # -- the steps: each returns (linked 360Learning user id, state to save instead) ----------
+    def _step(self, action: Action) -> tuple[str | None, AppliedState | None]:
+        match action:
+            case Create():
+                return self._create(action), None
+            case Adopt():
+                return self._adopt(action), None
+            case Reactivate():
+                return self._reactivate(action)
+            case Update():
+                return self._update(action), None
+            case Deactivate():
+                return self._deactivate(action), None
+        raise TypeError(f"unknown action {action!r}")
+
+    def _create(self, action: Create) -> str:
         try:
-            user, _ = self.client.create_user(
+            user, is_restored = self.client.create_user(
                 action.changes, group_id=self.settings.group_id, role=self.settings.role,
                 send_invitation_email=self.settings.send_invitation_email)
         except ApiRejected as exc:
             if exc.code != "mailAlreadyUsed" or not action.email:
                 raise
-            # The user exists (an earlier create whose answer was lost, or made by hand).
-            found = self.client.find_users_by_mail(action.email)
-            if len(found) != 1:
-                raise
-            return self._adopt(_as_adoption(action, found[0]))
+            # The user exists (an earlier create whose answer was lost, or made by hand with
+            # other letter case): decide on it by the core's rules, comparing mails locally.
+            decision = self._decide_on_existing(action)
+            if not isinstance(decision, Adopt):
+                raise ApiRejected("360Learning", 400, "mailAlreadyUsed",
+                                  decision.reason if isinstance(decision, Problem)
+                                  else "the mail is used") from None
+            return self._adopt(decision)
         self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.now)
-        self._finish_user(action, user, skip_group=self.settings.group_id)
+        # A 200 restored a deleted account with this mail that the plan did not see: it is
+        # unlinked (the plan refuses mails held by others' accounts), so adopt it fully.
+        self._finish_user(action, user, skip_group=None if is_restored else
+                          self.settings.group_id)
         return user.learning_user_id
 
-    def _adopt(self, action: Action) -> str:
+    def _decide_on_existing(self, action: Create) -> Action | Problem:
+        mail = (action.email or "").lower()
+        users = [u for u in self.client.find_users_by_mail(mail) if u.mail == mail]
+        if not users:  # stored with other letter case: the filter's folding is undocumented
+            users = [u for u in self.client.list_users() if u.mail == mail]
+        roles = {u.learning_user_id: frozenset(self.client.list_user_roles(u.learning_user_id))
+                 for u in users}
+        return compute_existing_user_decision(action, users, self.store.load_snapshot(), roles,
+                                              self.now, self.settings.limits)
+
+    def _adopt(self, action: Adopt) -> str:
         assert action.learning_user_id
         self.store.save_link(action.hibob_id, action.learning_user_id, action.email, self.now)
         if action.restore:
-            return self._reactivate(action)
-        user = self._update_attributes(action)
+            self._restore(action.hibob_id, action.learning_user_id,
+                          action.email or "", {k: v for k, v in action.changes.items()
+                                               if k != "mail"})
+            self._finish_user(action, None, skip_group=self.settings.group_id)
+            return action.learning_user_id
+        user = self._update_attributes(action.learning_user_id, action.changes)
         self._finish_user(action, user)
         return action.learning_user_id
 
-    def _update(self, action: Action) -> str:
+    def _update(self, action: Update) -> str:
         assert action.learning_user_id
-        self._update_attributes(action)
+        self._update_attributes(action.learning_user_id, action.changes)
         for group in action.remove_groups:
-            self._ignore(("userNotFoundInGroup",), self.client.remove_group_role, group.group_id,
+            self._ignore(ALREADY_DONE, self.client.remove_group_role, group.group_id,
                          group.role, action.learning_user_id)
         self._finish_user(action, None)
         return action.learning_user_id
 
-    def _reactivate(self, action: Action) -> str:
-        # 360Learning restores a deleted user when its mail is POSTed again (200, invited).
-        assert action.learning_user_id
-        attributes = {k: v for k, v in action.state["attributes"].items() if v is not None}
+    def _reactivate(self, action: Reactivate) -> tuple[str, AppliedState | None]:
+        """Restore the linked account by its own mail, then PATCH a changed mail."""
+        assert action.learning_user_id and action.state is not None
+        restore_mail = action.restore_mail or action.email or ""
+        attributes = {k: v for k, v in action.changes.items() if k != "mail"}
+        user_id = self._restore(action.hibob_id, action.learning_user_id, restore_mail,
+                                attributes)
+        override = None
+        new_mail = action.changes.get("mail")
+        if new_mail and new_mail != restore_mail:
+            try:
+                self.client.update_user(user_id, {"mail": new_mail})
+            except ApiRejected as exc:
+                if exc.code != "mailAlreadyUsed":
+                    raise
+                # Restored, but the new mail belongs to another account: keep the account on
+                # its old mail and report the conflict on this employee.
+                keep = {**action.state.attributes, "mail": restore_mail}
+                override = replace(action.state, attributes=keep)
+                self._report_conflict(action, f"mail {new_mail} is used by another "
+                                              f"360Learning account: kept {restore_mail}")
+        self._finish_user(action, None, skip_group=self.settings.group_id)
+        return user_id, override
+
+    def _restore(self, hibob_id: str, learning_user_id: str, mail: str,
+                 attributes: dict[str, Any]) -> str:
         try:
             user, _ = self.client.create_user(
-                attributes, group_id=self.settings.group_id, role=self.settings.role,
-                send_invitation_email=self.settings.send_invitation_email)
+                {**attributes, "mail": mail}, group_id=self.settings.group_id,
+                role=self.settings.role, send_invitation_email=self.settings.send_invitation_email)
         except ApiRejected as exc:
             if exc.code != "mailAlreadyUsed":
                 raise
             # Not deleted after all (an earlier apply stopped half-way): bring it up to date.
-            user = self.client.update_user(action.learning_user_id, attributes)
-        if user.learning_user_id != action.learning_user_id:
-            self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.now)
-        self._finish_user(action, user, skip_group=self.settings.group_id)
-        return user.learning_user_id
+            self.client.update_user(learning_user_id, attributes)
+            return learning_user_id
+        if user.learning_user_id != learning_user_id:
+            raise ApiRejected("360Learning", 200, "restoredOtherAccount",
+                              f"re-POSTing {mail} answered with account {user.learning_user_id},"
+                              f" not the employee's own {learning_user_id}; left for an admin")
+        return learning_user_id
 
-    def _deactivate(self, action: Action) -> str | None:
+    def _deactivate(self, action: Deactivate) -> str | None:
         assert action.learning_user_id
-        self._ignore(("userNotFound",), self.client.deactivate_user, action.learning_user_id)
+        if not action.is_already_deleted:
+            self._ignore(("userNotFound",), self.client.deactivate_user, action.learning_user_id)
         return action.learning_user_id
 
-    def _update_attributes(self, action: Action) -> LearningUser | None:
-        assert action.learning_user_id
-        if not action.changes:
-            return None
-        return self.client.update_user(action.learning_user_id, action.changes)
+    def _update_attributes(self, user_id: str, changes: Any) -> LearningUser | None:
+        return self.client.update_user(user_id, changes) if changes else None
 
-    def _finish_user(self, action: Action, user: LearningUser | None,
+    def _finish_user(self, action: Upsert, user: LearningUser | None,
                      skip_group: str | None = None) -> None:
         user_id = user.learning_user_id if user else action.learning_user_id
+        if user_id is None:
+            entry = self.store.get_entry(action.hibob_id)
+            user_id = entry.learning_user_id if entry else None
         assert user_id
         if action.activate and (user is None or user.status != "active"):
             self.client.activate_user(user_id)
@@ -195,23 +329,36 @@ class _Runner:
                 continue  # the membership create already gave
             self.client.add_group_role(group.group_id, group.role, user_id)
         platform = self.settings.external_id_platform
-        if platform and action.kind in ("create", "adopt"):
+        if platform and action.link_external_id:
             self._ignore(("mappingAlreadyExists", "valueAlreadyUsed"),
                          self.client.create_external_id, platform, user_id, action.hibob_id)
 
-    def _set_manager(self, action: Action) -> str | None:
-        assert action.manager is not None
+    def _set_links(self, action: Upsert) -> tuple[str | None, AppliedState | None]:
         entry = self.store.get_entry(action.hibob_id)
         user_id = entry.learning_user_id if entry else None
-        old, new = action.manager
         if user_id is None:
-            return None
-        if old and (old_entry := self.store.get_entry(old)) and old_entry.learning_user_id:
-            self._ignore(("managerNotAssignedToUser", "managerNotFound"),
-                         self.client.remove_manager, user_id, old_entry.learning_user_id)
-        if new and (new_entry := self.store.get_entry(new)) and new_entry.learning_user_id:
-            self.client.add_manager(user_id, new_entry.learning_user_id)
-        return user_id
+            return None, None
+        if action.manager is not None:
+            old, new = action.manager.old, action.manager.new
+            if old and (old_id := self._linked_user(old)):
+                self._ignore(ALREADY_DONE, self.client.remove_manager, user_id, old_id)
+            if new and (new_id := self._linked_user(new)):
+                self.client.add_manager(user_id, new_id)
+        for subordinate in action.relink_subordinates:
+            if sub_id := self._linked_user(subordinate):
+                self._ignore(("userDeleted", "managerDeleted"), self.client.add_manager, sub_id,
+                             user_id)
+        return user_id, None
+
+    def _linked_user(self, hibob_id: str) -> str | None:
+        entry = self.store.get_entry(hibob_id)
+        return entry.learning_user_id if entry else None
+
+    def _report_conflict(self, action: Action, error: str) -> None:
+        journal_id = self.store.journal_start(self.pass_id, action.hibob_id, action.email,
+                                              "update", ["mail"], action.reason, self.now)
+        self._fail(action, "update", journal_id,
+                   ApiRejected("360Learning", 400, "mailAlreadyUsed", error))
 
     @staticmethod
     def _ignore(codes: tuple[str, ...], call: Callable[..., Any], *args: Any) -> None:
@@ -222,7 +369,3 @@ class _Runner:
                 raise
 
 
-def _as_adoption(action: Action, user: LearningUser) -> Action:
-    return replace(action, kind="adopt", learning_user_id=user.learning_user_id,
-                   restore=user.is_deleted,
-                   activate=action.activate and user.status != "active")

@@ -1,68 +1,257 @@
-"""`reconciler check`: probe both APIs with the configured credentials, changing nothing.
+"""`reconciler check`: probe the database and both APIs with the configured credentials,
+changing nothing.
 
-Called by the CLI only. Says exactly which setting, scope or Hibob permission is at fault.
-Never prints a secret: settings are shown by name, never by value.
+Called by the CLI only. Each line is `ok`, `WARN` (a heuristic that cannot tell a problem from an
+unusual company; exit 0) or `FAIL` (the service cannot work; exit 1), naming the setting, scope,
+field or Hibob category at fault. Never prints a secret: settings are shown by name, never value.
 """
 
 from __future__ import annotations
 
-from typing import TextIO
+import difflib
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
 
 from reconciler.config import Settings
 from reconciler.desired import required_fields
 from reconciler.errors import ApiError
+from reconciler.hibob import HibobClient
+from reconciler.models import Employee
+from reconciler.store import MIGRATIONS, Store
 from reconciler.wiring import Services
 
 CRITICAL_FIELDS = ("root.id", "root.email", "internal.status", "internal.lifecycleStatus",
                    "work.startDate")
+EXPECTED_TABLES = frozenset({"employees", "passes", "journal", "held_deactivations", "hints",
+                             "resync_requests", "service_state"})
+
+
+class _Rollback(Exception):
+    """Ends the database write probe without committing it."""
+
+
+class Report:
+    """Prints `ok`/`WARN`/`FAIL` lines and counts them."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.failures, self.warnings = out, 0, 0
+
+    def ok(self, text: str) -> None:
+        print(f"ok   {text}", file=self.out)
+
+    def warn(self, text: str) -> None:
+        self.warnings += 1
+        print(f"WARN {text}", file=self.out)
+
+    def fail(self, text: str) -> None:
+        self.failures += 1
+        print(f"FAIL {text}", file=self.out)
+
+    def check(self, is_ok: bool, text: str) -> None:
+        (self.ok if is_ok else self.fail)(text)
 
 
 def run_checks(settings: Settings, services: Services, out: TextIO) -> int:
-    """Probe both APIs with the configured credentials; 0 when all is usable, else 1."""
-    failures = 0
+    """Probe everything; 0 when all is usable (warnings allowed), else 1."""
+    report = Report(out)
+    report.ok("settings are valid and every secret is set")
+    check_database(services.store, report)
+    check_hibob(settings, services.hibob, report)
+    check_learning(settings, services, report)
+    summary = f"{report.failures} failed, {report.warnings} warning(s)"
+    print(f"check: {summary}" if report.failures or report.warnings else "check: all ok",
+          file=out)
+    return 1 if report.failures else 0
 
-    def report(ok: bool, text: str) -> None:
-        nonlocal failures
-        failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {text}", file=out)
 
-    report(True, "settings are valid and every secret is set")
+# -- database -------------------------------------------------------------------------------
+
+def check_database(store: Store, report: Report) -> None:
+    where = f"database {Path(store.path).resolve()}"
+    try:
+        with store.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            # A write inside a transaction that is rolled back: proves writability, leaves
+            # nothing behind.
+            conn.execute("INSERT OR REPLACE INTO service_state (key, value)"
+                         " VALUES ('check_write_probe', '')")
+            raise _Rollback
+    except _Rollback:
+        pass
+    except sqlite3.Error as exc:
+        report.fail(f"{where} is not writable ({exc}): check store.path and its folder's "
+                    "owner")
+        return
+    if version > len(MIGRATIONS):
+        report.fail(f"{where} has schema version {version}, newer than this reconciler knows "
+                    f"({len(MIGRATIONS)}): run the newer version or restore a backup")
+    elif missing := EXPECTED_TABLES - tables:
+        report.fail(f"{where} is not a reconciler database (no {', '.join(sorted(missing))} "
+                    "table): check store.path")
+    else:
+        report.ok(f"{where} is writable (schema version {version})")
+        if not store.list_passes(1):
+            # Right before the first run this is expected; later it means another database.
+            report.warn(f"{where} holds no pass yet: if the service has run, store.path points "
+                        "elsewhere (use an absolute path)")
+
+
+# -- Hibob ----------------------------------------------------------------------------------
+
+def check_hibob(settings: Settings, hibob: HibobClient, report: Report) -> None:
     fields = required_fields(settings)
     try:
-        employees = services.hibob.search_employees(fields)
-        report(bool(employees), f"Hibob search returned {len(employees)} employees")
-        for field_id in fields:
-            seen = sum(1 for e in employees if e.has(field_id))
-            if employees and seen == 0:
-                critical = field_id in CRITICAL_FIELDS
-                report(not critical, f"Hibob field {field_id} is never returned: grant the "
-                                     "service user View on its category"
-                                     + ("" if critical else " (optional)"))
-        statuses = {e.value("internal.status") for e in employees}
-        report("Inactive" in statuses or not employees,
-               "Hibob returns inactive people (access rights cover all lifecycle statuses)"
-               if "Inactive" in statuses else
-               "Hibob returns no inactive people: check the service user's access rights")
+        metadata = {str(f["id"]): f for f in hibob.list_fields()}
+        report.ok(f"Hibob credentials work; field metadata lists {len(metadata)} fields")
+        employees = hibob.search_employees(fields)
     except ApiError as exc:
-        report(False, f"Hibob: {exc}")
+        report.fail(f"Hibob: {exc}")
+        return
+    report.check(bool(employees), f"Hibob search returned {len(employees)} employees")
+    named = configured_fields(settings)
+    for field_id in fields:
+        check_field(field_id, named.get(field_id, []), metadata, employees, report)
+    statuses = {e.value("internal.status") for e in employees}
+    if "Inactive" in statuses:
+        report.ok("Hibob returns inactive people (access rights cover all lifecycle statuses)")
+    elif employees:
+        # A young company may really have no leaver yet; access rights that hide inactive
+        # people look the same from here.
+        report.warn("Hibob returns no inactive people: unless nobody ever left, give the service "
+                    "user access to every lifecycle status (\"Select people by condition\")")
+    check_labels(settings, hibob, metadata, employees, report)
+
+
+def configured_fields(settings: Settings) -> dict[str, list[str]]:
+    """Field id -> the settings naming it (scope conditions, mapping, extra fields)."""
+    named: dict[str, list[str]] = {}
+    for g, group in enumerate(settings.scope.groups):
+        for c, condition in enumerate(group.conditions):
+            named.setdefault(condition.field, []).append(f"scope.groups[{g}].conditions[{c}]")
+    for r, rule in enumerate(settings.mapping.groups):
+        named.setdefault(rule.field, []).append(f"mapping.groups[{r}]")
+    for setting in ("organization", "lang_field"):
+        if field_id := getattr(settings.mapping, setting):
+            named.setdefault(field_id, []).append(f"mapping.{setting}")
+    for field_id in settings.hibob.extra_fields:
+        named.setdefault(field_id, []).append("hibob.extra_fields")
+    return named
+
+
+def check_field(field_id: str, settings_naming: list[str], metadata: dict[str, Any],
+                employees: list[Employee], report: Report) -> None:
+    where = f" ({', '.join(settings_naming)})" if settings_naming else ""
+    meta = metadata.get(field_id)
+    if meta is None:
+        report.fail(f"Hibob field {field_id}{where} does not exist in Hibob"
+                    + _did_you_mean(field_id, metadata))
+        return
+    if not employees or any(e.has(field_id) for e in employees):
+        return
+    category = meta.get("categoryDisplayName") or meta.get("categoryId") or "?"
+    text = (f"Hibob field {field_id}{where} is never returned: grant the service user View on "
+            f"the {category!r} category")
+    if field_id in CRITICAL_FIELDS or settings_naming:
+        report.fail(text)
+    else:
+        report.warn(text + " (optional)")
+
+
+def check_labels(settings: Settings, hibob: HibobClient, metadata: dict[str, Any],
+                 employees: list[Employee], report: Report) -> None:
+    """Every label a scope condition or group rule compares against exists in Hibob."""
+    lists: dict[str, set[str] | None] = {}
+    for setting, field_id, labels in configured_labels(settings):
+        meta = metadata.get(field_id)
+        if meta is None or not labels:
+            continue  # an unknown field is reported by check_field
+        list_id = (meta.get("typeData") or {}).get("listId")
+        if list_id:
+            if list_id not in lists:
+                lists[list_id] = _read_list(hibob, list_id, report)
+            known = lists[list_id]
+            if known is None:
+                continue
+            missing, found = f"is not in Hibob list {list_id!r}", f"exist in Hibob list {list_id!r}"
+            complain = report.fail
+        else:
+            # A plain-text field has no list to compare with: only the labels employees hold,
+            # and a label nobody holds yet may be fine (a site about to open).
+            known = {label for e in employees if (label := e.label(field_id))}
+            missing, found = "is held by no employee", "are held by employees"
+            complain = report.warn
+        for label in labels:
+            if label not in known:
+                complain(f"label {label!r} of {field_id} ({setting}) {missing}"
+                         + _did_you_mean(label, known))
+        if all(label in known for label in labels):
+            report.ok(f"labels of {field_id} ({setting}) {found}")
+
+
+def configured_labels(settings: Settings) -> Iterable[tuple[str, str, list[str]]]:
+    for g, group in enumerate(settings.scope.groups):
+        for c, condition in enumerate(group.conditions):
+            labels = condition.values or ([condition.value] if condition.value is not None
+                                          else [])
+            yield f"scope.groups[{g}].conditions[{c}]", condition.field, labels
+    for r, rule in enumerate(settings.mapping.groups):
+        yield f"mapping.groups[{r}]", rule.field, [rule.label]
+
+
+def _read_list(hibob: HibobClient, list_id: str, report: Report) -> set[str] | None:
     try:
-        services.learning.check_access()
-        report(True, "360Learning credentials and users:read scope work")
-        _check_learning_setup(settings, services, report)
+        return set(hibob.get_named_list(list_id).values())
     except ApiError as exc:
-        report(False, f"360Learning: {exc}")
-    return 1 if failures else 0
+        report.warn(f"cannot read Hibob list {list_id!r} to check labels: {exc}")
+        return None
 
 
-def _check_learning_setup(settings: Settings, services: Services, report) -> None:
+def _did_you_mean(wanted: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(wanted, list(known), n=1, cutoff=0.6)
+    return f": did you mean {close[0]!r}?" if close else ""
+
+
+# -- 360Learning ----------------------------------------------------------------------------
+
+def check_learning(settings: Settings, services: Services, report: Report) -> None:
+    learning = services.learning
+    try:
+        learning.check_access()
+        report.ok("360Learning credentials and users:read scope work")
+        check_groups(settings, services, report)
+        platform = settings.learning.external_id_platform
+        if platform:
+            count = len(learning.list_external_ids(platform))
+            report.ok(f"external ids on platform {platform!r} are readable ({count} links)")
+        check_write_scopes(settings, services, report)
+    except ApiError as exc:
+        report.fail(f"360Learning: {exc}")
+
+
+def check_groups(settings: Settings, services: Services, report: Report) -> None:
     groups = {settings.learning.default_group_id: "learning.default_group_id"}
     groups.update({rule.group_id: "mapping.groups" for rule in settings.mapping.groups})
     for group_id, setting in groups.items():
         group = services.learning.get_group(group_id)
-        report(group is not None,
-               f"group {group_id} ({setting}) " + (f"is {group.get('name')!r}" if group else
-                                                   "does not exist in 360Learning"))
-    platform = settings.learning.external_id_platform
-    if platform:
-        count = len(services.learning.list_external_ids(platform))
-        report(True, f"external ids on platform {platform!r} are readable ({count} links)")
+        report.check(group is not None,
+                     f"group {group_id} ({setting}) " + (f"is {group.get('name')!r}" if group
+                                                         else "does not exist in 360Learning"))
+
+
+def check_write_scopes(settings: Settings, services: Services, report: Report) -> None:
+    """Each write scope a pass uses, tested by a write that fails validation (no change)."""
+    needed = {"users:write": "to create, update and deactivate users",
+              "groups:write": "to add memberships (the default group on adoption, "
+                              "mapping.groups)"}
+    if settings.learning.external_id_platform:
+        needed["externalIds:write"] = "to record links (learning.external_id_platform)"
+    for scope, why in needed.items():
+        if services.learning.probe_write_scope(scope):
+            report.ok(f"360Learning scope {scope} is granted")
+        else:
+            report.fail(f"360Learning credential lacks the {scope} scope, needed {why}: tick it "
+                        "under Settings > API v2 (or ask your CSP to enable it for the company)")

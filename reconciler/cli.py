@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from reconciler.config import Settings, load_settings
 from reconciler.errors import ApiError, InstanceLocked, ReconcilerError
 from reconciler.logs import configure_logging
-from reconciler.reconcile import run_pass
+from reconciler.reconcile import PassKind, run_pass
 from reconciler.report import format_history_row, print_result
 from reconciler.store import Store
 from reconciler.wiring import Services, build_services, now_utc
@@ -30,7 +30,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             raise InstanceLocked(
                 f"a reconciler service is running on {settings.store.path}: use `reconciler "
                 "resync` for a full pass, or `sync --dry-run` to preview") from None
-    kind = "targeted" if args.employee else "full" if args.full else "incremental"
+    kind: PassKind = "targeted" if args.employee else "full" if args.full else "incremental"
     result = run_pass(services, kind, now=now_utc(), dry_run=args.dry_run,
                       employee=args.employee, allow_deactivations=args.allow_deactivations)
     print_result(result)
@@ -64,7 +64,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
-    rows = Store(settings.store.path).list_journal(hibob_id=args.employee, since=args.since)
+    store = Store(settings.store.path)
+    employee = args.employee
+    if employee and "@" in employee:  # any email the employee has had
+        employee = next(iter(store.find_employees_by_email(employee)), employee)
+    rows = store.list_journal(hibob_id=employee, since=args.since)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
@@ -146,8 +150,12 @@ def main(argv: Sequence[str] | None = None, *, build: Callable[..., Services] = 
         settings = None if args.command == "demo" else load_settings(args.config)
         return int(args.func(args, settings))
     except ReconcilerError as exc:
-        print(f"reconciler: {exc}", file=sys.stderr)
-        return exc.exit_code if not isinstance(exc, ApiError) else 1
+        code = exc.exit_code if not isinstance(exc, ApiError) else 1
+        if args.command == "run":  # the service's journal reads JSON lines, this one too
+            logging.getLogger("reconciler").error("%s", exc, extra={"exit_code": code})
+        else:
+            print(f"reconciler: {exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         return 130
 

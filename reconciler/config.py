@@ -11,8 +11,17 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from reconciler.errors import ConfigError
@@ -106,7 +115,19 @@ class MappingSettings(_Section):
     lang_field: str = ""
     manager: bool = True
     deactivate_on_last_day: bool = False
+    timezone: str = "UTC"
+    """IANA timezone in which dates (start, last day) are decided, e.g. "America/New_York"."""
     groups: list[GroupRule] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as "
+                             "'Europe/Paris')") from None
+        return value
 
 
 class SyncSettings(_Section):
@@ -137,6 +158,22 @@ class StoreSettings(_Section):
     path: str = "reconciler.db"
 
 
+class NotifySettings(_Section):
+    webhook_url: SecretStr = SecretStr("")
+    """Slack- or Teams-compatible incoming webhook ({"text": ...}); "" = no alerts. Secret-ish:
+    never logged in full."""
+    failed_passes: int = Field(3, ge=1)
+    """Alert after this many scheduled passes failed in a row (and again on recovery)."""
+    timeout_seconds: float = Field(5.0, gt=0, le=30)
+
+    @model_validator(mode="after")
+    def _url_is_http(self) -> NotifySettings:
+        url = self.webhook_url.get_secret_value()
+        if url and not url.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")  # never echo it: it holds a token
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
@@ -149,6 +186,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     webhooks: WebhookSettings = WebhookSettings()
     store: StoreSettings = StoreSettings()
+    notify: NotifySettings = NotifySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from reconciler.config import Settings
 from reconciler.models import Employee, GroupRole
 
-Kind = Literal["active", "inactive", "wait", "unknown", "skip", "out_of_scope"]
+Verdict = Literal["active", "inactive", "wait", "unknown", "skip", "out_of_scope"]
+# Hibob access status values (list `status`); anything else, null included, is unknown.
+ACCESS_STATUSES = ("Active", "Inactive")
 
 # Fields every pass reads; scope, organization, language and group rules add theirs.
 BASE_FIELDS = (
@@ -38,12 +41,14 @@ class Desired:
 
     hibob_id: str
     email: str | None
-    kind: Kind
+    verdict: Verdict
     reason: str
     attributes: Mapping[str, Any] = field(default_factory=dict)
     groups: frozenset[GroupRole] | None = None  # None: a rule's field is unknown
     manager_hibob_id: str | None = None
     is_manager_known: bool = False
+    unknown_field: str | None = None  # verdict "unknown": the deciding field Hibob withheld
+    is_leaving: bool = False  # Hibob holds a termination date or last day (not yet cleared)
 
 
 def required_fields(settings: Settings) -> list[str]:
@@ -57,34 +62,48 @@ def required_fields(settings: Settings) -> list[str]:
     return fields
 
 
-def compute_desired(employee: Employee, settings: Settings, today: date,
+def compute_desired(employee: Employee, settings: Settings, now: datetime,
                     in_scope: bool | None) -> Desired:
+    """`now` is the pass's clock reading; dates are decided in `mapping.timezone`."""
     email = employee.email
     if in_scope is False:
         return Desired(employee.hibob_id, email, "out_of_scope", "out of scope")
     if in_scope is None:
+        field_id = compute_unknown_scope_field(settings, employee)
         return Desired(employee.hibob_id, email, "unknown",
-                       "scope depends on a field Hibob did not return (permissions)")
-    kind, reason = compute_lifecycle(employee, settings, today)
-    if kind in ("active",):
+                       f"scope depends on {field_id}, which Hibob did not return (permissions)",
+                       unknown_field=field_id)
+    today = local_today(now, settings.mapping.timezone)
+    verdict, reason = compute_lifecycle(employee, settings, today)
+    if verdict == "unknown":
+        return Desired(employee.hibob_id, email, "unknown", reason,
+                       unknown_field="internal.status")
+    if verdict == "active":
         if not email:
             return Desired(employee.hibob_id, None, "skip", "no email in Hibob")
         if not _MAIL.match(email):
             return Desired(employee.hibob_id, email, "skip", f"invalid email {email!r}")
     manager_known = settings.mapping.manager and employee.has("work.reportsTo")
     return Desired(
-        hibob_id=employee.hibob_id, email=email, kind=kind, reason=reason,
+        hibob_id=employee.hibob_id, email=email, verdict=verdict, reason=reason,
         attributes=compute_attributes(employee, settings, today),
         groups=compute_groups(employee, settings),
         manager_hibob_id=_text(employee.value("work.reportsTo")) if manager_known else None,
         is_manager_known=bool(manager_known),
+        is_leaving=bool(employee.value("internal.terminationDate")
+                        or employee.value("employee.lastDayOfWork")),
     )
 
 
-def compute_lifecycle(employee: Employee, settings: Settings, today: date) -> tuple[Kind, str]:
-    if not employee.has("internal.status"):
-        return "unknown", "access status (internal.status) not returned: check permissions"
+def compute_lifecycle(employee: Employee, settings: Settings,
+                      today: date) -> tuple[Verdict, str]:
     status = employee.value("internal.status")
+    if status not in ACCESS_STATUSES:
+        # Hibob returns null for a field the service user may not see; never read that as
+        # Inactive. A value outside the list (e.g. "ACTIVE") is not one Bob sends: unknown too.
+        shown = "not returned" if not employee.has("internal.status") else f"{status!r}"
+        return "unknown", (f"access status (internal.status) is {shown}: not a known value "
+                           "(permissions?)")
     lifecycle = (employee.label("internal.lifecycleStatus") or "").lower()
     start = _date(employee.value("work.startDate"))
     if status == "Active":
@@ -123,9 +142,11 @@ def compute_attributes(employee: Employee, settings: Settings, today: date) -> d
         fields = ("employee.lastDayOfWork", "internal.terminationDate")
         if all(employee.has(f) for f in fields):
             last = _date(employee.value(fields[0])) or _date(employee.value(fields[1]))
-            # Access ends after the last day: deactivate at the next midnight UTC.
+            # Access ends after the last day: deactivate at the next local midnight (Hibob
+            # changes lifecycle status at midnight in the site's timezone).
             after = last + timedelta(days=1) if last and last >= today else None
-            known["toBeDeactivatedAt"] = f"{after.isoformat()}T00:00:00.000Z" if after else None
+            known["toBeDeactivatedAt"] = (
+                local_midnight_utc(after, settings.mapping.timezone) if after else None)
     return known
 
 
@@ -139,6 +160,25 @@ def compute_groups(employee: Employee, settings: Settings) -> frozenset[GroupRol
         if employee.label(rule.field) == rule.label:
             groups.add(GroupRole(rule.group_id, rule.role))
     return frozenset(groups)
+
+
+def compute_unknown_scope_field(settings: Settings, employee: Employee) -> str | None:
+    """The first scope field Hibob did not return for this employee."""
+    for group in settings.scope.groups:
+        for condition in group.conditions:
+            if not employee.has(condition.field):
+                return condition.field
+    return None
+
+
+def local_today(now: datetime, timezone: str) -> date:
+    return now.astimezone(ZoneInfo(timezone)).date()
+
+
+def local_midnight_utc(day: date, timezone: str) -> str:
+    """Midnight starting `day` in `timezone`, as 360Learning's ISO 8601 UTC text."""
+    moment = datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _text(raw: Any) -> str | None:

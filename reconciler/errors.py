@@ -7,7 +7,8 @@
     │   ├── ApiRateLimited          429, .retry_after_seconds when known     (retryable)
     │   ├── ApiAuthFailed           401/403: never retried in a loop
     │   └── ApiRejected             any other 4xx; .code is the vendor's error code
-    ├── PassHeld                    a safety limit held part of a pass (exit 3)
+    ├── PassFailed                  the pass as a whole cannot go on: a credential or scope
+    │                               error, or deciding fields withheld for many (exit 1)
     └── InstanceLocked              another process holds the database (exit 2)
 
 httpx exceptions never escape `reconciler.api`; nothing here carries a secret.
@@ -34,14 +35,12 @@ class InstanceLocked(ReconcilerError):
     exit_code = 2
 
 
-class PassHeld(ReconcilerError):
-    """A safety limit held operations back; they are listed by `status`."""
-
-    exit_code = 3
+class PassFailed(ReconcilerError):
+    """The pass cannot complete: nothing more is written, and nobody is quarantined for it."""
 
 
 class ApiError(ReconcilerError):
-    """A call to Hibob or 360Learning failed."""
+    """A call to Hibob or 360Learning failed; `retryable` errors never count toward quarantine."""
 
     retryable = False
 

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import TextIO
 
 from reconciler.desired import compute_desired, required_fields
-from reconciler.reconcile import compute_pass_plan
+from reconciler.plan import Upsert
+from reconciler.reconcile import PassOptions, find_employee, read_and_plan
 from reconciler.scope import compute_condition, compute_in_scope
 from reconciler.wiring import Services
 
@@ -18,10 +19,12 @@ from reconciler.wiring import Services
 def explain_employee(services: Services, identifier: str, now: datetime, out: TextIO) -> None:
     settings, store = services.settings, services.store
     fields = required_fields(settings)
-    employee = services.hibob.get_employee(identifier, fields)
+    employee, hibob_id, note = find_employee(services, identifier, fields)
+    if note:
+        print(note, file=out)
     if employee is None:
-        print(f"{identifier}: Hibob does not return this employee (deleted, or hidden from "
-              "the service user)", file=out)
+        print(f"{hibob_id or identifier}: Hibob does not return this employee (deleted, or "
+              "hidden from the service user)", file=out)
     else:
         print(f"employee {employee.hibob_id} ({employee.email or 'no email'})", file=out)
         print("fields read from Hibob:", file=out)
@@ -34,9 +37,9 @@ def explain_employee(services: Services, identifier: str, now: datetime, out: Te
                 shown = repr(raw) if label in (None, str(raw)) else f"{raw!r} = {label!r}"
             print(f"  {field_id:28} {shown}", file=out)
         _print_scope(services, employee, out)
-        desired = compute_desired(employee, settings, now.date(),
+        desired = compute_desired(employee, settings, now,
                                   compute_in_scope(settings.scope.groups, employee))
-        print(f"desired: {desired.kind} — {desired.reason}", file=out)
+        print(f"desired: {desired.verdict} — {desired.reason}", file=out)
         for key, value in sorted(desired.attributes.items()):
             print(f"  {key:18} {value!r}", file=out)
         groups = sorted((g.group_id, g.role) for g in desired.groups or ())
@@ -44,7 +47,7 @@ def explain_employee(services: Services, identifier: str, now: datetime, out: Te
               file=out)
         if desired.is_manager_known:
             print(f"  {'manager':18} {desired.manager_hibob_id or 'none'}", file=out)
-    hibob_id = employee.hibob_id if employee else identifier
+    hibob_id = hibob_id or identifier
     entry = store.get_entry(hibob_id)
     if entry:
         state = "active" if entry.is_active else "deactivated"
@@ -54,9 +57,11 @@ def explain_employee(services: Services, identifier: str, now: datetime, out: Te
     else:
         print("link: none yet (never applied)", file=out)
     if employee is not None or entry is not None:
-        plan = compute_pass_plan(services, "targeted", now=now, employee=identifier)
+        plan = read_and_plan(services, "targeted", now=now,
+                             options=PassOptions(employee=hibob_id))
         for action in (*plan.actions, *plan.held):
-            changes = ", ".join(f"{k}={v!r}" for k, v in sorted(action.changes.items()))
+            written = action.changes if isinstance(action, Upsert) else {}
+            changes = ", ".join(f"{k}={v!r}" for k, v in sorted(written.items()))
             print(f"next: {action.kind} [{', '.join(action.fields)}] {changes} — "
                   f"{action.reason}", file=out)
         for problem in plan.problems:

@@ -23,6 +23,7 @@ from reconciler.models import Employee
 SERVICE = "Hibob"
 MAX_FIELDS = 400
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_NUMBER_TEXT = re.compile(r"[\d\s.,'\u00a0\u202f-]+")
 _AUTH_HINTS = AuthHints(
     unauthorized="check hibob.service_user_id and hibob.service_user_token (token refreshed?)",
     forbidden="the service user's permission group lacks access to these people or categories",
@@ -109,6 +110,18 @@ class HibobClient:
             raise ApiRejected(SERVICE, 200, "unexpectedResponse", "employee is not an object")
         return parse_employee(payload, wanted)
 
+    def list_fields(self) -> list[dict[str, Any]]:
+        """Field metadata (id, categoryId, categoryDisplayName, typeData.listId, ...) of every
+        employee field; Hibob requires no permission for it."""
+        response = self._session.send(
+            lambda: self._session.client.build_request("GET", "/company/people/fields"),
+            limiter=self._read_limiter,
+        )
+        payload = response.json()
+        if not isinstance(payload, list):
+            raise ApiRejected(SERVICE, 200, "unexpectedResponse", "field metadata is not a list")
+        return [item for item in payload if isinstance(item, dict) and "id" in item]
+
     def get_named_list(self, name: str) -> dict[str, str]:
         """Item id -> label for one named list (hierarchies flattened); names are case-sensitive."""
         path = "/company/named-lists/" + quote(name, safe="")
@@ -168,13 +181,18 @@ def _lookup(raw: Mapping[str, Any], nested: Sequence[str], slash_key: str) -> tu
 
 def _label(human: Any, nested: Sequence[str], value: Any) -> str | None:
     # Human-readable dates follow the caller's locale and numbers/booleans are reformatted:
-    # take labels only for list ids, texts and employee references.
-    if value is None or isinstance(value, bool | int | float | dict):
+    # take labels only for list ids (numeric ones too, e.g. work.siteId), texts and employee
+    # references. A number whose human form is only the number re-printed has no label.
+    if value is None or isinstance(value, bool | float | dict):
         return None
     if isinstance(value, str) and _ISO_DATE.match(value):
         return None
     found, label = _walk(human, nested)
-    return label if found and isinstance(label, str) else None
+    if not found or not isinstance(label, str):
+        return None
+    if isinstance(value, int) and _NUMBER_TEXT.fullmatch(label):
+        return None
+    return label
 
 
 def _nested_path(field_id: str) -> list[str]:

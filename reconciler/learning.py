@@ -27,6 +27,13 @@ MAILS_PER_QUERY = 50
 # A mail that cannot exist: check_access reads with it to test users:read cheaply.
 ACCESS_CHECK_MAIL = "access-check@reconciler.invalid"
 _NO_BODY = object()
+NO_SUCH_USER_ID = "000000000000000000000000"
+# Write requests with an empty body: invalid for every one of them, so nothing is created.
+SCOPE_PROBES = {
+    "users:write": ("POST", "/api/v2/users?sendInvitationEmail=false"),
+    "externalIds:write": ("POST", "/api/v2/external-ids"),
+    "groups:bulk": ("POST", "/api/v2/bulk/groups/memberships"),
+}
 _AUTH_HINTS = AuthHints(
     unauthorized="check learning.client_id and learning.client_secret (credential revoked?)",
     forbidden="the API credential lacks a scope",
@@ -121,6 +128,10 @@ class LearningClient:
         path = _user_path(learning_user_id) + "/managers"
         return [str(manager_id) for manager_id in self._paginate(path, "users:read")]
 
+    def list_subordinates(self, learning_user_id: str) -> list[str]:
+        path = _user_path(learning_user_id) + "/subordinates"
+        return [str(user_id) for user_id in self._paginate(path, "users:read")]
+
     def add_manager(self, learning_user_id: str, manager_id: str) -> None:
         self._call("POST", _manager_path(learning_user_id, manager_id), "users:write")
 
@@ -173,6 +184,28 @@ class LearningClient:
     def check_access(self) -> None:
         """Get a token and make one cheap users:read call; raises ApiAuthFailed when refused."""
         self.find_users_by_mail(ACCESS_CHECK_MAIL)
+
+    def probe_write_scope(self, scope: str) -> bool:
+        """True when the credential holds the write `scope`, False on 403; changes nothing.
+
+        Sends a write that cannot succeed (an empty body, or a user id no one has), so a
+        granted scope ends in 400/404 from validation, which runs after the scope check.
+        """
+        if scope == "groups:write":
+            group_id = self._settings.default_group_id
+            method, url, body = "POST", _role_path(group_id, "learner", NO_SUCH_USER_ID), _NO_BODY
+        else:
+            method, url = SCOPE_PROBES[scope]
+            body = {}
+        try:
+            self._call(method, url, scope, body=body)
+        except ApiRejected:
+            return True
+        except ApiAuthFailed as exc:
+            if exc.status == 403:
+                return False
+            raise
+        return True
 
     # Plumbing
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
-
-# 360Learning user attributes the reconciler manages, by their API v2 names.
-MANAGED_ATTRIBUTES = ("mail", "firstName", "lastName", "job", "organization", "lang",
-                      "toBeDeactivatedAt")
 
 
 @dataclass(frozen=True)
@@ -66,6 +64,16 @@ class LearningUser:
     def is_deleted(self) -> bool:
         return self.status == "deleted"
 
+    @property
+    def was_ever_restored(self) -> bool:
+        """A restore drops groups, roles and "being the manager of others" (360Learning help)."""
+        return bool(self.attributes.get("reactivatedAt"))
+
+    @property
+    def last_deleted_at(self) -> str | None:
+        deleted = self.attributes.get("deletedAt")
+        return str(deleted[-1]) if isinstance(deleted, list) and deleted else None
+
 
 @dataclass(frozen=True)
 class GroupRole:
@@ -76,17 +84,62 @@ class GroupRole:
 
 
 @dataclass(frozen=True)
+class AppliedState:
+    """What the reconciler last applied for one employee's 360Learning user.
+
+    `groups` are the roles the reconciler manages; `kept_groups` the roles the user already had
+    when it was adopted, which the reconciler never removes. `manager` is the manager's Hibob
+    id. `is_external_id_linked`: the external-id mapping to the Hibob id is known to exist.
+    Serialised only by the store.
+    """
+
+    is_active: bool
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    groups: frozenset[GroupRole] = frozenset()
+    manager: str | None = None
+    kept_groups: frozenset[GroupRole] = frozenset()
+    is_external_id_linked: bool = False
+
+
+@dataclass(frozen=True)
 class SnapshotEntry:
-    """What the reconciler last applied for one employee."""
+    """One employee as the store knows it: the link, the last applied state, its failures."""
 
     hibob_id: str
     learning_user_id: str | None
     email: str | None
-    state: Mapping[str, Any] | None
+    state: AppliedState | None
     failures: int = 0
-    quarantined_until: str | None = None
+    quarantined_until: datetime | None = None
     last_error: str | None = None
 
     @property
     def is_active(self) -> bool:
-        return bool(self.state and self.state.get("is_active"))
+        return self.state is not None and self.state.is_active
+
+    @property
+    def is_linked(self) -> bool:
+        return self.learning_user_id is not None
+
+    def is_quarantined(self, now: datetime) -> bool:
+        return self.quarantined_until is not None and self.quarantined_until > now
+
+
+class PassOutcome(StrEnum):
+    """How a pass ended, as stored in history and shown by `status`; each maps to an exit code."""
+
+    OK = "ok"
+    HELD = "held"
+    ERRORS = "errors"
+    FAILED = "failed"
+    DRY_RUN = "dry-run"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+    @property
+    def exit_code(self) -> int:
+        """0 completed, 1 could not complete or a write failed, 3 held by a safety limit."""
+        if self in (PassOutcome.FAILED, PassOutcome.ERRORS, PassOutcome.INTERRUPTED,
+                    PassOutcome.CANCELLED):
+            return 1
+        return 3 if self is PassOutcome.HELD else 0

@@ -1,52 +1,122 @@
-"""Pure: desired users vs the snapshot (or vs the actual 360Learning users) -> a Plan.
+"""Pure: every decision of a pass, as one function of (Hibob data, snapshot, 360Learning data).
 
-Called by reconcile; its Plan is what a dry run prints and what apply executes. Every action
-carries a human-readable reason. Safety decisions (deactivation breaker, bad reads) are made
-here too, so a dry run shows them. No I/O, no clock reads.
+`compute_plan` turns what a pass read into a Plan of typed actions, each with a human reason:
+scope verdicts, email ambiguity, adoption candidates, quarantine, absence, safety limits.
+Scheduled, targeted and `explain` passes call it with what they read and nothing else, so the
+same data always gives the same decision. No I/O, no clock reads (`now` is an input).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
 
 from reconciler.desired import Desired
-from reconciler.models import GroupRole, LearningUser, SnapshotEntry
+from reconciler.models import AppliedState, GroupRole, LearningUser, SnapshotEntry
 
-ActionKind = Literal["create", "adopt", "update", "reactivate", "deactivate"]
+Absence = Literal["confirmed", "unknown"]
+# Hibob categories to grant when a deciding field is withheld, by field id prefix.
+CATEGORY_OF = {"internal": "Lifecycle", "root": "Basic info", "work": "Work",
+               "employee": "Employment", "about": "About", "home": "Personal contact details",
+               "payroll": "Payroll"}
+
+
+@dataclass(frozen=True)
+class ManagerChange:
+    """A manager link to replace: Hibob ids of the previous and the new manager."""
+
+    old: str | None
+    new: str | None
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: ActionKind
+    """One change to one employee's 360Learning user; `state` is the snapshot once applied."""
+
+    kind: ClassVar[str] = "action"
     hibob_id: str
     email: str | None
     reason: str
     learning_user_id: str | None = None
+    state: AppliedState | None = None
+
+    @property
+    def fields(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class Upsert(Action):
+    """Writes attributes, status, groups and links (create, adopt, update, reactivate)."""
+
     changes: Mapping[str, Any] = field(default_factory=dict)
     activate: bool = False
-    restore: bool = False  # re-POST the mail of a deleted user before the rest
     add_groups: frozenset[GroupRole] = frozenset()
     remove_groups: frozenset[GroupRole] = frozenset()
-    manager: tuple[str | None, str | None] | None = None  # (old, new) manager hibob ids
-    state: Mapping[str, Any] = field(default_factory=dict)  # snapshot state once applied
+    manager: ManagerChange | None = None
+    link_external_id: bool = False
+    relink_subordinates: tuple[str, ...] = ()  # hibob ids whose manager link to this user
+    # 360Learning dropped (a restore drops "being the manager of others")
 
     @property
     def fields(self) -> list[str]:
         names = sorted(self.changes)
-        if self.activate and self.kind != "create":
+        if self.activate and not isinstance(self, Create):
             names.append("status")
         if self.add_groups or self.remove_groups:
             names.append("groups")
         if self.manager is not None:
             names.append("manager")
+        if self.relink_subordinates:
+            names.append("subordinates")
+        if self.link_external_id:
+            names.append("externalId")
         return names
 
 
 @dataclass(frozen=True)
+class Create(Upsert):
+    kind: ClassVar[str] = "create"
+
+
+@dataclass(frozen=True)
+class Adopt(Upsert):
+    """Link an existing user (by email, or one our own interrupted create left half-done)."""
+
+    kind: ClassVar[str] = "adopt"
+    restore: bool = False  # the user is deleted: re-POST its mail to restore it first
+
+
+@dataclass(frozen=True)
+class Update(Upsert):
+    kind: ClassVar[str] = "update"
+
+
+@dataclass(frozen=True)
+class Reactivate(Upsert):
+    """Restore the employee's own deleted account: re-POST its stored mail, then the rest."""
+
+    kind: ClassVar[str] = "reactivate"
+    restore_mail: str | None = None
+
+
+@dataclass(frozen=True)
+class Deactivate(Action):
+    kind: ClassVar[str] = "deactivate"
+    is_already_deleted: bool = False  # 360Learning deleted it on its scheduled date: record only
+
+    @property
+    def fields(self) -> list[str]:
+        return ["status"]
+
+
+@dataclass(frozen=True)
 class Problem:
+    """An employee this pass could not or would not write, and why."""
+
     hibob_id: str
     email: str | None
     reason: str
@@ -56,9 +126,9 @@ class Problem:
 class Plan:
     actions: tuple[Action, ...] = ()
     problems: tuple[Problem, ...] = ()
-    held: tuple[Action, ...] = ()  # deactivations a safety limit kept back
+    held: tuple[Deactivate, ...] = ()  # deactivations a safety limit kept back
     held_reason: str | None = None
-    is_held_releasable: bool = True  # False: a bad read, which --allow-deactivations can't lift
+    is_held_releasable: bool = True  # False: a bad read, which no release can lift
 
     def counts(self) -> dict[str, int]:
         counts = Counter(a.kind for a in self.actions)
@@ -80,143 +150,476 @@ class Limits:
     max_deactivations: int = 25
     max_deactivation_ratio: float = 0.05
     max_unknown_ratio: float = 0.1
+    is_external_id_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ActualLinks:
+    """What 360Learning holds for a user's links (read in full passes for restored users)."""
+
+    roles: frozenset[GroupRole] = frozenset()
+    managers: frozenset[str] = frozenset()  # learning user ids
+    subordinates: frozenset[str] = frozenset()  # learning user ids
 
 
 @dataclass(frozen=True)
 class PlanInput:
+    """Everything a pass read. Targeted passes read one employee; the rest is the store's."""
+
     desired: Mapping[str, Desired]  # every employee this pass read, by hibob id
     snapshot: Mapping[str, SnapshotEntry]
-    candidates: Mapping[str, Sequence[LearningUser]] = field(default_factory=dict)
+    now: datetime
+    is_full_read: bool = True  # the whole population was searched (not one employee)
+    known_emails: Mapping[str, str] = field(default_factory=dict)  # hibob id -> last-read email
+    users_by_mail: Mapping[str, Sequence[LearningUser]] = field(default_factory=dict)
+    candidate_roles: Mapping[str, frozenset[GroupRole]] = field(default_factory=dict)
     actual: Mapping[str, LearningUser] | None = None  # full pass: every 360Learning user by id
-    absent: frozenset[str] = frozenset()  # linked employees Hibob no longer returns
+    external_ids: Mapping[str, str] | None = None  # full pass: hibob id -> learning user id
+    actual_links: Mapping[str, ActualLinks] = field(default_factory=dict)
+    absent: frozenset[str] = frozenset()  # linked employees the search did not return
+    absence: Mapping[str, Absence] = field(default_factory=dict)  # what a read by id said
+    search_incomplete: frozenset[str] = frozenset()  # missing from the search, read by id
     read_problem: str | None = None  # why this read can't be trusted to deactivate anyone
+    held_ids: frozenset[str] = frozenset()  # held earlier: stay held until released
+    recent_deactivations: int = 0  # applied within the rolling window, before this pass
+    released: frozenset[str] = frozenset()  # held deactivations an admin released
+    allow_deactivations: bool = False  # release everything the breaker would hold
+    retry_quarantined: bool = False
 
 
-def compute_plan(data: PlanInput, limits: Limits, *, allow_deactivations: bool = False) -> Plan:
-    live = _live_after_pass(data, limits)
+def compute_plan(data: PlanInput, limits: Limits) -> Plan:
+    desired = compute_ambiguity(data)
+    live = _live_after_pass(data, desired, limits)
     actions: list[Action] = []
-    problems: list[Problem] = []
-    for hibob_id, desired in sorted(data.desired.items()):
+    problems: list[Problem] = [Problem(h, data.desired[h].email if h in data.desired else None,
+                                       "missing from Hibob's search, but a read by id returns "
+                                       "it: the search was incomplete")
+                               for h in sorted(data.search_incomplete)]
+    for hibob_id, wanted in sorted(desired.items()):
         entry = data.snapshot.get(hibob_id)
-        if desired.kind == "skip":
-            problems.append(Problem(hibob_id, desired.email, desired.reason))
+        if entry is not None and entry.is_quarantined(data.now) and not data.retry_quarantined:
+            problems.append(_quarantine_problem(entry))
             continue
-        action = _plan_one(desired, entry, data, limits, live)
-        if isinstance(action, Problem):
-            problems.append(action)
-        elif action is not None:
-            actions.append(action)
-    for hibob_id in sorted(data.absent):
+        if wanted.verdict in ("skip", "unknown"):
+            problems.append(Problem(hibob_id, wanted.email, wanted.reason))
+            continue
+        outcome = _plan_one(wanted, entry, data, limits, live)
+        if isinstance(outcome, Upsert) and outcome.link_external_id and outcome.state:
+            outcome = replace(outcome, state=replace(outcome.state, is_external_id_linked=True))
+        if isinstance(outcome, Problem):
+            problems.append(outcome)
+        elif outcome is not None:
+            actions.append(outcome)
+    for hibob_id in sorted(data.absent - set(desired)):
+        outcome = _plan_absent(data.snapshot.get(hibob_id), data)
+        if isinstance(outcome, Problem):
+            problems.append(outcome)
+        elif outcome is not None:
+            actions.append(outcome)
+    return compute_safety(Plan(tuple(actions), tuple(problems)), data, limits)
+
+
+# -- who may be written at all ---------------------------------------------------------------
+def compute_ambiguity(data: PlanInput) -> dict[str, Desired]:
+    """Two employees with one email are both skipped: neither is written, both are reported.
+
+    Employees not read this pass (a targeted read) count with the email last read for them.
+    """
+    owners: defaultdict[str, set[str]] = defaultdict(set)
+    for hibob_id, email in data.known_emails.items():
+        if hibob_id not in data.desired and email:
+            owners[email].add(hibob_id)
+    for hibob_id, entry in data.snapshot.items():
+        if hibob_id not in data.desired and entry.is_linked and entry.email:
+            owners[entry.email].add(hibob_id)
+    for hibob_id, wanted in data.desired.items():
+        if wanted.email:
+            owners[wanted.email].add(hibob_id)
+    marked = dict(data.desired)
+    for hibob_id, wanted in data.desired.items():
+        others = sorted(owners.get(wanted.email or "", set()) - {hibob_id})
+        if others and wanted.verdict in ("active", "inactive"):
+            marked[hibob_id] = replace(wanted, verdict="skip",
+                                       reason=f"ambiguous: email shared with employee "
+                                              f"{', '.join(others)}")
+    return marked
+
+
+def compute_unknown_share(desired: Mapping[str, Desired], limits: Limits) -> str | None:
+    """Why a read that withholds a deciding field from too many employees must fail the pass."""
+    unknown = [d for d in desired.values() if d.verdict == "unknown"]
+    if not unknown or len(unknown) <= max(1.0, limits.max_unknown_ratio * len(desired)):
+        return None
+    field_id = Counter(d.unknown_field or "internal.status" for d in unknown).most_common(1)[0][0]
+    category = CATEGORY_OF.get(field_id.split(".")[0], "the field's category")
+    return (f"Hibob withheld {field_id} for {len(unknown)} of {len(desired)} employees, over "
+            f"sync.max_missing_field_ratio ({limits.max_unknown_ratio:.0%}): grant the service "
+            f"user's permission group View on the {category!r} category (or fix the field id)")
+
+
+def compute_absence_checks(plan: Plan, data: PlanInput) -> list[str]:
+    """Absent employees whose deactivation would go through: confirm each with a read by id."""
+    return [a.hibob_id for a in plan.actions
+            if isinstance(a, Deactivate) and a.hibob_id in data.absent
+            and a.hibob_id not in data.absence]
+
+
+def compute_mail_lookups(data: PlanInput) -> list[str]:
+    """Emails of employees to provision that have no link yet (candidates for adoption)."""
+    return sorted({d.email for h, d in compute_ambiguity(data).items()
+                   if d.verdict == "active" and d.email
+                   and not (h in data.snapshot and data.snapshot[h].is_linked)})
+
+
+def compute_adoption_candidates(data: PlanInput) -> dict[str, LearningUser]:
+    """The single unlinked 360Learning user each unlinked employee would adopt (roles to read)."""
+    found = {}
+    for hibob_id, wanted in compute_ambiguity(data).items():
         entry = data.snapshot.get(hibob_id)
-        if entry and entry.learning_user_id and _is_live(entry, data.actual):
-            actions.append(_deactivate(entry, "no longer returned by Hibob (deleted or hidden)"))
-    return apply_safety(Plan(tuple(actions), tuple(problems)), data, limits, allow_deactivations)
+        if wanted.verdict != "active" or not wanted.email or _is_linked(entry, data):
+            continue
+        mine, _ = _match_by_mail(hibob_id, wanted.email, data)
+        if len(mine) == 1:
+            found[hibob_id] = mine[0]
+    return found
 
 
-def _plan_one(desired: Desired, entry: SnapshotEntry | None, data: PlanInput, limits: Limits,
-              live: set[str]) -> Action | Problem | None:
-    linked = entry is not None and entry.learning_user_id is not None
-    if linked and data.actual is not None and entry.learning_user_id not in data.actual:
-        linked = False  # the linked user is gone from 360Learning: match again by email
-    if desired.kind in ("inactive", "out_of_scope"):
-        if desired.kind == "out_of_scope" and limits.out_of_scope == "ignore":
-            return None
-        if linked and _is_live(entry, data.actual):
-            return _deactivate(entry, desired.reason)
-        return None
-    if desired.kind != "active":
-        return None
-    state = _state(desired, entry, live)
-    if not linked:
-        return _create_or_adopt(desired, state, data.candidates.get(desired.hibob_id, ()),
+def compute_existing_user_decision(action: Create, users: Sequence[LearningUser],
+                                   snapshot: Mapping[str, SnapshotEntry],
+                                   roles: Mapping[str, frozenset[GroupRole]], now: datetime,
+                                   limits: Limits) -> Action | Problem:
+    """A create answered mailAlreadyUsed: adopt the user holding the mail, by the same rules.
+
+    `users` are the 360Learning users whose mail equals the action's, compared locally.
+    """
+    assert action.state is not None and action.email is not None
+    wanted = Desired(action.hibob_id, action.email, "active", action.reason)
+    data = PlanInput(desired={}, snapshot=snapshot, now=now,
+                     users_by_mail={action.email: users}, candidate_roles=roles)
+    decision = _create_or_adopt(wanted, replace(action.state, kept_groups=frozenset()), data,
                                 limits)
-    assert entry is not None
-    return _update(desired, entry, state, data, limits)
+    if isinstance(decision, Create):
+        return Problem(action.hibob_id, action.email,
+                       "360Learning says the mail is used, but no user holds it")
+    return decision
 
 
-def _create_or_adopt(desired: Desired, state: dict, candidates: Sequence[LearningUser],
+# -- one employee ------------------------------------------------------------------------------
+def _plan_one(wanted: Desired, entry: SnapshotEntry | None, data: PlanInput, limits: Limits,
+              live: set[str]) -> Action | Problem | None:
+    linked = _is_linked(entry, data)
+    if wanted.verdict in ("inactive", "out_of_scope"):
+        if wanted.verdict == "out_of_scope" and limits.out_of_scope == "ignore":
+            return None
+        if linked and entry is not None:
+            return _deactivate(entry, data, wanted.reason)
+        return None
+    if wanted.verdict != "active":
+        return None
+    state = _state_after(wanted, entry, live)
+    if not linked:
+        return _create_or_adopt(wanted, _fresh(state, live), data, limits)
+    assert entry is not None and entry.learning_user_id is not None
+    if entry.state is None:
+        # Linked but never finished (a create whose pass died, or failed half-way).
+        state = _fresh(state, live)
+        return Adopt(wanted.hibob_id, wanted.email,
+                     f"finishing an interrupted create: {wanted.reason}",
+                     learning_user_id=entry.learning_user_id, state=state,
+                     changes=_present(state.attributes), activate=limits.activate_users,
+                     add_groups=state.groups, manager=_initial_manager(state),
+                     link_external_id=limits.is_external_id_enabled)
+    if _is_deleted(entry, data):
+        if _is_own_schedule(entry, wanted, data):
+            if not entry.is_active:
+                return None  # recorded already
+            return Deactivate(wanted.hibob_id, wanted.email,
+                              "deleted by 360Learning on its scheduled deactivation date; the "
+                              "termination stands", learning_user_id=entry.learning_user_id,
+                              state=replace(entry.state, is_active=False),
+                              is_already_deleted=True)
+        return _reactivate(wanted, entry, state, data, limits, live)
+    return _update(wanted, entry, state, data, limits, live)
+
+
+def _create_or_adopt(wanted: Desired, state: AppliedState, data: PlanInput,
                      limits: Limits) -> Action | Problem:
-    if len(candidates) > 1:
-        return Problem(desired.hibob_id, desired.email,
-                       f"ambiguous: {len(candidates)} 360Learning users have this email")
-    groups = frozenset(GroupRole(g, r) for g, r in state["groups"])
-    manager = (None, state["manager"]) if state["manager"] else None
-    if not candidates:
-        return Action("create", desired.hibob_id, desired.email, f"new: {desired.reason}",
-                      changes={k: v for k, v in state["attributes"].items() if v is not None},
-                      activate=limits.activate_users, add_groups=groups, manager=manager,
-                      state=state)
-    user = candidates[0]
-    return Action(
-        "adopt", desired.hibob_id, desired.email,
-        f"existing 360Learning user with this email ({user.status}): {desired.reason}",
-        learning_user_id=user.learning_user_id,
-        changes=_changed(state["attributes"], user.attributes),
-        activate=_needs_activation(user.status, limits), restore=user.is_deleted,
-        add_groups=groups, manager=manager, state=state,
-    )
+    assert wanted.email is not None
+    mine, others = _match_by_mail(wanted.hibob_id, wanted.email, data)
+    if others:
+        holder = ", ".join(sorted(others))
+        return Problem(wanted.hibob_id, wanted.email,
+                       f"email held by the 360Learning account of employee {holder} "
+                       "(creating would restore or clash with it)")
+    if len(mine) > 1:
+        return Problem(wanted.hibob_id, wanted.email,
+                       f"ambiguous: {len(mine)} 360Learning users have this email")
+    if not mine:
+        return Create(wanted.hibob_id, wanted.email, f"new: {wanted.reason}", state=state,
+                      changes=_present(state.attributes), activate=limits.activate_users,
+                      add_groups=state.groups, manager=_initial_manager(state),
+                      link_external_id=limits.is_external_id_enabled)
+    user = mine[0]
+    roles = data.candidate_roles.get(user.learning_user_id, frozenset())
+    if any(role.role == "owner" for role in roles):
+        return Problem(wanted.hibob_id, wanted.email,
+                       "the 360Learning user with this email is the platform owner: never "
+                       "adopted, changed or deactivated")
+    kept = frozenset(roles)
+    state = replace(state, kept_groups=kept)
+    return Adopt(wanted.hibob_id, wanted.email,
+                 f"existing 360Learning user with this email ({user.status}): {wanted.reason}",
+                 learning_user_id=user.learning_user_id, state=state,
+                 changes=_changed(state.attributes, user.attributes),
+                 activate=limits.activate_users and user.status != "active",
+                 restore=user.is_deleted, add_groups=state.groups - kept,
+                 manager=_initial_manager(state),
+                 link_external_id=limits.is_external_id_enabled)
 
 
-def _update(desired: Desired, entry: SnapshotEntry, state: dict, data: PlanInput,
-            limits: Limits) -> Action | None:
-    before = dict(entry.state or {})
-    actual = data.actual.get(entry.learning_user_id) if data.actual is not None else None
-    was_inactive = actual.is_deleted if actual else not entry.is_active
-    if was_inactive:
-        # A restore drops groups and manager links: re-apply all of them.
-        groups = frozenset(GroupRole(g, r) for g, r in state["groups"])
-        return Action("reactivate", desired.hibob_id, desired.email,
-                      f"active again: {desired.reason}", learning_user_id=entry.learning_user_id,
-                      changes={k: v for k, v in state["attributes"].items() if v is not None},
-                      activate=limits.activate_users, restore=True, add_groups=groups,
-                      manager=(None, state["manager"]) if state["manager"] else None, state=state)
-    seen = actual.attributes if actual else before.get("attributes", {})
-    changes = _changed(state["attributes"], seen)
-    old_groups = {GroupRole(g, r) for g, r in before.get("groups", [])}
-    new_groups = {GroupRole(g, r) for g, r in state["groups"]}
-    manager = None
-    if state["manager"] != before.get("manager"):
-        manager = (before.get("manager"), state["manager"])
-    activate = actual is not None and _needs_activation(actual.status, limits)
-    if not (changes or activate or old_groups != new_groups or manager):
+def _update(wanted: Desired, entry: SnapshotEntry, state: AppliedState, data: PlanInput,
+            limits: Limits, live: set[str]) -> Action | None:
+    before = entry.state
+    assert before is not None
+    actual = data.actual.get(entry.learning_user_id or "") if data.actual is not None else None
+    seen = actual.attributes if actual else before.attributes
+    changes = _changed(state.attributes, seen)
+    add = state.groups - before.groups
+    remove = before.groups - state.groups - before.kept_groups
+    manager = ManagerChange(before.manager, state.manager) if state.manager != before.manager \
+        else None
+    activate = actual is not None and limits.activate_users and actual.status != "active"
+    link = limits.is_external_id_enabled and not _has_external_id(entry, data)
+    relink: tuple[str, ...] = ()
+    links = data.actual_links.get(entry.learning_user_id or "")
+    if links is not None:  # a restore may have dropped links: compare them too
+        add |= state.groups - links.roles
+        if manager is None and state.manager and _learning_id(state.manager, data) \
+                not in links.managers and state.manager in live:
+            manager = ManagerChange(None, state.manager)
+        relink = tuple(s for s in _subordinates(entry.hibob_id, data, live)
+                       if _learning_id(s, data) not in links.subordinates)
+    if not (changes or activate or add or remove or manager or link or relink):
         return None
     reason = "changed in Hibob" if actual is None else "differs from 360Learning (drift)"
-    return Action("update", desired.hibob_id, desired.email, reason,
-                  learning_user_id=entry.learning_user_id, changes=changes, activate=activate,
-                  add_groups=frozenset(new_groups - old_groups),
-                  remove_groups=frozenset(old_groups - new_groups), manager=manager, state=state)
+    if not (changes or activate or add or remove or manager or relink):
+        reason = "the external-id link to the Hibob id is missing"
+    return Update(wanted.hibob_id, wanted.email, reason, learning_user_id=entry.learning_user_id,
+                  state=replace(state, kept_groups=before.kept_groups), changes=changes,
+                  activate=activate, add_groups=frozenset(add), remove_groups=frozenset(remove),
+                  manager=manager, link_external_id=link, relink_subordinates=relink)
 
 
-def _live_after_pass(data: PlanInput, limits: Limits) -> set[str]:
+def _reactivate(wanted: Desired, entry: SnapshotEntry, state: AppliedState, data: PlanInput,
+                limits: Limits, live: set[str]) -> Reactivate:
+    before = entry.state
+    assert before is not None
+    state = _fresh(state, live)
+    # Restore the employee's own account by the mail it holds; a new mail is PATCHed after.
+    restore_mail = before.attributes.get("mail") or entry.email
+    return Reactivate(wanted.hibob_id, wanted.email, f"active again: {wanted.reason}",
+                      learning_user_id=entry.learning_user_id,
+                      state=replace(state, kept_groups=frozenset()),
+                      changes=_present(state.attributes), activate=limits.activate_users,
+                      add_groups=state.groups, manager=_initial_manager(state),
+                      link_external_id=limits.is_external_id_enabled
+                      and not _has_external_id(entry, data),
+                      relink_subordinates=_subordinates(entry.hibob_id, data, live),
+                      restore_mail=restore_mail)
+
+
+def _plan_absent(entry: SnapshotEntry | None, data: PlanInput) -> Action | Problem | None:
+    if entry is None or not _is_linked(entry, data):
+        return None
+    if entry.is_quarantined(data.now) and not data.retry_quarantined:
+        return _quarantine_problem(entry)
+    result = data.absence.get(entry.hibob_id)
+    if result == "unknown":
+        return Problem(entry.hibob_id, entry.email,
+                       "missing from Hibob's search, and a read by id was refused (no "
+                       "permission?): unknown, not deactivated")
+    reason = ("deleted or hidden in Hibob: missing from the search and a read by id finds "
+              "nobody" if result == "confirmed"
+              else "missing from Hibob's search (not yet confirmed by a read by id)")
+    return _deactivate(entry, data, reason)
+
+
+def _deactivate(entry: SnapshotEntry, data: PlanInput, reason: str) -> Deactivate | None:
+    state = replace(entry.state, is_active=False) if entry.state else AppliedState(False)
+    if not _is_deleted(entry, data):
+        return Deactivate(entry.hibob_id, entry.email, reason,
+                          learning_user_id=entry.learning_user_id, state=state)
+    if entry.is_active:  # deleted in 360Learning already (its schedule, or by hand): record it
+        return Deactivate(entry.hibob_id, entry.email, f"already deleted in 360Learning; {reason}",
+                          learning_user_id=entry.learning_user_id, state=state,
+                          is_already_deleted=True)
+    return None
+
+
+# -- safety (product §3) -----------------------------------------------------------------------
+def compute_safety(plan: Plan, data: PlanInput, limits: Limits) -> Plan:
+    """Hold deactivations when the read is untrustworthy, held before, or over the breaker."""
+    deactivations = [a for a in plan.actions
+                     if isinstance(a, Deactivate) and not a.is_already_deleted]
+    if not deactivations:
+        return plan
+    others = tuple(a for a in plan.actions if a not in deactivations)
+    if data.read_problem:
+        return replace(plan, actions=others, held=tuple(deactivations),
+                       held_reason=data.read_problem, is_held_releasable=False)
+    released = [a for a in deactivations
+                if data.allow_deactivations or a.hibob_id in data.released]
+    sticky = [a for a in deactivations if a not in released and a.hibob_id in data.held_ids]
+    fresh = [a for a in deactivations if a not in released and a not in sticky]
+    reason = _breaker_reason(len(fresh), data, limits)
+    held = sticky + (fresh if reason else [])
+    if not held:
+        return plan
+    go = tuple(a for a in deactivations if a not in held)
+    return replace(plan, actions=others + go, held=tuple(held),
+                   held_reason=reason or "held earlier by a safety limit: waiting for an admin "
+                                         "to release it (reconciler release)")
+
+
+def _breaker_reason(count: int, data: PlanInput, limits: Limits) -> str | None:
+    managed = sum(1 for e in data.snapshot.values() if e.is_linked and e.is_active)
+    total = count + data.recent_deactivations
+    window = (f" (with {data.recent_deactivations} in the last hour)"
+              if data.recent_deactivations else "")
+    if count and total > limits.max_deactivations:
+        return (f"{total} deactivations{window} exceed sync.max_deactivations "
+                f"({limits.max_deactivations})")
+    if count and managed and total / managed > limits.max_deactivation_ratio:
+        return (f"{total} deactivations{window} are {total / managed:.0%} of {managed} managed "
+                f"active users, over sync.max_deactivation_ratio "
+                f"({limits.max_deactivation_ratio:.0%})")
+    return None
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _match_by_mail(hibob_id: str, email: str, data: PlanInput
+                   ) -> tuple[list[LearningUser], list[str]]:
+    """(users this employee may adopt, other employees whose account holds the email).
+
+    Compared locally and case-insensitively: 360Learning's filter semantics are undocumented.
+    """
+    link_owner = {e.learning_user_id: h for h, e in data.snapshot.items()
+                  if e.learning_user_id and h != hibob_id}
+    if data.external_ids is not None:
+        link_owner.update({uid: h for h, uid in data.external_ids.items() if h != hibob_id})
+    users = data.users_by_mail.get(email, ())
+    if data.actual is not None:
+        users = [u for u in data.actual.values() if u.mail == email]
+    mine, others = [], []
+    for user in users:
+        if user.mail != email:
+            continue
+        owner = link_owner.get(user.learning_user_id)
+        if owner is not None and owner != hibob_id:
+            others.append(owner)
+        else:
+            mine.append(user)
+    return mine, others
+
+
+def _is_linked(entry: SnapshotEntry | None, data: PlanInput) -> bool:
+    if entry is None or entry.learning_user_id is None:
+        return False
+    # A full pass that no longer sees the linked user: match again by email.
+    return data.actual is None or entry.learning_user_id in data.actual
+
+
+def _is_deleted(entry: SnapshotEntry, data: PlanInput) -> bool:
+    if data.actual is not None:
+        user = data.actual.get(entry.learning_user_id or "")
+        return user is None or user.is_deleted
+    if entry.state is None:
+        return False
+    return not entry.is_active or _scheduled_date_passed(entry.state, data.now)
+
+
+def _is_own_schedule(entry: SnapshotEntry, wanted: Desired, data: PlanInput) -> bool:
+    """Deleted by its own toBeDeactivatedAt while Hibob still schedules the termination."""
+    assert entry.state is not None
+    return _scheduled_date_passed(entry.state, data.now) and wanted.is_leaving
+
+
+def _scheduled_date_passed(state: AppliedState, now: datetime) -> bool:
+    scheduled = _parse_instant(state.attributes.get("toBeDeactivatedAt"))
+    return scheduled is not None and scheduled <= now
+
+
+def _has_external_id(entry: SnapshotEntry, data: PlanInput) -> bool:
+    if data.external_ids is not None:
+        return data.external_ids.get(entry.hibob_id) == entry.learning_user_id
+    return entry.state is not None and entry.state.is_external_id_linked
+
+
+def _learning_id(hibob_id: str, data: PlanInput) -> str | None:
+    entry = data.snapshot.get(hibob_id)
+    return entry.learning_user_id if entry else None
+
+
+def _subordinates(hibob_id: str, data: PlanInput, live: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(h for h, e in data.snapshot.items()
+                        if e.state is not None and e.state.manager == hibob_id and h in live
+                        and e.is_linked))
+
+
+def _live_after_pass(data: PlanInput, desired: Mapping[str, Desired],
+                     limits: Limits) -> set[str]:
     """Employees whose 360Learning account is active once this pass is applied."""
     live = {h for h, e in data.snapshot.items()
-            if e.learning_user_id and e.is_active and h not in data.absent}
-    for hibob_id, desired in data.desired.items():
-        if desired.kind == "active":
+            if e.is_linked and e.is_active and h not in data.absent}
+    for hibob_id, wanted in desired.items():
+        if wanted.verdict == "active":
             live.add(hibob_id)
-        elif desired.kind == "inactive" or (desired.kind == "out_of_scope"
-                                            and limits.out_of_scope == "deactivate"):
+        elif wanted.verdict == "inactive" or (wanted.verdict == "out_of_scope"
+                                              and limits.out_of_scope == "deactivate"):
             live.discard(hibob_id)
     return live
 
 
-def _state(desired: Desired, entry: SnapshotEntry | None, live: set[str]) -> dict:
-    """The snapshot state after applying `desired`: unknown parts keep what was applied."""
-    before = dict(entry.state or {}) if entry else {}
-    attributes = {**before.get("attributes", {}), **desired.attributes}
-    groups = (sorted([g.group_id, g.role] for g in desired.groups)
-              if desired.groups is not None else before.get("groups", []))
-    manager = before.get("manager")
-    if desired.is_manager_known:
-        target = desired.manager_hibob_id
-        if target == desired.hibob_id:
+def _state_after(wanted: Desired, entry: SnapshotEntry | None, live: set[str]) -> AppliedState:
+    """The snapshot state after applying `wanted`: unknown parts keep what was applied."""
+    before = entry.state if entry and entry.state else None
+    attributes = {**(before.attributes if before else {}), **wanted.attributes}
+    groups = wanted.groups if wanted.groups is not None else (before.groups if before else
+                                                               frozenset())
+    manager = before.manager if before else None
+    if wanted.is_manager_known:
+        target = wanted.manager_hibob_id
+        if target == wanted.hibob_id:
             target = None
         # Link only a manager whose account is active after this pass (360Learning refuses a
         # deleted manager); a link made before the manager left stays, so nothing cascades.
         if target is not None and target not in live and target != manager:
             target = None
         manager = target
-    return {"is_active": True, "attributes": attributes, "groups": groups, "manager": manager}
+    return AppliedState(is_active=True, attributes=attributes, groups=frozenset(groups),
+                        manager=manager,
+                        kept_groups=before.kept_groups if before else frozenset(),
+                        is_external_id_linked=before.is_external_id_linked if before else False)
+
+
+def _initial_manager(state: AppliedState) -> ManagerChange | None:
+    return ManagerChange(None, state.manager) if state.manager else None
+
+
+def _fresh(state: AppliedState, live: set[str]) -> AppliedState:
+    """The state of an account that holds no links yet (new, adopted or restored): a link to a
+    manager who is not active would be refused, so it waits for the manager's return."""
+    return state if state.manager in live or state.manager is None else \
+        replace(state, manager=None)
+
+
+def _quarantine_problem(entry: SnapshotEntry) -> Problem:
+    until = entry.quarantined_until.isoformat() if entry.quarantined_until else "?"
+    return Problem(entry.hibob_id, entry.email, f"quarantined until {until}: {entry.last_error}")
+
+
+def _present(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attributes.items() if v is not None}
 
 
 def _changed(wanted: Mapping[str, Any], seen: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,58 +632,16 @@ def _norm(key: str, value: Any) -> Any:
     if key == "mail":
         return str(value).lower()
     if key == "toBeDeactivatedAt":
-        return str(value)[:10]  # day granularity; 360Learning may add milliseconds
+        instant = _parse_instant(value)  # 360Learning may add or drop milliseconds
+        return instant.replace(second=0, microsecond=0) if instant else value
     return value
 
 
-def _needs_activation(status: str, limits: Limits) -> bool:
-    return limits.activate_users and status != "active"
-
-
-def _is_live(entry: SnapshotEntry | None, actual: Mapping[str, LearningUser] | None) -> bool:
-    if entry is None or entry.learning_user_id is None:
-        return False
-    if actual is not None:
-        user = actual.get(entry.learning_user_id)
-        return user is not None and not user.is_deleted
-    return entry.is_active
-
-
-def _deactivate(entry: SnapshotEntry, reason: str) -> Action:
-    state = {**(entry.state or {}), "is_active": False}
-    return Action("deactivate", entry.hibob_id, entry.email, reason,
-                  learning_user_id=entry.learning_user_id, state=state)
-
-
-def apply_safety(plan: Plan, data: PlanInput, limits: Limits, allow: bool) -> Plan:
-    """Hold every deactivation when the read is untrustworthy or the breaker trips (§3)."""
-    deactivations = [a for a in plan.actions if a.kind == "deactivate"]
-    if not deactivations:
-        return plan
-    others = tuple(a for a in plan.actions if a.kind != "deactivate")
-    reason = data.read_problem or _unknown_share_problem(data, limits)
-    if reason:
-        return replace(plan, actions=others, held=tuple(deactivations), held_reason=reason,
-                       is_held_releasable=False)
-    if allow:
-        return plan
-    managed = sum(1 for e in data.snapshot.values() if e.learning_user_id and e.is_active)
-    count = len(deactivations)
-    if count > limits.max_deactivations:
-        reason = f"{count} deactivations exceed sync.max_deactivations ({limits.max_deactivations})"
-    elif managed and count / managed > limits.max_deactivation_ratio:
-        reason = (f"{count} deactivations are {count / managed:.0%} of {managed} managed active "
-                  f"users, over sync.max_deactivation_ratio ({limits.max_deactivation_ratio:.0%})")
-    if reason:
-        return replace(plan, actions=others, held=tuple(deactivations), held_reason=reason)
-    return plan
-
-
-def _unknown_share_problem(data: PlanInput, limits: Limits) -> str | None:
-    if len(data.desired) < 10:
-        return None  # targeted and tiny passes: a share means nothing
-    unknown = sum(1 for d in data.desired.values() if d.kind == "unknown")
-    if unknown / len(data.desired) > limits.max_unknown_ratio:
-        return (f"deciding fields missing for {unknown} of {len(data.desired)} employees "
-                "(Hibob permissions?): no deactivation until the read is complete")
-    return None
+def _parse_instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,9 +1,9 @@
-"""Reconcile: one pass — read Hibob, compute desired users, plan against the snapshot, apply.
+"""Reconcile: one pass — read Hibob (and 360Learning as needed), plan, apply, record.
 
-The only orchestrator: the CLI, the scheduler and the hint worker all call `run_pass`. Reads
-the clock once (`now` is passed in). Incremental passes touch 360Learning only for employees
-not linked yet; full passes list every 360Learning user and repair drift; targeted passes
-re-read one employee.
+The only orchestrator: the CLI, the scheduler, the hint worker and `explain` all call it. It
+reads and records; every decision is the pure core's (`plan.compute_plan`). The clock is read
+once by the caller (`now`). Incremental passes read 360Learning only for employees not linked
+yet; full passes list every 360Learning user and repair drift; targeted passes re-read one.
 """
 
 from __future__ import annotations
@@ -11,24 +11,32 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from reconciler.apply import ApplyReport, apply_plan
 from reconciler.desired import Desired, compute_desired, required_fields
-from reconciler.errors import ReconcilerError
-from reconciler.learning import LearningClient
-from reconciler.models import Employee, LearningUser, SnapshotEntry
-from reconciler.plan import Plan, PlanInput, Problem, compute_plan
+from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
+from reconciler.models import Employee, LearningUser, PassOutcome, SnapshotEntry
+from reconciler.plan import (
+    Absence,
+    ActualLinks,
+    Plan,
+    PlanInput,
+    Problem,
+    compute_absence_checks,
+    compute_adoption_candidates,
+    compute_mail_lookups,
+    compute_plan,
+    compute_unknown_share,
+)
 from reconciler.scope import compute_in_scope
-from reconciler.store import Store, utc_text
 from reconciler.wiring import Services, apply_settings, limits
 
 log = logging.getLogger("reconciler.reconcile")
 PassKind = Literal["incremental", "full", "targeted"]
-MAIL_BATCH = 50
+BREAKER_WINDOW = timedelta(hours=1)
 
 
 @dataclass
@@ -38,182 +46,264 @@ class PassResult:
     plan: Plan
     is_dry_run: bool = False
     report: ApplyReport | None = None
-    outcome: str = "ok"  # ok | held | errors | failed | dry-run
+    outcome: PassOutcome = PassOutcome.OK
     error: str | None = None
     duration_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        if self.outcome in ("failed", "errors"):
-            return 1
-        return 3 if self.outcome == "held" else 0
+        return self.outcome.exit_code
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    """What an admin or the trigger asks of a pass, beyond its kind."""
+
+    employee: str | None = None  # targeted: a Hibob id or any email the employee has had
+    allow_deactivations: bool = False
+    released: frozenset[str] = frozenset()  # held deactivations an admin released
+    retry_quarantined: bool | None = None  # None: full passes and after a failed pass
 
 
 def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool = False,
-             employee: str | None = None, allow_deactivations: bool = False) -> PassResult:
+             employee: str | None = None, allow_deactivations: bool = False,
+             released: frozenset[str] = frozenset(),
+             retry_quarantined: bool | None = None) -> PassResult:
     store = services.store
     started = time.monotonic()
+    options = PassOptions(employee, allow_deactivations, released, retry_quarantined)
     pass_id = store.start_pass(kind, now, is_dry_run=dry_run)
     if not dry_run and (interrupted := store.close_interrupted(pass_id, now)):
         log.warning("%d operations of an interrupted pass were never confirmed; this pass "
                     "re-checks them", interrupted)
     try:
-        plan = compute_pass_plan(services, kind, now=now, employee=employee,
-                                 allow_deactivations=allow_deactivations)
+        plan = read_and_plan(services, kind, now=now, options=options, record=not dry_run)
     except ReconcilerError as exc:
-        store.finish_pass(pass_id, now, "failed", {}, str(exc))
-        log.error("%s pass failed: %s", kind, exc, extra={"outcome": "failed"})
-        return PassResult(pass_id, kind, Plan(), dry_run, outcome="failed", error=str(exc),
-                          duration_seconds=time.monotonic() - started)
+        return _finish(services, PassResult(pass_id, kind, Plan(), dry_run,
+                                            outcome=PassOutcome.FAILED, error=str(exc)),
+                       now, started)
     result = PassResult(pass_id, kind, plan, dry_run, counts=plan.counts())
     if dry_run:
-        result.outcome = "dry-run"
+        result.outcome = PassOutcome.DRY_RUN
+        return _finish(services, result, now, started)
+    report = apply_plan(plan, client=services.learning, store=store,
+                        settings=apply_settings(services.settings), pass_id=pass_id, now=now)
+    result.report, result.counts = report, _applied_counts(plan, report)
+    if report.pass_error:
+        result.outcome, result.error = PassOutcome.FAILED, report.pass_error
     else:
-        result.report = apply_plan(plan, client=services.learning, store=store,
-                                   settings=apply_settings(services.settings), pass_id=pass_id,
-                                   now=now)
-        _record_held(store, pass_id, plan, now, is_targeted=kind == "targeted")
-        result.outcome = ("errors" if result.report.has_failures
-                          else "held" if plan.held else "ok")
-        result.counts = _applied_counts(plan, result.report)
-    store.finish_pass(pass_id, now, result.outcome, result.counts, plan.held_reason)
+        _record_held(services, plan, pass_id, now, kind)
+        result.outcome = (PassOutcome.ERRORS if report.has_failures
+                          else PassOutcome.HELD if plan.held else PassOutcome.OK)
+        result.error = plan.held_reason
+    return _finish(services, result, now, started)
+
+
+def _finish(services: Services, result: PassResult, now: datetime,
+            started: float) -> PassResult:
+    services.store.finish_pass(result.pass_id, now, result.outcome, result.counts, result.error)
     result.duration_seconds = time.monotonic() - started
-    log.info("%s pass %s: %s %s", kind, pass_id, result.outcome, result.counts,
-             extra={"outcome": result.outcome, "pass_id": pass_id})
+    level = {PassOutcome.FAILED: logging.ERROR, PassOutcome.HELD: logging.WARNING,
+             PassOutcome.ERRORS: logging.WARNING}.get(result.outcome, logging.INFO)
+    log.log(level, "%s pass %s: %s%s", result.kind, result.pass_id, result.outcome,
+            f": {result.error}" if result.error else "",
+            extra={"outcome": str(result.outcome), "pass_id": result.pass_id,
+                   "kind": str(result.kind),
+                   "counts": result.counts})
     return result
 
 
-def compute_pass_plan(services: Services, kind: PassKind, *, now: datetime,
-                      employee: str | None = None, allow_deactivations: bool = False) -> Plan:
-    """Read both sides as the pass kind requires and compute the plan (no writes)."""
+def read_and_plan(services: Services, kind: PassKind, *, now: datetime,
+                  options: PassOptions = PassOptions(), record: bool = False) -> Plan:
+    """Read both sides as the pass kind requires and compute the plan (no 360Learning write).
+
+    `record`: save the emails read (the store's email history), which a dry run does not.
+    """
     settings, store = services.settings, services.store
     snapshot = store.load_snapshot()
     fields = required_fields(settings)
-    read_problem = None
+    problems: list[Problem] = []
     if kind == "targeted":
-        assert employee is not None
-        employees, absent = _read_one(services, employee, fields, snapshot)
+        assert options.employee is not None
+        employees, problems = _read_one(services, options.employee, fields, snapshot)
     else:
         employees = services.hibob.search_employees(fields)
-        returned = {e.hibob_id for e in employees}
-        absent = {h for h, e in snapshot.items() if e.learning_user_id and h not in returned}
-        if not employees and any(e.is_active for e in snapshot.values()):
-            read_problem = "Hibob returned no employees: no deactivation from an empty read"
-    desired = {e.hibob_id: compute_desired(e, settings, now.date(),
-                                           compute_in_scope(settings.scope.groups, e))
-               for e in employees}
-    desired = _mark_duplicate_emails(desired, snapshot)
-    problems: list[Problem] = []
-    if kind != "targeted":
-        desired, absent, problems = _skip_quarantined(desired, absent, snapshot, now)
-    actual = _list_actual(services.learning) if kind == "full" else None
-    candidates = _find_candidates(services, desired, snapshot, actual)
-    data = PlanInput(desired=desired, snapshot=snapshot, candidates=candidates, actual=actual,
-                     absent=frozenset(absent), read_problem=read_problem)
-    plan = compute_plan(data, limits(settings), allow_deactivations=allow_deactivations)
-    return replace(plan, problems=plan.problems + tuple(problems))
+    desired = _compute_desired(services, employees, now)
+    is_full_read = kind != "targeted"
+    if is_full_read and (problem := compute_unknown_share(desired, limits(settings))):
+        raise PassFailed(problem)
+    if record:
+        store.save_seen_emails({h: d.email for h, d in desired.items() if d.email}, now,
+                               is_complete=is_full_read)
+    data = PlanInput(
+        desired=desired, snapshot=snapshot, now=now, is_full_read=is_full_read,
+        known_emails=store.load_known_emails() if not is_full_read else {},
+        absent=frozenset(h for h, e in snapshot.items() if e.is_linked and h not in desired)
+        if is_full_read else frozenset(),
+        read_problem=("Hibob returned no employees: no deactivation from an empty read"
+                      if is_full_read and not employees
+                      and any(e.is_active for e in snapshot.values()) else None),
+        held_ids=store.list_held_ids(),
+        recent_deactivations=store.count_deactivations_since(now - BREAKER_WINDOW),
+        released=options.released, allow_deactivations=options.allow_deactivations,
+        retry_quarantined=_retry_quarantined(services, kind, options),
+    )
+    as_given = {e.email: str(e.value("root.email")).strip() for e in employees if e.email}
+    data = _read_learning(services, kind, data, as_given)
+    plan = _plan_with_confirmed_absences(services, data, fields, now)
+    return replace(plan, problems=tuple(problems) + plan.problems)
+
+
+def _compute_desired(services: Services, employees: list[Employee],
+                     now: datetime) -> dict[str, Desired]:
+    groups = services.settings.scope.groups
+    return {e.hibob_id: compute_desired(e, services.settings, now, compute_in_scope(groups, e))
+            for e in employees}
+
+
+def _retry_quarantined(services: Services, kind: PassKind, options: PassOptions) -> bool:
+    if options.retry_quarantined is not None:
+        return options.retry_quarantined
+    if kind == "full":
+        return True
+    previous = services.store.list_passes(2, include_dry_runs=False)
+    # The first pass after a failed one (credentials fixed?) retries everyone.
+    return len(previous) > 1 and previous[1]["outcome"] == PassOutcome.FAILED
+
+
+def _read_learning(services: Services, kind: PassKind, data: PlanInput,
+                   as_given: dict[str, str]) -> PlanInput:
+    """What 360Learning holds for this pass: everything (full) or the unlinked emails.
+
+    Emails are looked up as Hibob gives them and lower-cased, then compared locally: whether
+    360Learning's `mail` filter ignores case is undocumented.
+    """
+    learning, platform = services.learning, services.settings.learning.external_id_platform
+    if kind == "full":
+        actual = {u.learning_user_id: u for u in learning.list_users()}
+        external = ({h: uid for h, uid in learning.list_external_ids(platform).items()}
+                    if platform else None)
+        data = replace(data, actual=actual, external_ids=external)
+        data = replace(data, actual_links=_read_restored_links(services, data))
+    else:
+        mails = compute_mail_lookups(data)
+        by_mail: defaultdict[str, list[LearningUser]] = defaultdict(list)
+        forms = sorted({*mails, *(as_given.get(m, m) for m in mails)})
+        if forms:
+            for user in learning.list_users(mails=forms):
+                if user.mail:
+                    by_mail[user.mail].append(user)
+        data = replace(data, users_by_mail=dict(by_mail))
+    candidates = compute_adoption_candidates(data)
+    roles = {u.learning_user_id: frozenset(learning.list_user_roles(u.learning_user_id))
+             for u in {c.learning_user_id: c for c in candidates.values()}.values()}
+    return replace(data, candidate_roles=roles)
+
+
+def _read_restored_links(services: Services, data: PlanInput) -> dict[str, ActualLinks]:
+    """Roles, managers and subordinates of linked users that were ever restored.
+
+    A restore drops groups, roles and "being the manager of others" (360Learning help), by
+    hand or by us, so only those users are likely to have lost links; reading every user's
+    links would cost three reads per user each night.
+    """
+    assert data.actual is not None
+    learning, links = services.learning, {}
+    for entry in data.snapshot.values():
+        user = data.actual.get(entry.learning_user_id or "")
+        if user is None or user.is_deleted or not user.was_ever_restored or not entry.is_active:
+            continue
+        uid = user.learning_user_id
+        links[uid] = ActualLinks(roles=frozenset(learning.list_user_roles(uid)),
+                                 managers=frozenset(learning.list_managers(uid)),
+                                 subordinates=frozenset(learning.list_subordinates(uid)))
+    return links
+
+
+def _plan_with_confirmed_absences(services: Services, data: PlanInput, fields: list[str],
+                                  now: datetime) -> Plan:
+    """Plan; confirm each absence the safety limits would let through by a read by id."""
+    settings = services.settings
+    plan = compute_plan(data, limits(settings))
+    checks = compute_absence_checks(plan, data)
+    if not checks:
+        return plan
+    absence: dict[str, Absence] = dict(data.absence)
+    present: list[Employee] = []
+    for hibob_id in checks:
+        try:
+            found = services.hibob.get_employee(hibob_id, fields)
+        except ApiAuthFailed as exc:
+            if exc.status != 403:
+                raise
+            absence[hibob_id] = "unknown"  # "no permission to this employee": not absent
+            continue
+        if found is None:
+            absence[hibob_id] = "confirmed"
+        else:
+            present.append(found)
+    desired = {**data.desired, **_compute_desired(services, present, now)}
+    if present:
+        log.warning("Hibob's search did not return %d employees that a read by id returns: "
+                    "the search was incomplete", len(present))
+    data = replace(data, desired=desired, absence=absence,
+                   absent=data.absent - {e.hibob_id for e in present},
+                   search_incomplete=frozenset(e.hibob_id for e in present))
+    return compute_plan(data, limits(settings))
+
+
+def find_employee(services: Services, identifier: str, fields: list[str]
+                  ) -> tuple[Employee | None, str | None, str | None]:
+    """(the employee as Hibob returns it, its Hibob id, a note) for a Hibob id or any email
+    the employee has had. An email Hibob does not know is resolved through the emails the
+    store has seen; the note then says who last held it."""
+    wanted, note = identifier.strip(), None
+    if "@" in wanted:
+        found = services.hibob.get_employee(wanted.lower(), fields)
+        if found is not None:
+            return found, found.hibob_id, None
+        holders = services.store.find_employees_by_email(wanted)
+        if not holders:
+            return None, None, (f"{wanted}: no Hibob employee has this email, and no "
+                                "employee known here ever had it")
+        wanted = holders[0]
+        note = f"{identifier.strip()} is not a current Hibob email; it was last held by " \
+               f"employee {wanted}"
+    return services.hibob.get_employee(wanted, fields), wanted, note
 
 
 def _read_one(services: Services, identifier: str, fields: list[str],
-              snapshot: dict[str, SnapshotEntry]) -> tuple[list[Employee], set[str]]:
-    found = services.hibob.get_employee(identifier, fields)
+              snapshot: dict[str, SnapshotEntry]) -> tuple[list[Employee], list[Problem]]:
+    """One employee by Hibob id or by any email it has had; never concludes absence."""
+    found, hibob_id, note = find_employee(services, identifier, fields)
+    if note:
+        log.info("%s", note, extra={"employee_id": hibob_id})
     if found is not None:
-        return [found], set()
-    wanted = identifier.strip().lower()
-    known = [h for h, e in snapshot.items() if h == identifier or (e.email or "") == wanted]
-    if not known:
-        raise ReconcilerError(f"employee {identifier} is neither in Hibob nor known here")
-    return [], set(known)
+        return [found], []
+    if hibob_id is None:
+        raise ReconcilerError(note or f"{identifier}: unknown employee")
+    entry = snapshot.get(hibob_id)
+    if entry is None:
+        raise ReconcilerError(f"employee {hibob_id} is neither in Hibob nor known here")
+    return [], [Problem(hibob_id, entry.email,
+                        (f"{note}; " if note else "") + "a read by id finds nobody; a targeted "
+                        "pass never concludes absence: the next full search decides")]
 
 
-def _mark_duplicate_emails(desired: dict[str, Desired],
-                           snapshot: dict[str, SnapshotEntry]) -> dict[str, Desired]:
-    owners: defaultdict[str, set[str]] = defaultdict(set)
-    for hibob_id, d in desired.items():
-        if d.email:
-            owners[d.email].add(hibob_id)
-    for hibob_id, entry in snapshot.items():
-        if entry.email and entry.learning_user_id and entry.email in owners:
-            owners[entry.email].add(hibob_id)
-    marked = dict(desired)
-    for hibob_id, d in desired.items():
-        others = sorted(owners.get(d.email or "", set()) - {hibob_id})
-        if others and d.kind in ("active", "inactive"):
-            marked[hibob_id] = replace(d, kind="skip",
-                                       reason=f"ambiguous: email shared with employee "
-                                              f"{', '.join(others)}")
-    return marked
-
-
-def _skip_quarantined(desired: dict[str, Desired], absent: set[str],
-                      snapshot: dict[str, SnapshotEntry], now: datetime
-                      ) -> tuple[dict[str, Desired], set[str], list[Problem]]:
-    current = utc_text(now)
-    held = {h for h, e in snapshot.items()
-            if e.quarantined_until and e.quarantined_until > current}
-    problems = [Problem(h, snapshot[h].email,
-                        f"quarantined until {snapshot[h].quarantined_until}: "
-                        f"{snapshot[h].last_error}") for h in sorted(held)]
-    return ({h: d for h, d in desired.items() if h not in held}, absent - held, problems)
-
-
-def _list_actual(learning: LearningClient) -> dict[str, LearningUser]:
-    return {u.learning_user_id: u for u in learning.list_users()}
-
-
-def _find_candidates(services: Services, desired: dict[str, Desired],
-                     snapshot: dict[str, SnapshotEntry],
-                     actual: dict[str, LearningUser] | None) -> dict[str, list[LearningUser]]:
-    """360Learning users that might already be an unlinked employee's account."""
-    unlinked = {h: d.email for h, d in desired.items() if d.kind == "active" and d.email
-                and not (snapshot.get(h) and snapshot[h].learning_user_id
-                         and (actual is None or snapshot[h].learning_user_id in actual))}
-    if not unlinked:
-        return {}
-    linked_ids = {e.learning_user_id for e in snapshot.values() if e.learning_user_id}
-    if actual is not None:
-        users: Iterable[LearningUser] = actual.values()
-        by_external = _external_links(services, actual)
-    else:
-        users = _list_by_mail(services.learning, sorted(set(unlinked.values())))
-        by_external = {}
-    by_mail: defaultdict[str, list[LearningUser]] = defaultdict(list)
-    for user in users:
-        if user.mail and user.learning_user_id not in linked_ids:
-            by_mail[user.mail].append(user)
-    found = {}
-    for hibob_id, email in unlinked.items():
-        if hibob_id in by_external:
-            found[hibob_id] = [by_external[hibob_id]]
-        elif by_mail.get(email):
-            found[hibob_id] = by_mail[email]
-    return found
-
-
-def _external_links(services: Services, actual: dict[str, LearningUser]
-                    ) -> dict[str, LearningUser]:
-    platform = services.settings.learning.external_id_platform
-    if not platform:
-        return {}
-    mapping = services.learning.list_external_ids(platform)
-    return {value: actual[target] for value, target in mapping.items() if target in actual}
-
-
-def _list_by_mail(learning: LearningClient, mails: list[str]) -> list[LearningUser]:
-    users: list[LearningUser] = []
-    for start in range(0, len(mails), MAIL_BATCH):
-        users.extend(learning.list_users(mails=mails[start:start + MAIL_BATCH]))
-    return users
-
-
-def _record_held(store: Store, pass_id: int, plan: Plan, now: datetime,
-                 is_targeted: bool) -> None:
-    reason = plan.held_reason or ""
+def _record_held(services: Services, plan: Plan, pass_id: int, now: datetime,
+                 kind: PassKind) -> None:
+    store, reason = services.store, plan.held_reason or ""
+    previously = store.list_held_ids()
+    done = [a.hibob_id for a in plan.actions] + [p.hibob_id for p in plan.problems]
     # A targeted pass says nothing about the other employees' held deactivations.
     store.replace_held(pass_id, [(a.hibob_id, a.email, f"{reason}; {a.reason}")
-                                 for a in plan.held], now, keep_others=is_targeted)
+                                 for a in plan.held], now, keep_others=kind == "targeted",
+                       is_releasable=plan.is_held_releasable,
+                       done=[h for h in done if h not in {a.hibob_id for a in plan.held}])
     for action in plan.held:
+        if action.hibob_id in previously:
+            continue  # journalled when first held
         journal_id = store.journal_start(pass_id, action.hibob_id, action.email, "deactivate",
                                          [], f"held: {reason}", now)
         store.journal_finish(journal_id, "held")

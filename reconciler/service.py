@@ -21,10 +21,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from reconciler.errors import ConfigError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
+from reconciler.notify import Notifier
 from reconciler.plan import Plan
+from reconciler.models import PassOutcome
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.scheduler import build_scheduler
-from reconciler.store import utc_text
+from reconciler.store import Store, utc_text
 from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
 from reconciler.wiring import Services, now_utc
 
@@ -48,11 +50,14 @@ def readiness_bound(interval_minutes: float) -> timedelta:
 
 
 def compute_readiness(last_success_at: datetime | None, now: datetime,
-                      interval_minutes: float) -> tuple[bool, str]:
+                      interval_minutes: float, last_failure: str | None = None
+                      ) -> tuple[bool, str]:
+    """Ready while the last successful pass is recent; the text says why, failure first."""
+    cause = f"last pass failed: {last_failure}; " if last_failure else ""
     if last_success_at is None:
-        return False, "no successful pass yet"
+        return False, f"{cause}no successful pass yet"
     age, bound = now - last_success_at, readiness_bound(interval_minutes)
-    text = f"last successful pass {int(age.total_seconds())} s ago"
+    text = f"{cause}last successful pass {int(age.total_seconds())} s ago"
     if age > bound:
         return False, f"{text}, over the {int(bound.total_seconds())} s bound"
     return True, text
@@ -64,7 +69,17 @@ class Service:
     def __init__(self, services: Services, *, clock: Clock = now_utc,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.services, self.settings, self.store = services, services.settings, services.store
-        self.metrics = Metrics(api_stats=self._api_stats)
+        last = self.store.last_successful_pass_at()
+        self._last_success_at = datetime.fromisoformat(last) if last else None
+        self.metrics = Metrics(api_stats=self._api_stats, last_success_epoch=(
+            self._last_success_at.timestamp() if self._last_success_at else None))
+        self.metrics.watch_state(
+            pending_hints=self.store.count_pending_hints,
+            held_deactivations=lambda: len(self.store.list_held()),
+            quarantined=lambda: len(self.store.list_quarantined(self._clock())),
+            managed_users=self.store.count_managed)
+        self.notifier = Notifier(self.settings.notify, self.store)
+        self._last_failure = _last_scheduled_failure(self.store)
         self.is_stop_requested = False
         self._clock, self._monotonic = clock, monotonic
         self._pass_lock = threading.Lock()
@@ -73,8 +88,6 @@ class Service:
         self._ids_lock = threading.Lock()
         self._resync_ids: list[int] = []
         self._rechecks: dict[str, float] = {}
-        last = self.store.last_successful_pass_at()
-        self._last_success_at = datetime.fromisoformat(last) if last else None
         self._server: WebhookServer | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._worker: threading.Thread | None = None
@@ -171,26 +184,27 @@ class Service:
             self._pass_lock.release()
 
     def _run_locked(self, kind: PassKind, employee: str | None) -> PassResult:
+        self.metrics.pass_started(kind)
         try:
             result = run_pass(self.services, kind, now=self._clock(), employee=employee)
         except Exception as exc:
             log.exception("%s pass stopped by an unexpected error", kind,
                           extra={"kind": kind, "outcome": "failed"})
-            result = PassResult(0, kind, Plan(), outcome="failed",
+            result = PassResult(0, kind, Plan(), outcome=PassOutcome.FAILED,
                                 error=f"{type(exc).__name__}: {exc}")
         finished = self._clock()
         if result.outcome in SUCCESSFUL_OUTCOMES:
             self._last_success_at = finished
+        if kind != "targeted":  # one employee's failure says nothing about the service
+            self._last_failure = result.error if result.outcome == "failed" else None
         actions = dict(result.report.outcomes) if result.report else {}
         self.metrics.record_pass(kind, result.outcome, result.duration_seconds,
                                  finished.timestamp(), actions)
+        self.notifier.after_pass(kind, result.outcome, result.error, finished)
         self.update_state()
         return result
 
     def update_state(self) -> None:
-        now = self._clock()
-        self.metrics.set_state(self.store.count_pending_hints(), len(self.store.list_held()),
-                               len(self.store.list_quarantined(now)))
         if self._scheduler:  # for `reconciler status`
             self.store.save_service_state({
                 f"next_{job_id}_at": utc_text(job.next_run_time) if job.next_run_time else None
@@ -199,7 +213,7 @@ class Service:
 
     def is_ready(self) -> tuple[bool, str]:
         return compute_readiness(self._last_success_at, self._clock(),
-                                 self.settings.sync.interval_minutes)
+                                 self.settings.sync.interval_minutes, self._last_failure)
 
     def _api_stats(self) -> dict[str, tuple[int, int]]:
         stats = {"hibob": self.services.hibob.stats.snapshot(),
@@ -272,8 +286,8 @@ class Service:
             if result.outcome == "failed":
                 log.warning("hint for employee %s not applied: %s", hibob_id, result.error,
                             extra={"employee_id": hibob_id})
-        log.info("hint batch: %d hint(s), %d employee(s), outcomes %s",
-                 sum(map(len, by_employee.values())), len(employees), outcomes)
+        log.info("hint batch: %d hint(s), %d employee(s)", sum(map(len, by_employee.values())),
+                 len(employees), extra={"outcomes": outcomes, "employee_ids": employees})
         self.update_state()
         return sum(outcomes.values())
 
@@ -315,6 +329,14 @@ class Service:
                 log.exception("hint worker: batch failed; retrying in 5 s")
                 if not self._closing.wait(5.0):
                     self._wake.set()
+
+
+def _last_scheduled_failure(store: Store) -> str | None:
+    """The error of the last scheduled pass when it failed (kept across restarts)."""
+    for row in store.list_passes(20, include_dry_runs=False):
+        if row["kind"] != "targeted" and row["finished_at"]:
+            return (row["error"] or "unknown error") if row["outcome"] == "failed" else None
+    return None
 
 
 def run_service(services: Services) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 import sqlite_utils
 
 from reconciler.errors import ConfigError, InstanceLocked
-from reconciler.models import SnapshotEntry
+from reconciler.models import AppliedState, GroupRole, SnapshotEntry
 
 MIGRATIONS = [
     """
@@ -90,6 +90,19 @@ MIGRATIONS = [
     """,
     """
     CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT);
+    """,
+    """
+    CREATE TABLE employee_emails (
+        hibob_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        is_current INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (hibob_id, email)
+    );
+    CREATE INDEX employee_emails_email ON employee_emails (email);
+    ALTER TABLE held_deactivations ADD COLUMN is_releasable INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX journal_action_at ON journal (action, at);
     """,
 ]
 
@@ -197,9 +210,9 @@ class Store:
         return _entry(row) if row else None
 
     def save_applied(self, hibob_id: str, *, learning_user_id: str | None, email: str | None,
-                     state: Mapping[str, Any] | None, at: datetime) -> None:
+                     state: AppliedState | None, at: datetime) -> None:
         """Record a successful apply: the new state, the link, and clear failures."""
-        text = json.dumps(state, sort_keys=True) if state is not None else None
+        text = state_to_json(state) if state is not None else None
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO employees (hibob_id, learning_user_id, email, state, state_hash,"
@@ -211,6 +224,13 @@ class Store:
                 " updated_at = excluded.updated_at",
                 (hibob_id, learning_user_id, email, text, _hash(text), utc_text(at)),
             )
+
+    def find_link_owner(self, learning_user_id: str) -> str | None:
+        """The Hibob id linked to a 360Learning user, if any."""
+        with self._lock:
+            row = self.db.conn.execute("SELECT hibob_id FROM employees WHERE learning_user_id = ?",
+                                       (learning_user_id,)).fetchone()
+        return row[0] if row else None
 
     def save_link(self, hibob_id: str, learning_user_id: str, email: str | None,
                   at: datetime) -> None:
@@ -225,7 +245,7 @@ class Store:
             )
 
     def record_failure(self, hibob_id: str, error: str, *, quarantine_after: int,
-                       quarantined_until: str | None, at: datetime) -> int:
+                       quarantined_until: datetime | None, at: datetime) -> int:
         """Count a failed apply; quarantine from `quarantine_after` failures. Returns the count."""
         with self.transaction() as conn:
             conn.execute(
@@ -239,8 +259,16 @@ class Store:
             ).fetchone()[0]
             if failures >= quarantine_after:
                 conn.execute("UPDATE employees SET quarantined_until = ? WHERE hibob_id = ?",
-                             (quarantined_until, hibob_id))
+                             (utc_text(quarantined_until) if quarantined_until else None,
+                              hibob_id))
         return int(failures)
+
+    def count_managed(self) -> int:
+        """Linked employees whose last applied state is active (the breaker's "managed")."""
+        with self._lock:
+            return int(self.db.conn.execute(
+                "SELECT COUNT(*) FROM employees WHERE learning_user_id IS NOT NULL"
+                " AND json_extract(state, '$.is_active')").fetchone()[0])
 
     def list_quarantined(self, now: datetime) -> list[dict[str, Any]]:
         return self._select(
@@ -334,16 +362,78 @@ class Store:
 
     # -- held deactivations -----------------------------------------------------------------
     def replace_held(self, pass_id: int, held: Iterable[tuple[str, str | None, str]],
-                     at: datetime, *, keep_others: bool = False) -> None:
-        """Record the deactivations a pass held; a targeted pass keeps the other rows."""
+                     at: datetime, *, keep_others: bool = False, is_releasable: bool = True,
+                     done: Iterable[str] = ()) -> None:
+        """Record the deactivations a pass held; a targeted pass keeps the other rows.
+
+        `done`: ids no longer waiting (applied or no longer wanted), removed in any case.
+        """
         with self.transaction() as conn:
             if not keep_others:
                 conn.execute("DELETE FROM held_deactivations")
+            conn.executemany("DELETE FROM held_deactivations WHERE hibob_id = ?",
+                             [(h,) for h in done])
             conn.executemany(
-                "INSERT OR REPLACE INTO held_deactivations"
-                " (hibob_id, email, reason, pass_id, held_at) VALUES (?, ?, ?, ?, ?)",
-                [(h, e, r, pass_id, utc_text(at)) for h, e, r in held],
+                "INSERT OR REPLACE INTO held_deactivations (hibob_id, email, reason, pass_id,"
+                " held_at, is_releasable) VALUES (?, ?, ?, ?,"
+                " COALESCE((SELECT held_at FROM held_deactivations WHERE hibob_id = ?), ?), ?)",
+                [(h, e, r, pass_id, h, utc_text(at), int(is_releasable)) for h, e, r in held],
             )
+
+    def list_held_ids(self) -> frozenset[str]:
+        """Deactivations a safety limit held, which stay held until an admin releases them."""
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT hibob_id FROM held_deactivations WHERE is_releasable = 1").fetchall()
+        return frozenset(r[0] for r in rows)
+
+    def count_deactivations_since(self, since: datetime) -> int:
+        """Deactivations applied since `since` (the breaker's rolling window)."""
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT COUNT(*) FROM journal WHERE action = 'deactivate' AND outcome = 'ok'"
+                " AND at >= ?", (utc_text(since),)).fetchone()
+        return int(row[0])
+
+    # -- every email seen for an employee (lookups by a former address) ----------------------
+    def save_seen_emails(self, current: Mapping[str, str], at: datetime, *,
+                         is_complete: bool) -> None:
+        """Record each employee's email as read; `is_complete`: everyone was read."""
+        known = self.load_known_emails()
+        changed = [(h, e) for h, e in current.items() if known.get(h) != e]
+        with self.transaction() as conn:
+            conn.executemany("UPDATE employee_emails SET is_current = 0 WHERE hibob_id = ?",
+                             [(h,) for h, _ in changed])
+            conn.executemany(
+                "INSERT INTO employee_emails (hibob_id, email, first_seen_at, last_seen_at,"
+                " is_current) VALUES (?, ?, ?, ?, 1) ON CONFLICT(hibob_id, email) DO UPDATE"
+                " SET is_current = 1, last_seen_at = excluded.last_seen_at",
+                [(h, e, utc_text(at), utc_text(at)) for h, e in changed])
+            if is_complete:
+                gone = [(h,) for h in known if h not in current]
+                conn.executemany("UPDATE employee_emails SET is_current = 0 WHERE hibob_id = ?",
+                                 gone)
+
+    def load_known_emails(self) -> dict[str, str]:
+        """hibob id -> the email last read for that employee."""
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT hibob_id, email FROM employee_emails WHERE is_current = 1").fetchall()
+        return dict(rows)
+
+    def find_employees_by_email(self, email: str) -> list[str]:
+        """Hibob ids that have had `email`, the most recent holder first."""
+        wanted = email.strip().lower()
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT hibob_id FROM employee_emails WHERE email = ? UNION ALL"
+                " SELECT hibob_id FROM employees WHERE email = ?", (wanted, wanted)).fetchall()
+            order = self.db.conn.execute(
+                "SELECT hibob_id, MAX(last_seen_at) FROM employee_emails WHERE email = ?"
+                " GROUP BY hibob_id", (wanted,)).fetchall()
+        latest = dict(order)
+        found = list(dict.fromkeys(r[0] for r in rows))
+        return sorted(found, key=lambda h: latest.get(h) or "", reverse=True)
 
     def list_held(self) -> list[dict[str, Any]]:
         return self._select(
@@ -426,8 +516,31 @@ class Store:
 def _entry(row: tuple) -> SnapshotEntry:
     return SnapshotEntry(
         hibob_id=row[0], learning_user_id=row[1], email=row[2],
-        state=json.loads(row[3]) if row[3] else None, failures=row[4] or 0,
-        quarantined_until=row[5], last_error=row[6],
+        state=state_from_json(row[3]) if row[3] else None, failures=row[4] or 0,
+        quarantined_until=datetime.fromisoformat(row[5]) if row[5] else None,
+        last_error=row[6],
+    )
+
+
+def state_to_json(state: AppliedState) -> str:
+    return json.dumps({
+        "is_active": state.is_active, "attributes": dict(state.attributes),
+        "groups": sorted([g.group_id, g.role] for g in state.groups),
+        "manager": state.manager,
+        "kept_groups": sorted([g.group_id, g.role] for g in state.kept_groups),
+        "is_external_id_linked": state.is_external_id_linked,
+    }, sort_keys=True)
+
+
+def state_from_json(text: str) -> AppliedState:
+    raw = json.loads(text)
+    return AppliedState(
+        is_active=bool(raw.get("is_active")), attributes=raw.get("attributes") or {},
+        groups=frozenset(GroupRole(g, r) for g, r in raw.get("groups") or []),
+        manager=raw.get("manager"),
+        kept_groups=frozenset(GroupRole(g, r) for g, r in raw.get("kept_groups") or []),
+        # States written before the flag existed were made by create/adopt, which link.
+        is_external_id_linked=bool(raw.get("is_external_id_linked", True)),
     )
 
 

@@ -61,6 +61,7 @@ def limits(settings: Settings) -> Limits:
         max_deactivations=settings.sync.max_deactivations,
         max_deactivation_ratio=settings.sync.max_deactivation_ratio,
         max_unknown_ratio=settings.sync.max_missing_field_ratio,
+        is_external_id_enabled=bool(settings.learning.external_id_platform),
     )
 
 
@@ -70,4 +71,5 @@ def apply_settings(settings: Settings) -> ApplySettings:
         send_invitation_email=settings.learning.send_invitation_email,
         external_id_platform=settings.learning.external_id_platform,
         quarantine_base_seconds=settings.sync.interval_minutes * 60,
+        limits=limits(settings),
     )

@@ -25,7 +25,7 @@ TODAY = datetime.date(2026, 3, 2)
 AUTH = ("sandbox-user", "sandbox-token")
 FIELDS = list(STANDARD_FIELDS)
 USED_OPERATIONS = {"POST /people/search", "POST /people/{identifier}",
-                   "GET /company/named-lists/{listName}"}
+                   "GET /company/named-lists/{listName}", "GET /company/people/fields"}
 
 
 class FakeClock:
@@ -96,11 +96,13 @@ def test_documented_read_requests_get_documented_answers(raw, sim, transport):
     by_mail = raw.post(f"/people/{person['root.email']}",
                        json={"fields": FIELDS, "humanReadable": "REPLACE"})
     departments = raw.get("/company/named-lists/department", params={"includeArchived": "true"})
+    fields = raw.get("/company/people/fields")
 
     assert transport.problems == []
     assert [e["id"] for e in found.json()["employees"]] == [person["root.id"]]
     assert everyone.json()["employees"] and by_id.json()["id"] == person["root.id"]
     assert by_mail.status_code == 200 and departments.json()["items"]
+    assert {f["id"] for f in fields.json()} >= set(FIELDS)
     assert transport.operations() == USED_OPERATIONS
 
 
@@ -130,8 +132,10 @@ def test_every_client_operation_sends_and_receives_documented_messages(client, s
     by_mail = client.get_employee(person["root.email"], FIELDS)
     missing = client.get_employee("0000000000000000001", FIELDS)
     departments = client.get_named_list("department")
+    fields = {f["id"]: f for f in client.list_fields()}
 
     assert transport.problems == []
+    assert fields["work.department"]["typeData"] == {"listId": "department"}
     assert {e.hibob_id for e in employees} == set(sim.records)
     assert by_id.hibob_id == by_mail.hibob_id == person["root.id"] and missing is None
     assert departments[person["work.department"]]

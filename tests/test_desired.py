@@ -8,7 +8,7 @@ from reconciler.config import load_settings
 from reconciler.desired import compute_desired
 from reconciler.models import Employee
 
-TODAY = dt.date(2026, 11, 28)
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
 def settings_from(**environ: str):
@@ -31,12 +31,12 @@ def employee(**overrides) -> Employee:
 
 
 def desired(settings=SETTINGS, **overrides):
-    return compute_desired(employee(**overrides), settings, TODAY, True)
+    return compute_desired(employee(**overrides), settings, NOW, True)
 
 
 def test_active_employee_maps_the_default_fields() -> None:
     d = desired()
-    assert d.kind == "active"
+    assert d.verdict == "active"
     assert d.attributes == {"mail": "ada.lovelace@example.com", "firstName": "Ada",
                             "lastName": "Lovelace", "job": "Engineer", "organization": "R&D",
                             "lang": "en"}
@@ -46,17 +46,17 @@ def test_active_employee_maps_the_default_fields() -> None:
 def test_terminated_employee_is_inactive() -> None:
     d = desired(**{"internal.status": "Inactive", "internal.lifecycleStatus": "terminated",
                    "internal.terminationDate": "2026-11-01"})
-    assert d.kind == "inactive"
+    assert d.verdict == "inactive"
 
 
 def test_hired_employee_is_provisioned_before_start_or_waits_with_at_start() -> None:
     hired = {"internal.status": "Inactive", "internal.lifecycleStatus": "hired",
              "work.startDate": "2026-12-20"}
-    assert desired(**hired).kind == "active"
+    assert desired(**hired).verdict == "active"
     at_start = settings_from(RECONCILER_SYNC__PREHIRE="at_start",
                              RECONCILER_SYNC__PREHIRE_DAYS_BEFORE="7")
-    assert desired(at_start, **hired).kind == "wait"
-    assert desired(at_start, **{**hired, "work.startDate": "2026-12-05"}).kind == "active"
+    assert desired(at_start, **hired).verdict == "wait"
+    assert desired(at_start, **{**hired, "work.startDate": "2026-12-05"}).verdict == "active"
 
 
 def test_missing_field_is_left_out_and_a_null_clears() -> None:
@@ -66,7 +66,7 @@ def test_missing_field_is_left_out_and_a_null_clears() -> None:
 
 
 def test_missing_access_status_decides_nothing() -> None:
-    assert desired(**{"internal.status": "<hidden>"}).kind == "unknown"
+    assert desired(**{"internal.status": "<hidden>"}).verdict == "unknown"
 
 
 def test_missing_or_invalid_email_is_skipped_with_a_reason() -> None:
@@ -75,8 +75,8 @@ def test_missing_or_invalid_email_is_skipped_with_a_reason() -> None:
 
 
 def test_out_of_scope_and_unknown_scope() -> None:
-    assert compute_desired(employee(), SETTINGS, TODAY, False).kind == "out_of_scope"
-    assert compute_desired(employee(), SETTINGS, TODAY, None).kind == "unknown"
+    assert compute_desired(employee(), SETTINGS, NOW, False).verdict == "out_of_scope"
+    assert compute_desired(employee(), SETTINGS, NOW, None).verdict == "unknown"
 
 
 def test_scheduled_deactivation_follows_the_last_day_when_enabled() -> None:

@@ -456,3 +456,17 @@ def test_the_served_simulator_answers_a_search_over_loopback_http(sim):
     assert response.status_code == 200
     assert response.headers["X-RateLimit-Limit"] == "50"
     assert {e["id"] for e in response.json()["employees"]} <= set(sim.records)
+
+
+def test_field_metadata_lists_every_field_with_its_category_even_hidden_ones(sim, client):
+    sim.hide_category("lifecycle")
+
+    response = client.get("/company/people/fields")
+
+    fields = {f["id"]: f for f in response.json()}
+    assert response.status_code == 200
+    assert fields["internal.status"]["categoryId"] == "lifecycle"
+    assert fields["internal.status"]["categoryDisplayName"] == "Lifecycle"
+    assert fields["internal.status"]["typeData"] == {"listId": "status"}
+    assert fields["root.email"]["jsonPath"] == "email"
+    assert fields["work.site"]["typeData"] == {}

@@ -22,7 +22,7 @@ from reconciler.service import (
     readiness_bound,
 )
 from reconciler.store import Store
-from reconciler.webhooks import Hint
+from reconciler.webhooks import Hint, create_app
 from reconciler.wiring import Services, build_services
 
 MINUTE = dt.timedelta(minutes=1)
@@ -88,13 +88,18 @@ def test_hints_for_two_employees_run_one_targeted_pass_each(world, service) -> N
     assert service.process_hints() == 0
 
 
-def test_hint_for_employee_gone_from_hibob_deactivates_them(world, service) -> None:
+def test_hint_for_employee_gone_from_hibob_leaves_absence_to_the_next_full_search(
+        world, service) -> None:
     hibob_id = world.active_employees()[5]
     world.hibob.delete_employee(hibob_id)
     service.on_hint(hint(hibob_id, "employee.deleted"))
 
     service.process_hints()
 
+    # Whether a read by id returns inactive people is undocumented: a targeted pass alone
+    # never concludes absence.
+    assert world.user_of(hibob_id)["status"] == "active"
+    service.run_incremental()
     assert world.user_of(hibob_id)["status"] == "deleted"
 
 
@@ -320,3 +325,22 @@ def test_status_shows_the_next_scheduled_passes_of_the_running_service(world) ->
     finally:
         service.stop()
     assert collect_status(Store(world.db), world.settings, NOW)["next_pass_at"] is None
+
+
+def test_readyz_body_names_the_cause_of_the_last_failed_pass_even_after_a_restart(
+        world, service, monotonic) -> None:
+    world.hibob.faults.fail_next(1, 401, None)
+    service.run_incremental()
+    world.now = NOW + 46 * MINUTE
+
+    restarted = Service(world.build(), clock=lambda: world.now, monotonic=monotonic)
+    app = create_app(world.settings.webhooks, on_hint=restarted.on_hint,
+                     is_ready=restarted.is_ready, metrics=restarted.metrics)
+    status = {}
+    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/readyz"},
+                        lambda line, headers: status.setdefault("line", line)))
+
+    assert status["line"].startswith("503")
+    assert body.decode().startswith("last pass failed: Hibob API answered 401")
+    restarted.run_incremental()
+    assert restarted.is_ready() == (True, "last successful pass 0 s ago")

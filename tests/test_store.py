@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from reconciler.errors import InstanceLocked
+from reconciler.models import AppliedState, GroupRole
 from reconciler.store import MIGRATIONS, Store
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
@@ -37,13 +38,17 @@ def test_an_older_database_is_upgraded_in_place_keeping_its_data(tmp_path) -> No
 
 def test_applied_state_round_trips_and_a_success_clears_failures(tmp_path) -> None:
     store = Store(tmp_path / "s.db")
-    store.record_failure("7", "boom", quarantine_after=1, quarantined_until="2999-01-01",
-                         at=NOW)
+    store.record_failure("7", "boom", quarantine_after=1,
+                         quarantined_until=NOW + dt.timedelta(hours=1), at=NOW)
     assert [q["employee_id"] for q in store.list_quarantined(NOW)] == ["7"]
-    store.save_applied("7", learning_user_id="u7", email="a@b.example",
-                       state={"is_active": True, "attributes": {"job": "x"}}, at=NOW)
+    assert store.get_entry("7").is_quarantined(NOW)
+    state = AppliedState(is_active=True, attributes={"job": "x"},
+                         groups=frozenset({GroupRole("g1", "learner")}), manager="9",
+                         kept_groups=frozenset({GroupRole("g0", "admin")}),
+                         is_external_id_linked=True)
+    store.save_applied("7", learning_user_id="u7", email="a@b.example", state=state, at=NOW)
     entry = store.get_entry("7")
-    assert entry.is_active and entry.state["attributes"] == {"job": "x"}
+    assert entry.state == state
     assert entry.failures == 0 and store.list_quarantined(NOW) == []
 
 

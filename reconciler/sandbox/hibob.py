@@ -37,6 +37,13 @@ from reconciler.sandbox.faults import DropConnection, Faults, SimulatedTimeout
 LIST_FIELDS = {"work.department": "department", "work.title": "title", "work.siteId": "site",
                "internal.lifecycleStatus": "lifecycleStatus", "internal.status": "status"}
 EMPLOYEE_REFERENCES = ("work.reportsTo", "work.manager")
+# categoryDisplayName as a live tenant shows it (api/hibob.md 1.4, 4). Sim decision: Bob's
+# name for the category of `employee.*` fields was not captured; "Employment" stands in.
+CATEGORY_NAMES = {"root": "Basic info", "work": "Work", "lifecycle": "Lifecycle",
+                  "about": "About", "employment": "Employment", "employee": "Employment",
+                  "personal": "Personal", "home": "Personal contact details"}
+HISTORICAL_FIELDS = frozenset({"work.title", "work.department", "work.siteId", "work.reportsTo",
+                               "work.manager", "internal.lifecycleStatus"})
 DEFAULT_CATEGORIES = {"root", "about", "employment", "work"}
 MAX_FIELDS = 400
 FILTER_PATHS = ("root.id", "root.email")
@@ -98,6 +105,12 @@ class HibobSimulator:
         self.hidden_fields: set[str] = set()
         self.hidden_categories: set[str] = set()
         self.access_filter: Callable[[dict], bool] | None = None
+        # A read by id of someone the access rights hide: observed live as 404, but the
+        # reference lists 403 "no permission to this employee"; tests pick either.
+        self.hidden_read_status = 404
+        # Sim decision: people left out of search answers only (a truncated or inconsistent
+        # search); the docs promise no truncation, which is exactly what must not be trusted.
+        self.search_omits: set[str] = set()
         # Only search's 50/min is documented for People; /people/{id} gets the same number as
         # an assumption (HiBob's per-endpoint table was not retrievable). Named lists: 50/min.
         self.search_limit_per_minute = 50
@@ -171,6 +184,11 @@ class HibobSimulator:
         if method == "GET" and path.startswith("/v1/company/named-lists/") \
                 and path.count("/") == 4:
             return "lists", lambda r: self._named_list(r, path.rsplit("/", 1)[1])
+        if method == "GET" and path == "/v1/company/people/fields":
+            # Sim decision: field metadata and named lists are both "metadata" endpoints at
+            # 50/min (api/hibob.md 3.2, 3.3); whether they share one quota is undocumented, so
+            # they do here (the less convenient reading).
+            return "lists", self._field_metadata
         return "other", None
 
     def _quota(self, bucket: str, now: float, take: bool) -> tuple[bool, dict[str, str]]:
@@ -208,7 +226,7 @@ class HibobSimulator:
         matches = _filter_predicate(body)
         people = [r for r in self._readable().values()
                   if (show_inactive or r.get("internal.status") == "Active")
-                  and self._can_see(r) and matches(r)]
+                  and self._can_see(r) and matches(r) and r["root.id"] not in self.search_omits]
         layout = _layout(fields)
         return {"employees": [self._render(r, layout, mode) for r in people]}
 
@@ -219,6 +237,8 @@ class HibobSimulator:
         body = _json_body(request)
         fields, mode = self._requested_fields(body), _human_mode(body)
         record = self._find(identifier)
+        if record is not None and not self._can_see(record) and self.hidden_read_status == 403:
+            raise _Rejected(403, "Forbidden", "No permission to this employee")
         if record is None or not self._can_see(record):
             raise _Rejected(404, "NotFound", f"Employee {identifier} not found")
         return self._render(record, _layout(fields), mode)
@@ -228,6 +248,33 @@ class HibobSimulator:
             return None
         include_archived = request.url.params.get("includeArchived", "").lower() == "true"
         return {"name": name, "items": _unarchived(self.lists[name], include_archived)}
+
+    def _field_metadata(self, request: httpx.Request) -> list[dict]:
+        # Needs no permission at all (api/hibob.md 1.4): hidden categories are listed too.
+        return [self._describe_field(field_id) for field_id in sorted(self._known_fields)]
+
+    def _describe_field(self, field_id: str) -> dict:
+        """One `Field` (spec schema): the category is the one `hide_category` withdraws."""
+        category_id = category(field_id)
+        list_id = LIST_FIELDS.get(field_id)
+        if list_id:
+            kind = "list"
+        elif field_id in EMPLOYEE_REFERENCES or field_id == "root.id":
+            kind = "employee-reference"
+        elif field_id.endswith(("Date", "DayOfWork")):
+            kind = "date"
+        else:
+            kind = "text"
+        leaf = field_id.rsplit(".", 1)[1]
+        return {
+            "id": field_id, "categoryId": category_id, "category": category_id,
+            "categoryDisplayName": CATEGORY_NAMES.get(category_id, category_id.capitalize()),
+            "name": re.sub(r"(?<!^)(?=[A-Z])", " ", leaf).capitalize(),
+            # Root fields sit un-prefixed in the nested form (api/hibob.md 4).
+            "jsonPath": field_id.removeprefix("root."), "type": kind,
+            "typeData": {"listId": list_id} if list_id else {},
+            "historical": field_id in HISTORICAL_FIELDS,
+        }
 
     # ---- reading ---------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ _ROUTES = [(method, re.compile(pattern.format(u=_ID.format("user_id"), g=_ID.for
     ("DELETE", "/api/v2/users/{u}", "_delete_user", "users:write"),
     ("PUT", "/api/v2/users/{u}/activate", "_activate_user", "users:write"),
     ("GET", "/api/v2/users/{u}/managers", "_list_managers", "users:read"),
+    ("GET", "/api/v2/users/{u}/subordinates", "_list_subordinates", "users:read"),
     ("POST", "/api/v2/users/{u}/managers/{m}", "_add_manager", "users:write"),
     ("DELETE", "/api/v2/users/{u}/managers/{m}", "_remove_manager", "users:write"),
     ("GET", "/api/v2/users/{u}/roles", "_list_user_roles", "users:read"),
@@ -200,6 +201,11 @@ class LearningSimulator:
             # answer for its absence; a 400 in the nested shape is the closest documented form.
             raise _Refusal(400, "invalidApiVersion",
                            f"Header 360-api-version is required and must be {API_VERSION}")
+        # Sim decision: the scope is checked per request before the path ids and the body are
+        # validated. The docs give the 403 `invalid_scope` per operation's "Required OAuth
+        # scope" (api/360learning.md 1.3) but not its order against validation; an OAuth scope
+        # guard in front of the handler is the usual design, and `reconciler check` relies on it
+        # to test write scopes with requests that then fail validation.
         if scope not in self.scopes:
             raise _Refusal(403, "invalid_scope", f"The access token lacks the scope {scope}")
         for name, value in params.items():
@@ -259,9 +265,10 @@ class LearningSimulator:
             if value not in ("active", "invited", "deleted"):
                 raise _invalid("status must be one of active, invited, deleted")
         # Sim decisions: deleted users are listed unless filtered out (the status enum includes
-        # `deleted`); mail filters compare case-insensitively, username filters exactly.
+        # `deleted`); filters compare exactly, mail included (case-folding is undocumented, so
+        # the reconciler must not depend on it).
         rows = [u for u in self._users.values()
-                if all(_passes(u.get(field), ops, fold=field == "mail")
+                if all(_passes(u.get(field), ops, fold=False)
                        for field, ops in filters.items())]
         return _paged(request, rows, lambda u: u["_id"], self.page_size, filters, after,
                       self._public)
@@ -298,8 +305,8 @@ class LearningSimulator:
         if "mail" in fields:
             if not _MAIL.fullmatch(fields["mail"]):
                 raise _Refusal(400, "mailInvalid", f"Invalid mail {fields['mail']!r}")
-            # Sim decision: mails are stored lower-cased, so reads never echo the sent case.
-            fields["mail"] = fields["mail"].lower()
+            # Sim decision: a mail is stored as sent (case kept); uniqueness ignores case
+            # (`_user_by`) — the docs say neither, and this is the less convenient pair.
 
     def _find_existing(self, fields: dict) -> dict | None:
         by_mail = self._user_by("mail", fields.get("mail"))
@@ -349,7 +356,6 @@ class LearningSimulator:
         if fields.get("mail") is not None:
             if not _MAIL.fullmatch(fields["mail"]):
                 raise _Refusal(400, "mailInvalid", f"Invalid mail {fields['mail']!r}")
-            fields["mail"] = fields["mail"].lower()
             if self._user_by("mail", fields["mail"]) not in (None, user):
                 raise _Refusal(400, "mailAlreadyUsed", f"The mail {fields['mail']} is used")
         if fields.get("username") is not None:
@@ -388,6 +394,12 @@ class LearningSimulator:
         filters, after = _list_query(request, {})
         return _paged(request, list(self._managers[user_id]), str, self.managers_page_size,
                       filters, after, str)
+
+    def _list_subordinates(self, request: httpx.Request, user_id: str) -> httpx.Response:
+        self._require_user(user_id)
+        filters, after = _list_query(request, {})
+        rows = sorted(uid for uid, managers in self._managers.items() if user_id in managers)
+        return _paged(request, rows, str, self.managers_page_size, filters, after, str)
 
     def _add_manager(self, request: httpx.Request, user_id: str,
                      manager_id: str) -> httpx.Response:
@@ -615,7 +627,7 @@ class LearningSimulator:
         with self._lock:
             fields = {name: value for name, value in attrs.items() if value is not None}
             if mail is not None:
-                fields["mail"] = mail.lower()
+                fields["mail"] = mail
             user = self._insert_user(fields, "active" if status == "deleted" else status)
             if status == "deleted":
                 self._soft_delete(user, self._now_iso())
@@ -654,7 +666,7 @@ class LearningSimulator:
                 if value is None:
                     user.pop(name, None)
                 else:
-                    user[name] = value.lower() if name == "mail" else value
+                    user[name] = value
 
     def delete_user(self, user_id: str) -> None:
         """A hand-made soft delete (same effects as DELETE /api/v2/users/{id})."""

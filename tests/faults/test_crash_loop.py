@@ -32,7 +32,8 @@ from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
 
-pytestmark = pytest.mark.faults
+# The loop runs in the first test's setup: minutes on a loaded machine.
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(1200)]
 
 COMPANY_SIZE = 500
 MIN_KILLS = 50

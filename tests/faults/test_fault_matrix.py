@@ -24,10 +24,6 @@ USERS = "/api/v2/users"
 FOREVER = 10_000
 MAX_ATTEMPTS = 6  # api.RetryPolicy.max_attempts
 MAX_WAIT_PER_REQUEST = 5 * 60.0  # five waits, each capped by RetryPolicy (30 s, hinted 60 s)
-SCOPE_BUG = ("issue 8.5 (reconcile/apply, lead): a 403 invalid_scope on writes fails each action "
-             "(outcome 'errors') instead of the pass ('failed', one message naming the scope); "
-             "after 3 such passes every employee it touched is quarantined and stays skipped "
-             "once the scope is restored")
 
 
 @dataclass(frozen=True)
@@ -139,13 +135,11 @@ def _churned(world: FaultWorld) -> FaultWorld:
 MANAGER_BUG = ("apply._set_manager (lead): when the manager's account does not exist yet (its "
                "create failed), the link is skipped but journalled ok and saved in the "
                "snapshot, so no later pass (full included) ever adds it: link lost")
-RESTORE_BUG = ("plan/apply (lead): an adoption that restores a deleted user and fails after "
-               "save_link leaves a link without state; the next pass plans 'reactivate', which "
-               "never writes the external-id mapping: external id missing for good")
+RESTORE_BUG = ("plan (lead): the adoption of a deleted user whose re-POST failed is finished "
+               "later as an interrupted create, without the re-POST: 400 userDeleted each pass, "
+               "then quarantine; the employee never gets its account")
 KNOWN_BUGS = {
     ("360learning 5xx run on creates", "first sync"): f"{MANAGER_BUG}; {RESTORE_BUG}",
-    ("360learning 403 (users:write scope removed)", "first sync"): SCOPE_BUG,
-    ("360learning 403 (users:write scope removed)", "after churn"): SCOPE_BUG,
 }
 
 

@@ -1,6 +1,7 @@
 """The breaks the crash loop and the fault matrix found, each reproduced in-process in a few lines
-so the fix can be made test-first. Marked xfail(strict) until the core (plan/apply, owned by the
-lead) is fixed; a fix turns them into failures that ask for the mark to go."""
+so the fix can be made test-first. Those still open are marked xfail(strict) until the core
+(plan/apply, owned by the lead) is fixed; a fix turns them into failures that ask for the mark
+to go. The others were fixed on main and stay as regression tests."""
 
 from __future__ import annotations
 
@@ -15,23 +16,16 @@ from faults.oracle import find_differences
 
 pytestmark = pytest.mark.faults
 
-LINK_WITHOUT_STATE = (
-    "plan/apply (lead): a kill (or a failure) between save_link and save_applied leaves a link "
-    "with no state; the next pass plans 'reactivate' (re-POST, then PATCH every field), and "
-    "_finish_user writes the external id only for create/adopt, so the mapping is never written")
 MANAGER_SKIPPED = (
     "apply._set_manager (lead): when the manager has no 360Learning account yet (its create "
     "failed), the link is skipped, yet journalled ok and saved in the snapshot, so no later pass "
     "(full included) adds it")
-REHIRED_MANAGER = (
-    "plan (lead, product §1.3): restoring a rehired manager drops 'being the manager of others' "
-    "in 360Learning, and no pass re-links the subordinates")
 
-SHARED_EMAIL = (
-    "reconcile._mark_duplicate_emails (lead, issue 7): a targeted pass sees only the one "
-    "employee it reads, so it creates a user for an email that another (e.g. terminated) "
-    "employee shares, while the incremental pass calls the same data ambiguous: two decisions "
-    "for the same data, and the user made by the targeted pass stays")
+
+RESTORE_NOT_FINISHED = (
+    "plan (lead): a link saved by an adoption whose restore (re-POST of a deleted user) failed is "
+    "later 'finished as an interrupted create' without the re-POST: PUT activate answers 400 "
+    "userDeleted every pass until the employee is quarantined, and it never gets its account")
 
 
 def _synced(world: FaultWorld) -> FaultWorld:
@@ -40,7 +34,6 @@ def _synced(world: FaultWorld) -> FaultWorld:
     return world
 
 
-@pytest.mark.xfail(strict=True, reason=LINK_WITHOUT_STATE)
 def test_a_kill_right_after_a_create_still_ends_with_the_external_id_written(
         fault_world: FaultWorld) -> None:
     world = fault_world
@@ -79,7 +72,6 @@ def test_a_manager_link_skipped_while_the_managers_create_failed_is_made_once_it
     assert find_differences(world.hibob, world.learning, world.db) == []
 
 
-@pytest.mark.xfail(strict=True, reason=REHIRED_MANAGER)
 def test_rehiring_a_manager_gives_the_subordinates_their_manager_link_back(
         fault_world: FaultWorld) -> None:
     world = _synced(fault_world)
@@ -96,7 +88,6 @@ def test_rehiring_a_manager_gives_the_subordinates_their_manager_link_back(
     assert find_differences(world.hibob, world.learning, world.db) == []
 
 
-@pytest.mark.xfail(strict=True, reason=SHARED_EMAIL)
 def test_a_targeted_pass_decides_a_shared_email_as_the_incremental_pass_does(
         tmp_path: Path) -> None:
     world = _synced(FaultWorld(tmp_path, size=60))
@@ -108,3 +99,19 @@ def test_a_targeted_pass_decides_a_shared_email_as_the_incremental_pass_does(
 
     assert {a.hibob_id: a.kind for a in targeted.plan.actions} == {
         h: k for h, k in planned.items() if h == first}
+
+
+@pytest.mark.xfail(strict=True, reason=RESTORE_NOT_FINISHED)
+def test_an_adoption_whose_restore_failed_restores_the_account_on_the_next_pass(
+        fault_world: FaultWorld) -> None:
+    world = fault_world
+    hibob_id = world.active_employees()[6]
+    mail = world.hibob.records[hibob_id]["root.email"].strip().lower()
+    user_id = world.learning.seed_user(mail, "deleted")
+    world.learning.faults.fail_next(10_000, 503, method="POST", path_prefix="/api/v2/users")
+    assert world.sync().outcome == "errors"
+    world.learning.faults.clear()
+
+    assert world.sync().outcome == "ok"
+
+    assert world.learning.user(user_id)["status"] == "active"

@@ -1,0 +1,153 @@
+"""`reconciler check` (reconciler.check) against both simulators: ok, WARN and FAIL lines."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from conftest import World
+
+from reconciler.check import run_checks
+
+ENGINEERING_SCOPE = json.dumps(
+    [{"conditions": [{"field": "work.department", "op": "in", "values": ["Engineering"]}]}])
+
+
+def check(world: World, **settings: str) -> tuple[int, str]:
+    services = world.build(**settings) if settings else world.services
+    out = io.StringIO()
+    code = run_checks(services.settings, services, out)
+    return code, out.getvalue()
+
+
+def lines(text: str, prefix: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path, size=30)
+
+
+def test_check_passes_with_every_scope_and_changes_nothing_anywhere(world) -> None:
+    users_before = world.learning.users_by_mail()
+
+    code, out = check(world, RECONCILER_SCOPE__GROUPS=ENGINEERING_SCOPE)
+
+    assert code == 0 and lines(out, "FAIL") == []
+    for scope in ("users:write", "groups:write", "externalIds:write"):
+        assert f"ok   360Learning scope {scope} is granted" in out
+    assert "labels of work.department (scope.groups[0].conditions[0]) exist" in out
+    assert world.learning.users_by_mail() == users_before
+    assert world.learning.external_ids() == []
+    assert world.store.load_service_state() == {}
+    assert out.splitlines()[-1].startswith("check: ")
+
+
+@pytest.mark.parametrize("scope", ["users:write", "groups:write", "externalIds:write"])
+def test_check_fails_naming_a_missing_write_scope(world, scope) -> None:
+    world.learning.scopes.discard(scope)
+
+    code, out = check(world)
+
+    assert code == 1
+    (failure,) = lines(out, "FAIL")
+    assert f"lacks the {scope} scope" in failure and "Settings > API v2" in failure
+
+
+def test_a_typo_in_a_scope_field_fails_with_a_did_you_mean(world) -> None:
+    scope = [{"conditions": [{"field": "work.departmnt", "op": "is_not_empty"}]}]
+
+    code, out = check(world, RECONCILER_SCOPE__GROUPS=json.dumps(scope))
+
+    assert code == 1
+    assert ("FAIL Hibob field work.departmnt (scope.groups[0].conditions[0]) does not exist in "
+            "Hibob: did you mean 'work.department'?") in out
+
+
+def test_a_misspelt_list_label_fails_with_a_did_you_mean(world) -> None:
+    scope = [{"conditions": [{"field": "work.department", "op": "equals",
+                              "value": "Enginering"}]}]
+
+    code, out = check(world, RECONCILER_SCOPE__GROUPS=json.dumps(scope))
+
+    assert code == 1
+    assert ("FAIL label 'Enginering' of work.department (scope.groups[0].conditions[0]) is not "
+            "in Hibob list 'department': did you mean 'Engineering'?") in out
+
+
+def test_a_group_rule_label_is_checked_against_the_list_too(world) -> None:
+    rule = [{"field": "work.department", "label": "Sals", "group_id": world.learning
+             .sales_group_id}]
+
+    code, out = check(world, RECONCILER_MAPPING__GROUPS=json.dumps(rule))
+
+    assert code == 1 and "did you mean 'Sales'?" in out and "(mapping.groups[0])" in out
+
+
+def test_a_label_no_employee_holds_on_a_text_field_is_only_a_warning(world) -> None:
+    site = next(r["work.site"] for r in world.hibob.records.values() if r.get("work.site"))
+    scope = [{"conditions": [{"field": "work.site", "op": "not_equals",
+                              "value": site + "z"}]}]
+
+    code, out = check(world, RECONCILER_SCOPE__GROUPS=json.dumps(scope))
+
+    assert code == 0
+    (warning,) = [line for line in lines(out, "WARN") if f"{site}z" in line]
+    assert f"did you mean {site!r}?" in warning
+
+
+def test_no_inactive_people_visible_is_a_warning_not_a_failure(world) -> None:
+    world.hibob.access_filter = lambda record: record.get("internal.status") == "Active"
+
+    code, out = check(world)
+
+    assert code == 0
+    assert any("no inactive people" in line for line in lines(out, "WARN"))
+
+
+def test_hidden_lifecycle_fields_fail_naming_the_category_to_grant(world) -> None:
+    world.hibob.hide_category("lifecycle")
+
+    code, out = check(world)
+
+    assert code == 1
+    assert ("FAIL Hibob field internal.status is never returned: grant the service user View "
+            "on the 'Lifecycle' category") in out
+
+
+def test_a_read_only_database_fails(world) -> None:
+    world.store.db.conn.execute("PRAGMA query_only = ON")
+
+    code, out = check(world)
+
+    assert code == 1 and "is not writable" in lines(out, "FAIL")[0]
+
+
+def test_a_database_from_a_newer_version_fails(world) -> None:
+    world.store.db.conn.execute("PRAGMA user_version = 99")
+
+    code, out = check(world)
+
+    assert code == 1 and "schema version 99, newer than" in lines(out, "FAIL")[0]
+
+
+def test_wrong_hibob_credentials_fail_once_and_the_rest_still_runs(world) -> None:
+    code, out = check(world, RECONCILER_HIBOB__SERVICE_USER_TOKEN="wrong-token")
+
+    assert code == 1
+    (failure,) = lines(out, "FAIL")
+    assert "Hibob" in failure and "401" in failure and "wrong-token" not in out
+    assert "ok   360Learning scope users:write is granted" in out
+
+
+def test_a_database_without_any_pass_is_a_warning_that_goes_away_after_a_pass(world) -> None:
+    code, out = check(world)
+    world.sync()
+    code_after, out_after = check(world)
+
+    assert code == code_after == 0
+    assert any("holds no pass yet" in line for line in lines(out, "WARN"))
+    assert not any("holds no pass yet" in line for line in lines(out_after, "WARN"))
