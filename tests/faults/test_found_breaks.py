@@ -27,6 +27,11 @@ RESTORE_NOT_FINISHED = (
     "later 'finished as an interrupted create' without the re-POST: PUT activate answers 400 "
     "userDeleted every pass until the employee is quarantined, and it never gets its account")
 
+RELINK_LOST = (
+    "plan/apply (lead): a rehired manager's reactivation is saved before its subordinates are "
+    "linked back; when that relink fails or the process is killed in between (the crash loop "
+    "does), no incremental pass plans it again; only the next full pass repairs it")
+
 
 def _synced(world: FaultWorld) -> FaultWorld:
     first = world.sync()
@@ -115,3 +120,26 @@ def test_an_adoption_whose_restore_failed_restores_the_account_on_the_next_pass(
     assert world.sync().outcome == "ok"
 
     assert world.learning.user(user_id)["status"] == "active"
+
+
+@pytest.mark.xfail(strict=True, reason=RELINK_LOST)
+def test_a_failed_relink_of_a_rehired_managers_subordinates_is_retried_by_the_next_pass(
+        fault_world: FaultWorld) -> None:
+    world = _synced(fault_world)
+    boss = world.active_employees()[4]
+    for subordinate in world.active_employees()[10:13]:
+        world.hibob.update_employee(subordinate, manager_id=boss)
+    assert world.sync().outcome == "ok"
+    world.hibob.terminate(boss, on=world.hibob.today - dt.timedelta(days=1))
+    assert world.sync().outcome == "ok"
+    world.hibob.rehire(boss)
+    # Link calls (POST /users/{id}/managers/{id}) fail for this pass only.
+    world.learning.faults.fail_next(10_000, 503, method="POST",
+                                    path_prefix="/api/v2/users/")
+    world.sync()
+    world.learning.faults.clear()
+    assert find_differences(world.hibob, world.learning, world.db) != []
+
+    assert world.sync().outcome == "ok"
+
+    assert find_differences(world.hibob, world.learning, world.db) == []
