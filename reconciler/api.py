@@ -2,7 +2,8 @@
 
 `HibobClient` and `LearningClient` send every request through `ApiSession.send`, which turns
 httpx exceptions and error statuses into `reconciler.errors` (httpx never escapes this module).
-It must not know vendor endpoints, and its error messages never carry secrets or headers.
+It must not know vendor endpoints, and its error messages never carry secrets or headers: any
+text from outside goes through `redact` and is capped before it becomes part of an error.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from reconciler.errors import (
     ApiRejected,
     ApiUnavailable,
 )
+from reconciler.redact import redact
+
+MAX_OUTSIDE_CHARS = 300
+"""Upstream error text kept in an error: one readable line, never a whole echoed request."""
 
 RequestFactory = Callable[[], httpx.Request]
 
@@ -212,9 +217,11 @@ class ApiSession:
             response = self.client.send(request_factory())
             response.read()
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise ApiUnavailable(self.service, None, None, f"bad URL ({exc})") from None
+            raise ApiUnavailable(self.service, None, None,
+                                 redact(f"bad URL ({exc})", MAX_OUTSIDE_CHARS)) from None
         except httpx.TransportError as exc:
-            error = ApiUnavailable(self.service, None, None, _describe_transport_error(exc))
+            error: ApiError = ApiUnavailable(self.service, None, None,
+                                             _describe_transport_error(exc))
             return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
         except httpx.HTTPError as exc:
             raise ApiUnavailable(self.service, None, None, _describe_transport_error(exc)) from None
@@ -286,7 +293,7 @@ def parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
     if "key" in body:
         return _text(body.get("key")), _text(error) or ""
     if isinstance(error, str):
-        return error, _text(body.get("message")) or ""
+        return _text(error), _text(body.get("message")) or ""
     return None, _text(body.get("errorMessage")) or ""
 
 
@@ -298,7 +305,7 @@ def _check_json(response: httpx.Response, service: str) -> None:
     if content_type and "json" not in content_type.lower():
         raise ApiRejected(
             service, response.status_code, "unexpectedContentType",
-            f"expected JSON but got {content_type.split(';')[0]} from "
+            f"expected JSON but got {_text(content_type.split(';')[0], 60)} from "
             f"{response.request.url.path}; check the base URL",
         )
     try:
@@ -331,16 +338,19 @@ def _parse_float(raw: str | None) -> float | None:
 
 
 def _describe_transport_error(exc: Exception) -> str:
-    # str(exc) names the failure (timeout, reset, refused); httpx never puts headers in it.
+    # str(exc) names the failure (timeout, reset, refused); httpx never puts headers in it, but a
+    # proxy's reason phrase may echo anything.
     text = " ".join(str(exc).split()) or "no detail"
-    return f"{type(exc).__name__}: {text}"[:200]
+    return redact(f"{type(exc).__name__}: {text}", 200)
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, max_chars: int = MAX_OUTSIDE_CHARS) -> str | None:
+    """Text from an upstream body: one line (the CLI prints errors as one), redacted, capped."""
     if value is None:
         return None
     text = value if isinstance(value, str) else json.dumps(value)
-    return " ".join(text.split())[:300]  # one line: the CLI prints errors as a single line
+    # Redacted before whitespace is folded, which could change a secret's spelling.
+    return " ".join(redact(text).split())[:max_chars]
 
 
 def _join(*parts: str | None) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from reconciler.config import Settings
 from reconciler.desired import required_fields
-from reconciler.errors import ApiError
+from reconciler.errors import ApiError, StoreUnusable
 from reconciler.hibob import HibobClient
 from reconciler.models import Employee
 from reconciler.store import MIGRATIONS, Store
@@ -25,7 +25,7 @@ from reconciler.wiring import Services
 CRITICAL_FIELDS = ("root.id", "root.email", "internal.status", "internal.lifecycleStatus",
                    "work.startDate")
 EXPECTED_TABLES = frozenset({"employees", "passes", "journal", "held_deactivations", "hints",
-                             "resync_requests", "service_state"})
+                             "admin_requests", "service_state"})
 
 
 class _Rollback(Exception):
@@ -82,6 +82,9 @@ def check_database(store: Store, report: Report) -> None:
             raise _Rollback
     except _Rollback:
         pass
+    except StoreUnusable as exc:  # busy, damaged or read-only: the store's line says what to do
+        report.fail(str(exc))
+        return
     except sqlite3.Error as exc:
         report.fail(f"{where} is not writable ({exc}): check store.path and its folder's "
                     "owner")

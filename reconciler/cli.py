@@ -2,6 +2,8 @@
 
 Every ReconcilerError becomes one line on stderr and its exit code (0 ok, 1 failed, 2 bad
 settings or usage, 3 held by a safety limit); never a traceback for an expected failure.
+Actions (sync, resync, release, quarantine --clear, explain --apply) go through `admin`, which
+asks the running service when there is one.
 """
 
 from __future__ import annotations
@@ -9,39 +11,75 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, time, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
+from reconciler.admin import request_action
 from reconciler.config import Settings, load_settings
-from reconciler.errors import ApiError, InstanceLocked, ReconcilerError
+from reconciler.errors import ApiError, ReconcilerError
 from reconciler.logs import configure_logging
 from reconciler.reconcile import PassKind, run_pass
-from reconciler.report import format_history_row, print_result
-from reconciler.store import Store
+from reconciler.report import format_history_row, print_held, print_quarantined, print_result
+from reconciler.store import Store, utc_text
 from reconciler.wiring import Services, build_services, now_utc
+
+DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    services = args.build(settings)
-    if not args.dry_run:
-        try:
-            services.store.acquire_instance_lock()
-        except InstanceLocked:
-            raise InstanceLocked(
-                f"a reconciler service is running on {settings.store.path}: use `reconciler "
-                "resync` for a full pass, or `sync --dry-run` to preview") from None
-    kind: PassKind = "targeted" if args.employee else "full" if args.full else "incremental"
-    result = run_pass(services, kind, now=now_utc(), dry_run=args.dry_run,
-                      employee=args.employee, allow_deactivations=args.allow_deactivations)
-    print_result(result)
-    return result.exit_code
+    if args.dry_run:
+        kind: PassKind = "targeted" if args.employee else "full" if args.full else "incremental"
+        result = run_pass(args.build(settings), kind, now=now_utc(), dry_run=True,
+                          employee=args.employee)
+        print_result(result)
+        return result.exit_code
+    if args.employee:
+        return _act(args, settings, "targeted", {"employee": args.employee})
+    return _act(args, settings, "sync", {"pass_kind": "full" if args.full else "incremental",
+                                         "allow_deactivations": args.allow_deactivations})
 
 
 def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.resync import request_resync
+    request: dict[str, Any] = {"retry_quarantined": args.retry_quarantined}
+    if args.release_held:
+        from reconciler.requests import compute_held_token, list_releasable
 
-    return request_resync(settings, wait=not args.no_wait, out=sys.stdout,
-                          build=lambda s, store: args.build(s, store=store))
+        store = Store(settings.store.path)
+        print_held(store.list_held(), sys.stdout)
+        if held := list_releasable(store):  # refused if the list changes before the pass
+            request["token"] = compute_held_token(held)
+    return _act(args, settings, "resync", request, wait=not args.no_wait)
+
+
+def cmd_release(args: argparse.Namespace, settings: Settings) -> int:
+    from reconciler.requests import check_release
+
+    store = Store(settings.store.path)
+    if args.list or not (args.token or args.ids):
+        print_held(store.list_held(), sys.stdout)
+        return 0
+    request = {"token": args.token} if args.token else {"ids": args.ids}
+    _, refusal = check_release(store, request)
+    if refusal:
+        print(f"reconciler: refused: {refusal}", file=sys.stderr)
+        print_held(store.list_held(), sys.stdout)
+        return 2
+    return _act(args, settings, "release", request)
+
+
+def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
+    store = Store(settings.store.path)
+    if not (args.clear or args.all):
+        print_quarantined(store.list_quarantined(now_utc()), sys.stdout)
+        return 0
+    ids = None if args.all else _resolve_all(store, args.clear)
+    return _act(args, settings, "quarantine-clear", {"ids": ids})
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -54,8 +92,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.report import print_status
     from reconciler.status import collect_status
 
-    store = Store(settings.store.path)
-    status = collect_status(store, settings, now_utc())
+    status = collect_status(Store(settings.store.path), settings, now_utc())
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False))
     else:
@@ -65,10 +102,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.store.path)
-    employee = args.employee
-    if employee and "@" in employee:  # any email the employee has had
-        employee = next(iter(store.find_employees_by_email(employee)), employee)
-    rows = store.list_journal(hibob_id=employee, since=args.since)
+    ids = _resolve_all(store, [args.employee]) if args.employee else None
+    rows = store.list_journal(hibob_id=ids, since=args.since, limit=None)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
@@ -80,14 +115,12 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.explain import explain_employee
 
-    services = args.build(settings)
-    explain_employee(services, args.employee, now_utc(), sys.stdout)
-    if not args.apply:
-        return 0
-    services.store.acquire_instance_lock()
-    result = run_pass(services, "targeted", now=now_utc(), employee=args.employee)
-    print_result(result)
-    return result.exit_code
+    store = Store(settings.store.path)
+    services = None if args.offline else args.build(settings, store=store)
+    code = explain_employee(services, store, args.employee, now_utc(), sys.stdout)
+    if not args.apply or code:
+        return code
+    return _act(args, settings, "targeted", {"employee": args.employee})
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,45 +132,160 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
     from reconciler.demo import run_demo
 
-    return run_demo(size=args.size, out=sys.stdout)
+    return run_demo(size=args.size, out=sys.stdout, keep=args.keep)
+
+
+def _act(args: argparse.Namespace, settings: Settings, kind: str, request: dict[str, Any],
+         wait: bool = True) -> int:
+    return request_action(settings, kind, request, sys.stdout, wait=wait,
+                          build=lambda s, store: args.build(s, store=store))
+
+
+def _resolve_all(store: Store, identifiers: Sequence[str]) -> list[str]:
+    """The Hibob id for each id or email the database knows; one clear error for an unknown."""
+    found: list[str] = []
+    for identifier in identifiers:
+        ids = store.find_employee_ids(identifier)
+        if not ids:
+            raise UnknownEmployee(f"employee {identifier} is not in the database (give a Hibob "
+                                  "id or an email the employee had)")
+        found.append(ids[0])  # an email's most recent holder
+    return found
+
+
+class UnknownEmployee(ReconcilerError):
+    exit_code = 1
+
+
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """A date (UTC midnight), a datetime (UTC when no offset) or a duration back from now
+    (`90m`, `2h`, `3d`, `1w`), as the stored timestamp text it compares with."""
+    now = now or now_utc()
+    value = text.strip()
+    if match := DURATION.match(value.lower()):
+        amount, unit = int(match[1]), match[2]
+        return utc_text(now - timedelta(seconds=amount * UNIT_SECONDS[unit]))
+    try:
+        moment = datetime.fromisoformat(value.replace(" ", "T", 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since {text!r}: give a date (2026-11-28), a datetime (2026-11-28T09:30) or a "
+            "duration (90m, 2h, 3d, 1w)") from None
+    if len(value) == 10:
+        moment = datetime.combine(moment.date(), time())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=now.tzinfo)
+    return utc_text(moment)
+
+
+def _version() -> str:
+    try:
+        return version("reconciler")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--config and -v, accepted before or after the command (a subcommand's copy only sets
+    the value when given, so it never hides the one given before the command)."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", metavar="FILE", default=default,
+                        help="settings file (default: $RECONCILER_CONFIG, else ./settings.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=False if top else argparse.SUPPRESS, help="debug logging")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reconciler",
-                                     description="Keep 360Learning users in step with Hibob.")
-    parser.add_argument("--config", help="settings file (default ./settings.toml or "
-                                         "$RECONCILER_CONFIG)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sync = sub.add_parser("sync", help="one pass now, then exit")
-    sync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    sync.add_argument("--full", action="store_true", help="also compare every 360Learning user")
-    sync.add_argument("--employee", metavar="ID", help="one employee (Hibob id or email)")
-    sync.add_argument("--allow-deactivations", action="store_true",
-                      help="release deactivations held by the breaker")
-    sync.set_defaults(func=cmd_sync)
-    resync = sub.add_parser("resync", help="force a full resync (through the running service)")
-    resync.add_argument("--no-wait", action="store_true")
-    resync.set_defaults(func=cmd_resync)
-    sub.add_parser("run", help="the long-running service").set_defaults(func=cmd_run)
-    status = sub.add_parser("status", help="last passes, held deactivations, quarantine, hints")
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(func=cmd_status)
-    history = sub.add_parser("history", help="the audit trail of actions")
-    history.add_argument("--employee", metavar="ID")
-    history.add_argument("--since", metavar="DATE")
-    history.add_argument("--json", action="store_true")
-    history.set_defaults(func=cmd_history)
-    explain = sub.add_parser("explain", help="why one employee is (or is not) synchronised")
-    explain.add_argument("employee", metavar="EMPLOYEE", help="Hibob id or email")
-    explain.add_argument("--apply", action="store_true", help="reconcile it now")
-    explain.set_defaults(func=cmd_explain)
-    sub.add_parser("check", help="validate settings, credentials, scopes and field permissions"
-                   ).set_defaults(func=cmd_check)
-    demo = sub.add_parser("demo", help="run against the bundled simulators (no credentials)")
-    demo.add_argument("--size", type=int, default=300)
-    demo.set_defaults(func=cmd_demo)
+    parser = argparse.ArgumentParser(
+        prog="reconciler", description="Keep 360Learning users in step with Hibob.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 bad settings or usage, 3 held by a safety limit.")
+    _common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"reconciler {_version()}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable[..., int], text: str) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=text, description=text)
+        _common(child, top=False)
+        child.set_defaults(func=func)
+        return child
+
+    _add_action_commands(command)
+    _add_reading_commands(command)
     return parser
+
+
+Command = Callable[[str, Callable[..., int], str], argparse.ArgumentParser]
+
+
+def _add_action_commands(command: Command) -> None:
+    """Commands that change something (through the running service when there is one)."""
+    sync = command("sync", cmd_sync, "one pass now (through the running service if there is "
+                   "one), then exit")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="print the plan and change nothing")
+    sync.add_argument("--full", action="store_true",
+                      help="also compare every 360Learning user and repair drift")
+    sync.add_argument("--employee", metavar="ID", help="only this employee (Hibob id or email)")
+    sync.add_argument("--allow-deactivations", action="store_true",
+                      help="let this pass deactivate whatever the breaker would hold (prefer "
+                           "`reconciler release`, which releases exactly the list you saw)")
+    resync = command("resync", cmd_resync, "force a full resync now (through the running "
+                     "service if there is one)")
+    resync.add_argument("--no-wait", action="store_true",
+                        help="only leave the request for the service; do not wait")
+    resync.add_argument("--release-held", action="store_true",
+                        help="also release the held deactivations (the list is shown first; "
+                             "refused if it changes before the pass)")
+    resync.add_argument("--retry-quarantined", action="store_true",
+                        help="also lift every quarantine and reset failure counts first (a "
+                             "full resync retries quarantined employees in any case; this "
+                             "gives them a clean slate)")
+    release = command("release", cmd_release, "show the held deactivations, and release "
+                      "exactly the list shown (by its token or by naming the employees)")
+    release.add_argument("ids", nargs="*", metavar="ID",
+                         help="release these held employees (Hibob ids)")
+    release.add_argument("--list", action="store_true", help="only show the held list and "
+                         "its token (the default without ID or --token)")
+    release.add_argument("--token", metavar="T", help="release the whole list shown with "
+                         "this token; refused (exit 2) if the list changed since")
+    quarantine = command("quarantine", cmd_quarantine, "list quarantined employees, or lift "
+                         "quarantine so the next pass retries them")
+    quarantine.add_argument("--clear", metavar="ID", action="append",
+                            help="lift quarantine for this employee (Hibob id or email; "
+                                 "repeatable)")
+    quarantine.add_argument("--all", action="store_true", help="lift every quarantine")
+
+
+def _add_reading_commands(command: Command) -> None:
+    """The service, and the commands that read, check or demonstrate."""
+    command("run", cmd_run, "the long-running service: scheduled passes, webhooks, "
+            "health and metrics")
+    status = command("status", cmd_status, "last passes, held deactivations, quarantine, "
+                     "skipped employees, pending hints")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    history = command("history", cmd_history, "the audit trail of actions, with outcomes and "
+                      "reasons")
+    history.add_argument("--employee", metavar="ID",
+                         help="only this employee (Hibob id or any email it had)")
+    history.add_argument("--since", metavar="WHEN", type=parse_since,
+                         help="from a date (2026-11-28), a UTC datetime (2026-11-28T09:30) or "
+                              "a duration ago (90m, 2h, 3d, 1w)")
+    history.add_argument("--json", action="store_true", help="a JSON array")
+    explain = command("explain", cmd_explain, "why one employee is (or is not) in 360Learning, "
+                      "and what the next pass would do")
+    explain.add_argument("employee", metavar="EMPLOYEE", help="Hibob id or email")
+    explain.add_argument("--apply", action="store_true",
+                         help="then reconcile this employee now")
+    explain.add_argument("--offline", action="store_true",
+                         help="read only the database: no credentials, no API call")
+    command("check", cmd_check, "validate settings, credentials, scopes and field permissions")
+    demo = command("demo", cmd_demo, "run against the bundled simulators (no credentials, "
+                   "no network)")
+    demo.add_argument("--size", type=int, default=300, metavar="N",
+                      help="employees in the generated company (default 300)")
+    demo.add_argument("--keep", metavar="DIR",
+                      help="leave the database and a settings file in DIR to explore")
 
 
 def main(argv: Sequence[str] | None = None, *, build: Callable[..., Services] = build_services
@@ -158,5 +306,8 @@ def main(argv: Sequence[str] | None = None, *, build: Callable[..., Services] = 
         return code
     except KeyboardInterrupt:
         return 130
-
-
+    except BrokenPipeError:
+        # The reader went away (`history | head`): stop quietly, as if killed by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141

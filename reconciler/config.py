@@ -1,16 +1,21 @@
-"""Settings: `settings.toml` overridden by `RECONCILER_*` environment variables (`__` = level).
+"""Settings: `settings.toml`, then systemd credentials, then `RECONCILER_<SECTION>__<KEY>`
+environment variables, each overriding the one before.
 
 Loaded once by the CLI (`load_settings`) and passed down explicitly; nothing else reads the
-environment. Secrets are `SecretStr`, come from the environment or systemd credentials, and are
-never printed. Unknown keys are an error, so a typo cannot silently disable a safety limit.
+environment, and loading never changes it. Secrets are `SecretStr` and are never printed. An
+unknown key, section or variable is an error, so a typo cannot silently disable a safety limit.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import tomllib
+from collections.abc import Mapping
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -22,11 +27,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from reconciler.errors import ConfigError
 
+log = logging.getLogger("reconciler.config")
+
 ENV_PREFIX = "RECONCILER_"
+CONFIG_VARIABLE = ENV_PREFIX + "CONFIG"
+"""The one RECONCILER_ variable that is not a setting: the settings file's path."""
 # systemd LoadCredential= names -> setting paths (read from $CREDENTIALS_DIRECTORY).
 CREDENTIAL_FILES = {
     "hibob_service_user_id": ("hibob", "service_user_id"),
@@ -38,24 +48,30 @@ CREDENTIAL_FILES = {
 }
 
 
+def env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/nan anywhere: `max_writes_per_second = inf` would switch throttling off.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
+                              use_attribute_docstrings=True)
 
 
 class HibobSettings(_Section):
     base_url: str = "https://api.hibob.com/v1"
-    """Hibob API root, including /v1."""
+    """Hibob API root, including /v1 (sandbox tenants: https://api.sandbox.hibob.com/v1)."""
     service_user_id: str = ""
-    """API service user id (secret-free, but supplied with the token)."""
+    """API service user id: environment or systemd credential only."""
     service_user_token: SecretStr = SecretStr("")
     """API service user token: environment or systemd credential only."""
     extra_fields: list[str] = []
     """More Hibob field ids to read (e.g. custom fields used in scope conditions)."""
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = Field(default=60.0, gt=0)
     """Per-request timeout; a large company's search can take a while."""
-    search_per_minute: float = Field(45.0, gt=0, le=50)
+    search_per_minute: float = Field(default=45.0, gt=0, le=50)
     """Search calls per minute; Hibob allows 50 (stay below it)."""
-    reads_per_minute: float = Field(45.0, gt=0)
+    reads_per_minute: float = Field(default=45.0, gt=0)
     """Single-employee reads and named lists per minute (Hibob's limit is not published)."""
 
 
@@ -63,25 +79,36 @@ class LearningSettings(_Section):
     base_url: str = "https://app.360learning.com"
     """360Learning host (EU app.360learning.com, US app.us.360learning.com)."""
     client_id: str = ""
+    """API v2 client id: environment or systemd credential only."""
     client_secret: SecretStr = SecretStr("")
+    """API v2 client secret: environment or systemd credential only."""
     default_group_id: str = ""
     """Group every created user joins (API v2 requires one membership on create)."""
     default_role: str = "learner"
+    """Role in the default group for created users."""
     send_invitation_email: bool = False
+    """Let 360Learning e-mail an invitation to each created user."""
     activate_users: bool = True
     """Activate users at once (SSO platforms) instead of leaving them invited."""
-    max_writes_per_second: float = Field(8.0, gt=0)
-    max_reads_per_second: float = Field(40.0, gt=0)
+    max_writes_per_second: float = Field(default=8.0, gt=0)
+    """Write rate; stay under the ~10/s company limit."""
+    max_reads_per_second: float = Field(default=40.0, gt=0)
+    """Read rate."""
     external_id_platform: str = "hibob"
     """Platform name for external-id links; "" = do not write them."""
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    """Per-request timeout."""
 
 
 class Condition(_Section):
     field: str
+    """Hibob field id whose value (its label, as Bob shows it) is compared."""
     op: Literal["equals", "not_equals", "in", "not_in", "is_empty", "is_not_empty"]
+    """equals / not_equals (value), in / not_in (values), is_empty, is_not_empty."""
     value: str | None = None
+    """The label for equals / not_equals (case-sensitive)."""
     values: list[str] | None = None
+    """The labels for in / not_in (case-sensitive)."""
 
     @model_validator(mode="after")
     def _operands_fit_operator(self) -> Condition:
@@ -94,6 +121,7 @@ class Condition(_Section):
 
 class ScopeGroup(_Section):
     conditions: list[Condition] = []
+    """All must hold (AND)."""
 
 
 class ScopeSettings(_Section):
@@ -103,21 +131,30 @@ class ScopeSettings(_Section):
 
 class GroupRule(_Section):
     field: str
+    """Hibob field id to read."""
     label: str
+    """Its label that puts the employee in the group."""
     group_id: str
+    """360Learning group id."""
     role: str = "learner"
+    """Role in that group."""
 
 
 class MappingSettings(_Section):
     organization: str = "work.department"
     """Hibob field id whose label becomes `organization`, or "" for none."""
     lang: str = "en"
+    """Default language of created users."""
     lang_field: str = ""
+    """Optional Hibob field holding a language; "" = always `lang`."""
     manager: bool = True
+    """Link work.reportsTo to the 360Learning manager."""
     deactivate_on_last_day: bool = False
+    """Schedule toBeDeactivatedAt from the termination or last day."""
     timezone: str = "UTC"
     """IANA timezone in which dates (start, last day) are decided, e.g. "America/New_York"."""
     groups: list[GroupRule] = []
+    """Membership rules: a label of a Hibob field -> a group and role."""
 
     @field_validator("timezone")
     @classmethod
@@ -131,40 +168,66 @@ class MappingSettings(_Section):
 
 
 class SyncSettings(_Section):
-    interval_minutes: float = Field(15.0, gt=0)
+    interval_minutes: float = Field(default=15.0, gt=0)
+    """Minutes between incremental passes (fractions allowed: 0.5 = 30 s)."""
     full_resync_cron: str = "0 3 * * *"
+    """When the full resync runs: a 5-field crontab line, in UTC."""
     prehire: Literal["provision", "at_start"] = "provision"
-    prehire_days_before: int = Field(0, ge=0)
+    """Pre-start hires: provision at once, or at their start date."""
+    prehire_days_before: int = Field(default=0, ge=0)
     """With prehire = "at_start": provision this many days before the start date."""
     out_of_scope: Literal["deactivate", "ignore"] = "deactivate"
-    max_deactivations: int = Field(25, ge=0)
-    max_deactivation_ratio: float = Field(0.05, ge=0, le=1)
-    max_missing_field_ratio: float = Field(0.1, ge=0, le=1)
+    """What happens to a managed user whose employee leaves the scope."""
+    max_deactivations: int = Field(default=25, ge=0)
+    """Breaker: a pass that would deactivate more than this many users deactivates nobody."""
+    max_deactivation_ratio: float = Field(default=0.05, ge=0, le=1)
+    """Breaker: the same, as a share of the managed active users."""
+    max_missing_field_ratio: float = Field(default=0.1, ge=0, le=1)
     """Share of employees missing a deciding field above which deactivations are skipped."""
-    shutdown_grace_seconds: float = Field(8.0, gt=0, le=9.5)
+    shutdown_grace_seconds: float = Field(default=8.0, gt=0, le=9.5)
     """On SIGTERM, how long the pass in flight may finish before the service exits anyway."""
+
+    @field_validator("full_resync_cron")
+    @classmethod
+    def _cron_parses(cls, cron: str) -> str:
+        # The scheduler parses it the same way; checking here makes `sync` and `check` fail too.
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(cron, timezone=UTC)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab line ({exc})") from None
+        return cron
 
 
 class WebhookSettings(_Section):
     listen: str = "127.0.0.1:8480"
+    """Address the receiver, health and metrics routes listen on."""
     upsert_secret: SecretStr = SecretStr("")
+    """Signing token of the Bob upsert webhook: environment or systemd credential only."""
     deactivation_secret: SecretStr = SecretStr("")
+    """Signing token of the Bob deactivation webhook: environment or systemd credential only."""
     ignored_events: list[str] = ["employee.left"]
-    max_body_bytes: int = 1_048_576
-    coalesce_seconds: float = 0.5
+    """Event types answered 200 and otherwise ignored."""
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    """Larger bodies get 413 without being read."""
+    coalesce_seconds: float = Field(default=0.5, ge=0)
+    """How long the hint worker waits for a burst of deliveries to gather."""
 
 
 class StoreSettings(_Section):
     path: str = "reconciler.db"
+    """SQLite database file; absolute in a service, so every command finds the same one."""
 
 
 class NotifySettings(_Section):
     webhook_url: SecretStr = SecretStr("")
     """Slack- or Teams-compatible incoming webhook ({"text": ...}); "" = no alerts. Secret-ish:
     never logged in full."""
-    failed_passes: int = Field(3, ge=1)
+    failed_passes: int = Field(default=3, ge=1)
     """Alert after this many scheduled passes failed in a row (and again on recovery)."""
-    timeout_seconds: float = Field(5.0, gt=0, le=30)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """Per-request timeout of an alert."""
 
     @model_validator(mode="after")
     def _url_is_http(self) -> NotifySettings:
@@ -175,18 +238,24 @@ class NotifySettings(_Section):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     hibob: HibobSettings = HibobSettings()
+    """Hibob API: where and as whom employees are read."""
     learning: LearningSettings = LearningSettings()
+    """360Learning API v2: where and how users are written."""
     scope: ScopeSettings = ScopeSettings()
+    """Who to listen for."""
     mapping: MappingSettings = MappingSettings()
+    """How a Hibob employee becomes a 360Learning user."""
     sync: SyncSettings = SyncSettings()
+    """Schedule, pre-hires and the deactivation breaker."""
     webhooks: WebhookSettings = WebhookSettings()
+    """The Hibob webhook receiver of `reconciler run`."""
     store: StoreSettings = StoreSettings()
+    """The local database."""
     notify: NotifySettings = NotifySettings()
+    """Optional chat alerts (held pass, quarantine, failed passes, recovery)."""
 
     @classmethod
     def settings_customise_sources(
@@ -194,64 +263,177 @@ class Settings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment beats the file (init kwargs carry the file's content).
-        return (env_settings, init_settings)
+        # Only what `load_settings` gathered from its explicit sources: never os.environ.
+        return (init_settings,)
 
 
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None, *,
+class EnvironSource(PydanticBaseSettingsSource):
+    """`RECONCILER_<SECTION>__<KEY>` variables of a given mapping; lists and tables as JSON.
+
+    Every RECONCILER_ variable must name a setting (the file's rule): a misspelt section or a
+    single underscore is a ConfigError naming the variable, not a silently ignored value.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = environ
+        self.origins: dict[tuple[str, ...], str] = {}
+        """Setting path -> the variable it came from (for error messages)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every variable at once
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        sections = self.settings_cls.model_fields
+        for variable, value in sorted(self.environ.items()):
+            name = variable.upper()
+            if not name.startswith(ENV_PREFIX) or name == CONFIG_VARIABLE:
+                continue
+            section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+            model = _section_model(sections.get(section))
+            if model is None:
+                raise ConfigError(f"environment variable {variable}: {_not_a_setting(name)}")
+            if not key:
+                raise ConfigError(f"environment variable {variable}: name one setting, as in "
+                                  f"{env_name(section, '<key>')}")
+            field = model.model_fields.get(key)
+            if field is None:
+                raise ConfigError(f"environment variable {variable}: unknown setting "
+                                  f"{section}.{key}")
+            data.setdefault(section, {})[key] = (
+                _json(variable, value) if _is_complex(field.annotation) else value)
+            self.origins[(section, key)] = variable
+        return data
+
+
+def _section_model(field: FieldInfo | None) -> type[BaseModel] | None:
+    annotation = field.annotation if field else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _is_complex(annotation: Any) -> bool:
+    if get_origin(annotation) in (list, dict):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _json(variable: str, value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise ConfigError(f"environment variable {variable}: not valid JSON (a list is written "
+                          '["a", "b"])') from None
+
+
+def _not_a_setting(name: str) -> str:
+    """Why an upper-case RECONCILER_ name is no setting, with the likely meant one if any."""
+    rest = name[len(ENV_PREFIX):].lower()
+    for section, field in Settings.model_fields.items():
+        model = _section_model(field)
+        if model and rest.startswith(section + "_") and rest[len(section) + 1:] in \
+                model.model_fields:
+            return (f"not a setting; did you mean {env_name(section, rest[len(section) + 1:])} "
+                    "(two underscores between section and key)?")
+    return (f"unknown section; variables are {ENV_PREFIX}<SECTION>__<KEY> with a section of "
+            f"{', '.join(Settings.model_fields)}")
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None, *,
                   read_file: bool = True) -> Settings:
     """Read the TOML file (if present), systemd credentials, then the environment.
 
-    `read_file=False` ignores any settings file (the demo and tests build settings from
-    `environ` alone). Raises ConfigError with one line naming the offending key.
+    `environ` defaults to the process environment and is only read. `read_file=False` ignores
+    any settings file (the demo and tests build settings from `environ` alone). Raises
+    ConfigError with one line naming the offending key or variable.
     """
     environ = dict(os.environ if environ is None else environ)
-    explicit = path is not None or ENV_PREFIX + "CONFIG" in environ
-    file_path = Path(path or environ.get(ENV_PREFIX + "CONFIG", "settings.toml"))
-    data: dict[str, Any] = {}
-    if not read_file:
-        pass
-    elif file_path.exists():
-        try:
-            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read settings file {file_path}: {exc}") from None
-    elif explicit:
-        raise ConfigError(f"settings file {file_path} does not exist")
-    _merge_credentials(data, environ)
-    saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    file_data = _read_file(path, environ) if read_file else {}
+    credentials = _read_credentials(environ.get("CREDENTIALS_DIRECTORY"))
+    env_source = EnvironSource(Settings, environ)
+    data = _deep_update(_deep_update(file_data, credentials), env_source())
     try:
-        # pydantic-settings reads os.environ itself; give it exactly `environ`'s RECONCILER_ keys.
-        for key in saved:
-            del os.environ[key]
-        os.environ.update({k: v for k, v in environ.items() if k.startswith(ENV_PREFIX)})
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
-    finally:
-        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
-            del os.environ[key]
-        os.environ.update(saved)
+        raise ConfigError(describe_validation_error(exc, env_source.origins)) from None
 
 
-def _merge_credentials(data: dict[str, Any], environ: dict[str, str]) -> None:
-    folder = environ.get("CREDENTIALS_DIRECTORY")
-    if not folder:
+def _read_file(path: str | Path | None, environ: Mapping[str, str]) -> dict[str, Any]:
+    explicit = path is not None or CONFIG_VARIABLE in environ
+    file_path = Path(path or environ.get(CONFIG_VARIABLE, "settings.toml"))
+    if not file_path.exists():
+        if explicit:
+            raise ConfigError(f"settings file {file_path} does not exist")
+        return {}
+    try:
+        data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read settings file {file_path}: {exc}") from None
+    _warn_about_secrets(file_path, data)
+    return data
+
+
+def secret_settings() -> list[tuple[str, str]]:
+    """(section, key) of every secret: the credential files' and every SecretStr field."""
+    found = list(CREDENTIAL_FILES.values())
+    for section, field in Settings.model_fields.items():
+        model = _section_model(field)
+        found += [(section, key) for key, inner in (model.model_fields if model else {}).items()
+                  if inner.annotation is SecretStr and (section, key) not in found]
+    return found
+
+
+def _warn_about_secrets(file_path: Path, data: Mapping[str, Any]) -> None:
+    found = [(section, key) for section, key in secret_settings()
+             if isinstance(data.get(section), dict) and data[section].get(key)]
+    if not found:
         return
+    credentials = [name for name, path in CREDENTIAL_FILES.items() if path in found]
+    # Accepted (refusing would break a working install), but a world-readable file is no
+    # place for a secret. Names only, never the value.
+    log.warning("settings file %s holds the secret(s) %s: remove them from the file and set "
+                "%s%s instead", file_path, ", ".join(f"{s}.{k}" for s, k in found),
+                ", ".join(env_name(s, k) for s, k in found),
+                f" (or the systemd credential(s) {', '.join(credentials)})" if credentials
+                else "")
+
+
+def _read_credentials(folder: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if not folder:
+        return data
     for name, (section, key) in CREDENTIAL_FILES.items():
         file = Path(folder) / name
         if file.is_file():
             data.setdefault(section, {})[key] = file.read_text(encoding="utf-8").strip()
+    return data
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def _deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def describe_validation_error(exc: ValidationError,
+                              origins: Mapping[tuple[str, ...], str] | None = None) -> str:
     first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
+    loc = tuple(str(part) for part in first["loc"])
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown setting"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    variable = next((origins[loc[:n]] for n in (2, 1) if origins and loc[:n] in origins), None)
+    source = f" (from {variable})" if variable else ""
     # Never echo the input: it may be a secret.
-    return f"setting {key}: {message}"
+    return f"setting {'.'.join(loc)}{source}: {message}"
 
 
 def require_secrets(settings: Settings, *names: str) -> None:
@@ -261,5 +443,4 @@ def require_secrets(settings: Settings, *names: str) -> None:
         value = getattr(getattr(settings, section), key)
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         if not text:
-            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
-            raise ConfigError(f"setting {name} is missing: set {env}")
+            raise ConfigError(f"setting {name} is missing: set {env_name(section, key)}")

@@ -1,7 +1,8 @@
 """`reconciler demo`: the whole product against the bundled simulators, no credentials needed.
 
 Serves both simulators on 127.0.0.1 (real HTTP), generates a company, and walks through a dry
-run, a first pass, HR changes and the passes that follow. Uses a temporary database; never
+run, a first pass, HR changes and the passes that follow. Uses a temporary database, or with
+`keep` a folder that keeps the database and a settings file to explore afterwards; never
 touches anything but loopback.
 """
 
@@ -11,10 +12,12 @@ import datetime as dt
 import io
 import logging
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TextIO
 
 from reconciler.config import load_settings
+from reconciler.explain import explain_employee
 from reconciler.reconcile import PassResult, run_pass
 from reconciler.report import print_result
 from reconciler.sandbox.company import generate_company
@@ -29,15 +32,27 @@ SHOWN_LINES = 12
 DEMO_WRITES_PER_SECOND = 200
 
 
-def run_demo(size: int = 300, out: TextIO | None = None) -> int:
+DEMO_SCOPE = ('[{"conditions": [{"field": "work.site", "op": "not_equals", '
+              '"value": "Contractors"}]}]')
+SANDBOX_CREDENTIALS = {
+    "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
+    "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
+    "RECONCILER_LEARNING__CLIENT_ID": "sandbox-client",
+    "RECONCILER_LEARNING__CLIENT_SECRET": "sandbox-secret",
+}
+
+
+def run_demo(size: int = 300, out: TextIO | None = None, keep: str | Path | None = None) -> int:
+    """The walk-through; 0 when the final pass has nothing left to do."""
     out = out or io.StringIO()
-    logging.getLogger("reconciler").setLevel(logging.WARNING)
+    # Skip reasons are logged as warnings for operators; the demo prints them itself.
+    logging.getLogger("reconciler").setLevel(logging.ERROR)
     today = dt.date.today()
     hibob = HibobSimulator(generate_company(size, seed=2026, today=today), today=today)
     learning = LearningSimulator()
     learning.write_limit_per_second = DEMO_WRITES_PER_SECOND + 50
     with serve(hibob.handle) as hibob_server, serve(learning.handle) as learning_server, \
-            tempfile.TemporaryDirectory(prefix="reconciler-demo-") as folder:
+            _folder(keep) as folder:
         services = _services(hibob_server.url, learning_server.url, learning, Path(folder))
         say = _Narrator(services, out)
         say.title(f"Hibob simulator at {hibob_server.url}/v1 with {size} generated employees; "
@@ -54,20 +69,60 @@ def run_demo(size: int = 300, out: TextIO | None = None) -> int:
         final = say.step("7. Final pass: nothing left to do")
         calls = len(learning.requests)
         say.title(f"Done: {len(learning.users_by_mail())} users in the 360Learning simulator, "
-                  f"{calls} 360Learning API calls in all; see `reconciler status` and "
-                  "`reconciler history` on a real database.")
+                  f"{calls} 360Learning API calls in all.")
+        say.explain_examples(hibob)
+        if keep is not None:
+            _keep(services, hibob_server.url, learning_server.url, Path(folder), say)
     return 0 if final.plan.is_empty else 1
+
+
+def _folder(keep: str | Path | None) -> AbstractContextManager[str]:
+    if keep is None:
+        return tempfile.TemporaryDirectory(prefix="reconciler-demo-")
+    Path(keep).mkdir(parents=True, exist_ok=True)
+    return nullcontext(str(Path(keep).resolve()))
+
+
+def _keep(services: Services, hibob_url: str, learning_url: str, folder: Path,
+          say: _Narrator) -> None:
+    """Leave a settings file beside the database, and say what to try on them."""
+    settings = folder / "settings.toml"
+    settings.write_text(
+        "# Left by `reconciler demo --keep`: the demo's database and settings.\n"
+        "# The simulators below stopped with the demo: commands that read only the database\n"
+        "# (status, history, quarantine, release --list, explain --offline) work; the others\n"
+        "# cannot reach the APIs. The credentials are the simulators' made-up ones, not\n"
+        "# secrets: a real settings file never holds credentials.\n"
+        f'[hibob]\nbase_url = "{hibob_url}/v1"\nservice_user_id = "sandbox-user"\n'
+        'service_user_token = "sandbox-token"\n\n'
+        f'[learning]\nbase_url = "{learning_url}"\nclient_id = "sandbox-client"\n'
+        'client_secret = "sandbox-secret"\n'
+        f'default_group_id = "{services.settings.learning.default_group_id}"\n\n'
+        '[[scope.groups]]\nconditions = [{ field = "work.site", op = "not_equals", '
+        'value = "Contractors" }]\n\n'
+        f'[store]\npath = "{folder / "reconciler.db"}"\n', encoding="utf-8")
+    skipped = [row for row in services.store.list_skipped()
+               if not row["reason"].startswith("ambiguous")]
+    example = skipped[0]["employee_id"] if skipped else "EMPLOYEE"
+    config = f"--config {settings}"
+    say.title(f"Kept the database and settings in {folder}. These read only the database, so "
+              "they work now that the simulators are gone:")
+    for line in (f"reconciler {config} status", f"reconciler {config} history --since 1h",
+                 f"reconciler {config} history --employee {example}",
+                 f"reconciler {config} explain --offline {example}",
+                 f"reconciler {config} quarantine", f"reconciler {config} release --list"):
+        print(f"  {line}", file=say.out)
+    print("  (explain without --offline, sync and resync need the APIs, which stopped with the "
+          "demo)", file=say.out)
 
 
 def _services(hibob_url: str, learning_url: str, learning: LearningSimulator,
               folder: Path) -> Services:
     settings = load_settings(environ={
         "RECONCILER_HIBOB__BASE_URL": f"{hibob_url}/v1",
-        "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
-        "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
+        **SANDBOX_CREDENTIALS,
         "RECONCILER_LEARNING__BASE_URL": learning_url,
-        "RECONCILER_LEARNING__CLIENT_ID": "sandbox-client",
-        "RECONCILER_LEARNING__CLIENT_SECRET": "sandbox-secret",
+        "RECONCILER_SCOPE__GROUPS": DEMO_SCOPE,
         "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
         "RECONCILER_LEARNING__MAX_WRITES_PER_SECOND": str(DEMO_WRITES_PER_SECOND),
         "RECONCILER_STORE__PATH": str(folder / "reconciler.db"),
@@ -98,15 +153,42 @@ class _Narrator:
         now = dt.datetime.now(dt.UTC)
         result = run_pass(self.services, "incremental", now=now, dry_run=dry_run)
         buffer = io.StringIO()
-        # Skipped records are listed once, in the dry run; later passes only count them.
-        print_result(result, buffer, show_problems=dry_run)
+        print_result(result, buffer, show_problems=False)
         lines = buffer.getvalue().splitlines()
         for line in lines[: SHOWN_LINES + 1]:
             print(line, file=self.out)
         if len(lines) > SHOWN_LINES + 1:
             print(f"  ... and {len(lines) - SHOWN_LINES - 1} more lines", file=self.out)
+        # Skip reasons in full once, in the dry run; the passes journal them (`history`).
+        for problem in result.plan.problems if dry_run else ():
+            print(f"  {problem.hibob_id}  {problem.email or '-'}  skipped  {problem.reason}",
+                  file=self.out)
         print(f"  ({result.duration_seconds:.1f} s)", file=self.out)
         return result
+
+    def explain_examples(self, hibob: HibobSimulator) -> None:
+        """`reconciler explain` for one out-of-scope and one skipped employee: why not synced."""
+        skipped = [row for row in self.services.store.list_skipped()
+                   if not row["reason"].startswith("ambiguous")]
+        outside = sorted(h for h, r in hibob.records.items()
+                         if r.get("work.site") == "Contractors"
+                         and r.get("internal.status") == "Active")
+        examples = [(f"8. Why is {h} not in 360Learning? (reconciler explain {h})", h)
+                    for h in outside[:1]]
+        examples += [(f"9. And {row['employee_id']}? (reconciler explain {row['employee_id']})",
+                      row["employee_id"]) for row in skipped[:1]]
+        for text, hibob_id in examples:
+            self.title(text)
+            buffer = io.StringIO()
+            explain_employee(self.services, self.services.store, hibob_id,
+                             dt.datetime.now(dt.UTC), buffer)
+            is_journal = False
+            for line in buffer.getvalue().splitlines():
+                is_journal = is_journal or line == "last actions:"
+                # The verdicts and the journal; field values are in `explain` itself.
+                if is_journal or line.startswith("  group") or not line.startswith(
+                        ("  ", "fields read")):
+                    print(line, file=self.out)
 
     def linked_employees(self) -> list[str]:
         snapshot = self.services.store.load_snapshot()

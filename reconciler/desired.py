@@ -32,7 +32,16 @@ LANGS = frozenset(
     "bg cs da de el en es fi fr hr ht_HT hu id it ja kar_MM ko lt mh_MH nl nl_BE no pl pt ro "
     "ru rw_RW sk sl so_SO sv sw_KE th ti_ET tr uk zh vi".split()
 )
-_MAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Control, format (zero-width, bidi), surrogate and default-ignorable characters are invisible
+# in a mail client: an address holding one is a paste accident or a spoof, never a mailbox.
+_INVISIBLE = (
+    "\x00-\x1f\x7f-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164"
+    "\ud800-\udfff\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+_ADDRESS_PART = rf"[^@\s{_INVISIBLE}]+"
+_MAIL = re.compile(rf"^{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}$")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@
     │   └── ApiRejected             any other 4xx; .code is the vendor's error code
     ├── PassFailed                  the pass as a whole cannot go on: a credential or scope
     │                               error, or deciding fields withheld for many (exit 1)
-    └── InstanceLocked              another process holds the database (exit 2)
+    ├── InstanceLocked              another process holds the database (exit 2)
+    └── StoreUnusable               the database or its lock file cannot be used: damaged,
+                                    newer schema, locked too long, unwritable (exit 2)
 
 httpx exceptions never escape `reconciler.api`; nothing here carries a secret.
 """
@@ -31,6 +33,12 @@ class ConfigError(ReconcilerError):
 
 class InstanceLocked(ReconcilerError):
     """Another reconciler process holds this database."""
+
+    exit_code = 2
+
+
+class StoreUnusable(ReconcilerError):
+    """The database or its lock file cannot be used; the message names the path and the fix."""
 
     exit_code = 2
 

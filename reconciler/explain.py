@@ -1,89 +1,218 @@
-"""`reconciler explain EMPLOYEE`: why the reconciler wants what it wants for one employee.
+"""`reconciler explain EMPLOYEE`: why the reconciler wants what it wants for one employee, and
+what 360Learning holds now.
 
-Called by the CLI only. Reads Hibob (one single-employee read) and the store, and computes the
-targeted plan without applying it; `--apply` then runs the targeted pass.
+Called by the CLI only. Reads Hibob (one single-employee read), the linked 360Learning user
+(one read) and the store, and computes the targeted plan without applying it. When an API
+cannot be reached, or with `--offline` (no credentials, no network), it shows what the database
+knows: the link, the last applied state, quarantine, held deactivation and the journal.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from reconciler.desired import compute_desired, required_fields
+from reconciler.errors import ApiError, ReconcilerError
+from reconciler.models import AppliedState, Employee, LearningUser, SnapshotEntry
 from reconciler.plan import Upsert
 from reconciler.reconcile import PassOptions, find_employee, read_and_plan
+from reconciler.report import format_history_row, format_value
 from reconciler.scope import compute_condition, compute_in_scope
+from reconciler.store import Store, utc_text
 from reconciler.wiring import Services
 
+SHOWN_ACTIONS = 10
 
-def explain_employee(services: Services, identifier: str, now: datetime, out: TextIO) -> None:
-    settings, store = services.settings, services.store
-    fields = required_fields(settings)
-    employee, hibob_id, note = find_employee(services, identifier, fields)
+
+def explain_employee(services: Services | None, store: Store, identifier: str, now: datetime,
+                     out: TextIO) -> int:
+    """Print the explanation (`services` None: offline); 0, or 1 when neither Hibob nor the
+    database knows the employee."""
+    employee, found_id, note, hibob_error = (_read_employee(services, identifier) if services
+                                             else (None, None, None, "offline: no API is read"))
+    known = store.find_employee_ids(identifier)
+    hibob_id = found_id or (known[0] if known else identifier)
+    entry = store.get_entry(hibob_id)
+    if employee is None and entry is None and not known:
+        where = "Hibob cannot be read" if hibob_error else "Hibob does not return this employee"
+        print(f"reconciler: employee {identifier} is unknown: {where}, and the database has "
+              "never seen it (give a Hibob id or an email)", file=out)
+        return 1
     if note:
         print(note, file=out)
-    if employee is None:
-        print(f"{hibob_id or identifier}: Hibob does not return this employee (deleted, or "
-              "hidden from the service user)", file=out)
+    if services is None:
+        print(f"offline: what the database knows about {identifier} (no API read)", file=out)
+    elif hibob_error:
+        print(f"Hibob: cannot read {identifier} ({hibob_error}); below is what the database "
+              "knows", file=out)
+    elif employee is None:
+        print(f"{identifier}: Hibob does not return this employee (deleted, or hidden from the "
+              f"service user); known here as employee {hibob_id}", file=out)
     else:
-        print(f"employee {employee.hibob_id} ({employee.email or 'no email'})", file=out)
-        print("fields read from Hibob:", file=out)
-        for field_id in fields:
-            if not employee.has(field_id):
-                shown = "(not returned: unknown)"
-            else:
-                label = employee.label(field_id)
-                raw = employee.value(field_id)
-                shown = repr(raw) if label in (None, str(raw)) else f"{raw!r} = {label!r}"
-            print(f"  {field_id:28} {shown}", file=out)
-        _print_scope(services, employee, out)
-        desired = compute_desired(employee, settings, now,
-                                  compute_in_scope(settings.scope.groups, employee))
-        print(f"desired: {desired.verdict} — {desired.reason}", file=out)
-        for key, value in sorted(desired.attributes.items()):
-            print(f"  {key:18} {value!r}", file=out)
-        groups = sorted((g.group_id, g.role) for g in desired.groups or ())
-        print(f"  {'groups':18} {groups if desired.groups is not None else 'unknown'}",
-              file=out)
-        if desired.is_manager_known:
-            print(f"  {'manager':18} {desired.manager_hibob_id or 'none'}", file=out)
-    hibob_id = hibob_id or identifier
-    entry = store.get_entry(hibob_id)
-    if entry:
-        state = "active" if entry.is_active else "deactivated"
-        print(f"link: 360Learning user {entry.learning_user_id or '(none)'}, last applied "
-              f"state {state}" + (f", {entry.failures} failures: {entry.last_error}"
-                                  if entry.failures else ""), file=out)
-    else:
-        print("link: none yet (never applied)", file=out)
-    if employee is not None or entry is not None:
-        plan = read_and_plan(services, "targeted", now=now,
-                             options=PassOptions(employee=hibob_id))
-        for action in (*plan.actions, *plan.held):
-            written = action.changes if isinstance(action, Upsert) else {}
-            changes = ", ".join(f"{k}={v!r}" for k, v in sorted(written.items()))
-            print(f"next: {action.kind} [{', '.join(action.fields)}] {changes} — "
-                  f"{action.reason}", file=out)
-        for problem in plan.problems:
-            print(f"next: skipped — {problem.reason}", file=out)
-        if plan.is_empty and not plan.problems:
-            print("next: nothing to do", file=out)
+        _print_employee(services, employee, now, out)
+    _print_link(services, entry, out)
+    _print_safety(store, hibob_id, entry, now, out)
+    if services is not None and not hibob_error:
+        _print_next(services, hibob_id, now, out)
     print("last actions:", file=out)
-    for row in store.list_journal(hibob_id=hibob_id)[-10:]:
-        print(f"  {row['at']}  {row['action']} [{', '.join(row['fields'])}]  {row['outcome']}"
-              f"  {row['reason']}", file=out)
+    rows = store.list_journal(hibob_id=hibob_id, limit=None)[-SHOWN_ACTIONS:]
+    for row in rows:
+        print("  " + format_history_row(row), file=out)
+    if not rows:
+        print("  none", file=out)
+    return 0
 
 
-def _print_scope(services: Services, employee, out: TextIO) -> None:
+def _read_employee(services: Services, identifier: str
+                   ) -> tuple[Employee | None, str | None, str | None, str | None]:
+    """(employee, its Hibob id, a note about a former email, why Hibob could not be read)."""
+    try:
+        employee, hibob_id, note = find_employee(services, identifier,
+                                                 required_fields(services.settings))
+        return employee, hibob_id, note, None
+    except ApiError as exc:
+        return None, None, None, str(exc)
+
+
+def _print_employee(services: Services, employee: Employee, now: datetime, out: TextIO) -> None:
+    settings = services.settings
+    print(f"employee {employee.hibob_id} ({employee.email or 'no email'})", file=out)
+    print("fields read from Hibob:", file=out)
+    for field_id in required_fields(settings):
+        print(f"  {field_id:28} {_shown_field(employee, field_id)}", file=out)
+    _print_scope(services, employee, out)
+    desired = compute_desired(employee, settings, now,
+                              compute_in_scope(settings.scope.groups, employee))
+    print(f"desired: {desired.verdict} — {desired.reason}", file=out)
+    for key, value in sorted(desired.attributes.items()):
+        print(f"  {key:18} {format_value(value)}", file=out)
+    if desired.verdict != "active":
+        return
+    groups = (", ".join(f"{g.group_id} as {g.role}" for g in sorted(
+        desired.groups, key=lambda g: (g.group_id, g.role))) or "(none)"
+        if desired.groups is not None else "unknown (a group rule's field was not returned)")
+    print(f"  {'groups':18} {groups}", file=out)
+    if desired.is_manager_known:
+        print(f"  {'manager':18} {desired.manager_hibob_id or '(none)'}", file=out)
+
+
+def _shown_field(employee: Employee, field_id: str) -> str:
+    if not employee.has(field_id):
+        return "(not returned: unknown, so never cleared)"
+    raw, label = employee.value(field_id), employee.label(field_id)
+    if label is not None and label != str(raw) and raw not in (None, ""):
+        return f"{label} (id {format_value(raw)})"
+    return format_value(raw)
+
+
+def _print_scope(services: Services, employee: Employee, out: TextIO) -> None:
     groups = services.settings.scope.groups
     if not groups:
-        print("scope: no conditions (everyone)", file=out)
+        print("scope: no conditions (everyone is in scope)", file=out)
         return
-    print(f"scope: {compute_in_scope(groups, employee)}", file=out)
+    in_scope = compute_in_scope(groups, employee)
+    verdict = "unknown" if in_scope is None else "in scope" if in_scope else "out of scope"
+    print(f"scope: {verdict} (groups are ORed, conditions in a group ANDed)", file=out)
     for number, group in enumerate(groups, start=1):
         for condition in group.conditions:
             result = compute_condition(condition, employee)
             operand = condition.value if condition.value is not None else condition.values
-            verdict = "unknown" if not result.is_known else str(result.matches).lower()
-            print(f"  group {number}: {condition.field} {condition.op} {operand!r} "
-                  f"(value {result.label!r}) -> {verdict}", file=out)
+            shown = "" if operand is None else f" {format_value(operand)}"
+            verdict_text = "unknown" if not result.is_known else str(result.matches).lower()
+            print(f"  group {number}: {condition.field} {condition.op}{shown} "
+                  f"(value: {format_value(result.label)}) -> {verdict_text}", file=out)
+
+
+def _print_link(services: Services | None, entry: SnapshotEntry | None, out: TextIO) -> None:
+    if entry is None or entry.learning_user_id is None:
+        print("link: none yet (never created or adopted)", file=out)
+        return
+    applied = "active" if entry.is_active else "deactivated"
+    print(f"link: 360Learning user {entry.learning_user_id}, last applied state {applied}",
+          file=out)
+    for key, value in sorted(entry.state.attributes.items() if entry.state else ()):
+        print(f"  {key:18} {format_value(value)}", file=out)
+    if services is None:
+        return
+    try:
+        user = services.learning.get_user(entry.learning_user_id)
+    except ReconcilerError as exc:
+        print(f"360Learning now: cannot read the user ({exc})", file=out)
+        return
+    if user is None:
+        print("360Learning now: the user does not exist any more (a full resync creates or "
+              "adopts one again)", file=out)
+        return
+    differences = compute_differences(entry.state, user)
+    verdict = ("matches the last applied state" if not differences
+               else "differs from the last applied state (a full resync repairs it)")
+    print(f"360Learning now: {user.status}, {verdict}", file=out)
+    for name, there, applied_value in differences:
+        print(f"  {name:18} {format_value(there)} in 360Learning, "
+              f"{format_value(applied_value)} last applied", file=out)
+
+
+def compute_differences(state: AppliedState | None, user: LearningUser
+                        ) -> list[tuple[str, Any, Any]]:
+    """(name, in 360Learning, last applied) for each managed value that differs."""
+    found: list[tuple[str, Any, Any]] = []
+    is_active = user.status in ("active", "invited")
+    was_active = state is not None and state.is_active
+    if was_active != is_active:
+        found.append(("status", user.status, "active" if was_active else "deleted"))
+    attributes: Mapping[str, Any] = state.attributes if state else {}
+    for key, applied in sorted(attributes.items()):
+        there = user.attributes.get(key)
+        if _comparable(key, there) != _comparable(key, applied):
+            found.append((key, there, applied))
+    return found
+
+
+def _comparable(key: str, value: Any) -> Any:
+    if value in (None, ""):
+        return None
+    if key == "mail":
+        return str(value).lower()
+    if key == "toBeDeactivatedAt":
+        return str(value)[:10]
+    return value
+
+
+def _print_safety(store: Store, hibob_id: str, entry: SnapshotEntry | None, now: datetime,
+                  out: TextIO) -> None:
+    if entry and entry.quarantined_until is not None and entry.is_quarantined(now):
+        until = utc_text(entry.quarantined_until)
+        print(f"quarantine: until {until} after {entry.failures} failures: "
+              f"{entry.last_error} (lift with: reconciler quarantine --clear {hibob_id})",
+              file=out)
+    elif entry and entry.failures:
+        print(f"quarantine: no ({entry.failures} recent failures: {entry.last_error})",
+              file=out)
+    else:
+        print("quarantine: no", file=out)
+    held = next((row for row in store.list_held() if row["employee_id"] == hibob_id), None)
+    if held:
+        print(f"deactivation: held since {held['held_at']}: {held['reason']} (review with: "
+              "reconciler release)", file=out)
+
+
+def _print_next(services: Services, hibob_id: str, now: datetime, out: TextIO) -> None:
+    try:
+        plan = read_and_plan(services, "targeted", now=now,
+                             options=PassOptions(employee=hibob_id))
+    except ReconcilerError as exc:
+        print(f"next: cannot plan ({exc})", file=out)
+        return
+    for action in plan.actions:
+        changes = "" if not (isinstance(action, Upsert) and action.kind == "update") else ", ".join(
+            f"{k} → {format_value(v)}" for k, v in sorted(action.changes.items()))
+        print(f"next: {action.kind} {', '.join(action.fields) or ''}"
+              f"{' (' + changes + ')' if changes else ''} — {action.reason}", file=out)
+    for action in plan.held:
+        print(f"next: deactivate, but held — {plan.held_reason}; {action.reason}", file=out)
+    for problem in plan.problems:
+        print(f"next: skipped — {problem.reason}", file=out)
+    if plan.is_empty and not plan.problems:
+        print("next: nothing to do", file=out)

@@ -7,6 +7,7 @@ It must not decide anything about provisioning.
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from reconciler.api import ApiSession, ApiStats, AuthHints, RateLimiter, build_h
 from reconciler.config import HibobSettings
 from reconciler.errors import ApiRejected, ConfigError
 from reconciler.models import Employee
+from reconciler.redact import remember_secrets
 
 SERVICE = "Hibob"
 MAX_FIELDS = 400
@@ -40,9 +42,10 @@ class HibobClient:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        auth = httpx.BasicAuth(
-            settings.service_user_id, settings.service_user_token.get_secret_value()
-        )
+        user_id, token = settings.service_user_id, settings.service_user_token.get_secret_value()
+        # An upstream that echoes the request may show the Authorization header's credentials.
+        remember_secrets(user_id, token, base64.b64encode(f"{user_id}:{token}".encode()).decode())
+        auth = httpx.BasicAuth(user_id, token)
         client = build_http_client(
             settings.base_url, timeout_seconds=settings.timeout_seconds, transport=transport,
             auth=auth, headers={"accept": "application/json"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +20,7 @@ from reconciler.api import ApiSession, ApiStats, AuthHints, RateLimiter, build_h
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiAuthFailed, ApiRejected
 from reconciler.models import GroupRole, LearningUser
+from reconciler.redact import remember_secrets, remember_token
 
 SERVICE = "360Learning"
 TOKEN_PATH = "/api/v2/oauth2/token"
@@ -51,6 +53,7 @@ class LearningClient:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        remember_secrets(settings.client_id, settings.client_secret.get_secret_value())
         client = build_http_client(
             settings.base_url, timeout_seconds=settings.timeout_seconds, transport=transport,
             headers={"360-api-version": "v2.0", "accept": "application/json"},
@@ -167,14 +170,6 @@ class LearningClient:
             if item.get("targetType", "user") == "user"
         }
 
-    def find_external_id(self, platform: str, value: str) -> str | None:
-        """The learning user id mapped to `value` on `platform`, or None."""
-        query = _query([("platform[eq]", platform), ("type[eq]", "user"), ("value[eq]", value)])
-        for item in self._paginate("/api/v2/external-ids?" + query, "externalIds:read"):
-            if item.get("targetType", "user") == "user" and str(item.get("value")) == value:
-                return str(item["targetId"])
-        return None
-
     def get_group(self, group_id: str) -> dict[str, Any] | None:
         """One group (`_id`, `name`, ...), or None when 360Learning does not know it."""
         response = self._call("GET", f"/api/v2/groups/{_segment(group_id)}", "groups:read",
@@ -253,7 +248,7 @@ class LearningClient:
             token = self._current_token()
             try:
                 return self._session.send(
-                    lambda token=token: self._build(method, url, body, token),
+                    partial(self._build, method, url, body, token),
                     limiter=limiter, allow_404=allow_404, forbidden_hint=hint,
                 )
             except ApiAuthFailed as exc:
@@ -302,6 +297,7 @@ class LearningClient:
         if not isinstance(token, str) or not token:
             raise ApiRejected(SERVICE, response.status_code, "invalidTokenResponse",
                               "token response had no access_token")
+        remember_token(token)
         return token, lifetime
 
 

@@ -2,7 +2,8 @@
 short human lines on a terminal. Called once by `cli.main`. Values passed as `extra=` become JSON
 fields (employee_id, counts, event_type, ...), so nothing structured hides in the message text.
 Lines written to the journal start with the syslog `<N>` priority, which journald reads
-(SyslogLevelPrefix=, on by default), so `journalctl -p warning` works. Never formats a secret.
+(SyslogLevelPrefix=, on by default), so `journalctl -p warning` works. Never formats a secret,
+and `RedactingFilter` removes any remembered secret that reached a record anyway.
 """
 
 from __future__ import annotations
@@ -15,11 +16,33 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.redact import redact
+
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 # syslog priorities (RFC 5424), as journald reads them from a `<N>` line prefix.
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
              logging.CRITICAL: 2}
+
+
+class RedactingFilter(logging.Filter):
+    """Second net behind api.py: a secret an upstream echoed never reaches a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # a broken format string: the handler reports it, as without a filter
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD and isinstance(value, str):
+                setattr(record, name, redact(value))
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record._redacted_error = redact(repr(record.exc_info[1]))
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,7 +62,7 @@ class JsonFormatter(logging.Formatter):
         line.update({key: value for key, value in vars(record).items()
                      if key not in _STANDARD and not key.startswith("_") and key not in line})
         if record.exc_info:
-            line["error"] = repr(record.exc_info[1])
+            line["error"] = getattr(record, "_redacted_error", None) or repr(record.exc_info[1])
         text = json.dumps(line, ensure_ascii=False, default=str)
         return f"<{syslog_priority(record.levelno)}>{text}" if self.with_priority else text
 
@@ -82,6 +105,7 @@ def configure_logging(level: int = logging.INFO, stream: Any = None,
     stream = stream or sys.stderr
     environ = os.environ if environ is None else environ
     handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
     if sys.stdout.isatty() and stream.isatty():
         handler.setFormatter(HumanFormatter())
     else:

@@ -12,6 +12,7 @@ import logging
 import math
 import platform
 from collections.abc import Callable, Mapping
+from functools import partial
 from importlib import metadata
 
 import prometheus_client
@@ -94,7 +95,7 @@ class Metrics:
         self._state_values: dict[str, float] = dict.fromkeys(_STATE_GAUGES, 0.0)
         self._state_sources: dict[str, StateSource] = {}
         for key, (name, text) in _STATE_GAUGES.items():
-            Gauge(name, text, registry=r).set_function(lambda key=key: self._read_state(key))
+            Gauge(name, text, registry=r).set_function(partial(self._read_state, key))
         self._preinitialise()
         if last_success_epoch is not None:
             self._last_success.set(last_success_epoch)
@@ -163,10 +164,6 @@ class Metrics:
             return math.nan
 
     # -- API and webhooks -------------------------------------------------------------------
-    def record_api(self, service: str, calls: int, rate_limited: int) -> None:
-        """Set one service's cumulative totals (an `ApiStats` snapshot), replacing the last ones."""
-        self._api.pushed[service] = (calls, rate_limited)
-
     def record_webhook(self, webhook: str, outcome: str) -> None:
         self._webhooks.labels(webhook, outcome).inc()
 
@@ -187,12 +184,9 @@ class _ApiCollector(Collector):
 
     def __init__(self, source: ApiStatsSource | None) -> None:
         self.source = source
-        self.pushed: dict[str, tuple[int, int]] = {}
 
     def collect(self) -> list[CounterMetricFamily]:
-        stats = dict(self.pushed)
-        if self.source is not None:
-            stats.update(self.source())
+        stats = self.source() if self.source is not None else {}
         calls = CounterMetricFamily("reconciler_api_calls", "HTTP requests sent, by service.",
                                     labels=["service"])
         limited = CounterMetricFamily("reconciler_api_rate_limited",

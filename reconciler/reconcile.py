@@ -94,6 +94,7 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
         result.outcome, result.error = PassOutcome.FAILED, report.pass_error
     else:
         _record_held(services, plan, pass_id, now, kind)
+        _record_skips(services, plan, pass_id, now)
         result.outcome = (PassOutcome.ERRORS if report.has_failures
                           else PassOutcome.HELD if plan.held else PassOutcome.OK)
         result.error = plan.held_reason
@@ -307,6 +308,14 @@ def _record_held(services: Services, plan: Plan, pass_id: int, now: datetime,
         journal_id = store.journal_start(pass_id, action.hibob_id, action.email, "deactivate",
                                          [], f"held: {reason}", now)
         store.journal_finish(journal_id, "held")
+
+
+def _record_skips(services: Services, plan: Plan, pass_id: int, now: datetime) -> None:
+    """Skip reasons reach history, status and the log once per change, not once per pass."""
+    for hibob_id, _, reason in services.store.record_skips(
+            pass_id, [(p.hibob_id, p.email, p.reason) for p in plan.problems], now):
+        log.warning("employee %s skipped: %s", hibob_id, reason,
+                    extra={"employee_id": hibob_id, "outcome": "skipped"})
 
 
 def _applied_counts(plan: Plan, report: ApplyReport) -> dict[str, int]:

@@ -42,9 +42,20 @@ def build_scheduler(settings: SyncSettings, *, run_incremental: Callable[[], obj
                       name="full resync", max_instances=1, coalesce=True,
                       misfire_grace_time=FULL_MISFIRE_GRACE_SECONDS)
     scheduler.add_job(poll_requests, IntervalTrigger(seconds=POLL_SECONDS, timezone=UTC),
-                      id="resync-requests", name="resync requests", max_instances=1,
+                      id="admin-requests", name="admin requests", max_instances=1,
                       coalesce=True, misfire_grace_time=None)
     return scheduler
+
+
+def add_watchdog_job(scheduler: BackgroundScheduler, interval_seconds: float | None,
+                     ping: Callable[[], object]) -> None:
+    """Ping systemd's watchdog from the scheduler itself: if its threads wedge, the pings stop
+    and systemd restarts the service. No job when the watchdog is off (None)."""
+    if interval_seconds is None:
+        return
+    scheduler.add_job(ping, IntervalTrigger(seconds=interval_seconds, timezone=UTC),
+                      id="watchdog", name="systemd watchdog", max_instances=1, coalesce=True,
+                      misfire_grace_time=None)
 
 
 def incremental_trigger(interval_minutes: float) -> IntervalTrigger:

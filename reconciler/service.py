@@ -1,5 +1,5 @@
 """The long-running service behind `reconciler run`: scheduled passes, the webhook-hint worker,
-forced resyncs, readiness, metrics and a bounded shutdown.
+admin requests (through `reconciler.requests`), readiness, metrics and a bounded shutdown.
 
 Called by the CLI (`run_service`). Every pass goes through `run_pass` under one
 lock, so two passes never overlap. Threads live only here and in the scheduler. Nothing here
@@ -16,18 +16,22 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from reconciler import sdnotify
 from reconciler.errors import ConfigError
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
+from reconciler.models import PassOutcome
 from reconciler.notify import Notifier
 from reconciler.plan import Plan
-from reconciler.models import PassOutcome
 from reconciler.reconcile import PassKind, PassResult, run_pass
-from reconciler.scheduler import build_scheduler
+from reconciler.requests import AdminRequests
+from reconciler.scheduler import add_watchdog_job, build_scheduler
 from reconciler.store import Store, utc_text
-from reconciler.webhooks import Hint, WebhookServer, create_app, serve_webhooks
+from reconciler.webhooks import Hint, create_app
+from reconciler.webserver import WebhookServer, serve_webhooks
 from reconciler.wiring import Services, now_utc
 
 log = logging.getLogger("reconciler.service")
@@ -85,12 +89,12 @@ class Service:
         self._pass_lock = threading.Lock()
         self._closing = threading.Event()
         self._wake = threading.Event()
-        self._ids_lock = threading.Lock()
-        self._resync_ids: list[int] = []
         self._rechecks: dict[str, float] = {}
         self._server: WebhookServer | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._worker: threading.Thread | None = None
+        self.requests = AdminRequests(self.store, run=self._run_pass, clock=clock,
+                                      wake=self._wake.set)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,7 +104,9 @@ class Service:
             self._server = self._serve_webhooks()
             self._scheduler = build_scheduler(
                 self.settings.sync, run_incremental=self.run_incremental, run_full=self.run_full,
-                poll_requests=self.poll_resync_requests, first_incremental_at=self._clock())
+                poll_requests=self.requests.poll, first_incremental_at=self._clock())
+            add_watchdog_job(self._scheduler, sdnotify.watchdog_interval_seconds(),
+                             sdnotify.ping_watchdog)
         except BaseException:
             if self._server:
                 self._server.stop()
@@ -120,7 +126,8 @@ class Service:
                          metrics=self.metrics)
         listen = self.settings.webhooks.listen
         try:
-            return serve_webhooks(app, listen, drain_seconds=WEBHOOK_DRAIN_SECONDS)
+            return serve_webhooks(app, listen, max_body_bytes=self.settings.webhooks.max_body_bytes,
+                                  drain_seconds=WEBHOOK_DRAIN_SECONDS)
         except OSError as exc:
             raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
                               f"{exc.strerror or exc}") from None
@@ -147,6 +154,7 @@ class Service:
             timeout_seconds = self.settings.sync.shutdown_grace_seconds
         deadline = time.monotonic() + timeout_seconds
         self._closing.set()
+        self.requests.close()
         self._wake.set()
         if self._server:
             self._server.stop()
@@ -159,7 +167,6 @@ class Service:
             log.warning("stopped with a pass still running after %.0f s; the next start "
                         "finishes its work", timeout_seconds)
             return False
-        self._cancel_claimed_requests()
         self.store.close()
         log.info("service stopped")
         return True
@@ -171,7 +178,8 @@ class Service:
     def run_full(self) -> PassResult | None:
         return self._run_pass("full")
 
-    def _run_pass(self, kind: PassKind, employee: str | None = None) -> PassResult | None:
+    def _run_pass(self, kind: PassKind, employee: str | None = None,
+                  **options: Any) -> PassResult | None:
         """One pass under the pass lock; None when not run because the service is stopping."""
         while not self._pass_lock.acquire(timeout=0.2):
             if self._closing.is_set():
@@ -179,14 +187,15 @@ class Service:
         try:
             if self._closing.is_set():
                 return None
-            return self._run_locked(kind, employee)
+            return self._run_locked(kind, employee, **options)
         finally:
             self._pass_lock.release()
 
-    def _run_locked(self, kind: PassKind, employee: str | None) -> PassResult:
+    def _run_locked(self, kind: PassKind, employee: str | None, **options: Any) -> PassResult:
         self.metrics.pass_started(kind)
         try:
-            result = run_pass(self.services, kind, now=self._clock(), employee=employee)
+            result = run_pass(self.services, kind, now=self._clock(), employee=employee,
+                              **options)
         except Exception as exc:
             log.exception("%s pass stopped by an unexpected error", kind,
                           extra={"kind": kind, "outcome": "failed"})
@@ -220,44 +229,9 @@ class Service:
                  "learning": self.services.learning.stats.snapshot()}
         return {name: (s["calls"], s["rate_limited"]) for name, s in stats.items()}
 
-    # -- forced resync ----------------------------------------------------------------------
-    def poll_resync_requests(self) -> None:
-        """Claim `reconciler resync` requests and hand them to the worker (a scheduler job)."""
-        if self._closing.is_set():
-            return
-        ids = self.store.take_resync_requests(self._clock())
-        if ids:
-            with self._ids_lock:
-                self._resync_ids.extend(ids)
-            self._wake.set()
-
-    def serve_resync_requests(self) -> PassResult | None:
-        """One full pass for every claimed request, then record its outcome on each."""
-        with self._ids_lock:
-            ids, self._resync_ids = self._resync_ids, []
-        if not ids:
-            return None
-        result = self._run_pass("full")
-        if result is None:
-            with self._ids_lock:
-                self._resync_ids[:0] = ids
-            return None
-        self.store.finish_resync_requests(ids, result.pass_id or None, result.outcome,
-                                          self._clock())
-        log.info("resync request(s) %s served by full pass %s: %s",
-                 ", ".join(map(str, ids)), result.pass_id, result.outcome,
-                 extra={"pass_id": result.pass_id, "outcome": result.outcome})
-        return result
-
-    def _cancel_claimed_requests(self) -> None:
-        with self._ids_lock:
-            ids, self._resync_ids = self._resync_ids, []
-        if ids:
-            self.store.finish_resync_requests(ids, None, "cancelled", self._clock())
-
     # -- webhook hints ----------------------------------------------------------------------
     def on_hint(self, hint: Hint) -> None:
-        """Store the hint durably (before the receiver answers 202), then wake the worker."""
+        """Store the hint durably (before the receiver answers 200), then wake the worker."""
         self.store.save_hint(hint.hibob_id, hint.event_type, hint.source, hint.triggered_at,
                              self._clock())
         self._wake.set()
@@ -323,7 +297,7 @@ class Service:
             if self._closing.is_set():
                 break
             try:
-                self.serve_resync_requests()
+                self.requests.serve()
                 self.process_hints()
             except Exception:
                 log.exception("hint worker: batch failed; retrying in 5 s")
@@ -349,7 +323,9 @@ def run_service(services: Services) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     service.start()
+    sdnotify.notify(f"READY=1\nSTATUS=serving on {service.url}")  # Type=notify: started
     service.wait()
+    sdnotify.notify("STOPPING=1")
     log.info("stopping")
     if not service.stop():
         # The pass thread cannot be interrupted and Python would wait for it at exit; everything

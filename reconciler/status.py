@@ -1,4 +1,5 @@
-"""What `status` reports: the last passes, held deactivations, quarantine and pending hints.
+"""What `status` reports: the last passes, held deactivations, quarantine, skipped employees
+and pending hints.
 
 Called by the CLI only; reads the store, never an API. Never holds a secret. Rendering is in
 `report`.
@@ -29,5 +30,7 @@ def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str,
         "recent_passes": passes,
         "held_deactivations": store.list_held(),
         "quarantined": store.list_quarantined(now),
+        "skipped": store.list_skipped(),
         "pending_hints": store.count_pending_hints(),
+        "open_requests": store.list_open_requests(),
     }

@@ -1,17 +1,18 @@
 """Store: the SQLite file behind the reconciler (sqlite-utils, WAL, numbered migrations).
 
-Owns the snapshot (per Hibob employee: the last applied desired state and the link to its
-360Learning user), the operation journal, pass history, held deactivations, hints and resync
-requests. Called by reconcile, apply, the CLI and the service; thread-safe (one connection
-behind a lock). Never stores a secret.
+Owns the snapshot (per Hibob employee: the last applied state and the link to its
+360Learning user), every email seen per employee, the operation journal, pass history, held
+deactivations, hints and admin requests. SQL is written out (transactions and migrations need
+it); sqlite-utils reads rows as dicts. Called by reconcile, apply, the CLI and the service;
+thread-safe (one connection behind a lock). A damaged, newer, busy or unwritable file is one
+StoreUnusable line; the instance lock is `reconciler.lock`'s, only exposed here. Never stores a
+secret.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,7 +23,8 @@ from typing import Any
 
 import sqlite_utils
 
-from reconciler.errors import ConfigError, InstanceLocked
+from reconciler.errors import ConfigError, StoreUnusable
+from reconciler.lock import InstanceLock
 from reconciler.models import AppliedState, GroupRole, SnapshotEntry
 
 MIGRATIONS = [
@@ -104,6 +106,24 @@ MIGRATIONS = [
     ALTER TABLE held_deactivations ADD COLUMN is_releasable INTEGER NOT NULL DEFAULT 1;
     CREATE INDEX journal_action_at ON journal (action, at);
     """,
+    # Admin requests generalise resync requests: what to do (kind, JSON args) and how it went.
+    """
+    CREATE TABLE admin_requests (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,      -- resync | sync | targeted | release | quarantine-clear
+        args TEXT NOT NULL DEFAULT '{}',
+        requested_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        pass_id INTEGER,
+        outcome TEXT,            -- ok | held | errors | failed | refused | cancelled
+        detail TEXT
+    );
+    INSERT INTO admin_requests (id, kind, requested_at, started_at, finished_at, pass_id, outcome)
+        SELECT id, 'resync', requested_at, started_at, finished_at, pass_id, outcome
+        FROM resync_requests;
+    DROP TABLE resync_requests;
+    """,
 ]
 
 
@@ -111,9 +131,15 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+BUSY_TIMEOUT_SECONDS = 5.0
+"""How long a write waits for another writer (a backup, a `sqlite3` shell) before giving up."""
+
+
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *,
+                 busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS) -> None:
         self.path = str(path)
+        self._busy_timeout_seconds = busy_timeout_seconds
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -121,17 +147,27 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"setting store.path: cannot open {self.path}: {exc}") from None
         self._lock = threading.RLock()
-        self._lock_file: Any = None
+        self.instance_lock = InstanceLock(self.path)
         self.db = sqlite_utils.Database(conn)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self._migrate()
+        try:
+            with self._explained_errors():
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_seconds * 1000)}")
+                if self.path != ":memory:":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+        except BaseException:
+            conn.close()
+            raise
 
     def _migrate(self) -> None:
         with self.transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreUnusable(
+                    f"database {self.path} has schema version {version}, newer than this "
+                    f"reconciler knows ({len(MIGRATIONS)}): run the reconciler version that "
+                    "wrote it, or restore the backup taken before the upgrade")
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
                     conn.execute(statement)
@@ -139,7 +175,7 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._explained_errors():
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -147,50 +183,40 @@ class Store:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                if conn.in_transaction:  # a busy or full COMMIT leaves it open: end it here
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _explained_errors(self) -> Iterator[None]:
+        """Turn SQLite's file-level failures into one StoreUnusable line naming the fix."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            problem = _describe_sqlite_failure(exc, self.path, self._busy_timeout_seconds)
+            if problem is None:
+                raise
+            raise StoreUnusable(problem) from None
 
     def close(self) -> None:
         self.release_instance_lock()
         with self._lock:
             self.db.conn.close()
 
-    # -- one active instance per database ------------------------------------------------
+    # -- one active instance per database (reconciler.lock) ----------------------------------
     def acquire_instance_lock(self) -> None:
-        """Hold an exclusive lock beside the database; raise InstanceLocked if another has it."""
-        lock_path = self.path + ".lock"
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the process lifetime
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise InstanceLocked(
-                f"another reconciler is already running on {self.path}"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock_file = handle
+        """Hold the database's instance lock; InstanceLocked if another process has it."""
+        self.instance_lock.acquire()
 
     def release_instance_lock(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        self.instance_lock.release()
 
     def is_instance_running(self) -> bool:
-        """True when another process holds this database's instance lock."""
-        if self._lock_file is not None:
-            return True
-        lock_path = self.path + ".lock"
-        if not os.path.exists(lock_path):
-            return False
-        with open(lock_path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+        """True when a process (this one included) holds this database's instance lock."""
+        return self.instance_lock.is_held_elsewhere()
 
     # -- snapshot ---------------------------------------------------------------------------
     def load_snapshot(self) -> dict[str, SnapshotEntry]:
@@ -224,13 +250,6 @@ class Store:
                 " updated_at = excluded.updated_at",
                 (hibob_id, learning_user_id, email, text, _hash(text), utc_text(at)),
             )
-
-    def find_link_owner(self, learning_user_id: str) -> str | None:
-        """The Hibob id linked to a 360Learning user, if any."""
-        with self._lock:
-            row = self.db.conn.execute("SELECT hibob_id FROM employees WHERE learning_user_id = ?",
-                                       (learning_user_id,)).fetchone()
-        return row[0] if row else None
 
     def save_link(self, hibob_id: str, learning_user_id: str, email: str | None,
                   at: datetime) -> None:
@@ -304,6 +323,13 @@ class Store:
             row["dry_run"], row["counts"] = bool(row["dry_run"]), json.loads(row["counts"] or "{}")
         return rows
 
+    def get_pass(self, pass_id: int) -> dict[str, Any] | None:
+        rows = self._select("SELECT id, kind, is_dry_run AS dry_run, started_at, finished_at,"
+                            " outcome, counts, error FROM passes WHERE id = ?", (pass_id,))
+        for row in rows:
+            row["dry_run"], row["counts"] = bool(row["dry_run"]), json.loads(row["counts"] or "{}")
+        return rows[0] if rows else None
+
     def last_successful_pass_at(self) -> str | None:
         with self._lock:
             row = self.db.conn.execute(
@@ -343,19 +369,27 @@ class Store:
             conn.execute("UPDATE journal SET outcome = ?, error = ? WHERE id = ?",
                          (outcome, error, journal_id))
 
-    def list_journal(self, *, hibob_id: str | None = None, since: str | None = None,
-                     limit: int = 1000) -> list[dict[str, Any]]:
-        clauses, params = [], []
-        if hibob_id:
-            clauses.append("hibob_id = ?")
-            params.append(hibob_id)
+    def list_journal(self, *, hibob_id: str | Iterable[str] | None = None,
+                     since: str | None = None, limit: int | None = 1000,
+                     pass_id: int | None = None) -> list[dict[str, Any]]:
+        """Journal rows, oldest first; `limit` None returns them all."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if hibob_id is not None:
+            ids = [hibob_id] if isinstance(hibob_id, str) else list(hibob_id)
+            clauses.append(f"hibob_id IN ({', '.join('?' * len(ids))})")
+            params.extend(ids)
+        if pass_id is not None:
+            clauses.append("pass_id = ?")
+            params.append(pass_id)
         if since:
             clauses.append("at >= ?")
             params.append(since)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self._select(
             "SELECT pass_id, at, hibob_id AS employee_id, email, action, fields, outcome, reason,"
-            f" error FROM journal {where} ORDER BY id LIMIT ?", (*params, limit))
+            f" error FROM journal {where} ORDER BY id LIMIT ?",
+            (*params, -1 if limit is None else limit))
         for row in rows:
             row["fields"] = json.loads(row["fields"] or "[]")
         return rows
@@ -437,7 +471,7 @@ class Store:
 
     def list_held(self) -> list[dict[str, Any]]:
         return self._select(
-            "SELECT hibob_id AS employee_id, email, reason, pass_id, held_at"
+            "SELECT hibob_id AS employee_id, email, reason, pass_id, held_at, is_releasable"
             " FROM held_deactivations ORDER BY hibob_id")
 
     # -- webhook hints ----------------------------------------------------------------------
@@ -476,41 +510,120 @@ class Store:
             rows = self.db.conn.execute("SELECT key, value FROM service_state").fetchall()
         return dict(rows)
 
-    # -- forced resync requests ---------------------------------------------------------------
-    def request_resync(self, at: datetime) -> int:
+    # -- admin requests (served by the running service) -----------------------------------------
+    def save_request(self, kind: str, args: Mapping[str, Any], at: datetime) -> int:
         with self.transaction() as conn:
-            cursor = conn.execute("INSERT INTO resync_requests (requested_at) VALUES (?)",
-                                  (utc_text(at),))
+            cursor = conn.execute(
+                "INSERT INTO admin_requests (kind, args, requested_at) VALUES (?, ?, ?)",
+                (kind, json.dumps(dict(args), sort_keys=True), utc_text(at)))
             return int(cursor.lastrowid or 0)
 
-    def take_resync_requests(self, at: datetime) -> list[int]:
-        """Claim every unstarted request (the service serves them with one full pass)."""
+    def take_requests(self, at: datetime) -> list[dict[str, Any]]:
+        """Claim every unstarted request, oldest first (the service carries them out)."""
         with self.transaction() as conn:
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM resync_requests WHERE started_at IS NULL").fetchall()]
-            conn.executemany("UPDATE resync_requests SET started_at = ? WHERE id = ?",
-                             [(utc_text(at), i) for i in ids])
-        return ids
+            rows = conn.execute("SELECT id, kind, args FROM admin_requests"
+                                " WHERE started_at IS NULL ORDER BY id").fetchall()
+            conn.executemany("UPDATE admin_requests SET started_at = ? WHERE id = ?",
+                             [(utc_text(at), row[0]) for row in rows])
+        return [{"id": i, "kind": k, "args": json.loads(a or "{}")} for i, k, a in rows]
 
-    def finish_resync_requests(self, ids: Iterable[int], pass_id: int | None, outcome: str,
-                               at: datetime) -> None:
+    def finish_requests(self, ids: Iterable[int], pass_id: int | None, outcome: str,
+                        at: datetime, detail: str | None = None) -> None:
         with self.transaction() as conn:
             conn.executemany(
-                "UPDATE resync_requests SET finished_at = ?, pass_id = ?, outcome = ? WHERE id = ?",
-                [(utc_text(at), pass_id, outcome, i) for i in ids],
-            )
+                "UPDATE admin_requests SET finished_at = ?, pass_id = ?, outcome = ?, detail = ?"
+                " WHERE id = ?", [(utc_text(at), pass_id, outcome, detail, i) for i in ids])
 
-    def get_resync_request(self, request_id: int) -> dict[str, Any] | None:
-        rows = self._select("SELECT id, requested_at, started_at, finished_at, pass_id, outcome"
-                            " FROM resync_requests WHERE id = ?", (request_id,))
+    def list_open_requests(self) -> list[dict[str, Any]]:
+        """Requests not finished yet (waiting for the service, or being carried out)."""
+        return self._select("SELECT id, kind, requested_at, started_at FROM admin_requests"
+                            " WHERE finished_at IS NULL ORDER BY id")
+
+    def get_request(self, request_id: int) -> dict[str, Any] | None:
+        rows = self._select("SELECT id, kind, args, requested_at, started_at, finished_at,"
+                            " pass_id, outcome, detail FROM admin_requests WHERE id = ?",
+                            (request_id,))
+        for row in rows:
+            row["args"] = json.loads(row["args"] or "{}")
         return rows[0] if rows else None
+
+    # -- quarantine and skips, as admins see them -------------------------------------------
+    def clear_quarantine(self, hibob_ids: Iterable[str] | None, at: datetime) -> list[str]:
+        """Lift quarantine (all when `hibob_ids` is None); the next pass retries them.
+
+        Returns the ids that were quarantined and now are not."""
+        now = utc_text(at)
+        with self.transaction() as conn:
+            rows = conn.execute("SELECT hibob_id FROM employees WHERE quarantined_until IS NOT NULL"
+                                " AND quarantined_until > ? ORDER BY hibob_id", (now,)).fetchall()
+            wanted = None if hibob_ids is None else set(hibob_ids)
+            cleared = [r[0] for r in rows if wanted is None or r[0] in wanted]
+            conn.executemany("UPDATE employees SET failures = 0, quarantined_until = NULL,"
+                             " updated_at = ? WHERE hibob_id = ?", [(now, h) for h in cleared])
+        return cleared
+
+    def record_skips(self, pass_id: int, skips: Iterable[tuple[str, str | None, str]],
+                     at: datetime) -> list[tuple[str, str | None, str]]:
+        """Journal why employees were skipped, once per reason: a row is written only when the
+        employee's latest journal row is not the same skip. Quarantined employees are left
+        out (quarantine has its own record). Returns the skips written."""
+        written = []
+        with self.transaction() as conn:
+            for hibob_id, email, reason in skips:
+                quarantined = conn.execute(
+                    "SELECT 1 FROM employees WHERE hibob_id = ? AND quarantined_until > ?",
+                    (hibob_id, utc_text(at))).fetchone()
+                last = conn.execute(
+                    "SELECT outcome, reason FROM journal WHERE hibob_id = ?"
+                    " ORDER BY id DESC LIMIT 1", (hibob_id,)).fetchone()
+                if quarantined or (last and tuple(last) == ("skipped", reason)):
+                    continue
+                conn.execute(
+                    "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason,"
+                    " outcome) VALUES (?, ?, ?, ?, 'skip', '[]', ?, 'skipped')",
+                    (pass_id, utc_text(at), hibob_id, email, reason))
+                written.append((hibob_id, email, reason))
+        return written
+
+    def list_skipped(self) -> list[dict[str, Any]]:
+        """Employees whose latest journal row is a skip: still skipped, with the reason."""
+        return self._select(
+            "SELECT hibob_id AS employee_id, email, reason, at AS since FROM journal AS j"
+            " WHERE outcome = 'skipped' AND id = (SELECT MAX(id) FROM journal"
+            " WHERE hibob_id = j.hibob_id) ORDER BY hibob_id")
+
+    def find_employee_ids(self, identifier: str) -> list[str]:
+        """Hibob ids known here for an id or any email the employee has had (case-insensitive),
+        the most recent holder of an email first."""
+        wanted = identifier.strip()
+        by_id = self._select("SELECT hibob_id FROM employees WHERE hibob_id = ? UNION"
+                             " SELECT hibob_id FROM journal WHERE hibob_id = ?", (wanted, wanted))
+        by_mail = self.find_employees_by_email(wanted) if "@" in wanted else []
+        journal = [r["hibob_id"] for r in self._select(
+            "SELECT DISTINCT hibob_id FROM journal WHERE lower(email) = ?", (wanted.lower(),))]
+        return list(dict.fromkeys([r["hibob_id"] for r in by_id] + by_mail + journal))
 
     def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
         """Rows as dicts keyed by the (aliased) column names of `sql`."""
-        with self._lock:
-            cursor = self.db.conn.execute(sql, params)
-            names = [column[0] for column in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        with self._lock, self._explained_errors():
+            return list(self.db.query(sql, params))
+
+
+def _describe_sqlite_failure(exc: sqlite3.Error, path: str, busy_seconds: float) -> str | None:
+    """One line for a failure of the database file itself; None for anything else (a bug)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return (f"database {path} is locked by another process (waited {busy_seconds:g} s): stop "
+                "the other writer (a second reconciler, a `sqlite3` shell, a backup), then retry")
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return (f"database {path} is damaged or not a reconciler database ({exc}): move it aside "
+                "and restore the last backup; without one, a new database re-adopts existing "
+                "users by email on the next pass")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR",
+                        "SQLITE_FULL")):
+        return (f"database {path} is not writable ({exc}): check the disk, and that the file "
+                "and its folder belong to the user the reconciler runs as")
+    return None
 
 
 def _entry(row: tuple) -> SnapshotEntry:

@@ -1,9 +1,9 @@
 """The service's HTTP side: Hibob webhook receiver, /healthz, /readyz, /metrics (plain WSGI).
 
-`reconciler run` builds the app with `create_app` and serves it on waitress with
-`serve_webhooks`. A verified delivery becomes a `Hint` handed to `on_hint` (which stores it
-durably) before the answer. The app never acts on an event's content (the employee is re-read),
-never touches SQLite itself, and never logs a body, a signature or a secret.
+`reconciler run` builds the app with `create_app` and serves it with `webserver.serve_webhooks`.
+A verified delivery becomes a `Hint` handed to `on_hint` (which stores it durably) before the
+answer. The app never acts on an event's content (the employee is re-read), never touches
+SQLite itself, and never logs a body, a signature or a secret.
 """
 
 from __future__ import annotations
@@ -13,21 +13,15 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
-import time
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import waitress
-from waitress import wasyncore
-from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer
-
 from reconciler.config import WebhookSettings
-from reconciler.errors import ConfigError
 from reconciler.metrics import Metrics
+from reconciler.redact import remember_secrets
 
 log = logging.getLogger("reconciler.webhooks")
 
@@ -41,6 +35,12 @@ DEACTIVATION_EVENTS = frozenset({
 })
 WEBHOOK_PATHS = {"/webhooks/hibob/upsert": "upsert", "/webhooks/hibob/deactivation": "deactivation"}
 _PING = {"text": "Ping test"}
+MAX_JSON_DEPTH = 32
+"""Bob's events nest 3 deep; json.loads recurses per level, and 1,000 levels raise."""
+MAX_ID_CHARS = 64
+"""Hibob employee ids are 19 digits; anything longer is not an id."""
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_NESTING = re.compile(rb"[\[\]{}]")
 _TEXT = "text/plain; charset=utf-8"
 
 StartResponse = Callable[..., Any]
@@ -67,13 +67,14 @@ class _Outcome:
 
 
 class WebhookApp:
-    """The WSGI callable. `max_body_bytes` also caps the server's own body buffering."""
+    """The WSGI callable; it reads at most `max_body_bytes` + 1 bytes of any body."""
 
     def __init__(self, settings: WebhookSettings, on_hint: Callable[[Hint], None],
                  is_ready: Callable[[], tuple[bool, str]], metrics: Metrics) -> None:
         self.max_body_bytes = settings.max_body_bytes
         self._secrets = {"upsert": settings.upsert_secret.get_secret_value(),
                          "deactivation": settings.deactivation_secret.get_secret_value()}
+        remember_secrets(*self._secrets.values())
         self._ignored = frozenset(settings.ignored_events)
         self._on_hint = on_hint
         self._is_ready = is_ready
@@ -134,9 +135,11 @@ class WebhookApp:
         return self._accept(source, body)
 
     def _accept(self, source: str, body: bytes) -> _Outcome:
+        if _is_nested_deeper_than(body, MAX_JSON_DEPTH):
+            return _Outcome(400, "too_deep")
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: only if the depth check missed
             return _Outcome(400, "malformed_json")
         event = payload.get("type") if isinstance(payload, dict) else None
         if not isinstance(event, str):
@@ -157,7 +160,7 @@ class WebhookApp:
             log.exception("hibob %s webhook: storing the hint for employee %s failed",
                           source, hibob_id)
             return _Outcome(503, "store_failed", event, hibob_id)
-        return _Outcome(202, "accepted", event, hibob_id)
+        return _Outcome(200, "accepted", event, hibob_id)
 
     def _readyz(self) -> tuple[int, bytes, str]:
         try:
@@ -203,6 +206,16 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
+def _is_nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether brackets outside strings nest past `limit` (a cheap scan before json.loads)."""
+    depth = 0
+    for bracket in _JSON_NESTING.finditer(_JSON_STRING.sub(b'""', body)):
+        depth += 1 if bracket.group() in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def _is_ping(body: bytes) -> bool:
     text = body.strip()
     if text == b"Ping test":
@@ -223,88 +236,18 @@ def _employee_id(payload: dict[str, Any]) -> str | None:
         value = employee.get("id")
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    return _plain(value.strip(), MAX_ID_CHARS) if isinstance(value, str) else None
 
 
 def _triggered_at(payload: dict[str, Any]) -> str | None:
     value = payload.get("triggeredAt", payload.get("creationDate"))
-    return value if isinstance(value, str) else None
+    return _plain(value, 40) if isinstance(value, str) else None
+
+
+def _plain(value: str, max_chars: int) -> str | None:
+    """`value` if it is short printable text (it is stored and logged), else None."""
+    return value if value and len(value) <= max_chars and value.isprintable() else None
 
 
 def _printable(value: str | None) -> str:
     return "-" if value is None else repr(value[:100])
-
-
-class WebhookServer:
-    """The app on waitress, in a background thread. `stop()` stops accepting, lets requests in
-    flight finish (up to `drain_seconds`), then closes every connection."""
-
-    def __init__(self, app: Callable[..., Any], host: str, port: int,
-                 drain_seconds: float) -> None:
-        self._map: dict[int, Any] = {}
-        limit = getattr(app, "max_body_bytes", None)
-        # Waitress buffers a whole body before calling the app: let it refuse (413) any body over
-        # the limit first, so an oversized upload is never buffered to memory or disk. It refuses
-        # at ">=" and counts chunked framing too (Bob sends Content-Length).
-        extra = {} if limit is None else {"max_request_body_size": limit + 1}
-        waitress.create_server(app, map=self._map, host=host, port=port, ident="reconciler",
-                               **extra)
-        self._listeners = [o for o in self._map.values() if isinstance(o, BaseWSGIServer)]
-        self._drain_seconds = drain_seconds
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        listener = self._listeners[0]
-        host = listener.effective_host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{listener.effective_port}"
-
-    def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-        self._stopping.set()
-        try:
-            self._listeners[0].pull_trigger()
-        except OSError:
-            pass  # the server loop saw the flag first and already closed its trigger pipe
-        self._thread.join(self._drain_seconds + 5)
-
-    def __enter__(self) -> WebhookServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        # Our own loop instead of waitress's `run()`, whose `close()` would cut off responses
-        # not yet flushed to their clients.
-        while not self._stopping.is_set():
-            wasyncore.loop(timeout=1.0, use_poll=True, map=self._map, count=1)
-        for listener in self._listeners:
-            wasyncore.dispatcher.close(listener)  # the listening socket only; keeps the trigger
-        deadline = time.monotonic() + self._drain_seconds
-        while self._is_busy() and time.monotonic() < deadline:
-            wasyncore.loop(timeout=0.05, use_poll=True, map=self._map, count=1)
-        self._listeners[0].task_dispatcher.shutdown(timeout=1.0)
-        wasyncore.close_all(self._map, ignore_all=True)
-
-    def _is_busy(self) -> bool:
-        return any(channel.requests or channel.request or channel.total_outbufs_len
-                   for channel in list(self._map.values()) if isinstance(channel, HTTPChannel))
-
-
-def serve_webhooks(app: Callable[..., Any], listen: str, *,
-                   drain_seconds: float = 5.0) -> WebhookServer:
-    """Serve `app` on `listen` ("host:port", "[::1]:port"; port 0 = any free port)."""
-    host, _, port_text = listen.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port_text.isdigit():
-        raise ConfigError(f"setting webhooks.listen: expected host:port, got {listen!r}")
-    try:
-        return WebhookServer(app, host, int(port_text), drain_seconds)
-    except OSError as exc:
-        raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
-                          f"{exc.strerror or exc}") from None

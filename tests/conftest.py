@@ -4,7 +4,9 @@ a real SQLite file and the reconcile pass (through httpx.MockTransport, no socke
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,6 +30,16 @@ if os.environ.get("CI"):
 
 TODAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`cli.main` points the root logger at the test's captured stream: put it back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -65,7 +65,7 @@ def test_held_deactivations_exit_3_and_are_listed_by_status(served, capsys, monk
                   and r["root.email"] and "@" in r["root.email"])
     hibob.terminate(leaver, on=TODAY)
     assert main(["sync"]) == 3
-    assert "--allow-deactivations" in capsys.readouterr().out
+    assert "reconciler release" in capsys.readouterr().out
     main(["status"])
     assert leaver in capsys.readouterr().out
     assert main(["sync", "--allow-deactivations"]) == 0
@@ -133,16 +133,20 @@ def test_demo_runs_end_to_end_and_ends_with_nothing_to_do(capsys):
     assert "reactivate 1" in out and "deactivate 1" in out and "update 1" in out
 
 
-def test_sync_refuses_while_a_service_holds_the_database_but_dry_run_works(served, capsys):
+def test_while_a_service_holds_the_database_dry_run_works_and_actions_become_requests(
+        served, capsys):
     from reconciler.store import Store
 
     _, _, folder = served
     service = Store(folder / "cli.db")
     service.acquire_instance_lock()
     try:
-        assert main(["sync"]) == 2
-        assert "reconciler resync" in capsys.readouterr().err
         assert main(["sync", "--dry-run"]) == 0
+        assert main(["resync", "--no-wait"]) == 0
+        assert "resync requested (request 1)" in capsys.readouterr().out
+        assert service.get_request(1)["kind"] == "resync"
+        assert main(["status"]) == 0
+        assert "admin request 1 (resync, " in capsys.readouterr().out
     finally:
         service.close()
     assert main(["sync"]) == 0
@@ -180,3 +184,21 @@ def test_check_names_a_missing_scope(served, capsys):
     learning.scopes.discard("externalIds:read")
     assert main(["check"]) == 1
     assert "externalIds:read" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_keep_leaves_a_database_the_offline_commands_can_read(tmp_path, capsys,
+                                                                     monkeypatch):
+    kept = tmp_path / "kept"
+    assert main(["demo", "--size", "60", "--keep", str(kept)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped  no email in Hibob" in out  # the dry run shows the skip reasons
+    assert "Why is" in out and "scope: out of scope" in out
+    assert f"--config {kept / 'settings.toml'} explain --offline" in out
+    settings = str(kept / "settings.toml")
+    assert main(["--config", settings, "status"]) == 0
+    status = capsys.readouterr().out
+    assert "last pass #" in status and "skipped employees:" in status
+    example = out.split("explain --offline ")[1].split()[0]
+    assert main(["--config", settings, "explain", "--offline", example]) == 0
+    assert "skipped" in capsys.readouterr().out

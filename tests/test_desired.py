@@ -95,3 +95,25 @@ def test_group_rules_add_groups_by_label_and_unknown_field_means_unknown_groups(
                              RECONCILER_MAPPING__GROUPS=rules)
     assert {g.group_id for g in desired(settings).groups} == {"g0", "g1"}
     assert desired(settings, **{"work.department": "<hidden>"}).groups is None
+
+
+def invisible_characters() -> list[str]:
+    """Control, format (zero-width, bidi) and surrogate characters of this Python's Unicode."""
+    import unicodedata
+
+    return [chr(c) for c in range(0x110000)
+            if unicodedata.category(chr(c)) in ("Cc", "Cf", "Cs", "Zl", "Zp", "Zs")]
+
+
+def test_an_email_holding_a_zero_width_or_control_character_is_skipped_as_invalid() -> None:
+    accepted = []
+    for char in invisible_characters() + ["\u034f", "\u115f", "\u3164", "\ufe0f"]:
+        for email in (f"ada{char}@example.com", f"ada@exa{char}mple.com", f"ada@example.co{char}m"):
+            d = desired(**{"root.email": email})
+            if d.verdict != "skip" or not d.reason.startswith("invalid email"):
+                accepted.append(hex(ord(char)))
+    assert accepted == []
+
+
+def test_an_email_with_letters_beyond_ascii_is_still_valid() -> None:
+    assert desired(**{"root.email": "zoë.nouvelle@exämple.com"}).verdict == "active"

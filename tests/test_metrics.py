@@ -68,16 +68,6 @@ def test_api_counters_are_read_from_the_stats_source_at_each_scrape():
     assert value(metrics, "reconciler_api_calls_total", service="hibob") == 1
 
 
-def test_record_api_sets_cumulative_totals_instead_of_adding_them():
-    metrics = Metrics()
-
-    metrics.record_api("hibob", calls=5, rate_limited=0)
-    metrics.record_api("hibob", calls=7, rate_limited=1)
-
-    assert value(metrics, "reconciler_api_calls_total", service="hibob") == 7
-    assert value(metrics, "reconciler_api_rate_limited_total", service="hibob") == 1
-
-
 def test_render_is_prometheus_text_holding_every_series():
     metrics = Metrics(api_stats=lambda: {"hibob": (1, 0)})
     metrics.record_pass("incremental", "ok", 1.0, FINISHED_AT, {("create", "ok"): 1})

@@ -35,7 +35,7 @@ def jobs(settings: SyncSettings, **kwargs):
 def test_every_job_is_single_instance_and_coalesced() -> None:
     found = jobs(SyncSettings())
 
-    assert set(found) == {"incremental", "full", "resync-requests"}
+    assert set(found) == {"incremental", "full", "admin-requests"}
     for job in found.values():
         assert job.max_instances == 1
         assert job.coalesce is True
@@ -95,6 +95,8 @@ def test_full_resync_follows_the_cron_in_utc() -> None:
 
 
 def test_bad_cron_is_a_config_error_naming_the_setting() -> None:
+    # load_settings already rejects it (tests/test_config.py); this is the scheduler's own guard.
+    unchecked = SyncSettings.model_construct(full_resync_cron="every night")
     with pytest.raises(ConfigError, match="setting sync.full_resync_cron"):
-        build_scheduler(SyncSettings(full_resync_cron="every night"), run_incremental=noop,
+        build_scheduler(unchecked, run_incremental=noop,
                         run_full=noop, poll_requests=noop)

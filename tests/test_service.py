@@ -4,7 +4,6 @@ instance lock, against both simulators through httpx.MockTransport (no sockets b
 from __future__ import annotations
 
 import datetime as dt
-import io
 import time
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 from conftest import NOW, World
 
 from reconciler.errors import InstanceLocked
-from reconciler.resync import request_resync
 from reconciler.service import (
     MAX_TARGETED_PER_BATCH,
     STALE_READ_SECONDS,
@@ -23,7 +21,7 @@ from reconciler.service import (
 )
 from reconciler.store import Store
 from reconciler.webhooks import Hint, create_app
-from reconciler.wiring import Services, build_services
+from reconciler.wiring import Services
 
 MINUTE = dt.timedelta(minutes=1)
 
@@ -157,74 +155,6 @@ def test_hints_left_pending_by_a_previous_run_are_processed(world, monotonic) ->
 
     assert world.user_of(hibob_id)["job"] == "Restarted"
     assert world.store.count_pending_hints() == 0
-
-
-def service_holding_the_database(world: World, service: Service) -> Service:
-    world.store.acquire_instance_lock()
-    return service
-
-
-def test_resync_requests_are_served_by_one_full_pass_and_the_waiter_gets_its_outcome(
-        world, service) -> None:
-    service_holding_the_database(world, service)
-    user_id = world.store.get_entry(world.active_employees()[8]).learning_user_id
-    world.learning.edit_user(user_id, job="Edited by hand")
-    earlier = world.store.request_resync(NOW)
-
-    def sleep(seconds: float) -> None:
-        service.poll_resync_requests()
-        service.serve_resync_requests()
-
-    out = io.StringIO()
-    code = request_resync(world.settings, wait=True, out=out, sleep=sleep)
-
-    assert code == 0, out.getvalue()
-    assert world.learning.user(user_id)["job"] != "Edited by hand"
-    assert len(passes_of_kind(world, "full")) == 1
-    mine = world.store.get_resync_request(earlier + 1)
-    assert mine["outcome"] == "ok"
-    assert mine["pass_id"] == world.store.get_resync_request(earlier)["pass_id"]
-    assert f"full pass {mine['pass_id']}: ok" in out.getvalue()
-
-
-def test_resync_without_waiting_only_leaves_a_request(world, service) -> None:
-    service_holding_the_database(world, service)
-    out = io.StringIO()
-
-    assert request_resync(world.settings, wait=False, out=out) == 0
-
-    assert "resync requested (request 1)" in out.getvalue()
-    assert world.store.get_resync_request(1)["started_at"] is None
-
-
-def test_resync_waiter_is_told_when_the_service_stopped_before_the_resync(
-        world, service) -> None:
-    service_holding_the_database(world, service)
-
-    def sleep(seconds: float) -> None:
-        service.poll_resync_requests()
-        service.stop(timeout_seconds=1)
-
-    out = io.StringIO()
-    assert request_resync(world.settings, wait=True, out=out, sleep=sleep) == 1
-    assert "stopped before the resync ran" in out.getvalue()
-
-
-def test_resync_with_no_running_service_runs_the_full_pass_itself(world: World) -> None:
-    user_id = world.store.get_entry(world.active_employees()[9]).learning_user_id
-    world.learning.edit_user(user_id, job="Edited by hand")
-
-    def build(settings, store: Store):
-        return build_services(settings, hibob_transport=httpx.MockTransport(world.hibob.handle),
-                              learning_transport=httpx.MockTransport(world.learning.handle),
-                              store=store)
-
-    out = io.StringIO()
-    assert request_resync(world.settings, wait=True, out=out, build=build) == 0
-
-    assert world.learning.user(user_id)["job"] != "Edited by hand"
-    assert "full pass" in out.getvalue() and ": ok" in out.getvalue()
-    assert not world.store.is_instance_running()
 
 
 @pytest.mark.parametrize(("interval_minutes", "bound_minutes"), [

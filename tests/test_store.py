@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from reconciler.errors import InstanceLocked
+from reconciler.errors import InstanceLocked, StoreUnusable
 from reconciler.models import AppliedState, GroupRole
 from reconciler.store import MIGRATIONS, Store
 
@@ -69,3 +69,80 @@ def test_an_unwritable_path_is_a_settings_error_naming_store_path(tmp_path) -> N
     blocker.write_text("")
     with pytest.raises(Exception, match="store.path"):
         Store(blocker / "sub" / "x.db")
+
+
+# -- database and lock problems: one line naming the path and what to do, exit 2 ---------------
+def test_a_corrupt_database_file_is_an_error_naming_the_path_and_what_to_do(tmp_path) -> None:
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(b"this is not an SQLite file, just some text " * 200)
+
+    with pytest.raises(StoreUnusable) as caught:
+        Store(path)
+
+    assert str(path) in str(caught.value) and "backup" in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_a_database_from_a_newer_reconciler_is_refused_and_left_unchanged(tmp_path) -> None:
+    path = tmp_path / "newer.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.commit()
+    conn.close()
+
+    with pytest.raises(StoreUnusable, match=f"{path}.*newer") as caught:
+        Store(path)
+
+    assert caught.value.exit_code == 2
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
+
+
+def test_a_database_another_writer_holds_too_long_is_an_error_naming_it(tmp_path) -> None:
+    path = tmp_path / "busy.db"
+    store = Store(path, busy_timeout_seconds=0.1)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnusable, match=f"{path}.*locked by another"):
+            store.start_pass("full", NOW)
+        with pytest.raises(StoreUnusable, match=f"{path}.*locked by another"):
+            Store(path, busy_timeout_seconds=0.1)
+    finally:
+        other.execute("ROLLBACK")
+    assert store.start_pass("full", NOW) > 0
+
+
+def test_a_lock_path_that_is_a_directory_is_an_error_naming_it(tmp_path) -> None:
+    store = Store(tmp_path / "d.db")
+    (tmp_path / "d.db.lock").mkdir()
+
+    for attempt in (store.acquire_instance_lock, store.is_instance_running):
+        with pytest.raises(StoreUnusable, match=f"{tmp_path / 'd.db.lock'}.*directory"):
+            attempt()
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "newer", "lock_directory"])
+def test_the_cli_reports_a_database_problem_in_one_line_with_exit_2(damage, tmp_path,
+                                                                    capsys) -> None:
+    from reconciler.cli import main
+
+    path = tmp_path / "r.db"
+    if damage == "corrupt":
+        path.write_bytes(b"\x00garbage" * 1000)
+    elif damage == "newer":
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA user_version = 999")
+        conn.commit()
+        conn.close()
+    else:
+        (tmp_path / "r.db.lock").mkdir()
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[store]\npath = "{path}"\n', encoding="utf-8")
+
+    code = main(["--config", str(settings), "status"])
+
+    err = capsys.readouterr().err
+    assert (code, err.count("\n"), "Traceback" in err) == (2, 1, False)
+    assert str(path) in err

@@ -387,7 +387,8 @@ class HibobSimulator:
             self._apply(record, defaults | changes)
             first, last = record["root.firstName"], record["root.surname"]
             if "root.email" not in changes:
-                record["root.email"] = f"{ascii_fold(first)}.{ascii_fold(last)}@{self.domain}"
+                record["root.email"] = (f"{ascii_fold(str(first))}.{ascii_fold(str(last))}"
+                                        f"@{self.domain}")
             if "root.displayName" not in changes:
                 record["root.displayName"] = f"{first} {last}"
             return hibob_id

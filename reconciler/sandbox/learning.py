@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -615,7 +615,7 @@ class LearningSimulator:
 
     def add_group(self, name: str, parent_id: str | None = None, public: bool = True) -> str:
         with self._lock:
-            group = {"_id": self._next_id("a"), "name": name, "public": public}
+            group: dict[str, Any] = {"_id": self._next_id("a"), "name": name, "public": public}
             if parent_id is not None:
                 group["parentId"] = parent_id
             self.groups[group["_id"]] = group
@@ -772,7 +772,8 @@ def _query_pairs(request: httpx.Request) -> list[tuple[str, str]]:
     return pairs
 
 
-def _list_query(request: httpx.Request, allowed: dict[str, tuple[str, ...]]) -> tuple[dict, Any]:
+def _list_query(request: httpx.Request,
+                allowed: Mapping[str, tuple[str, ...]]) -> tuple[dict, Any]:
     """The filters and cursor position of a list call; a `next` token overrides the query."""
     pairs = _query_pairs(request)
     cursor = [value for key, value in pairs if key == "next"]

@@ -42,7 +42,7 @@ class ServedSimulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> ServedSimulator:
         if not self._thread.is_alive():
@@ -71,7 +71,7 @@ def _make_handler(handle: Handler) -> type[BaseHTTPRequestHandler]:
         def _dispatch(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            host, port = self.server.server_address[:2]
+            host, port = self.server.server_address[:2]  # type: ignore[index,str-unpack]
             request = httpx.Request(self.command, f"http://{host}:{port}{self.path}",
                                     headers=list(self.headers.items()), content=body)
             try:

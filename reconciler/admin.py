@@ -1,0 +1,133 @@
+"""The CLI side of admin actions (`resync`, `sync`, `sync --employee`, `explain --apply`,
+`release`, `quarantine --clear`): carried out here under the instance lock when no service runs,
+or asked of the running service through a request row, whose outcome is then awaited.
+
+Called by the CLI only; nothing here talks to the service except through the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from reconciler.config import Settings
+from reconciler.errors import InstanceLocked
+from reconciler.reconcile import PassResult, run_pass
+from reconciler.report import format_history_row, print_held, print_result
+from reconciler.requests import Outcome, carry_out
+from reconciler.store import Store
+from reconciler.wiring import Services, build_services, now_utc
+
+POLL_SECONDS = 0.5
+TIMEOUT_SECONDS = 1800.0
+SHOWN_ROWS = 50
+Build = Callable[[Settings, Store], Services]
+
+
+def request_action(settings: Settings, kind: str, args: Mapping[str, Any], out: TextIO, *,
+                   wait: bool = True, build: Build | None = None,
+                   sleep: Callable[[float], None] = time.sleep,
+                   timeout_seconds: float = TIMEOUT_SECONDS) -> int:
+    """Carry out one admin request here, or through the running service; the exit code."""
+    store = Store(settings.store.path)
+    try:
+        store.acquire_instance_lock()
+    except InstanceLocked:
+        try:
+            return _ask_service(store, kind, args, wait, out, sleep, timeout_seconds)
+        finally:
+            store.close()
+    try:
+        now = now_utc()
+        built: list[Services] = []
+
+        def run(pass_kind: Any, **options: Any) -> PassResult | None:
+            if not built:  # built on demand: lifting quarantine needs no credentials
+                built.append((build or _build)(settings, store))
+            return run_pass(built[0], pass_kind, now=now, **options)
+
+        outcome = carry_out(store, kind, args, run, now)
+        assert outcome is not None  # only a stopping service leaves a request undone
+        if outcome.result is not None:
+            print_result(outcome.result, out)
+        _print_detail(store, outcome, out)
+        return outcome.exit_code
+    finally:
+        store.close()
+
+
+def request_resync(settings: Settings, wait: bool, out: TextIO, **options: Any) -> int:
+    """`reconciler resync`: a full pass now, in the running service or here."""
+    return request_action(settings, "resync", {}, out, wait=wait, **options)
+
+
+def _build(settings: Settings, store: Store) -> Services:
+    return build_services(settings, store=store)
+
+
+def _ask_service(store: Store, kind: str, args: Mapping[str, Any], wait: bool, out: TextIO,
+                 sleep: Callable[[float], None], timeout_seconds: float) -> int:
+    request_id = store.save_request(kind, args, now_utc())
+    _say(out, f"{kind} requested (request {request_id}): the running service carries it out "
+              "within seconds")
+    if not wait:
+        return 0
+    polls, started = 0, False
+    while polls * POLL_SECONDS < timeout_seconds:
+        request = store.get_request(request_id) or {}
+        if request.get("finished_at"):
+            return _print_request_outcome(store, request, out)
+        if request.get("started_at") and not started:
+            started = True
+            _say(out, f"{kind} started")
+        polls += 1
+        if polls % 10 == 0 and not store.is_instance_running():
+            request = store.get_request(request_id) or {}
+            if request.get("finished_at"):
+                return _print_request_outcome(store, request, out)
+            _say(out, f"reconciler: the service stopped before finishing the {kind}; run the "
+                      "command again")
+            return 1
+        if polls % 120 == 0:
+            _say(out, f"still running ({int(polls * POLL_SECONDS)} s)")
+        sleep(POLL_SECONDS)
+    _say(out, f"reconciler: no outcome after {int(timeout_seconds)} s; the {kind} goes on in "
+              "the service (see `reconciler status`)")
+    return 1
+
+
+def _say(out: TextIO, line: str) -> None:
+    print(line, file=out, flush=True)
+
+
+def _print_request_outcome(store: Store, request: dict[str, Any], out: TextIO) -> int:
+    outcome = Outcome(request["outcome"] or "failed", request["pass_id"], request["detail"])
+    if outcome.outcome == "cancelled":
+        _say(out, f"reconciler: the service stopped before the {request['kind']} ran; run the "
+                  "command again")
+        return 1
+    row = store.get_pass(outcome.pass_id) if outcome.pass_id else None
+    if row:
+        counts = ", ".join(f"{k} {v}" for k, v in row["counts"].items())
+        _say(out, f"{row['kind']} pass {row['id']}: {outcome.outcome} — "
+                  f"{counts or 'nothing to do'}")
+        if row.get("error"):
+            _say(out, f"  error: {row['error']}")
+        journal = store.list_journal(pass_id=row["id"])
+        for entry in journal[:SHOWN_ROWS]:
+            _say(out, "  " + format_history_row(entry))
+        if len(journal) > SHOWN_ROWS:
+            _say(out, f"  ... and {len(journal) - SHOWN_ROWS} more (reconciler history)")
+    elif outcome.outcome != "refused":
+        _say(out, f"{request['kind']}: {outcome.outcome}")
+    _print_detail(store, outcome, out)
+    return outcome.exit_code
+
+
+def _print_detail(store: Store, outcome: Outcome, out: TextIO) -> None:
+    if outcome.outcome == "refused":
+        _say(out, f"reconciler: refused: {outcome.detail}")
+        print_held(store.list_held(), out)
+    elif outcome.detail:
+        _say(out, outcome.detail)
