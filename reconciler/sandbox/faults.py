@@ -44,9 +44,11 @@ class _Rule:
     headers: dict[str, str] = field(default_factory=dict)
 
     def matches(self, request: httpx.Request) -> bool:
-        return (self.remaining > 0
-                and (self.method is None or request.method == self.method)
-                and (self.path_prefix is None or request.url.path.startswith(self.path_prefix)))
+        return (
+            self.remaining > 0
+            and (self.method is None or request.method == self.method)
+            and (self.path_prefix is None or request.url.path.startswith(self.path_prefix))
+        )
 
 
 class Faults:
@@ -63,28 +65,39 @@ class Faults:
         self._sleep = sleep
 
     # -- knobs ------------------------------------------------------------------------------
-    def fail_next(self, count: int, status: int = 503, body: dict | None = None,
-                  headers: dict[str, str] | None = None, *, method: str | None = None,
-                  path_prefix: str | None = None) -> None:
+    def fail_next(
+        self,
+        count: int,
+        status: int = 503,
+        body: dict | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        method: str | None = None,
+        path_prefix: str | None = None,
+    ) -> None:
         """The next `count` (matching) requests get `status` (and `body`, default a neutral one)."""
         with self._lock:
-            self._failures.append(_Rule(count, method, path_prefix, status, body,
-                                        dict(headers or {})))
+            self._failures.append(
+                _Rule(count, method, path_prefix, status, body, dict(headers or {}))
+            )
 
-    def drop_next(self, count: int, *, method: str | None = None,
-                  path_prefix: str | None = None) -> None:
+    def drop_next(
+        self, count: int, *, method: str | None = None, path_prefix: str | None = None
+    ) -> None:
         """The next `count` (matching) requests see the connection closed, nothing applied."""
         with self._lock:
             self._drops.append(_Rule(count, method, path_prefix))
 
-    def timeout_next(self, count: int, *, method: str | None = None,
-                     path_prefix: str | None = None) -> None:
+    def timeout_next(
+        self, count: int, *, method: str | None = None, path_prefix: str | None = None
+    ) -> None:
         """The next `count` (matching) requests time out before the server applies them."""
         with self._lock:
             self._timeouts.append(_Rule(count, method, path_prefix))
 
-    def drop_after_apply_next(self, count: int, *, method: str | None = None,
-                              path_prefix: str | None = None) -> None:
+    def drop_after_apply_next(
+        self, count: int, *, method: str | None = None, path_prefix: str | None = None
+    ) -> None:
         """The next `count` (matching) requests are applied, then the answer is lost (the
         connection drops): the client cannot know the write happened."""
         with self._lock:
@@ -98,8 +111,13 @@ class Faults:
 
     def clear(self) -> None:
         with self._lock:
-            for rules in (self._failures, self._drops, self._timeouts, self._lost_answers,
-                          self._triggers):
+            for rules in (
+                self._failures,
+                self._drops,
+                self._timeouts,
+                self._lost_answers,
+                self._triggers,
+            ):
                 rules.clear()
             self.latency_seconds = 0.0
 
@@ -116,15 +134,15 @@ class Faults:
                 raise DropConnection("simulated dropped connection", request=request)
             if _take(self._timeouts, request):
                 self.injected += 1
-                raise SimulatedTimeout("simulated timeout", request=request,
-                                       hold_seconds=self.timeout_hold_seconds)
+                raise SimulatedTimeout(
+                    "simulated timeout", request=request, hold_seconds=self.timeout_hold_seconds
+                )
             failure = _take(self._failures, request)
             if failure is None:
                 return None
             self.injected += 1
         body = failure.body if failure.body is not None else {"error": "simulated failure"}
-        return httpx.Response(failure.status, headers=failure.headers, json=body,
-                              request=request)
+        return httpx.Response(failure.status, headers=failure.headers, json=body, request=request)
 
     def after_apply(self, request: httpx.Request, response: httpx.Response) -> None:
         """Raise DropConnection when the answer to this applied request is to be lost."""
@@ -134,8 +152,9 @@ class Faults:
             if not _take(self._lost_answers, request):
                 return
             self.injected += 1
-        raise DropConnection("simulated dropped connection after the write was applied",
-                             request=request)
+        raise DropConnection(
+            "simulated dropped connection after the write was applied", request=request
+        )
 
     def _due_triggers(self) -> list[Callable[[], None]]:
         if not self._triggers:

@@ -15,20 +15,27 @@ import httpx
 
 from reconciler.sandbox.hibob import LOOPBACK_HOSTS, HibobSimulator
 
-UPSERT_EVENTS = frozenset({"employee.created", "employee.updated", "employee.activated",
-                           "employee.joined"})
+UPSERT_EVENTS = frozenset(
+    {"employee.created", "employee.updated", "employee.activated", "employee.joined"}
+)
 # What Bob sends for each kind of HR change [api/hibob.md §5.2]: a termination effective today
 # is `employee.left` and `employee.inactivated`; a rehire effective today is `employee.joined`.
 EVENTS_OF_CHANGE = {
     "hire": ("employee.created", "employee.joined"),
-    "title": ("employee.updated",), "department": ("employee.updated",),
-    "email": ("employee.updated",), "manager": ("employee.updated",),
+    "title": ("employee.updated",),
+    "department": ("employee.updated",),
+    "email": ("employee.updated",),
+    "manager": ("employee.updated",),
     "terminate": ("employee.left", "employee.inactivated"),
     "rehire": ("employee.joined",),
     "delete": ("employee.deleted",),
 }
-FIELD_UPDATES = {"title": ["work.title"], "department": ["work.department"],
-                 "email": ["root.email"], "manager": ["work.reportsTo"]}
+FIELD_UPDATES = {
+    "title": ["work.title"],
+    "department": ["work.department"],
+    "email": ["root.email"],
+    "manager": ["work.reportsTo"],
+}
 
 
 def events_for(change: str) -> tuple[str, ...]:
@@ -65,16 +72,20 @@ class WebhookSender:
 
     def send_change(self, change: str, hibob_id: str) -> list[Delivery]:
         """Every event Bob sends for one HR change (see EVENTS_OF_CHANGE)."""
-        return [self.send(event, hibob_id, field_updates=FIELD_UPDATES.get(change))
-                for event in events_for(change)]
+        return [
+            self.send(event, hibob_id, field_updates=FIELD_UPDATES.get(change))
+            for event in events_for(change)
+        ]
 
-    def send(self, event_type: str, hibob_id: str,
-             field_updates: list[str] | None = None) -> Delivery:
+    def send(
+        self, event_type: str, hibob_id: str, field_updates: list[str] | None = None
+    ) -> Delivery:
         is_upsert = event_type in UPSERT_EVENTS
         url = self.upsert_url if is_upsert else self.deactivation_url
         secret = self.upsert_secret if is_upsert else self.deactivation_secret
-        body, headers = self.hibob.make_webhook(event_type, hibob_id, secret,
-                                                field_updates=field_updates)
+        body, headers = self.hibob.make_webhook(
+            event_type, hibob_id, secret, field_updates=field_updates
+        )
         if self.rng.random() < self.drop_ratio:
             delivery = Delivery(event_type, hibob_id, None)
         else:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 
@@ -22,7 +23,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:
         # A client killed or timed out mid-request (the crash and fault tests do it on purpose)
         # resets the socket: expected, so not printed as a traceback.
         if not isinstance(sys.exc_info()[1], ConnectionError):

@@ -12,30 +12,48 @@ import random
 
 from reconciler.sandbox.hibob import HibobSimulator
 
-TITLES = ("Chief Tea Officer", "Staff Engineer", "Account Executive", "Support Agent",
-          "Product Designer", "Controller")
+TITLES = (
+    "Chief Tea Officer",
+    "Staff Engineer",
+    "Account Executive",
+    "Support Agent",
+    "Product Designer",
+    "Controller",
+)
 DEPARTMENTS = ("Engineering", "Sales", "Support", "Product", "Finance", "Legal")
 KINDS = ("title", "title", "department", "email", "terminate", "hire", "rehire", "manager")
 
 
-def apply_churn(hibob: HibobSimulator, rng: random.Random, count: int,
-                former_mails: dict[str, set[str]], *, tag: str = "",
-                kinds: tuple[str, ...] = KINDS) -> list[tuple[str, str]]:
+def apply_churn(
+    hibob: HibobSimulator,
+    rng: random.Random,
+    count: int,
+    former_mails: dict[str, set[str]],
+    *,
+    tag: str = "",
+    kinds: tuple[str, ...] = KINDS,
+) -> list[tuple[str, str]]:
     done = []
     for number in range(count):
         records = hibob.records
-        active = sorted(h for h, r in records.items() if r.get("internal.status") == "Active"
-                        and h != hibob.ceo_id)
-        inactive = sorted(h for h, r in records.items()
-                          if r.get("internal.lifecycleStatus") == "terminated")
+        active = sorted(
+            h
+            for h, r in records.items()
+            if r.get("internal.status") == "Active" and h != hibob.ceo_id
+        )
+        inactive = sorted(
+            h for h, r in records.items() if r.get("internal.lifecycleStatus") == "terminated"
+        )
         kind = rng.choice(kinds)
         if kind == "rehire" and not inactive or not active:
             kind = "hire"
         if kind == "hire":
             first = rng.choice(("Zoë", "Iñaki", "Łukasz", "Siobhán", "Nour", "Håkon"))
-            hibob_id = hibob.add_employee(first_name=first, surname=f"Churn{tag}x{number}",
-                                          **{"work.reportsTo": rng.choice(active)
-                                             if active else None})
+            hibob_id = hibob.add_employee(
+                first_name=first,
+                surname=f"Churn{tag}x{number}",
+                **{"work.reportsTo": rng.choice(active) if active else None},
+            )
             done.append(("hire", hibob_id))
             continue
         hibob_id = rng.choice(inactive if kind == "rehire" else active)
@@ -47,8 +65,7 @@ def apply_churn(hibob: HibobSimulator, rng: random.Random, count: int,
             old = records[hibob_id].get("root.email")
             if old:
                 former_mails.setdefault(hibob_id, set()).add(old)
-            hibob.update_employee(hibob_id, email=f"renamed.{tag}{number}.{hibob_id}"
-                                                  f"@acme.example")
+            hibob.update_employee(hibob_id, email=f"renamed.{tag}{number}.{hibob_id}@acme.example")
         elif kind == "terminate":
             hibob.terminate(hibob_id, on=hibob.today - dt.timedelta(days=1))
         elif kind == "rehire":

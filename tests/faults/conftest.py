@@ -64,11 +64,19 @@ class FaultWorld(World):
     def build(self, **overrides: str):
         services = super().build(**overrides)
         services.hibob = HibobClient(
-            self.settings.hibob, transport=httpx.MockTransport(self.hibob.handle),
-            sleep=self.time.sleep, clock=self.time.clock, wall_clock=self.time.clock)
+            self.settings.hibob,
+            transport=httpx.MockTransport(self.hibob.handle),
+            sleep=self.time.sleep,
+            clock=self.time.clock,
+            wall_clock=self.time.clock,
+        )
         services.learning = LearningClient(
-            self.settings.learning, transport=httpx.MockTransport(self.learning.handle),
-            sleep=self.time.sleep, clock=self.time.clock, wall_clock=self.time.clock)
+            self.settings.learning,
+            transport=httpx.MockTransport(self.learning.handle),
+            sleep=self.time.sleep,
+            clock=self.time.clock,
+            wall_clock=self.time.clock,
+        )
         self.services = services
         return services
 

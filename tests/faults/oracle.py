@@ -37,15 +37,21 @@ def _is_prehire(hibob: HibobSimulator, record: dict) -> bool:
         return False
     lifecycle = str(record.get("internal.lifecycleStatus") or "").lower()
     start = record.get("work.startDate")
-    is_future = isinstance(start, str) and _DATE.match(start) is not None \
+    is_future = (
+        isinstance(start, str)
+        and _DATE.match(start) is not None
         and start[:10] > hibob.today.isoformat()
+    )
     return lifecycle == "hired" or (is_future and "termin" not in lifecycle)
 
 
 def unknown_access(hibob: HibobSimulator) -> set[str]:
     """Employees whose access status is null or not a known value: no change is due (§1.3)."""
-    return {h for h, r in hibob.records.items()
-            if r.get("internal.status") not in ("Active", "Inactive")}
+    return {
+        h
+        for h, r in hibob.records.items()
+        if r.get("internal.status") not in ("Active", "Inactive")
+    }
 
 
 def expected_active(hibob: HibobSimulator) -> dict[str, dict]:
@@ -62,26 +68,37 @@ def expected_active(hibob: HibobSimulator) -> dict[str, dict]:
         if not has_access or not mail or not _MAIL.match(mail) or counts[mail] > 1:
             continue
         wanted[record["root.id"]] = {
-            "mail": mail, "firstName": _text(record.get("root.firstName")),
+            "mail": mail,
+            "firstName": _text(record.get("root.firstName")),
             "lastName": _text(record.get("root.surname")),
             "job": _text(hibob._human("work.title", record.get("work.title"))),  # noqa: SLF001
-            "organization": _text(hibob._human("work.department",  # noqa: SLF001
-                                               record.get("work.department"))),
+            "organization": _text(
+                hibob._human(
+                    "work.department",  # noqa: SLF001
+                    record.get("work.department"),
+                )
+            ),
         }
     return wanted
 
 
-def find_differences(hibob: HibobSimulator, learning: LearningSimulator,
-                     db: Path | None = None,
-                     former_mails: dict[str, set[str]] | None = None) -> list[str]:
+def find_differences(
+    hibob: HibobSimulator,
+    learning: LearningSimulator,
+    db: Path | None = None,
+    former_mails: dict[str, set[str]] | None = None,
+) -> list[str]:
     """Every way the end state differs from the desired state, one line each (empty: equal)."""
     wanted = expected_active(hibob)
     users = {u["_id"]: u for u in learning.users_by_mail().values()}
     users.pop(learning.owner_id, None)
     unknown_mails = {_mail(hibob.records[h]) for h in unknown_access(hibob)}
     by_mail = {u["mail"]: u for u in users.values() if "mail" in u}
-    mapping = {m["value"]: m["targetId"] for m in learning.external_ids()
-               if m["platform"] == PLATFORM and m["targetType"] == "user"}
+    mapping = {
+        m["value"]: m["targetId"]
+        for m in learning.external_ids()
+        if m["platform"] == PLATFORM and m["targetType"] == "user"
+    }
     links = _links(db) if db else None
     problems = []
     for hibob_id, attributes in sorted(wanted.items()):
@@ -95,33 +112,52 @@ def find_differences(hibob: HibobSimulator, learning: LearningSimulator,
             if user.get(name) != value:
                 problems.append(f"{hibob_id}: {name} is {user.get(name)!r}, not {value!r}")
         if mapping.get(hibob_id) != user["_id"]:
-            problems.append(f"{hibob_id}: external id maps to {mapping.get(hibob_id)}, "
-                            f"not {user['_id']}")
+            problems.append(
+                f"{hibob_id}: external id maps to {mapping.get(hibob_id)}, not {user['_id']}"
+            )
         if links is not None and links.get(hibob_id) != user["_id"]:
-            problems.append(f"{hibob_id}: database links {links.get(hibob_id)}, "
-                            f"not {user['_id']}")
+            problems.append(f"{hibob_id}: database links {links.get(hibob_id)}, not {user['_id']}")
         manager = hibob.records[hibob_id].get("work.reportsTo")
-        if manager in wanted and manager != hibob_id and (boss := by_mail.get(
-                wanted[manager]["mail"])):
+        if (
+            manager in wanted
+            and manager != hibob_id
+            and (boss := by_mail.get(wanted[manager]["mail"]))
+        ):
             if learning.managers_of(user["_id"]) != {boss["_id"]}:
-                problems.append(f"{hibob_id}: managers {sorted(learning.managers_of(user['_id']))}"
-                                f", not {{{boss['_id']}}}")
+                problems.append(
+                    f"{hibob_id}: managers {sorted(learning.managers_of(user['_id']))}"
+                    f", not {{{boss['_id']}}}"
+                )
     wanted_mails = {a["mail"] for a in wanted.values()}
     # An employee who keeps access but cannot be written (email gone, invalid or shared) keeps
     # the account it had: an unusable email is never a reason to deactivate (§1.2).
-    kept = {mapping[h] for h, r in hibob.records.items() if h not in wanted and h in mapping
-            and (r.get("internal.status") == "Active" or _is_prehire(hibob, r))}
+    kept = {
+        mapping[h]
+        for h, r in hibob.records.items()
+        if h not in wanted
+        and h in mapping
+        and (r.get("internal.status") == "Active" or _is_prehire(hibob, r))
+    }
     for user in users.values():
-        if user["status"] != "deleted" and user.get("mail") not in wanted_mails \
-                and user.get("mail") not in unknown_mails and user["_id"] not in kept:
-            problems.append(f"user {user['_id']} ({user.get('mail')}) is {user['status']} "
-                            "but nobody in Hibob should have it")
+        if (
+            user["status"] != "deleted"
+            and user.get("mail") not in wanted_mails
+            and user.get("mail") not in unknown_mails
+            and user["_id"] not in kept
+        ):
+            problems.append(
+                f"user {user['_id']} ({user.get('mail')}) is {user['status']} "
+                "but nobody in Hibob should have it"
+            )
     problems += find_duplicates(hibob, learning, former_mails)
     return problems
 
 
-def find_duplicates(hibob: HibobSimulator, learning: LearningSimulator,
-                    former_mails: dict[str, set[str]] | None = None) -> list[str]:
+def find_duplicates(
+    hibob: HibobSimulator,
+    learning: LearningSimulator,
+    former_mails: dict[str, set[str]] | None = None,
+) -> list[str]:
     """Employees that own more than one 360Learning user (by any of their mails or by
     external id)."""
     mails_of: defaultdict[str, set[str]] = defaultdict(set)
@@ -142,8 +178,11 @@ def find_duplicates(hibob: HibobSimulator, learning: LearningSimulator,
     for item in learning.external_ids():
         if item["platform"] == PLATFORM and item["targetType"] == "user":
             users_of[item["value"]].add(item["targetId"])
-    return [f"{hibob_id}: {len(ids)} users {sorted(ids)}"
-            for hibob_id, ids in sorted(users_of.items()) if len(ids) > 1]
+    return [
+        f"{hibob_id}: {len(ids)} users {sorted(ids)}"
+        for hibob_id, ids in sorted(users_of.items())
+        if len(ids) > 1
+    ]
 
 
 def _links(db: Path) -> dict[str, str | None]:

@@ -42,11 +42,13 @@ CHURN_PER_ROUND = (3, 12)
 WRITE_LATENCY_SECONDS = 0.004
 """Slows 360Learning a little, so a pass lasts long enough for kills to land inside it."""
 LINK_WORDS = (": external id", ": database links", ": managers")
-LINKS_LOST = ("plan/apply (lead), reproduced deterministically in test_found_breaks.py: a kill "
-              "between a rehired manager's reactivation and the relink of its subordinates "
-              "loses those manager links until the next full pass (about 20 per run); also a "
-              "manager link skipped while the manager has no account is saved as applied. "
-              "Not strict: whether a kill lands in that window depends on timing")
+LINKS_LOST = (
+    "plan/apply (lead), reproduced deterministically in test_found_breaks.py: a kill "
+    "between a rehired manager's reactivation and the relink of its subordinates "
+    "loses those manager links until the next full pass (about 20 per run); also a "
+    "manager link skipped while the manager has no account is saved as applied. "
+    "Not strict: whether a kill lands in that window depends on timing"
+)
 
 
 def console_script() -> str:
@@ -86,8 +88,9 @@ class Rig:
 
     def __init__(self, tmp_path: Path, seed: int, size: int = COMPANY_SIZE) -> None:
         today = dt.date.today()
-        self.hibob = HibobSimulator(generate_company(size, seed=seed % 1000, today=today),
-                                    today=today)
+        self.hibob = HibobSimulator(
+            generate_company(size, seed=seed % 1000, today=today), today=today
+        )
         self.hibob.search_limit_per_minute = self.hibob.read_limit_per_minute = 100_000
         self.learning = LearningSimulator(enforce_rate_limits=False)
         self.learning.faults.latency_seconds = WRITE_LATENCY_SECONDS
@@ -96,7 +99,8 @@ class Rig:
         self.log = (tmp_path / "processes.log").open("ab")
         self.former_mails: dict[str, set[str]] = {}
         settings = tmp_path / "settings.toml"
-        settings.write_text(f"""
+        settings.write_text(
+            f"""
 [hibob]
 base_url = "{self.servers[0].url}/v1"
 
@@ -113,10 +117,14 @@ max_deactivation_ratio = 1.0
 
 [store]
 path = "{self.db}"
-""", encoding="utf-8")
+""",
+            encoding="utf-8",
+        )
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-            "LANG": "C.UTF-8", "RECONCILER_CONFIG": str(settings),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(tmp_path),
+            "LANG": "C.UTF-8",
+            "RECONCILER_CONFIG": str(settings),
             "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
             "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
             "RECONCILER_LEARNING__CLIENT_ID": "sandbox-client",
@@ -134,15 +142,18 @@ path = "{self.db}"
 
     def start(self, command: str, *args: str) -> subprocess.Popen:
         env = dict(self.env, RECONCILER_WEBHOOKS__LISTEN=f"127.0.0.1:{free_port()}")
-        return subprocess.Popen([self.script, command, *args], env=env, cwd=self.cwd,
-                                stdout=self.log, stderr=self.log)
+        return subprocess.Popen(
+            [self.script, command, *args], env=env, cwd=self.cwd, stdout=self.log, stderr=self.log
+        )
 
     def last_pass(self) -> tuple[int, str | None]:
         """(id, finished_at) of the newest non-dry-run pass; (0, None) before the first."""
         try:
             with sqlite3.connect(self.db, timeout=10) as conn:
-                row = conn.execute("SELECT id, finished_at FROM passes WHERE is_dry_run = 0 "
-                                   "ORDER BY id DESC LIMIT 1").fetchone()
+                row = conn.execute(
+                    "SELECT id, finished_at FROM passes WHERE is_dry_run = 0 "
+                    "ORDER BY id DESC LIMIT 1"
+                ).fetchone()
         except sqlite3.OperationalError:
             return 0, None
         return (row[0], row[1]) if row else (0, None)
@@ -175,8 +186,11 @@ path = "{self.db}"
         log.duplicates_after_kill += find_duplicates(self.hibob, self.learning, self.former_mails)
 
     def learning_writes(self) -> int:
-        return sum(1 for method, path, _ in list(self.learning.requests)
-                   if method != "GET" and "oauth2" not in path)
+        return sum(
+            1
+            for method, path, _ in list(self.learning.requests)
+            if method != "GET" and "oauth2" not in path
+        )
 
 
 def run_crash_loop(tmp_path: Path, seed: int) -> CrashLog:
@@ -199,8 +213,13 @@ def run_crash_loop(tmp_path: Path, seed: int) -> CrashLog:
         for round_number in range(MAX_ROUNDS):
             if log.kills_mid_pass >= MIN_KILLS and round_number >= 10:
                 break
-            apply_churn(rig.hibob, rng, rng.randint(*CHURN_PER_ROUND), rig.former_mails,
-                        tag=f"r{round_number}")
+            apply_churn(
+                rig.hibob,
+                rng,
+                rng.randint(*CHURN_PER_ROUND),
+                rig.former_mails,
+                tag=f"r{round_number}",
+            )
             command = ("run", "sync")[round_number % 2]
             if rig.crash_once(command, rng.uniform(0.0, 0.8), log):
                 rig.check_after_kill(log)
@@ -208,13 +227,24 @@ def run_crash_loop(tmp_path: Path, seed: int) -> CrashLog:
         # The restart that is left alone, then the checks.
         rig.learning.faults.latency_seconds = 0.0
         for _ in range(2):
-            done = subprocess.run([rig.script, "sync"], env=rig.env, cwd=rig.cwd,
-                                  capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [rig.script, "sync"],
+                env=rig.env,
+                cwd=rig.cwd,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             log.final_exit_codes.append(done.returncode)
         log.differences = find_differences(rig.hibob, rig.learning, rig.db, rig.former_mails)
         writes = rig.learning_writes()
-        subprocess.run([rig.script, "sync", "--full"], env=rig.env, cwd=rig.cwd,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [rig.script, "sync", "--full"],
+            env=rig.env,
+            cwd=rig.cwd,
+            capture_output=True,
+            timeout=300,
+        )
         log.full_pass_writes = rig.learning_writes() - writes
         if (verdict := integrity(rig.db)) != "ok":
             log.integrity_after_kill.append(verdict)
@@ -225,10 +255,12 @@ def run_crash_loop(tmp_path: Path, seed: int) -> CrashLog:
     record_figure("crash loop: kills mid-pass", log.kills_mid_pass)
     record_figure("crash loop: duplicates found", len(set(log.duplicates_after_kill)))
     record_figure("crash loop: differences from the desired state", len(log.differences))
-    note(f"crash loop: seed {seed} (FAULTS_SEED={seed} replays it), {log.kills} SIGKILLs "
-         f"({log.kills_mid_pass} mid-pass; {log.kills_by_command}), {log.completed} runs "
-         f"finished before their kill, {len(log.differences)} differences, "
-         f"{log.seconds:.0f} s")
+    note(
+        f"crash loop: seed {seed} (FAULTS_SEED={seed} replays it), {log.kills} SIGKILLs "
+        f"({log.kills_mid_pass} mid-pass; {log.kills_by_command}), {log.completed} runs "
+        f"finished before their kill, {len(log.differences)} differences, "
+        f"{log.seconds:.0f} s"
+    )
     kinds: dict[str, list[str]] = {}
     for line in log.differences:
         kind = line.split(": ", 1)[1].split(" ")[0] if ": " in line else line
@@ -244,7 +276,8 @@ def crash_log(tmp_path_factory: pytest.TempPathFactory) -> CrashLog:
 
 
 def test_crash_loop_kills_run_and_sync_50_times_mid_pass_and_a_restart_then_succeeds(
-        crash_log: CrashLog) -> None:
+    crash_log: CrashLog,
+) -> None:
     assert crash_log.kills_mid_pass >= MIN_KILLS, crash_log
     assert set(crash_log.kills_by_command) == {"run", "sync"}
     assert crash_log.final_exit_codes == [0, 0]
@@ -256,8 +289,11 @@ def test_no_user_is_ever_created_twice_across_the_kills(crash_log: CrashLog) -> 
 
 
 def test_no_change_is_lost_across_the_kills(crash_log: CrashLog) -> None:
-    lost = [d for d in crash_log.differences
-            if not any(word in d for word in LINK_WORDS) and " users [" not in d]
+    lost = [
+        d
+        for d in crash_log.differences
+        if not any(word in d for word in LINK_WORDS) and " users [" not in d
+    ]
     assert lost == []
 
 

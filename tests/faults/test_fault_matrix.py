@@ -40,8 +40,9 @@ class Case:
 
 def _hibob_429_with_reset(world: FaultWorld) -> None:
     reset = str(int(world.time.now) + 7)
-    world.hibob.faults.fail_next(3, 429, {"key": "TooManyRequests", "error": "Rate limit"},
-                                 {"X-RateLimit-Reset": reset})
+    world.hibob.faults.fail_next(
+        3, 429, {"key": "TooManyRequests", "error": "Rate limit"}, {"X-RateLimit-Reset": reset}
+    )
 
 
 def _learning_revoked(world: FaultWorld) -> None:
@@ -55,56 +56,115 @@ def _learning_scope_removed(world: FaultWorld) -> None:
 
 CASES = [
     Case("hibob 5xx, three in a row", lambda w: w.hibob.faults.fail_next(3, 503), True),
-    Case("hibob 5xx run beyond the retries", lambda w: w.hibob.faults.fail_next(FOREVER, 502),
-         False),
+    Case(
+        "hibob 5xx run beyond the retries", lambda w: w.hibob.faults.fail_next(FOREVER, 502), False
+    ),
     Case("hibob 429 burst with X-RateLimit-Reset", _hibob_429_with_reset, True),
-    Case("hibob 429 storm without headers",
-         lambda w: w.hibob.faults.fail_next(FOREVER, 429, {"key": "TooManyRequests"}), False),
+    Case(
+        "hibob 429 storm without headers",
+        lambda w: w.hibob.faults.fail_next(FOREVER, 429, {"key": "TooManyRequests"}),
+        False,
+    ),
     Case("hibob timeouts", lambda w: w.hibob.faults.timeout_next(2), True),
     Case("hibob dropped connections", lambda w: w.hibob.faults.drop_next(2), True),
-    Case("hibob 401 (token revoked)", lambda w: w.hibob.faults.fail_next(FOREVER, 401, {}),
-         False, passes_under_fault=3),
-    Case("hibob 403 (permission group)",
-         lambda w: w.hibob.faults.fail_next(FOREVER, 403, {"key": "Forbidden"}), False),
+    Case(
+        "hibob 401 (token revoked)",
+        lambda w: w.hibob.faults.fail_next(FOREVER, 401, {}),
+        False,
+        passes_under_fault=3,
+    ),
+    Case(
+        "hibob 403 (permission group)",
+        lambda w: w.hibob.faults.fail_next(FOREVER, 403, {"key": "Forbidden"}),
+        False,
+    ),
     Case("360learning 5xx, five in a row", lambda w: w.learning.faults.fail_next(5, 500), True),
-    Case("360learning 5xx run on creates",
-         lambda w: w.learning.faults.fail_next(FOREVER, 503, method="POST", path_prefix=USERS),
-         False),
-    Case("360learning 429 burst with Retry-After",
-         lambda w: w.learning.faults.fail_next(5, 429, {"error": "tooManyRequests"},
-                                               {"Retry-After": "2"}), True),
-    Case("360learning 429 burst without headers (as documented)",
-         lambda w: w.learning.burst_429(5), True),
-    Case("360learning 429 storm without headers", lambda w: w.learning.burst_429(FOREVER),
-         False),
-    Case("360learning timeouts on writes",
-         lambda w: w.learning.faults.timeout_next(4, method="POST"), True),
+    Case(
+        "360learning 5xx run on creates",
+        lambda w: w.learning.faults.fail_next(FOREVER, 503, method="POST", path_prefix=USERS),
+        False,
+    ),
+    Case(
+        "360learning 429 burst with Retry-After",
+        lambda w: w.learning.faults.fail_next(
+            5, 429, {"error": "tooManyRequests"}, {"Retry-After": "2"}
+        ),
+        True,
+    ),
+    Case(
+        "360learning 429 burst without headers (as documented)",
+        lambda w: w.learning.burst_429(5),
+        True,
+    ),
+    Case("360learning 429 storm without headers", lambda w: w.learning.burst_429(FOREVER), False),
+    Case(
+        "360learning timeouts on writes",
+        lambda w: w.learning.faults.timeout_next(4, method="POST"),
+        True,
+    ),
     Case("360learning dropped connections", lambda w: w.learning.faults.drop_next(4), True),
-    Case("360learning answer lost after a create was applied",
-         lambda w: w.learning.faults.drop_after_apply_next(5, method="POST", path_prefix=USERS),
-         True),
-    Case("360learning answer lost after a PATCH was applied",
-         lambda w: w.learning.faults.drop_after_apply_next(5, method="PATCH"), True),
-    Case("360learning answer lost after a DELETE was applied",
-         lambda w: w.learning.faults.drop_after_apply_next(5, method="DELETE"), True,
-         phases=("after churn",)),
-    Case("360learning answer lost after an activation was applied",
-         lambda w: w.learning.faults.drop_after_apply_next(5, method="PUT"), True),
-    Case("360learning answer lost after an external id was written",
-         lambda w: w.learning.faults.drop_after_apply_next(
-             5, method="POST", path_prefix="/api/v2/external-ids"), True),
-    Case("360learning answer lost after a manager link was written",
-         lambda w: w.learning.faults.drop_after_apply_next(
-             3, method="POST", path_prefix=f"{USERS}/"), True),
-    Case("360learning answer lost after a token was issued",
-         lambda w: (w.learning.expire_tokens(), w.learning.faults.drop_after_apply_next(
-             1, path_prefix="/api/v2/oauth2/token")), True),
-    Case("360learning token expires mid-pass",
-         lambda w: w.learning.faults.on_request(12, w.learning.expire_tokens), True),
-    Case("360learning 401 (client secret rotated)", _learning_revoked, False,
-         passes_under_fault=3, is_credential_wide=True),
-    Case("360learning 403 (users:write scope removed)", _learning_scope_removed, False,
-         passes_under_fault=3, is_credential_wide=True),
+    Case(
+        "360learning answer lost after a create was applied",
+        lambda w: w.learning.faults.drop_after_apply_next(5, method="POST", path_prefix=USERS),
+        True,
+    ),
+    Case(
+        "360learning answer lost after a PATCH was applied",
+        lambda w: w.learning.faults.drop_after_apply_next(5, method="PATCH"),
+        True,
+    ),
+    Case(
+        "360learning answer lost after a DELETE was applied",
+        lambda w: w.learning.faults.drop_after_apply_next(5, method="DELETE"),
+        True,
+        phases=("after churn",),
+    ),
+    Case(
+        "360learning answer lost after an activation was applied",
+        lambda w: w.learning.faults.drop_after_apply_next(5, method="PUT"),
+        True,
+    ),
+    Case(
+        "360learning answer lost after an external id was written",
+        lambda w: w.learning.faults.drop_after_apply_next(
+            5, method="POST", path_prefix="/api/v2/external-ids"
+        ),
+        True,
+    ),
+    Case(
+        "360learning answer lost after a manager link was written",
+        lambda w: w.learning.faults.drop_after_apply_next(
+            3, method="POST", path_prefix=f"{USERS}/"
+        ),
+        True,
+    ),
+    Case(
+        "360learning answer lost after a token was issued",
+        lambda w: (
+            w.learning.expire_tokens(),
+            w.learning.faults.drop_after_apply_next(1, path_prefix="/api/v2/oauth2/token"),
+        ),
+        True,
+    ),
+    Case(
+        "360learning token expires mid-pass",
+        lambda w: w.learning.faults.on_request(12, w.learning.expire_tokens),
+        True,
+    ),
+    Case(
+        "360learning 401 (client secret rotated)",
+        _learning_revoked,
+        False,
+        passes_under_fault=3,
+        is_credential_wide=True,
+    ),
+    Case(
+        "360learning 403 (users:write scope removed)",
+        _learning_scope_removed,
+        False,
+        passes_under_fault=3,
+        is_credential_wide=True,
+    ),
 ]
 
 
@@ -120,8 +180,9 @@ def _with_users_made_by_hand(world: FaultWorld) -> FaultWorld:
     they are adopted, which PATCHes and restores."""
     for number, hibob_id in enumerate(world.active_employees()[5:11]):
         mail = world.hibob.records[hibob_id]["root.email"]
-        world.learning.seed_user(mail, "deleted" if number == 0 else "invited",
-                                 job="Stale title", firstName="Stale")
+        world.learning.seed_user(
+            mail, "deleted" if number == 0 else "invited", job="Stale title", firstName="Stale"
+        )
     return world
 
 
@@ -132,12 +193,16 @@ def _churned(world: FaultWorld) -> FaultWorld:
     return world
 
 
-MANAGER_BUG = ("apply._set_manager (lead): when the manager's account does not exist yet (its "
-               "create failed), the link is skipped but journalled ok and saved in the "
-               "snapshot, so no later pass (full included) ever adds it: link lost")
-RESTORE_BUG = ("plan (lead): the adoption of a deleted user whose re-POST failed is finished "
-               "later as an interrupted create, without the re-POST: 400 userDeleted each pass, "
-               "then quarantine; the employee never gets its account")
+MANAGER_BUG = (
+    "apply._set_manager (lead): when the manager's account does not exist yet (its "
+    "create failed), the link is skipped but journalled ok and saved in the "
+    "snapshot, so no later pass (full included) ever adds it: link lost"
+)
+RESTORE_BUG = (
+    "plan (lead): the adoption of a deleted user whose re-POST failed is finished "
+    "later as an interrupted create, without the re-POST: 400 userDeleted each pass, "
+    "then quarantine; the employee never gets its account"
+)
 KNOWN_BUGS = {
     ("360learning 5xx run on creates", "first sync"): f"{MANAGER_BUG}; {RESTORE_BUG}",
 }
@@ -148,11 +213,17 @@ def _marks(case: Case, phase: str) -> list:
     return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
 
 
-@pytest.mark.parametrize(("case", "phase"), [
-    pytest.param(c, phase, id=f"{c.name}, {phase}", marks=_marks(c, phase))
-    for c in CASES for phase in c.phases])
+@pytest.mark.parametrize(
+    ("case", "phase"),
+    [
+        pytest.param(c, phase, id=f"{c.name}, {phase}", marks=_marks(c, phase))
+        for c in CASES
+        for phase in c.phases
+    ],
+)
 def test_every_fault_ends_with_bounded_retries_says_what_happened_and_converges_once_cleared(
-        fault_world: FaultWorld, case: Case, phase: str) -> None:
+    fault_world: FaultWorld, case: Case, phase: str
+) -> None:
     world = fault_world
     _with_users_made_by_hand(world)
     if phase == "after churn":
@@ -172,8 +243,9 @@ def test_every_fault_ends_with_bounded_retries_says_what_happened_and_converges_
         assert find_duplicates(world.hibob, world.learning, world.former_mails) == []
     injected = world.injected() - injected_before
     if case.is_credential_wide:  # a changed credential or scope, not a Faults knob
-        injected += sum(1 for *_, status in world.learning.requests[learning_before:]
-                        if status in (401, 403))
+        injected += sum(
+            1 for *_, status in world.learning.requests[learning_before:] if status in (401, 403)
+        )
     assert injected > 0, "the fault never fired"
     record_figure("fault matrix: faults injected", injected)
     record_figure("fault matrix: cases", 1)
@@ -190,7 +262,8 @@ def test_every_fault_ends_with_bounded_retries_says_what_happened_and_converges_
     healed = world.sync()
 
     assert (healed.outcome, healed.exit_code) == ("ok", 0), (
-        healed.report.failures[:3] if healed.report else healed.error)
+        healed.report.failures[:3] if healed.report else healed.error
+    )
     assert find_differences(world.hibob, world.learning, world.db, world.former_mails) == []
     assert world.sync().plan.is_empty
     assert world.sync("full").plan.is_empty

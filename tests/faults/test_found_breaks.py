@@ -19,18 +19,21 @@ pytestmark = pytest.mark.faults
 MANAGER_SKIPPED = (
     "apply._set_manager (lead): when the manager has no 360Learning account yet (its create "
     "failed), the link is skipped, yet journalled ok and saved in the snapshot, so no later pass "
-    "(full included) adds it")
+    "(full included) adds it"
+)
 
 
 RESTORE_NOT_FINISHED = (
     "plan (lead): a link saved by an adoption whose restore (re-POST of a deleted user) failed is "
     "later 'finished as an interrupted create' without the re-POST: PUT activate answers 400 "
-    "userDeleted every pass until the employee is quarantined, and it never gets its account")
+    "userDeleted every pass until the employee is quarantined, and it never gets its account"
+)
 
 RELINK_LOST = (
     "plan/apply (lead): a rehired manager's reactivation is saved before its subordinates are "
     "linked back; when that relink fails or the process is killed in between (the crash loop "
-    "does), no incremental pass plans it again; only the next full pass repairs it")
+    "does), no incremental pass plans it again; only the next full pass repairs it"
+)
 
 
 def _synced(world: FaultWorld) -> FaultWorld:
@@ -40,7 +43,8 @@ def _synced(world: FaultWorld) -> FaultWorld:
 
 
 def test_a_kill_right_after_a_create_still_ends_with_the_external_id_written(
-        fault_world: FaultWorld) -> None:
+    fault_world: FaultWorld,
+) -> None:
     world = fault_world
     hibob_id = world.active_employees()[3]
     mail = world.hibob.records[hibob_id]["root.email"].strip().lower()
@@ -55,20 +59,28 @@ def test_a_kill_right_after_a_create_still_ends_with_the_external_id_written(
 
 @pytest.mark.xfail(strict=True, reason=MANAGER_SKIPPED)
 def test_a_manager_link_skipped_while_the_managers_create_failed_is_made_once_it_succeeds(
-        fault_world: FaultWorld) -> None:
+    fault_world: FaultWorld,
+) -> None:
     world = fault_world
     boss = world.hibob.ceo_id
     boss_mail = world.hibob.records[boss]["root.email"].strip().lower()
 
     def refuse_the_boss(request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path == "/api/v2/users" \
-                and boss_mail.encode() in request.content:
+        if (
+            request.method == "POST"
+            and request.url.path == "/api/v2/users"
+            and boss_mail.encode() in request.content
+        ):
             return httpx.Response(503, json={"error": "simulated failure"})
         return world.learning.handle(request)
 
     world.services.learning = type(world.services.learning)(
-        world.settings.learning, transport=httpx.MockTransport(refuse_the_boss),
-        sleep=world.time.sleep, clock=world.time.clock, wall_clock=world.time.clock)
+        world.settings.learning,
+        transport=httpx.MockTransport(refuse_the_boss),
+        sleep=world.time.sleep,
+        clock=world.time.clock,
+        wall_clock=world.time.clock,
+    )
     assert world.sync().outcome == "errors"
     world.build()
 
@@ -78,7 +90,8 @@ def test_a_manager_link_skipped_while_the_managers_create_failed_is_made_once_it
 
 
 def test_rehiring_a_manager_gives_the_subordinates_their_manager_link_back(
-        fault_world: FaultWorld) -> None:
+    fault_world: FaultWorld,
+) -> None:
     world = _synced(fault_world)
     boss = world.active_employees()[4]
     for subordinate in world.active_employees()[10:13]:
@@ -94,7 +107,8 @@ def test_rehiring_a_manager_gives_the_subordinates_their_manager_link_back(
 
 
 def test_a_targeted_pass_decides_a_shared_email_as_the_incremental_pass_does(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     world = _synced(FaultWorld(tmp_path, size=60))
     first, second = world.company.bad_records["duplicate_email"][:2]
     world.hibob.terminate(second, on=world.hibob.today - dt.timedelta(days=1))
@@ -103,12 +117,14 @@ def test_a_targeted_pass_decides_a_shared_email_as_the_incremental_pass_does(
     targeted = world.sync("targeted", employee=first)
 
     assert {a.hibob_id: a.kind for a in targeted.plan.actions} == {
-        h: k for h, k in planned.items() if h == first}
+        h: k for h, k in planned.items() if h == first
+    }
 
 
 @pytest.mark.xfail(strict=True, reason=RESTORE_NOT_FINISHED)
 def test_an_adoption_whose_restore_failed_restores_the_account_on_the_next_pass(
-        fault_world: FaultWorld) -> None:
+    fault_world: FaultWorld,
+) -> None:
     world = fault_world
     hibob_id = world.active_employees()[6]
     mail = world.hibob.records[hibob_id]["root.email"].strip().lower()
@@ -124,7 +140,8 @@ def test_an_adoption_whose_restore_failed_restores_the_account_on_the_next_pass(
 
 @pytest.mark.xfail(strict=True, reason=RELINK_LOST)
 def test_a_failed_relink_of_a_rehired_managers_subordinates_is_retried_by_the_next_pass(
-        fault_world: FaultWorld) -> None:
+    fault_world: FaultWorld,
+) -> None:
     world = _synced(fault_world)
     boss = world.active_employees()[4]
     for subordinate in world.active_employees()[10:13]:
@@ -134,8 +151,7 @@ def test_a_failed_relink_of_a_rehired_managers_subordinates_is_retried_by_the_ne
     assert world.sync().outcome == "ok"
     world.hibob.rehire(boss)
     # Link calls (POST /users/{id}/managers/{id}) fail for this pass only.
-    world.learning.faults.fail_next(10_000, 503, method="POST",
-                                    path_prefix="/api/v2/users/")
+    world.learning.faults.fail_next(10_000, 503, method="POST", path_prefix="/api/v2/users/")
     world.sync()
     world.learning.faults.clear()
     assert find_differences(world.hibob, world.learning, world.db) != []

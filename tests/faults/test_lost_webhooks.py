@@ -27,8 +27,10 @@ pytestmark = pytest.mark.faults
 
 DROP_RATIO = 0.10
 ROUNDS, CHANGES_PER_ROUND = 10, 10
-SECRETS = {"RECONCILER_WEBHOOKS__UPSERT_SECRET": "lost-upsert-secret",
-           "RECONCILER_WEBHOOKS__DEACTIVATION_SECRET": "lost-deactivation-secret"}
+SECRETS = {
+    "RECONCILER_WEBHOOKS__UPSERT_SECRET": "lost-upsert-secret",
+    "RECONCILER_WEBHOOKS__DEACTIVATION_SECRET": "lost-deactivation-secret",
+}
 # Rehires are left out: restoring a rehired manager loses subordinates' links in the core
 # today (test_found_breaks.py), which would blur what this test compares.
 KINDS = ("title", "title", "department", "email", "terminate", "hire", "manager")
@@ -45,24 +47,32 @@ def _world(tmp_path: Path) -> FaultWorld:
 
 
 def _sender(world: FaultWorld, on_hint, seed: int) -> WebhookSender:
-    app = create_app(world.settings.webhooks, on_hint=on_hint, is_ready=lambda: (True, "ok"),
-                     metrics=Metrics())
+    app = create_app(
+        world.settings.webhooks, on_hint=on_hint, is_ready=lambda: (True, "ok"), metrics=Metrics()
+    )
     client = httpx.Client(transport=httpx.WSGITransport(app=app))
     return WebhookSender(
-        world.hibob, upsert_url="http://127.0.0.1/webhooks/hibob/upsert",
+        world.hibob,
+        upsert_url="http://127.0.0.1/webhooks/hibob/upsert",
         upsert_secret=SECRETS["RECONCILER_WEBHOOKS__UPSERT_SECRET"],
         deactivation_url="http://127.0.0.1/webhooks/hibob/deactivation",
         deactivation_secret=SECRETS["RECONCILER_WEBHOOKS__DEACTIVATION_SECRET"],
-        drop_ratio=DROP_RATIO, rng=random.Random(seed), client=client)
+        drop_ratio=DROP_RATIO,
+        rng=random.Random(seed),
+        client=client,
+    )
 
 
 def _wrong_users(world: FaultWorld) -> set[str]:
-    return {line.split(":", 1)[0] for line in
-            find_differences(world.hibob, world.learning, world.db, world.former_mails)}
+    return {
+        line.split(":", 1)[0]
+        for line in find_differences(world.hibob, world.learning, world.db, world.former_mails)
+    }
 
 
 def test_lost_webhooks_leave_a_webhook_only_relay_wrong_and_the_reconciler_right(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     seed = suite_seed()
     relay, reconciler = _world(tmp_path / "relay"), _world(tmp_path / "reconciler")
 
@@ -70,14 +80,21 @@ def test_lost_webhooks_leave_a_webhook_only_relay_wrong_and_the_reconciler_right
         relay.sync("targeted", employee=hint.hibob_id)
 
     clock = {"now": reconciler.now}
-    service = Service(reconciler.services, clock=lambda: clock["now"],
-                      monotonic=lambda: 0.0)
-    senders = {"relay": _sender(relay, relay_pass, seed),
-               "reconciler": _sender(reconciler, service.on_hint, seed)}
+    service = Service(reconciler.services, clock=lambda: clock["now"], monotonic=lambda: 0.0)
+    senders = {
+        "relay": _sender(relay, relay_pass, seed),
+        "reconciler": _sender(reconciler, service.on_hint, seed),
+    }
     for number in range(ROUNDS):
         for name, world in (("relay", relay), ("reconciler", reconciler)):
-            changes = apply_churn(world.hibob, random.Random(seed + number), CHANGES_PER_ROUND,
-                                  world.former_mails, tag=f"w{number}", kinds=KINDS)
+            changes = apply_churn(
+                world.hibob,
+                random.Random(seed + number),
+                CHANGES_PER_ROUND,
+                world.former_mails,
+                tag=f"w{number}",
+                kinds=KINDS,
+            )
             for change, hibob_id in changes:
                 senders[name].send_change(change, hibob_id)
         clock["now"] += dt.timedelta(seconds=30)
@@ -91,17 +108,21 @@ def test_lost_webhooks_leave_a_webhook_only_relay_wrong_and_the_reconciler_right
     deliveries = senders["relay"].deliveries
     lost = senders["relay"].lost
     assert [(d.event_type, d.hibob_id) for d in lost] == [
-        (d.event_type, d.hibob_id) for d in senders["reconciler"].lost]
+        (d.event_type, d.hibob_id) for d in senders["reconciler"].lost
+    ]
     assert all(d.status in (200, 202) for d in deliveries if d.status is not None)
     record_figure("lost webhooks: deliveries", len(deliveries))
     record_figure("lost webhooks: deliveries lost", len(lost))
     record_figure("lost webhooks: wrong users, webhook-only relay", len(relay_wrong))
-    record_figure("lost webhooks: wrong users, reconciler after its next pass",
-                  len(reconciler_wrong))
-    note(f"lost webhooks (seed {seed}): {len(lost)} of {len(deliveries)} deliveries lost; "
-         f"webhook-only relay ends with {len(relay_wrong)} wrong users; the reconciler has "
-         f"{len(hints_only_wrong)} before its next scheduled pass and {len(reconciler_wrong)} "
-         "after it")
+    record_figure(
+        "lost webhooks: wrong users, reconciler after its next pass", len(reconciler_wrong)
+    )
+    note(
+        f"lost webhooks (seed {seed}): {len(lost)} of {len(deliveries)} deliveries lost; "
+        f"webhook-only relay ends with {len(relay_wrong)} wrong users; the reconciler has "
+        f"{len(hints_only_wrong)} before its next scheduled pass and {len(reconciler_wrong)} "
+        "after it"
+    )
     assert lost, "no delivery was lost: the comparison proves nothing"
     assert relay_wrong, "the relay should have missed the changes whose webhooks were lost"
     assert scheduled is not None and scheduled.outcome == "ok", scheduled

@@ -33,12 +33,14 @@ def rig(tmp_path: Path):
 
 
 def _sync(rig: Rig) -> subprocess.CompletedProcess:
-    return subprocess.run([rig.script, "sync"], env=rig.env, cwd=rig.cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [rig.script, "sync"], env=rig.env, cwd=rig.cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_served_timeouts_and_answers_lost_after_writes_are_retried_without_duplicates(
-        rig: Rig) -> None:
+    rig: Rig,
+) -> None:
     rig.hibob.faults.timeout_hold_seconds = rig.learning.faults.timeout_hold_seconds = 1.5
     rig.hibob.faults.timeout_next(1)
     rig.learning.faults.timeout_next(2, method="POST")
@@ -57,8 +59,7 @@ def test_served_timeouts_and_answers_lost_after_writes_are_retried_without_dupli
     assert integrity(rig.db) == "ok"
 
 
-def test_a_served_hibob_outage_exits_1_with_one_line_and_the_next_run_converges(
-        rig: Rig) -> None:
+def test_a_served_hibob_outage_exits_1_with_one_line_and_the_next_run_converges(rig: Rig) -> None:
     # Retry-After: 0 keeps the six real attempts quick.
     rig.hibob.faults.fail_next(10_000, 503, headers={"Retry-After": "0"})
 
