@@ -22,7 +22,7 @@ from urllib.parse import unquote_plus
 
 import httpx
 
-from reconciler.sandbox.faults import DropConnection, Faults
+from reconciler.sandbox.faults import DropConnection, Faults, SimulatedTimeout
 
 PROVISIONING_SCOPES = frozenset({
     "users:read", "users:write", "groups:read", "groups:write", "groups:bulk",
@@ -176,13 +176,14 @@ class LearningSimulator:
         method, path = request.method, request.url.path
         try:
             response = self.faults.intercept(request)
-        except DropConnection:
+        except (DropConnection, SimulatedTimeout):
             self._log(method, path, 0)
             raise
         if response is None:
             with self._lock:
                 response = self._dispatch(request)
         self._log(method, path, response.status_code)
+        self.faults.after_apply(request, response)
         return response
 
     def _log(self, method: str, path: str, status: int) -> None:
