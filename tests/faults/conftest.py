@@ -11,11 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import World
-from fakes import FakeTime
 
 from reconciler.hibob import HibobClient
 from reconciler.learning import LearningClient
+from tests.support import FakeTime, World
 
 CI_SEED = 20261130
 FIGURES: defaultdict[str, float] = defaultdict(float)
