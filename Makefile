@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow demo bench lint clean
+.PHONY: test test-slow faults demo bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,10 +17,22 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
 
+# The "Prove it" suite of issue 8: SIGKILL crash loop, fault matrix, lost webhooks, hostile
+# Hibob records. Minutes, not seconds; CI=true fixes the random choices (kill moments, drops).
+faults: $(STAMP)
+	$(BIN)/pytest -q -m faults -rxX
+
 demo: $(STAMP)
 	$(BIN)/reconciler demo
 
-bench: $(STAMP)
+# matplotlib (for the chart) goes to its own folder: numpy beside the product would be
+# imported by sqlite-utils and weigh on the measured process.
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet --target $(VENV)/plot 'matplotlib>=3.8'
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 
 lint: $(STAMP)

@@ -1,6 +1,7 @@
 """Serve a generated company's Hibob simulator on loopback from its own process, so the
-benchmark's memory and CPU figures are the reconciler's alone. Prints the base URL, then
-serves until its standard input closes.
+benchmark's memory and CPU figures are the measured client's alone. Prints the base URL, then
+answers each line on standard input with the number of requests served so far, and exits when
+standard input closes.
 Usage: python -m bench.hibob_server SIZE SEED TODAY
 """
 
@@ -20,7 +21,8 @@ def main() -> None:
     hibob.search_limit_per_minute = 10**9
     with serve(hibob.handle) as server:
         print(f"{server.url}/v1", flush=True)
-        sys.stdin.read()
+        for _ in sys.stdin:
+            print(len(hibob.requests), flush=True)
 
 
 if __name__ == "__main__":

@@ -78,14 +78,87 @@ class RateLimiter:
         # The token is reserved under the lock (the bucket may go negative), so concurrent
         # callers queue up one interval apart instead of all waking at once.
         with self._lock:
-            now = self._clock()
-            elapsed = max(0.0, now - self._updated)
-            self._tokens = min(self._burst, self._tokens + elapsed * self.rate_per_second)
-            self._updated = now
+            self._refill()
             self._tokens -= 1
             wait_seconds = -self._tokens / self.rate_per_second if self._tokens < 0 else 0.0
         if wait_seconds > 0:
             self._sleep(wait_seconds)
+
+    def _refill(self) -> float:
+        """Credit the tokens earned since the last update at the current rate (lock held)."""
+        now = self._clock()
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(self._burst, self._tokens + elapsed * self.rate_per_second)
+        self._updated = now
+        return now
+
+
+class AdaptiveLimiter(RateLimiter):
+    """A pacer whose rate follows the server: AIMD, as TCP does with its window.
+
+    Each second without a 429 adds `increase_per_second` to the rate, up to `ceiling` and up
+    to 97% of the rate that last met a 429; that remembered rate itself creeps up by a fiftieth
+    of the increase each second, so the pacer dwells just under the server's limit and probes
+    above it only slowly instead of bouncing off it. A 429 multiplies the rate by `decrease`,
+    at most once per `cooldown_seconds` (requests in flight at the old rate come back 429
+    together and mean one thing), never below `floor`. `ApiSession.send` reports each answer
+    through `record_success`/`record_rate_limited`.
+    """
+
+    def __init__(
+        self,
+        ceiling: float,
+        *,
+        start: float | None = None,
+        floor: float | None = None,
+        increase_per_second: float = 1.0,
+        decrease: float = 0.7,
+        cooldown_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 0 < decrease < 1 or increase_per_second <= 0:
+            raise ValueError("decrease must be in (0, 1) and increase_per_second > 0")
+        self.ceiling = ceiling
+        self.floor = min(ceiling, floor if floor is not None else max(ceiling / 10, 0.1))
+        start = ceiling if start is None else start
+        super().__init__(min(ceiling, max(self.floor, start)), clock=clock, sleep=sleep)
+        self._increase = increase_per_second
+        self._decrease = decrease
+        self._cooldown = cooldown_seconds
+        self._changed_at = clock()
+        self._cut_at: float | None = None
+        self._refused_rate = float("inf")
+        self._next_slot = clock()
+
+    def acquire(self) -> None:
+        # Even spacing, no burst credit: a bucket holding one token would let rate + 1
+        # requests into some one-second window, and the vendor counts exactly those windows.
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1 / self.rate_per_second
+        if slot > now:
+            self._sleep(slot - now)
+
+    def record_success(self) -> None:
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._changed_at)
+            self._refused_rate += self._increase / 50 * elapsed
+            cap = min(self.ceiling, 0.97 * self._refused_rate)
+            if self.rate_per_second < cap:
+                self.rate_per_second = min(cap, self.rate_per_second + self._increase * elapsed)
+            self._changed_at = now
+
+    def record_rate_limited(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._cut_at is not None and now - self._cut_at < self._cooldown:
+                return
+            self._refused_rate = self.rate_per_second
+            self.rate_per_second = max(self.floor, self.rate_per_second * self._decrease)
+            self._cut_at = self._changed_at = now
 
 
 @dataclass(frozen=True)
@@ -176,13 +249,17 @@ class ApiSession:
         limiter: RateLimiter | None = None,
         allow_404: bool = False,
         forbidden_hint: str | None = None,
+        validate_json: bool = True,
     ) -> httpx.Response:
         """Send a fresh request from `request_factory` until it succeeds or must stop.
 
         Returns the 2xx response (or the 404 when `allow_404`); raises an ApiError otherwise.
+        `validate_json=False` leaves parsing the body (and reporting invalid JSON) to the
+        caller, so a large answer is parsed once.
         """
         try:
-            return self._send(request_factory, limiter, allow_404, forbidden_hint)
+            return self._send(request_factory, limiter, allow_404, forbidden_hint,
+                              validate_json)
         except ApiError:
             self.stats.add("errors")
             raise
@@ -193,6 +270,7 @@ class ApiSession:
         limiter: RateLimiter | None,
         allow_404: bool,
         forbidden_hint: str | None,
+        validate_json: bool = True,
     ) -> httpx.Response:
         policy = self._policy
         for attempt in range(1, policy.max_attempts + 1):
@@ -200,8 +278,13 @@ class ApiSession:
                 limiter.acquire()
             self.stats.add("calls")
             failure, wait_seconds = self._attempt(request_factory, attempt)
+            if isinstance(limiter, AdaptiveLimiter):
+                if isinstance(failure, ApiRateLimited):
+                    limiter.record_rate_limited()
+                elif isinstance(failure, httpx.Response) and failure.status_code < 400:
+                    limiter.record_success()
             if isinstance(failure, httpx.Response):
-                return self._accept(failure, allow_404, forbidden_hint)
+                return self._accept(failure, allow_404, forbidden_hint, validate_json)
             if attempt == policy.max_attempts:
                 raise failure
             self.stats.add("retries")
@@ -244,11 +327,12 @@ class ApiSession:
         return response, 0.0
 
     def _accept(
-        self, response: httpx.Response, allow_404: bool, forbidden_hint: str | None
+        self, response: httpx.Response, allow_404: bool, forbidden_hint: str | None,
+        validate_json: bool = True,
     ) -> httpx.Response:
         status = response.status_code
         if status < 300:
-            _check_json(response, self.service)
+            _check_json(response, self.service, parse=validate_json)
             return response
         if status == 404 and allow_404:
             return response
@@ -297,7 +381,7 @@ def parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
     return None, _text(body.get("errorMessage")) or ""
 
 
-def _check_json(response: httpx.Response, service: str) -> None:
+def _check_json(response: httpx.Response, service: str, *, parse: bool = True) -> None:
     if not response.content:
         return
     content_type = response.headers.get("content-type", "")
@@ -308,6 +392,8 @@ def _check_json(response: httpx.Response, service: str) -> None:
             f"expected JSON but got {_text(content_type.split(';')[0], 60)} from "
             f"{response.request.url.path}; check the base URL",
         )
+    if not parse:
+        return
     try:
         response.json()
     except (ValueError, UnicodeDecodeError):

@@ -10,15 +10,17 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import msgspec
 
 from reconciler.api import ApiSession, ApiStats, AuthHints, RateLimiter, build_http_client
 from reconciler.config import HibobSettings
-from reconciler.errors import ApiRejected, ConfigError
+from reconciler.errors import ApiRejected, ApiUnavailable, ConfigError
 from reconciler.models import Employee
 from reconciler.redact import remember_secrets
 
@@ -76,19 +78,18 @@ class HibobClient:
         body = {"fields": wanted, "showInactive": True, "humanReadable": "APPEND"}
         response = self._session.send(
             lambda: self._session.client.build_request("POST", "/people/search", json=body),
-            limiter=self._search_limiter,
+            limiter=self._search_limiter, validate_json=False,
         )
-        payload = response.json()
-        del response  # a large company's body is hundreds of MB: free it before parsing on
-        employees = payload.get("employees") if isinstance(payload, dict) else None
-        if not isinstance(employees, list):
-            raise ApiRejected(SERVICE, 200, "unexpectedResponse", "search had no employees list")
-        paths = _field_paths(wanted)
-        # Pop as we go so each raw record is freed once parsed (peak memory ~ one copy).
-        employees.reverse()
+        content = response.content
+        del response  # a large company's body is hundreds of MB: drop it once decoded
+        layout = _SearchLayout(wanted)
+        records = layout.decode(content)
+        del content
+        # Pop as we go so each record is freed once converted (peak memory ~ one copy).
+        records.reverse()
         parsed = []
-        while employees:
-            parsed.append(parse_employee(employees.pop(), wanted, paths))
+        while records:
+            parsed.append(layout.to_employee(records.pop()))
         return parsed
 
     def get_employee(self, identifier: str, fields: Sequence[str]) -> Employee | None:
@@ -138,6 +139,141 @@ class HibobClient:
         return labels
 
 
+class _SearchLayout:
+    """Decodes a search answer straight into small typed records holding only `fields`.
+
+    msgspec skips every key it was not asked for, so the full JSON tree is never built. A
+    record of an unexpected shape sends the whole answer through the generic dict parser.
+    """
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        self.fields = fields
+        self.paths = _field_paths(fields)
+        tree = _field_tree(nested for _, nested, _ in self.paths)
+        slash = [(f"s{i}", _Slash | None, msgspec.UNSET) for i in range(len(self.paths))]
+        top = _struct_fields(tree)
+        record: Any = msgspec.defstruct(  # built at run time: typed Any for mypy
+            "HibobRecord", [*top[0], *slash, ("human", _tree_struct(tree) | None, msgspec.UNSET)],
+            rename={**top[1], "human": "humanReadable",
+                    **{f"s{i}": p[2] for i, p in enumerate(self.paths)}},
+            gc=False,
+        )
+        self._answer = msgspec.defstruct(
+            "SearchAnswer", [("employees", list[record] | None, msgspec.UNSET)], gc=False)
+        self._accessors = [(field_id, *_accessor(tree, nested), attrgetter(f"s{i}"))
+                           for i, (field_id, nested, _) in enumerate(self.paths)]
+        self._is_generic = False
+
+    def decode(self, content: bytes) -> list:
+        """The employee records of a search answer (typed, or dicts after a shape surprise)."""
+        try:
+            answer: Any = msgspec.json.decode(content, type=self._answer)
+            employees = answer.employees
+        except msgspec.ValidationError:
+            self._is_generic = True
+            employees = _decode_generic(content)
+        except msgspec.DecodeError:
+            raise ApiUnavailable(SERVICE, 200, "invalidJson",
+                                 "response from /people/search is not valid JSON") from None
+        if not isinstance(employees, list):
+            raise ApiRejected(SERVICE, 200, "unexpectedResponse", "search had no employees list")
+        return employees
+
+    def to_employee(self, record: Any) -> Employee:
+        if self._is_generic:
+            if not isinstance(record, dict):
+                raise ApiRejected(SERVICE, 200, "unexpectedResponse",
+                                  "search returned an employee that is not an object")
+            return parse_employee(record, self.fields, self.paths)
+        values: dict[str, Any] = {}
+        labels: dict[str, str] = {}
+        human = record.human
+        for field_id, get, rest, get_slash in self._accessors:
+            value = _follow(get, rest, record)
+            if value is _UNSET:
+                slash = get_slash(record)
+                if slash is None or slash is _UNSET or slash.value is _UNSET:
+                    continue  # not permitted or not a valid field id: unknown, not null
+                value = slash.value
+            if isinstance(value, dict) and "id" in value:
+                value = str(value["id"])  # work.reportsTo and other employee objects
+            values[field_id] = value
+            if _may_have_label(value):
+                label = _kept_label(value, _follow(get, rest, human))
+                if label is not None:
+                    labels[field_id] = label
+        return _employee(values, labels)
+
+
+class _Slash(msgspec.Struct, gc=False):
+    value: Any = msgspec.UNSET
+
+
+_UNSET = msgspec.UNSET
+_LEAF, _RAW = object(), object()  # a field's value; a node kept as plain JSON
+
+
+def _field_tree(paths: Iterable[Sequence[str]]) -> dict:
+    """Nested keys to decode: a dict per JSON object, _LEAF per field, _RAW for a node that
+    is both a field and the parent of another (decoded as plain JSON)."""
+    tree: dict = {}
+    for nested in paths:
+        node = tree
+        for part in nested[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                node[part] = _RAW
+                break
+            node = child
+        else:
+            leaf = nested[-1]
+            node[leaf] = _LEAF if node.get(leaf, _LEAF) is _LEAF else _RAW
+    return tree
+
+
+def _struct_fields(tree: dict) -> tuple[list[tuple], dict[str, str]]:
+    fields, rename = [], {}
+    for i, (key, child) in enumerate(tree.items()):
+        kind = Any if child is _LEAF or child is _RAW else _tree_struct(child) | None
+        fields.append((f"n{i}", kind, msgspec.UNSET))
+        rename[f"n{i}"] = key
+    return fields, rename
+
+
+def _tree_struct(tree: dict) -> type:
+    fields, rename = _struct_fields(tree)
+    return msgspec.defstruct("HibobNode", fields, rename=rename, gc=False)
+
+
+def _accessor(tree: Any, nested: Sequence[str]) -> tuple[Callable[[Any], Any], tuple[str, ...]]:
+    """A getter of the typed part of a field's path, and the plain JSON keys below it."""
+    attributes: list[str] = []
+    node = tree
+    for depth, part in enumerate(nested):
+        if not isinstance(node, dict):
+            return attrgetter(".".join(attributes)), tuple(nested[depth:])
+        attributes.append(f"n{list(node).index(part)}")
+        node = node[part]
+    return attrgetter(".".join(attributes)), ()
+
+
+def _follow(get: Callable[[Any], Any], rest: Sequence[str], node: Any) -> Any:
+    """The value at a field's path in a typed record, or UNSET when it is not there."""
+    try:
+        value = get(node)  # a missing or null object on the way has no attribute
+    except AttributeError:
+        return _UNSET
+    if rest and value is not _UNSET:
+        found, value = _walk(value, rest)
+        return value if found else _UNSET
+    return value
+
+
+def _decode_generic(content: bytes) -> Any:
+    payload = msgspec.json.decode(content)
+    return payload.get("employees") if isinstance(payload, dict) else None
+
+
 def parse_employee(raw: Mapping[str, Any], fields: Sequence[str],
                    paths: Sequence[_FieldPath] | None = None) -> Employee:
     """An Employee holding each requested field Hibob returned (nulls included), nothing else."""
@@ -154,6 +290,10 @@ def parse_employee(raw: Mapping[str, Any], fields: Sequence[str],
         label = _label(human, nested, value)
         if label is not None:
             labels[field_id] = label
+    return _employee(values, labels)
+
+
+def _employee(values: dict[str, Any], labels: dict[str, str]) -> Employee:
     hibob_id = values.get("root.id")
     if not isinstance(hibob_id, str | int) or isinstance(hibob_id, bool) or hibob_id == "":
         raise ApiRejected(
@@ -183,17 +323,24 @@ def _lookup(raw: Mapping[str, Any], nested: Sequence[str], slash_key: str) -> tu
 
 
 def _label(human: Any, nested: Sequence[str], value: Any) -> str | None:
-    # Human-readable dates follow the caller's locale and numbers/booleans are reformatted:
-    # take labels only for list ids (numeric ones too, e.g. work.siteId), texts and employee
-    # references. A number whose human form is only the number re-printed has no label.
-    if value is None or isinstance(value, bool | float | dict):
-        return None
-    if isinstance(value, str) and _ISO_DATE.match(value):
+    if not _may_have_label(value):
         return None
     found, label = _walk(human, nested)
-    if not found or not isinstance(label, str):
-        return None
-    if isinstance(value, int) and _NUMBER_TEXT.fullmatch(label):
+    return _kept_label(value, label) if found else None
+
+
+def _may_have_label(value: Any) -> bool:
+    # Human-readable dates follow the caller's locale and numbers/booleans are reformatted:
+    # take labels only for list ids (numeric ones too, e.g. work.siteId), texts and employee
+    # references.
+    if type(value) is str:  # the common case first: this runs for every field of everyone
+        return not (value[4:5] == "-" and _ISO_DATE.match(value))
+    return not (value is None or isinstance(value, bool | float | dict))
+
+
+def _kept_label(value: Any, label: Any) -> str | None:
+    # A number whose human form is only the number re-printed has no label.
+    if not isinstance(label, str) or (isinstance(value, int) and _NUMBER_TEXT.fullmatch(label)):
         return None
     return label
 

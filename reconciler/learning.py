@@ -1,4 +1,4 @@
-"""LearningClient: 360Learning API v2 users, managers, group roles and external ids.
+"""LearningClient: 360Learning API v2 users, managers, group roles (bulk too), external ids.
 
 Called by the reconcile pass (reads) and by apply (writes, possibly from a small thread pool).
 Owns the OAuth client-credentials token (fetched lazily, cached, refreshed once on 401) and the
@@ -10,13 +10,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from reconciler.api import ApiSession, ApiStats, AuthHints, RateLimiter, build_http_client
+from reconciler.api import (
+    AdaptiveLimiter,
+    ApiSession,
+    ApiStats,
+    AuthHints,
+    RateLimiter,
+    build_http_client,
+)
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiAuthFailed, ApiRejected
 from reconciler.models import GroupRole, LearningUser
@@ -26,6 +34,9 @@ SERVICE = "360Learning"
 TOKEN_PATH = "/api/v2/oauth2/token"
 REFRESH_MARGIN_SECONDS = 60.0
 MAILS_PER_QUERY = 50
+BULK_MAX_ITEMS = 20_000  # per bulk job [spec]
+# Bulk jobs are polled from 1 s, then every 1.5x longer up to 10 s (no documented cadence).
+BULK_FIRST_POLL_SECONDS, BULK_LONGEST_POLL_SECONDS = 1.0, 10.0
 # A mail that cannot exist: check_access reads with it to test users:read cheaply.
 ACCESS_CHECK_MAIL = "access-check@reconciler.invalid"
 _NO_BODY = object()
@@ -62,8 +73,13 @@ class LearningClient:
             client, SERVICE, auth_hints=_AUTH_HINTS, sleep=sleep, wall_clock=wall_clock
         )
         self._reads = RateLimiter(settings.max_reads_per_second, clock=clock, sleep=sleep)
-        self._writes = RateLimiter(settings.max_writes_per_second, clock=clock, sleep=sleep)
+        # The write budget is the company's, shared with any other integration: follow what
+        # the server allows (AIMD) up to the configured ceiling.
+        self._writes = AdaptiveLimiter(settings.max_writes_per_second, clock=clock, sleep=sleep)
         self._clock = clock
+        self._sleep = sleep
+        self.is_bulk_granted: bool | None = None
+        """Whether the credential may use bulk memberships; None until first tried."""
         self._token_lock = threading.Lock()
         self._token: str | None = None
         self._token_expires_at = 0.0
@@ -154,6 +170,40 @@ class LearningClient:
     def remove_group_role(self, group_id: str, role: str, learning_user_id: str) -> None:
         self._call("DELETE", _role_path(group_id, role, learning_user_id), "groups:write")
 
+    def add_group_roles_in_bulk(
+        self, memberships: Sequence[Membership]
+    ) -> dict[Membership, str | None]:
+        """Add memberships through bulk jobs (scope groups:bulk, polled with
+        bulkOperations:read): the error of each membership, None when it was added."""
+        outcome: dict[Membership, str | None] = {}
+        unique = list(dict.fromkeys(memberships))
+        for start in range(0, len(unique), BULK_MAX_ITEMS):
+            chunk = unique[start:start + BULK_MAX_ITEMS]
+            body = {"input": [{"userId": m.learning_user_id, "groupId": m.group_id,
+                               "role": m.role} for m in chunk]}
+            response = self._call("POST", "/api/v2/bulk/groups/memberships", "groups:bulk",
+                                  body=body)
+            operation_url = self._same_host_path(response, response.headers.get("location"))
+            if operation_url is None:
+                raise ApiRejected(SERVICE, response.status_code, "noOperationLocation",
+                                  "bulk request answered without an operation Location")
+            operation = self._wait_for_operation(operation_url)
+            results = self._call("GET", operation_url + "/results", "bulkOperations:read").json()
+            outcome.update(_bulk_outcome(chunk, results, operation))
+        return outcome
+
+    def _wait_for_operation(self, path: str) -> dict[str, Any]:
+        wait = BULK_FIRST_POLL_SECONDS
+        while True:
+            self._sleep(wait)
+            operation = self._call("GET", path, "bulkOperations:read").json()
+            if not isinstance(operation, dict):
+                raise ApiRejected(SERVICE, 200, "unexpectedResponse",
+                                  "bulk operation is not an object")
+            if operation.get("status") in ("completed", "error"):
+                return operation
+            wait = min(wait * 1.5, BULK_LONGEST_POLL_SECONDS)
+
     # External ids
 
     def create_external_id(self, platform: str, learning_user_id: str, value: str) -> None:
@@ -221,7 +271,11 @@ class LearningClient:
             next_url = self._next_link(response)
 
     def _next_link(self, response: httpx.Response) -> str | None:
-        link = response.links.get("next", {}).get("url")
+        return self._same_host_path(response, response.links.get("next", {}).get("url"))
+
+    def _same_host_path(self, response: httpx.Response, link: str | None) -> str | None:
+        """`link` when it points at the configured host (it will carry the token), else None
+        when absent; raises when it points elsewhere."""
         if not link:
             return None
         try:
@@ -235,7 +289,7 @@ class LearningClient:
             base.scheme, base.host, base.port
         ):
             raise ApiRejected(SERVICE, response.status_code, "foreignNextLink",
-                              f"pagination link points to another host ({target.host})")
+                              f"a returned link points to another host ({target.host})")
         return link
 
     def _call(
@@ -299,6 +353,59 @@ class LearningClient:
                               "token response had no access_token")
         remember_token(token)
         return token, lifetime
+
+
+@dataclass(frozen=True)
+class Membership:
+    """One role of one 360Learning user in one group (role as in bodies: learner, ...)."""
+
+    learning_user_id: str
+    group_id: str
+    role: str
+
+
+def add_memberships(client: LearningClient,
+                    memberships: Sequence[Membership]) -> dict[Membership, str | None]:
+    """Add memberships in bulk jobs when the credential has groups:bulk, else one call each.
+
+    Returns the error of each membership (None when added). A bulk refusal for lack of scope
+    is remembered on the client, so later calls go one by one at once.
+    """
+    if memberships and client.is_bulk_granted is not False:
+        try:
+            outcome = client.add_group_roles_in_bulk(memberships)
+            client.is_bulk_granted = True
+            return outcome
+        except ApiAuthFailed as exc:
+            if exc.status != 403:
+                raise
+            client.is_bulk_granted = False
+    outcome = {}
+    for membership in dict.fromkeys(memberships):
+        try:
+            client.add_group_role(membership.group_id, membership.role,
+                                  membership.learning_user_id)
+            outcome[membership] = None
+        except ApiRejected as exc:
+            outcome[membership] = str(exc)
+    return outcome
+
+
+def _bulk_outcome(chunk: Sequence[Membership], results: Any,
+                  operation: Mapping[str, Any]) -> dict[Membership, str | None]:
+    by_input: dict[Membership, str | None] = {}
+    for result in results if isinstance(results, list) else []:
+        item = result.get("input") if isinstance(result, dict) else None
+        if not isinstance(item, dict):
+            continue
+        key = Membership(str(item.get("userId")), str(item.get("groupId")), str(item.get("role")))
+        ok = result.get("status") == "success"
+        by_input[key] = None if ok else str(result.get("errorMessage") or "bulk item failed")
+    ended = f"bulk operation ended {operation.get('status')}"
+    if operation.get("errorMessage"):
+        ended += f": {operation['errorMessage']}"
+    # An input the operation never reached (it stopped in error) was not added.
+    return {m: by_input[m] if m in by_input else ended for m in chunk}
 
 
 def _parse_user(raw: Any) -> LearningUser:

@@ -7,9 +7,9 @@ import threading
 
 import httpx
 import pytest
-from fakes import FakeTime
 
 from reconciler.api import (
+    AdaptiveLimiter,
     ApiSession,
     AuthHints,
     RateLimiter,
@@ -18,6 +18,7 @@ from reconciler.api import (
     parse_error_body,
 )
 from reconciler.errors import ApiAuthFailed, ApiRateLimited, ApiRejected, ApiUnavailable
+from tests.support import FakeTime
 
 WALL_NOW = 1_900_000_000.0
 HINTS = AuthHints(unauthorized="check svc.user and svc.token", forbidden="grant the category")
@@ -318,3 +319,71 @@ def test_a_multi_line_vendor_message_becomes_one_line():
         get(session)
 
     assert "Invalid mail see docs" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_adaptive_limiter_climbs_additively_to_its_ceiling_while_nothing_is_refused():
+    fake = FakeTime(100.0)
+    limiter = AdaptiveLimiter(10.0, start=5.0, increase_per_second=1.0, clock=fake.clock,
+                              sleep=fake.sleep)
+    rates = []
+    for _ in range(200):
+        limiter.acquire()
+        limiter.record_success()
+        rates.append(limiter.rate_per_second)
+
+    assert rates[0] < 6 and rates[-1] == 10.0
+    assert all(later >= earlier for earlier, later in zip(rates, rates[1:], strict=False))
+    # From 5/s at +1/s each second: 10/s after about 5 s.
+    assert fake.now - 100.0 < 200 / 10 + 5
+
+
+def test_after_a_429_the_adaptive_rate_settles_just_under_the_refused_rate():
+    fake = FakeTime(100.0)
+    limiter = AdaptiveLimiter(10.0, start=10.0, clock=fake.clock, sleep=fake.sleep)
+    limiter.record_rate_limited()
+    for _ in range(50):  # five seconds at about 10/s
+        limiter.acquire()
+        limiter.record_success()
+
+    assert 9.5 <= limiter.rate_per_second < 10.0
+
+
+def test_a_429_cuts_the_adaptive_rate_once_per_window_however_many_requests_it_hits():
+    fake = FakeTime(100.0)
+    limiter = AdaptiveLimiter(10.0, start=10.0, decrease=0.5, clock=fake.clock,
+                              sleep=fake.sleep)
+
+    for _ in range(4):  # four requests in flight at the old rate all come back 429
+        limiter.record_rate_limited()
+    after_burst = limiter.rate_per_second
+    fake.sleep(1.5)
+    limiter.record_rate_limited()
+
+    assert after_burst == 5.0
+    assert limiter.rate_per_second == 2.5
+
+
+def test_the_adaptive_rate_never_drops_below_its_floor():
+    fake = FakeTime(100.0)
+    limiter = AdaptiveLimiter(10.0, floor=1.0, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(20):
+        limiter.record_rate_limited()
+        fake.sleep(2.0)
+
+    assert limiter.rate_per_second == 1.0
+
+
+def test_the_session_tells_an_adaptive_limiter_about_429s_and_successes():
+    fake = FakeTime(100.0)
+    handle, seen = scripted(httpx.Response(429), httpx.Response(429))
+    session = make_session(handle, fake, random=lambda: 0.0)
+    limiter = AdaptiveLimiter(8.0, start=8.0, decrease=0.5, clock=fake.clock, sleep=fake.sleep)
+
+    get(session, limiter=limiter)
+    after_429s = limiter.rate_per_second
+    for _ in range(100):
+        get(session, limiter=limiter)
+
+    assert len(seen) == 103
+    assert after_429s < 8.0
+    assert limiter.rate_per_second > after_429s

@@ -1,15 +1,36 @@
-"""The benchmark keeps working (tiny sizes; `make bench` runs the real ones)."""
+"""The benchmark's CI smoke version: tiny sizes, real processes, exact call counts."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench.__main__ import main
 
 
-def test_benchmark_steady_state_makes_one_hibob_call_and_no_360learning_call(tmp_path) -> None:
-    report = tmp_path / "bench.json"
-    assert main(["--sizes", "120", "--bulk", "0", "--hints", "0", "--json", str(report)]) == 0
-    [row] = json.loads(report.read_text())
+@pytest.mark.bench_smoke
+def test_an_unchanged_pass_makes_one_hibob_call_and_no_360learning_call(tmp_path) -> None:
+    assert main(["--sizes", "150", "--runs", "1", "--writes", "0", "--hints", "0",
+                 "--no-profile", "--out", str(tmp_path)]) == 0
+
+    [row] = json.loads((tmp_path / "results.json").read_text())["steady"]
     assert row["hibob_calls"] == 1 and row["learning_calls"] == 0
-    assert row["planned_actions"] == 0 and row["linked"] > 90
+    assert row["output"].startswith("incremental pass") and ": ok" in row["output"]
+    assert row["linked"] > 100
+    report = (tmp_path / "report.md").read_text()
+    assert "| calls on an unchanged pass, 150 | 1 Hibob, 0 360Learning | 1 and 0 | met |" in report
+
+
+def test_the_report_shows_the_hint_and_eta_targets(tmp_path) -> None:
+    from bench.report import _hint_targets
+
+    rows = _hint_targets([
+        {"scenario": "eta", "created": 261, "eta_at_25_percent_seconds": 86.0,
+         "actual_rest_after_25_percent_seconds": 86.6, "predicted_20000_first_sync": "2 h 27 min"},
+        {"scenario": "hints", "long_pass_updates": 3000, "hints": 50,
+         "writes_per_second_setting": 8.0, "p50_seconds": 0.52, "p99_seconds": 0.82,
+         "landed_while_long_pass_busy": 50}])
+
+    assert rows[0].startswith("| 4. first-sync ETA (261 people") and "2 h 27 min" in rows[0]
+    assert rows[1].endswith("p50 ≤ 0.7 s, p99 ≤ 2 s | met |")

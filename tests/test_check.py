@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import World
 
 from reconciler.check import run_checks
+from tests.support import World
 
 ENGINEERING_SCOPE = json.dumps(
     [{"conditions": [{"field": "work.department", "op": "in", "values": ["Engineering"]}]}])

@@ -7,13 +7,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import TODAY, sandbox_environ
 
 from reconciler.cli import main
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
+from tests.support import TODAY, sandbox_environ
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import NOW, World
 
 from reconciler.cli import build_parser, main, parse_since
 from reconciler.store import Store
 from reconciler.wiring import build_services
+from tests.support import NOW, World
 
 FAR_FUTURE = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import World
 from contract import ValidatingTransport, load_spec, require_specs, validate_exchange
 
 from reconciler.config import LearningSettings
@@ -17,6 +16,7 @@ from reconciler.learning import LearningClient
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
 from reconciler.wiring import build_services
+from tests.support import World
 
 require_specs()
 

@@ -7,14 +7,14 @@ import json
 
 import httpx
 import pytest
-from fakes import FakeTime
 from pydantic import SecretStr
 
 from reconciler.config import HibobSettings
-from reconciler.errors import ApiAuthFailed, ApiRejected
+from reconciler.errors import ApiAuthFailed, ApiRejected, ApiUnavailable
 from reconciler.hibob import HibobClient
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
+from tests.support import FakeTime
 
 TODAY = datetime.date(2026, 3, 16)
 FIELDS = ["root.id", "root.email", "root.firstName", "root.surname", "root.displayName",
@@ -211,3 +211,73 @@ def test_searches_are_throttled_below_fifty_per_minute(client, sim, fake):
     assert all(status == 200 for _, _, status in sim.requests)
     elapsed = fake.now - started
     assert elapsed >= (60 - 3) * 60 / 45 - 1e-6  # a burst of 3, then 45 per minute
+
+
+def rewriting_client(sim, fake, rewrite):
+    """A client whose search answers pass through `rewrite(list of employee dicts)`."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        response = sim.handle(request)
+        if request.url.path != "/v1/people/search":
+            return response
+        payload = json.loads(response.read())
+        rewrite(payload["employees"])
+        return httpx.Response(200, json=payload)
+
+    settings = HibobSettings(base_url="http://hibob.test/v1", service_user_id="sandbox-user",
+                             service_user_token=SecretStr("sandbox-token"))
+    return HibobClient(settings, transport=httpx.MockTransport(handle), sleep=fake.sleep,
+                       clock=fake, wall_clock=fake)
+
+
+def test_search_gives_each_employee_exactly_as_a_read_by_id_does(client, sim):
+    sim.hidden_fields.add("work.title")
+    fields = FIELDS + ["work.custom.field_404"]
+
+    searched = by_id(client.search_employees(fields))
+
+    assert searched and all(client.get_employee(hibob_id, fields) == employee
+                            for hibob_id, employee in searched.items())
+
+
+def test_a_field_given_only_in_the_slash_layout_is_still_read(sim, fake):
+    def drop_nested_title(employees):
+        for employee in employees:
+            employee.get("work", {}).pop("title", None)
+
+    expected = by_id(make_client(sim, fake).search_employees(FIELDS))
+    employees = by_id(rewriting_client(sim, fake, drop_nested_title).search_employees(FIELDS))
+
+    assert employees == expected
+    assert any(e.value("work.title") for e in employees.values())
+
+
+def test_a_record_of_an_unexpected_shape_makes_its_fields_unknown_not_the_search_fail(sim, fake):
+    odd = sorted(sim.records)[0]
+
+    def spoil(employees):
+        for employee in employees:
+            if employee["id"] == odd:
+                employee["work"] = "not an object"
+                for key in [k for k in employee if k.startswith("/work/")]:
+                    del employee[key]
+
+    employees = by_id(rewriting_client(sim, fake, spoil).search_employees(FIELDS))
+
+    assert len(employees) == len(sim.records)
+    assert not employees[odd].has("work.department") and employees[odd].has("root.email")
+    others = [e for h, e in employees.items() if h != odd]
+    assert all(e.has("work.department") for e in others)
+
+
+def test_a_search_answer_that_is_not_json_is_reported_as_such(sim, fake):
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b'{"employees": [', headers={
+            "content-type": "application/json"})
+
+    settings = HibobSettings(base_url="http://hibob.test/v1", service_user_id="sandbox-user",
+                             service_user_token=SecretStr("sandbox-token"))
+    client = HibobClient(settings, transport=httpx.MockTransport(handle), sleep=fake.sleep,
+                         clock=fake, wall_clock=fake)
+
+    with pytest.raises(ApiUnavailable, match="not valid JSON"):
+        client.search_employees(FIELDS)

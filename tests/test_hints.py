@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import NOW, World
 
 from reconciler.apply import PassHooks
 from reconciler.hints import (
@@ -30,6 +29,7 @@ from reconciler.service import Service
 from reconciler.status import collect_status
 from reconciler.store import Store
 from reconciler.webhooks import Hint
+from tests.support import NOW, World
 
 SECOND = dt.timedelta(seconds=1)
 

@@ -10,12 +10,12 @@ import datetime as dt
 
 import httpx
 import pytest
-from conftest import NOW, TODAY, World
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reconciler.models import PassOutcome
 from reconciler.store import Store
+from tests.support import NOW, TODAY, World
 
 
 def synced(world: World):

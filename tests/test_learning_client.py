@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from concurrent.futures import ThreadPoolExecutor
 
+import contract
 import httpx
 import pytest
-from fakes import FakeTime
+from openapi_core import Config, OpenAPI
 from pydantic import SecretStr
 
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiAuthFailed, ApiRejected
-from reconciler.learning import LearningClient
+from reconciler.learning import LearningClient, Membership, add_memberships
 from reconciler.models import GroupRole
-from reconciler.sandbox.learning import LearningSimulator
+from reconciler.sandbox.learning import PROVISIONING_SCOPES, LearningSimulator
+from tests.support import FakeTime
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 
@@ -365,3 +369,168 @@ def test_a_next_link_to_another_host_is_refused(sim, fake):
     assert caught.value.code == "foreignNextLink"
     assert all(path != "/api/v2/users" or status == 200 for _, path, status in sim.requests)
     assert len([r for r in sim.requests if r[1] == "/api/v2/users"]) == 1
+
+
+class OtherIntegration:
+    """Another client of the same company sending `per_second` writes of its own (it ignores
+    its own 429s). Single-threaded: before each of our requests, the writes it made since
+    reach the simulator, each at the (fake) time it was due."""
+
+    def __init__(self, sim: LearningSimulator, fake: FakeTime, per_second: float) -> None:
+        self.sim, self.fake, self.interval = sim, fake, 1 / per_second
+        self.next_at = fake.now
+        self.user_id = sim.seed_user("other-integration@acme.example")
+        token = sim.handle(httpx.Request("POST", "http://learning.test/api/v2/oauth2/token", json={
+            "grant_type": "client_credentials", "client_id": "sandbox-client",
+            "client_secret": "sandbox-secret"})).json()["access_token"]
+        self.headers = {"authorization": f"Bearer {token}", "360-api-version": "v2.0"}
+        self.ours: list[tuple[float, int]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        now = self.fake.now
+        while self.next_at <= now:
+            self.fake.now = self.next_at
+            self.sim.handle(httpx.Request(
+                "PATCH", f"http://learning.test/api/v2/users/{self.user_id}",
+                json={"job": "theirs"}, headers=self.headers))
+            self.next_at += self.interval
+        self.fake.now = now
+        response = self.sim.handle(request)
+        if request.method == "PATCH":
+            self.ours.append((self.fake.now, response.status_code))
+        return response
+
+
+def successful_writes_per_second(sent: list[tuple[float, int]]) -> float:
+    ok = [at for at, status in sent if status == 200]
+    return (len(ok) - 1) / (ok[-1] - ok[0])
+
+
+def test_writes_settle_at_the_company_limit_without_a_failure(sim, fake):
+    integration = OtherIntegration(sim, fake, per_second=1e-9)  # alone: sends nothing
+    client = make_client(sim, fake, writes=10.0, handler=integration)
+    user_ids = [sim.seed_user(f"w{n}@acme.example") for n in range(400)]
+
+    for n, user_id in enumerate(user_ids):
+        client.update_user(user_id, {"job": f"Job {n}"})
+
+    assert all(sim.user(u)["job"] == f"Job {n}" for n, u in enumerate(user_ids))
+    assert successful_writes_per_second(integration.ours[100:]) >= 9.0
+    assert sim.rate_limited_count <= 10
+
+
+def test_writes_back_off_without_a_failure_when_another_integration_shares_the_budget(sim, fake):
+    integration = OtherIntegration(sim, fake, per_second=4.0)
+    client = make_client(sim, fake, writes=10.0, handler=integration)
+    user_ids = [sim.seed_user(f"s{n}@acme.example") for n in range(300)]
+
+    for n, user_id in enumerate(user_ids):
+        client.update_user(user_id, {"job": f"Job {n}"})
+
+    assert all(sim.user(u)["job"] == f"Job {n}" for n, u in enumerate(user_ids))
+    ours_refused = sum(1 for _, status in integration.ours if status == 429)
+    assert ours_refused <= len(user_ids) * 0.1
+    assert successful_writes_per_second(integration.ours[50:]) >= 4.0
+
+
+def memberships_for(sim, users: int, group_id: str) -> list[Membership]:
+    return [Membership(sim.seed_user(f"m{n}@acme.example"), group_id, "learner")
+            for n in range(users)]
+
+
+def test_bulk_memberships_reach_every_user_in_a_few_calls(sim, fake):
+    wanted = memberships_for(sim, 120, sim.engineering_group_id)
+    client = make_client(sim, fake)
+
+    outcome = add_memberships(client, wanted)
+
+    assert outcome == {m: None for m in wanted}
+    assert all((m.group_id, "learner") in sim.roles_of(m.learning_user_id) for m in wanted)
+    writes = [r for r in sim.requests if r[0] != "GET" and "oauth2" not in r[1]]
+    assert len(writes) == 1 and client.is_bulk_granted is True
+
+
+def test_bulk_memberships_report_each_refused_item_and_add_the_others(sim, fake):
+    wanted = memberships_for(sim, 5, sim.sales_group_id)
+    gone = Membership(sim.seed_user("gone@acme.example", status="deleted"), sim.sales_group_id,
+                      "learner")
+    client = make_client(sim, fake)
+
+    outcome = add_memberships(client, [*wanted, gone])
+
+    assert outcome[gone] == "userDeleted"
+    assert all(outcome[m] is None for m in wanted)
+    assert all((sim.sales_group_id, "learner") in sim.roles_of(m.learning_user_id)
+               for m in wanted)
+
+
+def test_without_the_bulk_scope_memberships_are_added_one_by_one(fake):
+    sim = LearningSimulator(clock=fake, sleep=fake.sleep,
+                            scopes=set(PROVISIONING_SCOPES) - {"groups:bulk"})
+    wanted = memberships_for(sim, 4, sim.engineering_group_id)
+    client = make_client(sim, fake)
+
+    first = add_memberships(client, wanted[:2])
+    second = add_memberships(client, wanted[2:])
+
+    assert {**first, **second} == {m: None for m in wanted}
+    assert all((m.group_id, "learner") in sim.roles_of(m.learning_user_id) for m in wanted)
+    bulk_tries = [r for r in sim.requests if "/bulk/" in r[1]]
+    assert len(bulk_tries) == 1 and client.is_bulk_granted is False
+
+
+def test_more_than_twenty_thousand_memberships_go_in_several_jobs(sim, fake):
+    wanted = memberships_for(sim, 20_001, sim.engineering_group_id)
+    sim.bulk_items_per_second = 10**6
+    client = make_client(sim, fake)
+
+    outcome = add_memberships(client, wanted)
+
+    assert all(error is None for error in outcome.values()) and len(outcome) == 20_001
+    jobs = [r for r in sim.requests if r[:2] == ("POST", "/api/v2/bulk/groups/memberships")]
+    assert [status for *_, status in jobs] == [202, 202]
+
+
+@functools.cache
+def bulk_spec() -> contract.Spec:
+    path = contract.require_specs() / "360learning-bulk-api.openapi.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    # As for the core spec: oauth2 without flows cannot be checked; the docs say Bearer.
+    data["components"]["securitySchemes"]["oauth2"] = {"type": "http", "scheme": "bearer"}
+    return contract.Spec("learning-bulk", "https://app.360learning.com",
+                         OpenAPI.from_dict(data, config=Config(spec_validator_cls=None)), data)
+
+
+def test_bulk_memberships_send_and_receive_what_the_bulk_api_spec_documents(sim, fake):
+    spec = bulk_spec()
+    operations = set()
+
+    def validating(request: httpx.Request) -> httpx.Response:
+        response = sim.handle(request)
+        if "/bulk/" in request.url.path:
+            request.read()
+            response.read()
+            contract.validate_exchange(spec, request, response)
+            operations.add((spec.operation(request), response.status_code))
+        return response
+
+    client = make_client(sim, fake, handler=validating)
+    gone = Membership(sim.seed_user("gone@acme.example", status="deleted"),
+                      sim.sales_group_id, "learner")
+    add_memberships(client, [*memberships_for(sim, 3, sim.sales_group_id), gone])
+    headers = {"authorization": f"Bearer {client._current_token()}", "360-api-version": "v2.0"}
+    job = validating(httpx.Request(
+        "POST", "http://learning.test/api/v2/bulk/groups/memberships", headers=headers,
+        json={"input": [{"userId": gone.learning_user_id, "groupId": sim.sales_group_id,
+                         "role": "learner"}]}))
+    validating(httpx.Request("GET", job.headers["location"] + "/results", headers=headers))
+    validating(httpx.Request("GET", "http://learning.test/api/v2/bulk/operations/" + "b" * 24,
+                             headers=headers))
+
+    assert operations == {
+        ("POST /api/v2/bulk/groups/memberships", 202),
+        ("GET /api/v2/bulk/operations/{bulkOperationId}", 200),
+        ("GET /api/v2/bulk/operations/{bulkOperationId}/results", 200),
+        ("GET /api/v2/bulk/operations/{bulkOperationId}/results", 400),  # not run yet
+        ("GET /api/v2/bulk/operations/{bulkOperationId}", 404),
+    }

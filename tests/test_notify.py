@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import World
 
 from reconciler.service import Service
 from reconciler.webhooks import Hint
+from tests.support import World
 
 TOKEN_PATH = "/services/T000/B000/very-secret-token"
 

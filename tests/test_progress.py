@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import NOW, World
 
 from reconciler.apply import PassHooks
 from reconciler.cli import main
@@ -25,6 +24,7 @@ from reconciler.service import Service
 from reconciler.status import collect_status
 from reconciler.store import Store
 from reconciler.wiring import build_services
+from tests.support import NOW, World
 
 
 class FakeMonotonic:

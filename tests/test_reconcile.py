@@ -6,11 +6,11 @@ import datetime as dt
 import json
 
 import httpx
-from conftest import TODAY, World
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reconciler.store import Store
+from tests.support import TODAY, World
 
 
 def synced(world: World):

@@ -9,7 +9,6 @@ import logging
 
 import httpx
 import pytest
-from fakes import FakeTime
 from pydantic import SecretStr
 
 from reconciler.api import ApiSession, AuthHints, build_http_client
@@ -19,6 +18,7 @@ from reconciler.hibob import HibobClient
 from reconciler.learning import LearningClient
 from reconciler.logs import configure_logging
 from reconciler.redact import REDACTED, SecretRegistry, redact, remember_secrets, remember_token
+from tests.support import FakeTime
 
 CLIENT_SECRET = "CLIENT-SECRET-e8f1a0c3"
 HIBOB_TOKEN = "HIBOB-TOKEN-5b7d9e21"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import NOW, TODAY, World
 
 from reconciler.admin import request_action, request_resync
 from reconciler.cli import main
@@ -19,6 +18,7 @@ from reconciler.requests import compute_held_token
 from reconciler.service import Service
 from reconciler.store import Store
 from reconciler.wiring import build_services
+from tests.support import NOW, TODAY, World
 
 FAR_FUTURE = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)
 

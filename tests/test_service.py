@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import NOW, World
 
 from reconciler.errors import InstanceLocked
 from reconciler.service import Service, compute_readiness, readiness_bound
 from reconciler.store import Store
 from reconciler.webhooks import create_app
 from reconciler.wiring import Services
+from tests.support import NOW, World
 
 MINUTE = dt.timedelta(minutes=1)
 

@@ -32,7 +32,7 @@ from reconciler.sandbox.company import (
     generate_company,
     make_list_item,
 )
-from reconciler.sandbox.faults import DropConnection, Faults
+from reconciler.sandbox.faults import DropConnection, Faults, SimulatedTimeout
 
 LIST_FIELDS = {"work.department": "department", "work.title": "title", "work.siteId": "site",
                "internal.lifecycleStatus": "lifecycleStatus", "internal.status": "status"}
@@ -139,13 +139,14 @@ class HibobSimulator:
     def handle(self, request: httpx.Request) -> httpx.Response:
         try:
             response = self.faults.intercept(request)
-        except DropConnection:
+        except (DropConnection, SimulatedTimeout):
             self.requests.append((request.method, request.url.path, 0))
             raise
         if response is None:
             with self._lock:
                 response = self._answer(request)
         self.requests.append((request.method, request.url.path, response.status_code))
+        self.faults.after_apply(request, response)
         return response
 
     def _answer(self, request: httpx.Request) -> httpx.Response:

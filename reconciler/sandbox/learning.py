@@ -22,7 +22,7 @@ from urllib.parse import unquote_plus
 
 import httpx
 
-from reconciler.sandbox.faults import DropConnection, Faults
+from reconciler.sandbox.faults import DropConnection, Faults, SimulatedTimeout
 
 PROVISIONING_SCOPES = frozenset({
     "users:read", "users:write", "groups:read", "groups:write", "groups:bulk",
@@ -61,7 +61,8 @@ _MAPPING_FILTERS = {"platform": _ALL_OPS, "type": _ALL_OPS, "value": _ALL_OPS,
 _ID = r"(?P<{}>[^/]+)"
 _ROUTES = [(method, re.compile(pattern.format(u=_ID.format("user_id"), g=_ID.format("group_id"),
                                               m=_ID.format("manager_id"),
-                                              x=_ID.format("mapping_id"))), name, scope)
+                                              x=_ID.format("mapping_id"),
+                                              o=_ID.format("operation_id"))), name, scope)
            for method, pattern, name, scope in [
     ("POST", "/api/v2/oauth2/token", "_create_token", None),
     ("GET", "/api/v2/users", "_list_users", "users:read"),
@@ -84,7 +85,13 @@ _ROUTES = [(method, re.compile(pattern.format(u=_ID.format("user_id"), g=_ID.for
     ("GET", "/api/v2/external-ids", "_list_external_ids", "externalIds:read"),
     ("PUT", "/api/v2/external-ids/{x}", "_replace_external_id", "externalIds:write"),
     ("DELETE", "/api/v2/external-ids/{x}", "_delete_external_id", "externalIds:write"),
+    ("POST", "/api/v2/bulk/groups/memberships", "_bulk_add_memberships", "groups:bulk"),
+    ("GET", "/api/v2/bulk/operations/{o}", "_get_bulk_operation", "bulkOperations:read"),
+    ("GET", "/api/v2/bulk/operations/{o}/results", "_get_bulk_results", "bulkOperations:read"),
 ]]
+BULK_MAX_ITEMS = 20_000
+BULK_MAX_CONCURRENT = 3
+_UNFINISHED = frozenset({"pending", "queued", "running"})
 
 
 class _Refusal(Exception):
@@ -139,6 +146,9 @@ class LearningSimulator:
         self._roles: dict[str, set[tuple[str, str]]] = {}
         self._managers: dict[str, set[str]] = {}
         self._mappings: dict[str, dict] = {}
+        # Bulk operations (see the bulk section): how fast the platform works through them.
+        self.bulk_start_seconds, self.bulk_items_per_second = 1.0, 500.0
+        self._operations: dict[str, dict] = {}
         self._seed()
 
     def _seed(self) -> None:
@@ -166,13 +176,14 @@ class LearningSimulator:
         method, path = request.method, request.url.path
         try:
             response = self.faults.intercept(request)
-        except DropConnection:
+        except (DropConnection, SimulatedTimeout):
             self._log(method, path, 0)
             raise
         if response is None:
             with self._lock:
                 response = self._dispatch(request)
         self._log(method, path, response.status_code)
+        self.faults.after_apply(request, response)
         return response
 
     def _log(self, method: str, path: str, status: int) -> None:
@@ -211,6 +222,7 @@ class LearningSimulator:
             if name.endswith("_id") and not _OBJECT_ID.fullmatch(value):
                 raise _invalid(f"{name} must be a 24-character hexadecimal id")
         self._apply_due_deactivations()
+        self._advance_bulk_operations()
 
     def _authenticate(self, request: httpx.Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -542,6 +554,100 @@ class LearningSimulator:
                 raise _Refusal(400, taken_code, "The target already has an id on this platform")
             if other["value"] == fields["value"]:
                 raise _Refusal(400, "valueAlreadyUsed", "The value is used by another target")
+
+    # ---- bulk group memberships --------------------------------------------------------------
+    # POST /api/v2/bulk/groups/memberships queues an operation (202 + Location); its status and
+    # then its per-input results are read from /api/v2/bulk/operations/{id}[/results] [spec].
+    # Sim decisions (the docs give no timings): an operation is `pending`, then `queued`, for
+    # `bulk_start_seconds` in all, then `running` at `bulk_items_per_second`, each membership
+    # taking effect as it is processed; at most 3 unfinished operations per company [docs].
+
+    def _bulk_add_memberships(self, request: httpx.Request) -> httpx.Response:
+        body = _json_body(request)
+        items = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise _invalid("The input of a bulk operation must be an array.")
+        if len(items) > BULK_MAX_ITEMS:
+            raise _Refusal(400, "inputTooLong",
+                           f"The input array size exceeds {BULK_MAX_ITEMS:,} objects.")
+        for item in items:
+            # Sim decision: an item breaking the schema rejects the whole request (the spec
+            # validates the body before queuing it).
+            if (not isinstance(item, dict) or set(item) != {"userId", "groupId", "role"}
+                    or not all(isinstance(item[k], str) and _OBJECT_ID.fullmatch(item[k])
+                               for k in ("userId", "groupId"))
+                    or item["role"] not in BODY_ROLES):
+                raise _invalid("each input needs a userId, a groupId (ObjectIds) and a role")
+        unfinished = [op for op in self._operations.values() if op["status"] in _UNFINISHED]
+        if len(unfinished) >= BULK_MAX_CONCURRENT:
+            raise _Refusal(429, "bulkOperationsConcurrencyLimitReached",
+                           "The maximum number of concurrent operations has been reached.")
+        operation_id = self._next_id("b")
+        self._operations[operation_id] = {
+            "_id": operation_id, "type": "addUsersToGroups", "createdAt": self._now_iso(),
+            "status": "pending", "input": [dict(item) for item in items], "results": [],
+            "created": self._clock()}
+        location = f"{request.url.scheme}://{request.url.netloc.decode()}" \
+                   f"/api/v2/bulk/operations/{operation_id}"
+        # Sim decision: the spec documents headers only for the 202, so the body is empty.
+        return httpx.Response(202, headers={"Location": location})
+
+    def _get_bulk_operation(self, request: httpx.Request, operation_id: str) -> httpx.Response:
+        operation = self._require_operation(operation_id)
+        shown = {k: v for k, v in operation.items() if k not in ("input", "results", "created")}
+        return httpx.Response(200, json=shown)
+
+    def _get_bulk_results(self, request: httpx.Request, operation_id: str) -> httpx.Response:
+        operation = self._require_operation(operation_id)
+        if operation["status"] in _UNFINISHED:
+            raise _Refusal(400, "bulkOperationNotRun", "The operation has not run yet.")
+        return httpx.Response(200, json=operation["results"])
+
+    def _require_operation(self, operation_id: str) -> dict:
+        if operation_id not in self._operations:
+            raise _Refusal(404, "bulkOperationNotFound", f"No bulk operation {operation_id}")
+        return self._operations[operation_id]
+
+    def _advance_bulk_operations(self) -> None:
+        now = self._clock()
+        for operation in self._operations.values():
+            if operation["status"] not in _UNFINISHED:
+                continue
+            elapsed = now - operation["created"]
+            if elapsed < self.bulk_start_seconds:
+                if elapsed >= self.bulk_start_seconds / 2 and operation["status"] == "pending":
+                    operation.update(status="queued", queuedAt=self._now_iso())
+                continue
+            if operation["status"] != "running":
+                operation.setdefault("queuedAt", self._now_iso())
+                operation.update(status="running", startedAt=self._now_iso())
+            done = min(len(operation["input"]), int(
+                (elapsed - self.bulk_start_seconds) * self.bulk_items_per_second) + 1)
+            for item in operation["input"][len(operation["results"]):done]:
+                operation["results"].append(self._add_membership(item))
+            operation["progress"] = {"index": max(0, done - 1), "updatedAt": self._now_iso()}
+            if done == len(operation["input"]):
+                operation.update(status="completed", endedAt=self._now_iso())
+
+    def _add_membership(self, item: dict) -> dict:
+        user = self._users.get(item["userId"])
+        error = ("userNotFound" if user is None
+                 else "userDeleted" if user["status"] == "deleted"
+                 else "groupNotFound" if item["groupId"] not in self.groups
+                 else "analystUnavailable" if item["role"] == "analyst"
+                 and not self.analyst_enabled else None)
+        if error is not None:
+            # Sim decision: the error message is the code the single-item endpoint answers.
+            return {"input": item, "status": "error", "errorMessage": error}
+        self._roles[item["userId"]].add((item["groupId"], item["role"]))
+        return {"input": item, "status": "success", "resourceId": item["userId"]}
+
+    def finish_bulk_operations(self) -> None:
+        """Test helper: let every queued bulk operation run to its end now."""
+        with self._lock:
+            for operation in self._operations.values():
+                operation["created"] = self._clock() - 10**9
+            self._advance_bulk_operations()
 
     # ---- state helpers -----------------------------------------------------------------------
 

@@ -2,27 +2,39 @@
 
 Test and demo infrastructure only (the product's own receiver runs on waitress). Binds to the
 loopback interface and never anywhere else; port 0 picks a free port. A `DropConnection` raised
-by the simulator closes the socket without an answer, as a dropped connection would.
+by the simulator closes the socket without an answer, as a dropped connection would; a
+`SimulatedTimeout` holds the socket for its `hold_seconds` first.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 
-from reconciler.sandbox.faults import DropConnection
+from reconciler.sandbox.faults import DropConnection, SimulatedTimeout
 
 Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed or timed out mid-request (the crash and fault tests do it on purpose)
+        # resets the socket: expected, so not printed as a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class ServedSimulator:
     """A running loopback server; use as a context manager or call `stop()`."""
 
     def __init__(self, handle: Handler, port: int = 0) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(handle))
+        self._server = _QuietServer(("127.0.0.1", port), _make_handler(handle))
         self._server.daemon_threads = True
         # A short poll interval: `stop()` waits for it, and tests stop many servers.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
@@ -65,6 +77,11 @@ def _make_handler(handle: Handler) -> type[BaseHTTPRequestHandler]:
                                     headers=list(self.headers.items()), content=body)
             try:
                 response = handle(request)
+            except SimulatedTimeout as timeout:
+                time.sleep(timeout.hold_seconds)
+                self.close_connection = True
+                self.connection.close()
+                return
             except DropConnection:
                 self.close_connection = True
                 self.connection.close()

@@ -1,4 +1,4 @@
-"""Test doubles shared by the client and simulator tests."""
+"""Fake clocks shared by the tests: one that moves when code sleeps, one moved by hand."""
 
 from __future__ import annotations
 
@@ -26,3 +26,16 @@ class FakeTime:
         with self._lock:
             self.sleeps.append(seconds)
             self.now += seconds
+
+
+class FakeClock:
+    """A clock (monotonic or epoch seconds) that moves only when a test moves it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
