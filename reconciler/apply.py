@@ -225,6 +225,13 @@ class _Runner:
     def _apply_links(self, action: Upsert) -> bool:
         if self.report.auth_error is not None:
             return False
+        if action.manager is not None and action.manager.new \
+                and not self._linked_user(action.manager.new):
+            # The manager has no account (its create failed): the snapshot keeps the previous
+            # link (saved by apply_action), so the next pass plans this link again.
+            action = replace(action, manager=None)
+            if not action.relink_subordinates:
+                return True
         names: list[str] = [n for n in ("manager", "subordinates") if n in action.fields]
 
         def state_after() -> AppliedState:
@@ -332,10 +339,10 @@ class _Runner:
         assert action.learning_user_id
         self.store.save_link(action.hibob_id, action.learning_user_id, action.email, self.at())
         if action.restore:
-            self._restore(action.hibob_id, action.learning_user_id,
-                          action.email or "", {k: v for k, v in action.changes.items()
-                                               if k != "mail"})
-            self._finish_user(action, None, skip_group=self.settings.group_id)
+            _, membership = self._restore(action.learning_user_id, action.email or "",
+                                          {k: v for k, v in action.changes.items()
+                                           if k != "mail"})
+            self._finish_user(action, None, skip_group=membership)
             return action.learning_user_id
         user = self._update_attributes(action.learning_user_id, action.changes)
         self._finish_user(action, user)
@@ -355,8 +362,8 @@ class _Runner:
         assert action.learning_user_id and action.state is not None
         restore_mail = action.restore_mail or action.email or ""
         attributes = {k: v for k, v in action.changes.items() if k != "mail"}
-        user_id = self._restore(action.hibob_id, action.learning_user_id, restore_mail,
-                                attributes)
+        user_id, membership = self._restore(action.learning_user_id, restore_mail, attributes)
+        self._drop_subordinate_links(action)
         override = None
         new_mail = action.changes.get("mail")
         if new_mail and new_mail != restore_mail:
@@ -371,11 +378,20 @@ class _Runner:
                 override = replace(action.state, attributes=keep)
                 self._report_conflict(action, f"mail {new_mail} is used by another "
                                               f"360Learning account: kept {restore_mail}")
-        self._finish_user(action, None, skip_group=self.settings.group_id)
+        self._finish_user(action, None, skip_group=membership)
         return user_id, override
 
-    def _restore(self, hibob_id: str, learning_user_id: str, mail: str,
-                 attributes: dict[str, Any]) -> str:
+    def _drop_subordinate_links(self, action: Reactivate) -> None:
+        """A restore dropped "being the manager of others": record it on the subordinates, so
+        that if relinking them fails or is cut short, their own next pass links them again."""
+        for hibob_id in action.relink_subordinates:
+            entry = self.store.get_entry(hibob_id)
+            if entry and entry.state and entry.state.manager == action.hibob_id:
+                self.store.save_state(hibob_id, replace(entry.state, manager=None))
+
+    def _restore(self, learning_user_id: str, mail: str,
+                 attributes: dict[str, Any]) -> tuple[str, str | None]:
+        """Re-POST the mail of a deleted account; (its id, the group the POST made it join)."""
         try:
             user, _ = self.client.create_user(
                 {**attributes, "mail": mail}, group_id=self.settings.group_id,
@@ -385,12 +401,12 @@ class _Runner:
                 raise
             # Not deleted after all (an earlier apply stopped half-way): bring it up to date.
             self.client.update_user(learning_user_id, attributes)
-            return learning_user_id
+            return learning_user_id, None
         if user.learning_user_id != learning_user_id:
             raise ApiRejected("360Learning", 200, "restoredOtherAccount",
                               f"re-POSTing {mail} answered with account {user.learning_user_id},"
                               f" not the employee's own {learning_user_id}; left for an admin")
-        return learning_user_id
+        return learning_user_id, self.settings.group_id
 
     def _deactivate(self, action: Deactivate) -> str | None:
         assert action.learning_user_id
@@ -431,9 +447,16 @@ class _Runner:
             if new and (new_id := self._linked_user(new)):
                 self.client.add_manager(user_id, new_id)
         for subordinate in action.relink_subordinates:
-            if sub_id := self._linked_user(subordinate):
-                self._ignore(("userDeleted", "managerDeleted"), self.client.add_manager, sub_id,
-                             user_id)
+            entry = self.store.get_entry(subordinate)
+            if entry is None or entry.learning_user_id is None or entry.state is None:
+                continue
+            try:
+                self.client.add_manager(entry.learning_user_id, user_id)
+            except ApiRejected as exc:
+                if exc.code not in ("userDeleted", "managerDeleted"):
+                    raise
+                continue
+            self.store.save_state(subordinate, replace(entry.state, manager=action.hibob_id))
         return user_id, None
 
     def _linked_user(self, hibob_id: str) -> str | None:

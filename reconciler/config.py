@@ -90,8 +90,8 @@ class LearningSettings(_Section):
     """Let 360Learning e-mail an invitation to each created user."""
     activate_users: bool = True
     """Activate users at once (SSO platforms) instead of leaving them invited."""
-    max_writes_per_second: float = Field(default=8.0, gt=0)
-    """Write rate; stay under the ~10/s company limit."""
+    max_writes_per_second: float = Field(default=10.0, gt=0)
+    """Write rate ceiling (the company limit is ~10/s); a 429 lowers the pace adaptively."""
     max_reads_per_second: float = Field(default=40.0, gt=0)
     """Read rate."""
     external_id_platform: str = "hibob"

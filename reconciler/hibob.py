@@ -72,7 +72,10 @@ class HibobClient:
         self._session.client.close()
 
     def search_employees(self, fields: Sequence[str]) -> list[Employee]:
-        """Every employee the service user may see, active or not, in one search call."""
+        """Every employee the service user may see, active or not, in one search call.
+
+        A record without `root.id` comes back as an Employee whose `hibob_id` is "".
+        """
         wanted = _with_root_id(fields)
         # Never send `filters: []`: Hibob answers 400. No filter = everyone.
         body = {"fields": wanted, "showInactive": True, "humanReadable": "APPEND"}
@@ -89,7 +92,13 @@ class HibobClient:
         records.reverse()
         parsed = []
         while records:
-            parsed.append(layout.to_employee(records.pop()))
+            try:
+                parsed.append(layout.to_employee(records.pop()))
+            except ApiRejected as exc:
+                if exc.code != "missingEmployeeId":
+                    raise
+                # One record without an id must not stop everyone else: the pass reports it.
+                parsed.append(Employee(hibob_id=""))
         return parsed
 
     def get_employee(self, identifier: str, fields: Sequence[str]) -> Employee | None:

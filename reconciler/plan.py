@@ -328,7 +328,10 @@ def _plan_one(wanted: Desired, entry: SnapshotEntry | None, data: PlanInput, lim
                      learning_user_id=entry.learning_user_id, state=state,
                      changes=_present(state.attributes), activate=limits.activate_users,
                      add_groups=state.groups, manager=_initial_manager(state),
-                     link_external_id=limits.is_external_id_enabled)
+                     link_external_id=limits.is_external_id_enabled,
+                     # It may be a deleted user whose restore failed: re-POST its mail, which
+                     # answers mailAlreadyUsed when the account is not deleted after all.
+                     restore=True)
     if _is_deleted(entry, data):
         if _is_own_schedule(entry, wanted, data):
             if not entry.is_active:

@@ -146,6 +146,10 @@ def read_and_plan(services: Services, kind: PassKind, *, now: datetime,
         employees, problems = _read_one(services, options.employee, fields, snapshot)
     else:
         employees = services.hibob.search_employees(fields)
+        problems = [Problem("", None, "Hibob returned an employee without root.id (check the "
+                                      "permission group's root category): not written")
+                    for e in employees if not e.hibob_id]
+        employees = [e for e in employees if e.hibob_id]
     progress("read", len(employees), len(employees))
     desired = _compute_desired(services, employees, now)
     is_full_read = kind != "targeted"
@@ -177,9 +181,18 @@ def read_and_plan(services: Services, kind: PassKind, *, now: datetime,
 
 def _compute_desired(services: Services, employees: list[Employee],
                      now: datetime) -> dict[str, Desired]:
-    groups = services.settings.scope.groups
-    return {e.hibob_id: compute_desired(e, services.settings, now, compute_in_scope(groups, e))
-            for e in employees}
+    groups, settings = services.settings.scope.groups, services.settings
+    read: dict[str, Employee] = {}
+    twins: set[str] = set()
+    for employee in employees:
+        if read.setdefault(employee.hibob_id, employee) != employee:
+            twins.add(employee.hibob_id)
+    desired = {h: compute_desired(e, settings, now, compute_in_scope(groups, e))
+               for h, e in read.items()}
+    for hibob_id in twins:  # which record is right is unknowable: write neither
+        desired[hibob_id] = replace(desired[hibob_id], verdict="skip",
+                                    reason="Hibob returned two different records with this id")
+    return desired
 
 
 def _retry_quarantined(services: Services, kind: PassKind, options: PassOptions) -> bool:

@@ -262,6 +262,12 @@ class Store:
                 (hibob_id, learning_user_id, email, text, _hash(text), utc_text(at)),
             )
 
+    def save_state(self, hibob_id: str, state: AppliedState) -> None:
+        """Correct the applied state alone (failures, link and email unchanged)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE employees SET state = ? WHERE hibob_id = ?",
+                         (state_to_json(state), hibob_id))
+
     def save_link(self, hibob_id: str, learning_user_id: str, email: str | None,
                   at: datetime) -> None:
         """Record the link as soon as it is known, before the rest of the apply finishes."""

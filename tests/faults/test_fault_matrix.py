@@ -193,19 +193,7 @@ def _churned(world: FaultWorld) -> FaultWorld:
     return world
 
 
-MANAGER_BUG = (
-    "apply._set_manager (lead): when the manager's account does not exist yet (its "
-    "create failed), the link is skipped but journalled ok and saved in the "
-    "snapshot, so no later pass (full included) ever adds it: link lost"
-)
-RESTORE_BUG = (
-    "plan (lead): the adoption of a deleted user whose re-POST failed is finished "
-    "later as an interrupted create, without the re-POST: 400 userDeleted each pass, "
-    "then quarantine; the employee never gets its account"
-)
-KNOWN_BUGS = {
-    ("360learning 5xx run on creates", "first sync"): f"{MANAGER_BUG}; {RESTORE_BUG}",
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def _marks(case: Case, phase: str) -> list:

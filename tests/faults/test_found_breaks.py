@@ -1,7 +1,5 @@
 """The breaks the crash loop and the fault matrix found, each reproduced in-process in a few lines
-so the fix can be made test-first. Those still open are marked xfail(strict) until the core
-(plan/apply, owned by the lead) is fixed; a fix turns them into failures that ask for the mark
-to go. The others were fixed on main and stay as regression tests."""
+so the fix was made test-first. All are fixed; they stay as regression tests."""
 
 from __future__ import annotations
 
@@ -16,24 +14,9 @@ from faults.oracle import find_differences
 
 pytestmark = pytest.mark.faults
 
-MANAGER_SKIPPED = (
-    "apply._set_manager (lead): when the manager has no 360Learning account yet (its create "
-    "failed), the link is skipped, yet journalled ok and saved in the snapshot, so no later pass "
-    "(full included) adds it"
-)
 
 
-RESTORE_NOT_FINISHED = (
-    "plan (lead): a link saved by an adoption whose restore (re-POST of a deleted user) failed is "
-    "later 'finished as an interrupted create' without the re-POST: PUT activate answers 400 "
-    "userDeleted every pass until the employee is quarantined, and it never gets its account"
-)
 
-RELINK_LOST = (
-    "plan/apply (lead): a rehired manager's reactivation is saved before its subordinates are "
-    "linked back; when that relink fails or the process is killed in between (the crash loop "
-    "does), no incremental pass plans it again; only the next full pass repairs it"
-)
 
 
 def _synced(world: FaultWorld) -> FaultWorld:
@@ -57,7 +40,6 @@ def test_a_kill_right_after_a_create_still_ends_with_the_external_id_written(
     assert find_differences(world.hibob, world.learning, world.db) == []
 
 
-@pytest.mark.xfail(strict=True, reason=MANAGER_SKIPPED)
 def test_a_manager_link_skipped_while_the_managers_create_failed_is_made_once_it_succeeds(
     fault_world: FaultWorld,
 ) -> None:
@@ -121,7 +103,6 @@ def test_a_targeted_pass_decides_a_shared_email_as_the_incremental_pass_does(
     }
 
 
-@pytest.mark.xfail(strict=True, reason=RESTORE_NOT_FINISHED)
 def test_an_adoption_whose_restore_failed_restores_the_account_on_the_next_pass(
     fault_world: FaultWorld,
 ) -> None:
@@ -138,7 +119,6 @@ def test_an_adoption_whose_restore_failed_restores_the_account_on_the_next_pass(
     assert world.learning.user(user_id)["status"] == "active"
 
 
-@pytest.mark.xfail(strict=True, reason=RELINK_LOST)
 def test_a_failed_relink_of_a_rehired_managers_subordinates_is_retried_by_the_next_pass(
     fault_world: FaultWorld,
 ) -> None:
