@@ -46,10 +46,8 @@ HINT_SPACING_SECONDS = 3.0
 """Each hint costs two Hibob reads (now and the re-check 25 s later); Hibob allows ~50 a
 minute, so one hint every 3 s is the steady rate the service can follow."""
 WRITES_PER_SECOND = 10.0
-"""The vendor's limit: the ETA scenario's pace (issue 10 asks for 20,000 people at 10/s)."""
-HINT_WRITES_PER_SECOND = 8.0
-"""The product's default write throttle, below the vendor's 10/s: the long pass saturates it
-and no 429 (with its ~1 s retry) lands on a hint."""
+"""360Learning's limit and the product's default write ceiling (the pacer adapts below it on
+429): the long pass saturates it in both scenarios."""
 
 
 def _environ(hibob_url: str, learning: LearningSimulator, db: Path,
@@ -130,7 +128,7 @@ def nearest_rank(values: list[float], percent: float) -> float:
 
 
 def bench_hints(hints: int, updates: int, folder: Path,
-                writes_per_second: float = HINT_WRITES_PER_SECOND) -> dict:
+                writes_per_second: float = WRITES_PER_SECOND) -> dict:
     today = dt.date.today()
     hibob = HibobSimulator(generate_company(int(updates * 1.25) + hints, seed=SEED,
                                             today=today), today=today)
@@ -241,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hints", type=int, default=50)
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--eta-size", type=int, default=300)
-    parser.add_argument("--writes-per-second", type=float, default=HINT_WRITES_PER_SECOND,
+    parser.add_argument("--writes-per-second", type=float, default=WRITES_PER_SECOND,
                         help="the service's write throttle in the hints scenario")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
