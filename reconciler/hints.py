@@ -228,6 +228,12 @@ class HintWorker:
                      len(wanted), result.pass_id, result.outcome,
                      extra={"pass_id": result.pass_id, "outcome": result.outcome})
             return result
+        except Exception as exc:
+            log.exception("incremental pass for %d hinted employee(s) stopped by an unexpected "
+                          "error", len(wanted))
+            for hints in wanted.values():
+                self._retry(hints, f"{type(exc).__name__}: {exc}")
+            return None
         finally:
             self._finish(list(wanted))
 
