@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.errors import ApiAuthFailed, ApiError, ApiRejected
-from reconciler.learning import LearningClient
-from reconciler.models import AppliedState, LearningUser
+from reconciler.errors import ApiAuthFailed, ApiError, ApiRejected, ApiUnavailable
+from reconciler.learning import LearningClient, Membership, add_memberships
+from reconciler.models import AppliedState, GroupRole, LearningUser
 from reconciler.plan import (
     Action,
     Adopt,
@@ -128,8 +128,10 @@ def apply_plan(plan: Plan, *, client: LearningClient, store: Store, settings: Ap
     run.tick(0)
     pool = ThreadPoolExecutor(max_workers=settings.max_workers)
     try:
+        run.is_bulk = compute_is_bulk(plan)
         done = [a for a, ok in zip(plan.actions, pool.map(run.apply_action, plan.actions),
                                    strict=True) if ok]
+        run.add_deferred_memberships()
         links = [a for a in done if _has_links(a)]
         run.tick(sum(map(_link_writes, linking)) - sum(map(_link_writes, links)))
         list(pool.map(run.apply_links, links))
@@ -153,6 +155,8 @@ class _Runner:
     hooks: PassHooks
     total: int = 0
     done: int = 0
+    is_bulk: bool = False  # memberships wait for one bulk call after the actions
+    deferred: list[tuple[Upsert, Membership]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def at(self) -> datetime:
@@ -429,11 +433,40 @@ class _Runner:
         for group in sorted(action.add_groups, key=lambda g: (g.group_id, g.role)):
             if group.group_id == skip_group and group.role == self.settings.role:
                 continue  # the membership create already gave
+            if self.is_bulk:
+                with self._lock:
+                    self.deferred.append((action, Membership(user_id, group.group_id,
+                                                             group.role)))
+                continue
             self.client.add_group_role(group.group_id, group.role, user_id)
         platform = self.settings.external_id_platform
         if platform and action.link_external_id:
             self._ignore(("mappingAlreadyExists", "valueAlreadyUsed"),
                          self.client.create_external_id, platform, user_id, action.hibob_id)
+
+    def add_deferred_memberships(self) -> None:
+        """Add the memberships the actions deferred in bulk jobs (or one by one without the
+        groups:bulk scope); a membership that failed is taken out of its employee's applied
+        state, so the next pass plans it again."""
+        if not self.deferred:
+            return
+        try:
+            errors = add_memberships(self.client, [m for _, m in self.deferred])
+        except ApiError as exc:
+            errors = {m: str(exc) for _, m in self.deferred}
+        for action, membership in self.deferred:
+            error = errors.get(membership)
+            if error is None:
+                continue
+            entry = self.store.get_entry(action.hibob_id)
+            if entry and entry.state:
+                lost = GroupRole(membership.group_id, membership.role)
+                self.store.save_state(action.hibob_id,
+                                      replace(entry.state, groups=entry.state.groups - {lost}))
+            journal_id = self.store.journal_start(self.pass_id, action.hibob_id, action.email,
+                                                  "groups", ["groups"], action.reason, self.at())
+            self._fail(action, "groups", journal_id,
+                       ApiUnavailable("360Learning", None, "bulkMembershipFailed", error))
 
     def _set_links(self, action: Upsert) -> tuple[str | None, AppliedState | None]:
         entry = self.store.get_entry(action.hibob_id)
@@ -491,3 +524,12 @@ def _link_writes(action: Action) -> int:
     change = action.manager
     manager = 0 if change is None else max(1, (change.old is not None) + (change.new is not None))
     return manager + len(action.relink_subordinates)
+
+
+BULK_THRESHOLD = 50  # below it, one call each: a bulk job takes a second or more to run
+
+
+def compute_is_bulk(plan: Plan) -> bool:
+    """Pure: enough memberships beyond the create's own to be worth bulk jobs."""
+    count = sum(len(a.add_groups) for a in plan.actions if isinstance(a, Upsert))
+    return count >= BULK_THRESHOLD
