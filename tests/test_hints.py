@@ -290,7 +290,7 @@ def test_a_hint_is_applied_while_the_long_pass_is_still_busy(world) -> None:
     for hibob_id in busy:
         world.hibob.update_employee(hibob_id, **{"work.title": "Busy Title"})
     world.route_learning_through(
-        SlowWrites(world, world.store.get_entry(hinted).learning_user_id, 0.25))
+        SlowWrites(world, world.store.get_entry(hinted).learning_user_id, 0.4))
     service = Service(world.services)
     last = world.store.list_passes(1)[0]["id"]
     service.start()
