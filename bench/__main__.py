@@ -36,24 +36,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--sizes", default="1000,5000,20000,100000")
     parser.add_argument("--runs", type=int, default=3, help="runs per size (the median counts)")
-    parser.add_argument("--writes", type=int, default=150,
-                        help="employees in the first-sync scenarios (0: skip them)")
-    parser.add_argument("--hints", type=int, default=50,
-                        help="webhooks in the hints-while-busy scenario (0: skip it and the ETA)")
+    parser.add_argument(
+        "--writes",
+        type=int,
+        default=150,
+        help="employees in the first-sync scenarios (0: skip them)",
+    )
+    parser.add_argument(
+        "--hints",
+        type=int,
+        default=50,
+        help="webhooks in the hints-while-busy scenario (0: skip it and the ETA)",
+    )
     parser.add_argument("--only", choices=("steady", "writes", "hints"))
-    parser.add_argument("--out", default=str(ROOT / "bench"),
-                        help="folder for report.md, results.json and chart.png")
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "bench"),
+        help="folder for report.md, results.json and chart.png",
+    )
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"environment": _environment(), "steady": [], "writes": [], "hints": [],
-                     "profiles": {}}
+    results: dict = {
+        "environment": _environment(),
+        "steady": [],
+        "writes": [],
+        "hints": [],
+        "profiles": {},
+    }
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as folder:
         if args.only in (None, "steady"):
             for size in sorted(int(s) for s in args.sizes.split(",") if s):
-                profile = (out / f"profile-{size}.txt"
-                           if size in PROFILED_SIZES and not args.no_profile else None)
+                profile = (
+                    out / f"profile-{size}.txt"
+                    if size in PROFILED_SIZES and not args.no_profile
+                    else None
+                )
                 row = bench_steady(size, Path(folder), runs=args.runs, profile_to=profile)
                 results["steady"].append(row)
                 if profile is not None:
@@ -65,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["writes"].append(row)
                 print(json.dumps(row), flush=True)
         if args.only in (None, "hints") and args.hints:
-            for row in (hint_bench.bench_eta(300, Path(folder)),
-                        hint_bench.bench_hints(args.hints, 3000, Path(folder))):
+            for row in (
+                hint_bench.bench_eta(300, Path(folder)),
+                hint_bench.bench_hints(args.hints, 3000, Path(folder)),
+            ):
                 results["hints"].append(row)
                 print(json.dumps(row), flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -81,8 +102,13 @@ def _draw_chart(results: Path, chart: Path) -> str | None:
     """Draw with matplotlib from .venv/plot (kept off the product's path: see the Makefile)."""
     plot_path = ROOT / ".venv" / "plot"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plot_path), str(ROOT)]))
-    done = subprocess.run([sys.executable, "-m", "bench.chart", str(results), str(chart)],
-                          env=env, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.chart", str(results), str(chart)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         print(f"no chart: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
@@ -90,11 +116,16 @@ def _draw_chart(results: Path, chart: Path) -> str | None:
 
 
 def _environment() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
-    return {"commit": commit or "unknown", "python": platform.python_version(),
-            "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-            "started_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "commit": commit or "unknown",
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "started_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 if __name__ == "__main__":

@@ -17,12 +17,19 @@ def main() -> None:
     rows = sorted(results["steady"], key=lambda r: r["employees"])
     sizes = [r["employees"] for r in rows]
     figure, (wall, rss) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for axis, key, label in ((wall, "wall_seconds", "wall time (s)"),
-                             (rss, "peak_rss_mib", "peak RSS (MiB)")):
+    for axis, key, label in (
+        (wall, "wall_seconds", "wall time (s)"),
+        (rss, "peak_rss_mib", "peak RSS (MiB)"),
+    ):
         axis.plot(sizes, [r[key] for r in rows], "o-", label="reconciler sync")
         axis.plot(sizes, [r["client_" + key] for r in rows], "s--", label="minimal client")
-        axis.plot(sizes, [1.5 * r["client_" + key] for r in rows], ":", color="grey",
-                  label="1.5 × minimal client (target)")
+        axis.plot(
+            sizes,
+            [1.5 * r["client_" + key] for r in rows],
+            ":",
+            color="grey",
+            label="1.5 × minimal client (target)",
+        )
         axis.set_xscale("log")
         axis.set_xlabel("employees (log scale)")
         axis.set_ylabel(label)

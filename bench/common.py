@@ -21,6 +21,11 @@ def seed_linked_population(services: Services, learning: LearningSimulator) -> i
     for action in plan.actions:
         attributes = {k: v for k, v in action.changes.items() if v is not None}
         user_id = learning.seed_user(attributes.pop("mail"), **attributes)
-        services.store.save_applied(action.hibob_id, learning_user_id=user_id,
-                                    email=action.email, state=action.state, at=NOW)
+        services.store.save_applied(
+            action.hibob_id,
+            learning_user_id=user_id,
+            email=action.email,
+            state=action.state,
+            at=NOW,
+        )
     return len(plan.actions)

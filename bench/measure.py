@@ -19,8 +19,15 @@ def main() -> None:
         child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
-    print(json.dumps({"wall_seconds": wall, "peak_rss_kib": usage.ru_maxrss,
-                      "exit_code": os.waitstatus_to_exitcode(status)}))
+    print(
+        json.dumps(
+            {
+                "wall_seconds": wall,
+                "peak_rss_kib": usage.ru_maxrss,
+                "exit_code": os.waitstatus_to_exitcode(status),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,15 @@ def main() -> None:
     base_url, user, token, fields = sys.argv[1:5]
     body = {"fields": fields.split(","), "showInactive": True, "humanReadable": "APPEND"}
     request = urllib.request.Request(
-        base_url + "/people/search", data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode(),
-                 "Content-Type": "application/json", "Accept": "application/json"})
+        base_url + "/people/search",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode(),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        },
+    )
     with urllib.request.urlopen(request) as response:
         employees = json.loads(response.read())["employees"]
     print(len(employees))

@@ -37,36 +37,56 @@ def _targets(results: dict) -> list[str]:
     by_size = {r["employees"]: r for r in results["steady"]}
     for size in (20_000, 100_000):
         if row := by_size.get(size):
-            rows.append(f"| 1. steady pass wall time at {size:,} | {row['wall_ratio']} × "
-                        f"minimal client | ≤ {TARGET_RATIO} | {_met(row['wall_ratio'])} |")
-            rows.append(f"| 1. steady pass peak RSS at {size:,} | {row['rss_ratio']} × "
-                        f"minimal client | ≤ {TARGET_RATIO} | {_met(row['rss_ratio'])} |")
+            rows.append(
+                f"| 1. steady pass wall time at {size:,} | {row['wall_ratio']} × "
+                f"minimal client | ≤ {TARGET_RATIO} | {_met(row['wall_ratio'])} |"
+            )
+            rows.append(
+                f"| 1. steady pass peak RSS at {size:,} | {row['rss_ratio']} × "
+                f"minimal client | ≤ {TARGET_RATIO} | {_met(row['rss_ratio'])} |"
+            )
     if row := by_size.get(100_000):
-        rows.append(f"| 5. memory at 100,000 | {row['rss_ratio']} × minimal client | "
-                    f"≤ {TARGET_RATIO} | {_met(row['rss_ratio'])} |")
+        rows.append(
+            f"| 5. memory at 100,000 | {row['rss_ratio']} × minimal client | "
+            f"≤ {TARGET_RATIO} | {_met(row['rss_ratio'])} |"
+        )
     for row in results["steady"]:
         calls = row["hibob_calls"] == 1 and row["learning_calls"] == 0
-        rows.append(f"| calls on an unchanged pass, {row['employees']:,} | {row['hibob_calls']} "
-                    f"Hibob, {row['learning_calls']} 360Learning | 1 and 0 | "
-                    f"{'met' if calls else 'NOT met'} |")
+        rows.append(
+            f"| calls on an unchanged pass, {row['employees']:,} | {row['hibob_calls']} "
+            f"Hibob, {row['learning_calls']} 360Learning | 1 and 0 | "
+            f"{'met' if calls else 'NOT met'} |"
+        )
     for row in results["writes"]:
         alone = row["other_writes_per_second"] == 0
         clean = row["failed_writes"] == 0 and row["duplicate_users"] == 0
-        figure = (f"{row['ok_writes_per_second']} ok writes/s, {row['failed_writes']} failed, "
-                  f"{row['duplicate_users']} duplicate users")
+        figure = (
+            f"{row['ok_writes_per_second']} ok writes/s, {row['failed_writes']} failed, "
+            f"{row['duplicate_users']} duplicate users"
+        )
         if alone:
             met = row["ok_writes_per_second"] >= 9 and clean
-            rows.append(f"| 3. first sync at the 10 writes/s limit | {figure} | ≥ 9/s, 0, 0 | "
-                        f"{'met' if met else 'NOT met'} |")
+            rows.append(
+                f"| 3. first sync at the 10 writes/s limit | {figure} | ≥ 9/s, 0, 0 | "
+                f"{'met' if met else 'NOT met'} |"
+            )
         else:
-            rows.append(f"| 3. sharing the budget with {row['other_writes_per_second']:g} "
-                        f"writes/s | {figure}, {row['our_429']} of our calls got 429 | "
-                        f"back off, 0 failed | {'met' if clean else 'NOT met'} |")
+            rows.append(
+                f"| 3. sharing the budget with {row['other_writes_per_second']:g} "
+                f"writes/s | {figure}, {row['our_429']} of our calls got 429 | "
+                f"back off, 0 failed | {'met' if clean else 'NOT met'} |"
+            )
     rows += _hint_targets(results.get("hints", []))
     if not rows:
         return []
-    return ["## Targets (issue 10)", "", "| target | measured | wanted | |",
-            "| --- | --- | --- | --- |", *rows, ""]
+    return [
+        "## Targets (issue 10)",
+        "",
+        "| target | measured | wanted | |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
 
 
 def _hint_targets(rows: list[dict]) -> list[str]:
@@ -80,14 +100,16 @@ def _hint_targets(rows: list[dict]) -> list[str]:
                 f"updates ({row['hints']} hints, {row['writes_per_second_setting']:g} writes/s) "
                 f"| p50 {row['p50_seconds']} s, p99 {row['p99_seconds']} s, "
                 f"{row['landed_while_long_pass_busy']} landed while it was busy | p50 ≤ 0.7 s, "
-                f"p99 ≤ 2 s | {'met' if met else 'NOT met'} |")
+                f"p99 ≤ 2 s | {'met' if met else 'NOT met'} |"
+            )
         elif row["scenario"] == "eta":
             lines.append(
                 f"| 4. first-sync ETA ({row['created']} people at 10 writes/s) | at 25 %: "
                 f"{row['eta_at_25_percent_seconds']} s left predicted, "
                 f"{row['actual_rest_after_25_percent_seconds']} s actual; 20,000 people: "
                 f"{row['predicted_20000_first_sync']} predicted | done/total, rate, ETA | "
-                "reported |")
+                "reported |"
+            )
     return lines
 
 
@@ -98,10 +120,12 @@ def _met(ratio: float) -> str:
 def _steady(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    table = [f"| {r['employees']:,} | {r['wall_seconds']:.2f} | {r['client_wall_seconds']:.2f} | "
-             f"{r['wall_ratio']} | {r['peak_rss_mib']:.0f} | {r['client_peak_rss_mib']:.0f} | "
-             f"{r['rss_ratio']} | {r['hibob_calls']} / {r['learning_calls']} | {r['runs']} |"
-             for r in rows]
+    table = [
+        f"| {r['employees']:,} | {r['wall_seconds']:.2f} | {r['client_wall_seconds']:.2f} | "
+        f"{r['wall_ratio']} | {r['peak_rss_mib']:.0f} | {r['client_peak_rss_mib']:.0f} | "
+        f"{r['rss_ratio']} | {r['hibob_calls']} / {r['learning_calls']} | {r['runs']} |"
+        for r in rows
+    ]
     return [
         "## Steady state: an unchanged `reconciler sync`",
         "",
@@ -132,7 +156,8 @@ def _before_after(rows: list[dict], baseline: dict) -> list[str]:
             f"| {row['employees']:,} | {old['wall_seconds']:.2f} s ({old['wall_ratio']} ×) | "
             f"{row['wall_seconds']:.2f} s ({row['wall_ratio']} ×) | "
             f"{old['peak_rss_mib']:.0f} MiB ({old['rss_ratio']} ×) | "
-            f"{row['peak_rss_mib']:.0f} MiB ({row['rss_ratio']} ×) |")
+            f"{row['peak_rss_mib']:.0f} MiB ({row['rss_ratio']} ×) |"
+        )
     if not table:
         return []
     return [
@@ -153,11 +178,13 @@ def _before_after(rows: list[dict], baseline: dict) -> list[str]:
 def _writes(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    table = [f"| {r['description']} (`{r['command']}`) | {r['created']} | {r['writes_ok']} | "
-             f"{r['wall_seconds']} | "
-             f"{r['ok_writes_per_second']} | {r['our_429']} | {r['failed_writes']} | "
-             f"{r['duplicate_users']} | {r['other_writes_ok']} ok, {r['other_429']} × 429 |"
-             for r in rows]
+    table = [
+        f"| {r['description']} (`{r['command']}`) | {r['created']} | {r['writes_ok']} | "
+        f"{r['wall_seconds']} | "
+        f"{r['ok_writes_per_second']} | {r['our_429']} | {r['failed_writes']} | "
+        f"{r['duplicate_users']} | {r['other_writes_ok']} ok, {r['other_429']} × 429 |"
+        for r in rows
+    ]
     return [
         "## Writes at the vendor's limit",
         "",
@@ -181,10 +208,16 @@ def _profiles(profiles: dict, out: Path) -> list[str]:
         if not path.exists():
             continue
         text = path.read_text().strip().splitlines()
-        lines += [f"### Profile at {int(size):,} employees (`{name}`)", "",
-                  "`python -m pyinstrument --interval=0.001 -m reconciler sync`: wall-clock "
-                  "samples, so waiting for the simulator to render the company shows as "
-                  "`socket.recv`; the profiler's per-call hook inflates call-heavy code.",
-                  "", "```",
-                  *[line[:120] for line in text[:PROFILE_LINES]], "```", ""]
+        lines += [
+            f"### Profile at {int(size):,} employees (`{name}`)",
+            "",
+            "`python -m pyinstrument --interval=0.001 -m reconciler sync`: wall-clock "
+            "samples, so waiting for the simulator to render the company shows as "
+            "`socket.recv`; the profiler's per-call hook inflates call-heavy code.",
+            "",
+            "```",
+            *[line[:120] for line in text[:PROFILE_LINES]],
+            "```",
+            "",
+        ]
     return ["## Profiles", "", *lines] if lines else []

@@ -39,18 +39,32 @@ class Measured:
 def measure(argv: list[str], env: dict[str, str], folder: Path) -> Measured:
     """Run `argv` to completion through bench.measure: wall time from spawn to exit, peak RSS."""
     out_path = folder / "child.out"
-    probe = subprocess.run([sys.executable, "-m", "bench.measure", str(out_path), *argv],
-                           env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [sys.executable, "-m", "bench.measure", str(out_path), *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     figures = json.loads(probe.stdout)
-    return Measured(round(figures["wall_seconds"], 3), round(figures["peak_rss_kib"] / 1024, 1),
-                    figures["exit_code"], out_path.read_text(errors="replace"))
+    return Measured(
+        round(figures["wall_seconds"], 3),
+        round(figures["peak_rss_kib"] / 1024, 1),
+        figures["exit_code"],
+        out_path.read_text(errors="replace"),
+    )
 
 
 @contextmanager
 def served_hibob(size: int) -> Iterator[tuple[str, subprocess.Popen]]:
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.hibob_server", str(size), str(SEED), TODAY.isoformat()],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         yield server.stdout.readline().strip(), server
     finally:
@@ -71,12 +85,12 @@ def settings_file(folder: Path, learning: LearningSimulator) -> Path:
     path.write_text(
         '[mapping]\norganization = "work.department"\nmanager = true\n\n'
         '[[mapping.groups]]\nfield = "work.department"\nlabel = "Engineering"\n'
-        f'group_id = "{learning.engineering_group_id}"\nrole = "learner"\n')
+        f'group_id = "{learning.engineering_group_id}"\nrole = "learner"\n'
+    )
     return path
 
 
-def bench_steady(size: int, folder: Path, *, runs: int = 3,
-                 profile_to: Path | None = None) -> dict:
+def bench_steady(size: int, folder: Path, *, runs: int = 3, profile_to: Path | None = None) -> dict:
     learning = LearningSimulator(enforce_rate_limits=False, now=lambda: NOW)
     with served_hibob(size) as (hibob_url, server), serve(learning.handle) as learning_server:
         config = settings_file(folder, learning)
@@ -101,8 +115,15 @@ def bench_steady(size: int, folder: Path, *, runs: int = 3,
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
         env.update(environ)
         product_argv = [_reconciler_command(), "sync"]
-        client_argv = [sys.executable, "-m", "bench.minimal_client", hibob_url, HIBOB_USER,
-                       HIBOB_TOKEN, fields]
+        client_argv = [
+            sys.executable,
+            "-m",
+            "bench.minimal_client",
+            hibob_url,
+            HIBOB_USER,
+            HIBOB_TOKEN,
+            fields,
+        ]
         product, client, hibob_calls, learning_calls = [], [], [], []
         for _ in range(runs):
             client.append(measure(client_argv, env, folder))
@@ -118,21 +139,42 @@ def bench_steady(size: int, folder: Path, *, runs: int = 3,
     wall, rss = _median(product, "wall_seconds"), _median(product, "peak_rss_mib")
     base_wall, base_rss = _median(client, "wall_seconds"), _median(client, "peak_rss_mib")
     return {
-        "scenario": "steady", "employees": size, "linked": linked, "runs": runs,
-        "hibob_calls": max(hibob_calls), "learning_calls": max(learning_calls),
+        "scenario": "steady",
+        "employees": size,
+        "linked": linked,
+        "runs": runs,
+        "hibob_calls": max(hibob_calls),
+        "learning_calls": max(learning_calls),
         "output": _summary(product[-1].stdout),
-        "wall_seconds": wall, "peak_rss_mib": rss,
-        "client_wall_seconds": base_wall, "client_peak_rss_mib": base_rss,
-        "wall_ratio": round(wall / base_wall, 2), "rss_ratio": round(rss / base_rss, 2),
+        "wall_seconds": wall,
+        "peak_rss_mib": rss,
+        "client_wall_seconds": base_wall,
+        "client_peak_rss_mib": base_rss,
+        "wall_ratio": round(wall / base_wall, 2),
+        "rss_ratio": round(rss / base_rss, 2),
         "command": " ".join(["reconciler", "sync"]),
     }
 
 
 def profile(module_argv: list[str], env: dict[str, str], output: Path) -> None:
     """A pyinstrument call-tree of one more run (text, wall-clock sampling)."""
-    subprocess.run([sys.executable, "-m", "pyinstrument", "--renderer", "text",
-                    "--interval=0.001", "--outfile", str(output),
-                    *module_argv], env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyinstrument",
+            "--renderer",
+            "text",
+            "--interval=0.001",
+            "--outfile",
+            str(output),
+            *module_argv,
+        ],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
 
 
 def _summary(output: str) -> str:

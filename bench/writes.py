@@ -24,21 +24,25 @@ from reconciler.sandbox.learning import LearningSimulator
 WRITE_LIMIT = 10  # 360Learning: write calls per second per company
 
 
-def bench_first_sync(size: int, folder: Path, *, other_writes_per_second: float = 0.0,
-                     ceiling: float = WRITE_LIMIT) -> dict:
+def bench_first_sync(
+    size: int, folder: Path, *, other_writes_per_second: float = 0.0, ceiling: float = WRITE_LIMIT
+) -> dict:
     hibob = HibobSimulator(generate_company(size, seed=SEED, today=TODAY), today=TODAY)
     learning = LearningSimulator(enforce_rate_limits=True, now=lambda: NOW)
-    settings = load_settings(read_file=False, environ={
-        "RECONCILER_HIBOB__BASE_URL": "http://hibob.bench/v1",
-        "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
-        "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
-        "RECONCILER_LEARNING__BASE_URL": "http://learning.bench",
-        "RECONCILER_LEARNING__CLIENT_ID": "sandbox-client",
-        "RECONCILER_LEARNING__CLIENT_SECRET": "sandbox-secret",
-        "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
-        "RECONCILER_LEARNING__MAX_WRITES_PER_SECOND": str(ceiling),
-        "RECONCILER_STORE__PATH": str(folder / f"writes-{size}-{other_writes_per_second}.db"),
-    })
+    settings = load_settings(
+        read_file=False,
+        environ={
+            "RECONCILER_HIBOB__BASE_URL": "http://hibob.bench/v1",
+            "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
+            "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
+            "RECONCILER_LEARNING__BASE_URL": "http://learning.bench",
+            "RECONCILER_LEARNING__CLIENT_ID": "sandbox-client",
+            "RECONCILER_LEARNING__CLIENT_SECRET": "sandbox-secret",
+            "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
+            "RECONCILER_LEARNING__MAX_WRITES_PER_SECOND": str(ceiling),
+            "RECONCILER_STORE__PATH": str(folder / f"writes-{size}-{other_writes_per_second}.db"),
+        },
+    )
     ours: list[tuple[float, str, int]] = []
 
     def learning_handle(request: httpx.Request) -> httpx.Response:
@@ -47,8 +51,11 @@ def bench_first_sync(size: int, folder: Path, *, other_writes_per_second: float 
             ours.append((time.perf_counter(), request.url.path, response.status_code))
         return response
 
-    services = build_services(settings, hibob_transport=httpx.MockTransport(hibob.handle),
-                              learning_transport=httpx.MockTransport(learning_handle))
+    services = build_services(
+        settings,
+        hibob_transport=httpx.MockTransport(hibob.handle),
+        learning_transport=httpx.MockTransport(learning_handle),
+    )
     other = _OtherIntegration(learning, other_writes_per_second)
     with other:
         started = time.perf_counter()
@@ -58,14 +65,20 @@ def bench_first_sync(size: int, folder: Path, *, other_writes_per_second: float 
     services.learning.close()
     ok = [at for at, _, status in ours if status < 300]
     creates = Counter(path for _, path, status in ours if status == 201)
-    linked = {e.learning_user_id for e in services.store.load_snapshot().values()
-              if e.learning_user_id}
-    ours_in_360 = [u for mail, u in learning.users_by_mail().items()
-                   if mail not in ("owner@sandbox.test", "other-integration@acme.example")]
+    linked = {
+        e.learning_user_id for e in services.store.load_snapshot().values() if e.learning_user_id
+    }
+    ours_in_360 = [
+        u
+        for mail, u in learning.users_by_mail().items()
+        if mail not in ("owner@sandbox.test", "other-integration@acme.example")
+    ]
     return {
         "scenario": "first-sync" if not other_writes_per_second else "first-sync-shared",
-        "employees": size, "created": result.counts.get("create", 0),
-        "writes_sent": len(ours), "writes_ok": len(ok),
+        "employees": size,
+        "created": result.counts.get("create", 0),
+        "writes_sent": len(ours),
+        "writes_ok": len(ok),
         "wall_seconds": round(wall, 1),
         "ok_writes_per_second": round((len(ok) - 1) / (ok[-1] - ok[0]), 2) if len(ok) > 1 else 0,
         "our_429": sum(1 for *_, status in ours if status == 429),
@@ -75,13 +88,18 @@ def bench_first_sync(size: int, folder: Path, *, other_writes_per_second: float 
         # Every 360Learning user the pass made is linked to exactly one employee.
         "duplicate_users": len(ours_in_360) - len(linked),
         "other_writes_per_second": other_writes_per_second,
-        "other_writes_ok": other.ok, "other_429": other.refused,
-        "ceiling_writes_per_second": ceiling, "company_limit_per_second": WRITE_LIMIT,
+        "other_writes_ok": other.ok,
+        "other_429": other.refused,
+        "ceiling_writes_per_second": ceiling,
+        "company_limit_per_second": WRITE_LIMIT,
         "outcome": result.outcome,
         "command": f"python -m bench --only writes --writes {size}",
         "description": f"first sync of {size} employees"
-                       + (f", another integration at {other_writes_per_second:g} writes/s"
-                          if other_writes_per_second else ", alone"),
+        + (
+            f", another integration at {other_writes_per_second:g} writes/s"
+            if other_writes_per_second
+            else ", alone"
+        ),
     }
 
 
@@ -105,20 +123,27 @@ class _OtherIntegration:
             self._thread.join()
 
     def _run(self) -> None:
-        with httpx.Client(transport=httpx.MockTransport(self.learning.handle),
-                          base_url="http://learning.bench") as client:
+        with httpx.Client(
+            transport=httpx.MockTransport(self.learning.handle), base_url="http://learning.bench"
+        ) as client:
             self._send_until_stopped(client)
 
     def _send_until_stopped(self, client: httpx.Client) -> None:
-        token = client.post("/api/v2/oauth2/token", json={
-            "grant_type": "client_credentials", "client_id": "sandbox-client",
-            "client_secret": "sandbox-secret"}).json()["access_token"]
+        token = client.post(
+            "/api/v2/oauth2/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": "sandbox-client",
+                "client_secret": "sandbox-secret",
+            },
+        ).json()["access_token"]
         user_id = self.learning.seed_user("other-integration@acme.example")
         headers = {"authorization": f"Bearer {token}", "360-api-version": "v2.0"}
         next_at = time.perf_counter()
         while not self._stop.is_set():
-            status = client.patch(f"/api/v2/users/{user_id}", json={"job": "theirs"},
-                                  headers=headers).status_code
+            status = client.patch(
+                f"/api/v2/users/{user_id}", json={"job": "theirs"}, headers=headers
+            ).status_code
             self.ok += status < 300
             self.refused += status == 429
             next_at += 1 / self.per_second

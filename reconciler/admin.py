@@ -36,10 +36,17 @@ SHOWN_ROWS = 50
 Build = Callable[[Settings, Store], Services]
 
 
-def request_action(settings: Settings, kind: str, args: Mapping[str, Any], out: TextIO, *,
-                   wait: bool = True, build: Build | None = None,
-                   sleep: Callable[[float], None] = time.sleep,
-                   timeout_seconds: float = TIMEOUT_SECONDS) -> int:
+def request_action(
+    settings: Settings,
+    kind: str,
+    args: Mapping[str, Any],
+    out: TextIO,
+    *,
+    wait: bool = True,
+    build: Build | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    timeout_seconds: float = TIMEOUT_SECONDS,
+) -> int:
     """Carry out one admin request here, or through the running service; the exit code."""
     store = Store(settings.store.path)
     try:
@@ -68,24 +75,36 @@ def request_action(settings: Settings, kind: str, args: Mapping[str, Any], out: 
         store.close()
 
 
-def run_watched(services: Services, kind: PassKind, *, now: datetime, dry_run: bool = False,
-                **options: Any) -> PassResult:
+def run_watched(
+    services: Services, kind: PassKind, *, now: datetime, dry_run: bool = False, **options: Any
+) -> PassResult:
     """A pass run here, watched: a progress bar on a terminal (else a log line every 10 s), and
     its progress saved for `status`. Ctrl-C stops it cleanly: one line on stderr says what was
     done and what is left, then KeyboardInterrupt goes on (exit 130)."""
     is_terminal = sys.stdout.isatty()
-    progress = PassProgress(f"{kind} pass", log_every_seconds=None if is_terminal else 10.0,
-                            save_state=None if dry_run else services.store.save_service_state)
+    progress = PassProgress(
+        f"{kind} pass",
+        log_every_seconds=None if is_terminal else 10.0,
+        save_state=None if dry_run else services.store.save_service_state,
+    )
     bar = TerminalProgress() if is_terminal and kind != "targeted" else None
     if bar:
         progress.tracker.listeners.append(bar.update)
     try:
         with bar or contextlib.nullcontext():
-            return run_pass(services, kind, now=now, dry_run=dry_run,
-                            hooks=PassHooks(clock=now_utc, progress=progress.tracker), **options)
+            return run_pass(
+                services,
+                kind,
+                now=now,
+                dry_run=dry_run,
+                hooks=PassHooks(clock=now_utc, progress=progress.tracker),
+                **options,
+            )
     except KeyboardInterrupt:
-        print(f"reconciler: interrupted: {describe_interruption(progress.tracker.snapshot())}",
-              file=sys.stderr)
+        print(
+            f"reconciler: interrupted: {describe_interruption(progress.tracker.snapshot())}",
+            file=sys.stderr,
+        )
         raise
     finally:
         progress.finish()
@@ -100,11 +119,21 @@ def _build(settings: Settings, store: Store) -> Services:
     return build_services(settings, store=store)
 
 
-def _ask_service(store: Store, kind: str, args: Mapping[str, Any], wait: bool, out: TextIO,
-                 sleep: Callable[[float], None], timeout_seconds: float) -> int:
+def _ask_service(
+    store: Store,
+    kind: str,
+    args: Mapping[str, Any],
+    wait: bool,
+    out: TextIO,
+    sleep: Callable[[float], None],
+    timeout_seconds: float,
+) -> int:
     request_id = store.save_request(kind, args, now_utc())
-    _say(out, f"{kind} requested (request {request_id}): the running service carries it out "
-              "within seconds")
+    _say(
+        out,
+        f"{kind} requested (request {request_id}): the running service carries it out "
+        "within seconds",
+    )
     if not wait:
         return 0
     polls, started = 0, False
@@ -120,14 +149,20 @@ def _ask_service(store: Store, kind: str, args: Mapping[str, Any], wait: bool, o
             request = store.get_request(request_id) or {}
             if request.get("finished_at"):
                 return _print_request_outcome(store, request, out)
-            _say(out, f"reconciler: the service stopped before finishing the {kind}; run the "
-                      "command again")
+            _say(
+                out,
+                f"reconciler: the service stopped before finishing the {kind}; run the "
+                "command again",
+            )
             return 1
         if polls % 120 == 0:
             _say(out, f"still running ({int(polls * POLL_SECONDS)} s)")
         sleep(POLL_SECONDS)
-    _say(out, f"reconciler: no outcome after {int(timeout_seconds)} s; the {kind} goes on in "
-              "the service (see `reconciler status`)")
+    _say(
+        out,
+        f"reconciler: no outcome after {int(timeout_seconds)} s; the {kind} goes on in "
+        "the service (see `reconciler status`)",
+    )
     return 1
 
 
@@ -138,14 +173,18 @@ def _say(out: TextIO, line: str) -> None:
 def _print_request_outcome(store: Store, request: dict[str, Any], out: TextIO) -> int:
     outcome = Outcome(request["outcome"] or "failed", request["pass_id"], request["detail"])
     if outcome.outcome == "cancelled":
-        _say(out, f"reconciler: the service stopped before the {request['kind']} ran; run the "
-                  "command again")
+        _say(
+            out,
+            f"reconciler: the service stopped before the {request['kind']} ran; run the "
+            "command again",
+        )
         return 1
     row = store.get_pass(outcome.pass_id) if outcome.pass_id else None
     if row:
         counts = ", ".join(f"{k} {v}" for k, v in row["counts"].items())
-        _say(out, f"{row['kind']} pass {row['id']}: {outcome.outcome} — "
-                  f"{counts or 'nothing to do'}")
+        _say(
+            out, f"{row['kind']} pass {row['id']}: {outcome.outcome} — {counts or 'nothing to do'}"
+        )
         if row.get("error"):
             _say(out, f"  error: {row['error']}")
         journal = store.list_journal(pass_id=row["id"])

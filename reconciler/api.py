@@ -258,8 +258,7 @@ class ApiSession:
         caller, so a large answer is parsed once.
         """
         try:
-            return self._send(request_factory, limiter, allow_404, forbidden_hint,
-                              validate_json)
+            return self._send(request_factory, limiter, allow_404, forbidden_hint, validate_json)
         except ApiError:
             self.stats.add("errors")
             raise
@@ -300,11 +299,13 @@ class ApiSession:
             response = self.client.send(request_factory())
             response.read()
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise ApiUnavailable(self.service, None, None,
-                                 redact(f"bad URL ({exc})", MAX_OUTSIDE_CHARS)) from None
+            raise ApiUnavailable(
+                self.service, None, None, redact(f"bad URL ({exc})", MAX_OUTSIDE_CHARS)
+            ) from None
         except httpx.TransportError as exc:
-            error: ApiError = ApiUnavailable(self.service, None, None,
-                                             _describe_transport_error(exc))
+            error: ApiError = ApiUnavailable(
+                self.service, None, None, _describe_transport_error(exc)
+            )
             return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
         except httpx.HTTPError as exc:
             raise ApiUnavailable(self.service, None, None, _describe_transport_error(exc)) from None
@@ -327,7 +328,10 @@ class ApiSession:
         return response, 0.0
 
     def _accept(
-        self, response: httpx.Response, allow_404: bool, forbidden_hint: str | None,
+        self,
+        response: httpx.Response,
+        allow_404: bool,
+        forbidden_hint: str | None,
         validate_json: bool = True,
     ) -> httpx.Response:
         status = response.status_code
@@ -388,7 +392,9 @@ def _check_json(response: httpx.Response, service: str, *, parse: bool = True) -
     # Hibob answers a wrong path with 200 text/html: a base URL problem, not data.
     if content_type and "json" not in content_type.lower():
         raise ApiRejected(
-            service, response.status_code, "unexpectedContentType",
+            service,
+            response.status_code,
+            "unexpectedContentType",
             f"expected JSON but got {_text(content_type.split(';')[0], 60)} from "
             f"{response.request.url.path}; check the base URL",
         )
@@ -398,7 +404,9 @@ def _check_json(response: httpx.Response, service: str, *, parse: bool = True) -
         response.json()
     except (ValueError, UnicodeDecodeError):
         raise ApiUnavailable(
-            service, response.status_code, "invalidJson",
+            service,
+            response.status_code,
+            "invalidJson",
             f"response from {response.request.url.path} is not valid JSON",
         ) from None
 

@@ -96,8 +96,7 @@ class ApplyReport:
         return self.systemic_error
 
 
-def compute_systemic_error(rejected: list[tuple[str, ApiRejected]], attempted: int
-                           ) -> str | None:
+def compute_systemic_error(rejected: list[tuple[str, ApiRejected]], attempted: int) -> str | None:
     """Pure: one error code for most employees of a pass is about the platform, not them."""
     if len(rejected) < SYSTEMIC_MIN:
         return None
@@ -105,12 +104,12 @@ def compute_systemic_error(rejected: list[tuple[str, ApiRejected]], attempted: i
     if count * 2 <= attempted:
         return None
     example = next(exc for _, exc in rejected if exc.code == code)
-    return f"{count} of {attempted} employees failed the same way, so nobody is quarantined: " \
-           f"{example}"
+    return (
+        f"{count} of {attempted} employees failed the same way, so nobody is quarantined: {example}"
+    )
 
 
-def compute_quarantine_until(failures: int, now: datetime, base_seconds: float
-                             ) -> datetime | None:
+def compute_quarantine_until(failures: int, now: datetime, base_seconds: float) -> datetime | None:
     """Pure: from QUARANTINE_AFTER failures, back off base × 2^n, capped at a day."""
     if failures < QUARANTINE_AFTER:
         return None
@@ -118,9 +117,16 @@ def compute_quarantine_until(failures: int, now: datetime, base_seconds: float
     return now + timedelta(seconds=min(backoff, QUARANTINE_MAX_SECONDS))
 
 
-def apply_plan(plan: Plan, *, client: LearningClient, store: Store, settings: ApplySettings,
-               pass_id: int | None, now: datetime, hooks: PassHooks | None = None
-               ) -> ApplyReport:
+def apply_plan(
+    plan: Plan,
+    *,
+    client: LearningClient,
+    store: Store,
+    settings: ApplySettings,
+    pass_id: int | None,
+    now: datetime,
+    hooks: PassHooks | None = None,
+) -> ApplyReport:
     report = ApplyReport()
     run = _Runner(client, store, settings, pass_id, now, report, hooks or PassHooks())
     linking = [a for a in plan.actions if _has_links(a)]
@@ -129,8 +135,11 @@ def apply_plan(plan: Plan, *, client: LearningClient, store: Store, settings: Ap
     pool = ThreadPoolExecutor(max_workers=settings.max_workers)
     try:
         run.is_bulk = compute_is_bulk(plan)
-        done = [a for a, ok in zip(plan.actions, pool.map(run.apply_action, plan.actions),
-                                   strict=True) if ok]
+        done = [
+            a
+            for a, ok in zip(plan.actions, pool.map(run.apply_action, plan.actions), strict=True)
+            if ok
+        ]
         run.add_deferred_memberships()
         links = [a for a in done if _has_links(a)]
         run.tick(sum(map(_link_writes, linking)) - sum(map(_link_writes, links)))
@@ -181,37 +190,46 @@ class _Runner:
         writes = int(isinstance(action, Create | Reactivate) or bool(action.changes))
         writes += int(action.activate) + len(action.add_groups) + len(action.remove_groups)
         if isinstance(action, Create | Reactivate) and any(
-                g.group_id == self.settings.group_id and g.role == self.settings.role
-                for g in action.add_groups):
+            g.group_id == self.settings.group_id and g.role == self.settings.role
+            for g in action.add_groups
+        ):
             writes -= 1  # the membership comes with the create
-        return max(1, writes + int(action.link_external_id
-                                   and bool(self.settings.external_id_platform)))
+        return max(
+            1, writes + int(action.link_external_id and bool(self.settings.external_id_platform))
+        )
 
-    def _claimed(self, action: Action, name: str, writes: int,
-                 write: Callable[[], bool]) -> bool:
-        claim = (self.hooks.claim(self.pass_id, action.hibob_id)
-                 if self.hooks.claim and self.pass_id is not None else nullcontext(True))
+    def _claimed(self, action: Action, name: str, writes: int, write: Callable[[], bool]) -> bool:
+        claim = (
+            self.hooks.claim(self.pass_id, action.hibob_id)
+            if self.hooks.claim and self.pass_id is not None
+            else nullcontext(True)
+        )
         try:
             with claim as is_mine:
                 if is_mine:
                     return write()
             with self._lock:
                 self.report.outcomes[(name, "superseded")] += 1
-            log.info("%s %s %s skipped: a later pass already decided for this employee", name,
-                     action.hibob_id, action.email or "-",
-                     extra={"employee_id": action.hibob_id, "action": name,
-                            "outcome": "superseded"})
+            log.info(
+                "%s %s %s skipped: a later pass already decided for this employee",
+                name,
+                action.hibob_id,
+                action.email or "-",
+                extra={"employee_id": action.hibob_id, "action": name, "outcome": "superseded"},
+            )
             return False
         finally:
             self.tick(writes)
 
     def apply_action(self, action: Action) -> bool:
-        return self._claimed(action, action.kind, self.weight(action),
-                             lambda: self._apply_action(action))
+        return self._claimed(
+            action, action.kind, self.weight(action), lambda: self._apply_action(action)
+        )
 
     def apply_links(self, action: Upsert) -> bool:
-        return self._claimed(action, "manager", _link_writes(action),
-                             lambda: self._apply_links(action))
+        return self._claimed(
+            action, "manager", _link_writes(action), lambda: self._apply_links(action)
+        )
 
     def _apply_action(self, action: Action) -> bool:
         if self.report.auth_error is not None:
@@ -229,8 +247,11 @@ class _Runner:
     def _apply_links(self, action: Upsert) -> bool:
         if self.report.auth_error is not None:
             return False
-        if action.manager is not None and action.manager.new \
-                and not self._linked_user(action.manager.new):
+        if (
+            action.manager is not None
+            and action.manager.new
+            and not self._linked_user(action.manager.new)
+        ):
             # The manager has no account (its create failed): the snapshot keeps the previous
             # link (saved by apply_action), so the next pass plans this link again.
             action = replace(action, manager=None)
@@ -244,28 +265,46 @@ class _Runner:
             assert saved is not None
             return replace(saved, manager=action.manager.new) if action.manager else saved
 
-        return self._journalled(action, "manager", names, lambda: self._set_links(action),
-                                state_after)
+        return self._journalled(
+            action, "manager", names, lambda: self._set_links(action), state_after
+        )
 
-    def _journalled(self, action: Action, name: str, fields: list[str],
-                    step: Callable[[], tuple[str | None, AppliedState | None]],
-                    state: AppliedState | Callable[[], AppliedState]) -> bool:
-        journal_id = self.store.journal_start(self.pass_id, action.hibob_id, action.email, name,
-                                              fields, action.reason, self.at())
+    def _journalled(
+        self,
+        action: Action,
+        name: str,
+        fields: list[str],
+        step: Callable[[], tuple[str | None, AppliedState | None]],
+        state: AppliedState | Callable[[], AppliedState],
+    ) -> bool:
+        journal_id = self.store.journal_start(
+            self.pass_id, action.hibob_id, action.email, name, fields, action.reason, self.at()
+        )
         try:
             user_id, override = step()
         except ApiError as exc:
             self._fail(action, name, journal_id, exc)
             return False
         final = override or (state() if callable(state) else state)
-        self.store.save_applied(action.hibob_id, learning_user_id=user_id, email=action.email,
-                                state=final, at=self.at())
+        self.store.save_applied(
+            action.hibob_id, learning_user_id=user_id, email=action.email, state=final, at=self.at()
+        )
         self.store.journal_finish(journal_id, "ok")
         with self._lock:
             self.report.outcomes[(name, "ok")] += 1
-        log.info("%s %s %s: %s", name, action.hibob_id, action.email or "-", action.reason,
-                 extra={"employee_id": action.hibob_id, "action": name, "outcome": "ok",
-                        "fields": fields})
+        log.info(
+            "%s %s %s: %s",
+            name,
+            action.hibob_id,
+            action.email or "-",
+            action.reason,
+            extra={
+                "employee_id": action.hibob_id,
+                "action": name,
+                "outcome": "ok",
+                "fields": fields,
+            },
+        )
         return True
 
     def _fail(self, action: Action, name: str, journal_id: int, exc: ApiError) -> None:
@@ -278,8 +317,14 @@ class _Runner:
                 self.report.auth_error = exc
             if isinstance(exc, ApiRejected):
                 self.report.rejected.append((action.hibob_id, exc))
-        log.warning("%s %s %s failed: %s", name, action.hibob_id, action.email or "-", error,
-                    extra={"employee_id": action.hibob_id, "action": name, "outcome": "failed"})
+        log.warning(
+            "%s %s %s failed: %s",
+            name,
+            action.hibob_id,
+            action.email or "-",
+            error,
+            extra={"employee_id": action.hibob_id, "action": name, "outcome": "failed"},
+        )
 
     def record_failures(self) -> None:
         """Errors about one person's data (400 mailInvalid …) count toward quarantine."""
@@ -288,8 +333,13 @@ class _Runner:
             failures = (entry.failures if entry else 0) + 1
             at = self.at()
             until = compute_quarantine_until(failures, at, self.settings.quarantine_base_seconds)
-            self.store.record_failure(hibob_id, str(exc), quarantine_after=QUARANTINE_AFTER,
-                                      quarantined_until=until, at=at)
+            self.store.record_failure(
+                hibob_id,
+                str(exc),
+                quarantine_after=QUARANTINE_AFTER,
+                quarantined_until=until,
+                at=at,
+            )
 
     # -- the steps: each returns (linked 360Learning user id, state to save instead) ----------
     def _step(self, action: Action) -> tuple[str | None, AppliedState | None]:
@@ -309,8 +359,11 @@ class _Runner:
     def _create(self, action: Create) -> str:
         try:
             user, is_restored = self.client.create_user(
-                action.changes, group_id=self.settings.group_id, role=self.settings.role,
-                send_invitation_email=self.settings.send_invitation_email)
+                action.changes,
+                group_id=self.settings.group_id,
+                role=self.settings.role,
+                send_invitation_email=self.settings.send_invitation_email,
+            )
         except ApiRejected as exc:
             if exc.code != "mailAlreadyUsed" or not action.email:
                 raise
@@ -318,15 +371,17 @@ class _Runner:
             # other letter case): decide on it by the core's rules, comparing mails locally.
             decision = self._decide_on_existing(action)
             if not isinstance(decision, Adopt):
-                raise ApiRejected("360Learning", 400, "mailAlreadyUsed",
-                                  decision.reason if isinstance(decision, Problem)
-                                  else "the mail is used") from None
+                raise ApiRejected(
+                    "360Learning",
+                    400,
+                    "mailAlreadyUsed",
+                    decision.reason if isinstance(decision, Problem) else "the mail is used",
+                ) from None
             return self._adopt(decision)
         self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.at())
         # A 200 restored a deleted account with this mail that the plan did not see: it is
         # unlinked (the plan refuses mails held by others' accounts), so adopt it fully.
-        self._finish_user(action, user, skip_group=None if is_restored else
-                          self.settings.group_id)
+        self._finish_user(action, user, skip_group=None if is_restored else self.settings.group_id)
         return user.learning_user_id
 
     def _decide_on_existing(self, action: Create) -> Action | Problem:
@@ -334,18 +389,23 @@ class _Runner:
         users = [u for u in self.client.find_users_by_mail(mail) if u.mail == mail]
         if not users:  # stored with other letter case: the filter's folding is undocumented
             users = [u for u in self.client.list_users() if u.mail == mail]
-        roles = {u.learning_user_id: frozenset(self.client.list_user_roles(u.learning_user_id))
-                 for u in users}
-        return compute_existing_user_decision(action, users, self.store.load_snapshot(), roles,
-                                              self.now, self.settings.limits)
+        roles = {
+            u.learning_user_id: frozenset(self.client.list_user_roles(u.learning_user_id))
+            for u in users
+        }
+        return compute_existing_user_decision(
+            action, users, self.store.load_snapshot(), roles, self.now, self.settings.limits
+        )
 
     def _adopt(self, action: Adopt) -> str:
         assert action.learning_user_id
         self.store.save_link(action.hibob_id, action.learning_user_id, action.email, self.at())
         if action.restore:
-            _, membership = self._restore(action.learning_user_id, action.email or "",
-                                          {k: v for k, v in action.changes.items()
-                                           if k != "mail"})
+            _, membership = self._restore(
+                action.learning_user_id,
+                action.email or "",
+                {k: v for k, v in action.changes.items() if k != "mail"},
+            )
             self._finish_user(action, None, skip_group=membership)
             return action.learning_user_id
         user = self._update_attributes(action.learning_user_id, action.changes)
@@ -356,8 +416,13 @@ class _Runner:
         assert action.learning_user_id
         self._update_attributes(action.learning_user_id, action.changes)
         for group in action.remove_groups:
-            self._ignore(ALREADY_DONE, self.client.remove_group_role, group.group_id,
-                         group.role, action.learning_user_id)
+            self._ignore(
+                ALREADY_DONE,
+                self.client.remove_group_role,
+                group.group_id,
+                group.role,
+                action.learning_user_id,
+            )
         self._finish_user(action, None)
         return action.learning_user_id
 
@@ -380,8 +445,10 @@ class _Runner:
                 # its old mail and report the conflict on this employee.
                 keep = {**action.state.attributes, "mail": restore_mail}
                 override = replace(action.state, attributes=keep)
-                self._report_conflict(action, f"mail {new_mail} is used by another "
-                                              f"360Learning account: kept {restore_mail}")
+                self._report_conflict(
+                    action,
+                    f"mail {new_mail} is used by another 360Learning account: kept {restore_mail}",
+                )
         self._finish_user(action, None, skip_group=membership)
         return user_id, override
 
@@ -393,13 +460,17 @@ class _Runner:
             if entry and entry.state and entry.state.manager == action.hibob_id:
                 self.store.save_state(hibob_id, replace(entry.state, manager=None))
 
-    def _restore(self, learning_user_id: str, mail: str,
-                 attributes: dict[str, Any]) -> tuple[str, str | None]:
+    def _restore(
+        self, learning_user_id: str, mail: str, attributes: dict[str, Any]
+    ) -> tuple[str, str | None]:
         """Re-POST the mail of a deleted account; (its id, the group the POST made it join)."""
         try:
             user, _ = self.client.create_user(
-                {**attributes, "mail": mail}, group_id=self.settings.group_id,
-                role=self.settings.role, send_invitation_email=self.settings.send_invitation_email)
+                {**attributes, "mail": mail},
+                group_id=self.settings.group_id,
+                role=self.settings.role,
+                send_invitation_email=self.settings.send_invitation_email,
+            )
         except ApiRejected as exc:
             if exc.code != "mailAlreadyUsed":
                 raise
@@ -407,9 +478,13 @@ class _Runner:
             self.client.update_user(learning_user_id, attributes)
             return learning_user_id, None
         if user.learning_user_id != learning_user_id:
-            raise ApiRejected("360Learning", 200, "restoredOtherAccount",
-                              f"re-POSTing {mail} answered with account {user.learning_user_id},"
-                              f" not the employee's own {learning_user_id}; left for an admin")
+            raise ApiRejected(
+                "360Learning",
+                200,
+                "restoredOtherAccount",
+                f"re-POSTing {mail} answered with account {user.learning_user_id},"
+                f" not the employee's own {learning_user_id}; left for an admin",
+            )
         return learning_user_id, self.settings.group_id
 
     def _deactivate(self, action: Deactivate) -> str | None:
@@ -421,8 +496,9 @@ class _Runner:
     def _update_attributes(self, user_id: str, changes: Any) -> LearningUser | None:
         return self.client.update_user(user_id, changes) if changes else None
 
-    def _finish_user(self, action: Upsert, user: LearningUser | None,
-                     skip_group: str | None = None) -> None:
+    def _finish_user(
+        self, action: Upsert, user: LearningUser | None, skip_group: str | None = None
+    ) -> None:
         user_id = user.learning_user_id if user else action.learning_user_id
         if user_id is None:
             entry = self.store.get_entry(action.hibob_id)
@@ -435,14 +511,18 @@ class _Runner:
                 continue  # the membership create already gave
             if self.is_bulk:
                 with self._lock:
-                    self.deferred.append((action, Membership(user_id, group.group_id,
-                                                             group.role)))
+                    self.deferred.append((action, Membership(user_id, group.group_id, group.role)))
                 continue
             self.client.add_group_role(group.group_id, group.role, user_id)
         platform = self.settings.external_id_platform
         if platform and action.link_external_id:
-            self._ignore(("mappingAlreadyExists", "valueAlreadyUsed"),
-                         self.client.create_external_id, platform, user_id, action.hibob_id)
+            self._ignore(
+                ("mappingAlreadyExists", "valueAlreadyUsed"),
+                self.client.create_external_id,
+                platform,
+                user_id,
+                action.hibob_id,
+            )
 
     def add_deferred_memberships(self) -> None:
         """Add the memberships the actions deferred in bulk jobs (or one by one without the
@@ -461,12 +541,24 @@ class _Runner:
             entry = self.store.get_entry(action.hibob_id)
             if entry and entry.state:
                 lost = GroupRole(membership.group_id, membership.role)
-                self.store.save_state(action.hibob_id,
-                                      replace(entry.state, groups=entry.state.groups - {lost}))
-            journal_id = self.store.journal_start(self.pass_id, action.hibob_id, action.email,
-                                                  "groups", ["groups"], action.reason, self.at())
-            self._fail(action, "groups", journal_id,
-                       ApiUnavailable("360Learning", None, "bulkMembershipFailed", error))
+                self.store.save_state(
+                    action.hibob_id, replace(entry.state, groups=entry.state.groups - {lost})
+                )
+            journal_id = self.store.journal_start(
+                self.pass_id,
+                action.hibob_id,
+                action.email,
+                "groups",
+                ["groups"],
+                action.reason,
+                self.at(),
+            )
+            self._fail(
+                action,
+                "groups",
+                journal_id,
+                ApiUnavailable("360Learning", None, "bulkMembershipFailed", error),
+            )
 
     def _set_links(self, action: Upsert) -> tuple[str | None, AppliedState | None]:
         entry = self.store.get_entry(action.hibob_id)
@@ -497,10 +589,18 @@ class _Runner:
         return entry.learning_user_id if entry else None
 
     def _report_conflict(self, action: Action, error: str) -> None:
-        journal_id = self.store.journal_start(self.pass_id, action.hibob_id, action.email,
-                                              "update", ["mail"], action.reason, self.at())
-        self._fail(action, "update", journal_id,
-                   ApiRejected("360Learning", 400, "mailAlreadyUsed", error))
+        journal_id = self.store.journal_start(
+            self.pass_id,
+            action.hibob_id,
+            action.email,
+            "update",
+            ["mail"],
+            action.reason,
+            self.at(),
+        )
+        self._fail(
+            action, "update", journal_id, ApiRejected("360Learning", 400, "mailAlreadyUsed", error)
+        )
 
     @staticmethod
     def _ignore(codes: tuple[str, ...], call: Callable[..., Any], *args: Any) -> None:
@@ -511,11 +611,10 @@ class _Runner:
                 raise
 
 
-
-
 def _has_links(action: Action) -> bool:
-    return isinstance(action, Upsert) and (action.manager is not None
-                                           or bool(action.relink_subordinates))
+    return isinstance(action, Upsert) and (
+        action.manager is not None or bool(action.relink_subordinates)
+    )
 
 
 def _link_writes(action: Action) -> int:

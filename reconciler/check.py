@@ -22,10 +22,24 @@ from reconciler.models import Employee
 from reconciler.store import MIGRATIONS, Store
 from reconciler.wiring import Services
 
-CRITICAL_FIELDS = ("root.id", "root.email", "internal.status", "internal.lifecycleStatus",
-                   "work.startDate")
-EXPECTED_TABLES = frozenset({"employees", "passes", "journal", "held_deactivations", "hints",
-                             "admin_requests", "service_state"})
+CRITICAL_FIELDS = (
+    "root.id",
+    "root.email",
+    "internal.status",
+    "internal.lifecycleStatus",
+    "work.startDate",
+)
+EXPECTED_TABLES = frozenset(
+    {
+        "employees",
+        "passes",
+        "journal",
+        "held_deactivations",
+        "hints",
+        "admin_requests",
+        "service_state",
+    }
+)
 
 
 class _Rollback(Exception):
@@ -61,24 +75,27 @@ def run_checks(settings: Settings, services: Services, out: TextIO) -> int:
     check_hibob(settings, services.hibob, report)
     check_learning(settings, services, report)
     summary = f"{report.failures} failed, {report.warnings} warning(s)"
-    print(f"check: {summary}" if report.failures or report.warnings else "check: all ok",
-          file=out)
+    print(f"check: {summary}" if report.failures or report.warnings else "check: all ok", file=out)
     return 1 if report.failures else 0
 
 
 # -- database -------------------------------------------------------------------------------
+
 
 def check_database(store: Store, report: Report) -> None:
     where = f"database {Path(store.path).resolve()}"
     try:
         with store.transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {row[0] for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
             # A write inside a transaction that is rolled back: proves writability, leaves
             # nothing behind.
-            conn.execute("INSERT OR REPLACE INTO service_state (key, value)"
-                         " VALUES ('check_write_probe', '')")
+            conn.execute(
+                "INSERT OR REPLACE INTO service_state (key, value) VALUES ('check_write_probe', '')"
+            )
             raise _Rollback
     except _Rollback:
         pass
@@ -86,24 +103,30 @@ def check_database(store: Store, report: Report) -> None:
         report.fail(str(exc))
         return
     except sqlite3.Error as exc:
-        report.fail(f"{where} is not writable ({exc}): check store.path and its folder's "
-                    "owner")
+        report.fail(f"{where} is not writable ({exc}): check store.path and its folder's owner")
         return
     if version > len(MIGRATIONS):
-        report.fail(f"{where} has schema version {version}, newer than this reconciler knows "
-                    f"({len(MIGRATIONS)}): run the newer version or restore a backup")
+        report.fail(
+            f"{where} has schema version {version}, newer than this reconciler knows "
+            f"({len(MIGRATIONS)}): run the newer version or restore a backup"
+        )
     elif missing := EXPECTED_TABLES - tables:
-        report.fail(f"{where} is not a reconciler database (no {', '.join(sorted(missing))} "
-                    "table): check store.path")
+        report.fail(
+            f"{where} is not a reconciler database (no {', '.join(sorted(missing))} "
+            "table): check store.path"
+        )
     else:
         report.ok(f"{where} is writable (schema version {version})")
         if not store.list_passes(1):
             # Right before the first run this is expected; later it means another database.
-            report.warn(f"{where} holds no pass yet: if the service has run, store.path points "
-                        "elsewhere (use an absolute path)")
+            report.warn(
+                f"{where} holds no pass yet: if the service has run, store.path points "
+                "elsewhere (use an absolute path)"
+            )
 
 
 # -- Hibob ----------------------------------------------------------------------------------
+
 
 def check_hibob(settings: Settings, hibob: HibobClient, report: Report) -> None:
     fields = required_fields(settings)
@@ -124,8 +147,10 @@ def check_hibob(settings: Settings, hibob: HibobClient, report: Report) -> None:
     elif employees:
         # A young company may really have no leaver yet; access rights that hide inactive
         # people look the same from here.
-        report.warn("Hibob returns no inactive people: unless nobody ever left, give the service "
-                    "user access to every lifecycle status (\"Select people by condition\")")
+        report.warn(
+            "Hibob returns no inactive people: unless nobody ever left, give the service "
+            'user access to every lifecycle status ("Select people by condition")'
+        )
     check_labels(settings, hibob, metadata, employees, report)
 
 
@@ -145,27 +170,41 @@ def configured_fields(settings: Settings) -> dict[str, list[str]]:
     return named
 
 
-def check_field(field_id: str, settings_naming: list[str], metadata: dict[str, Any],
-                employees: list[Employee], report: Report) -> None:
+def check_field(
+    field_id: str,
+    settings_naming: list[str],
+    metadata: dict[str, Any],
+    employees: list[Employee],
+    report: Report,
+) -> None:
     where = f" ({', '.join(settings_naming)})" if settings_naming else ""
     meta = metadata.get(field_id)
     if meta is None:
-        report.fail(f"Hibob field {field_id}{where} does not exist in Hibob"
-                    + _did_you_mean(field_id, metadata))
+        report.fail(
+            f"Hibob field {field_id}{where} does not exist in Hibob"
+            + _did_you_mean(field_id, metadata)
+        )
         return
     if not employees or any(e.has(field_id) for e in employees):
         return
     category = meta.get("categoryDisplayName") or meta.get("categoryId") or "?"
-    text = (f"Hibob field {field_id}{where} is never returned: grant the service user View on "
-            f"the {category!r} category")
+    text = (
+        f"Hibob field {field_id}{where} is never returned: grant the service user View on "
+        f"the {category!r} category"
+    )
     if field_id in CRITICAL_FIELDS or settings_naming:
         report.fail(text)
     else:
         report.warn(text + " (optional)")
 
 
-def check_labels(settings: Settings, hibob: HibobClient, metadata: dict[str, Any],
-                 employees: list[Employee], report: Report) -> None:
+def check_labels(
+    settings: Settings,
+    hibob: HibobClient,
+    metadata: dict[str, Any],
+    employees: list[Employee],
+    report: Report,
+) -> None:
     """Every label a scope condition or group rule compares against exists in Hibob."""
     lists: dict[str, set[str] | None] = {}
     for setting, field_id, labels in configured_labels(settings):
@@ -189,8 +228,10 @@ def check_labels(settings: Settings, hibob: HibobClient, metadata: dict[str, Any
             complain = report.warn
         for label in labels:
             if label not in known:
-                complain(f"label {label!r} of {field_id} ({setting}) {missing}"
-                         + _did_you_mean(label, known))
+                complain(
+                    f"label {label!r} of {field_id} ({setting}) {missing}"
+                    + _did_you_mean(label, known)
+                )
         if all(label in known for label in labels):
             report.ok(f"labels of {field_id} ({setting}) {found}")
 
@@ -198,8 +239,7 @@ def check_labels(settings: Settings, hibob: HibobClient, metadata: dict[str, Any
 def configured_labels(settings: Settings) -> Iterable[tuple[str, str, list[str]]]:
     for g, group in enumerate(settings.scope.groups):
         for c, condition in enumerate(group.conditions):
-            labels = condition.values or ([condition.value] if condition.value is not None
-                                          else [])
+            labels = condition.values or ([condition.value] if condition.value is not None else [])
             yield f"scope.groups[{g}].conditions[{c}]", condition.field, labels
     for r, rule in enumerate(settings.mapping.groups):
         yield f"mapping.groups[{r}]", rule.field, [rule.label]
@@ -219,6 +259,7 @@ def _did_you_mean(wanted: str, known: Iterable[str]) -> str:
 
 
 # -- 360Learning ----------------------------------------------------------------------------
+
 
 def check_learning(settings: Settings, services: Services, report: Report) -> None:
     learning = services.learning
@@ -240,21 +281,26 @@ def check_groups(settings: Settings, services: Services, report: Report) -> None
     groups.update({rule.group_id: "mapping.groups" for rule in settings.mapping.groups})
     for group_id, setting in groups.items():
         group = services.learning.get_group(group_id)
-        report.check(group is not None,
-                     f"group {group_id} ({setting}) " + (f"is {group.get('name')!r}" if group
-                                                         else "does not exist in 360Learning"))
+        report.check(
+            group is not None,
+            f"group {group_id} ({setting}) "
+            + (f"is {group.get('name')!r}" if group else "does not exist in 360Learning"),
+        )
 
 
 def check_write_scopes(settings: Settings, services: Services, report: Report) -> None:
     """Each write scope a pass uses, tested by a write that fails validation (no change)."""
-    needed = {"users:write": "to create, update and deactivate users",
-              "groups:write": "to add memberships (the default group on adoption, "
-                              "mapping.groups)"}
+    needed = {
+        "users:write": "to create, update and deactivate users",
+        "groups:write": "to add memberships (the default group on adoption, mapping.groups)",
+    }
     if settings.learning.external_id_platform:
         needed["externalIds:write"] = "to record links (learning.external_id_platform)"
     for scope, why in needed.items():
         if services.learning.probe_write_scope(scope):
             report.ok(f"360Learning scope {scope} is granted")
         else:
-            report.fail(f"360Learning credential lacks the {scope} scope, needed {why}: tick it "
-                        "under Settings > API v2 (or ask your CSP to enable it for the company)")
+            report.fail(
+                f"360Learning credential lacks the {scope} scope, needed {why}: tick it "
+                "under Settings > API v2 (or ask your CSP to enable it for the company)"
+            )

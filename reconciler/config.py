@@ -54,8 +54,9 @@ def env_name(section: str, key: str) -> str:
 
 class _Section(BaseModel):
     # No inf/nan anywhere: `max_writes_per_second = inf` would switch throttling off.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
-                              use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
 
 class HibobSettings(_Section):
@@ -162,8 +163,9 @@ class MappingSettings(_Section):
         try:
             ZoneInfo(value)
         except (ValueError, ZoneInfoNotFoundError):
-            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as "
-                             "'Europe/Paris')") from None
+            raise ValueError(
+                f"unknown timezone {value!r} (use an IANA name such as 'Europe/Paris')"
+            ) from None
         return value
 
 
@@ -259,8 +261,11 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Only what `load_settings` gathered from its explicit sources: never os.environ.
@@ -290,19 +295,23 @@ class EnvironSource(PydanticBaseSettingsSource):
             name = variable.upper()
             if not name.startswith(ENV_PREFIX) or name == CONFIG_VARIABLE:
                 continue
-            section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+            section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
             model = _section_model(sections.get(section))
             if model is None:
                 raise ConfigError(f"environment variable {variable}: {_not_a_setting(name)}")
             if not key:
-                raise ConfigError(f"environment variable {variable}: name one setting, as in "
-                                  f"{env_name(section, '<key>')}")
+                raise ConfigError(
+                    f"environment variable {variable}: name one setting, as in "
+                    f"{env_name(section, '<key>')}"
+                )
             field = model.model_fields.get(key)
             if field is None:
-                raise ConfigError(f"environment variable {variable}: unknown setting "
-                                  f"{section}.{key}")
+                raise ConfigError(
+                    f"environment variable {variable}: unknown setting {section}.{key}"
+                )
             data.setdefault(section, {})[key] = (
-                _json(variable, value) if _is_complex(field.annotation) else value)
+                _json(variable, value) if _is_complex(field.annotation) else value
+            )
             self.origins[(section, key)] = variable
         return data
 
@@ -324,25 +333,37 @@ def _json(variable: str, value: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError:
-        raise ConfigError(f"environment variable {variable}: not valid JSON (a list is written "
-                          '["a", "b"])') from None
+        raise ConfigError(
+            f'environment variable {variable}: not valid JSON (a list is written ["a", "b"])'
+        ) from None
 
 
 def _not_a_setting(name: str) -> str:
     """Why an upper-case RECONCILER_ name is no setting, with the likely meant one if any."""
-    rest = name[len(ENV_PREFIX):].lower()
+    rest = name[len(ENV_PREFIX) :].lower()
     for section, field in Settings.model_fields.items():
         model = _section_model(field)
-        if model and rest.startswith(section + "_") and rest[len(section) + 1:] in \
-                model.model_fields:
-            return (f"not a setting; did you mean {env_name(section, rest[len(section) + 1:])} "
-                    "(two underscores between section and key)?")
-    return (f"unknown section; variables are {ENV_PREFIX}<SECTION>__<KEY> with a section of "
-            f"{', '.join(Settings.model_fields)}")
+        if (
+            model
+            and rest.startswith(section + "_")
+            and rest[len(section) + 1 :] in model.model_fields
+        ):
+            return (
+                f"not a setting; did you mean {env_name(section, rest[len(section) + 1 :])} "
+                "(two underscores between section and key)?"
+            )
+    return (
+        f"unknown section; variables are {ENV_PREFIX}<SECTION>__<KEY> with a section of "
+        f"{', '.join(Settings.model_fields)}"
+    )
 
 
-def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None, *,
-                  read_file: bool = True) -> Settings:
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    read_file: bool = True,
+) -> Settings:
     """Read the TOML file (if present), systemd credentials, then the environment.
 
     `environ` defaults to the process environment and is only read. `read_file=False` ignores
@@ -380,24 +401,32 @@ def secret_settings() -> list[tuple[str, str]]:
     found = list(CREDENTIAL_FILES.values())
     for section, field in Settings.model_fields.items():
         model = _section_model(field)
-        found += [(section, key) for key, inner in (model.model_fields if model else {}).items()
-                  if inner.annotation is SecretStr and (section, key) not in found]
+        found += [
+            (section, key)
+            for key, inner in (model.model_fields if model else {}).items()
+            if inner.annotation is SecretStr and (section, key) not in found
+        ]
     return found
 
 
 def _warn_about_secrets(file_path: Path, data: Mapping[str, Any]) -> None:
-    found = [(section, key) for section, key in secret_settings()
-             if isinstance(data.get(section), dict) and data[section].get(key)]
+    found = [
+        (section, key)
+        for section, key in secret_settings()
+        if isinstance(data.get(section), dict) and data[section].get(key)
+    ]
     if not found:
         return
     credentials = [name for name, path in CREDENTIAL_FILES.items() if path in found]
     # Accepted (refusing would break a working install), but a world-readable file is no
     # place for a secret. Names only, never the value.
-    log.warning("settings file %s holds the secret(s) %s: remove them from the file and set "
-                "%s%s instead", file_path, ", ".join(f"{s}.{k}" for s, k in found),
-                ", ".join(env_name(s, k) for s, k in found),
-                f" (or the systemd credential(s) {', '.join(credentials)})" if credentials
-                else "")
+    log.warning(
+        "settings file %s holds the secret(s) %s: remove them from the file and set %s%s instead",
+        file_path,
+        ", ".join(f"{s}.{k}" for s, k in found),
+        ", ".join(env_name(s, k) for s, k in found),
+        f" (or the systemd credential(s) {', '.join(credentials)})" if credentials else "",
+    )
 
 
 def _read_credentials(folder: str | None) -> dict[str, Any]:
@@ -421,8 +450,9 @@ def _deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def describe_validation_error(exc: ValidationError,
-                              origins: Mapping[tuple[str, ...], str] | None = None) -> str:
+def describe_validation_error(
+    exc: ValidationError, origins: Mapping[tuple[str, ...], str] | None = None
+) -> str:
     first = exc.errors()[0]
     loc = tuple(str(part) for part in first["loc"])
     message = first["msg"]

@@ -32,8 +32,9 @@ SHOWN_LINES = 12
 DEMO_WRITES_PER_SECOND = 200
 
 
-DEMO_SCOPE = ('[{"conditions": [{"field": "work.site", "op": "not_equals", '
-              '"value": "Contractors"}]}]')
+DEMO_SCOPE = (
+    '[{"conditions": [{"field": "work.site", "op": "not_equals", "value": "Contractors"}]}]'
+)
 SANDBOX_CREDENTIALS = {
     "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
     "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
@@ -51,14 +52,22 @@ def run_demo(size: int = 300, out: TextIO | None = None, keep: str | Path | None
     hibob = HibobSimulator(generate_company(size, seed=2026, today=today), today=today)
     learning = LearningSimulator()
     learning.write_limit_per_second = DEMO_WRITES_PER_SECOND + 50
-    with serve(hibob.handle) as hibob_server, serve(learning.handle) as learning_server, \
-            _folder(keep) as folder:
+    with (
+        serve(hibob.handle) as hibob_server,
+        serve(learning.handle) as learning_server,
+        _folder(keep) as folder,
+    ):
         services = _services(hibob_server.url, learning_server.url, learning, Path(folder))
         say = _Narrator(services, out)
-        say.title(f"Hibob simulator at {hibob_server.url}/v1 with {size} generated employees; "
-                  f"360Learning simulator at {learning_server.url}; database in {folder}")
-        say.step("1. Dry run: what the first pass would do (nothing is written); the generated "
-                 "company has a few bad records, skipped with their reason", dry_run=True)
+        say.title(
+            f"Hibob simulator at {hibob_server.url}/v1 with {size} generated employees; "
+            f"360Learning simulator at {learning_server.url}; database in {folder}"
+        )
+        say.step(
+            "1. Dry run: what the first pass would do (nothing is written); the generated "
+            "company has a few bad records, skipped with their reason",
+            dry_run=True,
+        )
         say.step("2. First real pass: provision everyone in scope")
         changed = _hr_changes(hibob, say.linked_employees())
         say.title("3. HR changes in Hibob: " + "; ".join(changed[0]))
@@ -68,8 +77,10 @@ def run_demo(size: int = 300, out: TextIO | None = None, keep: str | Path | None
         say.step("6. Incremental pass: the rehire is reactivated")
         final = say.step("7. Final pass: nothing left to do")
         calls = len(learning.requests)
-        say.title(f"Done: {len(learning.users_by_mail())} users in the 360Learning simulator, "
-                  f"{calls} 360Learning API calls in all.")
+        say.title(
+            f"Done: {len(learning.users_by_mail())} users in the 360Learning simulator, "
+            f"{calls} 360Learning API calls in all."
+        )
         say.explain_examples(hibob)
         if keep is not None:
             _keep(services, hibob_server.url, learning_server.url, Path(folder), say)
@@ -83,8 +94,9 @@ def _folder(keep: str | Path | None) -> AbstractContextManager[str]:
     return nullcontext(str(Path(keep).resolve()))
 
 
-def _keep(services: Services, hibob_url: str, learning_url: str, folder: Path,
-          say: _Narrator) -> None:
+def _keep(
+    services: Services, hibob_url: str, learning_url: str, folder: Path, say: _Narrator
+) -> None:
     """Leave a settings file beside the database, and say what to try on them."""
     settings = folder / "settings.toml"
     settings.write_text(
@@ -100,44 +112,63 @@ def _keep(services: Services, hibob_url: str, learning_url: str, folder: Path,
         f'default_group_id = "{services.settings.learning.default_group_id}"\n\n'
         '[[scope.groups]]\nconditions = [{ field = "work.site", op = "not_equals", '
         'value = "Contractors" }]\n\n'
-        f'[store]\npath = "{folder / "reconciler.db"}"\n', encoding="utf-8")
-    skipped = [row for row in services.store.list_skipped()
-               if not row["reason"].startswith("ambiguous")]
+        f'[store]\npath = "{folder / "reconciler.db"}"\n',
+        encoding="utf-8",
+    )
+    skipped = [
+        row for row in services.store.list_skipped() if not row["reason"].startswith("ambiguous")
+    ]
     example = skipped[0]["employee_id"] if skipped else "EMPLOYEE"
     config = f"--config {settings}"
-    say.title(f"Kept the database and settings in {folder}. These read only the database, so "
-              "they work now that the simulators are gone:")
-    for line in (f"reconciler {config} status", f"reconciler {config} history --since 1h",
-                 f"reconciler {config} history --employee {example}",
-                 f"reconciler {config} explain --offline {example}",
-                 f"reconciler {config} quarantine", f"reconciler {config} release --list"):
+    say.title(
+        f"Kept the database and settings in {folder}. These read only the database, so "
+        "they work now that the simulators are gone:"
+    )
+    for line in (
+        f"reconciler {config} status",
+        f"reconciler {config} history --since 1h",
+        f"reconciler {config} history --employee {example}",
+        f"reconciler {config} explain --offline {example}",
+        f"reconciler {config} quarantine",
+        f"reconciler {config} release --list",
+    ):
         print(f"  {line}", file=say.out)
-    print("  (explain without --offline, sync and resync need the APIs, which stopped with the "
-          "demo)", file=say.out)
+    print(
+        "  (explain without --offline, sync and resync need the APIs, which stopped with the demo)",
+        file=say.out,
+    )
 
 
-def _services(hibob_url: str, learning_url: str, learning: LearningSimulator,
-              folder: Path) -> Services:
-    settings = load_settings(environ={
-        "RECONCILER_HIBOB__BASE_URL": f"{hibob_url}/v1",
-        **SANDBOX_CREDENTIALS,
-        "RECONCILER_LEARNING__BASE_URL": learning_url,
-        "RECONCILER_SCOPE__GROUPS": DEMO_SCOPE,
-        "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
-        "RECONCILER_LEARNING__MAX_WRITES_PER_SECOND": str(DEMO_WRITES_PER_SECOND),
-        "RECONCILER_STORE__PATH": str(folder / "reconciler.db"),
-    }, read_file=False)
+def _services(
+    hibob_url: str, learning_url: str, learning: LearningSimulator, folder: Path
+) -> Services:
+    settings = load_settings(
+        environ={
+            "RECONCILER_HIBOB__BASE_URL": f"{hibob_url}/v1",
+            **SANDBOX_CREDENTIALS,
+            "RECONCILER_LEARNING__BASE_URL": learning_url,
+            "RECONCILER_SCOPE__GROUPS": DEMO_SCOPE,
+            "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
+            "RECONCILER_LEARNING__MAX_WRITES_PER_SECOND": str(DEMO_WRITES_PER_SECOND),
+            "RECONCILER_STORE__PATH": str(folder / "reconciler.db"),
+        },
+        read_file=False,
+    )
     return build_services(settings)
 
 
 def _hr_changes(hibob: HibobSimulator, linked: list[str]) -> tuple[list[str], str]:
     promoted, leaver = linked[10], linked[20]
-    hire = hibob.add_employee(**{"root.firstName": "Zoë", "root.surname": "Nouvelle",
-                                 "work.title": "Data Analyst"})
+    hire = hibob.add_employee(
+        **{"root.firstName": "Zoë", "root.surname": "Nouvelle", "work.title": "Data Analyst"}
+    )
     hibob.update_employee(promoted, **{"work.title": "Head of Demos"})
     hibob.terminate(leaver, on=hibob.today)
-    return [f"hired {hire} (Zoë Nouvelle)", f"new title for {promoted}",
-            f"terminated {leaver}"], leaver
+    return [
+        f"hired {hire} (Zoë Nouvelle)",
+        f"new title for {promoted}",
+        f"terminated {leaver}",
+    ], leaver
 
 
 class _Narrator:
@@ -161,33 +192,50 @@ class _Narrator:
             print(f"  ... and {len(lines) - SHOWN_LINES - 1} more lines", file=self.out)
         # Skip reasons in full once, in the dry run; the passes journal them (`history`).
         for problem in result.plan.problems if dry_run else ():
-            print(f"  {problem.hibob_id}  {problem.email or '-'}  skipped  {problem.reason}",
-                  file=self.out)
+            print(
+                f"  {problem.hibob_id}  {problem.email or '-'}  skipped  {problem.reason}",
+                file=self.out,
+            )
         print(f"  ({result.duration_seconds:.1f} s)", file=self.out)
         return result
 
     def explain_examples(self, hibob: HibobSimulator) -> None:
         """`reconciler explain` for one out-of-scope and one skipped employee: why not synced."""
-        skipped = [row for row in self.services.store.list_skipped()
-                   if not row["reason"].startswith("ambiguous")]
-        outside = sorted(h for h, r in hibob.records.items()
-                         if r.get("work.site") == "Contractors"
-                         and r.get("internal.status") == "Active")
-        examples = [(f"8. Why is {h} not in 360Learning? (reconciler explain {h})", h)
-                    for h in outside[:1]]
-        examples += [(f"9. And {row['employee_id']}? (reconciler explain {row['employee_id']})",
-                      row["employee_id"]) for row in skipped[:1]]
+        skipped = [
+            row
+            for row in self.services.store.list_skipped()
+            if not row["reason"].startswith("ambiguous")
+        ]
+        outside = sorted(
+            h
+            for h, r in hibob.records.items()
+            if r.get("work.site") == "Contractors" and r.get("internal.status") == "Active"
+        )
+        examples = [
+            (f"8. Why is {h} not in 360Learning? (reconciler explain {h})", h) for h in outside[:1]
+        ]
+        examples += [
+            (
+                f"9. And {row['employee_id']}? (reconciler explain {row['employee_id']})",
+                row["employee_id"],
+            )
+            for row in skipped[:1]
+        ]
         for text, hibob_id in examples:
             self.title(text)
             buffer = io.StringIO()
-            explain_employee(self.services, self.services.store, hibob_id,
-                             dt.datetime.now(dt.UTC), buffer)
+            explain_employee(
+                self.services, self.services.store, hibob_id, dt.datetime.now(dt.UTC), buffer
+            )
             is_journal = False
             for line in buffer.getvalue().splitlines():
                 is_journal = is_journal or line == "last actions:"
                 # The verdicts and the journal; field values are in `explain` itself.
-                if is_journal or line.startswith("  group") or not line.startswith(
-                        ("  ", "fields read")):
+                if (
+                    is_journal
+                    or line.startswith("  group")
+                    or not line.startswith(("  ", "fields read"))
+                ):
                     print(line, file=self.out)
 
     def linked_employees(self) -> list[str]:

@@ -23,9 +23,19 @@ ACCESS_STATUSES = ("Active", "Inactive")
 
 # Fields every pass reads; scope, organization, language and group rules add theirs.
 BASE_FIELDS = (
-    "root.id", "root.email", "root.firstName", "root.surname", "root.displayName",
-    "work.title", "work.department", "work.site", "work.reportsTo", "work.startDate",
-    "internal.status", "internal.lifecycleStatus", "internal.terminationDate",
+    "root.id",
+    "root.email",
+    "root.firstName",
+    "root.surname",
+    "root.displayName",
+    "work.title",
+    "work.department",
+    "work.site",
+    "work.reportsTo",
+    "work.startDate",
+    "internal.status",
+    "internal.lifecycleStatus",
+    "internal.terminationDate",
     "employee.lastDayOfWork",
 )
 LANGS = frozenset(
@@ -62,31 +72,39 @@ class Desired:
 
 def required_fields(settings: Settings) -> list[str]:
     fields = list(BASE_FIELDS)
-    extra = [settings.mapping.organization, settings.mapping.lang_field,
-             *settings.hibob.extra_fields, *(r.field for r in settings.mapping.groups),
-             *(c.field for g in settings.scope.groups for c in g.conditions)]
+    extra = [
+        settings.mapping.organization,
+        settings.mapping.lang_field,
+        *settings.hibob.extra_fields,
+        *(r.field for r in settings.mapping.groups),
+        *(c.field for g in settings.scope.groups for c in g.conditions),
+    ]
     for name in extra:
         if name and name not in fields:
             fields.append(name)
     return fields
 
 
-def compute_desired(employee: Employee, settings: Settings, now: datetime,
-                    in_scope: bool | None) -> Desired:
+def compute_desired(
+    employee: Employee, settings: Settings, now: datetime, in_scope: bool | None
+) -> Desired:
     """`now` is the pass's clock reading; dates are decided in `mapping.timezone`."""
     email = employee.email
     if in_scope is False:
         return Desired(employee.hibob_id, email, "out_of_scope", "out of scope")
     if in_scope is None:
         field_id = compute_unknown_scope_field(settings, employee)
-        return Desired(employee.hibob_id, email, "unknown",
-                       f"scope depends on {field_id}, which Hibob did not return (permissions)",
-                       unknown_field=field_id)
+        return Desired(
+            employee.hibob_id,
+            email,
+            "unknown",
+            f"scope depends on {field_id}, which Hibob did not return (permissions)",
+            unknown_field=field_id,
+        )
     today = local_today(now, settings.mapping.timezone)
     verdict, reason = compute_lifecycle(employee, settings, today)
     if verdict == "unknown":
-        return Desired(employee.hibob_id, email, "unknown", reason,
-                       unknown_field="internal.status")
+        return Desired(employee.hibob_id, email, "unknown", reason, unknown_field="internal.status")
     if verdict == "active":
         if not email:
             return Desired(employee.hibob_id, None, "skip", "no email in Hibob")
@@ -94,25 +112,29 @@ def compute_desired(employee: Employee, settings: Settings, now: datetime,
             return Desired(employee.hibob_id, email, "skip", f"invalid email {email!r}")
     manager_known = settings.mapping.manager and employee.has("work.reportsTo")
     return Desired(
-        hibob_id=employee.hibob_id, email=email, verdict=verdict, reason=reason,
+        hibob_id=employee.hibob_id,
+        email=email,
+        verdict=verdict,
+        reason=reason,
         attributes=compute_attributes(employee, settings, today),
         groups=compute_groups(employee, settings),
         manager_hibob_id=_text(employee.value("work.reportsTo")) if manager_known else None,
         is_manager_known=bool(manager_known),
-        is_leaving=bool(employee.value("internal.terminationDate")
-                        or employee.value("employee.lastDayOfWork")),
+        is_leaving=bool(
+            employee.value("internal.terminationDate") or employee.value("employee.lastDayOfWork")
+        ),
     )
 
 
-def compute_lifecycle(employee: Employee, settings: Settings,
-                      today: date) -> tuple[Verdict, str]:
+def compute_lifecycle(employee: Employee, settings: Settings, today: date) -> tuple[Verdict, str]:
     status = employee.value("internal.status")
     if status not in ACCESS_STATUSES:
         # Hibob returns null for a field the service user may not see; never read that as
         # Inactive. A value outside the list (e.g. "ACTIVE") is not one Bob sends: unknown too.
         shown = "not returned" if not employee.has("internal.status") else f"{status!r}"
-        return "unknown", (f"access status (internal.status) is {shown}: not a known value "
-                           "(permissions?)")
+        return "unknown", (
+            f"access status (internal.status) is {shown}: not a known value (permissions?)"
+        )
     lifecycle = (employee.label("internal.lifecycleStatus") or "").lower()
     start = _date(employee.value("work.startDate"))
     if status == "Active":
@@ -155,7 +177,8 @@ def compute_attributes(employee: Employee, settings: Settings, today: date) -> d
             # changes lifecycle status at midnight in the site's timezone).
             after = last + timedelta(days=1) if last and last >= today else None
             known["toBeDeactivatedAt"] = (
-                local_midnight_utc(after, settings.mapping.timezone) if after else None)
+                local_midnight_utc(after, settings.mapping.timezone) if after else None
+            )
     return known
 
 

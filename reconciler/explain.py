@@ -26,30 +26,42 @@ from reconciler.wiring import Services
 SHOWN_ACTIONS = 10
 
 
-def explain_employee(services: Services | None, store: Store, identifier: str, now: datetime,
-                     out: TextIO) -> int:
+def explain_employee(
+    services: Services | None, store: Store, identifier: str, now: datetime, out: TextIO
+) -> int:
     """Print the explanation (`services` None: offline); 0, or 1 when neither Hibob nor the
     database knows the employee."""
-    employee, found_id, note, hibob_error = (_read_employee(services, identifier) if services
-                                             else (None, None, None, "offline: no API is read"))
+    employee, found_id, note, hibob_error = (
+        _read_employee(services, identifier)
+        if services
+        else (None, None, None, "offline: no API is read")
+    )
     known = store.find_employee_ids(identifier)
     hibob_id = found_id or (known[0] if known else identifier)
     entry = store.get_entry(hibob_id)
     if employee is None and entry is None and not known:
         where = "Hibob cannot be read" if hibob_error else "Hibob does not return this employee"
-        print(f"reconciler: employee {identifier} is unknown: {where}, and the database has "
-              "never seen it (give a Hibob id or an email)", file=out)
+        print(
+            f"reconciler: employee {identifier} is unknown: {where}, and the database has "
+            "never seen it (give a Hibob id or an email)",
+            file=out,
+        )
         return 1
     if note:
         print(note, file=out)
     if services is None:
         print(f"offline: what the database knows about {identifier} (no API read)", file=out)
     elif hibob_error:
-        print(f"Hibob: cannot read {identifier} ({hibob_error}); below is what the database "
-              "knows", file=out)
+        print(
+            f"Hibob: cannot read {identifier} ({hibob_error}); below is what the database knows",
+            file=out,
+        )
     elif employee is None:
-        print(f"{identifier}: Hibob does not return this employee (deleted, or hidden from the "
-              f"service user); known here as employee {hibob_id}", file=out)
+        print(
+            f"{identifier}: Hibob does not return this employee (deleted, or hidden from the "
+            f"service user); known here as employee {hibob_id}",
+            file=out,
+        )
     else:
         _print_employee(services, employee, now, out)
     _print_link(services, entry, out)
@@ -65,12 +77,14 @@ def explain_employee(services: Services | None, store: Store, identifier: str, n
     return 0
 
 
-def _read_employee(services: Services, identifier: str
-                   ) -> tuple[Employee | None, str | None, str | None, str | None]:
+def _read_employee(
+    services: Services, identifier: str
+) -> tuple[Employee | None, str | None, str | None, str | None]:
     """(employee, its Hibob id, a note about a former email, why Hibob could not be read)."""
     try:
-        employee, hibob_id, note = find_employee(services, identifier,
-                                                 required_fields(services.settings))
+        employee, hibob_id, note = find_employee(
+            services, identifier, required_fields(services.settings)
+        )
         return employee, hibob_id, note, None
     except ApiError as exc:
         return None, None, None, str(exc)
@@ -83,16 +97,23 @@ def _print_employee(services: Services, employee: Employee, now: datetime, out: 
     for field_id in required_fields(settings):
         print(f"  {field_id:28} {_shown_field(employee, field_id)}", file=out)
     _print_scope(services, employee, out)
-    desired = compute_desired(employee, settings, now,
-                              compute_in_scope(settings.scope.groups, employee))
+    desired = compute_desired(
+        employee, settings, now, compute_in_scope(settings.scope.groups, employee)
+    )
     print(f"desired: {desired.verdict} — {desired.reason}", file=out)
     for key, value in sorted(desired.attributes.items()):
         print(f"  {key:18} {format_value(value)}", file=out)
     if desired.verdict != "active":
         return
-    groups = (", ".join(f"{g.group_id} as {g.role}" for g in sorted(
-        desired.groups, key=lambda g: (g.group_id, g.role))) or "(none)"
-        if desired.groups is not None else "unknown (a group rule's field was not returned)")
+    groups = (
+        ", ".join(
+            f"{g.group_id} as {g.role}"
+            for g in sorted(desired.groups, key=lambda g: (g.group_id, g.role))
+        )
+        or "(none)"
+        if desired.groups is not None
+        else "unknown (a group rule's field was not returned)"
+    )
     print(f"  {'groups':18} {groups}", file=out)
     if desired.is_manager_known:
         print(f"  {'manager':18} {desired.manager_hibob_id or '(none)'}", file=out)
@@ -121,8 +142,11 @@ def _print_scope(services: Services, employee: Employee, out: TextIO) -> None:
             operand = condition.value if condition.value is not None else condition.values
             shown = "" if operand is None else f" {format_value(operand)}"
             verdict_text = "unknown" if not result.is_known else str(result.matches).lower()
-            print(f"  group {number}: {condition.field} {condition.op}{shown} "
-                  f"(value: {format_value(result.label)}) -> {verdict_text}", file=out)
+            print(
+                f"  group {number}: {condition.field} {condition.op}{shown} "
+                f"(value: {format_value(result.label)}) -> {verdict_text}",
+                file=out,
+            )
 
 
 def _print_link(services: Services | None, entry: SnapshotEntry | None, out: TextIO) -> None:
@@ -130,8 +154,9 @@ def _print_link(services: Services | None, entry: SnapshotEntry | None, out: Tex
         print("link: none yet (never created or adopted)", file=out)
         return
     applied = "active" if entry.is_active else "deactivated"
-    print(f"link: 360Learning user {entry.learning_user_id}, last applied state {applied}",
-          file=out)
+    print(
+        f"link: 360Learning user {entry.learning_user_id}, last applied state {applied}", file=out
+    )
     for key, value in sorted(entry.state.attributes.items() if entry.state else ()):
         print(f"  {key:18} {format_value(value)}", file=out)
     if services is None:
@@ -142,20 +167,30 @@ def _print_link(services: Services | None, entry: SnapshotEntry | None, out: Tex
         print(f"360Learning now: cannot read the user ({exc})", file=out)
         return
     if user is None:
-        print("360Learning now: the user does not exist any more (a full resync creates or "
-              "adopts one again)", file=out)
+        print(
+            "360Learning now: the user does not exist any more (a full resync creates or "
+            "adopts one again)",
+            file=out,
+        )
         return
     differences = compute_differences(entry.state, user)
-    verdict = ("matches the last applied state" if not differences
-               else "differs from the last applied state (a full resync repairs it)")
+    verdict = (
+        "matches the last applied state"
+        if not differences
+        else "differs from the last applied state (a full resync repairs it)"
+    )
     print(f"360Learning now: {user.status}, {verdict}", file=out)
     for name, there, applied_value in differences:
-        print(f"  {name:18} {format_value(there)} in 360Learning, "
-              f"{format_value(applied_value)} last applied", file=out)
+        print(
+            f"  {name:18} {format_value(there)} in 360Learning, "
+            f"{format_value(applied_value)} last applied",
+            file=out,
+        )
 
 
-def compute_differences(state: AppliedState | None, user: LearningUser
-                        ) -> list[tuple[str, Any, Any]]:
+def compute_differences(
+    state: AppliedState | None, user: LearningUser
+) -> list[tuple[str, Any, Any]]:
     """(name, in 360Learning, last applied) for each managed value that differs."""
     found: list[tuple[str, Any, Any]] = []
     is_active = user.status in ("active", "invited")
@@ -180,36 +215,46 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
-def _print_safety(store: Store, hibob_id: str, entry: SnapshotEntry | None, now: datetime,
-                  out: TextIO) -> None:
+def _print_safety(
+    store: Store, hibob_id: str, entry: SnapshotEntry | None, now: datetime, out: TextIO
+) -> None:
     if entry and entry.quarantined_until is not None and entry.is_quarantined(now):
         until = utc_text(entry.quarantined_until)
-        print(f"quarantine: until {until} after {entry.failures} failures: "
-              f"{entry.last_error} (lift with: reconciler quarantine --clear {hibob_id})",
-              file=out)
+        print(
+            f"quarantine: until {until} after {entry.failures} failures: "
+            f"{entry.last_error} (lift with: reconciler quarantine --clear {hibob_id})",
+            file=out,
+        )
     elif entry and entry.failures:
-        print(f"quarantine: no ({entry.failures} recent failures: {entry.last_error})",
-              file=out)
+        print(f"quarantine: no ({entry.failures} recent failures: {entry.last_error})", file=out)
     else:
         print("quarantine: no", file=out)
     held = next((row for row in store.list_held() if row["employee_id"] == hibob_id), None)
     if held:
-        print(f"deactivation: held since {held['held_at']}: {held['reason']} (review with: "
-              "reconciler release)", file=out)
+        print(
+            f"deactivation: held since {held['held_at']}: {held['reason']} (review with: "
+            "reconciler release)",
+            file=out,
+        )
 
 
 def _print_next(services: Services, hibob_id: str, now: datetime, out: TextIO) -> None:
     try:
-        plan = read_and_plan(services, "targeted", now=now,
-                             options=PassOptions(employee=hibob_id))
+        plan = read_and_plan(services, "targeted", now=now, options=PassOptions(employee=hibob_id))
     except ReconcilerError as exc:
         print(f"next: cannot plan ({exc})", file=out)
         return
     for action in plan.actions:
-        changes = "" if not (isinstance(action, Upsert) and action.kind == "update") else ", ".join(
-            f"{k} → {format_value(v)}" for k, v in sorted(action.changes.items()))
-        print(f"next: {action.kind} {', '.join(action.fields) or ''}"
-              f"{' (' + changes + ')' if changes else ''} — {action.reason}", file=out)
+        changes = (
+            ""
+            if not (isinstance(action, Upsert) and action.kind == "update")
+            else ", ".join(f"{k} → {format_value(v)}" for k, v in sorted(action.changes.items()))
+        )
+        print(
+            f"next: {action.kind} {', '.join(action.fields) or ''}"
+            f"{' (' + changes + ')' if changes else ''} — {action.reason}",
+            file=out,
+        )
     for action in plan.held:
         print(f"next: deactivate, but held — {plan.held_reason}; {action.reason}", file=out)
     for problem in plan.problems:

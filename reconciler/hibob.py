@@ -49,8 +49,11 @@ class HibobClient:
         remember_secrets(user_id, token, base64.b64encode(f"{user_id}:{token}".encode()).decode())
         auth = httpx.BasicAuth(user_id, token)
         client = build_http_client(
-            settings.base_url, timeout_seconds=settings.timeout_seconds, transport=transport,
-            auth=auth, headers={"accept": "application/json"},
+            settings.base_url,
+            timeout_seconds=settings.timeout_seconds,
+            transport=transport,
+            auth=auth,
+            headers={"accept": "application/json"},
         )
         self._session = ApiSession(
             client, SERVICE, auth_hints=_AUTH_HINTS, sleep=sleep, wall_clock=wall_clock
@@ -81,7 +84,8 @@ class HibobClient:
         body = {"fields": wanted, "showInactive": True, "humanReadable": "APPEND"}
         response = self._session.send(
             lambda: self._session.client.build_request("POST", "/people/search", json=body),
-            limiter=self._search_limiter, validate_json=False,
+            limiter=self._search_limiter,
+            validate_json=False,
         )
         content = response.content
         del response  # a large company's body is hundreds of MB: drop it once decoded
@@ -108,7 +112,8 @@ class HibobClient:
         path = "/people/" + quote(identifier, safe="@")
         response = self._session.send(
             lambda: self._session.client.build_request("POST", path, json=body),
-            limiter=self._read_limiter, allow_404=True,
+            limiter=self._read_limiter,
+            allow_404=True,
         )
         if response.status_code == 404:
             return None
@@ -162,15 +167,22 @@ class _SearchLayout:
         slash = [(f"s{i}", _Slash | None, msgspec.UNSET) for i in range(len(self.paths))]
         top = _struct_fields(tree)
         record: Any = msgspec.defstruct(  # built at run time: typed Any for mypy
-            "HibobRecord", [*top[0], *slash, ("human", _tree_struct(tree) | None, msgspec.UNSET)],
-            rename={**top[1], "human": "humanReadable",
-                    **{f"s{i}": p[2] for i, p in enumerate(self.paths)}},
+            "HibobRecord",
+            [*top[0], *slash, ("human", _tree_struct(tree) | None, msgspec.UNSET)],
+            rename={
+                **top[1],
+                "human": "humanReadable",
+                **{f"s{i}": p[2] for i, p in enumerate(self.paths)},
+            },
             gc=False,
         )
         self._answer = msgspec.defstruct(
-            "SearchAnswer", [("employees", list[record] | None, msgspec.UNSET)], gc=False)
-        self._accessors = [(field_id, *_accessor(tree, nested), attrgetter(f"s{i}"))
-                           for i, (field_id, nested, _) in enumerate(self.paths)]
+            "SearchAnswer", [("employees", list[record] | None, msgspec.UNSET)], gc=False
+        )
+        self._accessors = [
+            (field_id, *_accessor(tree, nested), attrgetter(f"s{i}"))
+            for i, (field_id, nested, _) in enumerate(self.paths)
+        ]
         self._is_generic = False
 
     def decode(self, content: bytes) -> list:
@@ -182,8 +194,9 @@ class _SearchLayout:
             self._is_generic = True
             employees = _decode_generic(content)
         except msgspec.DecodeError:
-            raise ApiUnavailable(SERVICE, 200, "invalidJson",
-                                 "response from /people/search is not valid JSON") from None
+            raise ApiUnavailable(
+                SERVICE, 200, "invalidJson", "response from /people/search is not valid JSON"
+            ) from None
         if not isinstance(employees, list):
             raise ApiRejected(SERVICE, 200, "unexpectedResponse", "search had no employees list")
         return employees
@@ -191,8 +204,12 @@ class _SearchLayout:
     def to_employee(self, record: Any) -> Employee:
         if self._is_generic:
             if not isinstance(record, dict):
-                raise ApiRejected(SERVICE, 200, "unexpectedResponse",
-                                  "search returned an employee that is not an object")
+                raise ApiRejected(
+                    SERVICE,
+                    200,
+                    "unexpectedResponse",
+                    "search returned an employee that is not an object",
+                )
             return parse_employee(record, self.fields, self.paths)
         values: dict[str, Any] = {}
         labels: dict[str, str] = {}
@@ -283,8 +300,9 @@ def _decode_generic(content: bytes) -> Any:
     return payload.get("employees") if isinstance(payload, dict) else None
 
 
-def parse_employee(raw: Mapping[str, Any], fields: Sequence[str],
-                   paths: Sequence[_FieldPath] | None = None) -> Employee:
+def parse_employee(
+    raw: Mapping[str, Any], fields: Sequence[str], paths: Sequence[_FieldPath] | None = None
+) -> Employee:
     """An Employee holding each requested field Hibob returned (nulls included), nothing else."""
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
@@ -306,7 +324,9 @@ def _employee(values: dict[str, Any], labels: dict[str, str]) -> Employee:
     hibob_id = values.get("root.id")
     if not isinstance(hibob_id, str | int) or isinstance(hibob_id, bool) or hibob_id == "":
         raise ApiRejected(
-            SERVICE, 200, "missingEmployeeId",
+            SERVICE,
+            200,
+            "missingEmployeeId",
             "an employee came back without root.id; check the permission group's root category",
         )
     values["root.id"] = str(hibob_id)

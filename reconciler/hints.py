@@ -67,11 +67,19 @@ class HintWorker:
     says no long pass holds the pass lock; `on_change()` refreshes the service's gauges.
     """
 
-    def __init__(self, store: Store, *, run_targeted: Callable[[str], PassResult | None],
-                 run_batch: Callable[[], PassResult | None], is_busy: Callable[[], bool],
-                 on_change: Callable[[], None], clock: Callable[[], datetime],
-                 monotonic: Callable[[], float], coalesce_seconds: float,
-                 max_parallel: int = MAX_PARALLEL) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        run_targeted: Callable[[str], PassResult | None],
+        run_batch: Callable[[], PassResult | None],
+        is_busy: Callable[[], bool],
+        on_change: Callable[[], None],
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float],
+        coalesce_seconds: float,
+        max_parallel: int = MAX_PARALLEL,
+    ) -> None:
         self.store = store
         self._run_targeted, self._run_batch, self._is_busy = run_targeted, run_batch, is_busy
         self._on_change, self._clock, self._monotonic = on_change, clock, monotonic
@@ -82,8 +90,7 @@ class HintWorker:
         self._rechecks: dict[str, float] = {}
         self._next_spacing_at: float | None = None
         self._wake, self._closing = threading.Event(), threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=max_parallel,
-                                        thread_name_prefix="hint-pass")
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="hint-pass")
         self._futures: set[Future] = set()
         self._thread: threading.Thread | None = None
 
@@ -107,8 +114,9 @@ class HintWorker:
 
     def on_hint(self, hint: Hint) -> None:
         """Store the hint durably (before the receiver answers 202), then wake the worker."""
-        self.store.save_hint(hint.hibob_id, hint.event_type, hint.source, hint.triggered_at,
-                             self._clock())
+        self.store.save_hint(
+            hint.hibob_id, hint.event_type, hint.source, hint.triggered_at, self._clock()
+        )
         self._wake.set()
 
     def process_hints(self) -> int:
@@ -141,8 +149,9 @@ class HintWorker:
             by_employee.setdefault(hint["hibob_id"], []).append(hint)
         with self._lock:
             now = self._monotonic()
-            due = list(by_employee) + [h for h, at in self._rechecks.items()
-                                       if at <= now and h not in by_employee]
+            due = list(by_employee) + [
+                h for h, at in self._rechecks.items() if at <= now and h not in by_employee
+            ]
             ready, spacing = [], []
             for hibob_id in due:
                 free_at = self._last_started.get(hibob_id, -1e18) + self._coalesce_seconds
@@ -161,9 +170,11 @@ class HintWorker:
                 self._last_started[hibob_id] = now
             self._forget_old_starts(now)
         wanted = {h: by_employee.get(h, []) for h in ready}
-        log.info("hints: %d employee(s) to re-read", len(ready),
-                 extra={"employee_ids": ready,
-                        "hints": sum(len(hints) for hints in wanted.values())})
+        log.info(
+            "hints: %d employee(s) to re-read",
+            len(ready),
+            extra={"employee_ids": ready, "hints": sum(len(hints) for hints in wanted.values())},
+        )
         if len(ready) > MAX_TARGETED_PER_BATCH and not self._is_busy():
             jobs = [self._pool.submit(self._serve_batch, wanted)]
         else:
@@ -205,8 +216,11 @@ class HintWorker:
                 self._settle(hibob_id, hints, result)
             return result
         except Exception as exc:
-            log.exception("targeted pass for employee %s stopped by an unexpected error",
-                          hibob_id, extra={"employee_id": hibob_id})
+            log.exception(
+                "targeted pass for employee %s stopped by an unexpected error",
+                hibob_id,
+                extra={"employee_id": hibob_id},
+            )
             self._retry(hints, f"{type(exc).__name__}: {exc}")
             return None
         finally:
@@ -220,17 +234,24 @@ class HintWorker:
             failed = {h for h, _ in result.report.failures} if result.report else set()
             for hibob_id, hints in wanted.items():
                 if result.outcome in SUCCESSFUL_OUTCOMES or (
-                        result.outcome == "errors" and hibob_id not in failed):
+                    result.outcome == "errors" and hibob_id not in failed
+                ):
                     self._done(hibob_id, hints)
                 else:
                     self._retry(hints, result.error or f"incremental pass {result.outcome}")
-            log.info("hint batch: %d employee(s) served by incremental pass %s: %s",
-                     len(wanted), result.pass_id, result.outcome,
-                     extra={"pass_id": result.pass_id, "outcome": result.outcome})
+            log.info(
+                "hint batch: %d employee(s) served by incremental pass %s: %s",
+                len(wanted),
+                result.pass_id,
+                result.outcome,
+                extra={"pass_id": result.pass_id, "outcome": result.outcome},
+            )
             return result
         except Exception as exc:
-            log.exception("incremental pass for %d hinted employee(s) stopped by an unexpected "
-                          "error", len(wanted))
+            log.exception(
+                "incremental pass for %d hinted employee(s) stopped by an unexpected error",
+                len(wanted),
+            )
             for hints in wanted.values():
                 self._retry(hints, f"{type(exc).__name__}: {exc}")
             return None
@@ -242,14 +263,24 @@ class HintWorker:
         if result.outcome in SUCCESSFUL_OUTCOMES:
             self._done(hibob_id, hints)
             return
-        error = result.error or (result.report.failures[0][1] if result.report
-                                 and result.report.failures else result.outcome)
-        if result.outcome == "failed" and result.exception is not None \
-                and not isinstance(result.exception, ApiError):
+        error = result.error or (
+            result.report.failures[0][1]
+            if result.report and result.report.failures
+            else result.outcome
+        )
+        if (
+            result.outcome == "failed"
+            and result.exception is not None
+            and not isinstance(result.exception, ApiError)
+        ):
             # E.g. unknown to Hibob and to us: Hibob answered, there is nothing to write. A new
             # hire's first read may lag, so the re-check still reads them once more.
-            log.warning("hint for employee %s not applied: %s", hibob_id, error,
-                        extra={"employee_id": hibob_id, "outcome": result.outcome})
+            log.warning(
+                "hint for employee %s not applied: %s",
+                hibob_id,
+                error,
+                extra={"employee_id": hibob_id, "outcome": result.outcome},
+            )
             self._done(hibob_id, hints)
             return
         if result.outcome == "errors" and self._is_quarantined(hibob_id):
@@ -258,8 +289,12 @@ class HintWorker:
             return
         if hints:
             self._retry(hints, error)
-            log.warning("hint for employee %s not applied, will retry: %s", hibob_id, error,
-                        extra={"employee_id": hibob_id, "outcome": result.outcome})
+            log.warning(
+                "hint for employee %s not applied, will retry: %s",
+                hibob_id,
+                error,
+                extra={"employee_id": hibob_id, "outcome": result.outcome},
+            )
 
     def _done(self, hibob_id: str, hints: list[dict], recheck: bool = True) -> None:
         if not hints:
@@ -274,8 +309,9 @@ class HintWorker:
             return
         attempts = max(h["attempts"] for h in hints)
         delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** min(attempts, 16))
-        self.store.record_hint_attempts([h["id"] for h in hints], error[:500],
-                                        self._clock() + timedelta(seconds=delay))
+        self.store.record_hint_attempts(
+            [h["id"] for h in hints], error[:500], self._clock() + timedelta(seconds=delay)
+        )
 
     def _is_quarantined(self, hibob_id: str) -> bool:
         entry = self.store.get_entry(hibob_id)

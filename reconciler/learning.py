@@ -66,7 +66,9 @@ class LearningClient:
         self._settings = settings
         remember_secrets(settings.client_id, settings.client_secret.get_secret_value())
         client = build_http_client(
-            settings.base_url, timeout_seconds=settings.timeout_seconds, transport=transport,
+            settings.base_url,
+            timeout_seconds=settings.timeout_seconds,
+            transport=transport,
             headers={"360-api-version": "v2.0", "accept": "application/json"},
         )
         self._session = ApiSession(
@@ -103,7 +105,7 @@ class LearningClient:
             return
         unique = list(dict.fromkeys(mails))
         for start in range(0, len(unique), MAILS_PER_QUERY):
-            chunk = unique[start:start + MAILS_PER_QUERY]
+            chunk = unique[start : start + MAILS_PER_QUERY]
             yield from self._iter_users(base + [("mail[in]", mail) for mail in chunk])
 
     def find_users_by_mail(self, mail: str) -> list[LearningUser]:
@@ -114,7 +116,11 @@ class LearningClient:
         return None if response.status_code == 404 else _parse_user(response.json())
 
     def create_user(
-        self, attributes: Mapping[str, Any], *, group_id: str, role: str,
+        self,
+        attributes: Mapping[str, Any],
+        *,
+        group_id: str,
+        role: str,
         send_invitation_email: bool,
     ) -> tuple[LearningUser, bool]:
         """Create an invited user; (user, True) when 360Learning restored a deleted one (200)."""
@@ -178,15 +184,24 @@ class LearningClient:
         outcome: dict[Membership, str | None] = {}
         unique = list(dict.fromkeys(memberships))
         for start in range(0, len(unique), BULK_MAX_ITEMS):
-            chunk = unique[start:start + BULK_MAX_ITEMS]
-            body = {"input": [{"userId": m.learning_user_id, "groupId": m.group_id,
-                               "role": m.role} for m in chunk]}
-            response = self._call("POST", "/api/v2/bulk/groups/memberships", "groups:bulk",
-                                  body=body)
+            chunk = unique[start : start + BULK_MAX_ITEMS]
+            body = {
+                "input": [
+                    {"userId": m.learning_user_id, "groupId": m.group_id, "role": m.role}
+                    for m in chunk
+                ]
+            }
+            response = self._call(
+                "POST", "/api/v2/bulk/groups/memberships", "groups:bulk", body=body
+            )
             operation_url = self._same_host_path(response, response.headers.get("location"))
             if operation_url is None:
-                raise ApiRejected(SERVICE, response.status_code, "noOperationLocation",
-                                  "bulk request answered without an operation Location")
+                raise ApiRejected(
+                    SERVICE,
+                    response.status_code,
+                    "noOperationLocation",
+                    "bulk request answered without an operation Location",
+                )
             operation = self._wait_for_operation(operation_url)
             results = self._call("GET", operation_url + "/results", "bulkOperations:read").json()
             outcome.update(_bulk_outcome(chunk, results, operation))
@@ -198,8 +213,9 @@ class LearningClient:
             self._sleep(wait)
             operation = self._call("GET", path, "bulkOperations:read").json()
             if not isinstance(operation, dict):
-                raise ApiRejected(SERVICE, 200, "unexpectedResponse",
-                                  "bulk operation is not an object")
+                raise ApiRejected(
+                    SERVICE, 200, "unexpectedResponse", "bulk operation is not an object"
+                )
             if operation.get("status") in ("completed", "error"):
                 return operation
             wait = min(wait * 1.5, BULK_LONGEST_POLL_SECONDS)
@@ -207,8 +223,12 @@ class LearningClient:
     # External ids
 
     def create_external_id(self, platform: str, learning_user_id: str, value: str) -> None:
-        body = {"platform": platform, "targetType": "user", "targetId": learning_user_id,
-                "value": value}
+        body = {
+            "platform": platform,
+            "targetType": "user",
+            "targetId": learning_user_id,
+            "value": value,
+        }
         self._call("POST", "/api/v2/external-ids", "externalIds:write", body=body)
 
     def list_external_ids(self, platform: str) -> dict[str, str]:
@@ -222,8 +242,9 @@ class LearningClient:
 
     def get_group(self, group_id: str) -> dict[str, Any] | None:
         """One group (`_id`, `name`, ...), or None when 360Learning does not know it."""
-        response = self._call("GET", f"/api/v2/groups/{_segment(group_id)}", "groups:read",
-                              allow_404=True)
+        response = self._call(
+            "GET", f"/api/v2/groups/{_segment(group_id)}", "groups:read", allow_404=True
+        )
         return None if response.status_code == 404 else response.json()
 
     def check_access(self) -> None:
@@ -265,8 +286,12 @@ class LearningClient:
             response = self._call("GET", next_url, scope)
             items = response.json()
             if not isinstance(items, list):
-                raise ApiRejected(SERVICE, response.status_code, "unexpectedResponse",
-                                  f"expected a list from {response.request.url.path}")
+                raise ApiRejected(
+                    SERVICE,
+                    response.status_code,
+                    "unexpectedResponse",
+                    f"expected a list from {response.request.url.path}",
+                )
             yield from items
             next_url = self._next_link(response)
 
@@ -281,15 +306,25 @@ class LearningClient:
         try:
             target = httpx.URL(link)
         except httpx.InvalidURL:
-            raise ApiRejected(SERVICE, response.status_code, "invalidNextLink",
-                              "pagination link is not a valid URL") from None
+            raise ApiRejected(
+                SERVICE,
+                response.status_code,
+                "invalidNextLink",
+                "pagination link is not a valid URL",
+            ) from None
         base = self._session.client.base_url
         # The bearer token goes with the request: never follow a link to another host.
         if target.is_absolute_url and (target.scheme, target.host, target.port) != (
-            base.scheme, base.host, base.port
+            base.scheme,
+            base.host,
+            base.port,
         ):
-            raise ApiRejected(SERVICE, response.status_code, "foreignNextLink",
-                              f"a returned link points to another host ({target.host})")
+            raise ApiRejected(
+                SERVICE,
+                response.status_code,
+                "foreignNextLink",
+                f"a returned link points to another host ({target.host})",
+            )
         return link
 
     def _call(
@@ -303,7 +338,9 @@ class LearningClient:
             try:
                 return self._session.send(
                     partial(self._build, method, url, body, token),
-                    limiter=limiter, allow_404=allow_404, forbidden_hint=hint,
+                    limiter=limiter,
+                    allow_404=allow_404,
+                    forbidden_hint=hint,
                 )
             except ApiAuthFailed as exc:
                 if exc.status != 401 or attempt == 2:
@@ -349,8 +386,12 @@ class LearningClient:
         except (TypeError, ValueError):
             lifetime = 3600.0
         if not isinstance(token, str) or not token:
-            raise ApiRejected(SERVICE, response.status_code, "invalidTokenResponse",
-                              "token response had no access_token")
+            raise ApiRejected(
+                SERVICE,
+                response.status_code,
+                "invalidTokenResponse",
+                "token response had no access_token",
+            )
         remember_token(token)
         return token, lifetime
 
@@ -364,8 +405,9 @@ class Membership:
     role: str
 
 
-def add_memberships(client: LearningClient,
-                    memberships: Sequence[Membership]) -> dict[Membership, str | None]:
+def add_memberships(
+    client: LearningClient, memberships: Sequence[Membership]
+) -> dict[Membership, str | None]:
     """Add memberships in bulk jobs when the credential has groups:bulk, else one call each.
 
     Returns the error of each membership (None when added). A bulk refusal for lack of scope
@@ -383,16 +425,16 @@ def add_memberships(client: LearningClient,
     outcome = {}
     for membership in dict.fromkeys(memberships):
         try:
-            client.add_group_role(membership.group_id, membership.role,
-                                  membership.learning_user_id)
+            client.add_group_role(membership.group_id, membership.role, membership.learning_user_id)
             outcome[membership] = None
         except ApiRejected as exc:
             outcome[membership] = str(exc)
     return outcome
 
 
-def _bulk_outcome(chunk: Sequence[Membership], results: Any,
-                  operation: Mapping[str, Any]) -> dict[Membership, str | None]:
+def _bulk_outcome(
+    chunk: Sequence[Membership], results: Any, operation: Mapping[str, Any]
+) -> dict[Membership, str | None]:
     by_input: dict[Membership, str | None] = {}
     for result in results if isinstance(results, list) else []:
         item = result.get("input") if isinstance(result, dict) else None
@@ -412,8 +454,9 @@ def _parse_user(raw: Any) -> LearningUser:
     if not isinstance(raw, dict) or "_id" not in raw:
         raise ApiRejected(SERVICE, 200, "unexpectedResponse", "user object without _id")
     attributes = {key: value for key, value in raw.items() if key not in ("_id", "status")}
-    return LearningUser(learning_user_id=str(raw["_id"]), status=str(raw.get("status", "")),
-                        attributes=attributes)
+    return LearningUser(
+        learning_user_id=str(raw["_id"]), status=str(raw.get("status", "")), attributes=attributes
+    )
 
 
 def _query(pairs: Sequence[tuple[str, str]]) -> str:

@@ -39,7 +39,8 @@ class InstanceLock:
             raise InstanceLocked(
                 f"another reconciler is already running on {self.database} (pid "
                 f"{_owner(self.path)}): stop it first, or let it do the work (`reconciler "
-                "resync`)") from None
+                "resync`)"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -71,11 +72,13 @@ class InstanceLock:
         except IsADirectoryError:
             raise StoreUnusable(
                 f"lock file {self.path} is a directory: remove it (rmdir {self.path}); the "
-                "reconciler creates the file itself") from None
+                "reconciler creates the file itself"
+            ) from None
         except OSError as exc:
             raise StoreUnusable(
                 f"cannot open the lock file {self.path} ({exc.strerror or exc}): run as the "
-                "user that owns the database, or remove the file so it is re-created") from None
+                "user that owns the database, or remove the file so it is re-created"
+            ) from None
 
 
 def _owner(path: str) -> str:

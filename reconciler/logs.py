@@ -21,8 +21,13 @@ from reconciler.redact import redact
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 # syslog priorities (RFC 5424), as journald reads them from a `<N>` line prefix.
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-             logging.CRITICAL: 2}
+_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
 
 
 class RedactingFilter(logging.Filter):
@@ -59,8 +64,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update({key: value for key, value in vars(record).items()
-                     if key not in _STANDARD and not key.startswith("_") and key not in line})
+        line.update(
+            {
+                key: value
+                for key, value in vars(record).items()
+                if key not in _STANDARD and not key.startswith("_") and key not in line
+            }
+        )
         if record.exc_info:
             line["error"] = getattr(record, "_redacted_error", None) or repr(record.exc_info[1])
         text = json.dumps(line, ensure_ascii=False, default=str)
@@ -100,8 +110,9 @@ def is_journal_stream(stream: Any, environ: Mapping[str, str]) -> bool:
     return announced == f"{info.st_dev}:{info.st_ino}"
 
 
-def configure_logging(level: int = logging.INFO, stream: Any = None,
-                      environ: Mapping[str, str] | None = None) -> None:
+def configure_logging(
+    level: int = logging.INFO, stream: Any = None, environ: Mapping[str, str] | None = None
+) -> None:
     stream = stream or sys.stderr
     environ = os.environ if environ is None else environ
     handler = logging.StreamHandler(stream)

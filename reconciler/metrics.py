@@ -40,8 +40,16 @@ PASS_OUTCOMES = ("ok", "held", "errors", "failed")
 ACTIONS = ("create", "adopt", "update", "reactivate", "deactivate", "manager")
 ACTION_OUTCOMES = ("ok", "failed", "superseded")
 WEBHOOKS = ("upsert", "deactivation")
-WEBHOOK_OUTCOMES = ("accepted", "ping", "ignored", "unknown_event", "bad_signature",
-                    "no_signature", "malformed_json", "too_large")
+WEBHOOK_OUTCOMES = (
+    "accepted",
+    "ping",
+    "ignored",
+    "unknown_event",
+    "bad_signature",
+    "no_signature",
+    "malformed_json",
+    "too_large",
+)
 ApiStatsSource = Callable[[], Mapping[str, tuple[int, int]]]
 """Returns {service: (calls, rate_limited)}, cumulative since the process started."""
 StateSource = Callable[[], float]
@@ -52,45 +60,87 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _STATE_GAUGES = {
     "pending_hints": ("reconciler_pending_hints", "Webhook hints stored, not yet applied."),
-    "held_deactivations": ("reconciler_held_deactivations",
-                           "Deactivations held by the breaker, awaiting release."),
-    "quarantined": ("reconciler_quarantined_employees",
-                    "Employees in quarantine after repeated failures."),
-    "managed_users": ("reconciler_managed_users",
-                      "360Learning users the reconciler linked and keeps active."),
+    "held_deactivations": (
+        "reconciler_held_deactivations",
+        "Deactivations held by the breaker, awaiting release.",
+    ),
+    "quarantined": (
+        "reconciler_quarantined_employees",
+        "Employees in quarantine after repeated failures.",
+    ),
+    "managed_users": (
+        "reconciler_managed_users",
+        "360Learning users the reconciler linked and keeps active.",
+    ),
 }
 
 
 class Metrics:
     """The reconciler's series, prefixed `reconciler_`, plus the standard process_* series."""
 
-    def __init__(self, api_stats: ApiStatsSource | None = None, *,
-                 version: str | None = None, last_success_epoch: float | None = None) -> None:
+    def __init__(
+        self,
+        api_stats: ApiStatsSource | None = None,
+        *,
+        version: str | None = None,
+        last_success_epoch: float | None = None,
+    ) -> None:
         self.registry = r = CollectorRegistry()
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         self._api = _ApiCollector(api_stats)
-        self._passes = Counter("reconciler_passes_total", "Passes by kind and outcome.",
-                               ["kind", "outcome"], registry=r)
-        self._actions = Counter("reconciler_actions_total", "Plan actions applied, by outcome.",
-                                ["action", "outcome"], registry=r)
-        self._duration = Histogram("reconciler_pass_duration_seconds", "Wall time of a pass.",
-                                   ["kind"], buckets=_DURATION_BUCKETS, registry=r)
-        self._last_success = Gauge("reconciler_last_success_timestamp_seconds",
-                                   "Unix time the last successful pass finished.", registry=r)
-        self._webhooks = Counter("reconciler_webhook_deliveries_total",
-                                 "Webhook deliveries by webhook and outcome.",
-                                 ["webhook", "outcome"], registry=r)
-        self._in_progress = Gauge("reconciler_pass_in_progress",
-                                  "1 while a pass of this kind runs.", ["kind"], registry=r)
-        self._done = Gauge("reconciler_pass_progress_done",
-                           "Items the running pass has processed.", registry=r)
-        self._total = Gauge("reconciler_pass_progress_total",
-                            "Items the running pass has to process (0 when unknown).", registry=r)
-        self._rate = Gauge("reconciler_pass_progress_rate",
-                           "Items per second the running pass processes.", registry=r)
-        build = Gauge("reconciler_build_info", "Version of the running reconciler (always 1).",
-                      ["version", "python"], registry=r)
+        self._passes = Counter(
+            "reconciler_passes_total",
+            "Passes by kind and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self._actions = Counter(
+            "reconciler_actions_total",
+            "Plan actions applied, by outcome.",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self._duration = Histogram(
+            "reconciler_pass_duration_seconds",
+            "Wall time of a pass.",
+            ["kind"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self._last_success = Gauge(
+            "reconciler_last_success_timestamp_seconds",
+            "Unix time the last successful pass finished.",
+            registry=r,
+        )
+        self._webhooks = Counter(
+            "reconciler_webhook_deliveries_total",
+            "Webhook deliveries by webhook and outcome.",
+            ["webhook", "outcome"],
+            registry=r,
+        )
+        self._in_progress = Gauge(
+            "reconciler_pass_in_progress", "1 while a pass of this kind runs.", ["kind"], registry=r
+        )
+        self._done = Gauge(
+            "reconciler_pass_progress_done", "Items the running pass has processed.", registry=r
+        )
+        self._total = Gauge(
+            "reconciler_pass_progress_total",
+            "Items the running pass has to process (0 when unknown).",
+            registry=r,
+        )
+        self._rate = Gauge(
+            "reconciler_pass_progress_rate",
+            "Items per second the running pass processes.",
+            registry=r,
+        )
+        build = Gauge(
+            "reconciler_build_info",
+            "Version of the running reconciler (always 1).",
+            ["version", "python"],
+            registry=r,
+        )
         build.labels(version or _installed_version(), platform.python_version()).set(1)
         self._state_values: dict[str, float] = dict.fromkeys(_STATE_GAUGES, 0.0)
         self._state_sources: dict[str, StateSource] = {}
@@ -126,8 +176,14 @@ class Metrics:
         self._total.set(total)
         self._rate.set(rate)
 
-    def record_pass(self, kind: str, outcome: str, duration_seconds: float,
-                    finished_at_epoch: float, actions: Mapping[tuple[str, str], int]) -> None:
+    def record_pass(
+        self,
+        kind: str,
+        outcome: str,
+        duration_seconds: float,
+        finished_at_epoch: float,
+        actions: Mapping[tuple[str, str], int],
+    ) -> None:
         """Count one finished pass; `actions` maps (action, outcome) to a count."""
         self._in_progress.labels(kind).set(0)
         if kind != "targeted":
@@ -151,8 +207,11 @@ class Metrics:
 
     def set_state(self, pending_hints: int, held_deactivations: int, quarantined: int) -> None:
         """Fixed values for the gauges no source watches."""
-        self._state_values.update(pending_hints=pending_hints,
-                                  held_deactivations=held_deactivations, quarantined=quarantined)
+        self._state_values.update(
+            pending_hints=pending_hints,
+            held_deactivations=held_deactivations,
+            quarantined=quarantined,
+        )
 
     def _read_state(self, key: str) -> float:
         source = self._state_sources.get(key)
@@ -189,10 +248,12 @@ class _ApiCollector(Collector):
 
     def collect(self) -> list[CounterMetricFamily]:
         stats = self.source() if self.source is not None else {}
-        calls = CounterMetricFamily("reconciler_api_calls", "HTTP requests sent, by service.",
-                                    labels=["service"])
-        limited = CounterMetricFamily("reconciler_api_rate_limited",
-                                      "Responses 429 received, by service.", labels=["service"])
+        calls = CounterMetricFamily(
+            "reconciler_api_calls", "HTTP requests sent, by service.", labels=["service"]
+        )
+        limited = CounterMetricFamily(
+            "reconciler_api_rate_limited", "Responses 429 received, by service.", labels=["service"]
+        )
         for service, (call_count, limited_count) in sorted(stats.items()):
             calls.add_metric([service], call_count)
             limited.add_metric([service], limited_count)

@@ -139,7 +139,11 @@ class PassOutcome(StrEnum):
     @property
     def exit_code(self) -> int:
         """0 completed, 1 could not complete or a write failed, 3 held by a safety limit."""
-        if self in (PassOutcome.FAILED, PassOutcome.ERRORS, PassOutcome.INTERRUPTED,
-                    PassOutcome.CANCELLED):
+        if self in (
+            PassOutcome.FAILED,
+            PassOutcome.ERRORS,
+            PassOutcome.INTERRUPTED,
+            PassOutcome.CANCELLED,
+        ):
             return 1
         return 3 if self is PassOutcome.HELD else 0

@@ -29,9 +29,14 @@ _STREAK, _FAILING = "notify_failed_streak", "notify_failure_alerted"
 
 
 class Notifier:
-    def __init__(self, settings: NotifySettings, store: Store, *,
-                 transport: httpx.BaseTransport | None = None,
-                 hostname: Callable[[], str] = socket.gethostname) -> None:
+    def __init__(
+        self,
+        settings: NotifySettings,
+        store: Store,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        hostname: Callable[[], str] = socket.gethostname,
+    ) -> None:
         self.settings, self.store = settings, store
         self._url = settings.webhook_url.get_secret_value()
         self._transport = transport
@@ -54,8 +59,9 @@ class Notifier:
             log.warning("notify: alert bookkeeping failed", exc_info=True)
 
     # -- the alerts -------------------------------------------------------------------------
-    def _alert_streak(self, kind: str, outcome: str, error: str | None,
-                      state: dict[str, str | None]) -> None:
+    def _alert_streak(
+        self, kind: str, outcome: str, error: str | None, state: dict[str, str | None]
+    ) -> None:
         if kind not in SCHEDULED_KINDS:
             return
         streak = int(state.get(_STREAK) or 0)
@@ -63,13 +69,19 @@ class Notifier:
         if outcome == "failed":
             streak += 1
             self.store.save_service_state({_STREAK: str(streak)})
-            if streak >= self.settings.failed_passes and not was_alerted and self.send(
-                    "failing", f"{streak} passes failed in a row; last error: {error or '?'}"):
+            if (
+                streak >= self.settings.failed_passes
+                and not was_alerted
+                and self.send(
+                    "failing", f"{streak} passes failed in a row; last error: {error or '?'}"
+                )
+            ):
                 self.store.save_service_state({_FAILING: "1"})
             return
         if was_alerted and not self.send(
-                "recovered", f"recovered: a {kind} pass completed ({outcome}) after "
-                             f"{streak} failed passes"):
+            "recovered",
+            f"recovered: a {kind} pass completed ({outcome}) after {streak} failed passes",
+        ):
             return  # try the recovery message again after the next pass
         self.store.save_service_state({_STREAK: "0", _FAILING: None})
 
@@ -80,9 +92,11 @@ class Notifier:
         if new:
             lines = [f"{h} ({held[h]['email'] or 'no email'})" for h in new[:MAX_LISTED]]
             reason = held[new[0]]["reason"].split(";")[0]
-            text = (f"pass held {len(held)} deactivation(s): {reason}. Newly held: "
-                    f"{', '.join(lines)}{_more(new)}. Review with `reconciler status`, "
-                    "release with `reconciler release`.")
+            text = (
+                f"pass held {len(held)} deactivation(s): {reason}. Newly held: "
+                f"{', '.join(lines)}{_more(new)}. Review with `reconciler status`, "
+                "release with `reconciler release`."
+            )
             if not self.send("held", text):
                 return
         if set(held) != alerted:
@@ -92,15 +106,21 @@ class Notifier:
         quarantined = {row["employee_id"]: row for row in self.store.list_quarantined(now)}
         # An episode lasts until a success (or an admin) clears quarantined_until, not until
         # the backoff expires: a retry that fails again is the same news.
-        alerted = {h for h in json.loads(state.get(_QUARANTINED) or "[]")
-                   if h in quarantined or ((entry := self.store.get_entry(h))
-                                           and entry.quarantined_until)}
+        alerted = {
+            h
+            for h in json.loads(state.get(_QUARANTINED) or "[]")
+            if h in quarantined or ((entry := self.store.get_entry(h)) and entry.quarantined_until)
+        }
         new = sorted(set(quarantined) - alerted)
         if new:
-            lines = [f"{h} until {quarantined[h]['until']}: {quarantined[h]['reason']}"
-                     for h in new[:MAX_LISTED]]
-            text = (f"{len(new)} employee(s) newly quarantined after repeated failures: "
-                    f"{'; '.join(lines)}{_more(new)}. See `reconciler status`.")
+            lines = [
+                f"{h} until {quarantined[h]['until']}: {quarantined[h]['reason']}"
+                for h in new[:MAX_LISTED]
+            ]
+            text = (
+                f"{len(new)} employee(s) newly quarantined after repeated failures: "
+                f"{'; '.join(lines)}{_more(new)}. See `reconciler status`."
+            )
             if not self.send("quarantined", text):
                 return
         current = alerted | set(quarantined)
@@ -113,16 +133,29 @@ class Notifier:
         body = {"text": f"reconciler on {self._hostname()}: {text}"}
         where = self.redacted_url
         try:
-            with httpx.Client(transport=self._transport, timeout=self.settings.timeout_seconds,
-                              follow_redirects=False) as client:
+            with httpx.Client(
+                transport=self._transport,
+                timeout=self.settings.timeout_seconds,
+                follow_redirects=False,
+            ) as client:
                 response = client.post(self._url, json=body)
         except httpx.HTTPError as exc:
-            log.warning("notify: the %s alert did not reach %s: %s", alert, where,
-                        type(exc).__name__, extra={"alert": alert})
+            log.warning(
+                "notify: the %s alert did not reach %s: %s",
+                alert,
+                where,
+                type(exc).__name__,
+                extra={"alert": alert},
+            )
             return False
         if response.status_code >= 300:
-            log.warning("notify: %s answered %d to the %s alert", where, response.status_code,
-                        alert, extra={"alert": alert, "status": response.status_code})
+            log.warning(
+                "notify: %s answered %d to the %s alert",
+                where,
+                response.status_code,
+                alert,
+                extra={"alert": alert, "status": response.status_code},
+            )
             return False
         log.info("notify: %s alert sent to %s", alert, where, extra={"alert": alert})
         return True

@@ -19,9 +19,15 @@ from reconciler.models import AppliedState, GroupRole, LearningUser, SnapshotEnt
 
 Absence = Literal["confirmed", "unknown"]
 # Hibob categories to grant when a deciding field is withheld, by field id prefix.
-CATEGORY_OF = {"internal": "Lifecycle", "root": "Basic info", "work": "Work",
-               "employee": "Employment", "about": "About", "home": "Personal contact details",
-               "payroll": "Payroll"}
+CATEGORY_OF = {
+    "internal": "Lifecycle",
+    "root": "Basic info",
+    "work": "Work",
+    "employee": "Employment",
+    "about": "About",
+    "home": "Personal contact details",
+    "payroll": "Payroll",
+}
 
 
 @dataclass(frozen=True)
@@ -191,10 +197,14 @@ def compute_plan(data: PlanInput, limits: Limits) -> Plan:
     desired = compute_ambiguity(data)
     live = _live_after_pass(data, desired, limits)
     actions: list[Action] = []
-    problems: list[Problem] = [Problem(h, data.desired[h].email if h in data.desired else None,
-                                       "missing from Hibob's search, but a read by id returns "
-                                       "it: the search was incomplete")
-                               for h in sorted(data.search_incomplete)]
+    problems: list[Problem] = [
+        Problem(
+            h,
+            data.desired[h].email if h in data.desired else None,
+            "missing from Hibob's search, but a read by id returns it: the search was incomplete",
+        )
+        for h in sorted(data.search_incomplete)
+    ]
     for hibob_id, wanted in sorted(desired.items()):
         entry = data.snapshot.get(hibob_id)
         if entry is not None and entry.is_quarantined(data.now) and not data.retry_quarantined:
@@ -239,9 +249,11 @@ def compute_ambiguity(data: PlanInput) -> dict[str, Desired]:
     for hibob_id, wanted in data.desired.items():
         others = sorted(owners.get(wanted.email or "", set()) - {hibob_id})
         if others and wanted.verdict in ("active", "inactive"):
-            marked[hibob_id] = replace(wanted, verdict="skip",
-                                       reason=f"ambiguous: email shared with employee "
-                                              f"{', '.join(others)}")
+            marked[hibob_id] = replace(
+                wanted,
+                verdict="skip",
+                reason=f"ambiguous: email shared with employee {', '.join(others)}",
+            )
     return marked
 
 
@@ -252,23 +264,35 @@ def compute_unknown_share(desired: Mapping[str, Desired], limits: Limits) -> str
         return None
     field_id = Counter(d.unknown_field or "internal.status" for d in unknown).most_common(1)[0][0]
     category = CATEGORY_OF.get(field_id.split(".")[0], "the field's category")
-    return (f"Hibob withheld {field_id} for {len(unknown)} of {len(desired)} employees, over "
-            f"sync.max_missing_field_ratio ({limits.max_unknown_ratio:.0%}): grant the service "
-            f"user's permission group View on the {category!r} category (or fix the field id)")
+    return (
+        f"Hibob withheld {field_id} for {len(unknown)} of {len(desired)} employees, over "
+        f"sync.max_missing_field_ratio ({limits.max_unknown_ratio:.0%}): grant the service "
+        f"user's permission group View on the {category!r} category (or fix the field id)"
+    )
 
 
 def compute_absence_checks(plan: Plan, data: PlanInput) -> list[str]:
     """Absent employees whose deactivation would go through: confirm each with a read by id."""
-    return [a.hibob_id for a in plan.actions
-            if isinstance(a, Deactivate) and a.hibob_id in data.absent
-            and a.hibob_id not in data.absence]
+    return [
+        a.hibob_id
+        for a in plan.actions
+        if isinstance(a, Deactivate)
+        and a.hibob_id in data.absent
+        and a.hibob_id not in data.absence
+    ]
 
 
 def compute_mail_lookups(data: PlanInput) -> list[str]:
     """Emails of employees to provision that have no link yet (candidates for adoption)."""
-    return sorted({d.email for h, d in compute_ambiguity(data).items()
-                   if d.verdict == "active" and d.email
-                   and not (h in data.snapshot and data.snapshot[h].is_linked)})
+    return sorted(
+        {
+            d.email
+            for h, d in compute_ambiguity(data).items()
+            if d.verdict == "active"
+            and d.email
+            and not (h in data.snapshot and data.snapshot[h].is_linked)
+        }
+    )
 
 
 def compute_adoption_candidates(data: PlanInput) -> dict[str, LearningUser]:
@@ -284,29 +308,41 @@ def compute_adoption_candidates(data: PlanInput) -> dict[str, LearningUser]:
     return found
 
 
-def compute_existing_user_decision(action: Create, users: Sequence[LearningUser],
-                                   snapshot: Mapping[str, SnapshotEntry],
-                                   roles: Mapping[str, frozenset[GroupRole]], now: datetime,
-                                   limits: Limits) -> Action | Problem:
+def compute_existing_user_decision(
+    action: Create,
+    users: Sequence[LearningUser],
+    snapshot: Mapping[str, SnapshotEntry],
+    roles: Mapping[str, frozenset[GroupRole]],
+    now: datetime,
+    limits: Limits,
+) -> Action | Problem:
     """A create answered mailAlreadyUsed: adopt the user holding the mail, by the same rules.
 
     `users` are the 360Learning users whose mail equals the action's, compared locally.
     """
     assert action.state is not None and action.email is not None
     wanted = Desired(action.hibob_id, action.email, "active", action.reason)
-    data = PlanInput(desired={}, snapshot=snapshot, now=now,
-                     users_by_mail={action.email: users}, candidate_roles=roles)
-    decision = _create_or_adopt(wanted, replace(action.state, kept_groups=frozenset()), data,
-                                limits)
+    data = PlanInput(
+        desired={},
+        snapshot=snapshot,
+        now=now,
+        users_by_mail={action.email: users},
+        candidate_roles=roles,
+    )
+    decision = _create_or_adopt(
+        wanted, replace(action.state, kept_groups=frozenset()), data, limits
+    )
     if isinstance(decision, Create):
-        return Problem(action.hibob_id, action.email,
-                       "360Learning says the mail is used, but no user holds it")
+        return Problem(
+            action.hibob_id, action.email, "360Learning says the mail is used, but no user holds it"
+        )
     return decision
 
 
 # -- one employee ------------------------------------------------------------------------------
-def _plan_one(wanted: Desired, entry: SnapshotEntry | None, data: PlanInput, limits: Limits,
-              live: set[str]) -> Action | Problem | None:
+def _plan_one(
+    wanted: Desired, entry: SnapshotEntry | None, data: PlanInput, limits: Limits, live: set[str]
+) -> Action | Problem | None:
     linked = _is_linked(entry, data)
     if wanted.verdict in ("inactive", "out_of_scope"):
         if wanted.verdict == "out_of_scope" and limits.out_of_scope == "ignore":
@@ -323,65 +359,102 @@ def _plan_one(wanted: Desired, entry: SnapshotEntry | None, data: PlanInput, lim
     if entry.state is None:
         # Linked but never finished (a create whose pass died, or failed half-way).
         state = _fresh(state, live)
-        return Adopt(wanted.hibob_id, wanted.email,
-                     f"finishing an interrupted create: {wanted.reason}",
-                     learning_user_id=entry.learning_user_id, state=state,
-                     changes=_present(state.attributes), activate=limits.activate_users,
-                     add_groups=state.groups, manager=_initial_manager(state),
-                     link_external_id=limits.is_external_id_enabled,
-                     # It may be a deleted user whose restore failed: re-POST its mail, which
-                     # answers mailAlreadyUsed when the account is not deleted after all.
-                     restore=True)
+        return Adopt(
+            wanted.hibob_id,
+            wanted.email,
+            f"finishing an interrupted create: {wanted.reason}",
+            learning_user_id=entry.learning_user_id,
+            state=state,
+            changes=_present(state.attributes),
+            activate=limits.activate_users,
+            add_groups=state.groups,
+            manager=_initial_manager(state),
+            link_external_id=limits.is_external_id_enabled,
+            # It may be a deleted user whose restore failed: re-POST its mail, which
+            # answers mailAlreadyUsed when the account is not deleted after all.
+            restore=True,
+        )
     if _is_deleted(entry, data):
         if _is_own_schedule(entry, wanted, data):
             if not entry.is_active:
                 return None  # recorded already
-            return Deactivate(wanted.hibob_id, wanted.email,
-                              "deleted by 360Learning on its scheduled deactivation date; the "
-                              "termination stands", learning_user_id=entry.learning_user_id,
-                              state=replace(entry.state, is_active=False),
-                              is_already_deleted=True)
+            return Deactivate(
+                wanted.hibob_id,
+                wanted.email,
+                "deleted by 360Learning on its scheduled deactivation date; the termination stands",
+                learning_user_id=entry.learning_user_id,
+                state=replace(entry.state, is_active=False),
+                is_already_deleted=True,
+            )
         return _reactivate(wanted, entry, state, data, limits, live)
     return _update(wanted, entry, state, data, limits, live)
 
 
-def _create_or_adopt(wanted: Desired, state: AppliedState, data: PlanInput,
-                     limits: Limits) -> Action | Problem:
+def _create_or_adopt(
+    wanted: Desired, state: AppliedState, data: PlanInput, limits: Limits
+) -> Action | Problem:
     assert wanted.email is not None
     mine, others = _match_by_mail(wanted.hibob_id, wanted.email, data)
     if others:
         holder = ", ".join(sorted(others))
-        return Problem(wanted.hibob_id, wanted.email,
-                       f"email held by the 360Learning account of employee {holder} "
-                       "(creating would restore or clash with it)")
+        return Problem(
+            wanted.hibob_id,
+            wanted.email,
+            f"email held by the 360Learning account of employee {holder} "
+            "(creating would restore or clash with it)",
+        )
     if len(mine) > 1:
-        return Problem(wanted.hibob_id, wanted.email,
-                       f"ambiguous: {len(mine)} 360Learning users have this email")
+        return Problem(
+            wanted.hibob_id,
+            wanted.email,
+            f"ambiguous: {len(mine)} 360Learning users have this email",
+        )
     if not mine:
-        return Create(wanted.hibob_id, wanted.email, f"new: {wanted.reason}", state=state,
-                      changes=_present(state.attributes), activate=limits.activate_users,
-                      add_groups=state.groups, manager=_initial_manager(state),
-                      link_external_id=limits.is_external_id_enabled)
+        return Create(
+            wanted.hibob_id,
+            wanted.email,
+            f"new: {wanted.reason}",
+            state=state,
+            changes=_present(state.attributes),
+            activate=limits.activate_users,
+            add_groups=state.groups,
+            manager=_initial_manager(state),
+            link_external_id=limits.is_external_id_enabled,
+        )
     user = mine[0]
     roles = data.candidate_roles.get(user.learning_user_id, frozenset())
     if any(role.role == "owner" for role in roles):
-        return Problem(wanted.hibob_id, wanted.email,
-                       "the 360Learning user with this email is the platform owner: never "
-                       "adopted, changed or deactivated")
+        return Problem(
+            wanted.hibob_id,
+            wanted.email,
+            "the 360Learning user with this email is the platform owner: never "
+            "adopted, changed or deactivated",
+        )
     kept = frozenset(roles)
     state = replace(state, kept_groups=kept)
-    return Adopt(wanted.hibob_id, wanted.email,
-                 f"existing 360Learning user with this email ({user.status}): {wanted.reason}",
-                 learning_user_id=user.learning_user_id, state=state,
-                 changes=_changed(state.attributes, user.attributes),
-                 activate=limits.activate_users and user.status != "active",
-                 restore=user.is_deleted, add_groups=state.groups - kept,
-                 manager=_initial_manager(state),
-                 link_external_id=limits.is_external_id_enabled)
+    return Adopt(
+        wanted.hibob_id,
+        wanted.email,
+        f"existing 360Learning user with this email ({user.status}): {wanted.reason}",
+        learning_user_id=user.learning_user_id,
+        state=state,
+        changes=_changed(state.attributes, user.attributes),
+        activate=limits.activate_users and user.status != "active",
+        restore=user.is_deleted,
+        add_groups=state.groups - kept,
+        manager=_initial_manager(state),
+        link_external_id=limits.is_external_id_enabled,
+    )
 
 
-def _update(wanted: Desired, entry: SnapshotEntry, state: AppliedState, data: PlanInput,
-            limits: Limits, live: set[str]) -> Action | None:
+def _update(
+    wanted: Desired,
+    entry: SnapshotEntry,
+    state: AppliedState,
+    data: PlanInput,
+    limits: Limits,
+    live: set[str],
+) -> Action | None:
     before = entry.state
     assert before is not None
     actual = data.actual.get(entry.learning_user_id or "") if data.actual is not None else None
@@ -389,46 +462,75 @@ def _update(wanted: Desired, entry: SnapshotEntry, state: AppliedState, data: Pl
     changes = _changed(state.attributes, seen)
     add = state.groups - before.groups
     remove = before.groups - state.groups - before.kept_groups
-    manager = ManagerChange(before.manager, state.manager) if state.manager != before.manager \
-        else None
+    manager = (
+        ManagerChange(before.manager, state.manager) if state.manager != before.manager else None
+    )
     activate = actual is not None and limits.activate_users and actual.status != "active"
     link = limits.is_external_id_enabled and not _has_external_id(entry, data)
     relink: tuple[str, ...] = ()
     links = data.actual_links.get(entry.learning_user_id or "")
     if links is not None:  # a restore may have dropped links: compare them too
         add |= state.groups - links.roles
-        if manager is None and state.manager and _learning_id(state.manager, data) \
-                not in links.managers and state.manager in live:
+        if (
+            manager is None
+            and state.manager
+            and _learning_id(state.manager, data) not in links.managers
+            and state.manager in live
+        ):
             manager = ManagerChange(None, state.manager)
-        relink = tuple(s for s in _subordinates(entry.hibob_id, data, live)
-                       if _learning_id(s, data) not in links.subordinates)
+        relink = tuple(
+            s
+            for s in _subordinates(entry.hibob_id, data, live)
+            if _learning_id(s, data) not in links.subordinates
+        )
     if not (changes or activate or add or remove or manager or link or relink):
         return None
     reason = "changed in Hibob" if actual is None else "differs from 360Learning (drift)"
     if not (changes or activate or add or remove or manager or relink):
         reason = "the external-id link to the Hibob id is missing"
-    return Update(wanted.hibob_id, wanted.email, reason, learning_user_id=entry.learning_user_id,
-                  state=replace(state, kept_groups=before.kept_groups), changes=changes,
-                  activate=activate, add_groups=frozenset(add), remove_groups=frozenset(remove),
-                  manager=manager, link_external_id=link, relink_subordinates=relink)
+    return Update(
+        wanted.hibob_id,
+        wanted.email,
+        reason,
+        learning_user_id=entry.learning_user_id,
+        state=replace(state, kept_groups=before.kept_groups),
+        changes=changes,
+        activate=activate,
+        add_groups=frozenset(add),
+        remove_groups=frozenset(remove),
+        manager=manager,
+        link_external_id=link,
+        relink_subordinates=relink,
+    )
 
 
-def _reactivate(wanted: Desired, entry: SnapshotEntry, state: AppliedState, data: PlanInput,
-                limits: Limits, live: set[str]) -> Reactivate:
+def _reactivate(
+    wanted: Desired,
+    entry: SnapshotEntry,
+    state: AppliedState,
+    data: PlanInput,
+    limits: Limits,
+    live: set[str],
+) -> Reactivate:
     before = entry.state
     assert before is not None
     state = _fresh(state, live)
     # Restore the employee's own account by the mail it holds; a new mail is PATCHed after.
     restore_mail = before.attributes.get("mail") or entry.email
-    return Reactivate(wanted.hibob_id, wanted.email, f"active again: {wanted.reason}",
-                      learning_user_id=entry.learning_user_id,
-                      state=replace(state, kept_groups=frozenset()),
-                      changes=_present(state.attributes), activate=limits.activate_users,
-                      add_groups=state.groups, manager=_initial_manager(state),
-                      link_external_id=limits.is_external_id_enabled
-                      and not _has_external_id(entry, data),
-                      relink_subordinates=_subordinates(entry.hibob_id, data, live),
-                      restore_mail=restore_mail)
+    return Reactivate(
+        wanted.hibob_id,
+        wanted.email,
+        f"active again: {wanted.reason}",
+        learning_user_id=entry.learning_user_id,
+        state=replace(state, kept_groups=frozenset()),
+        changes=_present(state.attributes),
+        activate=limits.activate_users,
+        add_groups=state.groups,
+        manager=_initial_manager(state),
+        link_external_id=limits.is_external_id_enabled and not _has_external_id(entry, data),
+        relink_subordinates=_subordinates(entry.hibob_id, data, live),
+        restore_mail=restore_mail,
+    )
 
 
 def _plan_absent(entry: SnapshotEntry | None, data: PlanInput) -> Action | Problem | None:
@@ -438,40 +540,60 @@ def _plan_absent(entry: SnapshotEntry | None, data: PlanInput) -> Action | Probl
         return _quarantine_problem(entry)
     result = data.absence.get(entry.hibob_id)
     if result == "unknown":
-        return Problem(entry.hibob_id, entry.email,
-                       "missing from Hibob's search, and a read by id was refused (no "
-                       "permission?): unknown, not deactivated")
-    reason = ("deleted or hidden in Hibob: missing from the search and a read by id finds "
-              "nobody" if result == "confirmed"
-              else "missing from Hibob's search (not yet confirmed by a read by id)")
+        return Problem(
+            entry.hibob_id,
+            entry.email,
+            "missing from Hibob's search, and a read by id was refused (no "
+            "permission?): unknown, not deactivated",
+        )
+    reason = (
+        "deleted or hidden in Hibob: missing from the search and a read by id finds nobody"
+        if result == "confirmed"
+        else "missing from Hibob's search (not yet confirmed by a read by id)"
+    )
     return _deactivate(entry, data, reason)
 
 
 def _deactivate(entry: SnapshotEntry, data: PlanInput, reason: str) -> Deactivate | None:
     state = replace(entry.state, is_active=False) if entry.state else AppliedState(False)
     if not _is_deleted(entry, data):
-        return Deactivate(entry.hibob_id, entry.email, reason,
-                          learning_user_id=entry.learning_user_id, state=state)
+        return Deactivate(
+            entry.hibob_id,
+            entry.email,
+            reason,
+            learning_user_id=entry.learning_user_id,
+            state=state,
+        )
     if entry.is_active:  # deleted in 360Learning already (its schedule, or by hand): record it
-        return Deactivate(entry.hibob_id, entry.email, f"already deleted in 360Learning; {reason}",
-                          learning_user_id=entry.learning_user_id, state=state,
-                          is_already_deleted=True)
+        return Deactivate(
+            entry.hibob_id,
+            entry.email,
+            f"already deleted in 360Learning; {reason}",
+            learning_user_id=entry.learning_user_id,
+            state=state,
+            is_already_deleted=True,
+        )
     return None
 
 
 # -- safety (product §3) -----------------------------------------------------------------------
 def compute_safety(plan: Plan, data: PlanInput, limits: Limits) -> Plan:
     """Hold deactivations when the read is untrustworthy, held before, or over the breaker."""
-    deactivations = [a for a in plan.actions
-                     if isinstance(a, Deactivate) and not a.is_already_deleted]
+    deactivations = [
+        a for a in plan.actions if isinstance(a, Deactivate) and not a.is_already_deleted
+    ]
     if not deactivations:
         return plan
     others = tuple(a for a in plan.actions if a not in deactivations)
     if data.read_problem:
-        return replace(plan, actions=others, held=tuple(deactivations),
-                       held_reason=data.read_problem, is_held_releasable=False)
-    released = [a for a in deactivations
-                if data.allow_deactivations or a.hibob_id in data.released]
+        return replace(
+            plan,
+            actions=others,
+            held=tuple(deactivations),
+            held_reason=data.read_problem,
+            is_held_releasable=False,
+        )
+    released = [a for a in deactivations if data.allow_deactivations or a.hibob_id in data.released]
     sticky = [a for a in deactivations if a not in released and a.hibob_id in data.held_ids]
     fresh = [a for a in deactivations if a not in released and a not in sticky]
     reason = _breaker_reason(len(fresh), data, limits)
@@ -479,35 +601,49 @@ def compute_safety(plan: Plan, data: PlanInput, limits: Limits) -> Plan:
     if not held:
         return plan
     go = tuple(a for a in deactivations if a not in held)
-    return replace(plan, actions=others + go, held=tuple(held),
-                   held_reason=reason or "held earlier by a safety limit: waiting for an admin "
-                                         "to release it (reconciler release)")
+    return replace(
+        plan,
+        actions=others + go,
+        held=tuple(held),
+        held_reason=reason
+        or "held earlier by a safety limit: waiting for an admin "
+        "to release it (reconciler release)",
+    )
 
 
 def _breaker_reason(count: int, data: PlanInput, limits: Limits) -> str | None:
     managed = sum(1 for e in data.snapshot.values() if e.is_linked and e.is_active)
     total = count + data.recent_deactivations
-    window = (f" (with {data.recent_deactivations} in the last hour)"
-              if data.recent_deactivations else "")
+    window = (
+        f" (with {data.recent_deactivations} in the last hour)" if data.recent_deactivations else ""
+    )
     if count and total > limits.max_deactivations:
-        return (f"{total} deactivations{window} exceed sync.max_deactivations "
-                f"({limits.max_deactivations})")
+        return (
+            f"{total} deactivations{window} exceed sync.max_deactivations "
+            f"({limits.max_deactivations})"
+        )
     if count and managed and total / managed > limits.max_deactivation_ratio:
-        return (f"{total} deactivations{window} are {total / managed:.0%} of {managed} managed "
-                f"active users, over sync.max_deactivation_ratio "
-                f"({limits.max_deactivation_ratio:.0%})")
+        return (
+            f"{total} deactivations{window} are {total / managed:.0%} of {managed} managed "
+            f"active users, over sync.max_deactivation_ratio "
+            f"({limits.max_deactivation_ratio:.0%})"
+        )
     return None
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _match_by_mail(hibob_id: str, email: str, data: PlanInput
-                   ) -> tuple[list[LearningUser], list[str]]:
+def _match_by_mail(
+    hibob_id: str, email: str, data: PlanInput
+) -> tuple[list[LearningUser], list[str]]:
     """(users this employee may adopt, other employees whose account holds the email).
 
     Compared locally and case-insensitively: 360Learning's filter semantics are undocumented.
     """
-    link_owner = {e.learning_user_id: h for h, e in data.snapshot.items()
-                  if e.learning_user_id and h != hibob_id}
+    link_owner = {
+        e.learning_user_id: h
+        for h, e in data.snapshot.items()
+        if e.learning_user_id and h != hibob_id
+    }
     if data.external_ids is not None:
         link_owner.update({uid: h for h, uid in data.external_ids.items() if h != hibob_id})
     users = data.users_by_mail.get(email, ())
@@ -564,21 +700,26 @@ def _learning_id(hibob_id: str, data: PlanInput) -> str | None:
 
 
 def _subordinates(hibob_id: str, data: PlanInput, live: set[str]) -> tuple[str, ...]:
-    return tuple(sorted(h for h, e in data.snapshot.items()
-                        if e.state is not None and e.state.manager == hibob_id and h in live
-                        and e.is_linked))
+    return tuple(
+        sorted(
+            h
+            for h, e in data.snapshot.items()
+            if e.state is not None and e.state.manager == hibob_id and h in live and e.is_linked
+        )
+    )
 
 
-def _live_after_pass(data: PlanInput, desired: Mapping[str, Desired],
-                     limits: Limits) -> set[str]:
+def _live_after_pass(data: PlanInput, desired: Mapping[str, Desired], limits: Limits) -> set[str]:
     """Employees whose 360Learning account is active once this pass is applied."""
-    live = {h for h, e in data.snapshot.items()
-            if e.is_linked and e.is_active and h not in data.absent}
+    live = {
+        h for h, e in data.snapshot.items() if e.is_linked and e.is_active and h not in data.absent
+    }
     for hibob_id, wanted in desired.items():
         if wanted.verdict == "active":
             live.add(hibob_id)
-        elif wanted.verdict == "inactive" or (wanted.verdict == "out_of_scope"
-                                              and limits.out_of_scope == "deactivate"):
+        elif wanted.verdict == "inactive" or (
+            wanted.verdict == "out_of_scope" and limits.out_of_scope == "deactivate"
+        ):
             live.discard(hibob_id)
     return live
 
@@ -587,8 +728,9 @@ def _state_after(wanted: Desired, entry: SnapshotEntry | None, live: set[str]) -
     """The snapshot state after applying `wanted`: unknown parts keep what was applied."""
     before = entry.state if entry and entry.state else None
     attributes = {**(before.attributes if before else {}), **wanted.attributes}
-    groups = wanted.groups if wanted.groups is not None else (before.groups if before else
-                                                               frozenset())
+    groups = (
+        wanted.groups if wanted.groups is not None else (before.groups if before else frozenset())
+    )
     manager = before.manager if before else None
     if wanted.is_manager_known:
         target = wanted.manager_hibob_id
@@ -599,10 +741,14 @@ def _state_after(wanted: Desired, entry: SnapshotEntry | None, live: set[str]) -
         if target is not None and target not in live and target != manager:
             target = None
         manager = target
-    return AppliedState(is_active=True, attributes=attributes, groups=frozenset(groups),
-                        manager=manager,
-                        kept_groups=before.kept_groups if before else frozenset(),
-                        is_external_id_linked=before.is_external_id_linked if before else False)
+    return AppliedState(
+        is_active=True,
+        attributes=attributes,
+        groups=frozenset(groups),
+        manager=manager,
+        kept_groups=before.kept_groups if before else frozenset(),
+        is_external_id_linked=before.is_external_id_linked if before else False,
+    )
 
 
 def _initial_manager(state: AppliedState) -> ManagerChange | None:
@@ -612,8 +758,7 @@ def _initial_manager(state: AppliedState) -> ManagerChange | None:
 def _fresh(state: AppliedState, live: set[str]) -> AppliedState:
     """The state of an account that holds no links yet (new, adopted or restored): a link to a
     manager who is not active would be refused, so it waits for the manager's return."""
-    return state if state.manager in live or state.manager is None else \
-        replace(state, manager=None)
+    return state if state.manager in live or state.manager is None else replace(state, manager=None)
 
 
 def _quarantine_problem(entry: SnapshotEntry) -> Problem:

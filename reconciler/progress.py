@@ -73,8 +73,12 @@ def format_duration(seconds: float) -> str:
 class ProgressTracker:
     """The `progress` hook: thread-safe; `listeners` hear each update (keep them cheap)."""
 
-    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic,
-                 window_seconds: float = RATE_WINDOW_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        window_seconds: float = RATE_WINDOW_SECONDS,
+    ) -> None:
         self._monotonic, self._window = monotonic, window_seconds
         self._lock = threading.Lock()
         self._started = monotonic()
@@ -104,9 +108,14 @@ class ProgressTracker:
                 (first_at, first), (last_at, last) = self._samples[0], self._samples[-1]
                 if last_at > first_at:
                     rate = (last - first) / (last_at - first_at)
-            return ProgressSnapshot(self._phase, self._done, self._total, rate,
-                                    compute_eta_seconds(self._done, self._total, rate),
-                                    now - self._started)
+            return ProgressSnapshot(
+                self._phase,
+                self._done,
+                self._total,
+                rate,
+                compute_eta_seconds(self._done, self._total, rate),
+                now - self._started,
+            )
 
 
 class PassProgress:
@@ -116,12 +125,17 @@ class PassProgress:
     `save_every_seconds`, `save_state({"progress": json})` for `reconciler status`.
     """
 
-    def __init__(self, pass_label: str, *,
-                 set_gauges: Callable[[int, int, float], None] | None = None,
-                 save_state: Callable[[dict[str, str | None]], None] | None = None,
-                 log_every_seconds: float | None = 10.0, save_every_seconds: float = 2.0,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        pass_label: str,
+        *,
+        set_gauges: Callable[[int, int, float], None] | None = None,
+        save_state: Callable[[dict[str, str | None]], None] | None = None,
+        log_every_seconds: float | None = 10.0,
+        save_every_seconds: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.tracker = ProgressTracker(monotonic=monotonic)
         self.tracker.listeners.append(self._publish)
         self._label, self._set_gauges, self._save_state = pass_label, set_gauges, save_state
@@ -135,18 +149,30 @@ class PassProgress:
             self._set_gauges(snapshot.done, snapshot.total or 0, snapshot.rate_per_second)
         now = self._monotonic()
         with self._lock:
-            should_log = (self._log_every is not None
-                          and now - self._logged_at >= self._log_every)
+            should_log = self._log_every is not None and now - self._logged_at >= self._log_every
             should_save = now - self._saved_at >= self._save_every or snapshot.done == 0
             self._logged_at = now if should_log else self._logged_at
             self._saved_at = now if should_save else self._saved_at
         if should_save and self._save_state:
-            self._save_state({"progress": json.dumps({
-                "pass": self._label, "at": utc_text(self._clock()), **asdict(snapshot)})})
+            self._save_state(
+                {
+                    "progress": json.dumps(
+                        {"pass": self._label, "at": utc_text(self._clock()), **asdict(snapshot)}
+                    )
+                }
+            )
         if should_log:
-            log.info("%s: %s", self._label, snapshot.describe(),
-                     extra={"progress": {k: round(v, 1) if isinstance(v, float) else v
-                                         for k, v in asdict(snapshot).items()}})
+            log.info(
+                "%s: %s",
+                self._label,
+                snapshot.describe(),
+                extra={
+                    "progress": {
+                        k: round(v, 1) if isinstance(v, float) else v
+                        for k, v in asdict(snapshot).items()
+                    }
+                },
+            )
 
     def finish(self) -> None:
         if self._set_gauges:

@@ -68,25 +68,46 @@ class PassOptions:
     retry_quarantined: bool | None = None  # None: full passes and after a failed pass
 
 
-def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool = False,
-             employee: str | None = None, allow_deactivations: bool = False,
-             released: frozenset[str] = frozenset(),
-             retry_quarantined: bool | None = None, hooks: PassHooks | None = None
-             ) -> PassResult:
+def run_pass(
+    services: Services,
+    kind: PassKind,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    employee: str | None = None,
+    allow_deactivations: bool = False,
+    released: frozenset[str] = frozenset(),
+    retry_quarantined: bool | None = None,
+    hooks: PassHooks | None = None,
+) -> PassResult:
     store, hooks = services.store, hooks or PassHooks()
     started = time.monotonic()
     options = PassOptions(employee, allow_deactivations, released, retry_quarantined)
     pass_id = store.start_pass(kind, now, is_dry_run=dry_run)
     if not dry_run and (interrupted := store.close_interrupted(pass_id, now)):
-        log.warning("%d operations of an interrupted pass were never confirmed; this pass "
-                    "re-checks them", interrupted)
+        log.warning(
+            "%d operations of an interrupted pass were never confirmed; this pass re-checks them",
+            interrupted,
+        )
     try:
-        plan = read_and_plan(services, kind, now=now, options=options, record=not dry_run,
-                             progress=hooks.progress)
+        plan = read_and_plan(
+            services, kind, now=now, options=options, record=not dry_run, progress=hooks.progress
+        )
     except ReconcilerError as exc:
-        return _finish(services, PassResult(pass_id, kind, Plan(), dry_run,
-                                            outcome=PassOutcome.FAILED, error=str(exc),
-                                            exception=exc), now, started)
+        return _finish(
+            services,
+            PassResult(
+                pass_id,
+                kind,
+                Plan(),
+                dry_run,
+                outcome=PassOutcome.FAILED,
+                error=str(exc),
+                exception=exc,
+            ),
+            now,
+            started,
+        )
     except KeyboardInterrupt:
         store.finish_pass(pass_id, now, PassOutcome.INTERRUPTED, {}, "interrupted (Ctrl-C)")
         raise
@@ -95,9 +116,15 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
         result.outcome = PassOutcome.DRY_RUN
         return _finish(services, result, now, started)
     try:
-        report = apply_plan(plan, client=services.learning, store=store,
-                            settings=apply_settings(services.settings), pass_id=pass_id,
-                            now=now, hooks=hooks)
+        report = apply_plan(
+            plan,
+            client=services.learning,
+            store=store,
+            settings=apply_settings(services.settings),
+            pass_id=pass_id,
+            now=now,
+            hooks=hooks,
+        )
     except KeyboardInterrupt:  # what was sent is journalled; the next pass does the rest
         store.finish_pass(pass_id, now, PassOutcome.INTERRUPTED, {}, "interrupted (Ctrl-C)")
         raise
@@ -107,29 +134,51 @@ def run_pass(services: Services, kind: PassKind, *, now: datetime, dry_run: bool
     else:
         _record_held(services, plan, pass_id, now, kind)
         _record_skips(services, plan, pass_id, now)
-        result.outcome = (PassOutcome.ERRORS if report.has_failures
-                          else PassOutcome.HELD if plan.held else PassOutcome.OK)
+        result.outcome = (
+            PassOutcome.ERRORS
+            if report.has_failures
+            else PassOutcome.HELD
+            if plan.held
+            else PassOutcome.OK
+        )
         result.error = plan.held_reason
     return _finish(services, result, now, started)
 
 
-def _finish(services: Services, result: PassResult, now: datetime,
-            started: float) -> PassResult:
+def _finish(services: Services, result: PassResult, now: datetime, started: float) -> PassResult:
     services.store.finish_pass(result.pass_id, now, result.outcome, result.counts, result.error)
     result.duration_seconds = time.monotonic() - started
-    level = {PassOutcome.FAILED: logging.ERROR, PassOutcome.HELD: logging.WARNING,
-             PassOutcome.ERRORS: logging.WARNING}.get(result.outcome, logging.INFO)
-    log.log(level, "%s pass %s: %s%s", result.kind, result.pass_id, result.outcome,
-            f": {result.error}" if result.error else "",
-            extra={"outcome": str(result.outcome), "pass_id": result.pass_id,
-                   "kind": str(result.kind),
-                   "counts": result.counts})
+    level = {
+        PassOutcome.FAILED: logging.ERROR,
+        PassOutcome.HELD: logging.WARNING,
+        PassOutcome.ERRORS: logging.WARNING,
+    }.get(result.outcome, logging.INFO)
+    log.log(
+        level,
+        "%s pass %s: %s%s",
+        result.kind,
+        result.pass_id,
+        result.outcome,
+        f": {result.error}" if result.error else "",
+        extra={
+            "outcome": str(result.outcome),
+            "pass_id": result.pass_id,
+            "kind": str(result.kind),
+            "counts": result.counts,
+        },
+    )
     return result
 
 
-def read_and_plan(services: Services, kind: PassKind, *, now: datetime,
-                  options: PassOptions = PassOptions(), record: bool = False,
-                  progress: ProgressCallback | None = None) -> Plan:
+def read_and_plan(
+    services: Services,
+    kind: PassKind,
+    *,
+    now: datetime,
+    options: PassOptions = PassOptions(),
+    record: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Plan:
     """Read both sides as the pass kind requires and compute the plan (no 360Learning write).
 
     `record`: save the emails read (the store's email history), which a dry run does not.
@@ -146,9 +195,16 @@ def read_and_plan(services: Services, kind: PassKind, *, now: datetime,
         employees, problems = _read_one(services, options.employee, fields, snapshot)
     else:
         employees = services.hibob.search_employees(fields)
-        problems = [Problem("", None, "Hibob returned an employee without root.id (check the "
-                                      "permission group's root category): not written")
-                    for e in employees if not e.hibob_id]
+        problems = [
+            Problem(
+                "",
+                None,
+                "Hibob returned an employee without root.id (check the "
+                "permission group's root category): not written",
+            )
+            for e in employees
+            if not e.hibob_id
+        ]
         employees = [e for e in employees if e.hibob_id]
     progress("read", len(employees), len(employees))
     desired = _compute_desired(services, employees, now)
@@ -156,19 +212,27 @@ def read_and_plan(services: Services, kind: PassKind, *, now: datetime,
     if is_full_read and (problem := compute_unknown_share(desired, limits(settings))):
         raise PassFailed(problem)
     if record:
-        store.save_seen_emails({h: d.email for h, d in desired.items() if d.email}, now,
-                               is_complete=is_full_read)
+        store.save_seen_emails(
+            {h: d.email for h, d in desired.items() if d.email}, now, is_complete=is_full_read
+        )
     data = PlanInput(
-        desired=desired, snapshot=snapshot, now=now, is_full_read=is_full_read,
+        desired=desired,
+        snapshot=snapshot,
+        now=now,
+        is_full_read=is_full_read,
         known_emails=store.load_known_emails() if not is_full_read else {},
         absent=frozenset(h for h, e in snapshot.items() if e.is_linked and h not in desired)
-        if is_full_read else frozenset(),
-        read_problem=("Hibob returned no employees: no deactivation from an empty read"
-                      if is_full_read and not employees
-                      and any(e.is_active for e in snapshot.values()) else None),
+        if is_full_read
+        else frozenset(),
+        read_problem=(
+            "Hibob returned no employees: no deactivation from an empty read"
+            if is_full_read and not employees and any(e.is_active for e in snapshot.values())
+            else None
+        ),
         held_ids=store.list_held_ids(),
         recent_deactivations=store.count_deactivations_since(now - BREAKER_WINDOW),
-        released=options.released, allow_deactivations=options.allow_deactivations,
+        released=options.released,
+        allow_deactivations=options.allow_deactivations,
         retry_quarantined=_retry_quarantined(services, kind, options),
     )
     as_given = {e.email: str(e.value("root.email")).strip() for e in employees if e.email}
@@ -179,19 +243,24 @@ def read_and_plan(services: Services, kind: PassKind, *, now: datetime,
     return replace(plan, problems=tuple(problems) + plan.problems)
 
 
-def _compute_desired(services: Services, employees: list[Employee],
-                     now: datetime) -> dict[str, Desired]:
+def _compute_desired(
+    services: Services, employees: list[Employee], now: datetime
+) -> dict[str, Desired]:
     groups, settings = services.settings.scope.groups, services.settings
     read: dict[str, Employee] = {}
     twins: set[str] = set()
     for employee in employees:
         if read.setdefault(employee.hibob_id, employee) != employee:
             twins.add(employee.hibob_id)
-    desired = {h: compute_desired(e, settings, now, compute_in_scope(groups, e))
-               for h, e in read.items()}
+    desired = {
+        h: compute_desired(e, settings, now, compute_in_scope(groups, e)) for h, e in read.items()
+    }
     for hibob_id in twins:  # which record is right is unknowable: write neither
-        desired[hibob_id] = replace(desired[hibob_id], verdict="skip",
-                                    reason="Hibob returned two different records with this id")
+        desired[hibob_id] = replace(
+            desired[hibob_id],
+            verdict="skip",
+            reason="Hibob returned two different records with this id",
+        )
     return desired
 
 
@@ -205,8 +274,9 @@ def _retry_quarantined(services: Services, kind: PassKind, options: PassOptions)
     return len(previous) > 1 and previous[1]["outcome"] == PassOutcome.FAILED
 
 
-def _read_learning(services: Services, kind: PassKind, data: PlanInput,
-                   as_given: dict[str, str]) -> PlanInput:
+def _read_learning(
+    services: Services, kind: PassKind, data: PlanInput, as_given: dict[str, str]
+) -> PlanInput:
     """What 360Learning holds for this pass: everything (full) or the unlinked emails.
 
     Emails are looked up as Hibob gives them and lower-cased, then compared locally: whether
@@ -215,8 +285,11 @@ def _read_learning(services: Services, kind: PassKind, data: PlanInput,
     learning, platform = services.learning, services.settings.learning.external_id_platform
     if kind == "full":
         actual = {u.learning_user_id: u for u in learning.list_users()}
-        external = ({h: uid for h, uid in learning.list_external_ids(platform).items()}
-                    if platform else None)
+        external = (
+            {h: uid for h, uid in learning.list_external_ids(platform).items()}
+            if platform
+            else None
+        )
         data = replace(data, actual=actual, external_ids=external)
         data = replace(data, actual_links=_read_restored_links(services, data))
     else:
@@ -229,8 +302,10 @@ def _read_learning(services: Services, kind: PassKind, data: PlanInput,
                     by_mail[user.mail].append(user)
         data = replace(data, users_by_mail=dict(by_mail))
     candidates = compute_adoption_candidates(data)
-    roles = {u.learning_user_id: frozenset(learning.list_user_roles(u.learning_user_id))
-             for u in {c.learning_user_id: c for c in candidates.values()}.values()}
+    roles = {
+        u.learning_user_id: frozenset(learning.list_user_roles(u.learning_user_id))
+        for u in {c.learning_user_id: c for c in candidates.values()}.values()
+    }
     return replace(data, candidate_roles=roles)
 
 
@@ -248,14 +323,17 @@ def _read_restored_links(services: Services, data: PlanInput) -> dict[str, Actua
         if user is None or user.is_deleted or not user.was_ever_restored or not entry.is_active:
             continue
         uid = user.learning_user_id
-        links[uid] = ActualLinks(roles=frozenset(learning.list_user_roles(uid)),
-                                 managers=frozenset(learning.list_managers(uid)),
-                                 subordinates=frozenset(learning.list_subordinates(uid)))
+        links[uid] = ActualLinks(
+            roles=frozenset(learning.list_user_roles(uid)),
+            managers=frozenset(learning.list_managers(uid)),
+            subordinates=frozenset(learning.list_subordinates(uid)),
+        )
     return links
 
 
-def _plan_with_confirmed_absences(services: Services, data: PlanInput, fields: list[str],
-                                  now: datetime) -> Plan:
+def _plan_with_confirmed_absences(
+    services: Services, data: PlanInput, fields: list[str], now: datetime
+) -> Plan:
     """Plan; confirm each absence the safety limits would let through by a read by id."""
     settings = services.settings
     plan = compute_plan(data, limits(settings))
@@ -278,16 +356,24 @@ def _plan_with_confirmed_absences(services: Services, data: PlanInput, fields: l
             present.append(found)
     desired = {**data.desired, **_compute_desired(services, present, now)}
     if present:
-        log.warning("Hibob's search did not return %d employees that a read by id returns: "
-                    "the search was incomplete", len(present))
-    data = replace(data, desired=desired, absence=absence,
-                   absent=data.absent - {e.hibob_id for e in present},
-                   search_incomplete=frozenset(e.hibob_id for e in present))
+        log.warning(
+            "Hibob's search did not return %d employees that a read by id returns: "
+            "the search was incomplete",
+            len(present),
+        )
+    data = replace(
+        data,
+        desired=desired,
+        absence=absence,
+        absent=data.absent - {e.hibob_id for e in present},
+        search_incomplete=frozenset(e.hibob_id for e in present),
+    )
     return compute_plan(data, limits(settings))
 
 
-def find_employee(services: Services, identifier: str, fields: list[str]
-                  ) -> tuple[Employee | None, str | None, str | None]:
+def find_employee(
+    services: Services, identifier: str, fields: list[str]
+) -> tuple[Employee | None, str | None, str | None]:
     """(the employee as Hibob returns it, its Hibob id, a note) for a Hibob id or any email
     the employee has had. An email Hibob does not know is resolved through the emails the
     store has seen; the note then says who last held it."""
@@ -298,16 +384,25 @@ def find_employee(services: Services, identifier: str, fields: list[str]
             return found, found.hibob_id, None
         holders = services.store.find_employees_by_email(wanted)
         if not holders:
-            return None, None, (f"{wanted}: no Hibob employee has this email, and no "
-                                "employee known here ever had it")
+            return (
+                None,
+                None,
+                (
+                    f"{wanted}: no Hibob employee has this email, and no "
+                    "employee known here ever had it"
+                ),
+            )
         wanted = holders[0]
-        note = f"{identifier.strip()} is not a current Hibob email; it was last held by " \
-               f"employee {wanted}"
+        note = (
+            f"{identifier.strip()} is not a current Hibob email; it was last held by "
+            f"employee {wanted}"
+        )
     return services.hibob.get_employee(wanted, fields), wanted, note
 
 
-def _read_one(services: Services, identifier: str, fields: list[str],
-              snapshot: dict[str, SnapshotEntry]) -> tuple[list[Employee], list[Problem]]:
+def _read_one(
+    services: Services, identifier: str, fields: list[str], snapshot: dict[str, SnapshotEntry]
+) -> tuple[list[Employee], list[Problem]]:
     """One employee by Hibob id or by any email it has had; never concludes absence."""
     found, hibob_id, note = find_employee(services, identifier, fields)
     if note:
@@ -319,26 +414,37 @@ def _read_one(services: Services, identifier: str, fields: list[str],
     entry = snapshot.get(hibob_id)
     if entry is None:
         raise ReconcilerError(f"employee {hibob_id} is neither in Hibob nor known here")
-    return [], [Problem(hibob_id, entry.email,
-                        (f"{note}; " if note else "") + "a read by id finds nobody; a targeted "
-                        "pass never concludes absence: the next full search decides")]
+    return [], [
+        Problem(
+            hibob_id,
+            entry.email,
+            (f"{note}; " if note else "") + "a read by id finds nobody; a targeted "
+            "pass never concludes absence: the next full search decides",
+        )
+    ]
 
 
-def _record_held(services: Services, plan: Plan, pass_id: int, now: datetime,
-                 kind: PassKind) -> None:
+def _record_held(
+    services: Services, plan: Plan, pass_id: int, now: datetime, kind: PassKind
+) -> None:
     store, reason = services.store, plan.held_reason or ""
     previously = store.list_held_ids()
     done = [a.hibob_id for a in plan.actions] + [p.hibob_id for p in plan.problems]
     # A targeted pass says nothing about the other employees' held deactivations.
-    store.replace_held(pass_id, [(a.hibob_id, a.email, f"{reason}; {a.reason}")
-                                 for a in plan.held], now, keep_others=kind == "targeted",
-                       is_releasable=plan.is_held_releasable,
-                       done=[h for h in done if h not in {a.hibob_id for a in plan.held}])
+    store.replace_held(
+        pass_id,
+        [(a.hibob_id, a.email, f"{reason}; {a.reason}") for a in plan.held],
+        now,
+        keep_others=kind == "targeted",
+        is_releasable=plan.is_held_releasable,
+        done=[h for h in done if h not in {a.hibob_id for a in plan.held}],
+    )
     for action in plan.held:
         if action.hibob_id in previously:
             continue  # journalled when first held
-        journal_id = store.journal_start(pass_id, action.hibob_id, action.email, "deactivate",
-                                         [], f"held: {reason}", now)
+        journal_id = store.journal_start(
+            pass_id, action.hibob_id, action.email, "deactivate", [], f"held: {reason}", now
+        )
         store.journal_finish(journal_id, "held")
 
 
@@ -349,9 +455,14 @@ def _no_progress(phase: str, done: int, total: int | None) -> None:
 def _record_skips(services: Services, plan: Plan, pass_id: int, now: datetime) -> None:
     """Skip reasons reach history, status and the log once per change, not once per pass."""
     for hibob_id, _, reason in services.store.record_skips(
-            pass_id, [(p.hibob_id, p.email, p.reason) for p in plan.problems], now):
-        log.warning("employee %s skipped: %s", hibob_id, reason,
-                    extra={"employee_id": hibob_id, "outcome": "skipped"})
+        pass_id, [(p.hibob_id, p.email, p.reason) for p in plan.problems], now
+    ):
+        log.warning(
+            "employee %s skipped: %s",
+            hibob_id,
+            reason,
+            extra={"employee_id": hibob_id, "outcome": "skipped"},
+        )
 
 
 def _applied_counts(plan: Plan, report: ApplyReport) -> dict[str, int]:

@@ -31,8 +31,11 @@ class SecretRegistry:
         self._pattern: re.Pattern[str] | None = None
 
     def remember(self, *values: str, is_token: bool = False) -> None:
-        fresh = [v for v in values if len(v) >= MIN_SECRET_CHARS
-                 and v not in self._secrets and v not in self._tokens]
+        fresh = [
+            v
+            for v in values
+            if len(v) >= MIN_SECRET_CHARS and v not in self._secrets and v not in self._tokens
+        ]
         if not fresh:
             return
         with self._lock:
@@ -52,14 +55,17 @@ class SecretRegistry:
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
         if max_chars is not None and len(text) > max_chars:
-            text = text[:max_chars - 1] + "…"
+            text = text[: max_chars - 1] + "…"
         return text
 
     def _compiled(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._pattern is None and (self._secrets or self._tokens):
-                forms = {form for value in [*self._secrets, *self._tokens]
-                         for form in _escaped_forms(value)}
+                forms = {
+                    form
+                    for value in [*self._secrets, *self._tokens]
+                    for form in _escaped_forms(value)
+                }
                 # Longest first, so a secret containing another is removed whole.
                 ordered = sorted(forms, key=len, reverse=True)
                 self._pattern = re.compile("|".join(map(re.escape, ordered)))
@@ -68,8 +74,13 @@ class SecretRegistry:
 
 def _escaped_forms(value: str) -> set[str]:
     """How an echo may spell the value: raw, JSON-escaped, URL- or form-encoded."""
-    return {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
-            quote(value, safe=""), quote_plus(value)}
+    return {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        quote(value, safe=""),
+        quote_plus(value),
+    }
 
 
 SECRETS = SecretRegistry()

@@ -18,8 +18,9 @@ from reconciler.requests import compute_held_token
 PHASE_LABELS = {"read": "read Hibob", "plan": "plan", "apply": "writes"}
 
 
-def print_result(result: PassResult, out: TextIO | None = None, *,
-                 show_problems: bool = True) -> None:
+def print_result(
+    result: PassResult, out: TextIO | None = None, *, show_problems: bool = True
+) -> None:
     out = out or sys.stdout
     plan = result.plan
     label = "dry run" if result.is_dry_run else f"{result.kind} pass {result.pass_id}"
@@ -29,18 +30,21 @@ def print_result(result: PassResult, out: TextIO | None = None, *,
         print(f"  error: {result.error}", file=out)
     for action in plan.actions:
         fields = ",".join(action.fields) or "-"
-        print(f"  {action.hibob_id}  {action.email or '-'}  {action.kind}  [{fields}]  "
-              f"{action.reason}", file=out)
+        print(
+            f"  {action.hibob_id}  {action.email or '-'}  {action.kind}  [{fields}]  "
+            f"{action.reason}",
+            file=out,
+        )
     for action in plan.held:
-        print(f"  {action.hibob_id}  {action.email or '-'}  deactivate HELD  {action.reason}",
-              file=out)
+        print(
+            f"  {action.hibob_id}  {action.email or '-'}  deactivate HELD  {action.reason}",
+            file=out,
+        )
     if plan.held:
-        hint = (" (review and release with: reconciler release)"
-                if plan.is_held_releasable else "")
+        hint = " (review and release with: reconciler release)" if plan.is_held_releasable else ""
         print(f"  held: {plan.held_reason}{hint}", file=out)
     for problem in plan.problems if show_problems else ():
-        print(f"  {problem.hibob_id}  {problem.email or '-'}  skipped  {problem.reason}",
-              file=out)
+        print(f"  {problem.hibob_id}  {problem.email or '-'}  skipped  {problem.reason}", file=out)
     if result.report:
         for hibob_id, error in result.report.failures:
             print(f"  {hibob_id}  failed  {error}", file=out)
@@ -52,42 +56,60 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
     last = status["last_pass"]
     if last:
         counts = ", ".join(f"{k} {v}" for k, v in last["counts"].items()) or "no changes"
-        print(f"last pass #{last['id']} {last['kind']} {last['outcome']} at "
-              f"{last['finished_at'] or last['started_at']}: {counts}", file=out)
+        print(
+            f"last pass #{last['id']} {last['kind']} {last['outcome']} at "
+            f"{last['finished_at'] or last['started_at']}: {counts}",
+            file=out,
+        )
         if last["error"]:
             print(f"  {last['error']}", file=out)
     else:
         print("no pass yet", file=out)
     print(f"last success: {status['last_success_at'] or 'never'}", file=out)
     if status["next_pass_at"]:
-        print(f"next scheduled pass: {status['next_pass_at']} (full resync "
-              f"{status['next_full_resync_at'] or 'not scheduled'})", file=out)
+        print(
+            f"next scheduled pass: {status['next_pass_at']} (full resync "
+            f"{status['next_full_resync_at'] or 'not scheduled'})",
+            file=out,
+        )
     if in_progress := status.get("pass_in_progress"):
-        print(f"in progress: {in_progress['pass']}, {describe_progress(in_progress)} "
-              f"(as of {in_progress['at']})", file=out)
+        print(
+            f"in progress: {in_progress['pass']}, {describe_progress(in_progress)} "
+            f"(as of {in_progress['at']})",
+            file=out,
+        )
     print(f"pending hints: {status['pending_hints']}", file=out)
     for row in status.get("retrying_hints", []):
-        print(f"  {row['employee_id']}  retry {row['attempts'] + 1} at {row['next_attempt_at']}"
-              f"  {row['last_error']}", file=out)
+        print(
+            f"  {row['employee_id']}  retry {row['attempts'] + 1} at {row['next_attempt_at']}"
+            f"  {row['last_error']}",
+            file=out,
+        )
     for row in status.get("open_requests", []):
         state = f"started {row['started_at']}" if row["started_at"] else "waiting for the service"
-        print(f"admin request {row['id']} ({row['kind']}, {row['requested_at']}): {state}",
-              file=out)
+        print(
+            f"admin request {row['id']} ({row['kind']}, {row['requested_at']}): {state}", file=out
+        )
     held = status["held_deactivations"]
-    print(f"held deactivations: {len(held)}" + (" (reconciler release)" if held else ""),
-          file=out)
+    print(f"held deactivations: {len(held)}" + (" (reconciler release)" if held else ""), file=out)
     for row in held:
         print(f"  {row['employee_id']}  {row['email'] or '-'}  {row['reason']}", file=out)
     quarantined = status["quarantined"]
-    print(f"quarantined employees: {len(quarantined)}"
-          + (" (reconciler quarantine)" if quarantined else ""), file=out)
+    print(
+        f"quarantined employees: {len(quarantined)}"
+        + (" (reconciler quarantine)" if quarantined else ""),
+        file=out,
+    )
     for row in quarantined:
         print(f"  {row['employee_id']}  until {row['until']}  {row['reason']}", file=out)
     skipped = status.get("skipped", [])
     print(f"skipped employees: {len(skipped)}", file=out)
     for row in skipped:
-        print(f"  {row['employee_id']}  {row['email'] or '-'}  {row['reason']} "
-              f"(since {row['since']})", file=out)
+        print(
+            f"  {row['employee_id']}  {row['email'] or '-'}  {row['reason']} "
+            f"(since {row['since']})",
+            file=out,
+        )
 
 
 def print_held(held: list[dict[str, Any]], out: TextIO) -> None:
@@ -97,17 +119,22 @@ def print_held(held: list[dict[str, Any]], out: TextIO) -> None:
         return
     print(f"{len(held)} held deactivation(s):", file=out)
     for row in held:
-        print(f"  {row['employee_id']}  {row['email'] or '-'}  held {row['held_at']}  "
-              f"{row['reason']}", file=out)
+        print(
+            f"  {row['employee_id']}  {row['email'] or '-'}  held {row['held_at']}  "
+            f"{row['reason']}",
+            file=out,
+        )
     releasable = [row for row in held if row.get("is_releasable", True)]
     if len(releasable) < len(held):
-        print(f"{len(held) - len(releasable)} of them are held because the Hibob read could not "
-              "be trusted: fix the read, the next pass decides again", file=out)
+        print(
+            f"{len(held) - len(releasable)} of them are held because the Hibob read could not "
+            "be trusted: fix the read, the next pass decides again",
+            file=out,
+        )
     if not releasable:
         return
     token = compute_held_token(releasable)
-    print(f"release exactly these {len(releasable)}: reconciler release --token {token}",
-          file=out)
+    print(f"release exactly these {len(releasable)}: reconciler release --token {token}", file=out)
     print("(or name the employees: reconciler release ID [ID ...])", file=out)
 
 
@@ -117,10 +144,15 @@ def print_quarantined(rows: list[dict[str, Any]], out: TextIO) -> None:
         return
     print(f"{len(rows)} quarantined employee(s):", file=out)
     for row in rows:
-        print(f"  {row['employee_id']}  {row['email'] or '-'}  {row['failures']} failures, "
-              f"until {row['until']}: {row['reason'] or 'no error recorded'}", file=out)
-    print("clear with: reconciler quarantine --clear ID (or --all); the next pass retries them",
-          file=out)
+        print(
+            f"  {row['employee_id']}  {row['email'] or '-'}  {row['failures']} failures, "
+            f"until {row['until']}: {row['reason'] or 'no error recorded'}",
+            file=out,
+        )
+    print(
+        "clear with: reconciler quarantine --clear ID (or --all); the next pass retries them",
+        file=out,
+    )
 
 
 def format_value(value: Any) -> str:
@@ -140,19 +172,24 @@ def format_history_row(row: dict[str, Any]) -> str:
     """One journal row: when, pass, who, what, outcome and why."""
     error = f"  {row['error']}" if row.get("error") else ""
     fields = f" [{', '.join(row['fields'])}]" if row["fields"] else ""
-    return (f"{row['at']}  pass {row['pass_id']}  {row['employee_id']}  "
-            f"{row['email'] or '-'}  {row['action']}{fields}  "
-            f"{row['outcome']}  {row['reason']}{error}")
+    return (
+        f"{row['at']}  pass {row['pass_id']}  {row['employee_id']}  "
+        f"{row['email'] or '-'}  {row['action']}{fields}  "
+        f"{row['outcome']}  {row['reason']}{error}"
+    )
 
 
 def describe_interruption(snapshot: ProgressSnapshot) -> str:
     """What a Ctrl-C left: done and left in the apply, or that nothing was written yet."""
     if snapshot.phase != "apply":
-        return (f"stopped while {PHASE_LABELS.get(snapshot.phase, snapshot.phase)}; "
-                "nothing was written")
+        return (
+            f"stopped while {PHASE_LABELS.get(snapshot.phase, snapshot.phase)}; nothing was written"
+        )
     total = snapshot.total or 0
-    return (f"about {snapshot.done:,} of {total:,} writes done, "
-            f"{max(0, total - snapshot.done):,} left; run the same command again to finish them")
+    return (
+        f"about {snapshot.done:,} of {total:,} writes done, "
+        f"{max(0, total - snapshot.done):,} left; run the same command again to finish them"
+    )
 
 
 class TerminalProgress:
@@ -166,17 +203,24 @@ class TerminalProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._progress = Progress(
-            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"),
-            redirect_stderr=True, redirect_stdout=True)
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[eta]}"),
+            redirect_stderr=True,
+            redirect_stdout=True,
+        )
         self._tasks: dict[str, Any] = {}
         self._handlers: list[tuple[logging.StreamHandler, Any]] = []
 
     def __enter__(self) -> TerminalProgress:
         self._progress.start()
         for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) \
-                    and handler.stream in (sys.__stderr__, sys.__stdout__):
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (
+                sys.__stderr__,
+                sys.__stdout__,
+            ):
                 self._handlers.append((handler, handler.setStream(sys.stderr)))
         return self
 
@@ -189,10 +233,17 @@ class TerminalProgress:
         task = self._tasks.get(snapshot.phase)
         if task is None:
             task = self._tasks[snapshot.phase] = self._progress.add_task(
-                PHASE_LABELS.get(snapshot.phase, snapshot.phase), total=snapshot.total,
-                rate="", eta="")
+                PHASE_LABELS.get(snapshot.phase, snapshot.phase),
+                total=snapshot.total,
+                rate="",
+                eta="",
+            )
         rate = f"{snapshot.rate_per_second:.1f}/s" if snapshot.rate_per_second else ""
-        eta = (f"ETA {format_duration(snapshot.eta_seconds)}"
-               if snapshot.eta_seconds is not None else "")
-        self._progress.update(task, completed=snapshot.done, total=snapshot.total,
-                              rate=rate, eta=eta)
+        eta = (
+            f"ETA {format_duration(snapshot.eta_seconds)}"
+            if snapshot.eta_seconds is not None
+            else ""
+        )
+        self._progress.update(
+            task, completed=snapshot.done, total=snapshot.total, rate=rate, eta=eta
+        )

@@ -63,8 +63,10 @@ def check_release(store: Store, args: Mapping[str, Any]) -> tuple[list[str], str
     if args.get("token") is not None:
         token = compute_held_token(held)
         if args["token"] != token:
-            return [], (f"the held list changed since it was shown (token {args['token']}, now "
-                        f"{token} for {len(held)} held deactivations)")
+            return [], (
+                f"the held list changed since it was shown (token {args['token']}, now "
+                f"{token} for {len(held)} held deactivations)"
+            )
         return held_ids, None
     wanted = list(dict.fromkeys(args.get("ids") or ()))
     missing = [i for i in wanted if i not in held_ids]
@@ -73,8 +75,9 @@ def check_release(store: Store, args: Mapping[str, Any]) -> tuple[list[str], str
     return wanted, None
 
 
-def carry_out(store: Store, kind: str, args: Mapping[str, Any], run: RunPass,
-              now: datetime) -> Outcome | None:
+def carry_out(
+    store: Store, kind: str, args: Mapping[str, Any], run: RunPass, now: datetime
+) -> Outcome | None:
     """Do what one request asks; None when the pass could not start (service stopping)."""
     detail: list[str] = []
     release: frozenset[str] = frozenset()
@@ -84,18 +87,23 @@ def carry_out(store: Store, kind: str, args: Mapping[str, Any], run: RunPass,
             return Outcome("refused", detail=refusal)
         release = frozenset(ids)
     if kind == "quarantine-clear" or args.get("retry_quarantined"):
-        cleared = store.clear_quarantine(args.get("ids") if kind == "quarantine-clear" else None,
-                                         now)
-        detail.append(f"quarantine lifted for {len(cleared)}"
-                      + (f": {', '.join(cleared)}" if cleared else ""))
+        cleared = store.clear_quarantine(
+            args.get("ids") if kind == "quarantine-clear" else None, now
+        )
+        detail.append(
+            f"quarantine lifted for {len(cleared)}" + (f": {', '.join(cleared)}" if cleared else "")
+        )
         if kind == "quarantine-clear":
-            return Outcome("ok", detail=detail[0] + (" (the next pass retries them)"
-                                                     if cleared else ""))
+            return Outcome(
+                "ok", detail=detail[0] + (" (the next pass retries them)" if cleared else "")
+            )
     if kind == "resync":
         result = run("full", released=release)
     elif kind == "sync":
-        result = run(args.get("pass_kind", "incremental"),
-                     allow_deactivations=bool(args.get("allow_deactivations")))
+        result = run(
+            args.get("pass_kind", "incremental"),
+            allow_deactivations=bool(args.get("allow_deactivations")),
+        )
     elif kind == "targeted":
         result = run("targeted", employee=args["employee"])
     elif kind == "release":
@@ -118,8 +126,11 @@ def _release_pass_kind(store: Store, ids: frozenset[str]) -> str:
 
 
 def _describe_release(store: Store, result: PassResult, ids: frozenset[str]) -> str:
-    done = {row["employee_id"] for row in store.list_journal(pass_id=result.pass_id)
-            if row["action"] == "deactivate" and row["outcome"] == "ok"}
+    done = {
+        row["employee_id"]
+        for row in store.list_journal(pass_id=result.pass_id)
+        if row["action"] == "deactivate" and row["outcome"] == "ok"
+    }
     released = sorted(ids & done)
     text = f"released {len(released)} of {len(ids)} held deactivations"
     if gone := sorted(ids - done):
@@ -131,8 +142,9 @@ class AdminRequests:
     """The service side: claims request rows (a scheduler job) and carries them out (the
     worker thread), one pass at a time through `run`, which takes the service's pass lock."""
 
-    def __init__(self, store: Store, *, run: RunPass, clock: Callable[[], datetime],
-                 wake: Callable[[], None]) -> None:
+    def __init__(
+        self, store: Store, *, run: RunPass, clock: Callable[[], datetime], wake: Callable[[], None]
+    ) -> None:
         self.store, self._run, self._clock, self._wake = store, run, clock, wake
         self._lock = threading.Lock()
         self._claimed: list[dict[str, Any]] = []
@@ -162,12 +174,18 @@ class AdminRequests:
                 outcome = Outcome("failed", detail=f"{type(exc).__name__}: {exc}")
             if outcome is None:
                 outcome = Outcome("cancelled", detail="the service stopped first")
-            self.store.finish_requests(ids, outcome.pass_id, outcome.outcome, self._clock(),
-                                       outcome.detail)
+            self.store.finish_requests(
+                ids, outcome.pass_id, outcome.outcome, self._clock(), outcome.detail
+            )
             finished += len(ids)
-            log.info("admin request(s) %s (%s) carried out: %s%s", ", ".join(map(str, ids)),
-                     kind, outcome.outcome, f" ({outcome.detail})" if outcome.detail else "",
-                     extra={"pass_id": outcome.pass_id, "outcome": outcome.outcome})
+            log.info(
+                "admin request(s) %s (%s) carried out: %s%s",
+                ", ".join(map(str, ids)),
+                kind,
+                outcome.outcome,
+                f" ({outcome.detail})" if outcome.detail else "",
+                extra={"pass_id": outcome.pass_id, "outcome": outcome.outcome},
+            )
         return finished
 
     def close(self) -> None:
@@ -176,15 +194,22 @@ class AdminRequests:
         with self._lock:
             claimed, self._claimed = self._claimed, []
         if claimed:
-            self.store.finish_requests([r["id"] for r in claimed], None, "cancelled",
-                                       self._clock(), "the service stopped first")
+            self.store.finish_requests(
+                [r["id"] for r in claimed],
+                None,
+                "cancelled",
+                self._clock(),
+                "the service stopped first",
+            )
 
 
 def _coalesce(claimed: list[dict[str, Any]]) -> list[tuple[list[int], str, dict[str, Any]]]:
     groups: list[tuple[list[int], str, dict[str, Any]]] = []
     for request in claimed:
-        same = next((g for g in groups if request["kind"] == "resync" == g[1]
-                     and g[2] == request["args"]), None)
+        same = next(
+            (g for g in groups if request["kind"] == "resync" == g[1] and g[2] == request["args"]),
+            None,
+        )
         if same:
             same[0].append(request["id"])
         else:

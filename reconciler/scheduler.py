@@ -24,9 +24,14 @@ FULL_MISFIRE_GRACE_SECONDS = 3600
 """A nightly resync missed by less than this (host asleep, service restarted) still runs."""
 
 
-def build_scheduler(settings: SyncSettings, *, run_incremental: Callable[[], object],
-                    run_full: Callable[[], object], poll_requests: Callable[[], object],
-                    first_incremental_at: datetime | None = None) -> BackgroundScheduler:
+def build_scheduler(
+    settings: SyncSettings,
+    *,
+    run_incremental: Callable[[], object],
+    run_full: Callable[[], object],
+    poll_requests: Callable[[], object],
+    first_incremental_at: datetime | None = None,
+) -> BackgroundScheduler:
     """A scheduler (not started) with the incremental, full-resync and request-poll jobs.
 
     `first_incremental_at` makes the incremental job also fire then (the start-up pass).
@@ -34,33 +39,59 @@ def build_scheduler(settings: SyncSettings, *, run_incremental: Callable[[], obj
     scheduler = BackgroundScheduler(timezone=UTC)
     interval = incremental_trigger(settings.interval_minutes)
     extra = {} if first_incremental_at is None else {"next_run_time": first_incremental_at}
-    scheduler.add_job(run_incremental, interval, id="incremental", name="incremental pass",
-                      max_instances=1, coalesce=True,
-                      misfire_grace_time=incremental_misfire_grace(settings.interval_minutes),
-                      **extra)
-    scheduler.add_job(run_full, full_resync_trigger(settings.full_resync_cron), id="full",
-                      name="full resync", max_instances=1, coalesce=True,
-                      misfire_grace_time=FULL_MISFIRE_GRACE_SECONDS)
-    scheduler.add_job(poll_requests, IntervalTrigger(seconds=POLL_SECONDS, timezone=UTC),
-                      id="admin-requests", name="admin requests", max_instances=1,
-                      coalesce=True, misfire_grace_time=None)
+    scheduler.add_job(
+        run_incremental,
+        interval,
+        id="incremental",
+        name="incremental pass",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=incremental_misfire_grace(settings.interval_minutes),
+        **extra,
+    )
+    scheduler.add_job(
+        run_full,
+        full_resync_trigger(settings.full_resync_cron),
+        id="full",
+        name="full resync",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=FULL_MISFIRE_GRACE_SECONDS,
+    )
+    scheduler.add_job(
+        poll_requests,
+        IntervalTrigger(seconds=POLL_SECONDS, timezone=UTC),
+        id="admin-requests",
+        name="admin requests",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
     return scheduler
 
 
-def add_watchdog_job(scheduler: BackgroundScheduler, interval_seconds: float | None,
-                     ping: Callable[[], object]) -> None:
+def add_watchdog_job(
+    scheduler: BackgroundScheduler, interval_seconds: float | None, ping: Callable[[], object]
+) -> None:
     """Ping systemd's watchdog from the scheduler itself: if its threads wedge, the pings stop
     and systemd restarts the service. No job when the watchdog is off (None)."""
     if interval_seconds is None:
         return
-    scheduler.add_job(ping, IntervalTrigger(seconds=interval_seconds, timezone=UTC),
-                      id="watchdog", name="systemd watchdog", max_instances=1, coalesce=True,
-                      misfire_grace_time=None)
+    scheduler.add_job(
+        ping,
+        IntervalTrigger(seconds=interval_seconds, timezone=UTC),
+        id="watchdog",
+        name="systemd watchdog",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
 
 
 def incremental_trigger(interval_minutes: float) -> IntervalTrigger:
-    return IntervalTrigger(seconds=interval_minutes * 60, timezone=UTC,
-                           jitter=incremental_jitter(interval_minutes))
+    return IntervalTrigger(
+        seconds=interval_minutes * 60, timezone=UTC, jitter=incremental_jitter(interval_minutes)
+    )
 
 
 def incremental_jitter(interval_minutes: float) -> float:

@@ -58,9 +58,12 @@ def readiness_bound(interval_minutes: float) -> timedelta:
     return max(3 * interval, interval + timedelta(minutes=10))
 
 
-def compute_readiness(last_success_at: datetime | None, now: datetime,
-                      interval_minutes: float, last_failure: str | None = None
-                      ) -> tuple[bool, str]:
+def compute_readiness(
+    last_success_at: datetime | None,
+    now: datetime,
+    interval_minutes: float,
+    last_failure: str | None = None,
+) -> tuple[bool, str]:
     """Ready while the last successful pass is recent; the text says why, failure first."""
     cause = f"last pass failed: {last_failure}; " if last_failure else ""
     if last_success_at is None:
@@ -75,18 +78,28 @@ def compute_readiness(last_success_at: datetime | None, now: datetime,
 class Service:
     """Scheduler, webhook receiver and hint worker around one Services; `start`, `wait`, `stop`."""
 
-    def __init__(self, services: Services, *, clock: Clock = now_utc,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        clock: Clock = now_utc,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.services, self.settings, self.store = services, services.settings, services.store
         last = self.store.last_successful_pass_at()
         self._last_success_at = datetime.fromisoformat(last) if last else None
-        self.metrics = Metrics(api_stats=self._api_stats, last_success_epoch=(
-            self._last_success_at.timestamp() if self._last_success_at else None))
+        self.metrics = Metrics(
+            api_stats=self._api_stats,
+            last_success_epoch=(
+                self._last_success_at.timestamp() if self._last_success_at else None
+            ),
+        )
         self.metrics.watch_state(
             pending_hints=self.store.count_pending_hints,
             held_deactivations=lambda: len(self.store.list_held()),
             quarantined=lambda: len(self.store.list_quarantined(self._clock())),
-            managed_users=self.store.count_managed)
+            managed_users=self.store.count_managed,
+        )
         self.notifier = Notifier(self.settings.notify, self.store)
         self._last_failure = _last_scheduled_failure(self.store)
         self.is_stop_requested = False
@@ -96,14 +109,21 @@ class Service:
         self._wake = threading.Event()
         self.claims = EmployeeClaims(self.store)
         self.hints = HintWorker(
-            self.store, run_targeted=self.run_targeted, run_batch=self.run_incremental,
-            is_busy=self._pass_lock.locked, on_change=self.update_state, clock=clock,
-            monotonic=monotonic, coalesce_seconds=self.settings.webhooks.coalesce_seconds)
+            self.store,
+            run_targeted=self.run_targeted,
+            run_batch=self.run_incremental,
+            is_busy=self._pass_lock.locked,
+            on_change=self.update_state,
+            clock=clock,
+            monotonic=monotonic,
+            coalesce_seconds=self.settings.webhooks.coalesce_seconds,
+        )
         self._server: WebhookServer | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._worker: threading.Thread | None = None
-        self.requests = AdminRequests(self.store, run=self._run_pass, clock=clock,
-                                      wake=self._wake.set)
+        self.requests = AdminRequests(
+            self.store, run=self._run_pass, clock=clock, wake=self._wake.set
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,10 +132,15 @@ class Service:
         try:
             self._server = self._serve_webhooks()
             self._scheduler = build_scheduler(
-                self.settings.sync, run_incremental=self.run_incremental, run_full=self.run_full,
-                poll_requests=self.requests.poll, first_incremental_at=self._clock())
-            add_watchdog_job(self._scheduler, sdnotify.watchdog_interval_seconds(),
-                             sdnotify.ping_watchdog)
+                self.settings.sync,
+                run_incremental=self.run_incremental,
+                run_full=self.run_full,
+                poll_requests=self.requests.poll,
+                first_incremental_at=self._clock(),
+            )
+            add_watchdog_job(
+                self._scheduler, sdnotify.watchdog_interval_seconds(), sdnotify.ping_watchdog
+            )
         except BaseException:
             if self._server:
                 self._server.stop()
@@ -127,20 +152,33 @@ class Service:
         self.hints.start()
         self.store.save_service_state({"progress": None})  # a dead process's last pass
         self.update_state()
-        log.info("service started: webhooks on %s, incremental pass every %s min, "
-                 "full resync at %r (UTC)", self._server.url, self.settings.sync.interval_minutes,
-                 self.settings.sync.full_resync_cron)
+        log.info(
+            "service started: webhooks on %s, incremental pass every %s min, "
+            "full resync at %r (UTC)",
+            self._server.url,
+            self.settings.sync.interval_minutes,
+            self.settings.sync.full_resync_cron,
+        )
 
     def _serve_webhooks(self) -> WebhookServer:
-        app = create_app(self.settings.webhooks, on_hint=self.hints.on_hint,
-                         is_ready=self.is_ready, metrics=self.metrics)
+        app = create_app(
+            self.settings.webhooks,
+            on_hint=self.hints.on_hint,
+            is_ready=self.is_ready,
+            metrics=self.metrics,
+        )
         listen = self.settings.webhooks.listen
         try:
-            return serve_webhooks(app, listen, max_body_bytes=self.settings.webhooks.max_body_bytes,
-                                  drain_seconds=WEBHOOK_DRAIN_SECONDS)
+            return serve_webhooks(
+                app,
+                listen,
+                max_body_bytes=self.settings.webhooks.max_body_bytes,
+                drain_seconds=WEBHOOK_DRAIN_SECONDS,
+            )
         except OSError as exc:
-            raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
-                              f"{exc.strerror or exc}") from None
+            raise ConfigError(
+                f"setting webhooks.listen: cannot listen on {listen}: {exc.strerror or exc}"
+            ) from None
 
     @property
     def url(self) -> str | None:
@@ -175,8 +213,10 @@ class Service:
             self._worker.join(max(0.0, deadline - time.monotonic()))
         hints_idle = self.hints.stop(deadline, time.monotonic)
         if not is_idle or not hints_idle or (self._worker and self._worker.is_alive()):
-            log.warning("stopped with a pass still running after %.0f s; the next start "
-                        "finishes its work", timeout_seconds)
+            log.warning(
+                "stopped with a pass still running after %.0f s; the next start finishes its work",
+                timeout_seconds,
+            )
             return False
         self.store.close()
         log.info("service stopped")
@@ -189,8 +229,9 @@ class Service:
     def run_full(self) -> PassResult | None:
         return self._run_pass("full")
 
-    def _run_pass(self, kind: PassKind, employee: str | None = None,
-                  **options: Any) -> PassResult | None:
+    def _run_pass(
+        self, kind: PassKind, employee: str | None = None, **options: Any
+    ) -> PassResult | None:
         """One pass under the pass lock; None when not run because the service is stopping."""
         while not self._pass_lock.acquire(timeout=0.2):
             if self._closing.is_set():
@@ -198,10 +239,13 @@ class Service:
         try:
             if self._closing.is_set():
                 return None
-            progress = PassProgress(f"{kind} pass", set_gauges=self.metrics.set_progress,
-                                    save_state=self.store.save_service_state,
-                                    log_every_seconds=PROGRESS_LOG_SECONDS,
-                                    save_every_seconds=PROGRESS_SAVE_SECONDS)
+            progress = PassProgress(
+                f"{kind} pass",
+                set_gauges=self.metrics.set_progress,
+                save_state=self.store.save_service_state,
+                log_every_seconds=PROGRESS_LOG_SECONDS,
+                save_every_seconds=PROGRESS_SAVE_SECONDS,
+            )
             try:
                 return self._run_and_record(kind, employee, progress.tracker, **options)
             finally:
@@ -216,44 +260,64 @@ class Service:
             return None
         return self._run_and_record("targeted", hibob_id)
 
-    def _run_and_record(self, kind: PassKind, employee: str | None,
-                        progress: ProgressCallback | None = None, **options: Any) -> PassResult:
+    def _run_and_record(
+        self,
+        kind: PassKind,
+        employee: str | None,
+        progress: ProgressCallback | None = None,
+        **options: Any,
+    ) -> PassResult:
         self.metrics.pass_started(kind)
         hooks = PassHooks(clock=self._clock, claim=self.claims.claim, progress=progress)
         try:
-            result = run_pass(self.services, kind, now=self._clock(), employee=employee,
-                              hooks=hooks, **options)
+            result = run_pass(
+                self.services, kind, now=self._clock(), employee=employee, hooks=hooks, **options
+            )
         except Exception as exc:
-            log.exception("%s pass stopped by an unexpected error", kind,
-                          extra={"kind": kind, "outcome": "failed"})
-            result = PassResult(0, kind, Plan(), outcome=PassOutcome.FAILED,
-                                error=f"{type(exc).__name__}: {exc}")
+            log.exception(
+                "%s pass stopped by an unexpected error",
+                kind,
+                extra={"kind": kind, "outcome": "failed"},
+            )
+            result = PassResult(
+                0, kind, Plan(), outcome=PassOutcome.FAILED, error=f"{type(exc).__name__}: {exc}"
+            )
         finished = self._clock()
         if result.outcome in SUCCESSFUL_OUTCOMES:
             self._last_success_at = finished
         if kind != "targeted":  # one employee's failure says nothing about the service
             self._last_failure = result.error if result.outcome == "failed" else None
         actions = dict(result.report.outcomes) if result.report else {}
-        self.metrics.record_pass(kind, result.outcome, result.duration_seconds,
-                                 finished.timestamp(), actions)
+        self.metrics.record_pass(
+            kind, result.outcome, result.duration_seconds, finished.timestamp(), actions
+        )
         self.notifier.after_pass(kind, result.outcome, result.error, finished)
         self.update_state()
         return result
 
     def update_state(self) -> None:
         if self._scheduler:  # for `reconciler status`
-            self.store.save_service_state({
-                f"next_{job_id}_at": utc_text(job.next_run_time) if job.next_run_time else None
-                for job_id in ("incremental", "full")
-                if (job := self._scheduler.get_job(job_id)) is not None})
+            self.store.save_service_state(
+                {
+                    f"next_{job_id}_at": utc_text(job.next_run_time) if job.next_run_time else None
+                    for job_id in ("incremental", "full")
+                    if (job := self._scheduler.get_job(job_id)) is not None
+                }
+            )
 
     def is_ready(self) -> tuple[bool, str]:
-        return compute_readiness(self._last_success_at, self._clock(),
-                                 self.settings.sync.interval_minutes, self._last_failure)
+        return compute_readiness(
+            self._last_success_at,
+            self._clock(),
+            self.settings.sync.interval_minutes,
+            self._last_failure,
+        )
 
     def _api_stats(self) -> dict[str, tuple[int, int]]:
-        stats = {"hibob": self.services.hibob.stats.snapshot(),
-                 "learning": self.services.learning.stats.snapshot()}
+        stats = {
+            "hibob": self.services.hibob.stats.snapshot(),
+            "learning": self.services.learning.stats.snapshot(),
+        }
         return {name: (s["calls"], s["rate_limited"]) for name, s in stats.items()}
 
     def _work(self) -> None:

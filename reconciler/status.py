@@ -34,10 +34,15 @@ def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str,
         "skipped": store.list_skipped(),
         "pending_hints": store.count_pending_hints(),
         "retrying_hints": [
-            {"employee_id": h["hibob_id"], "attempts": h["attempts"],
-             "next_attempt_at": h["next_attempt_at"], "last_error": h["last_error"]}
-            for h in store.list_pending_hints() if h["attempts"]],
-        "pass_in_progress": json.loads(progress) if (progress := service.get("progress"))
-        else None,
+            {
+                "employee_id": h["hibob_id"],
+                "attempts": h["attempts"],
+                "next_attempt_at": h["next_attempt_at"],
+                "last_error": h["last_error"],
+            }
+            for h in store.list_pending_hints()
+            if h["attempts"]
+        ],
+        "pass_in_progress": json.loads(progress) if (progress := service.get("progress")) else None,
         "open_requests": store.list_open_requests(),
     }

@@ -29,10 +29,15 @@ UPSERT_EVENTS = frozenset(
     {"employee.created", "employee.updated", "employee.activated", "employee.joined"}
 )
 # Hibob has no `employee.terminated` (termination is `employee.left`); accepting it costs nothing.
-DEACTIVATION_EVENTS = frozenset({
-    "employee.inactivated", "employee.terminated", "employee.deleted",
-    "employee.access.revoked.immediately", "employee.left",
-})
+DEACTIVATION_EVENTS = frozenset(
+    {
+        "employee.inactivated",
+        "employee.terminated",
+        "employee.deleted",
+        "employee.access.revoked.immediately",
+        "employee.left",
+    }
+)
 WEBHOOK_PATHS = {"/webhooks/hibob/upsert": "upsert", "/webhooks/hibob/deactivation": "deactivation"}
 _PING = {"text": "Ping test"}
 MAX_JSON_DEPTH = 32
@@ -48,7 +53,7 @@ StartResponse = Callable[..., Any]
 
 @dataclass(frozen=True)
 class Hint:
-    """"Go re-read this employee": all a webhook delivery means to the reconciler."""
+    """ "Go re-read this employee": all a webhook delivery means to the reconciler."""
 
     hibob_id: str
     event_type: str
@@ -69,18 +74,26 @@ class _Outcome:
 class WebhookApp:
     """The WSGI callable; it reads at most `max_body_bytes` + 1 bytes of any body."""
 
-    def __init__(self, settings: WebhookSettings, on_hint: Callable[[Hint], None],
-                 is_ready: Callable[[], tuple[bool, str]], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        on_hint: Callable[[Hint], None],
+        is_ready: Callable[[], tuple[bool, str]],
+        metrics: Metrics,
+    ) -> None:
         self.max_body_bytes = settings.max_body_bytes
-        self._secrets = {"upsert": settings.upsert_secret.get_secret_value(),
-                         "deactivation": settings.deactivation_secret.get_secret_value()}
+        self._secrets = {
+            "upsert": settings.upsert_secret.get_secret_value(),
+            "deactivation": settings.deactivation_secret.get_secret_value(),
+        }
         remember_secrets(*self._secrets.values())
         self._ignored = frozenset(settings.ignored_events)
         self._on_hint = on_hint
         self._is_ready = is_ready
         self._metrics = metrics
         self._routes: dict[str, Callable[[], tuple[int, bytes, str]]] = {
-            "/healthz": lambda: (200, b"ok\n", _TEXT), "/readyz": self._readyz,
+            "/healthz": lambda: (200, b"ok\n", _TEXT),
+            "/readyz": self._readyz,
             "/metrics": self._render_metrics,
         }
 
@@ -105,9 +118,15 @@ class WebhookApp:
     def _deliver(self, source: str, environ: dict[str, Any]) -> _Outcome:
         outcome = self._receive(source, environ)
         level = logging.INFO if outcome.status < 400 else logging.WARNING
-        log.log(level, "hibob %s webhook: event=%s employee=%s outcome=%s status=%d", source,
-                _printable(outcome.event_type), _printable(outcome.hibob_id), outcome.result,
-                outcome.status)
+        log.log(
+            level,
+            "hibob %s webhook: event=%s employee=%s outcome=%s status=%d",
+            source,
+            _printable(outcome.event_type),
+            _printable(outcome.hibob_id),
+            outcome.result,
+            outcome.status,
+        )
         self._metrics.record_webhook(source, outcome.result)
         return outcome
 
@@ -157,8 +176,9 @@ class WebhookApp:
         try:
             self._on_hint(hint)
         except Exception:
-            log.exception("hibob %s webhook: storing the hint for employee %s failed",
-                          source, hibob_id)
+            log.exception(
+                "hibob %s webhook: storing the hint for employee %s failed", source, hibob_id
+            )
             return _Outcome(503, "store_failed", event, hibob_id)
         return _Outcome(200, "accepted", event, hibob_id)
 
@@ -176,13 +196,19 @@ class WebhookApp:
         return 200, body, content_type
 
 
-def create_app(settings: WebhookSettings, *, on_hint: Callable[[Hint], None],
-               is_ready: Callable[[], tuple[bool, str]], metrics: Metrics) -> WebhookApp:
+def create_app(
+    settings: WebhookSettings,
+    *,
+    on_hint: Callable[[Hint], None],
+    is_ready: Callable[[], tuple[bool, str]],
+    metrics: Metrics,
+) -> WebhookApp:
     """The WSGI app; a webhook whose secret is empty answers only Bob's Ping test (else 503)."""
     for source in WEBHOOK_PATHS.values():
         if not getattr(settings, f"{source}_secret").get_secret_value():
-            log.info("hibob %s webhook disabled: webhooks.%s_secret is not configured",
-                     source, source)
+            log.info(
+                "hibob %s webhook disabled: webhooks.%s_secret is not configured", source, source
+            )
     return WebhookApp(settings, on_hint, is_ready, metrics)
 
 

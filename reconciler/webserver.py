@@ -45,8 +45,14 @@ class _Channel(HTTPChannel):
 
     request_started_at: float | None = None
 
-    def __init__(self, server: _Listener, sock: Any, addr: Any, adj: Adjustments,
-                 map: dict[int, Any] | None = None) -> None:  # noqa: A002 (waitress's name)
+    def __init__(
+        self,
+        server: _Listener,
+        sock: Any,
+        addr: Any,
+        adj: Adjustments,
+        map: dict[int, Any] | None = None,
+    ) -> None:  # noqa: A002 (waitress's name)
         super().__init__(server, sock, addr, adj, map=map)
         server.admit(self)
 
@@ -67,9 +73,16 @@ class _Channel(HTTPChannel):
 class _Listener(TcpWSGIServer):
     channel_class = _Channel
 
-    def __init__(self, app: Callable[..., Any], *, map: dict[int, Any],  # noqa: A002
-                 dispatcher: ThreadedTaskDispatcher, adj: Adjustments, sockinfo: Any,
-                 limits: ConnectionLimits) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        *,
+        map: dict[int, Any],  # noqa: A002
+        dispatcher: ThreadedTaskDispatcher,
+        adj: Adjustments,
+        sockinfo: Any,
+        limits: ConnectionLimits,
+    ) -> None:
         self.limits = limits
         super().__init__(app, map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo)
 
@@ -79,16 +92,23 @@ class _Listener(TcpWSGIServer):
         Runs on the loop thread at accept. The longest-quiet idle connection goes first; a
         connection doing work is never evicted, so when all are busy the newcomer is refused.
         """
-        channels = [c for c in self._map.values()
-                    if isinstance(c, _Channel) and c is not new and not c.will_close]
+        channels = [
+            c
+            for c in self._map.values()
+            if isinstance(c, _Channel) and c is not new and not c.will_close
+        ]
         host = _host(new.addr)
         same = [c for c in channels if _host(c.addr) == host]
-        for pool, limit in ((same, self.limits.max_connections_per_address),
-                            (channels, self.limits.max_connections)):
+        for pool, limit in (
+            (same, self.limits.max_connections_per_address),
+            (channels, self.limits.max_connections),
+        ):
             if len(pool) + 1 <= limit:
                 continue
-            idle = sorted((c for c in pool if not c.is_working and not c.will_close),
-                          key=lambda c: c.last_activity)
+            idle = sorted(
+                (c for c in pool if not c.is_working and not c.will_close),
+                key=lambda c: c.last_activity,
+            )
             excess = len([c for c in pool if not c.will_close]) + 1 - limit
             if len(idle) < excess:
                 new.will_close = True  # closed on the next loop turn, before reading anything
@@ -113,11 +133,22 @@ class WebhookServer:
     """The app on waitress, in a background thread. `stop()` stops accepting, lets requests in
     flight finish (up to `drain_seconds`), then closes every connection."""
 
-    def __init__(self, app: Callable[..., Any], host: str, port: int, *, max_body_bytes: int,
-                 limits: ConnectionLimits, drain_seconds: float) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        host: str,
+        port: int,
+        *,
+        max_body_bytes: int,
+        limits: ConnectionLimits,
+        drain_seconds: float,
+    ) -> None:
         self._map: dict[int, Any] = {}
         adj = Adjustments(
-            host=host, port=port, ident="reconciler", threads=limits.threads,
+            host=host,
+            port=port,
+            ident="reconciler",
+            threads=limits.threads,
             # Waitress refuses (413) at ">=" and counts chunked framing too (Bob sends
             # Content-Length): an oversized upload is refused before it is buffered.
             max_request_body_size=max_body_bytes + 1,
@@ -131,8 +162,9 @@ class WebhookServer:
         dispatcher = ThreadedTaskDispatcher()
         dispatcher.set_thread_count(adj.threads)
         self._listeners = [
-            _Listener(app, map=self._map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo,
-                      limits=limits)
+            _Listener(
+                app, map=self._map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo, limits=limits
+            )
             for sockinfo in adj.listen
         ]
         self._dispatcher = dispatcher
@@ -178,21 +210,36 @@ class WebhookServer:
         wasyncore.close_all(self._map, ignore_all=True)
 
     def _is_busy(self) -> bool:
-        return any(channel.requests or channel.request or channel.total_outbufs_len
-                   for channel in list(self._map.values()) if isinstance(channel, HTTPChannel))
+        return any(
+            channel.requests or channel.request or channel.total_outbufs_len
+            for channel in list(self._map.values())
+            if isinstance(channel, HTTPChannel)
+        )
 
 
-def serve_webhooks(app: Callable[..., Any], listen: str, *, max_body_bytes: int,
-                   limits: ConnectionLimits | None = None,
-                   drain_seconds: float = 5.0) -> WebhookServer:
+def serve_webhooks(
+    app: Callable[..., Any],
+    listen: str,
+    *,
+    max_body_bytes: int,
+    limits: ConnectionLimits | None = None,
+    drain_seconds: float = 5.0,
+) -> WebhookServer:
     """Serve `app` on `listen` ("host:port", "[::1]:port"; port 0 = any free port)."""
     host, _, port_text = listen.rpartition(":")
     host = host.strip("[]")
     if not host or not port_text.isdigit():
         raise ConfigError(f"setting webhooks.listen: expected host:port, got {listen!r}")
     try:
-        return WebhookServer(app, host, int(port_text), max_body_bytes=max_body_bytes,
-                             limits=limits or ConnectionLimits(), drain_seconds=drain_seconds)
+        return WebhookServer(
+            app,
+            host,
+            int(port_text),
+            max_body_bytes=max_body_bytes,
+            limits=limits or ConnectionLimits(),
+            drain_seconds=drain_seconds,
+        )
     except OSError as exc:
-        raise ConfigError(f"setting webhooks.listen: cannot listen on {listen}: "
-                          f"{exc.strerror or exc}") from None
+        raise ConfigError(
+            f"setting webhooks.listen: cannot listen on {listen}: {exc.strerror or exc}"
+        ) from None

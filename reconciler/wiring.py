@@ -21,8 +21,13 @@ from reconciler.learning import LearningClient
 from reconciler.plan import Limits
 from reconciler.store import Store
 
-SECRETS = ("hibob.service_user_id", "hibob.service_user_token", "learning.client_id",
-           "learning.client_secret", "learning.default_group_id")
+SECRETS = (
+    "hibob.service_user_id",
+    "hibob.service_user_token",
+    "learning.client_id",
+    "learning.client_secret",
+    "learning.default_group_id",
+)
 
 
 @dataclass
@@ -35,17 +40,22 @@ class Services:
     store: Store
 
 
-def build_services(settings: Settings, *, hibob_transport: httpx.BaseTransport | None = None,
-                   learning_transport: httpx.BaseTransport | None = None,
-                   store: Store | None = None,
-                   sleep: Callable[[float], None] = time.sleep,
-                   clock: Callable[[], float] = time.monotonic) -> Services:
+def build_services(
+    settings: Settings,
+    *,
+    hibob_transport: httpx.BaseTransport | None = None,
+    learning_transport: httpx.BaseTransport | None = None,
+    store: Store | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Services:
     require_secrets(settings, *SECRETS)
     return Services(
         settings=settings,
         hibob=HibobClient(settings.hibob, transport=hibob_transport, sleep=sleep, clock=clock),
-        learning=LearningClient(settings.learning, transport=learning_transport, sleep=sleep,
-                                clock=clock),
+        learning=LearningClient(
+            settings.learning, transport=learning_transport, sleep=sleep, clock=clock
+        ),
         store=store or Store(settings.store.path),
     )
 
@@ -67,7 +77,8 @@ def limits(settings: Settings) -> Limits:
 
 def apply_settings(settings: Settings) -> ApplySettings:
     return ApplySettings(
-        group_id=settings.learning.default_group_id, role=settings.learning.default_role,
+        group_id=settings.learning.default_group_id,
+        role=settings.learning.default_role,
         send_invitation_email=settings.learning.send_invitation_email,
         external_id_platform=settings.learning.external_id_platform,
         quarantine_base_seconds=settings.sync.interval_minutes * 60,

@@ -63,7 +63,7 @@ class Spec:
     """The patched spec as plain data (parameter lists for the query checks)."""
 
     def operation(self, request: httpx.Request) -> str:
-        """"METHOD /path/{template}" of the operation `request` hits; AssertionError if none."""
+        """ "METHOD /path/{template}" of the operation `request` hits; AssertionError if none."""
         found = self._find(request)
         if found is None:
             raise AssertionError(f"{self.name}: no operation in the spec for {_label(request)}")
@@ -144,9 +144,13 @@ def _patch_hibob(spec: dict[str, Any]) -> None:
     wrapper = single["application/json"]["schema"]
     employee = wrapper["properties"]["employees"]["items"]
     single["application/json"]["schema"] = {
-        "anyOf": [{**wrapper, "required": ["employees"]}, employee]}
-    for path, method in (("/people/search", "post"), ("/people/{identifier}", "post"),
-                         ("/company/named-lists/{listName}", "get")):
+        "anyOf": [{**wrapper, "required": ["employees"]}, employee]
+    }
+    for path, method in (
+        ("/people/search", "post"),
+        ("/people/{identifier}", "post"),
+        ("/company/named-lists/{listName}", "get"),
+    ):
         responses = spec["paths"][path][method]["responses"]
         # Docs (api/hibob.md §6.2, §6.4): every endpoint answers 401 (often with an empty
         # body) on bad credentials and 429 past its rate limit; the file omits them here.
@@ -186,8 +190,11 @@ def _widen_id(node: dict[str, Any]) -> None:
 
 
 _SPECS: dict[str, tuple[str, str, Callable[[dict[str, Any]], None]]] = {
-    "learning": ("360learning-core-api.openapi.json", "https://app.360learning.com",
-                 _patch_learning),
+    "learning": (
+        "360learning-core-api.openapi.json",
+        "https://app.360learning.com",
+        _patch_learning,
+    ),
     "hibob": ("hibob-public-api.generated.yml", "https://api.hibob.com/v1", _patch_hibob),
 }
 
@@ -220,8 +227,11 @@ class _OpenAPIRequest:
         self.content_type = request.headers.get("content-type", "")
         self.parameters = RequestParameters(
             query=ImmutableMultiDict(
-                [(key, value) for key, value in request.url.params.multi_items()
-                 if _base_name(key) not in hidden]
+                [
+                    (key, value)
+                    for key, value in request.url.params.multi_items()
+                    if _base_name(key) not in hidden
+                ]
             ),
             header=Headers(request.headers.multi_items()),
             cookie=ImmutableMultiDict(),
@@ -244,7 +254,7 @@ def _path_below_server(spec: Spec, request: httpx.Request) -> str:
         marker = path.find(prefix + "/")
         if marker < 0:
             raise AssertionError(f"{_label(request)}: path lies outside the spec's {prefix}")
-        path = path[marker + len(prefix):]
+        path = path[marker + len(prefix) :]
     return path
 
 
@@ -289,8 +299,10 @@ def _query_problems(
         if unknown:
             problems.append(f"filter {name}: operator(s) {', '.join(unknown)} not in the spec")
         value = _filter_object(pairs, schema)
-        problems += [f"filter {name}: {_describe_schema_error(e)}"
-                     for e in OAS31Validator(schema).iter_errors(value)]
+        problems += [
+            f"filter {name}: {_describe_schema_error(e)}"
+            for e in OAS31Validator(schema).iter_errors(value)
+        ]
     return problems
 
 
@@ -300,8 +312,10 @@ def _filter_object(pairs: list[tuple[str, str]], schema: dict[str, Any]) -> dict
         grouped.setdefault(op, []).append(value)
     is_array = {op: sub.get("type") == "array" for op, sub in schema["properties"].items()}
     # A scalar operator given twice stays a list, so the schema reports it.
-    return {op: values if is_array.get(op) or len(values) > 1 else values[0]
-            for op, values in grouped.items()}
+    return {
+        op: values if is_array.get(op) or len(values) > 1 else values[0]
+        for op, values in grouped.items()
+    }
 
 
 def _base_name(key: str) -> str:
@@ -404,8 +418,11 @@ def _describe_schema_error(error: ValidationError) -> str:
         return text + _clip(error.message)
     # Explain the alternative that came closest: the one with the fewest errors.
     closest = _closest_branch(error)
-    return text + f"matches no {error.validator} alternative; the closest fails: " + "; ".join(
-        _describe_schema_error(sub) for sub in closest[:3])
+    return (
+        text
+        + f"matches no {error.validator} alternative; the closest fails: "
+        + "; ".join(_describe_schema_error(sub) for sub in closest[:3])
+    )
 
 
 def _closest_branch(error: ValidationError) -> list[ValidationError]:

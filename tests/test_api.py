@@ -40,11 +40,21 @@ def scripted(*answers):
 
 
 def make_session(handle, fake: FakeTime, policy: RetryPolicy | None = None, random=lambda: 0.5):
-    client = build_http_client("http://svc.test/v1", timeout_seconds=5,
-                               transport=httpx.MockTransport(handle),
-                               auth=("svc-user", "s3cret-token"))
-    return ApiSession(client, "Svc", auth_hints=HINTS, policy=policy, sleep=fake.sleep,
-                      wall_clock=lambda: WALL_NOW, random=random)
+    client = build_http_client(
+        "http://svc.test/v1",
+        timeout_seconds=5,
+        transport=httpx.MockTransport(handle),
+        auth=("svc-user", "s3cret-token"),
+    )
+    return ApiSession(
+        client,
+        "Svc",
+        auth_hints=HINTS,
+        policy=policy,
+        sleep=fake.sleep,
+        wall_clock=lambda: WALL_NOW,
+        random=random,
+    )
 
 
 def get(session: ApiSession, **kwargs) -> httpx.Response:
@@ -113,8 +123,11 @@ def test_retry_after_as_an_http_date_is_honoured():
 
 def test_hibob_x_ratelimit_reset_epoch_is_honoured():
     fake = FakeTime(100.0)
-    headers = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0",
-               "X-RateLimit-Reset": str(int(WALL_NOW + 20))}
+    headers = {
+        "X-RateLimit-Limit": "50",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int(WALL_NOW + 20)),
+    }
     handle, seen = scripted(httpx.Response(429, headers=headers))
     session = make_session(handle, fake)
 
@@ -158,8 +171,9 @@ def test_a_429_that_never_ends_raises_api_rate_limited_with_the_last_hint():
 
 def test_a_dropped_connection_is_retried():
     fake = FakeTime(100.0)
-    handle, seen = scripted(httpx.RemoteProtocolError("Server disconnected"),
-                            httpx.ConnectError("Connection refused"))
+    handle, seen = scripted(
+        httpx.RemoteProtocolError("Server disconnected"), httpx.ConnectError("Connection refused")
+    )
     session = make_session(handle, fake)
 
     assert get(session).status_code == 200
@@ -323,8 +337,9 @@ def test_a_multi_line_vendor_message_becomes_one_line():
 
 def test_the_adaptive_limiter_climbs_additively_to_its_ceiling_while_nothing_is_refused():
     fake = FakeTime(100.0)
-    limiter = AdaptiveLimiter(10.0, start=5.0, increase_per_second=1.0, clock=fake.clock,
-                              sleep=fake.sleep)
+    limiter = AdaptiveLimiter(
+        10.0, start=5.0, increase_per_second=1.0, clock=fake.clock, sleep=fake.sleep
+    )
     rates = []
     for _ in range(200):
         limiter.acquire()
@@ -350,8 +365,7 @@ def test_after_a_429_the_adaptive_rate_settles_just_under_the_refused_rate():
 
 def test_a_429_cuts_the_adaptive_rate_once_per_window_however_many_requests_it_hits():
     fake = FakeTime(100.0)
-    limiter = AdaptiveLimiter(10.0, start=10.0, decrease=0.5, clock=fake.clock,
-                              sleep=fake.sleep)
+    limiter = AdaptiveLimiter(10.0, start=10.0, decrease=0.5, clock=fake.clock, sleep=fake.sleep)
 
     for _ in range(4):  # four requests in flight at the old rate all come back 429
         limiter.record_rate_limited()

@@ -16,25 +16,37 @@ def world_with_a_group_rule(tmp_path: Path, **settings: str) -> tuple[World, str
     probe = World(tmp_path / "probe", size=200)
     label = Counter(r["work.department"] for r in probe.hibob.records.values()).most_common(1)
     department = probe.hibob._labels["department"][label[0][0]]  # noqa: SLF001 - its label
-    rules = [{"field": "work.department", "label": department, "role": "learner",
-              "group_id": "GROUP"}]
+    rules = [
+        {"field": "work.department", "label": department, "role": "learner", "group_id": "GROUP"}
+    ]
     world = World(tmp_path / "world", size=200, **settings)
     rules[0]["group_id"] = world.learning.sales_group_id
     world.services = world.build(RECONCILER_MAPPING__GROUPS=json.dumps(rules))
-    members = [h for h in world.active_employees()
-               if world.hibob._labels["department"].get(  # noqa: SLF001
-                   world.hibob.records[h]["work.department"]) == department]
+    members = [
+        h
+        for h in world.active_employees()
+        if world.hibob._labels["department"].get(  # noqa: SLF001
+            world.hibob.records[h]["work.department"]
+        )
+        == department
+    ]
     return world, world.learning.sales_group_id, members
 
 
 def bulk_calls(world: World) -> int:
-    return sum(1 for method, path, _ in world.learning.requests
-               if method == "POST" and path == "/api/v2/bulk/groups/memberships")
+    return sum(
+        1
+        for method, path, _ in world.learning.requests
+        if method == "POST" and path == "/api/v2/bulk/groups/memberships"
+    )
 
 
 def one_by_one_calls(world: World) -> int:
-    return sum(1 for method, path, _ in world.learning.requests
-               if method == "POST" and "/api/v2/groups/" in path)
+    return sum(
+        1
+        for method, path, _ in world.learning.requests
+        if method == "POST" and "/api/v2/groups/" in path
+    )
 
 
 def test_a_first_sync_adds_many_memberships_in_one_bulk_job(tmp_path) -> None:
@@ -59,8 +71,10 @@ def test_without_the_bulk_scope_memberships_are_added_one_by_one(tmp_path) -> No
 
     assert result.outcome == "ok", result.report.failures if result.report else result.error
     assert one_by_one_calls(world) == len(members)
-    assert all((group, "learner") in world.learning.roles_of(
-        world.store.get_entry(h).learning_user_id) for h in members)
+    assert all(
+        (group, "learner") in world.learning.roles_of(world.store.get_entry(h).learning_user_id)
+        for h in members
+    )
 
 
 def test_a_membership_the_bulk_job_refused_is_planned_again(tmp_path) -> None:
@@ -81,6 +95,8 @@ def test_a_membership_the_bulk_job_refused_is_planned_again(tmp_path) -> None:
     second = world.sync()
 
     assert {a.hibob_id for a in second.plan.actions} == set(members)
-    assert all((group, "learner") in world.learning.roles_of(
-        world.store.get_entry(h).learning_user_id) for h in members)
+    assert all(
+        (group, "learner") in world.learning.roles_of(world.store.get_entry(h).learning_user_id)
+        for h in members
+    )
     assert world.sync().plan.actions == ()

@@ -9,9 +9,21 @@ from pathlib import Path
 import pytest
 
 PURE = ("scope", "desired", "plan")
-FORBIDDEN = ("httpx", "sqlite3", "sqlite_utils", "apscheduler", "waitress", "reconciler.api",
-             "reconciler.hibob", "reconciler.learning", "reconciler.store", "reconciler.apply",
-             "reconciler.reconcile", "reconciler.service", "reconciler.webhooks")
+FORBIDDEN = (
+    "httpx",
+    "sqlite3",
+    "sqlite_utils",
+    "apscheduler",
+    "waitress",
+    "reconciler.api",
+    "reconciler.hibob",
+    "reconciler.learning",
+    "reconciler.store",
+    "reconciler.apply",
+    "reconciler.reconcile",
+    "reconciler.service",
+    "reconciler.webhooks",
+)
 PACKAGE = Path(__file__).resolve().parents[1] / "reconciler"
 
 
@@ -28,8 +40,9 @@ def imported_modules(path: Path) -> set[str]:
 @pytest.mark.parametrize("module", PURE)
 def test_pure_core_module_imports_no_effectful_module(module: str) -> None:
     imported = imported_modules(PACKAGE / f"{module}.py")
-    bad = sorted(name for name in imported
-                 if any(name == f or name.startswith(f + ".") for f in FORBIDDEN))
+    bad = sorted(
+        name for name in imported if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
+    )
     assert bad == [], f"reconciler/{module}.py imports {bad}"
 
 

@@ -11,8 +11,24 @@ from bench.__main__ import main
 
 @pytest.mark.bench_smoke
 def test_an_unchanged_pass_makes_one_hibob_call_and_no_360learning_call(tmp_path) -> None:
-    assert main(["--sizes", "150", "--runs", "1", "--writes", "0", "--hints", "0",
-                 "--no-profile", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "--sizes",
+                "150",
+                "--runs",
+                "1",
+                "--writes",
+                "0",
+                "--hints",
+                "0",
+                "--no-profile",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
 
     [row] = json.loads((tmp_path / "results.json").read_text())["steady"]
     assert row["hibob_calls"] == 1 and row["learning_calls"] == 0
@@ -25,12 +41,26 @@ def test_an_unchanged_pass_makes_one_hibob_call_and_no_360learning_call(tmp_path
 def test_the_report_shows_the_hint_and_eta_targets(tmp_path) -> None:
     from bench.report import _hint_targets
 
-    rows = _hint_targets([
-        {"scenario": "eta", "created": 261, "eta_at_25_percent_seconds": 86.0,
-         "actual_rest_after_25_percent_seconds": 86.6, "predicted_20000_first_sync": "2 h 27 min"},
-        {"scenario": "hints", "long_pass_updates": 3000, "hints": 50,
-         "writes_per_second_setting": 8.0, "p50_seconds": 0.52, "p99_seconds": 0.82,
-         "landed_while_long_pass_busy": 50}])
+    rows = _hint_targets(
+        [
+            {
+                "scenario": "eta",
+                "created": 261,
+                "eta_at_25_percent_seconds": 86.0,
+                "actual_rest_after_25_percent_seconds": 86.6,
+                "predicted_20000_first_sync": "2 h 27 min",
+            },
+            {
+                "scenario": "hints",
+                "long_pass_updates": 3000,
+                "hints": 50,
+                "writes_per_second_setting": 8.0,
+                "p50_seconds": 0.52,
+                "p99_seconds": 0.82,
+                "landed_while_long_pass_busy": 50,
+            },
+        ]
+    )
 
     assert rows[0].startswith("| 4. first-sync ETA (261 people") and "2 h 27 min" in rows[0]
     assert rows[1].endswith("p50 ≤ 0.7 s, p99 ≤ 2 s | met |")

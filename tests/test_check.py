@@ -12,7 +12,8 @@ from reconciler.check import run_checks
 from tests.support import World
 
 ENGINEERING_SCOPE = json.dumps(
-    [{"conditions": [{"field": "work.department", "op": "in", "values": ["Engineering"]}]}])
+    [{"conditions": [{"field": "work.department", "op": "in", "values": ["Engineering"]}]}]
+)
 
 
 def check(world: World, **settings: str) -> tuple[int, str]:
@@ -63,24 +64,28 @@ def test_a_typo_in_a_scope_field_fails_with_a_did_you_mean(world) -> None:
     code, out = check(world, RECONCILER_SCOPE__GROUPS=json.dumps(scope))
 
     assert code == 1
-    assert ("FAIL Hibob field work.departmnt (scope.groups[0].conditions[0]) does not exist in "
-            "Hibob: did you mean 'work.department'?") in out
+    assert (
+        "FAIL Hibob field work.departmnt (scope.groups[0].conditions[0]) does not exist in "
+        "Hibob: did you mean 'work.department'?"
+    ) in out
 
 
 def test_a_misspelt_list_label_fails_with_a_did_you_mean(world) -> None:
-    scope = [{"conditions": [{"field": "work.department", "op": "equals",
-                              "value": "Enginering"}]}]
+    scope = [{"conditions": [{"field": "work.department", "op": "equals", "value": "Enginering"}]}]
 
     code, out = check(world, RECONCILER_SCOPE__GROUPS=json.dumps(scope))
 
     assert code == 1
-    assert ("FAIL label 'Enginering' of work.department (scope.groups[0].conditions[0]) is not "
-            "in Hibob list 'department': did you mean 'Engineering'?") in out
+    assert (
+        "FAIL label 'Enginering' of work.department (scope.groups[0].conditions[0]) is not "
+        "in Hibob list 'department': did you mean 'Engineering'?"
+    ) in out
 
 
 def test_a_group_rule_label_is_checked_against_the_list_too(world) -> None:
-    rule = [{"field": "work.department", "label": "Sals", "group_id": world.learning
-             .sales_group_id}]
+    rule = [
+        {"field": "work.department", "label": "Sals", "group_id": world.learning.sales_group_id}
+    ]
 
     code, out = check(world, RECONCILER_MAPPING__GROUPS=json.dumps(rule))
 
@@ -89,8 +94,7 @@ def test_a_group_rule_label_is_checked_against_the_list_too(world) -> None:
 
 def test_a_label_no_employee_holds_on_a_text_field_is_only_a_warning(world) -> None:
     site = next(r["work.site"] for r in world.hibob.records.values() if r.get("work.site"))
-    scope = [{"conditions": [{"field": "work.site", "op": "not_equals",
-                              "value": site + "z"}]}]
+    scope = [{"conditions": [{"field": "work.site", "op": "not_equals", "value": site + "z"}]}]
 
     code, out = check(world, RECONCILER_SCOPE__GROUPS=json.dumps(scope))
 
@@ -114,8 +118,10 @@ def test_hidden_lifecycle_fields_fail_naming_the_category_to_grant(world) -> Non
     code, out = check(world)
 
     assert code == 1
-    assert ("FAIL Hibob field internal.status is never returned: grant the service user View "
-            "on the 'Lifecycle' category") in out
+    assert (
+        "FAIL Hibob field internal.status is never returned: grant the service user View "
+        "on the 'Lifecycle' category"
+    ) in out
 
 
 def test_a_read_only_database_fails(world) -> None:

@@ -52,8 +52,11 @@ def test_sync_then_status_and_history_json_report_the_pass(served, capsys):
     assert {"held_deactivations", "quarantined", "pending_hints"} <= status.keys()
     assert main(["history", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows and {"pass_id", "at", "employee_id", "action", "fields", "outcome",
-                     "reason"} <= rows[0].keys()
+    assert (
+        rows
+        and {"pass_id", "at", "employee_id", "action", "fields", "outcome", "reason"}
+        <= rows[0].keys()
+    )
     assert {r["action"] for r in rows} == {"create", "manager"}
 
 
@@ -61,8 +64,11 @@ def test_held_deactivations_exit_3_and_are_listed_by_status(served, capsys, monk
     hibob, _, _ = served
     monkeypatch.setenv("RECONCILER_SYNC__MAX_DEACTIVATIONS", "0")
     assert main(["sync"]) == 0
-    leaver = next(h for h, r in hibob.records.items() if r["internal.status"] == "Active"
-                  and r["root.email"] and "@" in r["root.email"])
+    leaver = next(
+        h
+        for h, r in hibob.records.items()
+        if r["internal.status"] == "Active" and r["root.email"] and "@" in r["root.email"]
+    )
     hibob.terminate(leaver, on=TODAY)
     assert main(["sync"]) == 3
     assert "reconciler release" in capsys.readouterr().out
@@ -73,11 +79,15 @@ def test_held_deactivations_exit_3_and_are_listed_by_status(served, capsys, monk
 
 def test_targeted_sync_by_email(served, capsys):
     hibob, learning, _ = served
-    record = next(r for r in hibob.records.values() if r["internal.status"] == "Active"
-                  and r["root.email"] and "@" in r["root.email"])
+    record = next(
+        r
+        for r in hibob.records.values()
+        if r["internal.status"] == "Active" and r["root.email"] and "@" in r["root.email"]
+    )
     assert main(["sync", "--employee", record["root.email"].upper()]) == 0
     assert sorted(learning.users_by_mail()) == sorted(
-        ["owner@sandbox.test", record["root.email"].strip().lower()])
+        ["owner@sandbox.test", record["root.email"].strip().lower()]
+    )
 
 
 def test_unknown_setting_is_one_line_naming_it_with_exit_2(served, capsys):
@@ -134,7 +144,8 @@ def test_demo_runs_end_to_end_and_ends_with_nothing_to_do(capsys):
 
 
 def test_while_a_service_holds_the_database_dry_run_works_and_actions_become_requests(
-        served, capsys):
+    served, capsys
+):
     from reconciler.store import Store
 
     _, _, folder = served
@@ -154,8 +165,11 @@ def test_while_a_service_holds_the_database_dry_run_works_and_actions_become_req
 
 def test_explain_shows_fields_scope_desired_link_and_next_step(served, capsys, monkeypatch):
     hibob, learning, _ = served
-    record = next(r for r in hibob.records.values() if r["internal.status"] == "Active"
-                  and r["root.email"] and "@" in r["root.email"])
+    record = next(
+        r
+        for r in hibob.records.values()
+        if r["internal.status"] == "Active" and r["root.email"] and "@" in r["root.email"]
+    )
     hibob_id = record["root.id"]
     condition = '[{"conditions": [{"field": "work.site", "op": "is_not_empty"}]}]'
     monkeypatch.setenv("RECONCILER_SCOPE__GROUPS", condition)
@@ -187,8 +201,7 @@ def test_check_names_a_missing_scope(served, capsys):
 
 
 @pytest.mark.slow
-def test_demo_keep_leaves_a_database_the_offline_commands_can_read(tmp_path, capsys,
-                                                                     monkeypatch):
+def test_demo_keep_leaves_a_database_the_offline_commands_can_read(tmp_path, capsys, monkeypatch):
     kept = tmp_path / "kept"
     assert main(["demo", "--size", "60", "--keep", str(kept)]) == 0
     out = capsys.readouterr().out

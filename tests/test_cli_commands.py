@@ -34,9 +34,13 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
 
 def run_cli(world: World, capsys, *argv: str) -> tuple[int, str]:
     def build(settings, store: Store | None = None):
-        return build_services(settings, hibob_transport=httpx.MockTransport(world.hibob.handle),
-                              learning_transport=httpx.MockTransport(world.learning.handle),
-                              store=store, sleep=world.slept.append)
+        return build_services(
+            settings,
+            hibob_transport=httpx.MockTransport(world.hibob.handle),
+            learning_transport=httpx.MockTransport(world.learning.handle),
+            store=store,
+            sleep=world.slept.append,
+        )
 
     code = main(list(argv), build=build)
     captured = capsys.readouterr()
@@ -47,8 +51,7 @@ def run_cli(world: World, capsys, *argv: str) -> tuple[int, str]:
 def test_explain_shows_360learning_now_and_a_hand_edit_as_a_difference(world, capsys) -> None:
     hibob_id = world.active_employees()[0]
     assert run_cli(world, capsys, "sync")[0] == 0
-    world.learning.edit_user(world.store.get_entry(hibob_id).learning_user_id,
-                             job="Edited By Hand")
+    world.learning.edit_user(world.store.get_entry(hibob_id).learning_user_id, job="Edited By Hand")
 
     code, out = run_cli(world, capsys, "explain", hibob_id)
 
@@ -68,18 +71,28 @@ def test_explain_matches_right_after_a_pass(world, capsys) -> None:
 
 
 def test_explain_shows_quarantine_with_until_and_why_and_the_held_deactivation(
-        world, capsys) -> None:
+    world, capsys
+) -> None:
     first, second = world.active_employees()[2:4]
     run_cli(world, capsys, "sync")
-    world.store.record_failure(first, "360Learning rejected mail (mailInvalid)",
-                               quarantine_after=1,
-                               quarantined_until=FAR_FUTURE, at=NOW)
-    world.store.replace_held(9, [(second, None, "3 deactivations exceed sync.max_deactivations "
-                                                "(0); inactive in Hibob")], NOW)
+    world.store.record_failure(
+        first,
+        "360Learning rejected mail (mailInvalid)",
+        quarantine_after=1,
+        quarantined_until=FAR_FUTURE,
+        at=NOW,
+    )
+    world.store.replace_held(
+        9,
+        [(second, None, "3 deactivations exceed sync.max_deactivations (0); inactive in Hibob")],
+        NOW,
+    )
 
     _, out = run_cli(world, capsys, "explain", first)
-    assert ("quarantine: until 2999-01-01T00:00:00+00:00 after 1 failures: 360Learning rejected"
-            " mail (mailInvalid)") in out
+    assert (
+        "quarantine: until 2999-01-01T00:00:00+00:00 after 1 failures: 360Learning rejected"
+        " mail (mailInvalid)"
+    ) in out
     _, out = run_cli(world, capsys, "explain", second)
     assert "deactivation: held since" in out and "exceed sync.max_deactivations" in out
 
@@ -156,15 +169,18 @@ def test_history_since_a_duration_leaves_out_older_rows(world, capsys) -> None:
     assert code == 0 and out.count("\n") > 10
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2h", "2026-11-28T10:00:00+00:00"),
-    ("3d", "2026-11-25T12:00:00+00:00"),
-    ("90m", "2026-11-28T10:30:00+00:00"),
-    ("1w", "2026-11-21T12:00:00+00:00"),
-    ("2026-11-01", "2026-11-01T00:00:00+00:00"),
-    ("2026-11-01T09:30", "2026-11-01T09:30:00+00:00"),
-    ("2026-11-01 09:30+02:00", "2026-11-01T07:30:00+00:00"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2h", "2026-11-28T10:00:00+00:00"),
+        ("3d", "2026-11-25T12:00:00+00:00"),
+        ("90m", "2026-11-28T10:30:00+00:00"),
+        ("1w", "2026-11-21T12:00:00+00:00"),
+        ("2026-11-01", "2026-11-01T00:00:00+00:00"),
+        ("2026-11-01T09:30", "2026-11-01T09:30:00+00:00"),
+        ("2026-11-01 09:30+02:00", "2026-11-01T07:30:00+00:00"),
+    ],
+)
 def test_since_accepts_a_date_a_datetime_or_a_duration(text, expected) -> None:
     assert parse_since(text, NOW) == expected
 
@@ -183,17 +199,23 @@ def test_history_since_garbage_exits_2_with_one_line(world, capsys) -> None:
 
 
 def test_history_shows_the_whole_trail_and_a_closed_pipe_ends_it_without_a_traceback(
-        world, capsys) -> None:
+    world, capsys
+) -> None:
     world.sync()
     with world.store.transaction() as conn:  # enough rows to overflow a pipe buffer
-        conn.executemany("INSERT INTO journal (pass_id, at, hibob_id, action, fields, reason,"
-                         " outcome) VALUES (1, ?, '1', 'update', '[]', 'padding', 'ok')",
-                         [(f"2026-11-28T12:{i % 60:02d}:00+00:00",) for i in range(3000)])
+        conn.executemany(
+            "INSERT INTO journal (pass_id, at, hibob_id, action, fields, reason,"
+            " outcome) VALUES (1, ?, '1', 'update', '[]', 'padding', 'ok')",
+            [(f"2026-11-28T12:{i % 60:02d}:00+00:00",) for i in range(3000)],
+        )
     capsys.readouterr()
     assert main(["history", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) > 3000  # the whole trail, not 1000 rows
-    process = subprocess.Popen([sys.executable, "-m", "reconciler", "history"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "history"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     process.stdout.readline()
     process.stdout.close()
     process.wait(timeout=30)
@@ -220,13 +242,16 @@ def test_every_command_and_option_has_help() -> None:
     assert missing == []
 
 
-def test_config_is_accepted_before_or_after_the_command(world, capsys, tmp_path,
-                                                        monkeypatch) -> None:
+def test_config_is_accepted_before_or_after_the_command(
+    world, capsys, tmp_path, monkeypatch
+) -> None:
     monkeypatch.delenv("RECONCILER_STORE__PATH")
     settings = tmp_path / "other.toml"
     settings.write_text(f'[store]\npath = "{tmp_path / "other.db"}"\n')
-    for argv in (["--config", str(settings), "status", "--json"],
-                 ["status", "--json", "--config", str(settings)]):
+    for argv in (
+        ["--config", str(settings), "status", "--json"],
+        ["status", "--json", "--config", str(settings)],
+    ):
         code, out = run_cli(world, capsys, *argv)
         assert code == 0 and json.loads(out)["database"] == str(tmp_path / "other.db")
 

@@ -21,13 +21,16 @@ def load(environ: dict[str, str] | None = None, text: str | None = None, tmp_pat
 
 
 # -- the environment -------------------------------------------------------------------------
-@pytest.mark.parametrize("variable", [
-    "RECONCILER_SYNCH__INTERVAL_MINUTES",    # misspelt section
-    "RECONCILER_SYNC_INTERVAL_MINUTES",      # one underscore
-    "RECONCILER_SYNC__INTERVALL_MINUTES",    # misspelt key
-    "RECONCILER_SYNC__INTERVAL_MINUTES__X",  # one level too deep
-    "RECONCILER_SYNC",                       # a section, no key
-])
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "RECONCILER_SYNCH__INTERVAL_MINUTES",  # misspelt section
+        "RECONCILER_SYNC_INTERVAL_MINUTES",  # one underscore
+        "RECONCILER_SYNC__INTERVALL_MINUTES",  # misspelt key
+        "RECONCILER_SYNC__INTERVAL_MINUTES__X",  # one level too deep
+        "RECONCILER_SYNC",  # a section, no key
+    ],
+)
 def test_an_environment_variable_that_names_no_setting_is_an_error_naming_it(variable):
     with pytest.raises(ConfigError) as caught:
         load({variable: "5"})
@@ -55,9 +58,11 @@ def test_the_environment_beats_credentials_which_beat_the_file(tmp_path):
     credentials.mkdir()
     (credentials / "learning_client_secret").write_text("from-credential\n")
     (credentials / "learning_client_id").write_text("client-from-credential")
-    environ = {"CREDENTIALS_DIRECTORY": str(credentials),
-               "RECONCILER_LEARNING__CLIENT_ID": "client-from-env",
-               "RECONCILER_SYNC__INTERVAL_MINUTES": "7"}
+    environ = {
+        "CREDENTIALS_DIRECTORY": str(credentials),
+        "RECONCILER_LEARNING__CLIENT_ID": "client-from-env",
+        "RECONCILER_SYNC__INTERVAL_MINUTES": "7",
+    }
 
     settings = load(environ, "[sync]\ninterval_minutes = 5\nmax_deactivations = 3\n", tmp_path)
 
@@ -67,11 +72,15 @@ def test_the_environment_beats_credentials_which_beat_the_file(tmp_path):
 
 
 def test_list_and_table_settings_are_read_as_json_from_the_environment():
-    settings = load({
-        "RECONCILER_HIBOB__EXTRA_FIELDS": '["work.custom.x"]',
-        "RECONCILER_SCOPE__GROUPS": '[{"conditions": [{"field": "work.site", "op": "is_empty"}]}]',
-        "RECONCILER_LEARNING__SEND_INVITATION_EMAIL": "true",
-    })
+    settings = load(
+        {
+            "RECONCILER_HIBOB__EXTRA_FIELDS": '["work.custom.x"]',
+            "RECONCILER_SCOPE__GROUPS": (
+                '[{"conditions": [{"field": "work.site", "op": "is_empty"}]}]'
+            ),
+            "RECONCILER_LEARNING__SEND_INVITATION_EMAIL": "true",
+        }
+    )
 
     assert settings.hibob.extra_fields == ["work.custom.x"]
     assert settings.scope.groups[0].conditions[0].op == "is_empty"
@@ -91,8 +100,7 @@ def test_a_bad_value_from_the_environment_names_the_setting_and_the_variable():
     assert "RECONCILER_SYNC__MAX_DEACTIVATIONS" in str(caught.value)
 
 
-def test_loading_reads_the_given_environment_and_leaves_the_process_environment_alone(
-        monkeypatch):
+def test_loading_reads_the_given_environment_and_leaves_the_process_environment_alone(monkeypatch):
     monkeypatch.setenv("RECONCILER_SYNC__INTERVAL_MINUTES", "7")
     before = dict(os.environ)
 
@@ -115,8 +123,10 @@ def test_a_write_rate_that_is_not_a_positive_finite_number_is_rejected(value, tm
         load(text=f"[learning]\nmax_writes_per_second = {value}\n", tmp_path=tmp_path)
 
 
-@pytest.mark.parametrize("setting", ["hibob.timeout_seconds", "learning.timeout_seconds",
-                                     "learning.max_reads_per_second"])
+@pytest.mark.parametrize(
+    "setting",
+    ["hibob.timeout_seconds", "learning.timeout_seconds", "learning.max_reads_per_second"],
+)
 @pytest.mark.parametrize("value", ["-1", "0", "inf", "nan"])
 def test_timeouts_and_read_rates_must_be_positive_and_finite(setting, value, tmp_path):
     section, key = setting.split(".")
@@ -135,7 +145,8 @@ def test_a_good_full_resync_cron_loads():
 
 
 def test_a_secret_in_the_settings_file_is_used_with_one_warning_naming_the_variable(
-        tmp_path, caplog):
+    tmp_path, caplog
+):
     caplog.set_level(logging.WARNING)
 
     settings = load(text='[learning]\nclient_secret = "s3cr3t-in-file"\n', tmp_path=tmp_path)
@@ -159,8 +170,7 @@ def test_an_alert_webhook_url_in_the_file_is_warned_about_too(tmp_path, caplog):
 def test_settings_without_secrets_in_the_file_warn_about_nothing(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
 
-    load({"RECONCILER_LEARNING__CLIENT_SECRET": "x"}, "[sync]\ninterval_minutes = 5\n",
-         tmp_path)
+    load({"RECONCILER_LEARNING__CLIENT_SECRET": "x"}, "[sync]\ninterval_minutes = 5\n", tmp_path)
 
     assert caplog.records == []
 
@@ -175,13 +185,17 @@ def test_a_missing_explicit_settings_file_is_an_error_naming_it(tmp_path):
         load_settings(tmp_path / "nope.toml", environ={})
 
 
-@pytest.mark.parametrize(("text", "environ", "named"), [
-    ("[hibob]\ntimeout_seconds = -1\n", {}, "hibob.timeout_seconds"),
-    ("", {"RECONCILER_SYNCH__INTERVAL_MINUTES": "5"}, "RECONCILER_SYNCH__INTERVAL_MINUTES"),
-    ('[sync]\nfull_resync_cron = "0 3 * *"\n', {}, "sync.full_resync_cron"),
-])
-def test_the_cli_turns_a_bad_setting_into_one_line_and_exit_2(text, environ, named, tmp_path,
-                                                              monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("text", "environ", "named"),
+    [
+        ("[hibob]\ntimeout_seconds = -1\n", {}, "hibob.timeout_seconds"),
+        ("", {"RECONCILER_SYNCH__INTERVAL_MINUTES": "5"}, "RECONCILER_SYNCH__INTERVAL_MINUTES"),
+        ('[sync]\nfull_resync_cron = "0 3 * *"\n', {}, "sync.full_resync_cron"),
+    ],
+)
+def test_the_cli_turns_a_bad_setting_into_one_line_and_exit_2(
+    text, environ, named, tmp_path, monkeypatch, capsys
+):
     from reconciler.cli import main
 
     path = tmp_path / "settings.toml"

@@ -32,8 +32,11 @@ def models(model: type[BaseModel] = Settings) -> dict[str, type[BaseModel]]:
 
 def section_fields() -> list[tuple[str, str]]:
     sections = Settings.model_fields
-    return [(section, key) for section, field in sections.items()
-            for key in field.annotation.model_fields]
+    return [
+        (section, key)
+        for section, field in sections.items()
+        for key in field.annotation.model_fields
+    ]
 
 
 @pytest.mark.parametrize("path", [EXAMPLE, DEPLOYED], ids=["example", "deployed"])
@@ -55,8 +58,11 @@ def test_every_setting_appears_in_the_example_file_or_by_its_variable_if_secret(
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     text = EXAMPLE.read_text(encoding="utf-8")
 
-    missing = [f"{section}.{key}" for section, key in section_fields()
-               if (section, key) not in SECRETS and key not in data.get(section, {})]
+    missing = [
+        f"{section}.{key}"
+        for section, key in section_fields()
+        if (section, key) not in SECRETS and key not in data.get(section, {})
+    ]
     secrets_unnamed = [env_name(*secret) for secret in SECRETS if env_name(*secret) not in text]
 
     assert (missing, secrets_unnamed) == ([], [])

@@ -24,8 +24,12 @@ BASE_URL = "http://hibob.test/v1"
 TODAY = datetime.date(2026, 3, 2)
 AUTH = ("sandbox-user", "sandbox-token")
 FIELDS = list(STANDARD_FIELDS)
-USED_OPERATIONS = {"POST /people/search", "POST /people/{identifier}",
-                   "GET /company/named-lists/{listName}", "GET /company/people/fields"}
+USED_OPERATIONS = {
+    "POST /people/search",
+    "POST /people/{identifier}",
+    "GET /company/named-lists/{listName}",
+    "GET /company/people/fields",
+}
 
 
 class FakeClock:
@@ -62,10 +66,10 @@ def transport(sim, spec):
 
 @pytest.fixture
 def client(transport, clock):
-    settings = HibobSettings(base_url=BASE_URL, service_user_id=AUTH[0],
-                             service_user_token=AUTH[1])
-    client = HibobClient(settings, transport=transport, sleep=clock.advance, clock=clock,
-                         wall_clock=clock)
+    settings = HibobSettings(base_url=BASE_URL, service_user_id=AUTH[0], service_user_token=AUTH[1])
+    client = HibobClient(
+        settings, transport=transport, sleep=clock.advance, clock=clock, wall_clock=clock
+    )
     yield client
     client.close()
 
@@ -73,8 +77,9 @@ def client(transport, clock):
 @pytest.fixture
 def raw(transport):
     """A bare httpx client for hand-built requests, as the docs show them."""
-    with httpx.Client(base_url=BASE_URL, transport=transport, auth=AUTH,
-                      headers={"accept": "application/json"}) as raw:
+    with httpx.Client(
+        base_url=BASE_URL, transport=transport, auth=AUTH, headers={"accept": "application/json"}
+    ) as raw:
         yield raw
 
 
@@ -87,14 +92,20 @@ def _someone(sim: HibobSimulator) -> dict:
 
 def test_documented_read_requests_get_documented_answers(raw, sim, transport):
     person = _someone(sim)
-    search = {"fields": FIELDS, "showInactive": True, "humanReadable": "APPEND",
-              "filters": [{"fieldPath": "root.email", "operator": "equals",
-                           "values": [person["root.email"]]}]}
+    search = {
+        "fields": FIELDS,
+        "showInactive": True,
+        "humanReadable": "APPEND",
+        "filters": [
+            {"fieldPath": "root.email", "operator": "equals", "values": [person["root.email"]]}
+        ],
+    }
     found = raw.post("/people/search", json=search)
     everyone = raw.post("/people/search", json={})  # the default field set
     by_id = raw.post(f"/people/{person['root.id']}", json={"fields": FIELDS})
-    by_mail = raw.post(f"/people/{person['root.email']}",
-                       json={"fields": FIELDS, "humanReadable": "REPLACE"})
+    by_mail = raw.post(
+        f"/people/{person['root.email']}", json={"fields": FIELDS, "humanReadable": "REPLACE"}
+    )
     departments = raw.get("/company/named-lists/department", params={"includeArchived": "true"})
     fields = raw.get("/company/people/fields")
 
@@ -108,8 +119,10 @@ def test_documented_read_requests_get_documented_answers(raw, sim, transport):
 
 def test_documented_error_answers_match_the_spec(raw, sim, transport):
     raw.post("/people/search", json={"fields": FIELDS, "filters": []})
-    raw.post("/people/search", json={"filters": [{"fieldPath": "work.department",
-                                                  "operator": "equals", "values": ["1"]}]})
+    raw.post(
+        "/people/search",
+        json={"filters": [{"fieldPath": "work.department", "operator": "equals", "values": ["1"]}]},
+    )
     raw.post("/people/0000000000000000001", json={"fields": FIELDS})
     raw.get("/company/named-lists/Department")
     raw.post("/people/search", json={}, auth=("sandbox-user", "wrong"))
@@ -143,10 +156,12 @@ def test_every_client_operation_sends_and_receives_documented_messages(client, s
 
 
 def test_client_meets_bad_credentials_as_the_documented_401(sim, transport, clock):
-    settings = HibobSettings(base_url=BASE_URL, service_user_id=AUTH[0],
-                             service_user_token="revoked")
-    client = HibobClient(settings, transport=transport, sleep=clock.advance, clock=clock,
-                         wall_clock=clock)
+    settings = HibobSettings(
+        base_url=BASE_URL, service_user_id=AUTH[0], service_user_token="revoked"
+    )
+    client = HibobClient(
+        settings, transport=transport, sleep=clock.advance, clock=clock, wall_clock=clock
+    )
 
     with pytest.raises(ApiAuthFailed):
         client.search_employees(FIELDS)
@@ -168,20 +183,39 @@ def test_client_waits_out_the_documented_429(client, sim, transport):
 # ---- the validator itself must be able to fail ---------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path", "sent", "status", "body", "expected"), [
-    ("POST", "/people/search", {"fields": "root.id"}, 200, {"employees": []},
-     "is not of type 'array'"),
-    ("POST", "/people/search", {}, 200, {"employees": {"id": "1"}}, "is not of type 'array'"),
-    ("POST", "/people/search", {}, 200, {"employees": [{"id": 17}]}, "employees/0"),
-    ("GET", "/company/named-lists/site", None, 200,
-     {"name": "site", "items": [{"id": "1", "archived": "no"}]}, "is not of type 'boolean'"),
-    ("GET", "/people", None, 200, {"employees": []}, "not found"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "sent", "status", "body", "expected"),
+    [
+        (
+            "POST",
+            "/people/search",
+            {"fields": "root.id"},
+            200,
+            {"employees": []},
+            "is not of type 'array'",
+        ),
+        ("POST", "/people/search", {}, 200, {"employees": {"id": "1"}}, "is not of type 'array'"),
+        ("POST", "/people/search", {}, 200, {"employees": [{"id": 17}]}, "employees/0"),
+        (
+            "GET",
+            "/company/named-lists/site",
+            None,
+            200,
+            {"name": "site", "items": [{"id": "1", "archived": "no"}]},
+            "is not of type 'boolean'",
+        ),
+        ("GET", "/people", None, 200, {"employees": []}, "not found"),
+    ],
+)
 def test_validator_rejects_an_exchange_that_breaks_the_spec(
     spec, method, path, sent, status, body, expected
 ):
-    request = httpx.Request(method, BASE_URL + path, json=sent,
-                            headers={"authorization": "Basic c2FuZGJveC11c2VyOnRva2Vu"})
+    request = httpx.Request(
+        method,
+        BASE_URL + path,
+        json=sent,
+        headers={"authorization": "Basic c2FuZGJveC11c2VyOnRva2Vu"},
+    )
 
     with pytest.raises(AssertionError, match=expected):
         validate_exchange(spec, request, httpx.Response(status, json=body))

@@ -25,16 +25,20 @@ UNKNOWN_ID = "0123456789abcdef01234567"
 # The operations the reconciler uses; each must have been validated at least once.
 USED_OPERATIONS = {
     "POST /api/v2/oauth2/token",
-    "GET /api/v2/users", "POST /api/v2/users",
-    "GET /api/v2/users/{userId}", "PATCH /api/v2/users/{userId}",
-    "DELETE /api/v2/users/{userId}", "PUT /api/v2/users/{userId}/activate",
+    "GET /api/v2/users",
+    "POST /api/v2/users",
+    "GET /api/v2/users/{userId}",
+    "PATCH /api/v2/users/{userId}",
+    "DELETE /api/v2/users/{userId}",
+    "PUT /api/v2/users/{userId}/activate",
     "GET /api/v2/users/{userId}/managers",
     "POST /api/v2/users/{userId}/managers/{managerId}",
     "DELETE /api/v2/users/{userId}/managers/{managerId}",
     "POST /api/v2/groups/{groupId}/{role}/{userId}",
     "DELETE /api/v2/groups/{groupId}/{role}/{userId}",
     "GET /api/v2/users/{userId}/roles",
-    "POST /api/v2/external-ids", "GET /api/v2/external-ids",
+    "POST /api/v2/external-ids",
+    "GET /api/v2/external-ids",
 }
 
 
@@ -77,7 +81,9 @@ def transport(sim, spec):
 @pytest.fixture
 def client(sim, transport, clock):
     settings = LearningSettings(
-        base_url=BASE_URL, client_id="sandbox-client", client_secret="sandbox-secret",
+        base_url=BASE_URL,
+        client_id="sandbox-client",
+        client_secret="sandbox-secret",
         default_group_id=sim.root_group_id,
     )
     client = LearningClient(settings, transport=transport, sleep=clock.advance, clock=clock)
@@ -93,16 +99,26 @@ def raw(transport):
 
 
 def _bearer(raw: httpx.Client) -> dict[str, str]:
-    body = {"grant_type": "client_credentials", "client_id": "sandbox-client",
-            "client_secret": "sandbox-secret"}
+    body = {
+        "grant_type": "client_credentials",
+        "client_id": "sandbox-client",
+        "client_secret": "sandbox-secret",
+    }
     token = raw.post("/api/v2/oauth2/token", json=body).json()["access_token"]
-    return {"authorization": f"Bearer {token}", "360-api-version": "v2.0",
-            "accept": "application/json"}
+    return {
+        "authorization": f"Bearer {token}",
+        "360-api-version": "v2.0",
+        "accept": "application/json",
+    }
 
 
 def _create(client: LearningClient, sim: LearningSimulator, mail: str, **attributes):
-    return client.create_user({"mail": mail, **attributes}, group_id=sim.root_group_id,
-                              role="learner", send_invitation_email=False)
+    return client.create_user(
+        {"mail": mail, **attributes},
+        group_id=sim.root_group_id,
+        role="learner",
+        send_invitation_email=False,
+    )
 
 
 # ---- hand-built documented requests against the simulator -----------------------------------
@@ -110,14 +126,24 @@ def _create(client: LearningClient, sim: LearningSimulator, mail: str, **attribu
 
 def test_documented_user_lifecycle_requests_get_documented_answers(raw, sim, transport):
     headers = _bearer(raw)
-    create = {"mail": "jane.doe@acme.example", "firstName": "Jane", "lastName": "Doe",
-              "job": "Analyst", "lang": "fr", "organization": "ACME",
-              "membership": {"groupId": sim.root_group_id, "role": "learner"}}
+    create = {
+        "mail": "jane.doe@acme.example",
+        "firstName": "Jane",
+        "lastName": "Doe",
+        "job": "Analyst",
+        "lang": "fr",
+        "organization": "ACME",
+        "membership": {"groupId": sim.root_group_id, "role": "learner"},
+    }
     created = raw.post("/api/v2/users?sendInvitationEmail=false", json=create, headers=headers)
     user_id = created.json()["_id"]
     users = f"/api/v2/users/{user_id}"
-    assert raw.get("/api/v2/users", params={"mail[eq]": "jane.doe@acme.example"},
-                   headers=headers).json()[0]["_id"] == user_id
+    assert (
+        raw.get(
+            "/api/v2/users", params={"mail[eq]": "jane.doe@acme.example"}, headers=headers
+        ).json()[0]["_id"]
+        == user_id
+    )
     raw.get(users, headers=headers)
     raw.patch(users, json={"job": None, "phone": "+33123456789"}, headers=headers)
     raw.put(f"{users}/activate", headers=headers)
@@ -142,8 +168,7 @@ def test_documented_user_lifecycle_requests_get_documented_answers(raw, sim, tra
 def test_documented_error_answers_match_their_schemas(raw, sim, transport):
     headers = _bearer(raw)
     owner = sim.user(sim.owner_id)
-    taken = {"mail": owner["mail"], "membership": {"groupId": sim.root_group_id,
-                                                   "role": "learner"}}
+    taken = {"mail": owner["mail"], "membership": {"groupId": sim.root_group_id, "role": "learner"}}
     raw.post("/api/v2/users", json=taken, headers=headers)
     raw.get(f"/api/v2/users/{UNKNOWN_ID}", headers=headers)
     raw.patch(f"/api/v2/users/{UNKNOWN_ID}", json={"job": "x"}, headers=headers)
@@ -156,8 +181,14 @@ def test_documented_error_answers_match_their_schemas(raw, sim, transport):
     _throttle_reads(sim)
     raw.get("/api/v2/users", headers=headers)
     raw.get("/api/v2/users", headers=headers)
-    raw.post("/api/v2/oauth2/token", json={"grant_type": "client_credentials",
-                                           "client_id": "sandbox-client", "client_secret": "no"})
+    raw.post(
+        "/api/v2/oauth2/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": "sandbox-client",
+            "client_secret": "no",
+        },
+    )
 
     assert transport.problems == []
     assert {status for _, status in transport.outcomes()} >= {400, 401, 404, 429}
@@ -183,22 +214,33 @@ def test_pagination_link_and_its_next_cursor_follow_the_spec(raw, sim, transport
 
 
 def test_every_client_operation_sends_and_receives_documented_messages(client, sim, transport):
-    user, restored = _create(client, sim, "amy.miles@acme.example", firstName="Amy",
-                             lastName="Miles", job="Engineer", lang="en")
+    user, restored = _create(
+        client,
+        sim,
+        "amy.miles@acme.example",
+        firstName="Amy",
+        lastName="Miles",
+        job="Engineer",
+        lang="en",
+    )
     user_id = user.learning_user_id
     client.activate_user(user_id)
     client.update_user(user_id, {"job": None, "organization": "Engineering"})
     assert [u.learning_user_id for u in client.find_users_by_mail("amy.miles@acme.example")] == [
-        user_id]
+        user_id
+    ]
     assert user_id in {u.learning_user_id for u in client.list_users(status="active")}
-    assert [u.learning_user_id for u in client.list_users(
-        mails=["amy.miles@acme.example", "nobody@acme.example"])] == [user_id]
+    assert [
+        u.learning_user_id
+        for u in client.list_users(mails=["amy.miles@acme.example", "nobody@acme.example"])
+    ] == [user_id]
     client.add_manager(user_id, sim.owner_id)
     assert client.list_managers(user_id) == [sim.owner_id]
     client.remove_manager(user_id, sim.owner_id)
     client.add_group_role(sim.sales_group_id, "userAdmin", user_id)
     assert {(r.group_id, r.role) for r in client.list_user_roles(user_id)} >= {
-        (sim.sales_group_id, "userAdmin")}
+        (sim.sales_group_id, "userAdmin")
+    }
     client.remove_group_role(sim.sales_group_id, "userAdmin", user_id)
     client.create_external_id("hibob", user_id, "1001")
     assert client.list_external_ids("hibob") == {"1001": user_id}
@@ -231,8 +273,10 @@ def test_client_meets_an_unknown_user_as_the_documented_404(client, transport):
 
     assert raised.value.code == "userNotFound"
     assert transport.problems == []
-    assert {("GET /api/v2/users/{userId}", 404),
-            ("PATCH /api/v2/users/{userId}", 404)} <= transport.outcomes()
+    assert {
+        ("GET /api/v2/users/{userId}", 404),
+        ("PATCH /api/v2/users/{userId}", 404),
+    } <= transport.outcomes()
 
 
 def test_client_renews_an_expired_token_after_the_documented_401(client, sim, transport):
@@ -266,16 +310,20 @@ def test_the_429_burst_knob_answers_the_documented_429(raw, sim, transport):
 def test_a_served_simulator_can_be_validated_over_real_http(sim, spec, clock):
     transport = ValidatingTransport(httpx.HTTPTransport(), spec)
     with serve(sim.handle) as served:
-        settings = LearningSettings(base_url=served.url, client_id="sandbox-client",
-                                    client_secret="sandbox-secret")
+        settings = LearningSettings(
+            base_url=served.url, client_id="sandbox-client", client_secret="sandbox-secret"
+        )
         client = LearningClient(settings, transport=transport, sleep=clock.advance, clock=clock)
         user, _ = _create(client, sim, "served@acme.example")
         client.get_user(user.learning_user_id)
         client.close()
 
     assert transport.problems == []
-    assert transport.operations() == {"POST /api/v2/oauth2/token", "POST /api/v2/users",
-                                      "GET /api/v2/users/{userId}"}
+    assert transport.operations() == {
+        "POST /api/v2/oauth2/token",
+        "POST /api/v2/users",
+        "GET /api/v2/users/{userId}",
+    }
 
 
 def test_reconcile_passes_exchange_only_documented_messages_with_both_apis(tmp_path):
@@ -286,8 +334,9 @@ def test_reconcile_passes_exchange_only_documented_messages_with_both_apis(tmp_p
         world.hibob.records[hibob_id]["root.email"] = f"fixed{hibob_id}@acme.example"
     learning = ValidatingTransport(world.learning.handle, load_spec("learning"))
     hibob = ValidatingTransport(world.hibob.handle, load_spec("hibob"))
-    world.services = build_services(world.settings, hibob_transport=hibob,
-                                    learning_transport=learning, store=world.store)
+    world.services = build_services(
+        world.settings, hibob_transport=hibob, learning_transport=learning, store=world.store
+    )
     leaver = world.active_employees()[3]
 
     world.sync("full")
@@ -304,27 +353,60 @@ def test_reconcile_passes_exchange_only_documented_messages_with_both_apis(tmp_p
 
 def _exchange(method: str, path: str, status: int, body=None, sent=None, headers=None):
     request = httpx.Request(
-        method, BASE_URL + path, json=sent,
+        method,
+        BASE_URL + path,
+        json=sent,
         headers=headers or {"authorization": "Bearer t", "360-api-version": "v2.0"},
     )
     return request, httpx.Response(status, json=body)
 
 
-@pytest.mark.parametrize(("method", "path", "status", "body", "sent", "headers", "expected"), [
-    ("POST", "/api/v2/users", 201, {"_id": UNKNOWN_ID, "status": "invited", "lang": "en"},
-     {"mail": "a@acme.example"}, None, "'membership' is a required property"),
-    ("GET", f"/api/v2/users/{UNKNOWN_ID}", 200, {"status": "active", "lang": "en"},
-     None, None, "'_id' is a required property"),
-    ("GET", f"/api/v2/users/{UNKNOWN_ID}", 404, {"error": "userNotFound"},
-     None, None, "is not of type 'object'"),
-    ("GET", "/api/v2/users?deleted=false", 200, [], None, None, "'deleted' is not in the spec"),
-    ("GET", "/api/v2/users?status[eq]=disabled", 200, [], None, None, "is not one of"),
-    ("GET", "/api/v2/users", 200, [], None, {"authorization": "Bearer t"}, "360-api-version"),
-    ("POST", "/api/v2/groups/members", 204, None, None, None, "not found"),
-    ("POST", f"/api/v2/groups/{UNKNOWN_ID}/userAdmin/{UNKNOWN_ID}", 204, None, None, None,
-     "role"),
-    ("GET", f"/api/v2/users/{UNKNOWN_ID}", 409, {"error": "conflict"}, None, None, "409"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body", "sent", "headers", "expected"),
+    [
+        (
+            "POST",
+            "/api/v2/users",
+            201,
+            {"_id": UNKNOWN_ID, "status": "invited", "lang": "en"},
+            {"mail": "a@acme.example"},
+            None,
+            "'membership' is a required property",
+        ),
+        (
+            "GET",
+            f"/api/v2/users/{UNKNOWN_ID}",
+            200,
+            {"status": "active", "lang": "en"},
+            None,
+            None,
+            "'_id' is a required property",
+        ),
+        (
+            "GET",
+            f"/api/v2/users/{UNKNOWN_ID}",
+            404,
+            {"error": "userNotFound"},
+            None,
+            None,
+            "is not of type 'object'",
+        ),
+        ("GET", "/api/v2/users?deleted=false", 200, [], None, None, "'deleted' is not in the spec"),
+        ("GET", "/api/v2/users?status[eq]=disabled", 200, [], None, None, "is not one of"),
+        ("GET", "/api/v2/users", 200, [], None, {"authorization": "Bearer t"}, "360-api-version"),
+        ("POST", "/api/v2/groups/members", 204, None, None, None, "not found"),
+        (
+            "POST",
+            f"/api/v2/groups/{UNKNOWN_ID}/userAdmin/{UNKNOWN_ID}",
+            204,
+            None,
+            None,
+            None,
+            "role",
+        ),
+        ("GET", f"/api/v2/users/{UNKNOWN_ID}", 409, {"error": "conflict"}, None, None, "409"),
+    ],
+)
 def test_validator_rejects_an_exchange_that_breaks_the_spec(
     spec, method, path, status, body, sent, headers, expected
 ):
@@ -343,7 +425,9 @@ def test_validating_transport_records_and_raises_a_bad_simulator_answer(spec):
     transport = ValidatingTransport(broken, spec)
     with httpx.Client(base_url=BASE_URL, transport=transport) as raw:
         with pytest.raises(AssertionError, match="_id"):
-            raw.get(f"/api/v2/users/{UNKNOWN_ID}",
-                    headers={"authorization": "Bearer t", "360-api-version": "v2.0"})
+            raw.get(
+                f"/api/v2/users/{UNKNOWN_ID}",
+                headers={"authorization": "Bearer t", "360-api-version": "v2.0"},
+            )
 
     assert len(transport.exchanges) == 1 and len(transport.problems) == 1

@@ -17,10 +17,24 @@ from reconciler.sandbox.hibob import HibobSimulator
 from tests.support import FakeTime
 
 TODAY = datetime.date(2026, 3, 16)
-FIELDS = ["root.id", "root.email", "root.firstName", "root.surname", "root.displayName",
-          "work.department", "work.title", "work.site", "work.siteId", "work.reportsTo",
-          "work.startDate", "work.employeeIdInCompany", "internal.status",
-          "internal.lifecycleStatus", "internal.terminationDate", "employee.lastDayOfWork"]
+FIELDS = [
+    "root.id",
+    "root.email",
+    "root.firstName",
+    "root.surname",
+    "root.displayName",
+    "work.department",
+    "work.title",
+    "work.site",
+    "work.siteId",
+    "work.reportsTo",
+    "work.startDate",
+    "work.employeeIdInCompany",
+    "internal.status",
+    "internal.lifecycleStatus",
+    "internal.terminationDate",
+    "employee.lastDayOfWork",
+]
 
 
 @pytest.fixture
@@ -30,8 +44,7 @@ def fake() -> FakeTime:
 
 @pytest.fixture
 def sim(fake: FakeTime) -> HibobSimulator:
-    return HibobSimulator(generate_company(40, seed=3, today=TODAY), clock=fake,
-                          sleep=fake.sleep)
+    return HibobSimulator(generate_company(40, seed=3, today=TODAY), clock=fake, sleep=fake.sleep)
 
 
 def make_client(sim, fake, *, token="sandbox-token", base_url="http://hibob.test/v1", seen=None):
@@ -40,10 +53,16 @@ def make_client(sim, fake, *, token="sandbox-token", base_url="http://hibob.test
             seen.append(request)
         return sim.handle(request)
 
-    settings = HibobSettings(base_url=base_url, service_user_id="sandbox-user",
-                             service_user_token=SecretStr(token))
-    return HibobClient(settings, transport=httpx.MockTransport(handle), sleep=fake.sleep,
-                       clock=fake, wall_clock=fake)
+    settings = HibobSettings(
+        base_url=base_url, service_user_id="sandbox-user", service_user_token=SecretStr(token)
+    )
+    return HibobClient(
+        settings,
+        transport=httpx.MockTransport(handle),
+        sleep=fake.sleep,
+        clock=fake,
+        wall_clock=fake,
+    )
 
 
 @pytest.fixture
@@ -102,8 +121,12 @@ def test_hidden_fields_are_unknown_while_returned_nulls_are_present_as_none(clie
 
     employee = by_id(client.search_employees(FIELDS + ["work.custom.field_404"]))[sim.ceo_id]
 
-    for hidden in ("work.title", "internal.status", "internal.terminationDate",
-                   "work.custom.field_404"):
+    for hidden in (
+        "work.title",
+        "internal.status",
+        "internal.terminationDate",
+        "work.custom.field_404",
+    ):
         assert not employee.has(hidden)
     assert employee.has("work.reportsTo") and employee.value("work.reportsTo") is None
     assert employee.has("employee.lastDayOfWork")
@@ -139,8 +162,9 @@ def test_get_employee_returns_none_for_an_unknown_person(client, sim):
 
 def test_get_named_list_flattens_hierarchies(client, sim):
     parent = sim.lists["department"][1]
-    parent["children"] = [{"id": "777", "value": "Platform", "name": "Platform",
-                           "archived": False, "children": []}]
+    parent["children"] = [
+        {"id": "777", "value": "Platform", "name": "Platform", "archived": False, "children": []}
+    ]
 
     labels = client.get_named_list("department")
 
@@ -215,6 +239,7 @@ def test_searches_are_throttled_below_fifty_per_minute(client, sim, fake):
 
 def rewriting_client(sim, fake, rewrite):
     """A client whose search answers pass through `rewrite(list of employee dicts)`."""
+
     def handle(request: httpx.Request) -> httpx.Response:
         response = sim.handle(request)
         if request.url.path != "/v1/people/search":
@@ -223,10 +248,18 @@ def rewriting_client(sim, fake, rewrite):
         rewrite(payload["employees"])
         return httpx.Response(200, json=payload)
 
-    settings = HibobSettings(base_url="http://hibob.test/v1", service_user_id="sandbox-user",
-                             service_user_token=SecretStr("sandbox-token"))
-    return HibobClient(settings, transport=httpx.MockTransport(handle), sleep=fake.sleep,
-                       clock=fake, wall_clock=fake)
+    settings = HibobSettings(
+        base_url="http://hibob.test/v1",
+        service_user_id="sandbox-user",
+        service_user_token=SecretStr("sandbox-token"),
+    )
+    return HibobClient(
+        settings,
+        transport=httpx.MockTransport(handle),
+        sleep=fake.sleep,
+        clock=fake,
+        wall_clock=fake,
+    )
 
 
 def test_search_gives_each_employee_exactly_as_a_read_by_id_does(client, sim):
@@ -235,8 +268,9 @@ def test_search_gives_each_employee_exactly_as_a_read_by_id_does(client, sim):
 
     searched = by_id(client.search_employees(fields))
 
-    assert searched and all(client.get_employee(hibob_id, fields) == employee
-                            for hibob_id, employee in searched.items())
+    assert searched and all(
+        client.get_employee(hibob_id, fields) == employee for hibob_id, employee in searched.items()
+    )
 
 
 def test_a_field_given_only_in_the_slash_layout_is_still_read(sim, fake):
@@ -271,13 +305,22 @@ def test_a_record_of_an_unexpected_shape_makes_its_fields_unknown_not_the_search
 
 def test_a_search_answer_that_is_not_json_is_reported_as_such(sim, fake):
     def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b'{"employees": [', headers={
-            "content-type": "application/json"})
+        return httpx.Response(
+            200, content=b'{"employees": [', headers={"content-type": "application/json"}
+        )
 
-    settings = HibobSettings(base_url="http://hibob.test/v1", service_user_id="sandbox-user",
-                             service_user_token=SecretStr("sandbox-token"))
-    client = HibobClient(settings, transport=httpx.MockTransport(handle), sleep=fake.sleep,
-                         clock=fake, wall_clock=fake)
+    settings = HibobSettings(
+        base_url="http://hibob.test/v1",
+        service_user_id="sandbox-user",
+        service_user_token=SecretStr("sandbox-token"),
+    )
+    client = HibobClient(
+        settings,
+        transport=httpx.MockTransport(handle),
+        sleep=fake.sleep,
+        clock=fake,
+        wall_clock=fake,
+    )
 
     with pytest.raises(ApiUnavailable, match="not valid JSON"):
         client.search_employees(FIELDS)

@@ -100,7 +100,8 @@ def test_hints_for_two_employees_run_one_targeted_pass_each(world, service) -> N
 
 
 def test_hint_for_employee_gone_from_hibob_leaves_absence_to_the_next_full_search(
-        world, service) -> None:
+    world, service
+) -> None:
     hibob_id = world.active_employees()[5]
     world.hibob.delete_employee(hibob_id)
     service.hints.on_hint(hint(hibob_id, "employee.deleted"))
@@ -115,7 +116,8 @@ def test_hint_for_employee_gone_from_hibob_leaves_absence_to_the_next_full_searc
 
 
 def test_hint_for_employee_unknown_to_both_sides_is_marked_done_and_not_retried(
-        world, service, monotonic) -> None:
+    world, service, monotonic
+) -> None:
     service.hints.on_hint(hint("999999"))
 
     assert service.hints.process_hints() == 1
@@ -127,7 +129,8 @@ def test_hint_for_employee_unknown_to_both_sides_is_marked_done_and_not_retried(
 
 
 def test_hinted_employee_is_read_again_once_after_the_stale_read_window(
-        world, service, monotonic) -> None:
+    world, service, monotonic
+) -> None:
     hibob_id = world.active_employees()[6]
     service.hints.on_hint(hint(hibob_id))
     service.hints.process_hints()
@@ -144,7 +147,7 @@ def test_hinted_employee_is_read_again_once_after_the_stale_read_window(
 
 
 def test_many_employees_in_one_batch_are_served_by_one_incremental_pass(world, service) -> None:
-    employees = world.active_employees()[:MAX_TARGETED_PER_BATCH + 1]
+    employees = world.active_employees()[: MAX_TARGETED_PER_BATCH + 1]
     for hibob_id in employees:
         world.hibob.update_employee(hibob_id, **{"work.title": "Batch Title"})
         service.hints.on_hint(hint(hibob_id))
@@ -170,11 +173,10 @@ def test_hints_left_pending_by_a_previous_run_are_processed(world, monotonic) ->
     assert world.store.count_pending_hints() == 0
 
 
-
-
 # -- a hint is done only when a pass has succeeded for its employee -------------------------
 def test_hint_whose_hibob_read_failed_stays_pending_and_is_applied_after_the_backoff(
-        world, service, monotonic) -> None:
+    world, service, monotonic
+) -> None:
     hibob_id = world.active_employees()[10]
     world.hibob.update_employee(hibob_id, **{"work.title": "After The Outage"})
     world.hibob.faults.fail_next(1000, 503)
@@ -187,8 +189,10 @@ def test_hint_whose_hibob_read_failed_stays_pending_and_is_applied_after_the_bac
     assert world.user_of(hibob_id)["job"] != "After The Outage"
     out = io.StringIO()
     print_status(collect_status(world.store, world.settings, world.now), out)
-    assert f"  {hibob_id}  retry 2 at {pending['next_attempt_at']}  Hibob API answered 503" \
+    assert (
+        f"  {hibob_id}  retry 2 at {pending['next_attempt_at']}  Hibob API answered 503"
         in out.getvalue()
+    )
     world.hibob.faults.clear()
     assert service.hints.process_hints() == 0  # not due before its backoff
 
@@ -200,7 +204,8 @@ def test_hint_whose_hibob_read_failed_stays_pending_and_is_applied_after_the_bac
 
 
 def test_retries_of_a_failing_hint_back_off_exponentially_up_to_a_cap(
-        world, service, monotonic) -> None:
+    world, service, monotonic
+) -> None:
     hibob_id = world.active_employees()[11]
     world.hibob.faults.fail_next(10**6, 503)
     service.hints.on_hint(hint(hibob_id))
@@ -212,12 +217,22 @@ def test_retries_of_a_failing_hint_back_off_exponentially_up_to_a_cap(
         waits.append((due - world.now).total_seconds())
         later(world, monotonic, waits[-1])
 
-    assert waits == [5, 10, 20, 40, 80, 160, RETRY_CAP_SECONDS, RETRY_CAP_SECONDS,
-                     RETRY_CAP_SECONDS]
+    assert waits == [
+        5,
+        10,
+        20,
+        40,
+        80,
+        160,
+        RETRY_CAP_SECONDS,
+        RETRY_CAP_SECONDS,
+        RETRY_CAP_SECONDS,
+    ]
 
 
 def test_a_failed_hint_survives_a_restart_and_is_applied_by_the_next_service(
-        world, service, monotonic) -> None:
+    world, service, monotonic
+) -> None:
     hibob_id = world.active_employees()[12]
     world.hibob.update_employee(hibob_id, **{"work.title": "Survivor"})
     world.hibob.faults.fail_next(1000, 503)
@@ -234,7 +249,8 @@ def test_a_failed_hint_survives_a_restart_and_is_applied_by_the_next_service(
 
 
 def test_hint_whose_write_failed_is_retried_until_the_employee_is_quarantined(
-        world, service, monotonic) -> None:
+    world, service, monotonic
+) -> None:
     hibob_id = world.active_employees()[13]
     world.hibob.update_employee(hibob_id, **{"work.title": "Rejected"})
     world.learning.faults.fail_next(10**6, 400, {"error": "badRequest"})
@@ -251,7 +267,8 @@ def test_hint_whose_write_failed_is_retried_until_the_employee_is_quarantined(
 
 # -- targeted passes beside the long pass ------------------------------------------------
 def test_long_pass_never_overwrites_a_later_targeted_decision_with_its_older_read(
-        world, service, monotonic) -> None:
+    world, service, monotonic
+) -> None:
     hibob_id = world.active_employees()[14]
     world.hibob.update_employee(hibob_id, **{"work.title": "Read By The Long Pass"})
     others = world.active_employees()[15:18]
@@ -263,8 +280,12 @@ def test_long_pass_never_overwrites_a_later_targeted_decision_with_its_older_rea
             world.hibob.update_employee(hibob_id, **{"work.title": "Newer Title"})
             assert service.run_targeted(hibob_id).outcome == "ok"
 
-    long_pass = run_pass(world.services, "incremental", now=world.now, hooks=PassHooks(
-        claim=service.claims.claim, progress=a_webhook_lands_after_the_long_read))
+    long_pass = run_pass(
+        world.services,
+        "incremental",
+        now=world.now,
+        hooks=PassHooks(claim=service.claims.claim, progress=a_webhook_lands_after_the_long_read),
+    )
 
     assert world.user_of(hibob_id)["job"] == "Newer Title"
     assert long_pass.counts["superseded"] == 1
@@ -290,7 +311,8 @@ def test_a_hint_is_applied_while_the_long_pass_is_still_busy(world) -> None:
     for hibob_id in busy:
         world.hibob.update_employee(hibob_id, **{"work.title": "Busy Title"})
     world.route_learning_through(
-        SlowWrites(world, world.store.get_entry(hinted).learning_user_id, 0.4))
+        SlowWrites(world, world.store.get_entry(hinted).learning_user_id, 0.4)
+    )
     service = Service(world.services)
     last = world.store.list_passes(1)[0]["id"]
     service.start()
@@ -307,8 +329,11 @@ def test_a_hint_is_applied_while_the_long_pass_is_still_busy(world) -> None:
             time.sleep(0.01)
         waited = time.monotonic() - sent
 
-        long_pass = [p for p in Store(world.db).list_passes(10)
-                     if p["id"] > last and p["kind"] == "incremental"][-1]
+        long_pass = [
+            p
+            for p in Store(world.db).list_passes(10)
+            if p["id"] > last and p["kind"] == "incremental"
+        ][-1]
         assert long_pass["finished_at"] is None, "the long pass ended before the hint landed"
         assert waited < 1.0
     finally:
@@ -319,7 +344,8 @@ def test_a_hint_is_applied_while_the_long_pass_is_still_busy(world) -> None:
 
 
 def test_targeted_passes_for_one_employee_never_overlap_and_a_burst_shares_them(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     store = Store(tmp_path / "hints.db")
     running: dict[str, int] = {}
     overlaps, passes = [], []
@@ -335,12 +361,19 @@ def test_targeted_passes_for_one_employee_never_overlap_and_a_burst_shares_them(
             running[hibob_id] -= 1
         return PassResult(1, "targeted", Plan(), outcome="ok")
 
-    worker = HintWorker(store, run_targeted=run_targeted, run_batch=lambda: None,
-                        is_busy=lambda: True, on_change=lambda: None,
-                        clock=lambda: dt.datetime.now(dt.UTC), monotonic=time.monotonic,
-                        coalesce_seconds=0.1)
+    worker = HintWorker(
+        store,
+        run_targeted=run_targeted,
+        run_batch=lambda: None,
+        is_busy=lambda: True,
+        on_change=lambda: None,
+        clock=lambda: dt.datetime.now(dt.UTC),
+        monotonic=time.monotonic,
+        coalesce_seconds=0.1,
+    )
     worker.start()
     try:
+
         def burst(hibob_id: str) -> None:
             for _ in range(20):
                 worker.on_hint(hint(hibob_id))
@@ -388,4 +421,6 @@ def test_a_crashed_pass_is_closed_but_a_pass_still_running_beside_it_is_not(tmp_
     outcomes = {p["id"]: p["outcome"] for p in store.list_passes()}
     assert outcomes[crashed] == "interrupted" and outcomes[long_pass] is None
     assert {r["employee_id"]: r["outcome"] for r in store.list_journal()} == {
-        "1": "interrupted", "2": "pending"}
+        "1": "interrupted",
+        "2": "pending",
+    }

@@ -25,13 +25,19 @@ def synced(world: World):
 
 
 def subordinates_of(world: World, hibob_id: str) -> list[str]:
-    return [h for h in world.active_employees()
-            if world.hibob.records[h].get("work.reportsTo") == hibob_id and h != hibob_id]
+    return [
+        h
+        for h in world.active_employees()
+        if world.hibob.records[h].get("work.reportsTo") == hibob_id and h != hibob_id
+    ]
 
 
 def learning_deactivations(world: World) -> int:
-    return sum(1 for method, path, status in world.learning.requests
-               if method == "DELETE" and "/users/" in path and "managers" not in path)
+    return sum(
+        1
+        for method, path, status in world.learning.requests
+        if method == "DELETE" and "/users/" in path and "managers" not in path
+    )
 
 
 # -- 1. lookup by a former email --
@@ -95,8 +101,7 @@ def test_case_2_null_or_odd_access_status_is_unknown_never_a_deactivation(world)
 
 
 # -- 3. absence --
-def test_case_3_people_missing_from_one_search_are_kept_unless_a_read_by_id_confirms(
-        world) -> None:
+def test_case_3_people_missing_from_one_search_are_kept_unless_a_read_by_id_confirms(world) -> None:
     synced(world)
     missing = world.active_employees()[:12]
     world.hibob.search_omits = set(missing)
@@ -123,20 +128,28 @@ def test_case_3_a_403_on_the_confirming_read_is_unknown_not_absent(world) -> Non
     assert any(p.hibob_id == hidden and "refused" in p.reason for p in result.plan.problems)
 
 
-def test_case_3_confirmation_reads_only_for_absences_the_breaker_lets_through(
-        tmp_path) -> None:
+def test_case_3_confirmation_reads_only_for_absences_the_breaker_lets_through(tmp_path) -> None:
     world = World(tmp_path, RECONCILER_SYNC__MAX_DEACTIVATIONS="5")
     synced(world)
     missing = world.active_employees()[:12]
     for hibob_id in missing:
         world.hibob.delete_employee(hibob_id)
-    reads_before = sum(1 for r in world.hibob.requests if r[1].startswith("/v1/people/")
-                       and r[1] != "/v1/people/search")
+    reads_before = sum(
+        1
+        for r in world.hibob.requests
+        if r[1].startswith("/v1/people/") and r[1] != "/v1/people/search"
+    )
 
     result = world.sync()
 
-    reads = sum(1 for r in world.hibob.requests if r[1].startswith("/v1/people/")
-                and r[1] != "/v1/people/search") - reads_before
+    reads = (
+        sum(
+            1
+            for r in world.hibob.requests
+            if r[1].startswith("/v1/people/") and r[1] != "/v1/people/search"
+        )
+        - reads_before
+    )
     assert result.outcome == "held" and len(result.plan.held) == 12
     assert reads == 0
     assert all(world.user_of(h)["status"] == "active" for h in missing)
@@ -199,8 +212,13 @@ def test_case_5_a_revoked_lifecycle_category_fails_the_pass_and_writes_nothing(w
 
 def test_case_5_a_typo_in_a_scope_field_fails_the_pass_naming_the_field(tmp_path) -> None:
     world = World(tmp_path)
-    world.settings = world.settings.model_copy(update={"scope": world.settings.scope.model_copy(
-        update={"groups": [_group("work.departmnet", "in", ["Sales"])]})})
+    world.settings = world.settings.model_copy(
+        update={
+            "scope": world.settings.scope.model_copy(
+                update={"groups": [_group("work.departmnet", "in", ["Sales"])]}
+            )
+        }
+    )
     world.services.settings = world.settings
 
     result = world.sync()
@@ -219,8 +237,7 @@ def _group(field: str, op: str, values: list[str]):
 def test_case_6_a_targeted_pass_never_creates_an_account_for_a_shared_email(world) -> None:
     synced(world)
     first = world.hibob.add_employee(**{"root.surname": "Twin", "root.email": "twin@acme.example"})
-    second = world.hibob.add_employee(**{"root.surname": "Twin",
-                                         "root.email": "TWIN@acme.example"})
+    second = world.hibob.add_employee(**{"root.surname": "Twin", "root.email": "TWIN@acme.example"})
     full = world.sync()
     assert {p.hibob_id for p in full.plan.problems if "ambiguous" in p.reason} >= {first, second}
 
@@ -246,10 +263,12 @@ def test_case_6_targeted_explain_and_scheduled_passes_decide_the_same(world) -> 
     scheduled = read_and_plan(world.services, "incremental", now=world.now)
     by_employee = {a.hibob_id: (a.kind, a.fields, a.reason) for a in scheduled.actions}
     for hibob_id in [*changed, hire]:
-        one = read_and_plan(world.services, "targeted", now=world.now,
-                            options=PassOptions(employee=hibob_id))
+        one = read_and_plan(
+            world.services, "targeted", now=world.now, options=PassOptions(employee=hibob_id)
+        )
         assert {a.hibob_id: (a.kind, a.fields, a.reason) for a in one.actions} == (
-            {hibob_id: by_employee[hibob_id]} if hibob_id in by_employee else {})
+            {hibob_id: by_employee[hibob_id]} if hibob_id in by_employee else {}
+        )
 
 
 # -- 7. rehire whose email changed while away --
@@ -316,11 +335,17 @@ def test_case_8_a_full_resync_repairs_links_a_restore_dropped(world) -> None:
     member_user = world.store.get_entry(member).learning_user_id
     # Someone deleted and restored the manager by hand in 360Learning.
     world.learning.delete_user(manager_user)
-    world.learning.handle(httpx.Request(
-        "POST", "http://learning.test/api/v2/users?sendInvitationEmail=false",
-        json={"mail": world.learning.user(manager_user)["mail"],
-              "membership": {"groupId": world.learning.root_group_id, "role": "learner"}},
-        headers={"authorization": f"Bearer {_token(world)}", "360-api-version": "v2.0"}))
+    world.learning.handle(
+        httpx.Request(
+            "POST",
+            "http://learning.test/api/v2/users?sendInvitationEmail=false",
+            json={
+                "mail": world.learning.user(manager_user)["mail"],
+                "membership": {"groupId": world.learning.root_group_id, "role": "learner"},
+            },
+            headers={"authorization": f"Bearer {_token(world)}", "360-api-version": "v2.0"},
+        )
+    )
     assert manager_user not in world.learning.managers_of(member_user)
 
     world.sync("full")
@@ -331,10 +356,17 @@ def test_case_8_a_full_resync_repairs_links_a_restore_dropped(world) -> None:
 
 
 def _token(world: World) -> str:
-    response = world.learning.handle(httpx.Request(
-        "POST", "http://learning.test/api/v2/oauth2/token",
-        json={"grant_type": "client_credentials", "client_id": "sandbox-client",
-              "client_secret": "sandbox-secret"}))
+    response = world.learning.handle(
+        httpx.Request(
+            "POST",
+            "http://learning.test/api/v2/oauth2/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": "sandbox-client",
+                "client_secret": "sandbox-secret",
+            },
+        )
+    )
     return response.json()["access_token"]
 
 
@@ -351,8 +383,10 @@ def test_case_9_the_platform_owner_is_never_adopted_changed_or_deactivated(world
 
     assert any(p.hibob_id == namesake and "owner" in p.reason for p in result.plan.problems)
     assert world.learning.user(world.learning.owner_id) == before
-    assert world.store.get_entry(namesake) is None or \
-        world.store.get_entry(namesake).learning_user_id is None
+    assert (
+        world.store.get_entry(namesake) is None
+        or world.store.get_entry(namesake).learning_user_id is None
+    )
 
 
 def test_case_9_an_adopted_admin_keeps_every_role_the_reconciler_did_not_create(world) -> None:
@@ -373,8 +407,11 @@ def test_case_10_a_create_that_failed_half_way_finishes_with_its_external_id(wor
     failing = {"on": True}
 
     def external_ids_fail(request: httpx.Request) -> httpx.Response:
-        if failing["on"] and request.url.path == "/api/v2/external-ids" \
-                and request.method == "POST":
+        if (
+            failing["on"]
+            and request.url.path == "/api/v2/external-ids"
+            and request.method == "POST"
+        ):
             return httpx.Response(500, json={"error": {"code": "internal", "message": "x"}})
         return world.learning.handle(request)
 
@@ -406,8 +443,11 @@ def test_case_10_a_full_resync_repairs_a_missing_external_id_mapping(world) -> N
 
 # -- 11. last-day deactivation and timezones ------------------------------------------------------
 def test_case_11_a_user_deleted_by_its_own_schedule_is_never_reactivated(tmp_path) -> None:
-    world = World(tmp_path, RECONCILER_MAPPING__DEACTIVATE_ON_LAST_DAY="true",
-                  RECONCILER_MAPPING__TIMEZONE="America/Los_Angeles")
+    world = World(
+        tmp_path,
+        RECONCILER_MAPPING__DEACTIVATE_ON_LAST_DAY="true",
+        RECONCILER_MAPPING__TIMEZONE="America/Los_Angeles",
+    )
     world.now = dt.datetime(2026, 11, 28, 20, 0, tzinfo=dt.UTC)  # noon in Los Angeles
     synced(world)
     leaver = world.active_employees()[5]
@@ -421,16 +461,21 @@ def test_case_11_a_user_deleted_by_its_own_schedule_is_never_reactivated(tmp_pat
     assert world.user_of(leaver)["status"] == "deleted"
     for kind in ("incremental", "full", "incremental"):
         result = world.sync(kind)
-        assert result.outcome in ("ok",), (kind, result.report.failures if result.report
-                                           else result.error)
+        assert result.outcome in ("ok",), (
+            kind,
+            result.report.failures if result.report else result.error,
+        )
         assert not [a for a in result.plan.actions if a.kind == "reactivate"]
     assert world.user_of(leaver)["status"] == "deleted"
     assert world.store.list_quarantined(world.now) == []
 
 
 def test_case_11_dates_are_decided_in_the_configured_timezone(tmp_path) -> None:
-    world = World(tmp_path, RECONCILER_MAPPING__DEACTIVATE_ON_LAST_DAY="true",
-                  RECONCILER_MAPPING__TIMEZONE="Asia/Tokyo")
+    world = World(
+        tmp_path,
+        RECONCILER_MAPPING__DEACTIVATE_ON_LAST_DAY="true",
+        RECONCILER_MAPPING__TIMEZONE="Asia/Tokyo",
+    )
     world.now = dt.datetime(2026, 11, 28, 16, 0, tzinfo=dt.UTC)
     synced(world)
     leaver = world.active_employees()[5]
@@ -445,14 +490,20 @@ def test_case_12_numeric_site_ids_are_used_by_their_label(tmp_path) -> None:
     world = World(tmp_path, RECONCILER_MAPPING__ORGANIZATION="work.siteId")
     site_label = world.hibob.lists["site"][0]["name"]
     assert isinstance(world.hibob.lists["site"][0]["id"], int)
-    world.settings = world.settings.model_copy(update={"scope": world.settings.scope.model_copy(
-        update={"groups": [_group("work.siteId", "in", [site_label])]})})
+    world.settings = world.settings.model_copy(
+        update={
+            "scope": world.settings.scope.model_copy(
+                update={"groups": [_group("work.siteId", "in", [site_label])]}
+            )
+        }
+    )
     world.services.settings = world.settings
 
     synced(world)
 
-    organizations = {world.user_of(h)["organization"] for h in world.active_employees()
-                     if world.user_of(h)}
+    organizations = {
+        world.user_of(h)["organization"] for h in world.active_employees() if world.user_of(h)
+    }
     assert organizations == {site_label}
 
 
@@ -463,8 +514,9 @@ def test_case_2_each_odd_status_value_is_unknown(world, status) -> None:
     world.hibob.update_employee(hibob_id, **{"internal.status": status})
     result = world.sync()
     assert world.user_of(hibob_id)["status"] == "active"
-    assert any(p.hibob_id == hibob_id and "internal.status" in p.reason
-               for p in result.plan.problems)
+    assert any(
+        p.hibob_id == hibob_id and "internal.status" in p.reason for p in result.plan.problems
+    )
 
 
 # -- credential-wide errors (issue 8, break 5) and no-op journal rows (break 8) --
@@ -482,8 +534,9 @@ def test_a_missing_write_scope_fails_the_pass_and_quarantines_nobody(world) -> N
 def test_the_same_rejection_for_most_employees_fails_the_pass_as_a_whole(world) -> None:
     def reject_every_create(request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path == "/api/v2/users":
-            return httpx.Response(400, json={"error": {"code": "analystUnavailable",
-                                                       "message": "plan limit"}})
+            return httpx.Response(
+                400, json={"error": {"code": "analystUnavailable", "message": "plan limit"}}
+            )
         return world.learning.handle(request)
 
     world.route_learning_through(reject_every_create)
@@ -499,8 +552,9 @@ def test_quarantined_people_are_retried_by_the_first_pass_after_a_failed_one(wor
 
     def reject_victim(request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and mail.encode() in request.content:
-            return httpx.Response(400, json={"error": {"code": "mailInvalid",
-                                                       "message": "rejected"}})
+            return httpx.Response(
+                400, json={"error": {"code": "mailInvalid", "message": "rejected"}}
+            )
         return world.learning.handle(request)
 
     world.route_learning_through(reject_victim)
@@ -530,26 +584,64 @@ def test_an_interrupted_pass_does_not_journal_writes_that_change_nothing(world) 
 
 
 # -- the convergence property over identity changes --
-STEPS = ("title", "email", "terminate", "rehire", "rehire_new_email", "null_status",
-         "missing_once", "manager_leaves", "manager_returns")
+STEPS = (
+    "title",
+    "email",
+    "terminate",
+    "rehire",
+    "rehire_new_email",
+    "null_status",
+    "missing_once",
+    "manager_leaves",
+    "manager_returns",
+)
 
 
-@settings(max_examples=10, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10_000),
-       steps=st.lists(st.tuples(st.sampled_from(STEPS), st.integers(0, 10_000)),
-                      min_size=1, max_size=10))
-@example(seed=0, steps=[("manager_leaves", 0), ("rehire_new_email", 0), ("null_status", 1),
-                        ("missing_once", 2), ("manager_returns", 0)])
-@example(seed=431, steps=[("manager_leaves", 2978), ("manager_leaves", 0),
-                          ("rehire_new_email", 10000), ("rehire_new_email", 0)])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 10_000),
+    steps=st.lists(
+        st.tuples(st.sampled_from(STEPS), st.integers(0, 10_000)), min_size=1, max_size=10
+    ),
+)
+@example(
+    seed=0,
+    steps=[
+        ("manager_leaves", 0),
+        ("rehire_new_email", 0),
+        ("null_status", 1),
+        ("missing_once", 2),
+        ("manager_returns", 0),
+    ],
+)
+@example(
+    seed=431,
+    steps=[
+        ("manager_leaves", 2978),
+        ("manager_leaves", 0),
+        ("rehire_new_email", 10000),
+        ("rehire_new_email", 0),
+    ],
+)
 def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
-        tmp_path_factory, seed, steps) -> None:
+    tmp_path_factory, seed, steps
+) -> None:
     site = World(tmp_path_factory.mktemp("site"), size=2, seed=seed).hibob.lists["site"][0]
-    world = World(tmp_path_factory.mktemp("identity"), size=40, seed=seed,
-                  RECONCILER_MAPPING__ORGANIZATION="work.siteId")
-    world.settings = world.settings.model_copy(update={"scope": world.settings.scope.model_copy(
-        update={"groups": [_group("work.siteId", "not_in", [str(site["name"]) + "-none"])]})})
+    world = World(
+        tmp_path_factory.mktemp("identity"),
+        size=40,
+        seed=seed,
+        RECONCILER_MAPPING__ORGANIZATION="work.siteId",
+    )
+    world.settings = world.settings.model_copy(
+        update={
+            "scope": world.settings.scope.model_copy(
+                update={"groups": [_group("work.siteId", "not_in", [str(site["name"]) + "-none"])]}
+            )
+        }
+    )
     world.services.settings = world.settings
     synced(world)
     people = sorted(world.hibob.records)
@@ -566,8 +658,10 @@ def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
             if step == "manager_leaves":
                 bosses = [h for h in people if subordinates_of(world, h)]
                 hibob_id = bosses[pick % len(bosses)] if bosses else hibob_id
-            if world.hibob.records[hibob_id]["internal.status"] == "Active" \
-                    and hibob_id not in left:
+            if (
+                world.hibob.records[hibob_id]["internal.status"] == "Active"
+                and hibob_id not in left
+            ):
                 world.hibob.terminate(hibob_id, on=TODAY)
                 left.append(hibob_id)
         elif step in ("rehire", "rehire_new_email", "manager_returns") and left:
@@ -584,9 +678,14 @@ def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
     for record in world.hibob.records.values():  # permissions restored
         if record["internal.status"] is None:
             lifecycle = record["internal.lifecycleStatus"]
-            world.hibob.update_employee(record["root.id"], **{
-                "internal.status": "Inactive" if lifecycle in ("terminated", "hired")
-                else "Active"})
+            world.hibob.update_employee(
+                record["root.id"],
+                **{
+                    "internal.status": "Inactive"
+                    if lifecycle in ("terminated", "hired")
+                    else "Active"
+                },
+            )
     world.sync()
     final = world.sync()
     assert final.plan.actions == (), final.plan.actions
@@ -597,12 +696,15 @@ def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
         user = world.user_of(hibob_id)
         assert user is not None and user["status"] == "active", hibob_id
         assert user["mail"].lower() == world.hibob.records[hibob_id]["root.email"].strip().lower()
-        assert user["organization"] == world.hibob.lists["site"][0]["name"] or \
-            not user["organization"].isdigit()
+        assert (
+            user["organization"] == world.hibob.lists["site"][0]["name"]
+            or not user["organization"].isdigit()
+        )
         boss = world.hibob.records[hibob_id].get("work.reportsTo")
         if boss in world.active_employees() and boss != hibob_id:
-            assert world.store.get_entry(boss).learning_user_id in \
-                world.learning.managers_of(user["_id"]), (hibob_id, boss)
+            assert world.store.get_entry(boss).learning_user_id in world.learning.managers_of(
+                user["_id"]
+            ), (hibob_id, boss)
     for hibob_id in left:
         user = world.user_of(hibob_id)
         assert user is None or user["status"] == "deleted"

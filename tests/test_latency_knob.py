@@ -21,9 +21,13 @@ def served():
 
 
 def client_for(url: str, timeout_seconds: float) -> LearningClient:
-    settings = LearningSettings(base_url=url, client_id="sandbox-client",
-                                client_secret=SecretStr("sandbox-secret"),
-                                timeout_seconds=timeout_seconds, max_reads_per_second=1000)
+    settings = LearningSettings(
+        base_url=url,
+        client_id="sandbox-client",
+        client_secret=SecretStr("sandbox-secret"),
+        timeout_seconds=timeout_seconds,
+        max_reads_per_second=1000,
+    )
     return LearningClient(settings, sleep=lambda seconds: None)
 
 

@@ -44,12 +44,16 @@ class Recorder:
         return self.sim.handle(request)
 
 
-def make_client(sim, fake, *, secret="sandbox-secret", writes=1000.0, reads=1000.0,
-                handler=None) -> LearningClient:
+def make_client(
+    sim, fake, *, secret="sandbox-secret", writes=1000.0, reads=1000.0, handler=None
+) -> LearningClient:
     settings = LearningSettings(
-        base_url="http://learning.test", client_id="sandbox-client",
-        client_secret=SecretStr(secret), default_group_id=sim.root_group_id,
-        max_writes_per_second=writes, max_reads_per_second=reads,
+        base_url="http://learning.test",
+        client_id="sandbox-client",
+        client_secret=SecretStr(secret),
+        default_group_id=sim.root_group_id,
+        max_writes_per_second=writes,
+        max_reads_per_second=reads,
     )
     transport = httpx.MockTransport(handler or sim.handle)
     return LearningClient(settings, transport=transport, sleep=fake.sleep, clock=fake)
@@ -149,11 +153,17 @@ def test_check_access_passes_with_the_provisioning_scopes(client, sim):
 
 
 def test_create_user_creates_an_invited_member_without_none_attributes(client, sim):
-    attributes = {"mail": "Jane.Doe@acme.example", "firstName": "Jane", "lastName": "Doe",
-                  "job": None, "lang": "fr"}
+    attributes = {
+        "mail": "Jane.Doe@acme.example",
+        "firstName": "Jane",
+        "lastName": "Doe",
+        "job": None,
+        "lang": "fr",
+    }
 
-    user, restored = client.create_user(attributes, group_id=sim.sales_group_id,
-                                        role="learner", send_invitation_email=False)
+    user, restored = client.create_user(
+        attributes, group_id=sim.sales_group_id, role="learner", send_invitation_email=False
+    )
 
     assert restored is False
     stored = sim.user(user.learning_user_id)
@@ -167,9 +177,12 @@ def test_create_user_creates_an_invited_member_without_none_attributes(client, s
 def test_create_user_reports_a_restored_deleted_account(client, sim):
     old_id = sim.seed_user("back@acme.example", status="deleted", firstName="Back")
 
-    user, restored = client.create_user({"mail": "back@acme.example"},
-                                        group_id=sim.root_group_id, role="learner",
-                                        send_invitation_email=True)
+    user, restored = client.create_user(
+        {"mail": "back@acme.example"},
+        group_id=sim.root_group_id,
+        role="learner",
+        send_invitation_email=True,
+    )
 
     assert restored is True and user.learning_user_id == old_id
     assert sim.user(old_id)["status"] == "invited"
@@ -180,8 +193,12 @@ def test_a_duplicate_mail_surfaces_as_rejected_with_the_vendor_code(client, sim)
     sim.seed_user("taken@acme.example")
 
     with pytest.raises(ApiRejected) as caught:
-        client.create_user({"mail": "taken@acme.example"}, group_id=sim.root_group_id,
-                           role="learner", send_invitation_email=False)
+        client.create_user(
+            {"mail": "taken@acme.example"},
+            group_id=sim.root_group_id,
+            role="learner",
+            send_invitation_email=False,
+        )
 
     assert caught.value.code == "mailAlreadyUsed" and caught.value.status == 400
     assert statuses(sim).count(400) == 1
@@ -380,9 +397,17 @@ class OtherIntegration:
         self.sim, self.fake, self.interval = sim, fake, 1 / per_second
         self.next_at = fake.now
         self.user_id = sim.seed_user("other-integration@acme.example")
-        token = sim.handle(httpx.Request("POST", "http://learning.test/api/v2/oauth2/token", json={
-            "grant_type": "client_credentials", "client_id": "sandbox-client",
-            "client_secret": "sandbox-secret"})).json()["access_token"]
+        token = sim.handle(
+            httpx.Request(
+                "POST",
+                "http://learning.test/api/v2/oauth2/token",
+                json={
+                    "grant_type": "client_credentials",
+                    "client_id": "sandbox-client",
+                    "client_secret": "sandbox-secret",
+                },
+            )
+        ).json()["access_token"]
         self.headers = {"authorization": f"Bearer {token}", "360-api-version": "v2.0"}
         self.ours: list[tuple[float, int]] = []
 
@@ -390,9 +415,14 @@ class OtherIntegration:
         now = self.fake.now
         while self.next_at <= now:
             self.fake.now = self.next_at
-            self.sim.handle(httpx.Request(
-                "PATCH", f"http://learning.test/api/v2/users/{self.user_id}",
-                json={"job": "theirs"}, headers=self.headers))
+            self.sim.handle(
+                httpx.Request(
+                    "PATCH",
+                    f"http://learning.test/api/v2/users/{self.user_id}",
+                    json={"job": "theirs"},
+                    headers=self.headers,
+                )
+            )
             self.next_at += self.interval
         self.fake.now = now
         response = self.sim.handle(request)
@@ -434,8 +464,9 @@ def test_writes_back_off_without_a_failure_when_another_integration_shares_the_b
 
 
 def memberships_for(sim, users: int, group_id: str) -> list[Membership]:
-    return [Membership(sim.seed_user(f"m{n}@acme.example"), group_id, "learner")
-            for n in range(users)]
+    return [
+        Membership(sim.seed_user(f"m{n}@acme.example"), group_id, "learner") for n in range(users)
+    ]
 
 
 def test_bulk_memberships_reach_every_user_in_a_few_calls(sim, fake):
@@ -452,21 +483,22 @@ def test_bulk_memberships_reach_every_user_in_a_few_calls(sim, fake):
 
 def test_bulk_memberships_report_each_refused_item_and_add_the_others(sim, fake):
     wanted = memberships_for(sim, 5, sim.sales_group_id)
-    gone = Membership(sim.seed_user("gone@acme.example", status="deleted"), sim.sales_group_id,
-                      "learner")
+    gone = Membership(
+        sim.seed_user("gone@acme.example", status="deleted"), sim.sales_group_id, "learner"
+    )
     client = make_client(sim, fake)
 
     outcome = add_memberships(client, [*wanted, gone])
 
     assert outcome[gone] == "userDeleted"
     assert all(outcome[m] is None for m in wanted)
-    assert all((sim.sales_group_id, "learner") in sim.roles_of(m.learning_user_id)
-               for m in wanted)
+    assert all((sim.sales_group_id, "learner") in sim.roles_of(m.learning_user_id) for m in wanted)
 
 
 def test_without_the_bulk_scope_memberships_are_added_one_by_one(fake):
-    sim = LearningSimulator(clock=fake, sleep=fake.sleep,
-                            scopes=set(PROVISIONING_SCOPES) - {"groups:bulk"})
+    sim = LearningSimulator(
+        clock=fake, sleep=fake.sleep, scopes=set(PROVISIONING_SCOPES) - {"groups:bulk"}
+    )
     wanted = memberships_for(sim, 4, sim.engineering_group_id)
     client = make_client(sim, fake)
 
@@ -497,8 +529,12 @@ def bulk_spec() -> contract.Spec:
     data = json.loads(path.read_text(encoding="utf-8"))
     # As for the core spec: oauth2 without flows cannot be checked; the docs say Bearer.
     data["components"]["securitySchemes"]["oauth2"] = {"type": "http", "scheme": "bearer"}
-    return contract.Spec("learning-bulk", "https://app.360learning.com",
-                         OpenAPI.from_dict(data, config=Config(spec_validator_cls=None)), data)
+    return contract.Spec(
+        "learning-bulk",
+        "https://app.360learning.com",
+        OpenAPI.from_dict(data, config=Config(spec_validator_cls=None)),
+        data,
+    )
 
 
 def test_bulk_memberships_send_and_receive_what_the_bulk_api_spec_documents(sim, fake):
@@ -515,17 +551,33 @@ def test_bulk_memberships_send_and_receive_what_the_bulk_api_spec_documents(sim,
         return response
 
     client = make_client(sim, fake, handler=validating)
-    gone = Membership(sim.seed_user("gone@acme.example", status="deleted"),
-                      sim.sales_group_id, "learner")
+    gone = Membership(
+        sim.seed_user("gone@acme.example", status="deleted"), sim.sales_group_id, "learner"
+    )
     add_memberships(client, [*memberships_for(sim, 3, sim.sales_group_id), gone])
     headers = {"authorization": f"Bearer {client._current_token()}", "360-api-version": "v2.0"}
-    job = validating(httpx.Request(
-        "POST", "http://learning.test/api/v2/bulk/groups/memberships", headers=headers,
-        json={"input": [{"userId": gone.learning_user_id, "groupId": sim.sales_group_id,
-                         "role": "learner"}]}))
+    job = validating(
+        httpx.Request(
+            "POST",
+            "http://learning.test/api/v2/bulk/groups/memberships",
+            headers=headers,
+            json={
+                "input": [
+                    {
+                        "userId": gone.learning_user_id,
+                        "groupId": sim.sales_group_id,
+                        "role": "learner",
+                    }
+                ]
+            },
+        )
+    )
     validating(httpx.Request("GET", job.headers["location"] + "/results", headers=headers))
-    validating(httpx.Request("GET", "http://learning.test/api/v2/bulk/operations/" + "b" * 24,
-                             headers=headers))
+    validating(
+        httpx.Request(
+            "GET", "http://learning.test/api/v2/bulk/operations/" + "b" * 24, headers=headers
+        )
+    )
 
     assert operations == {
         ("POST /api/v2/bulk/groups/memberships", 202),

@@ -60,8 +60,14 @@ def test_lines_to_a_plain_pipe_are_bare_json_without_a_prefix(log_file):
 def test_extra_values_become_json_fields_with_their_types_kept(log_file):
     configure_logging(logging.INFO, log_file, environ={})
     logging.getLogger("reconciler.test").info(
-        "incremental pass 4: ok", extra={"pass_id": 4, "counts": {"create": 2, "update": 1},
-                                         "employee_id": "3332", "event_type": "employee.updated"})
+        "incremental pass 4: ok",
+        extra={
+            "pass_id": 4,
+            "counts": {"create": 2, "update": 1},
+            "employee_id": "3332",
+            "event_type": "employee.updated",
+        },
+    )
 
     line = json.loads(lines_of(log_file)[0])
     assert line["message"] == "incremental pass 4: ok"
@@ -82,10 +88,17 @@ def test_a_failed_pass_is_an_error_and_a_held_pass_a_warning_in_the_log(tmp_path
     world.sync()
 
     finals = [json.loads(line) for line in lines_of(log_file)]
-    finals = [line for line in finals if line.get("logger") == "reconciler.reconcile"
-              and line.get("outcome") in ("ok", "held", "failed")]
+    finals = [
+        line
+        for line in finals
+        if line.get("logger") == "reconciler.reconcile"
+        and line.get("outcome") in ("ok", "held", "failed")
+    ]
     assert [(line["outcome"], line["level"]) for line in finals] == [
-        ("ok", "info"), ("held", "warning"), ("failed", "error")]
+        ("ok", "info"),
+        ("held", "warning"),
+        ("failed", "error"),
+    ]
     assert finals[0]["counts"] and "{" not in finals[0]["message"]
 
 
@@ -109,7 +122,13 @@ def test_a_configuration_error_at_service_start_is_one_json_line(tmp_path, capsy
 def test_terminal_lines_show_the_counts_after_the_message():
     from reconciler.logs import HumanFormatter
 
-    record = logging.makeLogRecord({"msg": "incremental pass 4: ok", "levelno": logging.INFO,
-                                    "levelname": "INFO", "counts": {"create": 2, "update": 1}})
+    record = logging.makeLogRecord(
+        {
+            "msg": "incremental pass 4: ok",
+            "levelno": logging.INFO,
+            "levelname": "INFO",
+            "counts": {"create": 2, "update": 1},
+        }
+    )
 
     assert HumanFormatter().format(record).endswith("incremental pass 4: ok (create 2, update 1)")

@@ -17,8 +17,13 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
 def test_record_pass_counts_the_pass_its_actions_and_its_duration():
     metrics = Metrics()
 
-    metrics.record_pass("incremental", "ok", 2.0, FINISHED_AT,
-                        {("create", "ok"): 3, ("update", "failed"): 1, ("deactivate", "ok"): 0})
+    metrics.record_pass(
+        "incremental",
+        "ok",
+        2.0,
+        FINISHED_AT,
+        {("create", "ok"): 3, ("update", "failed"): 1, ("deactivate", "ok"): 0},
+    )
     metrics.record_pass("incremental", "ok", 40.0, FINISHED_AT + 900, {("create", "ok"): 2})
 
     assert value(metrics, "reconciler_passes_total", kind="incremental", outcome="ok") == 2
@@ -27,8 +32,9 @@ def test_record_pass_counts_the_pass_its_actions_and_its_duration():
     assert value(metrics, "reconciler_actions_total", action="deactivate", outcome="ok") == 0
     assert value(metrics, "reconciler_pass_duration_seconds_count", kind="incremental") == 2
     assert value(metrics, "reconciler_pass_duration_seconds_sum", kind="incremental") == 42.0
-    assert value(metrics, "reconciler_pass_duration_seconds_bucket", kind="incremental",
-                 le="5.0") == 1
+    assert (
+        value(metrics, "reconciler_pass_duration_seconds_bucket", kind="incremental", le="5.0") == 1
+    )
 
 
 def test_last_success_moves_on_ok_and_held_passes_but_not_on_failed_ones():
@@ -77,11 +83,18 @@ def test_render_is_prometheus_text_holding_every_series():
 
     names = {family.name for family in text_string_to_metric_families(body.decode())}
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
-    assert {"reconciler_passes", "reconciler_actions", "reconciler_pass_duration_seconds",
-            "reconciler_api_calls", "reconciler_api_rate_limited", "reconciler_pending_hints",
-            "reconciler_held_deactivations", "reconciler_quarantined_employees",
-            "reconciler_last_success_timestamp_seconds",
-            "reconciler_webhook_deliveries"} <= names
+    assert {
+        "reconciler_passes",
+        "reconciler_actions",
+        "reconciler_pass_duration_seconds",
+        "reconciler_api_calls",
+        "reconciler_api_rate_limited",
+        "reconciler_pending_hints",
+        "reconciler_held_deactivations",
+        "reconciler_quarantined_employees",
+        "reconciler_last_success_timestamp_seconds",
+        "reconciler_webhook_deliveries",
+    } <= names
 
 
 def test_instances_keep_their_own_registry_and_leave_the_global_one_alone():
@@ -99,8 +112,15 @@ def test_counter_labels_are_exported_at_zero_before_anything_happens():
     assert value(metrics, "reconciler_passes_total", kind="full", outcome="failed") == 0
     assert value(metrics, "reconciler_passes_total", kind="incremental", outcome="held") == 0
     assert value(metrics, "reconciler_actions_total", action="deactivate", outcome="failed") == 0
-    assert value(metrics, "reconciler_webhook_deliveries_total", webhook="upsert",
-                 outcome="bad_signature") == 0
+    assert (
+        value(
+            metrics,
+            "reconciler_webhook_deliveries_total",
+            webhook="upsert",
+            outcome="bad_signature",
+        )
+        == 0
+    )
 
 
 def test_no_created_series_are_exported():
@@ -124,8 +144,12 @@ def test_process_and_build_info_series_are_exported():
 def test_state_gauges_read_their_source_at_each_scrape():
     pending = [1]
     metrics = Metrics()
-    metrics.watch_state(pending_hints=lambda: pending[0], held_deactivations=lambda: 2,
-                        quarantined=lambda: 3, managed_users=lambda: 40)
+    metrics.watch_state(
+        pending_hints=lambda: pending[0],
+        held_deactivations=lambda: 2,
+        quarantined=lambda: 3,
+        managed_users=lambda: 40,
+    )
 
     first = value(metrics, "reconciler_pending_hints")
     pending[0] = 0
@@ -153,10 +177,12 @@ def test_pass_in_progress_and_progress_gauges_follow_the_pass():
 
     metrics.pass_started("full")
     metrics.set_progress(done=1200, total=20000, rate=310.5)
-    during = (value(metrics, "reconciler_pass_in_progress", kind="full"),
-              value(metrics, "reconciler_pass_progress_done"),
-              value(metrics, "reconciler_pass_progress_total"),
-              value(metrics, "reconciler_pass_progress_rate"))
+    during = (
+        value(metrics, "reconciler_pass_in_progress", kind="full"),
+        value(metrics, "reconciler_pass_progress_done"),
+        value(metrics, "reconciler_pass_progress_total"),
+        value(metrics, "reconciler_pass_progress_rate"),
+    )
     metrics.record_pass("full", "ok", 60.0, FINISHED_AT, {})
 
     assert during == (1, 1200, 20000, 310.5)
@@ -179,8 +205,10 @@ def test_a_restarted_service_exports_the_last_success_from_the_database(tmp_path
 
     restarted = Service(world.build(), clock=lambda: world.now)
 
-    assert value(restarted.metrics, "reconciler_last_success_timestamp_seconds") == \
-        world.now.timestamp()
+    assert (
+        value(restarted.metrics, "reconciler_last_success_timestamp_seconds")
+        == world.now.timestamp()
+    )
     assert value(restarted.metrics, "reconciler_managed_users") == len(world.active_employees())
 
 

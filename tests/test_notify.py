@@ -102,10 +102,14 @@ def test_a_newly_quarantined_employee_is_announced_once(tmp_path, receiver) -> N
     victim_mail = world.hibob.records[victim]["root.email"].lower()
 
     def reject_victim(request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path == "/api/v2/users" \
-                and victim_mail.encode() in request.content:
-            return httpx.Response(400, json={"error": {"code": "mailInvalid",
-                                                       "message": "rejected"}})
+        if (
+            request.method == "POST"
+            and request.url.path == "/api/v2/users"
+            and victim_mail.encode() in request.content
+        ):
+            return httpx.Response(
+                400, json={"error": {"code": "mailInvalid", "message": "rejected"}}
+            )
         return world.learning.handle(request)
 
     world.route_learning_through(reject_victim)
@@ -126,13 +130,15 @@ def test_a_newly_quarantined_employee_is_announced_once(tmp_path, receiver) -> N
 
 
 def test_an_unreachable_receiver_never_fails_a_pass_and_the_url_is_not_logged(
-        tmp_path, caplog) -> None:
+    tmp_path, caplog
+) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     world = World(tmp_path, size=10)
-    service = service_for(world, f"http://127.0.0.1:{port}{TOKEN_PATH}",
-                          RECONCILER_NOTIFY__FAILED_PASSES="1")
+    service = service_for(
+        world, f"http://127.0.0.1:{port}{TOKEN_PATH}", RECONCILER_NOTIFY__FAILED_PASSES="1"
+    )
     world.hibob.faults.fail_next(1, 401, None)
 
     with caplog.at_level(logging.INFO):
@@ -144,7 +150,8 @@ def test_an_unreachable_receiver_never_fails_a_pass_and_the_url_is_not_logged(
 
 
 def test_an_alert_the_receiver_refused_is_sent_again_after_the_next_pass(
-        tmp_path, receiver) -> None:
+    tmp_path, receiver
+) -> None:
     world = World(tmp_path, size=10)
     service = service_for(world, receiver.url, RECONCILER_NOTIFY__FAILED_PASSES="1")
     receiver.status = 500
@@ -157,7 +164,10 @@ def test_an_alert_the_receiver_refused_is_sent_again_after_the_next_pass(
 
     texts = receiver.texts()
     assert [("failed in a row" in t, "recovered" in t) for t in texts] == [
-        (True, False), (True, False), (False, True)]
+        (True, False),
+        (True, False),
+        (False, True),
+    ]
 
 
 def test_without_a_webhook_url_nothing_is_sent(tmp_path, receiver) -> None:
@@ -176,6 +186,7 @@ def test_a_webhook_url_that_is_not_http_is_refused_without_echoing_it(tmp_path) 
     from reconciler.errors import ConfigError
 
     with pytest.raises(ConfigError) as error:
-        load_settings(environ={"RECONCILER_NOTIFY__WEBHOOK_URL": "hooks.example/secret"},
-                      read_file=False)
+        load_settings(
+            environ={"RECONCILER_NOTIFY__WEBHOOK_URL": "hooks.example/secret"}, read_file=False
+        )
     assert "notify" in str(error.value) and "secret" not in str(error.value)

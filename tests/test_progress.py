@@ -53,15 +53,25 @@ def test_rate_and_eta_follow_the_recent_pace_of_the_apply() -> None:
 
 
 def test_progress_reads_as_one_line_with_count_rate_and_time_left() -> None:
-    line = describe_progress({"phase": "apply", "done": 1234, "total": 3000,
-                              "rate_per_second": 8.1, "eta_seconds": 218.0})
+    line = describe_progress(
+        {
+            "phase": "apply",
+            "done": 1234,
+            "total": 3000,
+            "rate_per_second": 8.1,
+            "eta_seconds": 218.0,
+        }
+    )
     assert line == "apply 1,234/3,000 (41%) at 8.1/s, about 3 min 38 s left"
-    assert describe_progress({"phase": "read", "done": 0, "total": None,
-                              "rate_per_second": 0.0, "eta_seconds": None}) == "read 0"
+    assert (
+        describe_progress(
+            {"phase": "read", "done": 0, "total": None, "rate_per_second": 0.0, "eta_seconds": None}
+        )
+        == "read 0"
+    )
 
 
-def test_a_first_pass_reports_each_phase_and_ends_with_all_operations_done(
-        world: World) -> None:
+def test_a_first_pass_reports_each_phase_and_ends_with_all_operations_done(world: World) -> None:
     events: list[tuple[str, int, int | None]] = []
     lock = threading.Lock()
 
@@ -78,19 +88,24 @@ def test_a_first_pass_reports_each_phase_and_ends_with_all_operations_done(
     assert applies[0][2] >= result.counts["create"]
 
 
-def test_apply_progress_counts_the_writes_the_pass_sends_so_the_eta_holds(
-        world: World) -> None:
+def test_apply_progress_counts_the_writes_the_pass_sends_so_the_eta_holds(world: World) -> None:
     totals: list[int | None] = []
-    world.sync(hooks=PassHooks(progress=lambda phase, done, total: totals.append(total)
-                               if phase == "apply" else None))
+    world.sync(
+        hooks=PassHooks(
+            progress=lambda phase, done, total: totals.append(total) if phase == "apply" else None
+        )
+    )
     assert totals[0] == len(world.learning_writes())
 
     changed = world.active_employees()[:5]
     for hibob_id in changed:
         world.hibob.update_employee(hibob_id, **{"work.title": "Counted"})
     before, totals[:] = len(world.learning_writes()), []
-    world.sync(hooks=PassHooks(progress=lambda phase, done, total: totals.append(total)
-                               if phase == "apply" else None))
+    world.sync(
+        hooks=PassHooks(
+            progress=lambda phase, done, total: totals.append(total) if phase == "apply" else None
+        )
+    )
     assert totals[0] == len(world.learning_writes()) - before == len(changed)
 
 
@@ -120,7 +135,8 @@ class SlowWrites:
 
 
 def test_the_service_publishes_a_long_pass_progress_for_status_and_metrics(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("reconciler.service.PROGRESS_SAVE_SECONDS", 0.1)
     world = World(tmp_path, size=40, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0")
     world.route_learning_through(SlowWrites(world, 0.05))
@@ -146,8 +162,9 @@ def test_the_service_publishes_a_long_pass_progress_for_status_and_metrics(
 def test_pass_progress_logs_a_line_every_period_with_structured_fields(caplog) -> None:
     caplog.set_level(logging.INFO, logger="reconciler")
     clock, saved = FakeMonotonic(), []
-    progress = PassProgress("full pass", save_state=saved.append, log_every_seconds=10,
-                            monotonic=clock)
+    progress = PassProgress(
+        "full pass", save_state=saved.append, log_every_seconds=10, monotonic=clock
+    )
     for second in range(25):
         clock.value = second
         progress.tracker("apply", second * 10, 1000)
@@ -172,7 +189,8 @@ def test_terminal_progress_draws_one_bar_per_phase() -> None:
 
 
 def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     world = World(tmp_path, size=40)
     for key, value in world.environ.items():
         monkeypatch.setenv(key, value)
@@ -192,9 +210,12 @@ def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
 
     def build(settings, **kwargs):
         return build_services(
-            settings, hibob_transport=httpx.MockTransport(world.hibob.handle),
+            settings,
+            hibob_transport=httpx.MockTransport(world.hibob.handle),
             learning_transport=httpx.MockTransport(interrupt_after_ten_writes),
-            sleep=lambda seconds: None, **kwargs)
+            sleep=lambda seconds: None,
+            **kwargs,
+        )
 
     # Earlier tests' unclosed sockets are finalised by the garbage collector, and an interrupt
     # that lands inside a finaliser is lost: collect them first.
@@ -206,9 +227,14 @@ def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
         signal.signal(signal.SIGINT, previous)
 
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    done, total, left = map(int, re.fullmatch(
-        r"reconciler: interrupted: about (\d+) of (\d+) writes done, (\d+) left; "
-        r"run the same command again to finish them", err).groups())
+    done, total, left = map(
+        int,
+        re.fullmatch(
+            r"reconciler: interrupted: about (\d+) of (\d+) writes done, (\d+) left; "
+            r"run the same command again to finish them",
+            err,
+        ).groups(),
+    )
     assert left == total - done > 0
     store = Store(world.db)
     assert store.list_passes(1)[0]["outcome"] == "interrupted"

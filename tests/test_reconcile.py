@@ -50,7 +50,8 @@ def test_title_change_patches_only_job(world: World) -> None:
     world.hibob.update_employee(hibob_id, **{"work.title": "Chief Tea Officer"})
     result = world.sync()
     assert [(a.kind, a.hibob_id, a.fields) for a in result.plan.actions] == [
-        ("update", hibob_id, ["job"])]
+        ("update", hibob_id, ["job"])
+    ]
     assert world.user_of(hibob_id)["job"] == "Chief Tea Officer"
 
 
@@ -126,8 +127,9 @@ def test_moving_out_of_scope_deactivates_by_default(world: World) -> None:
 
 
 def test_moving_out_of_scope_is_ignored_with_out_of_scope_ignore(world: World) -> None:
-    world.services = world.build(RECONCILER_SYNC__OUT_OF_SCOPE="ignore",
-                                 **scope_on_department("Engineering"))
+    world.services = world.build(
+        RECONCILER_SYNC__OUT_OF_SCOPE="ignore", **scope_on_department("Engineering")
+    )
     synced(world)
     hibob_id = next(h for h in world.active_employees() if world.user_of(h))
     world.hibob.update_employee(hibob_id, **{"work.department": "Sales"})
@@ -165,8 +167,7 @@ def test_duplicate_emails_are_reported_and_neither_is_written(world: World) -> N
 def test_employee_without_email_is_skipped_and_the_pass_succeeds(world: World) -> None:
     result = synced(world)
     for hibob_id in world.hibob_company_bad("no_email"):
-        assert any(p.hibob_id == hibob_id and "no email" in p.reason
-                   for p in result.plan.problems)
+        assert any(p.hibob_id == hibob_id and "no email" in p.reason for p in result.plan.problems)
     assert result.exit_code == 0
 
 
@@ -209,8 +210,7 @@ def test_mail_case_adoption_does_not_depend_on_the_filter_ignoring_case(world: W
     existing = world.learning.seed_user(mail.upper(), status="invited", job="stale")
     synced(world)
     assert world.store.get_entry(hibob_id).learning_user_id == existing
-    holders = [u for u in world.learning.users_by_mail().values()
-               if u["mail"].lower() == mail]
+    holders = [u for u in world.learning.users_by_mail().values() if u["mail"].lower() == mail]
     assert [u["_id"] for u in holders] == [existing]
     assert holders[0]["status"] == "active" and holders[0]["job"] != "stale"
     assert world.sync().plan.actions == ()
@@ -234,7 +234,8 @@ def test_full_resync_repairs_hand_made_changes(world: World) -> None:
     assert world.sync().plan.actions == ()  # the snapshot alone can't see drift
     result = world.sync("full")
     assert sorted((a.kind, a.hibob_id) for a in result.plan.actions) == sorted(
-        [("update", edited), ("reactivate", deleted)])
+        [("update", edited), ("reactivate", deleted)]
+    )
     assert world.user_of(edited)["job"] != "Hand edit"
     assert world.user_of(deleted)["status"] == "active"
     assert world.sync("full").plan.actions == ()
@@ -314,11 +315,15 @@ def test_one_rejected_employee_does_not_stop_the_pass_and_is_quarantined(world) 
     victim_mail = world.hibob.records[world.active_employees()[0]]["root.email"].lower()
 
     def reject_victim(request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path == "/api/v2/users" \
-                and victim_mail.encode() in request.content:
+        if (
+            request.method == "POST"
+            and request.url.path == "/api/v2/users"
+            and victim_mail.encode() in request.content
+        ):
             rejected["count"] += 1
-            return httpx.Response(400, json={"error": {"code": "mailInvalid",
-                                                       "message": "rejected"}})
+            return httpx.Response(
+                400, json={"error": {"code": "mailInvalid", "message": "rejected"}}
+            )
         return world.learning.handle(request)
 
     world.route_learning_through(reject_victim)
@@ -340,8 +345,7 @@ def test_create_whose_answer_was_lost_is_found_by_email_not_recreated(world) -> 
 
     def lose_first_create_answer(request: httpx.Request) -> httpx.Response:
         response = world.learning.handle(request)
-        if request.method == "POST" and request.url.path == "/api/v2/users" \
-                and not lost["done"]:
+        if request.method == "POST" and request.url.path == "/api/v2/users" and not lost["done"]:
             lost["done"] = True
             raise httpx.ReadTimeout("answer lost", request=request)
         return response
@@ -357,11 +361,15 @@ def test_create_whose_answer_was_lost_is_found_by_email_not_recreated(world) -> 
 CHANGES = ("title", "surname", "email", "terminate", "leave_without_access", "hire")
 
 
-@settings(max_examples=12, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10_000),
-       changes=st.lists(st.tuples(st.sampled_from(CHANGES), st.integers(0, 10_000)),
-                        min_size=1, max_size=8))
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 10_000),
+    changes=st.lists(
+        st.tuples(st.sampled_from(CHANGES), st.integers(0, 10_000)), min_size=1, max_size=8
+    ),
+)
 @example(seed=0, changes=[("terminate", 0), ("hire", 0)])  # the CEO leaves, a hire reports to them
 def test_random_hibob_changes_are_planned_exactly_once(tmp_path_factory, seed, changes) -> None:
     world = World(tmp_path_factory.mktemp("property"), size=50, seed=seed)
@@ -375,7 +383,9 @@ def test_random_hibob_changes_are_planned_exactly_once(tmp_path_factory, seed, c
         hibob_id = pool[pick % len(pool)]
         if change == "hire":
             expected[world.hibob.add_employee(**{"root.surname": f"Hire{seed}x{number}"})] = (
-                "create", None)
+                "create",
+                None,
+            )
             continue
         if hibob_id in expected:
             continue  # one change per employee keeps the expectation exact
@@ -395,8 +405,9 @@ def test_random_hibob_changes_are_planned_exactly_once(tmp_path_factory, seed, c
             world.hibob.start_leave(hibob_id, keeps_access=False)
             expected[hibob_id] = ("deactivate", ["status"])
     result = world.sync()
-    planned = {a.hibob_id: (a.kind, None if a.kind == "create" else a.fields)
-               for a in result.plan.actions}
+    planned = {
+        a.hibob_id: (a.kind, None if a.kind == "create" else a.fields) for a in result.plan.actions
+    }
     assert planned == expected
     assert result.outcome == "ok"
     assert world.sync().plan.actions == ()
@@ -409,8 +420,9 @@ def test_apply_stopped_half_way_converges_on_the_next_pass(world: World) -> None
     def fail_first_activation(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/activate") and not failed["done"]:
             failed["done"] = True
-            return httpx.Response(400, json={"error": {"code": "somethingOdd",
-                                                       "message": "refused"}})
+            return httpx.Response(
+                400, json={"error": {"code": "somethingOdd", "message": "refused"}}
+            )
         return world.learning.handle(request)
 
     world.route_learning_through(fail_first_activation)
@@ -426,8 +438,9 @@ def test_apply_stopped_half_way_converges_on_the_next_pass(world: World) -> None
 def test_operations_left_pending_by_a_crash_are_marked_interrupted(world: World) -> None:
     dead_process = Store(world.db)
     crashed = dead_process.start_pass("incremental", world.now)
-    dead_process.journal_start(crashed, "123", "a@b.example", "create", ["mail"],
-                               "before the crash", world.now)
+    dead_process.journal_start(
+        crashed, "123", "a@b.example", "create", ["mail"], "before the crash", world.now
+    )
     synced(world)
     [row] = world.store.list_journal(hibob_id="123")
     assert row["outcome"] == "interrupted"

@@ -28,17 +28,20 @@ def echo(status: int):
     """An upstream that puts the whole request (body and headers) into its error message."""
 
     def handle(request: httpx.Request) -> httpx.Response:
-        echoed = (f"auth={request.headers.get('authorization')} body={request.content!r} "
-                  f"{request.method} {request.url} {dict(request.headers)}")
-        return httpx.Response(status, json={"error": "invalid_client", "message": echoed,
-                                            "error_description": echoed})
+        echoed = (
+            f"auth={request.headers.get('authorization')} body={request.content!r} "
+            f"{request.method} {request.url} {dict(request.headers)}"
+        )
+        return httpx.Response(
+            status, json={"error": "invalid_client", "message": echoed, "error_description": echoed}
+        )
 
     return handle
 
 
 def test_a_registry_replaces_every_spelling_of_a_secret():
     registry = SecretRegistry()
-    registry.remember("p@ss/word+\"1\"")
+    registry.remember('p@ss/word+"1"')
 
     text = registry.redact('raw p@ss/word+"1" json p@ss/word+\\"1\\" url p%40ss%2Fword%2B%221%22')
 
@@ -80,10 +83,14 @@ def test_only_the_latest_bearer_tokens_are_kept_but_configured_secrets_stay():
 
 
 def test_a_token_endpoint_that_echoes_the_request_leaks_no_client_secret():
-    settings = LearningSettings(base_url="http://learning.test", client_id="client-id-4411",
-                                client_secret=SecretStr(CLIENT_SECRET))
-    client = LearningClient(settings, transport=httpx.MockTransport(echo(401)),
-                            sleep=lambda s: None)
+    settings = LearningSettings(
+        base_url="http://learning.test",
+        client_id="client-id-4411",
+        client_secret=SecretStr(CLIENT_SECRET),
+    )
+    client = LearningClient(
+        settings, transport=httpx.MockTransport(echo(401)), sleep=lambda s: None
+    )
 
     with pytest.raises(ApiError) as caught:
         client.check_access()
@@ -94,8 +101,11 @@ def test_a_token_endpoint_that_echoes_the_request_leaks_no_client_secret():
 
 
 def test_an_error_body_echoing_the_basic_auth_header_leaks_neither_token_nor_header():
-    settings = HibobSettings(base_url="http://hibob.test/v1", service_user_id="SERVICE-7788",
-                             service_user_token=SecretStr(HIBOB_TOKEN))
+    settings = HibobSettings(
+        base_url="http://hibob.test/v1",
+        service_user_id="SERVICE-7788",
+        service_user_token=SecretStr(HIBOB_TOKEN),
+    )
     client = HibobClient(settings, transport=httpx.MockTransport(echo(400)), sleep=lambda s: None)
 
     with pytest.raises(ApiError) as caught:
@@ -111,15 +121,19 @@ def test_an_error_body_echoing_the_basic_auth_header_leaks_neither_token_nor_hea
 def test_a_bearer_token_echoed_in_a_later_error_is_redacted():
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/oauth2/token"):
-            return httpx.Response(200, json={"access_token": "BEARER-abcdef123456",
-                                             "expires_in": 3600})
-        return httpx.Response(400, json={"error": {"code": "badRequest",
-                                                   "message": str(dict(request.headers))}})
+            return httpx.Response(
+                200, json={"access_token": "BEARER-abcdef123456", "expires_in": 3600}
+            )
+        return httpx.Response(
+            400, json={"error": {"code": "badRequest", "message": str(dict(request.headers))}}
+        )
 
-    settings = LearningSettings(base_url="http://learning.test", client_id="client-id-4411",
-                                client_secret=SecretStr(CLIENT_SECRET))
-    client = LearningClient(settings, transport=httpx.MockTransport(handle),
-                            sleep=lambda s: None)
+    settings = LearningSettings(
+        base_url="http://learning.test",
+        client_id="client-id-4411",
+        client_secret=SecretStr(CLIENT_SECRET),
+    )
+    client = LearningClient(settings, transport=httpx.MockTransport(handle), sleep=lambda s: None)
 
     with pytest.raises(ApiError) as caught:
         client.get_user("u1")
@@ -127,17 +141,26 @@ def test_a_bearer_token_echoed_in_a_later_error_is_redacted():
     assert "BEARER-abcdef123456" not in str(caught.value)
 
 
-@pytest.mark.parametrize("body", [
-    {"error": "x" * 100_000},
-    {"error": {"code": "c" * 100_000, "message": "m" * 100_000}},
-    {"key": "k" * 100_000, "error": "e" * 100_000},
-    {"errorMessage": "e" * 100_000},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": "x" * 100_000},
+        {"error": {"code": "c" * 100_000, "message": "m" * 100_000}},
+        {"key": "k" * 100_000, "error": "e" * 100_000},
+        {"errorMessage": "e" * 100_000},
+    ],
+)
 def test_error_text_from_outside_is_capped(body):
-    session = ApiSession(build_http_client("http://svc.test", timeout_seconds=5,
-                                           transport=httpx.MockTransport(
-                                               lambda r: httpx.Response(400, json=body))),
-                         "Svc", auth_hints=AuthHints("u", "f"), sleep=FakeTime(0).sleep)
+    session = ApiSession(
+        build_http_client(
+            "http://svc.test",
+            timeout_seconds=5,
+            transport=httpx.MockTransport(lambda r: httpx.Response(400, json=body)),
+        ),
+        "Svc",
+        auth_hints=AuthHints("u", "f"),
+        sleep=FakeTime(0).sleep,
+    )
 
     with pytest.raises(ApiError) as caught:
         session.send(lambda: session.client.build_request("GET", "/x"))
@@ -147,13 +170,22 @@ def test_error_text_from_outside_is_capped(body):
 
 def test_a_non_json_content_type_from_outside_is_capped_and_redacted():
     remember_secrets("CT-SECRET-998877")
-    session = ApiSession(build_http_client("http://svc.test", timeout_seconds=5,
-                                           transport=httpx.MockTransport(
-                                               lambda r: httpx.Response(
-                                                   200, content=b"<html>",
-                                                   headers={"content-type": "text/html-"
-                                                            + "CT-SECRET-998877" + "y" * 5000}))),
-                         "Svc", auth_hints=AuthHints("u", "f"), sleep=FakeTime(0).sleep)
+    session = ApiSession(
+        build_http_client(
+            "http://svc.test",
+            timeout_seconds=5,
+            transport=httpx.MockTransport(
+                lambda r: httpx.Response(
+                    200,
+                    content=b"<html>",
+                    headers={"content-type": "text/html-" + "CT-SECRET-998877" + "y" * 5000},
+                )
+            ),
+        ),
+        "Svc",
+        auth_hints=AuthHints("u", "f"),
+        sleep=FakeTime(0).sleep,
+    )
 
     with pytest.raises(ApiError) as caught:
         session.send(lambda: session.client.build_request("GET", "/x"))
@@ -187,7 +219,8 @@ def test_the_log_filter_redacts_messages_arguments_and_exceptions():
 
 def test_redact_leaves_text_without_secrets_alone():
     assert redact("360Learning API answered 400 (mailInvalid): bad mail") == (
-        "360Learning API answered 400 (mailInvalid): bad mail")
+        "360Learning API answered 400 (mailInvalid): bad mail"
+    )
 
 
 def test_a_broken_log_call_is_left_to_logging_and_not_raised_by_the_filter(monkeypatch):
@@ -210,7 +243,8 @@ def test_extra_fields_of_a_log_line_are_redacted_too():
     try:
         configure_logging(stream=stream)
         logging.getLogger("reconciler.test").warning(
-            "pass failed", extra={"error": "upstream said EXTRA-SECRET-5150", "pass_id": 3})
+            "pass failed", extra={"error": "upstream said EXTRA-SECRET-5150", "pass_id": 3}
+        )
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])

@@ -25,8 +25,12 @@ FAR_FUTURE = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    world = World(tmp_path, size=40, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0",
-                  RECONCILER_SYNC__MAX_DEACTIVATIONS="0")
+    world = World(
+        tmp_path,
+        size=40,
+        RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0",
+        RECONCILER_SYNC__MAX_DEACTIVATIONS="0",
+    )
     first = world.sync()
     assert first.outcome == "ok", first.report.failures if first.report else first.error
     for key, value in world.environ.items():
@@ -39,10 +43,16 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 def builder(world: World):
     """What `main(build=...)` gets: services over the world's simulators, no sockets."""
+
     def build(settings, store: Store | None = None):
-        return build_services(settings, hibob_transport=httpx.MockTransport(world.hibob.handle),
-                              learning_transport=httpx.MockTransport(world.learning.handle),
-                              store=store, sleep=world.slept.append)
+        return build_services(
+            settings,
+            hibob_transport=httpx.MockTransport(world.hibob.handle),
+            learning_transport=httpx.MockTransport(world.learning.handle),
+            store=store,
+            sleep=world.slept.append,
+        )
+
     return build
 
 
@@ -53,7 +63,7 @@ def run_cli(world: World, capsys, *argv: str) -> tuple[int, str]:
 
 
 def terminate(world: World, count: int, start: int = 0) -> list[str]:
-    leavers = world.active_employees()[start:start + count]
+    leavers = world.active_employees()[start : start + count]
     for hibob_id in leavers:
         world.hibob.terminate(hibob_id, on=TODAY)
     return leavers
@@ -75,15 +85,18 @@ def service(world: World) -> Service:
 
 def served_by(service: Service):
     """A waiter's sleep that lets the (not started) service poll and serve in between."""
+
     def sleep(seconds: float) -> None:
         service.requests.poll()
         service.requests.serve()
+
     return sleep
 
 
 # -- release ------------------------------------------------------------------------------------
 def test_release_shows_the_held_list_with_a_token_and_the_token_releases_exactly_it(
-        world, capsys) -> None:
+    world, capsys
+) -> None:
     leavers = terminate(world, 3)
     assert run_cli(world, capsys, "sync")[0] == 3
 
@@ -101,7 +114,8 @@ def test_release_shows_the_held_list_with_a_token_and_the_token_releases_exactly
 
 
 def test_release_by_token_is_refused_when_the_held_list_changed_and_shows_the_new_list(
-        world, capsys) -> None:
+    world, capsys
+) -> None:
     first = terminate(world, 2)
     run_cli(world, capsys, "sync")
     shown = compute_held_token(world.store.list_held())
@@ -141,7 +155,8 @@ def test_release_of_an_employee_who_is_not_held_is_refused(world, capsys) -> Non
 
 
 def test_release_through_a_running_service_rechecks_the_token_when_it_serves(
-        world, service) -> None:
+    world, service
+) -> None:
     terminate(world, 2)
     world.sync()
     token = compute_held_token(world.store.list_held())
@@ -150,8 +165,9 @@ def test_release_through_a_running_service_rechecks_the_token_when_it_serves(
     world.sync()  # a pass in the service grows the list after the admin saw it
 
     out = io.StringIO()
-    code = request_action(world.settings, "release", {"token": token}, out,
-                          sleep=served_by(service))
+    code = request_action(
+        world.settings, "release", {"token": token}, out, sleep=served_by(service)
+    )
 
     assert code == 2, out.getvalue()
     assert "refused: the held list changed" in out.getvalue() and later[0] in out.getvalue()
@@ -171,9 +187,13 @@ def test_resync_release_held_shows_the_list_first_then_releases_it(world, capsys
 
 # -- quarantine -----------------------------------------------------------------------------------
 def quarantine(world: World, hibob_id: str) -> None:
-    world.store.record_failure(hibob_id, "360Learning rejected mail (mailInvalid)",
-                               quarantine_after=1, quarantined_until=FAR_FUTURE,
-                               at=NOW)
+    world.store.record_failure(
+        hibob_id,
+        "360Learning rejected mail (mailInvalid)",
+        quarantine_after=1,
+        quarantined_until=FAR_FUTURE,
+        at=NOW,
+    )
 
 
 def test_quarantine_lists_and_clears_one_employee_by_email(world, capsys) -> None:
@@ -239,8 +259,9 @@ def test_quarantine_clear_through_a_service_is_carried_out_by_it(world, service)
     service_holding_the_database(world, service)
 
     out = io.StringIO()
-    code = request_action(world.settings, "quarantine-clear", {"ids": [hibob_id]}, out,
-                          sleep=served_by(service))
+    code = request_action(
+        world.settings, "quarantine-clear", {"ids": [hibob_id]}, out, sleep=served_by(service)
+    )
 
     assert code == 0 and "requested (request 1)" in out.getvalue()
     assert world.store.list_quarantined(NOW) == []
@@ -249,7 +270,8 @@ def test_quarantine_clear_through_a_service_is_carried_out_by_it(world, service)
 
 # -- resync (moved from test_service) ----------------------------------------------------
 def test_resync_requests_are_served_by_one_full_pass_and_the_waiter_gets_its_outcome(
-        world, service) -> None:
+    world, service
+) -> None:
     service_holding_the_database(world, service)
     user_id = world.store.get_entry(world.active_employees()[8]).learning_user_id
     world.learning.edit_user(user_id, job="Edited by hand")
@@ -278,8 +300,7 @@ def test_resync_without_waiting_only_leaves_a_request(world, service) -> None:
     assert world.store.get_request(1)["started_at"] is None
 
 
-def test_resync_waiter_is_told_when_the_service_stopped_before_the_resync(
-        world, service) -> None:
+def test_resync_waiter_is_told_when_the_service_stopped_before_the_resync(world, service) -> None:
     service_holding_the_database(world, service)
 
     def sleep(seconds: float) -> None:
@@ -314,13 +335,14 @@ def test_old_resync_requests_survive_the_migration_to_admin_requests(tmp_path) -
         for statement in filter(str.strip, script.split(";")):
             conn.execute(statement)
     conn.execute("PRAGMA user_version = 2")
-    conn.execute("INSERT INTO resync_requests (requested_at, finished_at, pass_id, outcome)"
-                 " VALUES ('2026-11-28T12:00:00+00:00', '2026-11-28T12:01:00+00:00', 4, 'ok')")
+    conn.execute(
+        "INSERT INTO resync_requests (requested_at, finished_at, pass_id, outcome)"
+        " VALUES ('2026-11-28T12:00:00+00:00', '2026-11-28T12:01:00+00:00', 4, 'ok')"
+    )
     conn.commit()
     conn.close()
     request = Store(path).get_request(1)
     assert (request["kind"], request["pass_id"], request["outcome"]) == ("resync", 4, "ok")
-
 
 
 def test_a_request_the_service_cannot_carry_out_is_answered_as_failed(world, service) -> None:

@@ -56,8 +56,13 @@ def test_every_employee_reports_to_someone_earlier_and_the_ceo_to_nobody(company
 
 def test_lifecycle_statuses_come_in_realistic_shares(company):
     counts = Counter(e["internal.lifecycleStatus"] for e in company.employees)
-    assert counts == {"employed": 860, "terminated": 80, "hired": 30, "leave": 20,
-                      "garden leave": 10}
+    assert counts == {
+        "employed": 860,
+        "terminated": 80,
+        "hired": 30,
+        "leave": 20,
+        "garden leave": 10,
+    }
 
 
 def test_lifecycle_dates_and_access_status_fit_each_status(company):
@@ -84,7 +89,11 @@ def test_bad_email_records_are_present_at_fifty_employees():
     good = [email for email in emails if email and "@" in email]
     assert len(good) - len(set(good)) == 1
     assert {k: len(v) for k, v in small.bad_records.items()} == {
-        "no_email": 1, "invalid_email": 1, "duplicate_email": 2, "messy_email": 1}
+        "no_email": 1,
+        "invalid_email": 1,
+        "duplicate_email": 2,
+        "messy_email": 1,
+    }
 
 
 def test_good_emails_are_unique_lower_case_first_dot_last_on_the_company_domain(company):
@@ -101,8 +110,11 @@ def test_names_include_accents_and_chinese_characters(company):
 
 
 def test_every_list_reference_resolves_to_an_item_with_a_digit_id(company):
-    for field, list_name in (("work.department", "department"), ("work.title", "title"),
-                             ("work.siteId", "site")):
+    for field, list_name in (
+        ("work.department", "department"),
+        ("work.title", "title"),
+        ("work.siteId", "site"),
+    ):
         items = {i["id"]: i for i in company.lists[list_name]}
         assert all(re.fullmatch(r"\d+", str(i)) for i in items)
         assert {e[field] for e in company.employees} <= items.keys()

@@ -12,10 +12,24 @@ from reconciler.sandbox.hibob import HibobSimulator, ping_bodies, sign
 from reconciler.sandbox.server import serve
 
 TODAY = datetime.date(2026, 3, 16)
-FIELDS = ["root.id", "root.email", "root.firstName", "root.surname", "root.displayName",
-          "work.department", "work.title", "work.site", "work.siteId", "work.reportsTo",
-          "work.manager", "work.startDate", "internal.status", "internal.lifecycleStatus",
-          "internal.terminationDate", "employee.lastDayOfWork"]
+FIELDS = [
+    "root.id",
+    "root.email",
+    "root.firstName",
+    "root.surname",
+    "root.displayName",
+    "work.department",
+    "work.title",
+    "work.site",
+    "work.siteId",
+    "work.reportsTo",
+    "work.manager",
+    "work.startDate",
+    "internal.status",
+    "internal.lifecycleStatus",
+    "internal.terminationDate",
+    "employee.lastDayOfWork",
+]
 
 
 class FakeClock:
@@ -33,14 +47,18 @@ def clock():
 
 @pytest.fixture
 def sim(clock):
-    return HibobSimulator(generate_company(60, seed=7, today=TODAY), clock=clock,
-                          sleep=lambda seconds: None)
+    return HibobSimulator(
+        generate_company(60, seed=7, today=TODAY), clock=clock, sleep=lambda seconds: None
+    )
 
 
 @pytest.fixture
 def client(sim):
-    with httpx.Client(transport=httpx.MockTransport(sim.handle), base_url="http://hibob.test/v1",
-                      auth=("sandbox-user", "sandbox-token")) as c:
+    with httpx.Client(
+        transport=httpx.MockTransport(sim.handle),
+        base_url="http://hibob.test/v1",
+        auth=("sandbox-user", "sandbox-token"),
+    ) as c:
         yield c
 
 
@@ -60,14 +78,19 @@ def _with_status(sim, lifecycle):
 
 # ---- auth, rate limits, WAF, faults ---------------------------------------------------------
 
+
 def test_bad_credentials_get_401_with_empty_body_and_rate_limit_headers(sim):
-    with httpx.Client(transport=httpx.MockTransport(sim.handle), base_url="http://hibob.test/v1",
-                      auth=("sandbox-user", "wrong")) as wrong:
+    with httpx.Client(
+        transport=httpx.MockTransport(sim.handle),
+        base_url="http://hibob.test/v1",
+        auth=("sandbox-user", "wrong"),
+    ) as wrong:
         response = wrong.post("/people/search", json={})
     assert response.status_code == 401
     assert response.content == b""
     assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} <= set(
-        response.headers)
+        response.headers
+    )
 
 
 def test_the_51st_search_in_a_minute_gets_429_until_the_window_resets(client, clock):
@@ -99,10 +122,16 @@ def test_single_reads_have_their_own_quota_and_the_limits_are_knobs(sim, client)
 
 def test_fifty_401s_within_ten_seconds_block_that_auth_header_for_five_minutes(sim, clock):
     transport = httpx.MockTransport(sim.handle)
-    with httpx.Client(transport=transport, base_url="http://hibob.test/v1",
-                      auth=("sandbox-user", "wrong")) as wrong, \
-            httpx.Client(transport=transport, base_url="http://hibob.test/v1",
-                         auth=("sandbox-user", "sandbox-token")) as right:
+    with (
+        httpx.Client(
+            transport=transport, base_url="http://hibob.test/v1", auth=("sandbox-user", "wrong")
+        ) as wrong,
+        httpx.Client(
+            transport=transport,
+            base_url="http://hibob.test/v1",
+            auth=("sandbox-user", "sandbox-token"),
+        ) as right,
+    ):
         statuses = [wrong.post("/people/search", json={}).status_code for _ in range(51)]
         assert statuses[:50] == [401] * 50 and statuses[50] == 403
         assert right.post("/people/search", json={}).status_code == 200
@@ -117,8 +146,11 @@ def test_fault_knobs_fail_and_drop_requests_and_the_log_counts_them(sim, client)
     with pytest.raises(httpx.RemoteProtocolError):
         client.post("/people/search", json={})
     assert client.post("/people/search", json={}).status_code == 200
-    assert sim.requests == [("POST", "/v1/people/search", 503), ("POST", "/v1/people/search", 0),
-                            ("POST", "/v1/people/search", 200)]
+    assert sim.requests == [
+        ("POST", "/v1/people/search", 503),
+        ("POST", "/v1/people/search", 0),
+        ("POST", "/v1/people/search", 200),
+    ]
 
 
 def test_a_wrong_path_answers_200_with_an_html_page(client):
@@ -129,16 +161,20 @@ def test_a_wrong_path_answers_200_with_an_html_page(client):
 
 # ---- search request rules -------------------------------------------------------------------
 
-@pytest.mark.parametrize("filters", [
-    [],
-    {},
-    None,
-    [{"fieldPath": "root.id", "operator": "equals", "values": ["1"]}] * 2,
-    [{"fieldPath": "work.department", "operator": "equals", "values": ["1"]}],
-    [{"fieldPath": "root.id", "operator": "contains", "values": ["1"]}],
-    [{"fieldPath": "root.id", "operator": "equals", "values": []}],
-    [{"fieldPath": "root.id", "operator": "equals", "values": "1"}],
-])
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        [],
+        {},
+        None,
+        [{"fieldPath": "root.id", "operator": "equals", "values": ["1"]}] * 2,
+        [{"fieldPath": "work.department", "operator": "equals", "values": ["1"]}],
+        [{"fieldPath": "root.id", "operator": "contains", "values": ["1"]}],
+        [{"fieldPath": "root.id", "operator": "equals", "values": []}],
+        [{"fieldPath": "root.id", "operator": "equals", "values": "1"}],
+    ],
+)
 def test_filters_other_than_one_id_or_email_equals_filter_are_rejected(client, filters):
     response = client.post("/people/search", json={"filters": filters})
     assert response.status_code == 400
@@ -147,16 +183,22 @@ def test_filters_other_than_one_id_or_email_equals_filter_are_rejected(client, f
 
 def test_filter_by_id_returns_only_those_employees(sim, client):
     wanted = list(sim.records)[3:6]
-    found = _search(client, fields=["root.id"],
-                    filters=[{"fieldPath": "root.id", "operator": "equals", "values": wanted}])
+    found = _search(
+        client,
+        fields=["root.id"],
+        filters=[{"fieldPath": "root.id", "operator": "equals", "values": wanted}],
+    )
     assert _ids(found) == set(wanted)
 
 
 def test_filter_by_email_matches_case_insensitively(sim, client):
     record = list(sim.records.values())[4]
     shouted = record["root.email"].upper()
-    found = _search(client, fields=["root.id"], filters=[
-        {"fieldPath": "root.email", "operator": "equals", "values": [shouted]}])
+    found = _search(
+        client,
+        fields=["root.id"],
+        filters=[{"fieldPath": "root.email", "operator": "equals", "values": [shouted]}],
+    )
     assert _ids(found) == {record["root.id"]}
 
 
@@ -187,9 +229,13 @@ def test_search_without_fields_returns_the_default_categories_but_no_lifecycle_f
 
 # ---- response layout ------------------------------------------------------------------------
 
+
 def test_slash_keys_appear_only_for_non_null_values_while_nested_objects_keep_nulls(sim, client):
-    ceo = _search(client, fields=FIELDS, filters=[
-        {"fieldPath": "root.id", "operator": "equals", "values": [sim.ceo_id]}])[0]
+    ceo = _search(
+        client,
+        fields=FIELDS,
+        filters=[{"fieldPath": "root.id", "operator": "equals", "values": [sim.ceo_id]}],
+    )[0]
     assert ceo["work"]["reportsTo"] is None and ceo["internal"]["terminationDate"] is None
     assert "/work/reportsTo" not in ceo and "/internal/terminationDate" not in ceo
     assert ceo["/root/id"] == {"value": sim.ceo_id} and ceo["id"] == sim.ceo_id
@@ -206,20 +252,25 @@ def test_machine_values_are_list_item_ids_iso_dates_and_manager_references(sim, 
     assert employee["work"]["startDate"] == record["work.startDate"]
     assert employee["work"]["manager"] == manager["root.id"]
     assert employee["work"]["reportsTo"] == {
-        "id": manager["root.id"], "firstName": manager["root.firstName"],
-        "surname": manager["root.surname"], "email": manager["root.email"],
-        "displayName": manager["root.displayName"]}
+        "id": manager["root.id"],
+        "firstName": manager["root.firstName"],
+        "surname": manager["root.surname"],
+        "email": manager["root.email"],
+        "displayName": manager["root.displayName"],
+    }
     assert employee["internal"]["lifecycleStatus"] == "employed"
     assert "humanReadable" not in employee
 
 
 def test_append_adds_labels_for_non_null_fields_with_display_dates(sim, client):
     record = list(sim.records.values())[7]
-    employee = client.post(f"/people/{record['root.id']}",
-                           json={"fields": FIELDS, "humanReadable": "APPEND"}).json()
+    employee = client.post(
+        f"/people/{record['root.id']}", json={"fields": FIELDS, "humanReadable": "APPEND"}
+    ).json()
     human = employee["humanReadable"]
-    department = next(i["name"] for i in sim.lists["department"]
-                      if i["id"] == record["work.department"])
+    department = next(
+        i["name"] for i in sim.lists["department"] if i["id"] == record["work.department"]
+    )
     assert employee["work"]["department"] == record["work.department"]
     assert human["work"]["department"] == department
     assert human["internal"]["lifecycleStatus"] == "Employed"
@@ -232,8 +283,9 @@ def test_append_adds_labels_for_non_null_fields_with_display_dates(sim, client):
 def test_replace_gives_labels_instead_of_machine_values(sim, client):
     record = list(sim.records.values())[7]
     manager = sim.records[record["work.reportsTo"]]
-    employee = client.post(f"/people/{record['root.id']}",
-                           json={"fields": FIELDS, "humanReadable": "REPLACE"}).json()
+    employee = client.post(
+        f"/people/{record['root.id']}", json={"fields": FIELDS, "humanReadable": "REPLACE"}
+    ).json()
     assert not employee["work"]["department"].isdigit()
     assert employee["/work/department"] == {"value": employee["work"]["department"]}
     assert employee["work"]["reportsTo"] == manager["root.displayName"]
@@ -244,25 +296,30 @@ def test_replace_gives_labels_instead_of_machine_values(sim, client):
 def test_a_deleted_manager_renders_as_null_reports_to_without_a_label(sim, client):
     record = list(sim.records.values())[30]
     sim.delete_employee(record["work.reportsTo"])
-    employee = client.post(f"/people/{record['root.id']}",
-                           json={"fields": FIELDS, "humanReadable": "APPEND"}).json()
+    employee = client.post(
+        f"/people/{record['root.id']}", json={"fields": FIELDS, "humanReadable": "APPEND"}
+    ).json()
     assert employee["work"]["reportsTo"] is None and "/work/reportsTo" not in employee
     assert "reportsTo" not in employee["humanReadable"]["work"]
 
 
 def test_an_invalid_human_readable_value_is_treated_as_machine_only(sim, client):
-    employee = client.post(f"/people/{sim.ceo_id}",
-                           json={"fields": FIELDS, "humanReadable": "replace"}).json()
+    employee = client.post(
+        f"/people/{sim.ceo_id}", json={"fields": FIELDS, "humanReadable": "replace"}
+    ).json()
     assert employee["work"]["department"].isdigit()
     assert "humanReadable" not in employee
 
 
 # ---- permissions: silent omission -----------------------------------------------------------
 
+
 def test_unknown_and_hidden_fields_are_silently_omitted(sim, client):
     sim.hidden_fields = {"internal.lifecycleStatus"}
-    employee = _search(client, fields=["root.id", "internal.lifecycleStatus", "internal.status",
-                                       "work.noSuchField"])[0]
+    employee = _search(
+        client,
+        fields=["root.id", "internal.lifecycleStatus", "internal.status", "work.noSuchField"],
+    )[0]
     assert employee["internal"] == {"status": "Active"}
     assert "/internal/lifecycleStatus" not in employee
     assert "noSuchField" not in employee.get("work", {})
@@ -286,18 +343,23 @@ def test_people_outside_the_access_filter_are_silently_absent(sim, client):
 
 # ---- single read and named lists ------------------------------------------------------------
 
+
 def test_read_one_by_id_returns_one_employee_object_without_a_wrapper(sim, client):
     response = client.post(f"/people/{sim.ceo_id}", json={"fields": ["root.id", "root.email"]})
     assert response.status_code == 200
-    assert response.json() == {"id": sim.ceo_id, "/root/id": {"value": sim.ceo_id},
-                               "email": sim.records[sim.ceo_id]["root.email"],
-                               "/root/email": {"value": sim.records[sim.ceo_id]["root.email"]}}
+    assert response.json() == {
+        "id": sim.ceo_id,
+        "/root/id": {"value": sim.ceo_id},
+        "email": sim.records[sim.ceo_id]["root.email"],
+        "/root/email": {"value": sim.records[sim.ceo_id]["root.email"]},
+    }
 
 
 def test_read_one_by_email_is_case_insensitive_and_returns_inactive_people(sim, client):
     leaver = _with_status(sim, "terminated")
-    response = client.post(f"/people/{leaver['root.email'].upper()}",
-                           json={"fields": ["root.id", "internal.status"]})
+    response = client.post(
+        f"/people/{leaver['root.email'].upper()}", json={"fields": ["root.id", "internal.status"]}
+    )
     assert response.status_code == 200
     assert response.json()["id"] == leaver["root.id"]
     assert response.json()["internal"]["status"] == "Inactive"
@@ -312,8 +374,9 @@ def test_named_lists_are_case_sensitive_and_hide_archived_items_by_default(sim, 
     listed = client.get("/company/named-lists/department").json()
     assert listed["name"] == "department"
     assert {"id", "value", "name", "archived", "children"} == set(listed["items"][0])
-    everything = client.get("/company/named-lists/department",
-                            params={"includeArchived": "true"}).json()
+    everything = client.get(
+        "/company/named-lists/department", params={"includeArchived": "true"}
+    ).json()
     assert len(everything["items"]) == len(listed["items"]) + 1
     missing = client.get("/company/named-lists/Department")
     assert missing.status_code == 404 and missing.content == b""
@@ -321,19 +384,29 @@ def test_named_lists_are_case_sensitive_and_hide_archived_items_by_default(sim, 
 
 # ---- HR changes -----------------------------------------------------------------------------
 
+
 def test_add_employee_fills_defaults_and_resolves_list_labels(sim, client):
-    hibob_id = sim.add_employee(first_name="Zoë", surname="Ørsted", department="Sales",
-                                site="Lisbon", **{"work.title": "Chief Happiness Officer"})
-    employee = client.post(f"/people/{hibob_id}",
-                           json={"fields": FIELDS, "humanReadable": "APPEND"}).json()
+    hibob_id = sim.add_employee(
+        first_name="Zoë",
+        surname="Ørsted",
+        department="Sales",
+        site="Lisbon",
+        **{"work.title": "Chief Happiness Officer"},
+    )
+    employee = client.post(
+        f"/people/{hibob_id}", json={"fields": FIELDS, "humanReadable": "APPEND"}
+    ).json()
     assert employee["email"] == "zoe.orsted@acme.example"
     assert employee["displayName"] == "Zoë Ørsted"
     assert employee["humanReadable"]["work"]["department"] == "Sales"
     assert employee["humanReadable"]["work"]["title"] == "Chief Happiness Officer"
     assert employee["work"]["title"].isdigit()
     assert employee["work"]["site"] == "Lisbon" and isinstance(employee["work"]["siteId"], int)
-    assert employee["internal"] == {"status": "Active", "lifecycleStatus": "employed",
-                                    "terminationDate": None}
+    assert employee["internal"] == {
+        "status": "Active",
+        "lifecycleStatus": "employed",
+        "terminationDate": None,
+    }
     assert employee["work"]["manager"] == sim.ceo_id
 
 
@@ -377,8 +450,9 @@ def test_update_employee_takes_field_ids_and_labels(sim, client):
     employee = client.post("/people/NEW@acme.example", json={"fields": FIELDS}).json()
     assert employee["id"] == hibob_id
     assert employee["work"]["site"] == "Paris"
-    assert employee["work"]["siteId"] == next(i["id"] for i in sim.lists["site"]
-                                              if i["name"] == "Paris")
+    assert employee["work"]["siteId"] == next(
+        i["id"] for i in sim.lists["site"] if i["name"] == "Paris"
+    )
 
 
 def test_deleted_employees_disappear_from_search_and_single_reads(sim, client):
@@ -401,19 +475,28 @@ def test_stale_reads_show_the_old_value_for_the_configured_seconds(sim, client, 
 
 # ---- webhooks -------------------------------------------------------------------------------
 
+
 def test_webhook_signature_is_base64_hmac_sha512_of_the_raw_body(sim):
     hibob_id = sim.ceo_id
-    body, headers = sim.make_webhook("employee.updated", hibob_id, "s3cret",
-                                     field_updates=["work.title"],
-                                     triggered_at=datetime.datetime(2026, 3, 16, 9, 30, 1, 5))
+    body, headers = sim.make_webhook(
+        "employee.updated",
+        hibob_id,
+        "s3cret",
+        field_updates=["work.title"],
+        triggered_at=datetime.datetime(2026, 3, 16, 9, 30, 1, 5),
+    )
     expected = base64.b64encode(hmac.new(b"s3cret", body, hashlib.sha512).digest()).decode()
     assert headers["Bob-Signature"] == expected == sign(body, "s3cret")
     assert headers["Content-Type"] == "application/json"
     event = json.loads(body)
-    assert event == {"companyId": sim.company_id, "type": "employee.updated",
-                     "triggeredBy": "system", "triggeredAt": "2026-03-16T09:30:01.000005",
-                     "version": "v2",
-                     "data": {"employeeId": hibob_id, "fieldUpdates": ["work.title"]}}
+    assert event == {
+        "companyId": sim.company_id,
+        "type": "employee.updated",
+        "triggeredBy": "system",
+        "triggeredAt": "2026-03-16T09:30:01.000005",
+        "version": "v2",
+        "data": {"employeeId": hibob_id, "fieldUpdates": ["work.title"]},
+    }
 
 
 def test_the_deleted_event_keeps_the_employee_email(sim):
@@ -441,17 +524,21 @@ def test_deliver_webhook_posts_a_signed_event_to_a_loopback_receiver(sim):
         return httpx.Response(200)
 
     with serve(receiver) as server:
-        response = sim.deliver_webhook(f"{server.url}/hooks/bob", "employee.joined",
-                                       sim.ceo_id, "s3cret")
+        response = sim.deliver_webhook(
+            f"{server.url}/hooks/bob", "employee.joined", sim.ceo_id, "s3cret"
+        )
     assert response.status_code == 200
     assert received[0].headers["Bob-Signature"] == sign(received[0].content, "s3cret")
     assert json.loads(received[0].content)["type"] == "employee.joined"
 
 
 def test_the_served_simulator_answers_a_search_over_loopback_http(sim):
-    with serve(sim.handle) as server, httpx.Client(
-            base_url=f"{server.url}/v1", auth=("sandbox-user", "sandbox-token"),
-            trust_env=False) as real:
+    with (
+        serve(sim.handle) as server,
+        httpx.Client(
+            base_url=f"{server.url}/v1", auth=("sandbox-user", "sandbox-token"), trust_env=False
+        ) as real,
+    ):
         response = real.post("/people/search", json={"fields": ["root.id"]})
     assert response.status_code == 200
     assert response.headers["X-RateLimit-Limit"] == "50"

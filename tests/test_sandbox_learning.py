@@ -47,9 +47,14 @@ def sim(clock: FakeClock, now: FakeNow) -> LearningSimulator:
 
 
 def token_for(client: httpx.Client) -> str:
-    response = client.post("/api/v2/oauth2/token", json={
-        "grant_type": "client_credentials", "client_id": "sandbox-client",
-        "client_secret": "sandbox-secret"})
+    response = client.post(
+        "/api/v2/oauth2/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": "sandbox-client",
+            "client_secret": "sandbox-secret",
+        },
+    )
     assert response.status_code == 200
     return response.json()["access_token"]
 
@@ -57,8 +62,13 @@ def token_for(client: httpx.Client) -> str:
 def client_for(sim: LearningSimulator, base_url: str = BASE) -> httpx.Client:
     transport = httpx.MockTransport(sim.handle) if base_url == BASE else None
     client = httpx.Client(transport=transport, base_url=base_url)
-    client.headers.update({"authorization": f"Bearer {token_for(client)}",
-                           "360-api-version": "v2.0", "accept": "application/json"})
+    client.headers.update(
+        {
+            "authorization": f"Bearer {token_for(client)}",
+            "360-api-version": "v2.0",
+            "accept": "application/json",
+        }
+    )
     return client
 
 
@@ -67,8 +77,13 @@ def api(sim: LearningSimulator) -> httpx.Client:
     return client_for(sim)
 
 
-def create(api: httpx.Client, sim: LearningSimulator, mail: str | None = "jane@acme.test",
-           query: str = "", **fields: object) -> httpx.Response:
+def create(
+    api: httpx.Client,
+    sim: LearningSimulator,
+    mail: str | None = "jane@acme.test",
+    query: str = "",
+    **fields: object,
+) -> httpx.Response:
     body = {"membership": {"groupId": sim.sales_group_id, "role": "learner"}, **fields}
     if mail is not None:
         body["mail"] = mail
@@ -84,24 +99,59 @@ def error_code(response: httpx.Response) -> str:
 
 def test_token_response_carries_expires_in_as_a_string(sim: LearningSimulator) -> None:
     client = httpx.Client(transport=httpx.MockTransport(sim.handle), base_url=BASE)
-    body = client.post("/api/v2/oauth2/token", json={
-        "grant_type": "client_credentials", "client_id": "sandbox-client",
-        "client_secret": "sandbox-secret"}).json()
+    body = client.post(
+        "/api/v2/oauth2/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": "sandbox-client",
+            "client_secret": "sandbox-secret",
+        },
+    ).json()
     assert body["token_type"] == "Bearer" and body["access_token"]
     assert body["expires_in"] == "3600"
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"grant_type": "client_credentials", "client_id": "sandbox-client"}, 400, "invalid_request"),
-    ({"grant_type": "client_credentials", "client_id": "sandbox-client",
-      "client_secret": "sandbox-secret", "scope": "x"}, 400, "invalid_request"),
-    ({"grant_type": "password", "client_id": "sandbox-client",
-      "client_secret": "sandbox-secret"}, 400, "unsupported_grant_type"),
-    ({"grant_type": "client_credentials", "client_id": "sandbox-client",
-      "client_secret": "wrong"}, 401, "invalid_client"),
-])
-def test_token_errors_use_flat_oauth_codes(sim: LearningSimulator, body: dict, status: int,
-                                           code: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (
+            {"grant_type": "client_credentials", "client_id": "sandbox-client"},
+            400,
+            "invalid_request",
+        ),
+        (
+            {
+                "grant_type": "client_credentials",
+                "client_id": "sandbox-client",
+                "client_secret": "sandbox-secret",
+                "scope": "x",
+            },
+            400,
+            "invalid_request",
+        ),
+        (
+            {
+                "grant_type": "password",
+                "client_id": "sandbox-client",
+                "client_secret": "sandbox-secret",
+            },
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            {
+                "grant_type": "client_credentials",
+                "client_id": "sandbox-client",
+                "client_secret": "wrong",
+            },
+            401,
+            "invalid_client",
+        ),
+    ],
+)
+def test_token_errors_use_flat_oauth_codes(
+    sim: LearningSimulator, body: dict, status: int, code: str
+) -> None:
     client = httpx.Client(transport=httpx.MockTransport(sim.handle), base_url=BASE)
     response = client.post("/api/v2/oauth2/token", json=body)
     assert (response.status_code, response.json()) == (status, {"error": code})
@@ -109,15 +159,19 @@ def test_token_errors_use_flat_oauth_codes(sim: LearningSimulator, body: dict, s
 
 def test_token_with_duplicate_properties_is_invalid_request(sim: LearningSimulator) -> None:
     client = httpx.Client(transport=httpx.MockTransport(sim.handle), base_url=BASE)
-    raw = (b'{"grant_type":"client_credentials","client_id":"sandbox-client",'
-           b'"client_secret":"sandbox-secret","client_id":"sandbox-client"}')
-    response = client.post("/api/v2/oauth2/token", content=raw,
-                           headers={"content-type": "application/json"})
+    raw = (
+        b'{"grant_type":"client_credentials","client_id":"sandbox-client",'
+        b'"client_secret":"sandbox-secret","client_id":"sandbox-client"}'
+    )
+    response = client.post(
+        "/api/v2/oauth2/token", content=raw, headers={"content-type": "application/json"}
+    )
     assert response.json() == {"error": "invalid_request"}
 
 
-def test_token_expiry_follows_the_injected_clock(sim: LearningSimulator, api: httpx.Client,
-                                                 clock: FakeClock) -> None:
+def test_token_expiry_follows_the_injected_clock(
+    sim: LearningSimulator, api: httpx.Client, clock: FakeClock
+) -> None:
     clock.seconds += 3599
     assert api.get("/api/v2/users").status_code == 200
     clock.seconds += 1
@@ -125,8 +179,9 @@ def test_token_expiry_follows_the_injected_clock(sim: LearningSimulator, api: ht
     assert (response.status_code, response.json()) == (401, {"error": "invalid_token"})
 
 
-def test_expire_tokens_invalidates_every_issued_token(sim: LearningSimulator,
-                                                      api: httpx.Client) -> None:
+def test_expire_tokens_invalidates_every_issued_token(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     sim.expire_tokens()
     assert api.get("/api/v2/users").json() == {"error": "invalid_token"}
     api.headers["authorization"] = f"Bearer {token_for(api)}"
@@ -134,8 +189,11 @@ def test_expire_tokens_invalidates_every_issued_token(sim: LearningSimulator,
 
 
 def test_missing_or_unknown_token_is_401_invalid_token(sim: LearningSimulator) -> None:
-    client = httpx.Client(transport=httpx.MockTransport(sim.handle), base_url=BASE,
-                          headers={"360-api-version": "v2.0"})
+    client = httpx.Client(
+        transport=httpx.MockTransport(sim.handle),
+        base_url=BASE,
+        headers={"360-api-version": "v2.0"},
+    )
     assert client.get("/api/v2/users").status_code == 401
     response = client.get("/api/v2/users", headers={"authorization": "Bearer nope"})
     assert (response.status_code, response.json()) == (401, {"error": "invalid_token"})
@@ -150,7 +208,8 @@ def test_missing_version_header_is_400_with_a_nested_error(api: httpx.Client) ->
 
 
 def test_missing_scope_is_403_and_scope_changes_apply_to_issued_tokens(
-        sim: LearningSimulator, api: httpx.Client) -> None:
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     sim.scopes.discard("users:write")
     response = create(api, sim)
     assert (response.status_code, error_code(response)) == (403, "invalid_scope")
@@ -159,14 +218,18 @@ def test_missing_scope_is_403_and_scope_changes_apply_to_issued_tokens(
     assert create(api, sim).status_code == 201
 
 
-@pytest.mark.parametrize(("method", "path", "scope"), [
-    ("POST", "/api/v2/users", "users:write"),
-    ("POST", "/api/v2/external-ids", "externalIds:write"),
-    ("POST", "/api/v2/groups/{group}/learner/000000000000000000000000", "groups:write"),
-    ("PATCH", "/api/v2/users/not-an-id", "users:write"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("POST", "/api/v2/users", "users:write"),
+        ("POST", "/api/v2/external-ids", "externalIds:write"),
+        ("POST", "/api/v2/groups/{group}/learner/000000000000000000000000", "groups:write"),
+        ("PATCH", "/api/v2/users/not-an-id", "users:write"),
+    ],
+)
 def test_the_scope_is_checked_before_the_body_and_path_are_validated(
-        sim: LearningSimulator, api: httpx.Client, method: str, path: str, scope: str) -> None:
+    sim: LearningSimulator, api: httpx.Client, method: str, path: str, scope: str
+) -> None:
     url = path.format(group=sim.root_group_id)
     users_before = sim.users_by_mail()
     granted = api.request(method, url, json={})
@@ -190,7 +253,8 @@ def test_malformed_path_id_is_400(api: httpx.Client) -> None:
 
 
 def test_users_are_paginated_with_a_link_cursor_that_preserves_filters(
-        sim: LearningSimulator, api: httpx.Client) -> None:
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     sim.page_size = 2
     for n in range(5):
         sim.seed_user(f"user{n}@acme.test")
@@ -204,8 +268,13 @@ def test_users_are_paginated_with_a_link_cursor_that_preserves_filters(
         pages += 1
         if url:
             assert "status" not in url and "next=" in url
-    assert seen == ["owner@sandbox.test", "user0@acme.test", "user1@acme.test",
-                    "user3@acme.test", "user4@acme.test"]
+    assert seen == [
+        "owner@sandbox.test",
+        "user0@acme.test",
+        "user1@acme.test",
+        "user3@acme.test",
+        "user4@acme.test",
+    ]
     assert pages == 3
 
 
@@ -218,14 +287,16 @@ def test_last_page_has_no_link_header(sim: LearningSimulator, api: httpx.Client)
 
 @pytest.mark.parametrize("query", ["mail[eq]=b%40acme.test", "mail%5Beq%5D=b%40acme.test"])
 def test_mail_filter_accepts_raw_and_encoded_brackets(
-        sim: LearningSimulator, api: httpx.Client, query: str) -> None:
+    sim: LearningSimulator, api: httpx.Client, query: str
+) -> None:
     sim.seed_user("a@acme.test")
     wanted = sim.seed_user("b@acme.test")
     assert [u["_id"] for u in api.get(f"/api/v2/users?{query}").json()] == [wanted]
 
 
 def test_mail_filter_compares_exactly_so_clients_cannot_rely_on_case_folding(
-        sim: LearningSimulator, api: httpx.Client) -> None:
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     # Sim decision: the docs do not say whether `mail` filters ignore case.
     sim.seed_user("B@Acme.test")
     assert api.get("/api/v2/users?mail[eq]=b@acme.test").json() == []
@@ -238,12 +309,14 @@ def test_params_encoded_by_httpx_filter_users(sim: LearningSimulator, api: httpx
     assert [u["_id"] for u in response.json()] == [wanted]
 
 
-def test_in_and_nin_filters_take_repeated_or_indexed_keys(sim: LearningSimulator,
-                                                          api: httpx.Client) -> None:
+def test_in_and_nin_filters_take_repeated_or_indexed_keys(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     a, b, c = (sim.seed_user(f"{n}@acme.test") for n in "abc")
     repeated = api.get("/api/v2/users?mail[in]=a@acme.test&mail[in]=c@acme.test").json()
-    indexed = api.get("/api/v2/users?mail%5Bin%5D%5B0%5D=a@acme.test"
-                      "&mail%5Bin%5D%5B1%5D=b@acme.test").json()
+    indexed = api.get(
+        "/api/v2/users?mail%5Bin%5D%5B0%5D=a@acme.test&mail%5Bin%5D%5B1%5D=b@acme.test"
+    ).json()
     excluded = api.get("/api/v2/users?mail[nin]=a@acme.test&mail[nin]=owner@sandbox.test").json()
     assert [u["_id"] for u in repeated] == [a, c]
     assert [u["_id"] for u in indexed] == [a, b]
@@ -257,21 +330,22 @@ def test_username_filter_matches_exactly(sim: LearningSimulator, api: httpx.Clie
 
 
 def test_deleted_users_are_listed_unless_status_filter_excludes_them(
-        sim: LearningSimulator, api: httpx.Client) -> None:
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     gone = sim.seed_user("gone@acme.test", status="deleted")
     assert gone in {u["_id"] for u in api.get("/api/v2/users").json()}
     assert gone not in {u["_id"] for u in api.get("/api/v2/users?status[ne]=deleted").json()}
 
 
-@pytest.mark.parametrize("query", ["deleted=true", "status[in]=active", "mail[like]=x",
-                                   "status[eq]=disabled"])
+@pytest.mark.parametrize(
+    "query", ["deleted=true", "status[in]=active", "mail[like]=x", "status[eq]=disabled"]
+)
 def test_unsupported_list_filters_are_400(api: httpx.Client, query: str) -> None:
     response = api.get(f"/api/v2/users?{query}")
     assert (response.status_code, error_code(response)) == (400, "invalidInput")
 
 
-def test_user_bodies_omit_absent_optional_fields(sim: LearningSimulator,
-                                                 api: httpx.Client) -> None:
+def test_user_bodies_omit_absent_optional_fields(sim: LearningSimulator, api: httpx.Client) -> None:
     body = create(api, sim, firstName="Jane").json()
     assert set(body) == {"_id", "status", "lang", "mail", "firstName"}
     assert body["lang"] == "en" and len(body["_id"]) == 24
@@ -287,7 +361,8 @@ def test_get_unknown_user_is_404_user_not_found(api: httpx.Client) -> None:
 
 
 def test_create_returns_201_invited_user_holding_the_membership_role(
-        sim: LearningSimulator, api: httpx.Client) -> None:
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     response = create(api, sim, "Jane@Acme.test", firstName="Jane", lang="fr")
     user = response.json()
     assert response.status_code == 201
@@ -297,35 +372,79 @@ def test_create_returns_201_invited_user_holding_the_membership_role(
     assert sim.invitations_sent == ["Jane@Acme.test"]
 
 
-def test_send_invitation_email_false_sends_no_invitation(sim: LearningSimulator,
-                                                         api: httpx.Client) -> None:
+def test_send_invitation_email_false_sends_no_invitation(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     assert create(api, sim, query="?sendInvitationEmail=false").status_code == 201
     assert sim.invitations_sent == []
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"mail": "x@acme.test"}, 400, "invalidInput"),
-    ({"mail": "x@acme.test", "membership": {"groupId": "0" * 24, "role": "learner"}},
-     404, "groupNotFound"),
-    ({"mail": "x@acme.test", "membership": {"groupId": "SALES", "role": "user-admin"}},
-     400, "invalidInput"),
-    ({"firstName": "X", "membership": "SALES"}, 400, "invalidInput"),
-    ({"firstName": "X", "membership": {"groupId": "SALES", "role": "learner"}},
-     400, "mailAndUsernameUndefined"),
-    ({"mail": "not-a-mail", "membership": {"groupId": "SALES", "role": "learner"}},
-     400, "mailInvalid"),
-    ({"mail": "x@acme.test", "firstName": "", "membership": {"groupId": "SALES",
-                                                              "role": "learner"}},
-     400, "invalidInput"),
-    ({"mail": "x@acme.test", "password": "secret1234",
-      "membership": {"groupId": "SALES", "role": "learner"}}, 400, "invalidInput"),
-    ({"mail": "x@acme.test", "toBeDeactivatedAt": "2026-01-01T00:00:00.000Z",
-      "membership": {"groupId": "SALES", "role": "learner"}}, 400, "deactivationDateInvalid"),
-    ({"mail": "x@acme.test", "primaryGroupId": "0" * 24,
-      "membership": {"groupId": "SALES", "role": "learner"}}, 400, "notMemberOfPrimaryGroup"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"mail": "x@acme.test"}, 400, "invalidInput"),
+        (
+            {"mail": "x@acme.test", "membership": {"groupId": "0" * 24, "role": "learner"}},
+            404,
+            "groupNotFound",
+        ),
+        (
+            {"mail": "x@acme.test", "membership": {"groupId": "SALES", "role": "user-admin"}},
+            400,
+            "invalidInput",
+        ),
+        ({"firstName": "X", "membership": "SALES"}, 400, "invalidInput"),
+        (
+            {"firstName": "X", "membership": {"groupId": "SALES", "role": "learner"}},
+            400,
+            "mailAndUsernameUndefined",
+        ),
+        (
+            {"mail": "not-a-mail", "membership": {"groupId": "SALES", "role": "learner"}},
+            400,
+            "mailInvalid",
+        ),
+        (
+            {
+                "mail": "x@acme.test",
+                "firstName": "",
+                "membership": {"groupId": "SALES", "role": "learner"},
+            },
+            400,
+            "invalidInput",
+        ),
+        (
+            {
+                "mail": "x@acme.test",
+                "password": "secret1234",
+                "membership": {"groupId": "SALES", "role": "learner"},
+            },
+            400,
+            "invalidInput",
+        ),
+        (
+            {
+                "mail": "x@acme.test",
+                "toBeDeactivatedAt": "2026-01-01T00:00:00.000Z",
+                "membership": {"groupId": "SALES", "role": "learner"},
+            },
+            400,
+            "deactivationDateInvalid",
+        ),
+        (
+            {
+                "mail": "x@acme.test",
+                "primaryGroupId": "0" * 24,
+                "membership": {"groupId": "SALES", "role": "learner"},
+            },
+            400,
+            "notMemberOfPrimaryGroup",
+        ),
+    ],
+)
 def test_create_rejects_invalid_input_with_the_documented_code(
-        sim: LearningSimulator, api: httpx.Client, body: dict, status: int, code: str) -> None:
+    sim: LearningSimulator, api: httpx.Client, body: dict, status: int, code: str
+) -> None:
     if isinstance(body.get("membership"), dict) and body["membership"]["groupId"] == "SALES":
         body["membership"]["groupId"] = sim.sales_group_id
     response = api.post("/api/v2/users", json=body)
@@ -333,14 +452,16 @@ def test_create_rejects_invalid_input_with_the_documented_code(
     assert list(sim.users_by_mail()) == ["owner@sandbox.test"]
 
 
-def test_create_with_future_deactivation_date_stores_it_in_utc(sim: LearningSimulator,
-                                                               api: httpx.Client) -> None:
+def test_create_with_future_deactivation_date_stores_it_in_utc(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     user = create(api, sim, toBeDeactivatedAt="2026-06-30T12:00:00+02:00").json()
     assert user["toBeDeactivatedAt"] == "2026-06-30T10:00:00.000Z"
 
 
 def test_create_with_mail_of_a_live_user_is_400_mail_already_used(
-        sim: LearningSimulator, api: httpx.Client) -> None:
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     sim.seed_user("jane@acme.test", status="invited")
     response = create(api, sim, "JANE@acme.test")
     assert (response.status_code, error_code(response)) == (400, "mailAlreadyUsed")
@@ -348,14 +469,16 @@ def test_create_with_mail_of_a_live_user_is_400_mail_already_used(
 
 
 def test_create_with_username_of_a_live_user_is_username_already_used(
-        sim: LearningSimulator, api: httpx.Client) -> None:
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     sim.seed_user(None, username="jdoe")
     response = create(api, sim, None, username="jdoe")
     assert (response.status_code, error_code(response)) == (400, "usernameAlreadyUsed")
 
 
 def test_mail_and_username_of_two_users_is_login_identifier_multiple_users_found(
-        sim: LearningSimulator, api: httpx.Client) -> None:
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     sim.seed_user("jane@acme.test", status="deleted")
     sim.seed_user(None, username="jdoe", status="deleted")
     response = create(api, sim, username="jdoe")
@@ -363,7 +486,8 @@ def test_mail_and_username_of_two_users_is_login_identifier_multiple_users_found
 
 
 def test_recreating_a_deleted_user_restores_it_invited_without_groups_or_managers(
-        sim: LearningSimulator, api: httpx.Client, now: FakeNow) -> None:
+    sim: LearningSimulator, api: httpx.Client, now: FakeNow
+) -> None:
     boss = sim.seed_user("boss@acme.test")
     report = sim.seed_user("report@acme.test")
     jane = create(api, sim, firstName="Jane", lastName="Doe").json()["_id"]
@@ -372,8 +496,7 @@ def test_recreating_a_deleted_user_restores_it_invited_without_groups_or_manager
     api.post(f"/api/v2/users/{report}/managers/{jane}")
     assert api.delete(f"/api/v2/users/{jane}").status_code == 204
     now.moment += timedelta(days=1)
-    response = create(api, sim, "JANE@acme.test", job="Analyst",
-                      query="?sendInvitationEmail=false")
+    response = create(api, sim, "JANE@acme.test", job="Analyst", query="?sendInvitationEmail=false")
     user = response.json()
     assert response.status_code == 200
     assert (user["_id"], user["status"]) == (jane, "invited")
@@ -385,8 +508,9 @@ def test_recreating_a_deleted_user_restores_it_invited_without_groups_or_manager
     assert sim.invitations_sent == ["jane@acme.test"]
 
 
-def test_restoring_by_username_works_without_mail(sim: LearningSimulator,
-                                                  api: httpx.Client) -> None:
+def test_restoring_by_username_works_without_mail(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     gone = sim.seed_user(None, status="deleted", username="jdoe")
     response = create(api, sim, None, username="jdoe")
     assert (response.status_code, response.json()["_id"]) == (200, gone)
@@ -395,8 +519,9 @@ def test_restoring_by_username_works_without_mail(sim: LearningSimulator,
 # ---- editing, deleting, activating ------------------------------------------------------------
 
 
-def test_patch_changes_given_fields_and_null_clears(sim: LearningSimulator,
-                                                    api: httpx.Client) -> None:
+def test_patch_changes_given_fields_and_null_clears(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     jane = sim.seed_user("jane@acme.test", firstName="Jane", job="Dev", phone="+331")
     response = api.patch(f"/api/v2/users/{jane}", json={"job": "Lead", "phone": None})
     assert response.status_code == 200
@@ -405,16 +530,19 @@ def test_patch_changes_given_fields_and_null_clears(sim: LearningSimulator,
     assert "phone" not in sim.user(jane)
 
 
-@pytest.mark.parametrize("body", [{"lang": None}, {"lang": "xx"}, {"firstName": ""},
-                                  {"externalId": "1"}])
-def test_patch_with_invalid_fields_is_400(sim: LearningSimulator, api: httpx.Client,
-                                          body: dict) -> None:
+@pytest.mark.parametrize(
+    "body", [{"lang": None}, {"lang": "xx"}, {"firstName": ""}, {"externalId": "1"}]
+)
+def test_patch_with_invalid_fields_is_400(
+    sim: LearningSimulator, api: httpx.Client, body: dict
+) -> None:
     jane = sim.seed_user("jane@acme.test")
     assert error_code(api.patch(f"/api/v2/users/{jane}", json=body)) == "invalidInput"
 
 
-def test_patch_mail_of_another_user_is_mail_already_used(sim: LearningSimulator,
-                                                         api: httpx.Client) -> None:
+def test_patch_mail_of_another_user_is_mail_already_used(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     jane = sim.seed_user("jane@acme.test")
     sim.seed_user("john@acme.test", status="deleted")
     response = api.patch(f"/api/v2/users/{jane}", json={"mail": "John@acme.test"})
@@ -423,8 +551,9 @@ def test_patch_mail_of_another_user_is_mail_already_used(sim: LearningSimulator,
     assert new.json()["mail"] == "Jane.Doe@acme.test"  # Sim decision: stored as sent
 
 
-def test_patch_clearing_both_identifiers_is_rejected(sim: LearningSimulator,
-                                                     api: httpx.Client) -> None:
+def test_patch_clearing_both_identifiers_is_rejected(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     jane = sim.seed_user("jane@acme.test", username="jane")
     assert api.patch(f"/api/v2/users/{jane}", json={"username": None}).status_code == 200
     response = api.patch(f"/api/v2/users/{jane}", json={"mail": None})
@@ -436,10 +565,13 @@ def test_deactivation_date_rules_on_patch(sim: LearningSimulator, api: httpx.Cli
     gone = sim.seed_user("gone@acme.test", status="deleted")
     live = sim.seed_user("live@acme.test")
     future = {"toBeDeactivatedAt": "2026-04-01T00:00:00.000Z"}
-    assert error_code(api.patch(f"/api/v2/users/{gone}", json=future)) == \
-        "invalidUpdateOnDeletedUser"
-    assert error_code(api.patch(f"/api/v2/users/{sim.owner_id}", json=future)) == \
-        "ownerDeactivationNotAllowed"
+    assert (
+        error_code(api.patch(f"/api/v2/users/{gone}", json=future)) == "invalidUpdateOnDeletedUser"
+    )
+    assert (
+        error_code(api.patch(f"/api/v2/users/{sim.owner_id}", json=future))
+        == "ownerDeactivationNotAllowed"
+    )
     past = {"toBeDeactivatedAt": "2026-02-01T00:00:00.000Z"}
     assert error_code(api.patch(f"/api/v2/users/{live}", json=past)) == "deactivationDateInvalid"
     assert api.patch(f"/api/v2/users/{live}", json=future).status_code == 200
@@ -447,8 +579,9 @@ def test_deactivation_date_rules_on_patch(sim: LearningSimulator, api: httpx.Cli
     assert "toBeDeactivatedAt" not in sim.user(live)
 
 
-def test_scheduled_deactivation_takes_effect_when_due(sim: LearningSimulator, api: httpx.Client,
-                                                      now: FakeNow) -> None:
+def test_scheduled_deactivation_takes_effect_when_due(
+    sim: LearningSimulator, api: httpx.Client, now: FakeNow
+) -> None:
     live = sim.seed_user("live@acme.test")
     api.patch(f"/api/v2/users/{live}", json={"toBeDeactivatedAt": "2026-03-05T00:00:00.000Z"})
     now.moment = datetime(2026, 3, 5, tzinfo=UTC)
@@ -473,8 +606,9 @@ def test_owner_cannot_be_deleted(sim: LearningSimulator, api: httpx.Client) -> N
     assert sim.roles_of(sim.owner_id) == {(sim.root_group_id, "owner")}
 
 
-def test_activate_makes_invited_user_active_and_refuses_deleted(sim: LearningSimulator,
-                                                                api: httpx.Client) -> None:
+def test_activate_makes_invited_user_active_and_refuses_deleted(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     jane = create(api, sim).json()["_id"]
     response = api.put(f"/api/v2/users/{jane}/activate")
     assert (response.status_code, response.json()["status"]) == (200, "active")
@@ -520,21 +654,25 @@ def test_manager_list_is_paginated(sim: LearningSimulator, api: httpx.Client) ->
 # ---- groups and roles -------------------------------------------------------------------------
 
 
-def test_user_admin_path_role_shows_as_user_admin_in_bodies(sim: LearningSimulator,
-                                                            api: httpx.Client) -> None:
+def test_user_admin_path_role_shows_as_user_admin_in_bodies(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     jane = sim.seed_user("jane@acme.test", roles=set())
     path = f"/api/v2/groups/{sim.sales_group_id}/user-admin/{jane}"
     assert api.post(path).status_code == 204
     assert api.get(f"/api/v2/users/{jane}/roles").json() == [
-        {"groupId": sim.sales_group_id, "role": "userAdmin"}]
+        {"groupId": sim.sales_group_id, "role": "userAdmin"}
+    ]
     assert api.get(f"/api/v2/groups/{sim.sales_group_id}/roles").json() == [
-        {"userId": jane, "role": "userAdmin"}]
+        {"userId": jane, "role": "userAdmin"}
+    ]
     assert api.delete(path).status_code == 204
     assert sim.roles_of(jane) == set()
 
 
-def test_body_spelling_user_admin_in_the_path_is_400(sim: LearningSimulator,
-                                                     api: httpx.Client) -> None:
+def test_body_spelling_user_admin_in_the_path_is_400(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     jane = sim.seed_user("jane@acme.test")
     response = api.post(f"/api/v2/groups/{sim.sales_group_id}/userAdmin/{jane}")
     assert (response.status_code, error_code(response)) == (400, "invalidInput")
@@ -553,17 +691,19 @@ def test_group_role_errors_follow_the_spec(sim: LearningSimulator, api: httpx.Cl
 
 
 def test_removing_learner_cascades_to_public_subgroups_down_to_the_first_private(
-        sim: LearningSimulator, api: httpx.Client) -> None:
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     emea = sim.add_group("EMEA", sim.sales_group_id)
     france = sim.add_group("France", emea)
     closed = sim.add_group("Closed", emea, public=False)
     under_closed = sim.add_group("Under closed", closed)
-    jane = sim.seed_user("jane@acme.test", roles={
-        (g, "learner") for g in (sim.sales_group_id, emea, france, closed, under_closed)})
+    jane = sim.seed_user(
+        "jane@acme.test",
+        roles={(g, "learner") for g in (sim.sales_group_id, emea, france, closed, under_closed)},
+    )
     sim.add_role(jane, france, "coach")
     assert api.delete(f"/api/v2/groups/{sim.sales_group_id}/learner/{jane}").status_code == 204
-    assert sim.roles_of(jane) == {(closed, "learner"), (under_closed, "learner"),
-                                  (france, "coach")}
+    assert sim.roles_of(jane) == {(closed, "learner"), (under_closed, "learner"), (france, "coach")}
 
 
 def test_groups_are_listed_and_fetched(sim: LearningSimulator, api: httpx.Client) -> None:
@@ -578,15 +718,23 @@ def test_groups_are_listed_and_fetched(sim: LearningSimulator, api: httpx.Client
 # ---- external ids -----------------------------------------------------------------------------
 
 
-def test_external_ids_are_created_listed_filtered_and_deleted(sim: LearningSimulator,
-                                                              api: httpx.Client) -> None:
+def test_external_ids_are_created_listed_filtered_and_deleted(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     jane, john = sim.seed_user("jane@acme.test"), sim.seed_user("john@acme.test")
-    created = api.post("/api/v2/external-ids", json={
-        "platform": "hibob", "targetType": "user", "targetId": jane, "value": "E1"})
+    created = api.post(
+        "/api/v2/external-ids",
+        json={"platform": "hibob", "targetType": "user", "targetId": jane, "value": "E1"},
+    )
     mapping = created.json()
     assert created.status_code == 201
-    assert mapping == {"_id": mapping["_id"], "platform": "hibob", "targetType": "user",
-                       "targetId": jane, "value": "E1"}
+    assert mapping == {
+        "_id": mapping["_id"],
+        "platform": "hibob",
+        "targetType": "user",
+        "targetId": jane,
+        "value": "E1",
+    }
     sim.add_external_id("hibob", john, "E2")
     sim.add_external_id("other", john, "E1")
     found = api.get("/api/v2/external-ids?platform[eq]=hibob&value%5Beq%5D=E1").json()
@@ -603,8 +751,10 @@ def test_external_id_conflicts_follow_the_spec(sim: LearningSimulator, api: http
     sim.add_external_id("hibob", jane, "E1")
 
     def post(target: str, value: str) -> httpx.Response:
-        return api.post("/api/v2/external-ids", json={
-            "platform": "hibob", "targetType": "user", "targetId": target, "value": value})
+        return api.post(
+            "/api/v2/external-ids",
+            json={"platform": "hibob", "targetType": "user", "targetId": target, "value": value},
+        )
 
     assert error_code(post(jane, "E9")) == "mappingAlreadyExists"
     assert error_code(post(john, "E1")) == "valueAlreadyUsed"
@@ -629,11 +779,13 @@ def test_external_ids_are_paginated(sim: LearningSimulator, api: httpx.Client) -
 
 
 def test_more_than_10_writes_per_second_get_429_without_retry_after(
-        sim: LearningSimulator, api: httpx.Client, clock: FakeClock) -> None:
+    sim: LearningSimulator, api: httpx.Client, clock: FakeClock
+) -> None:
     sim.enforce_rate_limits = True
     jane = sim.seed_user("jane@acme.test")
-    statuses = [api.patch(f"/api/v2/users/{jane}", json={"job": f"J{n}"}).status_code
-                for n in range(11)]
+    statuses = [
+        api.patch(f"/api/v2/users/{jane}", json={"job": f"J{n}"}).status_code for n in range(11)
+    ]
     assert statuses == [200] * 10 + [429]
     refused = api.patch(f"/api/v2/users/{jane}", json={"job": "late"})
     assert refused.json() == {"error": "tooManyRequests"}
@@ -644,8 +796,9 @@ def test_more_than_10_writes_per_second_get_429_without_retry_after(
     assert api.patch(f"/api/v2/users/{jane}", json={"job": "next"}).status_code == 200
 
 
-def test_more_than_50_reads_per_second_get_429(sim: LearningSimulator, api: httpx.Client,
-                                               clock: FakeClock) -> None:
+def test_more_than_50_reads_per_second_get_429(
+    sim: LearningSimulator, api: httpx.Client, clock: FakeClock
+) -> None:
     sim.enforce_rate_limits = True
     statuses = []
     for _ in range(51):
@@ -677,19 +830,21 @@ def test_fault_knobs_fail_throttle_and_drop(sim: LearningSimulator, api: httpx.C
     assert [s for _, _, s in sim.requests][1:] == [503, 429, 429, 0, 200]
 
 
-def test_request_log_records_method_path_and_status(sim: LearningSimulator,
-                                                    api: httpx.Client) -> None:
+def test_request_log_records_method_path_and_status(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
     jane = sim.seed_user("jane@acme.test")
     api.patch(f"/api/v2/users/{jane}", json={"job": "Lead"})
-    assert sim.requests == [("POST", "/api/v2/oauth2/token", 200),
-                            ("PATCH", f"/api/v2/users/{jane}", 200)]
+    assert sim.requests == [
+        ("POST", "/api/v2/oauth2/token", 200),
+        ("PATCH", f"/api/v2/users/{jane}", 200),
+    ]
 
 
 # ---- helpers, concurrency, loopback -----------------------------------------------------------
 
 
-def test_hand_made_changes_show_through_the_api(sim: LearningSimulator,
-                                                api: httpx.Client) -> None:
+def test_hand_made_changes_show_through_the_api(sim: LearningSimulator, api: httpx.Client) -> None:
     jane = sim.seed_user("Jane@Acme.test", firstName="Jane")
     sim.edit_user(jane, firstName="Janet", job="Ops")
     sim.edit_user(jane, job=None)
@@ -725,5 +880,7 @@ def test_served_simulator_answers_over_loopback(sim: LearningSimulator) -> None:
         assert first.links["next"]["url"].startswith(server.url)
         second = client.get(first.links["next"]["url"])
         assert [u["mail"] for u in first.json() + second.json()] == [
-            "owner@sandbox.test", "jane@acme.test"]
+            "owner@sandbox.test",
+            "jane@acme.test",
+        ]
         assert client.delete(f"/api/v2/users/{created.json()['_id']}").status_code == 204

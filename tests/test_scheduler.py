@@ -26,8 +26,9 @@ def noop() -> None:
 
 
 def jobs(settings: SyncSettings, **kwargs):
-    scheduler = build_scheduler(settings, run_incremental=noop, run_full=noop,
-                                poll_requests=noop, **kwargs)
+    scheduler = build_scheduler(
+        settings, run_incremental=noop, run_full=noop, poll_requests=noop, **kwargs
+    )
     assert not scheduler.running
     return {job.id: job for job in scheduler.get_jobs()}
 
@@ -56,11 +57,18 @@ def test_start_up_pass_is_the_first_incremental_run() -> None:
     assert found["incremental"].next_run_time == NOW
 
 
-@pytest.mark.parametrize(("interval_minutes", "jitter_seconds"), [
-    (15, 30.0), (5, 15.0), (0.5, 1.5), (1440, 30.0),
-])
+@pytest.mark.parametrize(
+    ("interval_minutes", "jitter_seconds"),
+    [
+        (15, 30.0),
+        (5, 15.0),
+        (0.5, 1.5),
+        (1440, 30.0),
+    ],
+)
 def test_jitter_is_five_percent_of_the_interval_capped_at_thirty_seconds(
-        interval_minutes, jitter_seconds) -> None:
+    interval_minutes, jitter_seconds
+) -> None:
     assert incremental_jitter(interval_minutes) == pytest.approx(jitter_seconds)
 
 
@@ -90,13 +98,11 @@ def test_full_resync_follows_the_cron_in_utc() -> None:
 
     assert trigger.get_next_fire_time(None, NOW) == dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC)
     weekly = full_resync_trigger("30 1 * * sun")
-    assert weekly.get_next_fire_time(None, NOW) == dt.datetime(2026, 11, 29, 1, 30,
-                                                               tzinfo=dt.UTC)
+    assert weekly.get_next_fire_time(None, NOW) == dt.datetime(2026, 11, 29, 1, 30, tzinfo=dt.UTC)
 
 
 def test_bad_cron_is_a_config_error_naming_the_setting() -> None:
     # load_settings already rejects it (tests/test_config.py); this is the scheduler's own guard.
     unchecked = SyncSettings.model_construct(full_resync_cron="every night")
     with pytest.raises(ConfigError, match="setting sync.full_resync_cron"):
-        build_scheduler(unchecked, run_incremental=noop,
-                        run_full=noop, poll_requests=noop)
+        build_scheduler(unchecked, run_incremental=noop, run_full=noop, poll_requests=noop)

@@ -8,26 +8,31 @@ from reconciler.config import Condition, ScopeGroup
 from reconciler.models import Employee
 from reconciler.scope import compute_in_scope
 
-ENGINEER = Employee("1", values={"work.department": "209", "work.site": "Paris",
-                                 "work.custom": None},
-                    labels={"work.department": "Engineering"})
+ENGINEER = Employee(
+    "1",
+    values={"work.department": "209", "work.site": "Paris", "work.custom": None},
+    labels={"work.department": "Engineering"},
+)
 
 
 def group(*conditions: dict) -> ScopeGroup:
     return ScopeGroup(conditions=[Condition(**c) for c in conditions])
 
 
-@pytest.mark.parametrize(("condition", "expected"), [
-    ({"field": "work.department", "op": "equals", "value": "Engineering"}, True),
-    ({"field": "work.department", "op": "equals", "value": "engineering"}, False),
-    ({"field": "work.department", "op": "equals", "value": "209"}, False),
-    ({"field": "work.department", "op": "not_equals", "value": "Sales"}, True),
-    ({"field": "work.department", "op": "in", "values": ["Sales", "Engineering"]}, True),
-    ({"field": "work.department", "op": "not_in", "values": ["Engineering"]}, False),
-    ({"field": "work.custom", "op": "is_empty"}, True),
-    ({"field": "work.site", "op": "is_not_empty"}, True),
-    ({"field": "work.site", "op": "equals", "value": "Paris"}, True),
-])
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ({"field": "work.department", "op": "equals", "value": "Engineering"}, True),
+        ({"field": "work.department", "op": "equals", "value": "engineering"}, False),
+        ({"field": "work.department", "op": "equals", "value": "209"}, False),
+        ({"field": "work.department", "op": "not_equals", "value": "Sales"}, True),
+        ({"field": "work.department", "op": "in", "values": ["Sales", "Engineering"]}, True),
+        ({"field": "work.department", "op": "not_in", "values": ["Engineering"]}, False),
+        ({"field": "work.custom", "op": "is_empty"}, True),
+        ({"field": "work.site", "op": "is_not_empty"}, True),
+        ({"field": "work.site", "op": "equals", "value": "Paris"}, True),
+    ],
+)
 def test_each_operator_compares_the_label_bob_shows(condition: dict, expected: bool) -> None:
     assert compute_in_scope([group(condition)], ENGINEER) is expected
 

@@ -41,8 +41,9 @@ class FakeNotifySocket:
             self.messages.append((time.monotonic(), data.decode()))
 
     def states(self) -> list[str]:
-        return [line.split("=", 1)[0] for _, message in self.messages
-                for line in message.splitlines()]
+        return [
+            line.split("=", 1)[0] for _, message in self.messages for line in message.splitlines()
+        ]
 
     def wait_for(self, state: str, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -91,20 +92,24 @@ def test_notify_to_a_socket_nobody_listens_on_is_logged_not_raised(tmp_path, cap
     assert "cannot notify systemd" in caplog.text
 
 
-@pytest.mark.parametrize(("environ", "expected"), [
-    ({"WATCHDOG_USEC": "60000000"}, 30.0),
-    ({"WATCHDOG_USEC": "60000000", "WATCHDOG_PID": str(os.getpid())}, 30.0),
-    ({"WATCHDOG_USEC": "60000000", "WATCHDOG_PID": "1"}, None),  # watches another process
-    ({"WATCHDOG_USEC": "0"}, None),
-    ({"WATCHDOG_USEC": "soon"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"WATCHDOG_USEC": "60000000"}, 30.0),
+        ({"WATCHDOG_USEC": "60000000", "WATCHDOG_PID": str(os.getpid())}, 30.0),
+        ({"WATCHDOG_USEC": "60000000", "WATCHDOG_PID": "1"}, None),  # watches another process
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+        ({}, None),
+    ],
+)
 def test_the_watchdog_pings_at_half_of_systemds_period(environ, expected) -> None:
     assert sdnotify.watchdog_interval_seconds(environ) == expected
 
 
 def test_run_tells_systemd_ready_then_pings_the_watchdog_then_stopping(
-        world, abstract_socket, monkeypatch) -> None:
+    world, abstract_socket, monkeypatch
+) -> None:
     from reconciler.service import run_service
 
     monkeypatch.setenv("NOTIFY_SOCKET", abstract_socket.address)
@@ -134,8 +139,7 @@ def test_run_tells_systemd_ready_then_pings_the_watchdog_then_stopping(
     assert states.count("WATCHDOG") >= 3 and states.count("READY") == 1
 
 
-def test_a_start_that_fails_never_tells_systemd_ready(world, abstract_socket,
-                                                       monkeypatch) -> None:
+def test_a_start_that_fails_never_tells_systemd_ready(world, abstract_socket, monkeypatch) -> None:
     from reconciler.errors import ConfigError
     from reconciler.service import run_service
 

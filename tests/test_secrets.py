@@ -39,8 +39,10 @@ SECRETS = {
 
 def echo(request: httpx.Request) -> str:
     """What a careless upstream puts in its error: the whole request, credentials first."""
-    return (f"auth={request.headers.get('authorization')} body={request.content.decode()} "
-            f"headers={dict(request.headers)}")
+    return (
+        f"auth={request.headers.get('authorization')} body={request.content.decode()} "
+        f"headers={dict(request.headers)}"
+    )
 
 
 class EchoingUpstreams:
@@ -49,46 +51,67 @@ class EchoingUpstreams:
     def __init__(self) -> None:
         company = generate_company(25, seed=5, today=TODAY)
         self.hibob = HibobSimulator(
-            company, today=TODAY,
+            company,
+            today=TODAY,
             service_user_id=SECRETS["RECONCILER_HIBOB__SERVICE_USER_ID"],
-            service_user_token=SECRETS["RECONCILER_HIBOB__SERVICE_USER_TOKEN"])
+            service_user_token=SECRETS["RECONCILER_HIBOB__SERVICE_USER_TOKEN"],
+        )
         self.learning = LearningSimulator(
-            enforce_rate_limits=False, client_id=SECRETS["RECONCILER_LEARNING__CLIENT_ID"],
-            client_secret=SECRETS["RECONCILER_LEARNING__CLIENT_SECRET"])
+            enforce_rate_limits=False,
+            client_id=SECRETS["RECONCILER_LEARNING__CLIENT_ID"],
+            client_secret=SECRETS["RECONCILER_LEARNING__CLIENT_SECRET"],
+        )
         self.mode = ""
         self.bearer_tokens: set[str] = set()
 
     def handle_hibob(self, request: httpx.Request) -> httpx.Response:
         if self.mode in ("hibob-401", "hibob-500", "hibob-403"):
             status = int(self.mode[-3:])
-            return httpx.Response(status, json={"key": "echo", "error": echo(request),
-                                                "errorMessage": echo(request)})
+            return httpx.Response(
+                status, json={"key": "echo", "error": echo(request), "errorMessage": echo(request)}
+            )
         return self.hibob.handle(request)
 
     def handle_learning(self, request: httpx.Request) -> httpx.Response:
         is_token = request.url.path.endswith("/oauth2/token")
         if self.mode == "token" and is_token:
-            return httpx.Response(401, json={"error": "invalid_client",
-                                             "error_description": echo(request),
-                                             "message": echo(request)})
-        if not is_token and (self.mode == "writes" and request.method != "GET"
-                             or self.mode == "reads" and request.method == "GET"):
+            return httpx.Response(
+                401,
+                json={
+                    "error": "invalid_client",
+                    "error_description": echo(request),
+                    "message": echo(request),
+                },
+            )
+        if not is_token and (
+            self.mode == "writes"
+            and request.method != "GET"
+            or self.mode == "reads"
+            and request.method == "GET"
+        ):
             status = 400 if self.mode == "writes" else 500
-            return httpx.Response(status, json={"error": {"code": "echo",
-                                                          "message": echo(request)}})
+            return httpx.Response(
+                status, json={"error": {"code": "echo", "message": echo(request)}}
+            )
         response = self.learning.handle(request)
         if is_token and response.status_code == 200:
             self.bearer_tokens.add(json.loads(response.read())["access_token"])
         return response
 
     def build(self, settings, **kwargs):
-        return build_services(settings, hibob_transport=httpx.MockTransport(self.handle_hibob),
-                              learning_transport=httpx.MockTransport(self.handle_learning),
-                              sleep=lambda seconds: None, **kwargs)
+        return build_services(
+            settings,
+            hibob_transport=httpx.MockTransport(self.handle_hibob),
+            learning_transport=httpx.MockTransport(self.handle_learning),
+            sleep=lambda seconds: None,
+            **kwargs,
+        )
 
     def secrets(self) -> list[str]:
-        user, token = (SECRETS["RECONCILER_HIBOB__SERVICE_USER_ID"],
-                       SECRETS["RECONCILER_HIBOB__SERVICE_USER_TOKEN"])
+        user, token = (
+            SECRETS["RECONCILER_HIBOB__SERVICE_USER_ID"],
+            SECRETS["RECONCILER_HIBOB__SERVICE_USER_TOKEN"],
+        )
         basic = base64.b64encode(f"{user}:{token}".encode()).decode()
         return ["LEAK-", *SECRETS.values(), basic, *self.bearer_tokens]
 
@@ -103,19 +126,22 @@ def restore_logging():
 
 
 def test_secrets_echoed_by_upstreams_reach_no_output_log_database_or_metrics(
-        tmp_path: Path, monkeypatch, capsys, restore_logging):
+    tmp_path: Path, monkeypatch, capsys, restore_logging
+):
     upstreams = EchoingUpstreams()
     db = tmp_path / "reconciler.db"
     config = tmp_path / "settings.toml"
     config.write_text("")
-    environ = {**SECRETS,
-               "RECONCILER_HIBOB__BASE_URL": "http://hibob.test/v1",
-               "RECONCILER_LEARNING__BASE_URL": "http://learning.test",
-               "RECONCILER_LEARNING__DEFAULT_GROUP_ID": upstreams.learning.root_group_id,
-               "RECONCILER_SYNC__MAX_DEACTIVATIONS": "1000",
-               "RECONCILER_SYNC__MAX_DEACTIVATION_RATIO": "1",
-               "RECONCILER_WEBHOOKS__LISTEN": "127.0.0.1:0",
-               "RECONCILER_STORE__PATH": str(db)}
+    environ = {
+        **SECRETS,
+        "RECONCILER_HIBOB__BASE_URL": "http://hibob.test/v1",
+        "RECONCILER_LEARNING__BASE_URL": "http://learning.test",
+        "RECONCILER_LEARNING__DEFAULT_GROUP_ID": upstreams.learning.root_group_id,
+        "RECONCILER_SYNC__MAX_DEACTIVATIONS": "1000",
+        "RECONCILER_SYNC__MAX_DEACTIVATION_RATIO": "1",
+        "RECONCILER_WEBHOOKS__LISTEN": "127.0.0.1:0",
+        "RECONCILER_STORE__PATH": str(db),
+    }
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     outputs: list[str] = []
@@ -124,7 +150,8 @@ def test_secrets_echoed_by_upstreams_reach_no_output_log_database_or_metrics(
     def run(mode: str, *argv: str) -> None:
         upstreams.mode = mode
         exit_codes[f"{mode or 'ok'}: {' '.join(argv)}"] = cli.main(
-            ["--config", str(config), *argv], build=upstreams.build)
+            ["--config", str(config), *argv], build=upstreams.build
+        )
         captured = capsys.readouterr()
         outputs.extend([captured.out, captured.err])
 
@@ -166,14 +193,24 @@ def serve_briefly(upstreams: EchoingUpstreams, environ: dict[str, str], config: 
     service = Service(upstreams.build(load_settings(str(config))))
     service.start()
     try:
-        body = json.dumps({"type": "employee.updated",
-                           "data": {"employeeId": next(iter(upstreams.hibob.records))}}).encode()
+        body = json.dumps(
+            {
+                "type": "employee.updated",
+                "data": {"employeeId": next(iter(upstreams.hibob.records))},
+            }
+        ).encode()
         secret = SECRETS["RECONCILER_WEBHOOKS__UPSERT_SECRET"]
         with httpx.Client(trust_env=False, timeout=5) as client:
-            client.post(f"{service.url}/webhooks/hibob/upsert", content=body,
-                        headers={"Bob-Signature": sign(body, secret)})
-            client.post(f"{service.url}/webhooks/hibob/upsert", content=secret.encode(),
-                        headers={"Bob-Signature": secret})
+            client.post(
+                f"{service.url}/webhooks/hibob/upsert",
+                content=body,
+                headers={"Bob-Signature": sign(body, secret)},
+            )
+            client.post(
+                f"{service.url}/webhooks/hibob/upsert",
+                content=secret.encode(),
+                headers={"Bob-Signature": secret},
+            )
             metrics = client.get(f"{service.url}/metrics").text
     finally:
         service.stop()
@@ -183,7 +220,13 @@ def serve_briefly(upstreams: EchoingUpstreams, environ: dict[str, str], config: 
 def find_leaks(secrets: list[str], outputs: list[str], db: Path) -> list[str]:
     with sqlite3.connect(db) as connection:
         dump = "\n".join(connection.iterdump())
-    places: dict[str, Callable[[], str]] = {"output": lambda: "\n".join(outputs),
-                                            "database": lambda: dump}
-    return [f"{secret!r} in {place}" for place, text in places.items() for secret in secrets
-            if secret in text()]
+    places: dict[str, Callable[[], str]] = {
+        "output": lambda: "\n".join(outputs),
+        "database": lambda: dump,
+    }
+    return [
+        f"{secret!r} in {place}"
+        for place, text in places.items()
+        for secret in secrets
+        if secret in text()
+    ]

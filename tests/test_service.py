@@ -50,11 +50,18 @@ def passes_of_kind(world: World, kind: str) -> list[dict]:
     return [p for p in world.store.list_passes(100) if p["kind"] == kind]
 
 
-@pytest.mark.parametrize(("interval_minutes", "bound_minutes"), [
-    (15, 45), (60, 180), (0.5, 10.5), (5, 15),
-])
+@pytest.mark.parametrize(
+    ("interval_minutes", "bound_minutes"),
+    [
+        (15, 45),
+        (60, 180),
+        (0.5, 10.5),
+        (5, 15),
+    ],
+)
 def test_readiness_bound_is_three_intervals_and_at_least_interval_plus_ten_minutes(
-        interval_minutes, bound_minutes) -> None:
+    interval_minutes, bound_minutes
+) -> None:
     assert readiness_bound(interval_minutes) == bound_minutes * MINUTE
 
 
@@ -67,7 +74,8 @@ def test_readiness_follows_the_age_of_the_last_successful_pass() -> None:
 
 
 def test_service_is_ready_after_a_successful_pass_and_not_after_a_long_silence(
-        world, service) -> None:
+    world, service
+) -> None:
     assert service.is_ready()[0]
     world.now = NOW + 46 * MINUTE
     assert not service.is_ready()[0]
@@ -76,15 +84,20 @@ def test_service_is_ready_after_a_successful_pass_and_not_after_a_long_silence(
 
 
 def test_a_pass_feeds_the_metrics(world, service) -> None:
-    world.learning.delete_user(world.store.get_entry(world.active_employees()[1])
-                               .learning_user_id)
+    world.learning.delete_user(world.store.get_entry(world.active_employees()[1]).learning_user_id)
     result = service.run_full()
 
     registry = service.metrics.registry
-    assert registry.get_sample_value("reconciler_passes_total",
-                                     {"kind": "full", "outcome": result.outcome}) == 1
-    assert registry.get_sample_value("reconciler_last_success_timestamp_seconds") == \
-        world.now.timestamp()
+    assert (
+        registry.get_sample_value(
+            "reconciler_passes_total", {"kind": "full", "outcome": result.outcome}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value("reconciler_last_success_timestamp_seconds")
+        == world.now.timestamp()
+    )
     assert registry.get_sample_value("reconciler_pending_hints") == 0
     assert registry.get_sample_value("reconciler_api_calls_total", {"service": "learning"}) > 0
 
@@ -93,8 +106,9 @@ def test_second_service_on_the_same_database_is_refused_and_stop_is_clean(world)
     first = Service(world.services)
     first.start()
     try:
-        second = Service(Services(world.settings, world.services.hibob,
-                                  world.services.learning, Store(world.db)))
+        second = Service(
+            Services(world.settings, world.services.hibob, world.services.learning, Store(world.db))
+        )
         with pytest.raises(InstanceLocked, match="already running"):
             second.start()
         response = httpx.get(f"{first.url}/healthz", trust_env=False)
@@ -151,17 +165,26 @@ def test_status_shows_the_next_scheduled_passes_of_the_running_service(world) ->
 
 
 def test_readyz_body_names_the_cause_of_the_last_failed_pass_even_after_a_restart(
-        world, service, monotonic) -> None:
+    world, service, monotonic
+) -> None:
     world.hibob.faults.fail_next(1, 401, None)
     service.run_incremental()
     world.now = NOW + 46 * MINUTE
 
     restarted = Service(world.build(), clock=lambda: world.now, monotonic=monotonic)
-    app = create_app(world.settings.webhooks, on_hint=restarted.hints.on_hint,
-                     is_ready=restarted.is_ready, metrics=restarted.metrics)
+    app = create_app(
+        world.settings.webhooks,
+        on_hint=restarted.hints.on_hint,
+        is_ready=restarted.is_ready,
+        metrics=restarted.metrics,
+    )
     status = {}
-    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/readyz"},
-                        lambda line, headers: status.setdefault("line", line)))
+    body = b"".join(
+        app(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/readyz"},
+            lambda line, headers: status.setdefault("line", line),
+        )
+    )
 
     assert status["line"].startswith("503")
     assert body.decode().startswith("last pass failed: Hibob API answered 401")

@@ -38,14 +38,19 @@ def test_an_older_database_is_upgraded_in_place_keeping_its_data(tmp_path) -> No
 
 def test_applied_state_round_trips_and_a_success_clears_failures(tmp_path) -> None:
     store = Store(tmp_path / "s.db")
-    store.record_failure("7", "boom", quarantine_after=1,
-                         quarantined_until=NOW + dt.timedelta(hours=1), at=NOW)
+    store.record_failure(
+        "7", "boom", quarantine_after=1, quarantined_until=NOW + dt.timedelta(hours=1), at=NOW
+    )
     assert [q["employee_id"] for q in store.list_quarantined(NOW)] == ["7"]
     assert store.get_entry("7").is_quarantined(NOW)
-    state = AppliedState(is_active=True, attributes={"job": "x"},
-                         groups=frozenset({GroupRole("g1", "learner")}), manager="9",
-                         kept_groups=frozenset({GroupRole("g0", "admin")}),
-                         is_external_id_linked=True)
+    state = AppliedState(
+        is_active=True,
+        attributes={"job": "x"},
+        groups=frozenset({GroupRole("g1", "learner")}),
+        manager="9",
+        kept_groups=frozenset({GroupRole("g0", "admin")}),
+        is_external_id_linked=True,
+    )
     store.save_applied("7", learning_user_id="u7", email="a@b.example", state=state, at=NOW)
     entry = store.get_entry("7")
     assert entry.state == state
@@ -124,8 +129,9 @@ def test_a_lock_path_that_is_a_directory_is_an_error_naming_it(tmp_path) -> None
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "newer", "lock_directory"])
-def test_the_cli_reports_a_database_problem_in_one_line_with_exit_2(damage, tmp_path,
-                                                                    capsys) -> None:
+def test_the_cli_reports_a_database_problem_in_one_line_with_exit_2(
+    damage, tmp_path, capsys
+) -> None:
     from reconciler.cli import main
 
     path = tmp_path / "r.db"

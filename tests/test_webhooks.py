@@ -37,24 +37,39 @@ def sign(body: bytes, secret: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha512).digest()).decode()
 
 
-def event(event_type: str = "employee.updated", employee_id: str = "3332883894235038486",
-          **extra: object) -> bytes:
-    payload = {"companyId": 637323, "type": event_type, "triggeredBy": "system",
-               "triggeredAt": "2024-12-26T11:29:14.399997", "version": "v2",
-               "data": {"employeeId": employee_id}, **extra}
+def event(
+    event_type: str = "employee.updated", employee_id: str = "3332883894235038486", **extra: object
+) -> bytes:
+    payload = {
+        "companyId": 637323,
+        "type": event_type,
+        "triggeredBy": "system",
+        "triggeredAt": "2024-12-26T11:29:14.399997",
+        "version": "v2",
+        "data": {"employeeId": employee_id},
+        **extra,
+    }
     return json.dumps(payload).encode()
 
 
 class Receiver:
     """A served app plus what its callbacks saw."""
 
-    def __init__(self, settings: WebhookSettings, on_hint: Callable[[Hint], None] | None,
-                 client: httpx.Client) -> None:
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        on_hint: Callable[[Hint], None] | None,
+        client: httpx.Client,
+    ) -> None:
         self.hints: list[Hint] = []
         self.ready: tuple[bool, str] = (True, "last pass 12 s ago")
         self.metrics = Metrics()
-        app = create_app(settings, on_hint=on_hint or self.hints.append,
-                         is_ready=lambda: self.ready, metrics=self.metrics)
+        app = create_app(
+            settings,
+            on_hint=on_hint or self.hints.append,
+            is_ready=lambda: self.ready,
+            metrics=self.metrics,
+        )
         self.server = serve_webhooks(app, "127.0.0.1:0", max_body_bytes=settings.max_body_bytes)
         self.client = client
 
@@ -85,9 +100,12 @@ def serve(client) -> Iterator[Callable[..., Receiver]]:
     started: list[Receiver] = []
 
     def start(on_hint: Callable[[Hint], None] | None = None, **settings: object) -> Receiver:
-        values = {"upsert_secret": SecretStr(UPSERT_SECRET),
-                  "deactivation_secret": SecretStr(DEACTIVATION_SECRET),
-                  "max_body_bytes": LIMIT, **settings}
+        values = {
+            "upsert_secret": SecretStr(UPSERT_SECRET),
+            "deactivation_secret": SecretStr(DEACTIVATION_SECRET),
+            "max_body_bytes": LIMIT,
+            **settings,
+        }
         started.append(Receiver(WebhookSettings(**values), on_hint, client))
         return started[-1]
 
@@ -105,17 +123,27 @@ def test_signed_upsert_is_stored_as_a_hint_before_the_200(receiver):
     response = receiver.post(UPSERT, event("employee.updated", "123"), UPSERT_SECRET)
 
     assert response.status_code == 200
-    assert receiver.hints == [Hint(hibob_id="123", event_type="employee.updated",
-                                   triggered_at="2024-12-26T11:29:14.399997", source="upsert")]
+    assert receiver.hints == [
+        Hint(
+            hibob_id="123",
+            event_type="employee.updated",
+            triggered_at="2024-12-26T11:29:14.399997",
+            source="upsert",
+        )
+    ]
 
 
 def test_signed_deactivation_event_is_stored_with_its_webhook_as_source(receiver):
-    response = receiver.post(DEACTIVATION, event("employee.access.revoked.immediately", "9"),
-                             DEACTIVATION_SECRET)
+    response = receiver.post(
+        DEACTIVATION, event("employee.access.revoked.immediately", "9"), DEACTIVATION_SECRET
+    )
 
     assert response.status_code == 200
-    assert receiver.hints == [Hint("9", "employee.access.revoked.immediately",
-                                   "2024-12-26T11:29:14.399997", "deactivation")]
+    assert receiver.hints == [
+        Hint(
+            "9", "employee.access.revoked.immediately", "2024-12-26T11:29:14.399997", "deactivation"
+        )
+    ]
 
 
 def test_event_sent_to_the_other_webhook_path_is_still_a_hint(receiver):
@@ -123,13 +151,20 @@ def test_event_sent_to_the_other_webhook_path_is_still_a_hint(receiver):
 
     assert response.status_code == 200
     assert [(h.hibob_id, h.event_type, h.source) for h in receiver.hints] == [
-        ("5", "employee.joined", "deactivation")]
+        ("5", "employee.joined", "deactivation")
+    ]
 
 
 def test_v1_legacy_payload_is_taken_by_its_employee_id(receiver):
-    body = json.dumps({"companyId": 1, "type": "employee.created",
-                       "employee": {"id": "777", "email": "a@example.com"},
-                       "data": {"root": {"id": "777"}}, "creationDate": "2023-01-01T10:00:00"})
+    body = json.dumps(
+        {
+            "companyId": 1,
+            "type": "employee.created",
+            "employee": {"id": "777", "email": "a@example.com"},
+            "data": {"root": {"id": "777"}},
+            "creationDate": "2023-01-01T10:00:00",
+        }
+    )
 
     response = receiver.post(UPSERT, body.encode(), UPSERT_SECRET)
 
@@ -212,10 +247,11 @@ def test_body_over_the_limit_with_content_length_is_413_and_not_stored(receiver)
 
 def test_chunked_body_over_the_limit_is_413_and_not_stored(receiver):
     body = event(padding="x" * LIMIT)
-    chunks = (body[i:i + 1000] for i in range(0, len(body), 1000))
+    chunks = (body[i : i + 1000] for i in range(0, len(body), 1000))
 
-    response = receiver.request("POST", UPSERT, content=chunks,
-                                headers={"Bob-Signature": sign(body, UPSERT_SECRET)})
+    response = receiver.request(
+        "POST", UPSERT, content=chunks, headers={"Bob-Signature": sign(body, UPSERT_SECRET)}
+    )
 
     assert response.request.headers["Transfer-Encoding"] == "chunked"
     assert response.status_code == 413
@@ -243,11 +279,19 @@ class CountingStream(io.BytesIO):
 
 @pytest.mark.parametrize("content_length", ["", str(LIMIT * 100)])
 def test_app_alone_answers_413_reading_at_most_limit_plus_one_bytes(content_length):
-    app = create_app(WebhookSettings(upsert_secret=SecretStr(UPSERT_SECRET), max_body_bytes=LIMIT),
-                     on_hint=lambda hint: None, is_ready=lambda: (True, ""), metrics=Metrics())
+    app = create_app(
+        WebhookSettings(upsert_secret=SecretStr(UPSERT_SECRET), max_body_bytes=LIMIT),
+        on_hint=lambda hint: None,
+        is_ready=lambda: (True, ""),
+        metrics=Metrics(),
+    )
     stream = CountingStream(b"x" * (LIMIT * 100))
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": UPSERT, "CONTENT_LENGTH": content_length,
-               "wsgi.input": stream}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": UPSERT,
+        "CONTENT_LENGTH": content_length,
+        "wsgi.input": stream,
+    }
     statuses: list[str] = []
 
     app(environ, lambda status, headers: statuses.append(status))
@@ -290,7 +334,8 @@ def test_failing_store_answers_503_so_hibob_retries(serve):
 
 
 def test_webhook_without_a_secret_passes_ping_but_refuses_events_with_503_and_says_why(
-        serve, caplog):
+    serve, caplog
+):
     caplog.set_level(logging.INFO, logger="reconciler.webhooks")
     receiver = serve(deactivation_secret=SecretStr(""))
 
@@ -299,7 +344,10 @@ def test_webhook_without_a_secret_passes_ping_but_refuses_events_with_503_and_sa
     signed_with_empty_key = receiver.post(DEACTIVATION, event("employee.inactivated"), "")
 
     assert (ping.status_code, unsigned.status_code, signed_with_empty_key.status_code) == (
-        200, 503, 503)
+        200,
+        503,
+        503,
+    )
     assert receiver.hints == []
     assert "deactivation_secret is not configured" in caplog.text
     assert "secret_not_configured" in caplog.text
@@ -336,18 +384,28 @@ def test_metrics_serves_prometheus_text_counting_deliveries(receiver):
 
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert 'reconciler_webhook_deliveries_total{outcome="accepted",webhook="upsert"} 1.0' \
+    assert (
+        'reconciler_webhook_deliveries_total{outcome="accepted",webhook="upsert"} 1.0'
         in response.text
-    assert 'reconciler_webhook_deliveries_total{outcome="no_signature",webhook="upsert"} 1.0' \
+    )
+    assert (
+        'reconciler_webhook_deliveries_total{outcome="no_signature",webhook="upsert"} 1.0'
         in response.text
+    )
     assert "reconciler_pending_hints 3.0" in response.text
 
 
-@pytest.mark.parametrize(("method", "path", "status", "allow"), [
-    ("GET", "/nope", 404, None), ("GET", UPSERT + "/", 404, None),
-    ("GET", UPSERT, 405, "POST"), ("PUT", DEACTIVATION, 405, "POST"),
-    ("POST", "/healthz", 405, "GET"), ("DELETE", "/metrics", 405, "GET"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/nope", 404, None),
+        ("GET", UPSERT + "/", 404, None),
+        ("GET", UPSERT, 405, "POST"),
+        ("PUT", DEACTIVATION, 405, "POST"),
+        ("POST", "/healthz", 405, "GET"),
+        ("DELETE", "/metrics", 405, "GET"),
+    ],
+)
 def test_unknown_paths_are_404_and_wrong_methods_405(receiver, method, path, status, allow):
     response = receiver.request(method, path)
 
@@ -369,13 +427,19 @@ def test_logs_say_event_employee_and_outcome_but_never_body_signature_or_secret(
     receiver.post(UPSERT, b"{broken BODY-MARKER-5c1e", UPSERT_SECRET)
 
     lines = [r.getMessage() for r in caplog.records if r.name == "reconciler.webhooks"]
-    assert any("employee.updated" in line and "424242" in line and "store_failed" in line
-               for line in lines)
+    assert any(
+        "employee.updated" in line and "424242" in line and "store_failed" in line for line in lines
+    )
     assert any("bad_signature" in line for line in lines)
     assert any("malformed_json" in line for line in lines)
     everything = caplog.text + "".join(lines)
-    for secret_or_body in (UPSERT_SECRET, DEACTIVATION_SECRET, sign(body, UPSERT_SECRET),
-                           sign(body, DEACTIVATION_SECRET), "BODY-MARKER-5c1e"):
+    for secret_or_body in (
+        UPSERT_SECRET,
+        DEACTIVATION_SECRET,
+        sign(body, UPSERT_SECRET),
+        sign(body, DEACTIVATION_SECRET),
+        "BODY-MARKER-5c1e",
+    ):
         assert secret_or_body not in everything
 
 
@@ -408,8 +472,9 @@ def test_stop_refuses_new_connections_but_lets_a_request_in_flight_finish(serve)
 
     receiver = serve(on_hint=slow_store)
     answers: list[httpx.Response] = []
-    poster = threading.Thread(target=lambda: answers.append(
-        receiver.post(UPSERT, event(employee_id="66"), UPSERT_SECRET)))
+    poster = threading.Thread(
+        target=lambda: answers.append(receiver.post(UPSERT, event(employee_id="66"), UPSERT_SECRET))
+    )
     poster.start()
     assert entered.wait(5)
     stopper = threading.Thread(target=receiver.server.stop)
@@ -435,16 +500,18 @@ def test_url_reports_the_port_actually_bound(receiver):
 
 @pytest.mark.parametrize("listen", ["127.0.0.1", "localhost:http", ":8480"])
 def test_listen_without_host_and_port_is_a_config_error(listen):
-    app = create_app(WebhookSettings(), on_hint=lambda hint: None,
-                     is_ready=lambda: (True, ""), metrics=Metrics())
+    app = create_app(
+        WebhookSettings(), on_hint=lambda hint: None, is_ready=lambda: (True, ""), metrics=Metrics()
+    )
 
     with pytest.raises(ConfigError, match="webhooks.listen"):
         serve_webhooks(app, listen, max_body_bytes=LIMIT)
 
 
 def test_listen_on_a_port_already_taken_is_a_config_error(receiver):
-    app = create_app(WebhookSettings(), on_hint=lambda hint: None,
-                     is_ready=lambda: (True, ""), metrics=Metrics())
+    app = create_app(
+        WebhookSettings(), on_hint=lambda hint: None, is_ready=lambda: (True, ""), metrics=Metrics()
+    )
     taken = receiver.server.url.removeprefix("http://")
 
     with pytest.raises(ConfigError, match="cannot listen on"):
@@ -461,35 +528,61 @@ def test_accepted_delivery_is_answered_200_because_bob_may_disconnect_other_answ
 
 def test_the_wsgi_app_module_knows_nothing_of_the_server():
     source = Path(webhooks_module.__file__).read_text(encoding="utf-8")
-    imported = {alias.name for node in ast.walk(ast.parse(source))
-                if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module for node in ast.walk(ast.parse(source))
-                 if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
 
     assert not any(name.startswith("waitress") for name in imported)
 
 
-def call_app(body: bytes, *, secret: str | None = UPSERT_SECRET, limit: int = 1_048_576,
-             **environ: str) -> tuple[int, list[Hint]]:
+def call_app(
+    body: bytes, *, secret: str | None = UPSERT_SECRET, limit: int = 1_048_576, **environ: str
+) -> tuple[int, list[Hint]]:
     """One request through the WSGI app in-process: (status, hints stored)."""
     hints: list[Hint] = []
-    app = create_app(WebhookSettings(upsert_secret=SecretStr(UPSERT_SECRET),
-                                     deactivation_secret=SecretStr(DEACTIVATION_SECRET),
-                                     max_body_bytes=limit),
-                     on_hint=hints.append, is_ready=lambda: (True, ""), metrics=Metrics())
+    app = create_app(
+        WebhookSettings(
+            upsert_secret=SecretStr(UPSERT_SECRET),
+            deactivation_secret=SecretStr(DEACTIVATION_SECRET),
+            max_body_bytes=limit,
+        ),
+        on_hint=hints.append,
+        is_ready=lambda: (True, ""),
+        metrics=Metrics(),
+    )
     headers = {} if secret is None else {"HTTP_BOB_SIGNATURE": sign(body, secret)}
     statuses: list[str] = []
-    app({"REQUEST_METHOD": "POST", "PATH_INFO": UPSERT, "CONTENT_LENGTH": str(len(body)),
-         "wsgi.input": io.BytesIO(body), **headers, **environ},
-        lambda status, headers: statuses.append(status))
+    app(
+        {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": UPSERT,
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            **headers,
+            **environ,
+        },
+        lambda status, headers: statuses.append(status),
+    )
     return int(statuses[0].split()[0]), hints
 
 
-@pytest.mark.parametrize("body", [
-    b"[" * 100_000 + b"]" * 100_000,
-    b'{"type": "employee.updated", "data": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
-    b'{"type": "employee.updated", "data": {"employeeId": "1"}, "x": ' + b"[" * 5000,
-], ids=["deep array", "deep object", "deep and unterminated"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"type": "employee.updated", "data": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
+        b'{"type": "employee.updated", "data": {"employeeId": "1"}, "x": ' + b"[" * 5000,
+    ],
+    ids=["deep array", "deep object", "deep and unterminated"],
+)
 def test_signed_deeply_nested_body_is_400_not_500(body):
     assert call_app(body) == (400, [])
 

@@ -24,8 +24,9 @@ from reconciler.webserver import ConnectionLimits, WebhookServer, serve_webhooks
 
 QUICK_SECONDS = 1.0
 """How fast a health check must answer while the server is under attack."""
-LIMITS = ConnectionLimits(max_connections=40, max_connections_per_address=8,
-                          request_seconds=1, idle_seconds=1)
+LIMITS = ConnectionLimits(
+    max_connections=40, max_connections_per_address=8, request_seconds=1, idle_seconds=1
+)
 
 
 @pytest.fixture
@@ -38,13 +39,17 @@ def start(hints: list[Hint]) -> Iterator[Callable[..., WebhookServer]]:
     servers: list[WebhookServer] = []
 
     def run(limits: ConnectionLimits | None = None) -> WebhookServer:
-        settings = WebhookSettings(upsert_secret=SecretStr("fuzz-upsert-secret-1"),
-                                   deactivation_secret=SecretStr("fuzz-deact-secret-2"))
-        app = create_app(settings, on_hint=hints.append, is_ready=lambda: (True, "ok"),
-                         metrics=Metrics())
+        settings = WebhookSettings(
+            upsert_secret=SecretStr("fuzz-upsert-secret-1"),
+            deactivation_secret=SecretStr("fuzz-deact-secret-2"),
+        )
+        app = create_app(
+            settings, on_hint=hints.append, is_ready=lambda: (True, "ok"), metrics=Metrics()
+        )
         kwargs = {} if limits is None else {"limits": limits}
-        servers.append(serve_webhooks(app, "127.0.0.1:0", max_body_bytes=settings.max_body_bytes,
-                                      **kwargs))
+        servers.append(
+            serve_webhooks(app, "127.0.0.1:0", max_body_bytes=settings.max_body_bytes, **kwargs)
+        )
         return servers[-1]
 
     yield run
@@ -57,8 +62,14 @@ def address(server: WebhookServer) -> tuple[str, int]:
     return url.host, url.port
 
 
-def open_idle(stack: ExitStack, server: WebhookServer, count: int, *, source: str = "127.0.0.1",
-              first_bytes: bytes = b"") -> list[socket.socket]:
+def open_idle(
+    stack: ExitStack,
+    server: WebhookServer,
+    count: int,
+    *,
+    source: str = "127.0.0.1",
+    first_bytes: bytes = b"",
+) -> list[socket.socket]:
     """`count` connections that send `first_bytes` (maybe nothing) and then go quiet."""
     sockets = []
     for _ in range(count):
@@ -94,8 +105,11 @@ def is_closed_by_server(sock: socket.socket, within: float) -> bool:
         return True
 
 
-@pytest.mark.parametrize("first_bytes", [b"", b"POST /webhooks/hibob/upsert HTTP/1.1\r\n"],
-                         ids=["silent", "half-sent headers"])
+@pytest.mark.parametrize(
+    "first_bytes",
+    [b"", b"POST /webhooks/hibob/upsert HTTP/1.1\r\n"],
+    ids=["silent", "half-sent headers"],
+)
 def test_health_checks_answer_quickly_with_150_idle_connections_open(start, first_bytes):
     server = start()
 
@@ -115,9 +129,13 @@ def test_webhook_delivery_is_stored_while_idle_connections_hold_the_server(start
 
     with ExitStack() as stack:
         open_idle(stack, server, 120)
-        response = httpx.post(server.url + "/webhooks/hibob/upsert", content=body,
-                              headers={"Bob-Signature": signature.decode()}, timeout=5.0,
-                              trust_env=False)
+        response = httpx.post(
+            server.url + "/webhooks/hibob/upsert",
+            content=body,
+            headers={"Bob-Signature": signature.decode()},
+            timeout=5.0,
+            trust_env=False,
+        )
 
     assert (response.status_code, [hint.hibob_id for hint in hints]) == (200, ["42"])
 
@@ -138,8 +156,9 @@ def test_many_addresses_never_exceed_the_total_and_health_checks_still_answer(st
     sources = [f"127.0.0.{n}" for n in range(2, 12)]
 
     with ExitStack() as stack:
-        sockets = [sock for source in sources for sock in open_idle(stack, server, 6,
-                                                                    source=source)]
+        sockets = [
+            sock for source in sources for sock in open_idle(stack, server, 6, source=source)
+        ]
         time.sleep(0.3)
         still_open = sum(not is_closed_by_server(sock, 0.01) for sock in sockets)
         status, seconds = timed_get(server, "/readyz")
@@ -176,8 +195,14 @@ def test_a_lying_content_length_is_cut_off_after_the_request_deadline(start, hin
     server = start(LIMITS)
 
     with ExitStack() as stack:
-        (sock,) = open_idle(stack, server, 1, first_bytes=(
-            b"POST /webhooks/hibob/upsert HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{"))
+        (sock,) = open_idle(
+            stack,
+            server,
+            1,
+            first_bytes=(
+                b"POST /webhooks/hibob/upsert HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{"
+            ),
+        )
         started = time.monotonic()
         closed = is_closed_by_server(sock, LIMITS.request_seconds + 2.5)
 
@@ -199,9 +224,15 @@ def test_a_huge_content_length_is_refused_without_reading_the_body(start, hints)
     server = start(LIMITS)
 
     with ExitStack() as stack:
-        (sock,) = open_idle(stack, server, 1, first_bytes=(
-            b"POST /webhooks/hibob/upsert HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Length: 99999999999999\r\n\r\n"))
+        (sock,) = open_idle(
+            stack,
+            server,
+            1,
+            first_bytes=(
+                b"POST /webhooks/hibob/upsert HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 99999999999999\r\n\r\n"
+            ),
+        )
         answer = sock.recv(200)
 
     assert answer.split(b" ")[1] == b"413"
@@ -212,8 +243,14 @@ def test_oversized_headers_are_refused(start):
     server = start(LIMITS)
 
     with ExitStack() as stack:
-        (sock,) = open_idle(stack, server, 1, first_bytes=(
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"))
+        (sock,) = open_idle(
+            stack,
+            server,
+            1,
+            first_bytes=(
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+            ),
+        )
         answer = sock.recv(200)
 
     assert answer.split(b" ")[1] == b"431"

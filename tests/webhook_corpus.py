@@ -18,14 +18,33 @@ from typing import Any
 
 UPSERT_SECRET = "fuzz-upsert-secret-0d6b3e"
 DEACTIVATION_SECRET = "fuzz-deactivation-secret-91c4aa"
-PATHS = {"/webhooks/hibob/upsert": UPSERT_SECRET,
-         "/webhooks/hibob/deactivation": DEACTIVATION_SECRET}
-EVENTS = ["employee.created", "employee.updated", "employee.activated", "employee.joined",
-          "employee.inactivated", "employee.deleted", "employee.access.revoked.immediately",
-          "employee.left", "table.entry.updated", "", "EMPLOYEE.UPDATED"]
-CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
-                 "multipart/form-data; boundary=x", "application/json; charset=utf-16",
-                 "\x00\xff", "a" * 3000, ""]
+PATHS = {
+    "/webhooks/hibob/upsert": UPSERT_SECRET,
+    "/webhooks/hibob/deactivation": DEACTIVATION_SECRET,
+}
+EVENTS = [
+    "employee.created",
+    "employee.updated",
+    "employee.activated",
+    "employee.joined",
+    "employee.inactivated",
+    "employee.deleted",
+    "employee.access.revoked.immediately",
+    "employee.left",
+    "table.entry.updated",
+    "",
+    "EMPLOYEE.UPDATED",
+]
+CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "application/json; charset=utf-16",
+    "\x00\xff",
+    "a" * 3000,
+    "",
+]
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -45,13 +64,29 @@ class Case:
 
 
 def _event(rng: random.Random) -> dict[str, Any]:
-    employee_id: Any = rng.choice([
-        str(rng.randrange(10**18, 10**19)), rng.randrange(10**6), "", " ", None, True, 1.5,
-        [1], {"id": 1}, "9" * rng.choice([64, 65, 5000]), "12\n34", "\u202e123", "é" * 10])
-    payload: dict[str, Any] = {"companyId": rng.randrange(10**6), "type": rng.choice(EVENTS),
-                               "triggeredAt": rng.choice(["2024-12-26T11:29:14.399997", None, 5,
-                                                          "x" * 500]),
-                               "data": rng.choice([{"employeeId": employee_id}, employee_id, []])}
+    employee_id: Any = rng.choice(
+        [
+            str(rng.randrange(10**18, 10**19)),
+            rng.randrange(10**6),
+            "",
+            " ",
+            None,
+            True,
+            1.5,
+            [1],
+            {"id": 1},
+            "9" * rng.choice([64, 65, 5000]),
+            "12\n34",
+            "\u202e123",
+            "é" * 10,
+        ]
+    )
+    payload: dict[str, Any] = {
+        "companyId": rng.randrange(10**6),
+        "type": rng.choice(EVENTS),
+        "triggeredAt": rng.choice(["2024-12-26T11:29:14.399997", None, 5, "x" * 500]),
+        "data": rng.choice([{"employeeId": employee_id}, employee_id, []]),
+    }
     if rng.random() < 0.2:
         payload = {"type": payload["type"], "employee": {"id": employee_id}}
     if rng.random() < 0.1:
@@ -73,24 +108,40 @@ def _random_bytes(rng: random.Random) -> bytes:
 def _invalid_utf8(rng: random.Random) -> bytes:
     good = json.dumps(_event(rng)).encode()
     cut = rng.randrange(len(good) + 1)
-    return good[:cut] + rng.choice([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80"]) \
+    return (
+        good[:cut]
+        + rng.choice([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80"])
         + good[cut:]
+    )
 
 
 def generate(count: int, seed: int = 8) -> Iterator[Case]:
     """`count` cases drawn from every kind, reproducible for a given seed."""
     rng = random.Random(seed)
     kinds: list[Callable[[random.Random], Case]] = [
-        _case_random_bytes, _case_signed_garbage, _case_lying_length, _case_content_type,
-        _case_invalid_utf8, _case_deep_nesting, _case_event, _case_wrong_secret,
-        _case_odd_signature, _case_method_and_path, _case_ping,
+        _case_random_bytes,
+        _case_signed_garbage,
+        _case_lying_length,
+        _case_content_type,
+        _case_invalid_utf8,
+        _case_deep_nesting,
+        _case_event,
+        _case_wrong_secret,
+        _case_odd_signature,
+        _case_method_and_path,
+        _case_ping,
     ]
     replays: list[Case] = []
     for n in range(count):
         if replays and n % 13 == 0:
             original = rng.choice(replays)
-            yield Case("replay", original.path, original.body, headers=dict(original.headers),
-                       is_signed=original.is_signed)
+            yield Case(
+                "replay",
+                original.path,
+                original.body,
+                headers=dict(original.headers),
+                is_signed=original.is_signed,
+            )
             continue
         case = kinds[n % len(kinds)](rng)
         if case.is_signed and case.kind == "event":
@@ -104,15 +155,29 @@ def _signed(path: str, body: bytes) -> dict[str, str]:
 
 def _case_random_bytes(rng: random.Random) -> Case:
     path = rng.choice(list(PATHS))
-    headers = {"HTTP_BOB_SIGNATURE": rng.choice(["", "bm9wZQ==",
-                                                 base64.b64encode(rng.randbytes(64)).decode()])}
+    headers = {
+        "HTTP_BOB_SIGNATURE": rng.choice(
+            ["", "bm9wZQ==", base64.b64encode(rng.randbytes(64)).decode()]
+        )
+    }
     return Case("random_bytes", path, _random_bytes(rng), headers=headers)
 
 
 def _case_signed_garbage(rng: random.Random) -> Case:
     path = rng.choice(list(PATHS))
-    body = rng.choice([_random_bytes(rng), b"null", b"[]", b'"x"', b"1e999", b"{}", b"NaN",
-                       b'{"type": null}', b'{"type": ["employee.updated"]}'])
+    body = rng.choice(
+        [
+            _random_bytes(rng),
+            b"null",
+            b"[]",
+            b'"x"',
+            b"1e999",
+            b"{}",
+            b"NaN",
+            b'{"type": null}',
+            b'{"type": ["employee.updated"]}',
+        ]
+    )
     return Case("signed_garbage", path, body, headers=_signed(path, body), is_signed=True)
 
 
@@ -121,14 +186,25 @@ def _case_lying_length(rng: random.Random) -> Case:
     body = json.dumps(_event(rng)).encode()
     is_signed = rng.random() < 0.5
     headers = _signed(path, body) if is_signed else {}
-    headers["CONTENT_LENGTH"] = rng.choice([
-        str(len(body) + rng.randrange(1, 1000)), str(max(0, len(body) - 5)), "-1", "abc",
-        str(10**30), "99999999999", " 12", "0x10", ""])
+    headers["CONTENT_LENGTH"] = rng.choice(
+        [
+            str(len(body) + rng.randrange(1, 1000)),
+            str(max(0, len(body) - 5)),
+            "-1",
+            "abc",
+            str(10**30),
+            "99999999999",
+            " 12",
+            "0x10",
+            "",
+        ]
+    )
     # A shorter Content-Length cuts the body the app reads, and the signature no longer
     # matches; an absent or longer one (in process: the stream just ends) reads it whole.
     length = headers["CONTENT_LENGTH"]
-    reads_whole = length == "" or (length.strip().isdigit()
-                                   and len(body) <= int(length) <= 1_048_576)
+    reads_whole = length == "" or (
+        length.strip().isdigit() and len(body) <= int(length) <= 1_048_576
+    )
     return Case("lying_length", path, body, headers=headers, is_signed=is_signed and reads_whole)
 
 
@@ -145,8 +221,13 @@ def _case_invalid_utf8(rng: random.Random) -> Case:
     path = rng.choice(list(PATHS))
     body = _invalid_utf8(rng)
     is_signed = rng.random() < 0.5
-    return Case("invalid_utf8", path, body, headers=_signed(path, body) if is_signed else {},
-                is_signed=is_signed)
+    return Case(
+        "invalid_utf8",
+        path,
+        body,
+        headers=_signed(path, body) if is_signed else {},
+        is_signed=is_signed,
+    )
 
 
 def _case_deep_nesting(rng: random.Random) -> Case:
@@ -173,16 +254,44 @@ def _case_odd_signature(rng: random.Random) -> Case:
     path = rng.choice(list(PATHS))
     body = json.dumps(_event(rng)).encode()
     good = sign(body, PATHS[path])
-    odd = rng.choice([good[:-1], good + "=", "  " + good[1:], good.lower(), "\xff" * 88,
-                      "A" * 100_000, good.replace("+", "-"), "\x00", base64.b64encode(
-                          hmac.new(PATHS[path].encode(), body, hashlib.sha256).digest()).decode()])
-    return Case("odd_signature", path, body, headers={"HTTP_BOB_SIGNATURE": odd},
-                is_signed=odd.strip() == good)
+    odd = rng.choice(
+        [
+            good[:-1],
+            good + "=",
+            "  " + good[1:],
+            good.lower(),
+            "\xff" * 88,
+            "A" * 100_000,
+            good.replace("+", "-"),
+            "\x00",
+            base64.b64encode(
+                hmac.new(PATHS[path].encode(), body, hashlib.sha256).digest()
+            ).decode(),
+        ]
+    )
+    return Case(
+        "odd_signature",
+        path,
+        body,
+        headers={"HTTP_BOB_SIGNATURE": odd},
+        is_signed=odd.strip() == good,
+    )
 
 
 def _case_method_and_path(rng: random.Random) -> Case:
-    path = rng.choice([*PATHS, "/", "/webhooks/hibob/", "/webhooks/hibob/upsert/",
-                       "/healthz", "/readyz", "/metrics", "/%00", "/" + "a" * 5000])
+    path = rng.choice(
+        [
+            *PATHS,
+            "/",
+            "/webhooks/hibob/",
+            "/webhooks/hibob/upsert/",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/%00",
+            "/" + "a" * 5000,
+        ]
+    )
     method = rng.choice(["GET", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "\x00"])
     body = json.dumps(_event(rng)).encode()
     headers = _signed(path, body) if path in PATHS else {}
@@ -191,17 +300,28 @@ def _case_method_and_path(rng: random.Random) -> Case:
 
 def _case_ping(rng: random.Random) -> Case:
     path = rng.choice(list(PATHS))
-    body = rng.choice([b"Ping test", b' {"text":"Ping test"} ', b'{"text":"Ping test","x":1}',
-                       b"Ping test" * 10, b"Ping  test"])
+    body = rng.choice(
+        [
+            b"Ping test",
+            b' {"text":"Ping test"} ',
+            b'{"text":"Ping test","x":1}',
+            b"Ping test" * 10,
+            b"Ping  test",
+        ]
+    )
     return Case("ping", path, body)
 
 
 def run_in_process(app: Callable[..., Any], case: Case) -> int:
     """One request through the WSGI app; returns the status (an exception propagates)."""
     statuses: list[str] = []
-    environ = {"REQUEST_METHOD": case.method, "PATH_INFO": case.path,
-               "CONTENT_LENGTH": str(len(case.body)), "wsgi.input": io.BytesIO(case.body),
-               **case.headers}
+    environ = {
+        "REQUEST_METHOD": case.method,
+        "PATH_INFO": case.path,
+        "CONTENT_LENGTH": str(len(case.body)),
+        "wsgi.input": io.BytesIO(case.body),
+        **case.headers,
+    }
     chunks = app(environ, lambda status, headers: statuses.append(status))
     b"".join(chunks)
     return int(statuses[0].split()[0])

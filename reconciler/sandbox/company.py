@@ -19,22 +19,48 @@ DOMAIN = "acme.example"
 # Every record carries these keys (None when unset), so a requested field that exists in the
 # company but is empty for one employee comes back as null rather than being omitted.
 STANDARD_FIELDS = (
-    "root.id", "root.email", "root.firstName", "root.surname", "root.displayName",
-    "work.department", "work.title", "work.site", "work.siteId", "work.reportsTo", "work.manager",
-    "work.startDate", "work.employeeIdInCompany", "internal.status", "internal.lifecycleStatus",
-    "internal.terminationDate", "employee.lastDayOfWork",
+    "root.id",
+    "root.email",
+    "root.firstName",
+    "root.surname",
+    "root.displayName",
+    "work.department",
+    "work.title",
+    "work.site",
+    "work.siteId",
+    "work.reportsTo",
+    "work.manager",
+    "work.startDate",
+    "work.employeeIdInCompany",
+    "internal.status",
+    "internal.lifecycleStatus",
+    "internal.terminationDate",
+    "employee.lastDayOfWork",
 )
 
 # Lifecycle machine ids (lower-case, as seen in third-party payloads) and their labels.
 LIFECYCLE_LABELS = {
-    "employed": "Employed", "hired": "Hired", "terminated": "Terminated",
-    "garden leave": "Garden leave", "leave": "Leave", "parental leave": "Parental leave",
+    "employed": "Employed",
+    "hired": "Hired",
+    "terminated": "Terminated",
+    "garden leave": "Garden leave",
+    "leave": "Leave",
+    "parental leave": "Parental leave",
 }
 
 # department -> (share of the workforce, titles used in it)
 DEPARTMENTS = {
-    "Engineering": (30, ("Software Engineer", "Senior Software Engineer", "Staff Engineer",
-                         "Engineering Manager", "QA Engineer", "DevOps Engineer")),
+    "Engineering": (
+        30,
+        (
+            "Software Engineer",
+            "Senior Software Engineer",
+            "Staff Engineer",
+            "Engineering Manager",
+            "QA Engineer",
+            "DevOps Engineer",
+        ),
+    ),
     "Sales": (16, ("Account Executive", "Sales Development Representative", "Sales Manager")),
     "Customer Success": (8, ("Customer Success Manager", "Onboarding Specialist")),
     "Support": (12, ("Support Agent", "Support Team Lead")),
@@ -47,31 +73,143 @@ DEPARTMENTS = {
 }
 CEO_DEPARTMENT, CEO_TITLE = "Management", "Chief Executive Officer"
 ARCHIVED_DEPARTMENT, ARCHIVED_TITLE = "Legacy Operations", "Telex Operator"
-SITES = {"New York": 25, "London": 20, "Paris": 12, "Berlin": 12, "Tel Aviv": 8, "Remote": 18,
-         "Contractors": 5}
+SITES = {
+    "New York": 25,
+    "London": 20,
+    "Paris": 12,
+    "Berlin": 12,
+    "Tel Aviv": 8,
+    "Remote": 18,
+    "Contractors": 5,
+}
 
-FIRST_NAMES = ("Amy", "Zoë", "José", "Chloé", "Björn", "Søren", "Iñaki", "François", "Jürgen",
-               "Łukasz", "Renée", "Mohammed", "Fatima", "Aisha", "Priya", "Raj", "Yuki",
-               "Hiroshi", "Olivia", "Liam", "Noah", "Emma", "Sofía", "Mateo", "Ana", "João",
-               "Håkon", "Ingrid", "Dmitri", "Olga", "Kwame", "Ngozi", "Siobhán", "Seán",
-               "Élodie", "Gaël", "Annika", "Lars", "Mia", "Lucas", "Grace", "Ethan", "Leïla",
-               "Nour", "Tomás", "Agnieszka", "Zoe", "David", "Sarah", "Michael")
-SURNAMES = ("García", "Müller", "Østergaard", "Núñez", "Dubois", "Lefèvre", "Smith", "Johnson",
-            "O'Brien", "Nakamura", "Kowalski", "Sørensen", "Çelik", "Schröder", "Brontë",
-            "Fernández", "Jensen", "Novák", "Dvořák", "Rossi", "Bianchi", "Papadopoulos",
-            "Okafor", "Mensah", "Patel", "Sharma", "Kim", "Nguyễn", "Tanaka", "Wójcik",
-            "Clark", "Miles", "Brown", "Wilson", "Taylor", "Martin", "Bernard", "Weiß",
-            "Andersson", "Lindqvist", "Haddad", "Cohen", "Levi", "Costa", "Silva", "Murphy")
+FIRST_NAMES = (
+    "Amy",
+    "Zoë",
+    "José",
+    "Chloé",
+    "Björn",
+    "Søren",
+    "Iñaki",
+    "François",
+    "Jürgen",
+    "Łukasz",
+    "Renée",
+    "Mohammed",
+    "Fatima",
+    "Aisha",
+    "Priya",
+    "Raj",
+    "Yuki",
+    "Hiroshi",
+    "Olivia",
+    "Liam",
+    "Noah",
+    "Emma",
+    "Sofía",
+    "Mateo",
+    "Ana",
+    "João",
+    "Håkon",
+    "Ingrid",
+    "Dmitri",
+    "Olga",
+    "Kwame",
+    "Ngozi",
+    "Siobhán",
+    "Seán",
+    "Élodie",
+    "Gaël",
+    "Annika",
+    "Lars",
+    "Mia",
+    "Lucas",
+    "Grace",
+    "Ethan",
+    "Leïla",
+    "Nour",
+    "Tomás",
+    "Agnieszka",
+    "Zoe",
+    "David",
+    "Sarah",
+    "Michael",
+)
+SURNAMES = (
+    "García",
+    "Müller",
+    "Østergaard",
+    "Núñez",
+    "Dubois",
+    "Lefèvre",
+    "Smith",
+    "Johnson",
+    "O'Brien",
+    "Nakamura",
+    "Kowalski",
+    "Sørensen",
+    "Çelik",
+    "Schröder",
+    "Brontë",
+    "Fernández",
+    "Jensen",
+    "Novák",
+    "Dvořák",
+    "Rossi",
+    "Bianchi",
+    "Papadopoulos",
+    "Okafor",
+    "Mensah",
+    "Patel",
+    "Sharma",
+    "Kim",
+    "Nguyễn",
+    "Tanaka",
+    "Wójcik",
+    "Clark",
+    "Miles",
+    "Brown",
+    "Wilson",
+    "Taylor",
+    "Martin",
+    "Bernard",
+    "Weiß",
+    "Andersson",
+    "Lindqvist",
+    "Haddad",
+    "Cohen",
+    "Levi",
+    "Costa",
+    "Silva",
+    "Murphy",
+)
 # (given name, family name, romanised given, romanised family): displayed family name first.
-CHINESE_NAMES = (("伟", "王", "wei", "wang"), ("芳", "李", "fang", "li"),
-                 ("娜", "张", "na", "zhang"), ("静", "刘", "jing", "liu"),
-                 ("强", "陈", "qiang", "chen"), ("敏", "杨", "min", "yang"),
-                 ("磊", "黄", "lei", "huang"))
+CHINESE_NAMES = (
+    ("伟", "王", "wei", "wang"),
+    ("芳", "李", "fang", "li"),
+    ("娜", "张", "na", "zhang"),
+    ("静", "刘", "jing", "liu"),
+    ("强", "陈", "qiang", "chen"),
+    ("敏", "杨", "min", "yang"),
+    ("磊", "黄", "lei", "huang"),
+)
 
 SHARES = {"hired": 0.03, "terminated": 0.08, "garden leave": 0.01, "leave": 0.02}
 BAD_RECORD_SHARE = 0.01
-_FOLD = str.maketrans({"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "ß": "ss", "æ": "ae", "đ": "d",
-                       "'": "", " ": "", "-": ""})
+_FOLD = str.maketrans(
+    {
+        "ø": "o",
+        "Ø": "O",
+        "ł": "l",
+        "Ł": "L",
+        "ß": "ss",
+        "æ": "ae",
+        "đ": "d",
+        "'": "",
+        " ": "",
+        "-": "",
+    }
+)
 
 
 def ascii_fold(name: str) -> str:
@@ -120,14 +258,21 @@ def generate_company(size: int, seed: int = 0, today: datetime.date | None = Non
 
 def _make_lists(rng: random.Random) -> dict[str, list[dict]]:
     titles = [CEO_TITLE] + [t for _, ts in DEPARTMENTS.values() for t in ts]
-    names = {"department": [CEO_DEPARTMENT, *DEPARTMENTS, ARCHIVED_DEPARTMENT],
-             "title": [*titles, ARCHIVED_TITLE], "site": list(SITES)}
+    names = {
+        "department": [CEO_DEPARTMENT, *DEPARTMENTS, ARCHIVED_DEPARTMENT],
+        "title": [*titles, ARCHIVED_TITLE],
+        "site": list(SITES),
+    }
     item_ids = iter(rng.sample(range(100_000_000, 999_999_999), 100))
     # Department and title item ids are digit strings, site ids numbers: the docs' and spec's
     # examples show "department": "209192163" but "siteId": 2510068.
-    lists = {name: [make_list_item(next(item_ids) if name == "site" else str(next(item_ids)),
-                                   label) for label in labels]
-             for name, labels in names.items()}
+    lists = {
+        name: [
+            make_list_item(next(item_ids) if name == "site" else str(next(item_ids)), label)
+            for label in labels
+        ]
+        for name, labels in names.items()
+    }
     lists["department"][-1]["archived"] = lists["title"][-1]["archived"] = True
     lists["lifecycleStatus"] = [make_list_item(k, v) for k, v in LIFECYCLE_LABELS.items()]
     lists["status"] = [make_list_item(s, s) for s in ("Active", "Inactive")]
@@ -158,8 +303,14 @@ def _pick_name(rng: random.Random) -> tuple[str, str, str, str]:
     return first, last, f"{first} {last}", f"{_FOLDED[first]}.{_FOLDED[last]}"
 
 
-def _make_employee(rng: random.Random, index: int, ids: list[str], by_name: dict,
-                   emails: dict[str, int], today: datetime.date) -> dict:
+def _make_employee(
+    rng: random.Random,
+    index: int,
+    ids: list[str],
+    by_name: dict,
+    emails: dict[str, int],
+    today: datetime.date,
+) -> dict:
     first, last, display, local = _pick_name(rng)
     seen = emails[local] = emails.get(local, 0) + 1
     email = f"{local}{seen if seen > 1 else ''}@{DOMAIN}"
@@ -174,14 +325,23 @@ def _make_employee(rng: random.Random, index: int, ids: list[str], by_name: dict
         start = today - datetime.timedelta(days=1 + int(rng.random() * 3649))
     site = _pick(rng, _SITE_NAMES, _SITE_WEIGHTS)
     return {
-        "root.id": ids[index], "root.email": email, "root.firstName": first,
-        "root.surname": last, "root.displayName": display,
+        "root.id": ids[index],
+        "root.email": email,
+        "root.firstName": first,
+        "root.surname": last,
+        "root.displayName": display,
         "work.department": by_name["department"][department],
-        "work.title": by_name["title"][title], "work.site": site,
-        "work.siteId": by_name["site"][site], "work.reportsTo": manager, "work.manager": manager,
-        "work.startDate": start.isoformat(), "work.employeeIdInCompany": index + 1,
-        "internal.status": "Active", "internal.lifecycleStatus": "employed",
-        "internal.terminationDate": None, "employee.lastDayOfWork": None,
+        "work.title": by_name["title"][title],
+        "work.site": site,
+        "work.siteId": by_name["site"][site],
+        "work.reportsTo": manager,
+        "work.manager": manager,
+        "work.startDate": start.isoformat(),
+        "work.employeeIdInCompany": index + 1,
+        "internal.status": "Active",
+        "internal.lifecycleStatus": "employed",
+        "internal.terminationDate": None,
+        "employee.lastDayOfWork": None,
     }
 
 
@@ -192,7 +352,7 @@ def _share(size: int, share: float) -> int:
 
 def _leaf_pool(rng: random.Random, employees: list[dict]) -> list[dict]:
     """Employees nobody reports to (index >= size // 5), shuffled: safe to make special."""
-    pool = employees[max(1, len(employees) // 5):]
+    pool = employees[max(1, len(employees) // 5) :]
     rng.shuffle(pool)
     return pool
 
@@ -215,8 +375,9 @@ def _assign_lifecycles(rng: random.Random, employees: list[dict], today: datetim
             elif status == "garden leave":
                 last_day = today + rng.randrange(1, 15) * day
                 record["employee.lastDayOfWork"] = last_day.isoformat()
-                record["internal.terminationDate"] = (last_day + rng.randrange(14, 60) * day
-                                                      ).isoformat()
+                record["internal.terminationDate"] = (
+                    last_day + rng.randrange(14, 60) * day
+                ).isoformat()
             else:
                 record["internal.status"] = rng.choice(("Active", "Inactive"))
 
@@ -224,8 +385,9 @@ def _assign_lifecycles(rng: random.Random, employees: list[dict], today: datetim
 def _spoil_emails(rng: random.Random, employees: list[dict]) -> dict[str, list[str]]:
     pool = [r for r in _leaf_pool(rng, employees) if r["internal.lifecycleStatus"] == "employed"]
     count = _share(len(employees), BAD_RECORD_SHARE)
-    bad: dict[str, list[str]] = {k: [] for k in
-                                 ("no_email", "invalid_email", "duplicate_email", "messy_email")}
+    bad: dict[str, list[str]] = {
+        k: [] for k in ("no_email", "invalid_email", "duplicate_email", "messy_email")
+    }
     for _ in range(count):
         if len(pool) < 5:
             break

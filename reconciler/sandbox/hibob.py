@@ -34,30 +34,64 @@ from reconciler.sandbox.company import (
 )
 from reconciler.sandbox.faults import DropConnection, Faults, SimulatedTimeout
 
-LIST_FIELDS = {"work.department": "department", "work.title": "title", "work.siteId": "site",
-               "internal.lifecycleStatus": "lifecycleStatus", "internal.status": "status"}
+LIST_FIELDS = {
+    "work.department": "department",
+    "work.title": "title",
+    "work.siteId": "site",
+    "internal.lifecycleStatus": "lifecycleStatus",
+    "internal.status": "status",
+}
 EMPLOYEE_REFERENCES = ("work.reportsTo", "work.manager")
 # categoryDisplayName as a live tenant shows it (api/hibob.md 1.4, 4). Sim decision: Bob's
 # name for the category of `employee.*` fields was not captured; "Employment" stands in.
-CATEGORY_NAMES = {"root": "Basic info", "work": "Work", "lifecycle": "Lifecycle",
-                  "about": "About", "employment": "Employment", "employee": "Employment",
-                  "personal": "Personal", "home": "Personal contact details"}
-HISTORICAL_FIELDS = frozenset({"work.title", "work.department", "work.siteId", "work.reportsTo",
-                               "work.manager", "internal.lifecycleStatus"})
+CATEGORY_NAMES = {
+    "root": "Basic info",
+    "work": "Work",
+    "lifecycle": "Lifecycle",
+    "about": "About",
+    "employment": "Employment",
+    "employee": "Employment",
+    "personal": "Personal",
+    "home": "Personal contact details",
+}
+HISTORICAL_FIELDS = frozenset(
+    {
+        "work.title",
+        "work.department",
+        "work.siteId",
+        "work.reportsTo",
+        "work.manager",
+        "internal.lifecycleStatus",
+    }
+)
 DEFAULT_CATEGORIES = {"root", "about", "employment", "work"}
 MAX_FIELDS = 400
 FILTER_PATHS = ("root.id", "root.email")
 WINDOW_SECONDS = 60
 WAF_THRESHOLD, WAF_WINDOW_SECONDS, WAF_BLOCK_SECONDS = 50, 10.0, 300.0
-ACCESS_OF = {"employed": "Active", "hired": "Inactive", "terminated": "Inactive",
-             "garden leave": "Active", "leave": "Active", "parental leave": "Active"}
-ALIASES = {"email": "root.email", "first_name": "root.firstName", "surname": "root.surname",
-           "display_name": "root.displayName", "department": "work.department",
-           "title": "work.title", "site": "work.siteId", "manager_id": "work.reportsTo",
-           "start_date": "work.startDate", "status": "internal.status",
-           "lifecycle_status": "internal.lifecycleStatus",
-           "termination_date": "internal.terminationDate",
-           "last_day_of_work": "employee.lastDayOfWork"}
+ACCESS_OF = {
+    "employed": "Active",
+    "hired": "Inactive",
+    "terminated": "Inactive",
+    "garden leave": "Active",
+    "leave": "Active",
+    "parental leave": "Active",
+}
+ALIASES = {
+    "email": "root.email",
+    "first_name": "root.firstName",
+    "surname": "root.surname",
+    "display_name": "root.displayName",
+    "department": "work.department",
+    "title": "work.title",
+    "site": "work.siteId",
+    "manager_id": "work.reportsTo",
+    "start_date": "work.startDate",
+    "status": "internal.status",
+    "lifecycle_status": "internal.lifecycleStatus",
+    "termination_date": "internal.terminationDate",
+    "last_day_of_work": "employee.lastDayOfWork",
+}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WRONG_PATH_PAGE = b"<!DOCTYPE html><html><head><title>Bob</title></head><body></body></html>"
@@ -88,10 +122,16 @@ class _Rejected(Exception):
 class HibobSimulator:
     ping_bodies = staticmethod(ping_bodies)
 
-    def __init__(self, company: Company | None = None, *, service_user_id: str = "sandbox-user",
-                 service_user_token: str = "sandbox-token", today: datetime.date | None = None,
-                 clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        company: Company | None = None,
+        *,
+        service_user_id: str = "sandbox-user",
+        service_user_token: str = "sandbox-token",
+        today: datetime.date | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if company is None:
             company = generate_company(0, today=today)
         self.today = today or company.today
@@ -119,8 +159,9 @@ class HibobSimulator:
         self.waf_enabled = True
         # Off by default; HiBob documents reads lagging writes by up to ~20 s.
         self.stale_read_seconds = 0.0
-        self._auth = "Basic " + base64.b64encode(
-            f"{service_user_id}:{service_user_token}".encode()).decode()
+        self._auth = (
+            "Basic " + base64.b64encode(f"{service_user_id}:{service_user_token}".encode()).decode()
+        )
         self._clock = clock
         self._lock = threading.RLock()
         self._windows: dict[str, tuple[float, int]] = {}
@@ -131,8 +172,9 @@ class HibobSimulator:
         self._known_fields = set(STANDARD_FIELDS).union(*self.records.values())
         self._next_id = max(map(int, self.records), default=3_330_000_000_000_000_000)
         self._next_item_id = 1_000_000_000
-        self._labels = {name: {i["id"]: i["name"] for i in items}
-                        for name, items in self.lists.items()}
+        self._labels = {
+            name: {i["id"]: i["name"] for i in items} for name, items in self.lists.items()
+        }
 
     # ---- HTTP ------------------------------------------------------------------------------
 
@@ -153,8 +195,11 @@ class HibobSimulator:
         now = self._clock()
         auth = request.headers.get("authorization", "")
         if self.waf_enabled and self._blocked_until.get(auth, 0.0) > now:
-            return httpx.Response(403, content=b"<html><body>Request blocked</body></html>",
-                                  headers={"Content-Type": "text/html"})
+            return httpx.Response(
+                403,
+                content=b"<html><body>Request blocked</body></html>",
+                headers={"Content-Type": "text/html"},
+            )
         bucket, handler = self._route(request)
         if not hmac.compare_digest(auth.encode(), self._auth.encode()):
             self._count_auth_failure(auth, now)
@@ -162,8 +207,9 @@ class HibobSimulator:
             return httpx.Response(401, headers=self._quota(bucket, now, take=False)[1])
         if handler is None:
             # A wrong path answers 200 with an HTML page: callers must check Content-Type.
-            return httpx.Response(200, content=_WRONG_PATH_PAGE,
-                                  headers={"Content-Type": "text/html; charset=UTF-8"})
+            return httpx.Response(
+                200, content=_WRONG_PATH_PAGE, headers={"Content-Type": "text/html; charset=UTF-8"}
+            )
         allowed, headers = self._quota(bucket, now, take=True)
         if not allowed:
             return _error(429, "TooManyRequests", "Rate limit exceeded", headers)
@@ -181,8 +227,7 @@ class HibobSimulator:
             return "search", self._search
         if method == "POST" and path.startswith("/v1/people/") and path.count("/") == 3:
             return "read", lambda r: self._read_one(r, path.rsplit("/", 1)[1])
-        if method == "GET" and path.startswith("/v1/company/named-lists/") \
-                and path.count("/") == 4:
+        if method == "GET" and path.startswith("/v1/company/named-lists/") and path.count("/") == 4:
             return "lists", lambda r: self._named_list(r, path.rsplit("/", 1)[1])
         if method == "GET" and path == "/v1/company/people/fields":
             # Sim decision: field metadata and named lists are both "metadata" endpoints at
@@ -201,9 +246,11 @@ class HibobSimulator:
         if take and allowed:
             used += 1
             self._windows[bucket] = (start, used)
-        return allowed, {"X-RateLimit-Limit": str(limit),
-                         "X-RateLimit-Remaining": str(limit - used),
-                         "X-RateLimit-Reset": str(math.ceil(start + WINDOW_SECONDS))}
+        return allowed, {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(limit - used),
+            "X-RateLimit-Reset": str(math.ceil(start + WINDOW_SECONDS)),
+        }
 
     def _count_auth_failure(self, auth: str, now: float) -> None:
         """WAF: >= 50 401s with one Authorization header within 10 s blocks it for 5 minutes."""
@@ -224,9 +271,14 @@ class HibobSimulator:
         if not isinstance(show_inactive, bool):
             raise _Rejected(400, "BadRequest", "showInactive must be a boolean")
         matches = _filter_predicate(body)
-        people = [r for r in self._readable().values()
-                  if (show_inactive or r.get("internal.status") == "Active")
-                  and self._can_see(r) and matches(r) and r["root.id"] not in self.search_omits]
+        people = [
+            r
+            for r in self._readable().values()
+            if (show_inactive or r.get("internal.status") == "Active")
+            and self._can_see(r)
+            and matches(r)
+            and r["root.id"] not in self.search_omits
+        ]
         layout = _layout(fields)
         return {"employees": [self._render(r, layout, mode) for r in people]}
 
@@ -267,11 +319,14 @@ class HibobSimulator:
             kind = "text"
         leaf = field_id.rsplit(".", 1)[1]
         return {
-            "id": field_id, "categoryId": category_id, "category": category_id,
+            "id": field_id,
+            "categoryId": category_id,
+            "category": category_id,
             "categoryDisplayName": CATEGORY_NAMES.get(category_id, category_id.capitalize()),
             "name": re.sub(r"(?<!^)(?=[A-Z])", " ", leaf).capitalize(),
             # Root fields sit un-prefixed in the nested form (api/hibob.md 4).
-            "jsonPath": field_id.removeprefix("root."), "type": kind,
+            "jsonPath": field_id.removeprefix("root."),
+            "type": kind,
             "typeData": {"listId": list_id} if list_id else {},
             "historical": field_id in HISTORICAL_FIELDS,
         }
@@ -281,15 +336,23 @@ class HibobSimulator:
     def _requested_fields(self, body: dict) -> list[str]:
         fields = body.get("fields") or None  # assumption: [] is treated like omitted
         if fields is None:
-            fields = [f for f in sorted(self._known_fields)
-                      if category(f) in DEFAULT_CATEGORIES and ".custom." not in f]
+            fields = [
+                f
+                for f in sorted(self._known_fields)
+                if category(f) in DEFAULT_CATEGORIES and ".custom." not in f
+            ]
         elif not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
             raise _Rejected(400, "BadRequest", "fields must be a list of field ids")
         elif len(fields) > MAX_FIELDS:
             raise _Rejected(400, "BadRequest", f"At most {MAX_FIELDS} fields can be requested")
         # Unknown and unpermitted field ids are dropped without a word: HTTP 200 regardless.
-        return [f for f in dict.fromkeys(fields) if f in self._known_fields
-                and f not in self.hidden_fields and category(f) not in self.hidden_categories]
+        return [
+            f
+            for f in dict.fromkeys(fields)
+            if f in self._known_fields
+            and f not in self.hidden_fields
+            and category(f) not in self.hidden_categories
+        ]
 
     def _can_see(self, record: dict) -> bool:
         return self.access_filter is None or bool(self.access_filter(record))
@@ -340,9 +403,13 @@ class HibobSimulator:
         manager = self.records.get(hibob_id) if hibob_id else None
         if manager is None:
             return None
-        return {"id": hibob_id, "firstName": manager["root.firstName"],
-                "surname": manager["root.surname"], "email": manager["root.email"],
-                "displayName": manager["root.displayName"]}
+        return {
+            "id": hibob_id,
+            "firstName": manager["root.firstName"],
+            "surname": manager["root.surname"],
+            "email": manager["root.email"],
+            "displayName": manager["root.displayName"],
+        }
 
     def _human(self, field_id: str, raw: object) -> object:
         """Bob's display form: labels, names, 'Yes'/'No', numbers as text, dd/mm/yyyy dates."""
@@ -377,18 +444,24 @@ class HibobSimulator:
             changes = _field_ids(fields)
             start = changes.get("work.startDate", self.today)
             is_future = str(start) > self.today.isoformat()
-            defaults = {"root.id": hibob_id, "root.firstName": "New",
-                        "root.surname": f"Hire{len(self.records)}",
-                        "work.department": "Engineering", "work.title": "Software Engineer",
-                        "work.siteId": "London", "work.startDate": start,
-                        "work.reportsTo": self.ceo_id if self.ceo_id in self.records else None,
-                        "work.employeeIdInCompany": len(self.records),
-                        "internal.lifecycleStatus": "hired" if is_future else "employed"}
+            defaults = {
+                "root.id": hibob_id,
+                "root.firstName": "New",
+                "root.surname": f"Hire{len(self.records)}",
+                "work.department": "Engineering",
+                "work.title": "Software Engineer",
+                "work.siteId": "London",
+                "work.startDate": start,
+                "work.reportsTo": self.ceo_id if self.ceo_id in self.records else None,
+                "work.employeeIdInCompany": len(self.records),
+                "internal.lifecycleStatus": "hired" if is_future else "employed",
+            }
             self._apply(record, defaults | changes)
             first, last = record["root.firstName"], record["root.surname"]
             if "root.email" not in changes:
-                record["root.email"] = (f"{ascii_fold(str(first))}.{ascii_fold(str(last))}"
-                                        f"@{self.domain}")
+                record["root.email"] = (
+                    f"{ascii_fold(str(first))}.{ascii_fold(str(last))}@{self.domain}"
+                )
             if "root.displayName" not in changes:
                 record["root.displayName"] = f"{first} {last}"
             return hibob_id
@@ -398,13 +471,16 @@ class HibobSimulator:
         with self._lock:
             self._apply(self._change(hibob_id), _field_ids(changes))
 
-    def terminate(self, hibob_id: str, on: datetime.date,
-                  last_day: datetime.date | None = None) -> None:
+    def terminate(
+        self, hibob_id: str, on: datetime.date, last_day: datetime.date | None = None
+    ) -> None:
         """Terminated/Inactive if `on` <= today; else stays Active until `set_today` passes it
         (garden leave when `last_day` comes before `on`)."""
         with self._lock:
-            changes: dict = {"internal.terminationDate": on,
-                             "employee.lastDayOfWork": last_day or on}
+            changes: dict = {
+                "internal.terminationDate": on,
+                "employee.lastDayOfWork": last_day or on,
+            }
             if on <= self.today:
                 changes["internal.lifecycleStatus"] = "terminated"
             elif last_day and last_day < on:
@@ -414,16 +490,25 @@ class HibobSimulator:
     def rehire(self, hibob_id: str, on: datetime.date | None = None) -> None:
         on = on or self.today
         with self._lock:
-            self._apply(self._change(hibob_id), {
-                "work.startDate": on, "internal.terminationDate": None,
-                "employee.lastDayOfWork": None,
-                "internal.lifecycleStatus": "hired" if on > self.today else "employed"})
+            self._apply(
+                self._change(hibob_id),
+                {
+                    "work.startDate": on,
+                    "internal.terminationDate": None,
+                    "employee.lastDayOfWork": None,
+                    "internal.lifecycleStatus": "hired" if on > self.today else "employed",
+                },
+            )
 
     def start_leave(self, hibob_id: str, keeps_access: bool) -> None:
         with self._lock:
-            self._apply(self._change(hibob_id), {
-                "internal.lifecycleStatus": "leave",
-                "internal.status": "Active" if keeps_access else "Inactive"})
+            self._apply(
+                self._change(hibob_id),
+                {
+                    "internal.lifecycleStatus": "leave",
+                    "internal.status": "Active" if keeps_access else "Inactive",
+                },
+            )
 
     def end_leave(self, hibob_id: str) -> None:
         with self._lock:
@@ -487,8 +572,10 @@ class HibobSimulator:
             if value in (str(item["id"]), item["name"]):
                 return item["id"]
         if list_name in ("lifecycleStatus", "status"):
-            item = make_list_item(value.lower() if list_name == "lifecycleStatus" else value,
-                                  LIFECYCLE_LABELS.get(value.lower(), value))
+            item = make_list_item(
+                value.lower() if list_name == "lifecycleStatus" else value,
+                LIFECYCLE_LABELS.get(value.lower(), value),
+            )
         else:
             self._next_item_id += 1
             numeric = bool(items) and isinstance(items[0]["id"], int)
@@ -500,10 +587,16 @@ class HibobSimulator:
 
     # ---- webhooks --------------------------------------------------------------------------
 
-    def make_webhook(self, event_type: str, hibob_id: str, secret: str, *,
-                     field_updates: list[str] | None = None,
-                     triggered_at: datetime.datetime | None = None,
-                     triggered_by: str = "system") -> tuple[bytes, dict[str, str]]:
+    def make_webhook(
+        self,
+        event_type: str,
+        hibob_id: str,
+        secret: str,
+        *,
+        field_updates: list[str] | None = None,
+        triggered_at: datetime.datetime | None = None,
+        triggered_by: str = "system",
+    ) -> tuple[bytes, dict[str, str]]:
         """A v2 event as Bob sends it: raw body bytes and headers (with Bob-Signature)."""
         data: dict = {"employeeId": hibob_id}
         if event_type == "employee.updated":
@@ -515,14 +608,27 @@ class HibobSimulator:
         at = triggered_at or datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
         if at.tzinfo is not None:
             at = at.astimezone(datetime.UTC).replace(tzinfo=None)
-        envelope = {"companyId": self.company_id, "type": event_type,
-                    "triggeredBy": triggered_by, "triggeredAt": at.isoformat(),
-                    "version": "v2", "data": data}
+        envelope = {
+            "companyId": self.company_id,
+            "type": event_type,
+            "triggeredBy": triggered_by,
+            "triggeredAt": at.isoformat(),
+            "version": "v2",
+            "data": data,
+        }
         body = json.dumps(envelope, ensure_ascii=False).encode()
         return body, {"Bob-Signature": sign(body, secret), "Content-Type": "application/json"}
 
-    def deliver_webhook(self, url: str, event_type: str, hibob_id: str, secret: str, *,
-                        client: httpx.Client | None = None, **kw: Any) -> httpx.Response:
+    def deliver_webhook(
+        self,
+        url: str,
+        event_type: str,
+        hibob_id: str,
+        secret: str,
+        *,
+        client: httpx.Client | None = None,
+        **kw: Any,
+    ) -> httpx.Response:
         """POST a signed event to a loopback URL (refuses any other host)."""
         host = httpx.URL(url).host
         if host not in LOOPBACK_HOSTS:
@@ -560,8 +666,11 @@ def _filter_predicate(body: dict) -> Callable[[dict], bool]:
         return lambda record: True
     filters = body["filters"]
     if not isinstance(filters, list) or len(filters) != 1 or not isinstance(filters[0], dict):
-        raise _Rejected(400, "BadRequest", "filters must hold exactly one filter object; "
-                                           "omit the property for no filter")
+        raise _Rejected(
+            400,
+            "BadRequest",
+            "filters must hold exactly one filter object; omit the property for no filter",
+        )
     path, operator, values = (filters[0].get(k) for k in ("fieldPath", "operator", "values"))
     if path not in FILTER_PATHS:
         raise _Rejected(400, "BadRequest", f"Unsupported filter fieldPath: {path}")
@@ -603,5 +712,8 @@ def _put(target: dict, parents: tuple[str, ...], leaf: str, value: object) -> No
 
 
 def _unarchived(items: list[dict], include_archived: bool) -> list[dict]:
-    return [{**item, "children": _unarchived(item["children"], include_archived)}
-            for item in items if include_archived or not item["archived"]]
+    return [
+        {**item, "children": _unarchived(item["children"], include_archived)}
+        for item in items
+        if include_archived or not item["archived"]
+    ]

@@ -24,31 +24,75 @@ import httpx
 
 from reconciler.sandbox.faults import DropConnection, Faults, SimulatedTimeout
 
-PROVISIONING_SCOPES = frozenset({
-    "users:read", "users:write", "groups:read", "groups:write", "groups:bulk",
-    "bulkOperations:read", "customFields:read", "customFields:write",
-    "externalIds:read", "externalIds:write",
-})
+PROVISIONING_SCOPES = frozenset(
+    {
+        "users:read",
+        "users:write",
+        "groups:read",
+        "groups:write",
+        "groups:bulk",
+        "bulkOperations:read",
+        "customFields:read",
+        "customFields:write",
+        "externalIds:read",
+        "externalIds:write",
+    }
+)
 LANGS = frozenset(
     "bg cs da de el en es fi fr hr ht_HT hu id it ja kar_MM ko lt mh_MH nl nl_BE no pl pt ro ru "
-    "rw_RW sk sl so_SO sv sw_KE th ti_ET tr uk zh vi".split())
-BODY_ROLES = frozenset({"admin", "analyst", "editor", "coach", "contributor", "learner",
-                        "userAdmin"})
+    "rw_RW sk sl so_SO sv sw_KE th ti_ET tr uk zh vi".split()
+)
+BODY_ROLES = frozenset(
+    {"admin", "analyst", "editor", "coach", "contributor", "learner", "userAdmin"}
+)
 # The role *path* segment is kebab case while bodies and responses say `userAdmin` [spec].
-PATH_ROLES = {"admin": "admin", "analyst": "analyst", "coach": "coach",
-              "contributor": "contributor", "editor": "editor", "learner": "learner",
-              "user-admin": "userAdmin"}
+PATH_ROLES = {
+    "admin": "admin",
+    "analyst": "analyst",
+    "coach": "coach",
+    "contributor": "contributor",
+    "editor": "editor",
+    "learner": "learner",
+    "user-admin": "userAdmin",
+}
 TARGET_TYPES = frozenset(
     "attempt classroom classroomAttendance classroomAttendanceSheet classroomSlot "
     "classroomSlotRegistration course group learningNeed path pathEnrollment pathSession "
-    "pathTracking registrationRequest user".split())
+    "pathTracking registrationRequest user".split()
+)
 API_VERSION = "v2.0"
-_CREATE_FIELDS = frozenset({"mail", "username", "membership", "primaryGroupId", "custom",
-                            "firstName", "lastName", "job", "lang", "organization", "phone",
-                            "toBeDeactivatedAt"})
-_UPDATE_FIELDS = frozenset({"firstName", "lastName", "phone", "job", "organization", "custom",
-                            "lang", "toBeDeactivatedAt", "mail", "primaryGroupId", "username",
-                            "profileImageId"})
+_CREATE_FIELDS = frozenset(
+    {
+        "mail",
+        "username",
+        "membership",
+        "primaryGroupId",
+        "custom",
+        "firstName",
+        "lastName",
+        "job",
+        "lang",
+        "organization",
+        "phone",
+        "toBeDeactivatedAt",
+    }
+)
+_UPDATE_FIELDS = frozenset(
+    {
+        "firstName",
+        "lastName",
+        "phone",
+        "job",
+        "organization",
+        "custom",
+        "lang",
+        "toBeDeactivatedAt",
+        "mail",
+        "primaryGroupId",
+        "username",
+        "profileImageId",
+    }
+)
 _MAPPING_FIELDS = ("platform", "targetType", "targetId", "value")
 _TOKEN_FIELDS = frozenset({"grant_type", "client_id", "client_secret", "user_id", "company_id"})
 _OBJECT_ID = re.compile(r"[a-fA-F0-9]{24}")
@@ -56,39 +100,50 @@ _MAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _FILTER_KEY = re.compile(r"(\w+)\[(eq|ne|in|nin)\](?:\[(\d+)\])?")
 _ALL_OPS = ("eq", "ne", "in", "nin")
 _USER_FILTERS = {"mail": _ALL_OPS, "username": _ALL_OPS, "status": ("eq", "ne")}
-_MAPPING_FILTERS = {"platform": _ALL_OPS, "type": _ALL_OPS, "value": _ALL_OPS,
-                    "targetId": _ALL_OPS}
+_MAPPING_FILTERS = {"platform": _ALL_OPS, "type": _ALL_OPS, "value": _ALL_OPS, "targetId": _ALL_OPS}
 _ID = r"(?P<{}>[^/]+)"
-_ROUTES = [(method, re.compile(pattern.format(u=_ID.format("user_id"), g=_ID.format("group_id"),
-                                              m=_ID.format("manager_id"),
-                                              x=_ID.format("mapping_id"),
-                                              o=_ID.format("operation_id"))), name, scope)
-           for method, pattern, name, scope in [
-    ("POST", "/api/v2/oauth2/token", "_create_token", None),
-    ("GET", "/api/v2/users", "_list_users", "users:read"),
-    ("POST", "/api/v2/users", "_create_user", "users:write"),
-    ("GET", "/api/v2/users/{u}", "_get_user", "users:read"),
-    ("PATCH", "/api/v2/users/{u}", "_update_user", "users:write"),
-    ("DELETE", "/api/v2/users/{u}", "_delete_user", "users:write"),
-    ("PUT", "/api/v2/users/{u}/activate", "_activate_user", "users:write"),
-    ("GET", "/api/v2/users/{u}/managers", "_list_managers", "users:read"),
-    ("GET", "/api/v2/users/{u}/subordinates", "_list_subordinates", "users:read"),
-    ("POST", "/api/v2/users/{u}/managers/{m}", "_add_manager", "users:write"),
-    ("DELETE", "/api/v2/users/{u}/managers/{m}", "_remove_manager", "users:write"),
-    ("GET", "/api/v2/users/{u}/roles", "_list_user_roles", "users:read"),
-    ("GET", "/api/v2/groups", "_list_groups", "groups:read"),
-    ("GET", "/api/v2/groups/{g}", "_get_group", "groups:read"),
-    ("GET", "/api/v2/groups/{g}/roles", "_list_group_roles", "groups:read"),
-    ("POST", "/api/v2/groups/{g}/(?P<role>[^/]+)/{u}", "_add_group_role", "groups:write"),
-    ("DELETE", "/api/v2/groups/{g}/(?P<role>[^/]+)/{u}", "_remove_group_role", "groups:write"),
-    ("POST", "/api/v2/external-ids", "_create_external_id", "externalIds:write"),
-    ("GET", "/api/v2/external-ids", "_list_external_ids", "externalIds:read"),
-    ("PUT", "/api/v2/external-ids/{x}", "_replace_external_id", "externalIds:write"),
-    ("DELETE", "/api/v2/external-ids/{x}", "_delete_external_id", "externalIds:write"),
-    ("POST", "/api/v2/bulk/groups/memberships", "_bulk_add_memberships", "groups:bulk"),
-    ("GET", "/api/v2/bulk/operations/{o}", "_get_bulk_operation", "bulkOperations:read"),
-    ("GET", "/api/v2/bulk/operations/{o}/results", "_get_bulk_results", "bulkOperations:read"),
-]]
+_ROUTES = [
+    (
+        method,
+        re.compile(
+            pattern.format(
+                u=_ID.format("user_id"),
+                g=_ID.format("group_id"),
+                m=_ID.format("manager_id"),
+                x=_ID.format("mapping_id"),
+                o=_ID.format("operation_id"),
+            )
+        ),
+        name,
+        scope,
+    )
+    for method, pattern, name, scope in [
+        ("POST", "/api/v2/oauth2/token", "_create_token", None),
+        ("GET", "/api/v2/users", "_list_users", "users:read"),
+        ("POST", "/api/v2/users", "_create_user", "users:write"),
+        ("GET", "/api/v2/users/{u}", "_get_user", "users:read"),
+        ("PATCH", "/api/v2/users/{u}", "_update_user", "users:write"),
+        ("DELETE", "/api/v2/users/{u}", "_delete_user", "users:write"),
+        ("PUT", "/api/v2/users/{u}/activate", "_activate_user", "users:write"),
+        ("GET", "/api/v2/users/{u}/managers", "_list_managers", "users:read"),
+        ("GET", "/api/v2/users/{u}/subordinates", "_list_subordinates", "users:read"),
+        ("POST", "/api/v2/users/{u}/managers/{m}", "_add_manager", "users:write"),
+        ("DELETE", "/api/v2/users/{u}/managers/{m}", "_remove_manager", "users:write"),
+        ("GET", "/api/v2/users/{u}/roles", "_list_user_roles", "users:read"),
+        ("GET", "/api/v2/groups", "_list_groups", "groups:read"),
+        ("GET", "/api/v2/groups/{g}", "_get_group", "groups:read"),
+        ("GET", "/api/v2/groups/{g}/roles", "_list_group_roles", "groups:read"),
+        ("POST", "/api/v2/groups/{g}/(?P<role>[^/]+)/{u}", "_add_group_role", "groups:write"),
+        ("DELETE", "/api/v2/groups/{g}/(?P<role>[^/]+)/{u}", "_remove_group_role", "groups:write"),
+        ("POST", "/api/v2/external-ids", "_create_external_id", "externalIds:write"),
+        ("GET", "/api/v2/external-ids", "_list_external_ids", "externalIds:read"),
+        ("PUT", "/api/v2/external-ids/{x}", "_replace_external_id", "externalIds:write"),
+        ("DELETE", "/api/v2/external-ids/{x}", "_delete_external_id", "externalIds:write"),
+        ("POST", "/api/v2/bulk/groups/memberships", "_bulk_add_memberships", "groups:bulk"),
+        ("GET", "/api/v2/bulk/operations/{o}", "_get_bulk_operation", "bulkOperations:read"),
+        ("GET", "/api/v2/bulk/operations/{o}/results", "_get_bulk_results", "bulkOperations:read"),
+    ]
+]
 BULK_MAX_ITEMS = 20_000
 BULK_MAX_CONCURRENT = 3
 _UNFINISHED = frozenset({"pending", "queued", "running"})
@@ -115,11 +170,18 @@ def _invalid(message: str) -> _Refusal:
 class LearningSimulator:
     """One 360Learning company. Mutate state through the HTTP API or the helpers at the bottom."""
 
-    def __init__(self, *, client_id: str = "sandbox-client", client_secret: str = "sandbox-secret",
-                 scopes: set[str] | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, enforce_rate_limits: bool = True,
-                 token_lifetime_seconds: int = 3600,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        *,
+        client_id: str = "sandbox-client",
+        client_secret: str = "sandbox-secret",
+        scopes: set[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        enforce_rate_limits: bool = True,
+        token_lifetime_seconds: int = 3600,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.client_id, self.client_secret = client_id, client_secret
         self.scopes = set(PROVISIONING_SCOPES if scopes is None else scopes)
         self.token_lifetime_seconds = token_lifetime_seconds
@@ -156,8 +218,12 @@ class LearningSimulator:
         self.sales_group_id = self.add_group("Sales", self.root_group_id)
         self.engineering_group_id = self.add_group("Engineering", self.root_group_id)
         self.leadership_group_id = self.add_group("Leadership", self.root_group_id, public=False)
-        self.owner_id = self.seed_user("owner@sandbox.test", firstName="Platform",
-                                       lastName="Owner", roles={(self.root_group_id, "owner")})
+        self.owner_id = self.seed_user(
+            "owner@sandbox.test",
+            firstName="Platform",
+            lastName="Owner",
+            roles={(self.root_group_id, "owner")},
+        )
 
     # ---- knobs -------------------------------------------------------------------------------
 
@@ -209,8 +275,11 @@ class LearningSimulator:
         if request.headers.get("360-api-version") != API_VERSION:
             # Sim decision: the spec marks the header required (enum v2.0) but documents no
             # answer for its absence; a 400 in the nested shape is the closest documented form.
-            raise _Refusal(400, "invalidApiVersion",
-                           f"Header 360-api-version is required and must be {API_VERSION}")
+            raise _Refusal(
+                400,
+                "invalidApiVersion",
+                f"Header 360-api-version is required and must be {API_VERSION}",
+            )
         # Sim decision: the scope is checked per request before the path ids and the body are
         # validated. The docs give the 403 `invalid_scope` per operation's "Required OAuth
         # scope" (api/360learning.md 1.3) but not its order against validation; an OAuth scope
@@ -250,23 +319,33 @@ class LearningSimulator:
     def _create_token(self, request: httpx.Request) -> httpx.Response:
         bad = _Refusal(400, "invalid_request", flat=True)
         body = _json_body(request, bad)
-        if (not isinstance(body, dict) or set(body) - _TOKEN_FIELDS
-                or not {"grant_type", "client_id", "client_secret"} <= set(body)
-                or not all(isinstance(value, str) for value in body.values())):
+        if (
+            not isinstance(body, dict)
+            or set(body) - _TOKEN_FIELDS
+            or not {"grant_type", "client_id", "client_secret"} <= set(body)
+            or not all(isinstance(value, str) for value in body.values())
+        ):
             raise bad
         if body["grant_type"] != "client_credentials":
             raise _Refusal(400, "unsupported_grant_type", flat=True)
         if (body["client_id"], body["client_secret"]) != (self.client_id, self.client_secret):
             raise _Refusal(401, "invalid_client", flat=True)
         if "user_id" in body and self._users.get(body["user_id"], {}).get("status") in (
-                None, "deleted"):
+            None,
+            "deleted",
+        ):
             raise _Refusal(400, "non_existing_user", flat=True)
         token = f"sandbox-token-{self._next_id('f')}"
         self._tokens[token] = self._clock() + self.token_lifetime_seconds
         lifetime = self.token_lifetime_seconds
-        return httpx.Response(200, json={
-            "token_type": "Bearer", "access_token": token,
-            "expires_in": str(lifetime) if self.expires_in_as_string else lifetime})
+        return httpx.Response(
+            200,
+            json={
+                "token_type": "Bearer",
+                "access_token": token,
+                "expires_in": str(lifetime) if self.expires_in_as_string else lifetime,
+            },
+        )
 
     # ---- users -------------------------------------------------------------------------------
 
@@ -278,11 +357,14 @@ class LearningSimulator:
         # Sim decisions: deleted users are listed unless filtered out (the status enum includes
         # `deleted`); filters compare exactly, mail included (case-folding is undocumented, so
         # the reconciler must not depend on it).
-        rows = [u for u in self._users.values()
-                if all(_passes(u.get(field), ops, fold=False)
-                       for field, ops in filters.items())]
-        return _paged(request, rows, lambda u: u["_id"], self.page_size, filters, after,
-                      self._public)
+        rows = [
+            u
+            for u in self._users.values()
+            if all(_passes(u.get(field), ops, fold=False) for field, ops in filters.items())
+        ]
+        return _paged(
+            request, rows, lambda u: u["_id"], self.page_size, filters, after, self._public
+        )
 
     def _get_user(self, request: httpx.Request, user_id: str) -> httpx.Response:
         return httpx.Response(200, json=self._public(self._require_user(user_id)))
@@ -323,8 +405,9 @@ class LearningSimulator:
         by_mail = self._user_by("mail", fields.get("mail"))
         by_username = self._user_by("username", fields.get("username"))
         if by_mail and by_username and by_mail is not by_username:
-            raise _Refusal(400, "loginIdentifierMultipleUsersFound",
-                           "mail and username match different users")
+            raise _Refusal(
+                400, "loginIdentifierMultipleUsersFound", "mail and username match different users"
+            )
         if by_mail and by_mail["status"] != "deleted":
             raise _Refusal(400, "mailAlreadyUsed", f"The mail {fields['mail']} is already used")
         if by_username and by_username["status"] != "deleted":
@@ -346,8 +429,9 @@ class LearningSimulator:
         return user
 
     def _update_user(self, request: httpx.Request, user_id: str) -> httpx.Response:
-        fields = _validated_user_input(_json_body(request), _UPDATE_FIELDS,
-                                       nullable=_UPDATE_FIELDS - {"lang"})
+        fields = _validated_user_input(
+            _json_body(request), _UPDATE_FIELDS, nullable=_UPDATE_FIELDS - {"lang"}
+        )
         user = self._require_user(user_id)
         self._check_update(user, fields)
         for name, value in fields.items():
@@ -403,8 +487,15 @@ class LearningSimulator:
     def _list_managers(self, request: httpx.Request, user_id: str) -> httpx.Response:
         self._require_user(user_id)
         filters, after = _list_query(request, {})
-        return _paged(request, list(self._managers[user_id]), str, self.managers_page_size,
-                      filters, after, str)
+        return _paged(
+            request,
+            list(self._managers[user_id]),
+            str,
+            self.managers_page_size,
+            filters,
+            after,
+            str,
+        )
 
     def _list_subordinates(self, request: httpx.Request, user_id: str) -> httpx.Response:
         self._require_user(user_id)
@@ -412,8 +503,7 @@ class LearningSimulator:
         rows = sorted(uid for uid, managers in self._managers.items() if user_id in managers)
         return _paged(request, rows, str, self.managers_page_size, filters, after, str)
 
-    def _add_manager(self, request: httpx.Request, user_id: str,
-                     manager_id: str) -> httpx.Response:
+    def _add_manager(self, request: httpx.Request, user_id: str, manager_id: str) -> httpx.Response:
         user, manager = self._require_user(user_id), self._require_manager(manager_id)
         if user["status"] == "deleted":
             raise _Refusal(400, "userDeleted", "The user is deleted")
@@ -422,8 +512,9 @@ class LearningSimulator:
         self._managers[user_id].add(manager_id)
         return httpx.Response(204)
 
-    def _remove_manager(self, request: httpx.Request, user_id: str,
-                        manager_id: str) -> httpx.Response:
+    def _remove_manager(
+        self, request: httpx.Request, user_id: str, manager_id: str
+    ) -> httpx.Response:
         user = self._require_user(user_id)
         self._require_manager(manager_id)
         if user["status"] == "deleted":
@@ -438,14 +529,27 @@ class LearningSimulator:
     def _list_user_roles(self, request: httpx.Request, user_id: str) -> httpx.Response:
         self._require_user(user_id)
         filters, after = _list_query(request, {})
-        return _paged(request, list(self._roles[user_id]), lambda r: f"{r[0]}:{r[1]}",
-                      self.roles_page_size, filters, after,
-                      lambda r: {"groupId": r[0], "role": r[1]})
+        return _paged(
+            request,
+            list(self._roles[user_id]),
+            lambda r: f"{r[0]}:{r[1]}",
+            self.roles_page_size,
+            filters,
+            after,
+            lambda r: {"groupId": r[0], "role": r[1]},
+        )
 
     def _list_groups(self, request: httpx.Request) -> httpx.Response:
         filters, after = _list_query(request, {})
-        return _paged(request, list(self.groups.values()), lambda g: g["_id"],
-                      self.groups_page_size, filters, after, dict)
+        return _paged(
+            request,
+            list(self.groups.values()),
+            lambda g: g["_id"],
+            self.groups_page_size,
+            filters,
+            after,
+            dict,
+        )
 
     def _get_group(self, request: httpx.Request, group_id: str) -> httpx.Response:
         return httpx.Response(200, json=dict(self._require_group(group_id)))
@@ -453,13 +557,25 @@ class LearningSimulator:
     def _list_group_roles(self, request: httpx.Request, group_id: str) -> httpx.Response:
         self._require_group(group_id)
         filters, after = _list_query(request, {})
-        rows = [(uid, role) for uid, roles in self._roles.items()
-                for gid, role in roles if gid == group_id]
-        return _paged(request, rows, lambda r: f"{r[0]}:{r[1]}", self.roles_page_size, filters,
-                      after, lambda r: {"userId": r[0], "role": r[1]})
+        rows = [
+            (uid, role)
+            for uid, roles in self._roles.items()
+            for gid, role in roles
+            if gid == group_id
+        ]
+        return _paged(
+            request,
+            rows,
+            lambda r: f"{r[0]}:{r[1]}",
+            self.roles_page_size,
+            filters,
+            after,
+            lambda r: {"userId": r[0], "role": r[1]},
+        )
 
-    def _add_group_role(self, request: httpx.Request, group_id: str, role: str,
-                        user_id: str) -> httpx.Response:
+    def _add_group_role(
+        self, request: httpx.Request, group_id: str, role: str, user_id: str
+    ) -> httpx.Response:
         body_role = self._path_role(role)
         self._require_group(group_id)
         user = self._require_user(user_id)
@@ -468,8 +584,9 @@ class LearningSimulator:
         self._roles[user_id].add((group_id, body_role))
         return httpx.Response(204)
 
-    def _remove_group_role(self, request: httpx.Request, group_id: str, role: str,
-                           user_id: str) -> httpx.Response:
+    def _remove_group_role(
+        self, request: httpx.Request, group_id: str, role: str, user_id: str
+    ) -> httpx.Response:
         body_role = self._path_role(role)
         self._require_group(group_id)
         if (group_id, body_role) not in self._roles.get(user_id, set()):
@@ -523,11 +640,17 @@ class LearningSimulator:
 
     def _list_external_ids(self, request: httpx.Request) -> httpx.Response:
         filters, after = _list_query(request, _MAPPING_FILTERS)
-        rows = [m for m in self._mappings.values()
-                if all(_passes(m["targetType" if field == "type" else field], ops, fold=False)
-                       for field, ops in filters.items())]
-        return _paged(request, rows, lambda m: m["_id"], self.external_ids_page_size, filters,
-                      after, dict)
+        rows = [
+            m
+            for m in self._mappings.values()
+            if all(
+                _passes(m["targetType" if field == "type" else field], ops, fold=False)
+                for field, ops in filters.items()
+            )
+        ]
+        return _paged(
+            request, rows, lambda m: m["_id"], self.external_ids_page_size, filters, after, dict
+        )
 
     def _validated_mapping(self, body: Any) -> dict:
         if not isinstance(body, dict) or set(body) != set(_MAPPING_FIELDS):
@@ -548,7 +671,9 @@ class LearningSimulator:
         # one target per value.
         for other in self._mappings.values():
             if other["_id"] == exclude or (other["platform"], other["targetType"]) != (
-                    fields["platform"], fields["targetType"]):
+                fields["platform"],
+                fields["targetType"],
+            ):
                 continue
             if other["targetId"] == fields["targetId"]:
                 raise _Refusal(400, taken_code, "The target already has an id on this platform")
@@ -568,27 +693,43 @@ class LearningSimulator:
         if not isinstance(items, list):
             raise _invalid("The input of a bulk operation must be an array.")
         if len(items) > BULK_MAX_ITEMS:
-            raise _Refusal(400, "inputTooLong",
-                           f"The input array size exceeds {BULK_MAX_ITEMS:,} objects.")
+            raise _Refusal(
+                400, "inputTooLong", f"The input array size exceeds {BULK_MAX_ITEMS:,} objects."
+            )
         for item in items:
             # Sim decision: an item breaking the schema rejects the whole request (the spec
             # validates the body before queuing it).
-            if (not isinstance(item, dict) or set(item) != {"userId", "groupId", "role"}
-                    or not all(isinstance(item[k], str) and _OBJECT_ID.fullmatch(item[k])
-                               for k in ("userId", "groupId"))
-                    or item["role"] not in BODY_ROLES):
+            if (
+                not isinstance(item, dict)
+                or set(item) != {"userId", "groupId", "role"}
+                or not all(
+                    isinstance(item[k], str) and _OBJECT_ID.fullmatch(item[k])
+                    for k in ("userId", "groupId")
+                )
+                or item["role"] not in BODY_ROLES
+            ):
                 raise _invalid("each input needs a userId, a groupId (ObjectIds) and a role")
         unfinished = [op for op in self._operations.values() if op["status"] in _UNFINISHED]
         if len(unfinished) >= BULK_MAX_CONCURRENT:
-            raise _Refusal(429, "bulkOperationsConcurrencyLimitReached",
-                           "The maximum number of concurrent operations has been reached.")
+            raise _Refusal(
+                429,
+                "bulkOperationsConcurrencyLimitReached",
+                "The maximum number of concurrent operations has been reached.",
+            )
         operation_id = self._next_id("b")
         self._operations[operation_id] = {
-            "_id": operation_id, "type": "addUsersToGroups", "createdAt": self._now_iso(),
-            "status": "pending", "input": [dict(item) for item in items], "results": [],
-            "created": self._clock()}
-        location = f"{request.url.scheme}://{request.url.netloc.decode()}" \
-                   f"/api/v2/bulk/operations/{operation_id}"
+            "_id": operation_id,
+            "type": "addUsersToGroups",
+            "createdAt": self._now_iso(),
+            "status": "pending",
+            "input": [dict(item) for item in items],
+            "results": [],
+            "created": self._clock(),
+        }
+        location = (
+            f"{request.url.scheme}://{request.url.netloc.decode()}"
+            f"/api/v2/bulk/operations/{operation_id}"
+        )
         # Sim decision: the spec documents headers only for the 202, so the body is empty.
         return httpx.Response(202, headers={"Location": location})
 
@@ -621,9 +762,11 @@ class LearningSimulator:
             if operation["status"] != "running":
                 operation.setdefault("queuedAt", self._now_iso())
                 operation.update(status="running", startedAt=self._now_iso())
-            done = min(len(operation["input"]), int(
-                (elapsed - self.bulk_start_seconds) * self.bulk_items_per_second) + 1)
-            for item in operation["input"][len(operation["results"]):done]:
+            done = min(
+                len(operation["input"]),
+                int((elapsed - self.bulk_start_seconds) * self.bulk_items_per_second) + 1,
+            )
+            for item in operation["input"][len(operation["results"]) : done]:
                 operation["results"].append(self._add_membership(item))
             operation["progress"] = {"index": max(0, done - 1), "updatedAt": self._now_iso()}
             if done == len(operation["input"]):
@@ -631,11 +774,17 @@ class LearningSimulator:
 
     def _add_membership(self, item: dict) -> dict:
         user = self._users.get(item["userId"])
-        error = ("userNotFound" if user is None
-                 else "userDeleted" if user["status"] == "deleted"
-                 else "groupNotFound" if item["groupId"] not in self.groups
-                 else "analystUnavailable" if item["role"] == "analyst"
-                 and not self.analyst_enabled else None)
+        error = (
+            "userNotFound"
+            if user is None
+            else "userDeleted"
+            if user["status"] == "deleted"
+            else "groupNotFound"
+            if item["groupId"] not in self.groups
+            else "analystUnavailable"
+            if item["role"] == "analyst" and not self.analyst_enabled
+            else None
+        )
         if error is not None:
             # Sim decision: the error message is the code the single-item endpoint answers.
             return {"input": item, "status": "error", "errorMessage": error}
@@ -659,16 +808,25 @@ class LearningSimulator:
         return _iso(self._now())
 
     def _public(self, user: dict) -> dict:
-        return {name: list(value) if isinstance(value, list) else value
-                for name, value in user.items() if value not in (None, [])}
+        return {
+            name: list(value) if isinstance(value, list) else value
+            for name, value in user.items()
+            if value not in (None, [])
+        }
 
     def _user_by(self, field: str, value: str | None) -> dict | None:
         if value is None:
             return None
         fold = (lambda s: s.lower() if isinstance(s, str) else s) if field == "mail" else None
         wanted = fold(value) if fold else value
-        return next((u for u in self._users.values()
-                     if (fold(u.get(field)) if fold else u.get(field)) == wanted), None)
+        return next(
+            (
+                u
+                for u in self._users.values()
+                if (fold(u.get(field)) if fold else u.get(field)) == wanted
+            ),
+            None,
+        )
 
     def _require_user(self, user_id: str) -> dict:
         if user_id not in self._users:
@@ -726,8 +884,14 @@ class LearningSimulator:
             self.groups[group["_id"]] = group
             return group["_id"]
 
-    def seed_user(self, mail: str | None, status: str = "active", *,
-                  roles: Iterable[tuple[str, str]] | None = None, **attrs: Any) -> str:
+    def seed_user(
+        self,
+        mail: str | None,
+        status: str = "active",
+        *,
+        roles: Iterable[tuple[str, str]] | None = None,
+        **attrs: Any,
+    ) -> str:
         """A user made by hand or by another integration; default role: learner in the root."""
         with self._lock:
             fields = {name: value for name, value in attrs.items() if value is not None}
@@ -738,7 +902,8 @@ class LearningSimulator:
                 self._soft_delete(user, self._now_iso())
             else:
                 self._roles[user["_id"]].update(
-                    roles if roles is not None else {(self.root_group_id, "learner")})
+                    roles if roles is not None else {(self.root_group_id, "learner")}
+                )
             return user["_id"]
 
     def user(self, user_id: str) -> dict:
@@ -787,11 +952,17 @@ class LearningSimulator:
         with self._lock:
             self._roles[user_id].add((group_id, role))
 
-    def add_external_id(self, platform: str, target_id: str, value: str,
-                        target_type: str = "user") -> str:
+    def add_external_id(
+        self, platform: str, target_id: str, value: str, target_type: str = "user"
+    ) -> str:
         with self._lock:
-            mapping = {"_id": self._next_id("e"), "platform": platform, "targetType": target_type,
-                       "targetId": target_id, "value": value}
+            mapping = {
+                "_id": self._next_id("e"),
+                "platform": platform,
+                "targetType": target_type,
+                "targetId": target_id,
+                "value": value,
+            }
             self._mappings[mapping["_id"]] = mapping
             return mapping["_id"]
 
@@ -833,10 +1004,13 @@ def _validated_user_input(body: Any, allowed: frozenset[str], nullable: Iterable
 
 
 def _validated_membership(membership: Any) -> dict:
-    if (not isinstance(membership, dict) or set(membership) != {"groupId", "role"}
-            or not isinstance(membership["groupId"], str)
-            or not _OBJECT_ID.fullmatch(membership["groupId"])
-            or membership["role"] not in BODY_ROLES):
+    if (
+        not isinstance(membership, dict)
+        or set(membership) != {"groupId", "role"}
+        or not isinstance(membership["groupId"], str)
+        or not _OBJECT_ID.fullmatch(membership["groupId"])
+        or membership["role"] not in BODY_ROLES
+    ):
         raise _invalid("membership {groupId, role} is required")
     return dict(membership)
 
@@ -877,8 +1051,7 @@ def _query_pairs(request: httpx.Request) -> list[tuple[str, str]]:
     return pairs
 
 
-def _list_query(request: httpx.Request,
-                allowed: Mapping[str, tuple[str, ...]]) -> tuple[dict, Any]:
+def _list_query(request: httpx.Request, allowed: Mapping[str, tuple[str, ...]]) -> tuple[dict, Any]:
     """The filters and cursor position of a list call; a `next` token overrides the query."""
     pairs = _query_pairs(request)
     cursor = [value for key, value in pairs if key == "next"]
@@ -918,8 +1091,15 @@ def _passes(value: Any, ops: dict[str, Any], fold: bool) -> bool:
     return True
 
 
-def _paged(request: httpx.Request, rows: list, key: Callable[[Any], str], size: int,
-           filters: dict, after: str | None, render: Callable[[Any], Any]) -> httpx.Response:
+def _paged(
+    request: httpx.Request,
+    rows: list,
+    key: Callable[[Any], str],
+    size: int,
+    filters: dict,
+    after: str | None,
+    render: Callable[[Any], Any],
+) -> httpx.Response:
     rows = sorted((row for row in rows if after is None or key(row) > after), key=key)
     page, headers = rows[:size], {}
     if len(rows) > size:

@@ -37,8 +37,9 @@ class ServedSimulator:
         self._server = _QuietServer(("127.0.0.1", port), _make_handler(handle))
         self._server.daemon_threads = True
         # A short poll interval: `stop()` waits for it, and tests stop many servers.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -73,8 +74,12 @@ def _make_handler(handle: Handler) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             host, port = self.server.server_address[:2]  # type: ignore[index,str-unpack]
-            request = httpx.Request(self.command, f"http://{host}:{port}{self.path}",
-                                    headers=list(self.headers.items()), content=body)
+            request = httpx.Request(
+                self.command,
+                f"http://{host}:{port}{self.path}",
+                headers=list(self.headers.items()),
+                content=body,
+            )
             try:
                 response = handle(request)
             except SimulatedTimeout as timeout:

@@ -61,7 +61,8 @@ class Deployment:
         self.receiver = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "service.log"
         settings = tmp_path / "settings.toml"
-        settings.write_text(f"""
+        settings.write_text(
+            f"""
 [hibob]
 base_url = "{self.servers[0].url}/v1"
 
@@ -81,10 +82,15 @@ listen = "127.0.0.1:{self.port}"
 
 [store]
 path = "{self.db}"
-""", encoding="utf-8")
+""",
+            encoding="utf-8",
+        )
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-            "LANG": "C.UTF-8", "PYTHONPATH": str(REPO), "RECONCILER_CONFIG": str(settings),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(tmp_path),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": str(REPO),
+            "RECONCILER_CONFIG": str(settings),
             "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
             "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
             "RECONCILER_LEARNING__CLIENT_ID": "sandbox-client",
@@ -98,19 +104,33 @@ path = "{self.db}"
     # -- processes -------------------------------------------------------------------------
     def start(self, wait_ready: bool = True) -> subprocess.Popen:
         log = self.log.open("a")
-        process = subprocess.Popen([sys.executable, "-m", "reconciler", "run"], env=self.env,
-                                   cwd=self.cwd, stdout=log, stderr=log)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "run"],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=log,
+        )
         self.processes.append(process)
         if not wait_ready:
             return process
-        wait_for(lambda: process.poll() is not None or self.is_ready(), 30,
-                 "the start-up pass to make the service ready")
+        wait_for(
+            lambda: process.poll() is not None or self.is_ready(),
+            30,
+            "the start-up pass to make the service ready",
+        )
         assert process.poll() is None, f"service exited {process.returncode}: {self.tail()}"
         return process
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "reconciler", *args], env=self.env,
-                              cwd=self.cwd, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler", *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def terminate(self, process: subprocess.Popen) -> tuple[int, float]:
         started = time.monotonic()
@@ -132,8 +152,10 @@ path = "{self.db}"
     # -- observations ----------------------------------------------------------------------
     def is_ready(self) -> bool:
         try:
-            return httpx.get(f"{self.receiver}/readyz", timeout=1.0,
-                             trust_env=False).status_code == 200
+            return (
+                httpx.get(f"{self.receiver}/readyz", timeout=1.0, trust_env=False).status_code
+                == 200
+            )
         except httpx.TransportError:
             return False
 
@@ -141,9 +163,11 @@ path = "{self.db}"
         """Employees with access and a valid, unique email: each must have an active user."""
         records = self.hibob.records.values()
         mails = [(r.get("root.email") or "").strip().lower() for r in records]
-        return [r["root.id"] for r, mail in zip(records, mails, strict=True)
-                if r.get("internal.status") == "Active" and "@" in mail
-                and mails.count(mail) == 1]
+        return [
+            r["root.id"]
+            for r, mail in zip(records, mails, strict=True)
+            if r.get("internal.status") == "Active" and "@" in mail and mails.count(mail) == 1
+        ]
 
     def mail_of(self, hibob_id: str) -> str:
         return self.hibob.records[hibob_id]["root.email"].strip().lower()
@@ -153,8 +177,9 @@ path = "{self.db}"
 
     def is_converged(self) -> bool:
         users = self.learning.users_by_mail()
-        return all(users.get(self.mail_of(h), {}).get("status") == "active"
-                   for h in self.expected_active())
+        return all(
+            users.get(self.mail_of(h), {}).get("status") == "active" for h in self.expected_active()
+        )
 
     def count_hints(self, pending_only: bool = False) -> int:
         where = " WHERE done_at IS NULL" if pending_only else ""
@@ -171,9 +196,13 @@ path = "{self.db}"
             return []
 
     def deliver(self, hibob_id: str, secret: str = UPSERT_SECRET) -> httpx.Response:
-        return self.hibob.deliver_webhook(f"{self.receiver}/webhooks/hibob/upsert",
-                                          "employee.updated", hibob_id, secret,
-                                          field_updates=["work.title"])
+        return self.hibob.deliver_webhook(
+            f"{self.receiver}/webhooks/hibob/upsert",
+            "employee.updated",
+            hibob_id,
+            secret,
+            field_updates=["work.title"],
+        )
 
 
 @pytest.fixture
@@ -186,7 +215,8 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
 
 
 def test_run_converges_applies_hints_in_seconds_repairs_drift_and_stops_on_sigterm(
-        deployment: Deployment) -> None:
+    deployment: Deployment,
+) -> None:
     service = deployment.start()
     wait_for(deployment.is_converged, 10, "every active employee to have an active user")
     alice, bob, carol = deployment.expected_active()[1:4]
@@ -194,8 +224,11 @@ def test_run_converges_applies_hints_in_seconds_repairs_drift_and_stops_on_sigte
     deployment.hibob.update_employee(alice, **{"work.title": "Chief Webhook Officer"})
     started = time.monotonic()
     assert deployment.deliver(alice).status_code == 200
-    wait_for(lambda: deployment.user_of(alice).get("job") == "Chief Webhook Officer", 10,
-             "the hinted title change in 360Learning")
+    wait_for(
+        lambda: deployment.user_of(alice).get("job") == "Chief Webhook Officer",
+        10,
+        "the hinted title change in 360Learning",
+    )
     latency = time.monotonic() - started
     print(f"\nwebhook-to-360Learning latency: {latency:.3f} s")
     assert latency < HINT_DEADLINE_SECONDS, deployment.tail()
@@ -237,17 +270,22 @@ def test_restart_processes_hints_left_pending(deployment: Deployment) -> None:
     last_pass_before = deployment.passes()[-1][0]
 
     service = deployment.start()
-    wait_for(lambda: deployment.count_hints(pending_only=True) == 0, 10,
-             "the pending hint to be processed")
+    wait_for(
+        lambda: deployment.count_hints(pending_only=True) == 0,
+        10,
+        "the pending hint to be processed",
+    )
 
     assert deployment.user_of(dave)["job"] == "Back After Restart"
-    assert any(kind == "targeted" and number > last_pass_before
-               for number, kind, _ in deployment.passes())
+    assert any(
+        kind == "targeted" and number > last_pass_before for number, kind, _ in deployment.passes()
+    )
     assert deployment.terminate(service)[0] == 0
 
 
 def test_sigterm_during_a_long_pass_still_exits_0_within_the_grace_period(
-        deployment: Deployment) -> None:
+    deployment: Deployment,
+) -> None:
     deployment.env["RECONCILER_SYNC__SHUTDOWN_GRACE_SECONDS"] = "2"
     deployment.hibob.faults.latency_seconds = 15.0
     service = deployment.start(wait_ready=False)

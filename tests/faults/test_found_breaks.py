@@ -15,10 +15,6 @@ from faults.oracle import find_differences
 pytestmark = pytest.mark.faults
 
 
-
-
-
-
 def _synced(world: FaultWorld) -> FaultWorld:
     first = world.sync()
     assert first.outcome == "ok", first.report.failures if first.report else first.error

@@ -57,19 +57,23 @@ class World:
 
     def build(self, **overrides: str) -> Services:
         if overrides:
-            self.settings = load_settings(environ={**self.environ, **overrides},
-                                          read_file=False)
+            self.settings = load_settings(environ={**self.environ, **overrides}, read_file=False)
         # Throttles and retry backoffs never really wait in tests.
         return build_services(
-            self.settings, hibob_transport=httpx.MockTransport(self.hibob.handle),
-            learning_transport=httpx.MockTransport(self.learning.handle), store=self.store,
-            sleep=self.slept.append)
+            self.settings,
+            hibob_transport=httpx.MockTransport(self.hibob.handle),
+            learning_transport=httpx.MockTransport(self.learning.handle),
+            store=self.store,
+            sleep=self.slept.append,
+        )
 
     def route_learning_through(self, handler) -> None:
         """Send 360Learning traffic through `handler` (which may call the simulator)."""
         self.services.learning = LearningClient(
-            self.settings.learning, transport=httpx.MockTransport(handler),
-            sleep=lambda seconds: None)
+            self.settings.learning,
+            transport=httpx.MockTransport(handler),
+            sleep=lambda seconds: None,
+        )
 
     def sync(self, kind: str = "incremental", **kwargs) -> PassResult:
         return run_pass(self.services, kind, now=self.now, **kwargs)
@@ -90,9 +94,13 @@ class World:
         """Employees with a valid, unique email who have access or are hired (prehire)."""
         records = self.hibob.records.values()
         mails = [(r.get("root.email") or "").strip().lower() for r in records]
-        return [r["root.id"] for r in records
-                if (r.get("internal.status") == "Active"
-                    or r.get("internal.lifecycleStatus") == "hired")
-                and r.get("root.email")
-                and "@" in r["root.email"]
-                and mails.count(r["root.email"].strip().lower()) == 1]
+        return [
+            r["root.id"]
+            for r in records
+            if (
+                r.get("internal.status") == "Active" or r.get("internal.lifecycleStatus") == "hired"
+            )
+            and r.get("root.email")
+            and "@" in r["root.email"]
+            and mails.count(r["root.email"].strip().lower()) == 1
+        ]
