@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Three workers on two cores: many tests wait on SQLite, threads or sockets.
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
