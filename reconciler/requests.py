@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from reconciler.models import PassOutcome
 from reconciler.reconcile import PassResult
 from reconciler.store import Store
 
 log = logging.getLogger("reconciler.requests")
 
 KINDS = ("resync", "sync", "targeted", "release", "quarantine-clear")
-EXIT_CODES = {"ok": 0, "held": 3, "refused": 2}
 
 
 # Runs one pass (its kind, then run_pass's options); None when the service is stopping.
@@ -40,7 +40,12 @@ class Outcome:
     def exit_code(self) -> int:
         if self.result is not None:
             return self.result.exit_code
-        return EXIT_CODES.get(self.outcome, 1)
+        if self.outcome == "refused":
+            return 2  # the held list changed since it was shown: a usage error
+        try:
+            return PassOutcome(self.outcome).exit_code
+        except ValueError:
+            return 1
 
 
 def compute_held_token(held: Iterable[Mapping[str, Any]]) -> str:

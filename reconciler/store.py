@@ -11,7 +11,6 @@ secret.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -133,6 +132,10 @@ MIGRATIONS = [
     ALTER TABLE hints ADD COLUMN last_error TEXT;
     CREATE TABLE decisions (hibob_id TEXT PRIMARY KEY, pass_id INTEGER NOT NULL);
     CREATE INDEX journal_pending ON journal (outcome) WHERE outcome = 'pending';
+    """,
+    # state_hash was written and never read.
+    """
+    ALTER TABLE employees DROP COLUMN state_hash;
     """,
 ]
 
@@ -262,14 +265,14 @@ class Store:
         text = state_to_json(state) if state is not None else None
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO employees (hibob_id, learning_user_id, email, state, state_hash,"
+                "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
                 " failures, quarantined_until, last_error, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 0, NULL, NULL, ?)"
+                " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
                 " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
-                " email = excluded.email, state = excluded.state, state_hash = excluded.state_hash,"
+                " email = excluded.email, state = excluded.state,"
                 " failures = 0, quarantined_until = NULL, last_error = NULL,"
                 " updated_at = excluded.updated_at",
-                (hibob_id, learning_user_id, email, text, _hash(text), utc_text(at)),
+                (hibob_id, learning_user_id, email, text, utc_text(at)),
             )
 
     def save_state(self, hibob_id: str, state: AppliedState) -> None:
@@ -862,9 +865,3 @@ def state_from_json(text: str) -> AppliedState:
         # States written before the flag existed were made by create/adopt, which link.
         is_external_id_linked=bool(raw.get("is_external_id_linked", True)),
     )
-
-
-def _hash(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
