@@ -17,6 +17,7 @@ from reconciler.errors import ApiAuthFailed
 from reconciler.hibob import HibobClient
 from reconciler.sandbox.company import STANDARD_FIELDS, generate_company
 from reconciler.sandbox.hibob import HibobSimulator
+from tests.support import FakeClock
 
 require_specs()
 
@@ -32,17 +33,6 @@ USED_OPERATIONS = {
 }
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_770_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture(scope="module")
 def spec():
     return load_spec("hibob")
@@ -50,7 +40,7 @@ def spec():
 
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(1_770_000_000.0)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from reconciler.learning import LearningClient
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
 from reconciler.wiring import build_services
-from tests.support import World
+from tests.support import FakeClock, World
 
 require_specs()
 
@@ -47,20 +47,9 @@ def spec():
     return load_spec("learning")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator, ping_bodies, sign
 from reconciler.sandbox.server import serve
+from tests.support import FakeClock
 
 TODAY = datetime.date(2026, 3, 16)
 FIELDS = [
@@ -32,17 +33,9 @@ FIELDS = [
 ]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture
