@@ -29,17 +29,9 @@ from reconciler.service import Service
 from reconciler.status import collect_status
 from reconciler.store import Store
 from reconciler.webhooks import Hint
-from tests.support import NOW, World
+from tests.support import NOW, FakeClock, World
 
 SECOND = dt.timedelta(seconds=1)
-
-
-class FakeMonotonic:
-    def __init__(self) -> None:
-        self.value = 1000.0
-
-    def __call__(self) -> float:
-        return self.value
 
 
 @pytest.fixture
@@ -51,12 +43,12 @@ def world(tmp_path: Path) -> World:
 
 
 @pytest.fixture
-def monotonic() -> FakeMonotonic:
-    return FakeMonotonic()
+def monotonic() -> FakeClock:
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
-def service(world: World, monotonic: FakeMonotonic) -> Service:
+def service(world: World, monotonic: FakeClock) -> Service:
     return Service(world.services, clock=lambda: world.now, monotonic=monotonic)
 
 
@@ -64,9 +56,9 @@ def hint(hibob_id: str, event_type: str = "employee.updated") -> Hint:
     return Hint(hibob_id, event_type, "2026-11-28T11:59:00", "upsert")
 
 
-def later(world: World, monotonic: FakeMonotonic, seconds: float) -> None:
+def later(world: World, monotonic: FakeClock, seconds: float) -> None:
     world.now += seconds * SECOND
-    monotonic.value += seconds
+    monotonic.now += seconds
 
 
 def passes_of_kind(world: World, kind: str) -> list[dict]:
@@ -138,11 +130,11 @@ def test_hinted_employee_is_read_again_once_after_the_stale_read_window(
     world.hibob.update_employee(hibob_id, **{"work.title": "Late Title"})
     assert service.hints.process_hints() == 0
 
-    monotonic.value += STALE_READ_SECONDS
+    monotonic.now += STALE_READ_SECONDS
     assert service.hints.process_hints() == 1
 
     assert world.user_of(hibob_id)["job"] == "Late Title"
-    monotonic.value += STALE_READ_SECONDS
+    monotonic.now += STALE_READ_SECONDS
     assert service.hints.process_hints() == 0
 
 

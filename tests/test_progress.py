@@ -24,24 +24,16 @@ from reconciler.service import Service
 from reconciler.status import collect_status
 from reconciler.store import Store
 from reconciler.wiring import build_services
-from tests.support import NOW, World
-
-
-class FakeMonotonic:
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def __call__(self) -> float:
-        return self.value
+from tests.support import NOW, FakeClock, World
 
 
 def test_rate_and_eta_follow_the_recent_pace_of_the_apply() -> None:
-    clock = FakeMonotonic()
+    clock = FakeClock(0.0)
     tracker = ProgressTracker(monotonic=clock, window_seconds=30)
     tracker("read", 0, None)
     tracker("read", 3000, 3000)
     for second in range(0, 61):
-        clock.value = 100 + second
+        clock.now = 100 + second
         # 4 operations a second for the first 30 s, then 8 a second
         done = 4 * second if second <= 30 else 120 + 8 * (second - 30)
         tracker("apply", done, 3000)
@@ -161,12 +153,12 @@ def test_the_service_publishes_a_long_pass_progress_for_status_and_metrics(
 
 def test_pass_progress_logs_a_line_every_period_with_structured_fields(caplog) -> None:
     caplog.set_level(logging.INFO, logger="reconciler")
-    clock, saved = FakeMonotonic(), []
+    clock, saved = FakeClock(0.0), []
     progress = PassProgress(
         "full pass", save_state=saved.append, log_every_seconds=10, monotonic=clock
     )
     for second in range(25):
-        clock.value = second
+        clock.now = second
         progress.tracker("apply", second * 10, 1000)
 
     lines = [r for r in caplog.records if r.name == "reconciler.progress"]

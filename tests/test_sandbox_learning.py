@@ -10,17 +10,10 @@ import pytest
 
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
+from tests.support import FakeClock
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 BASE = "http://learning.test"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.seconds = 1000.0
-
-    def __call__(self) -> float:
-        return self.seconds
 
 
 class FakeNow:
@@ -33,7 +26,7 @@ class FakeNow:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
@@ -172,9 +165,9 @@ def test_token_with_duplicate_properties_is_invalid_request(sim: LearningSimulat
 def test_token_expiry_follows_the_injected_clock(
     sim: LearningSimulator, api: httpx.Client, clock: FakeClock
 ) -> None:
-    clock.seconds += 3599
+    clock.now += 3599
     assert api.get("/api/v2/users").status_code == 200
-    clock.seconds += 1
+    clock.now += 1
     response = api.get("/api/v2/users")
     assert (response.status_code, response.json()) == (401, {"error": "invalid_token"})
 
@@ -792,7 +785,7 @@ def test_more_than_10_writes_per_second_get_429_without_retry_after(
     assert "retry-after" not in refused.headers
     assert api.get("/api/v2/users").status_code == 200
     assert sim.rate_limited_count == 2 and sim.user(jane)["job"] == "J9"
-    clock.seconds += 1
+    clock.now += 1
     assert api.patch(f"/api/v2/users/{jane}", json={"job": "next"}).status_code == 200
 
 
@@ -803,9 +796,9 @@ def test_more_than_50_reads_per_second_get_429(
     statuses = []
     for _ in range(51):
         statuses.append(api.get("/api/v2/users").status_code)
-        clock.seconds += 0.001
+        clock.now += 0.001
     assert statuses == [200] * 50 + [429]
-    clock.seconds += 0.95
+    clock.now += 0.95
     assert api.get("/api/v2/users").status_code == 200
 
 

@@ -15,17 +15,9 @@ from reconciler.service import Service, compute_readiness, readiness_bound
 from reconciler.store import Store
 from reconciler.webhooks import create_app
 from reconciler.wiring import Services
-from tests.support import NOW, World
+from tests.support import NOW, FakeClock, World
 
 MINUTE = dt.timedelta(minutes=1)
-
-
-class FakeMonotonic:
-    def __init__(self) -> None:
-        self.value = 1000.0
-
-    def __call__(self) -> float:
-        return self.value
 
 
 @pytest.fixture
@@ -37,12 +29,12 @@ def world(tmp_path: Path) -> World:
 
 
 @pytest.fixture
-def monotonic() -> FakeMonotonic:
-    return FakeMonotonic()
+def monotonic() -> FakeClock:
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
-def service(world: World, monotonic: FakeMonotonic) -> Service:
+def service(world: World, monotonic: FakeClock) -> Service:
     return Service(world.services, clock=lambda: world.now, monotonic=monotonic)
 
 
