@@ -103,12 +103,10 @@ def _keep(
         "# Left by `reconciler demo --keep`: the demo's database and settings.\n"
         "# The simulators below stopped with the demo: commands that read only the database\n"
         "# (status, history, quarantine, release --list, explain --offline) work; the others\n"
-        "# cannot reach the APIs. The credentials are the simulators' made-up ones, not\n"
-        "# secrets: a real settings file never holds credentials.\n"
-        f'[hibob]\nbase_url = "{hibob_url}/v1"\nservice_user_id = "sandbox-user"\n'
-        'service_user_token = "sandbox-token"\n\n'
-        f'[learning]\nbase_url = "{learning_url}"\nclient_id = "sandbox-client"\n'
-        'client_secret = "sandbox-secret"\n'
+        "# cannot reach the APIs, and no credentials are kept (credentials never go in a\n"
+        "# settings file: see the README).\n"
+        f'[hibob]\nbase_url = "{hibob_url}/v1"\n\n'
+        f'[learning]\nbase_url = "{learning_url}"\n'
         f'default_group_id = "{services.settings.learning.default_group_id}"\n\n'
         '[[scope.groups]]\nconditions = [{ field = "work.site", op = "not_equals", '
         'value = "Contractors" }]\n\n'
