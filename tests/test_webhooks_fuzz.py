@@ -160,13 +160,13 @@ def test_3000_hostile_deliveries_through_the_real_store_never_5xx_and_never_read
 
     world = World(tmp_path, size=20, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0")
     service = Service(world.services, clock=lambda: world.now)
-    app = make_app(service.on_hint)
+    app = make_app(service.hints.on_hint)
     cases = list(generate(FAULTS_CORPUS, seed=2026))
     unverified = [case for case in cases if not case.is_signed]
 
     seen = check_corpus(app, unverified, world.store.count_pending_hints)
     hibob_reads_before = len(world.hibob.requests)
-    passes = service.process_hints()
+    passes = service.hints.process_hints()
 
     assert (world.store.count_pending_hints(), passes) == (0, 0)
     assert len(world.hibob.requests) == hibob_reads_before == 0

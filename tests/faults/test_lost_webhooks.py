@@ -83,7 +83,7 @@ def test_lost_webhooks_leave_a_webhook_only_relay_wrong_and_the_reconciler_right
     service = Service(reconciler.services, clock=lambda: clock["now"], monotonic=lambda: 0.0)
     senders = {
         "relay": _sender(relay, relay_pass, seed),
-        "reconciler": _sender(reconciler, service.on_hint, seed),
+        "reconciler": _sender(reconciler, service.hints.on_hint, seed),
     }
     for number in range(ROUNDS):
         for name, world in (("relay", relay), ("reconciler", reconciler)):
@@ -98,7 +98,7 @@ def test_lost_webhooks_leave_a_webhook_only_relay_wrong_and_the_reconciler_right
             for change, hibob_id in changes:
                 senders[name].send_change(change, hibob_id)
         clock["now"] += dt.timedelta(seconds=30)
-        service.process_hints()
+        service.hints.process_hints()
     relay_wrong = _wrong_users(relay)
     hints_only_wrong = _wrong_users(reconciler)
 
