@@ -80,7 +80,9 @@ def test_lost_webhooks_leave_a_webhook_only_relay_wrong_and_the_reconciler_right
         relay.sync("targeted", employee=hint.hibob_id)
 
     clock = {"now": reconciler.now}
-    service = Service(reconciler.services, clock=lambda: clock["now"], monotonic=lambda: 0.0)
+    service = Service(
+        reconciler.services, clock=lambda: clock["now"], monotonic=lambda: clock["now"].timestamp()
+    )
     senders = {
         "relay": _sender(relay, relay_pass, seed),
         "reconciler": _sender(reconciler, service.hints.on_hint, seed),
