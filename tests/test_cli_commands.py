@@ -39,7 +39,7 @@ def run_cli(world: World, capsys, *argv: str) -> tuple[int, str]:
             hibob_transport=httpx.MockTransport(world.hibob.handle),
             learning_transport=httpx.MockTransport(world.learning.handle),
             store=store,
-            sleep=world.slept.append,
+            sleep=world.time.sleep,
         )
 
     code = main(list(argv), build=build)

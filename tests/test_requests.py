@@ -50,7 +50,7 @@ def builder(world: World):
             hibob_transport=httpx.MockTransport(world.hibob.handle),
             learning_transport=httpx.MockTransport(world.learning.handle),
             store=store,
-            sleep=world.slept.append,
+            sleep=world.time.sleep,
         )
 
     return build

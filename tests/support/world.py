@@ -16,6 +16,7 @@ from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.store import Store
 from reconciler.wiring import Services, build_services
+from tests.support.clocks import FakeTime
 
 TODAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -46,9 +47,14 @@ class World:
     def __init__(self, tmp_path: Path, size: int = 60, seed: int = 7, **settings: str) -> None:
         self.company = generate_company(size, seed=seed, today=TODAY)
         self.hibob = HibobSimulator(self.company, today=TODAY)
-        self.learning = LearningSimulator(enforce_rate_limits=False, now=lambda: self.now)
+        # The 360Learning simulator's seconds move only when a client sleeps (bulk jobs run
+        # as the client waits for them), so nothing in a test waits or spins in real time.
+        self.time = FakeTime()
+        self.learning = LearningSimulator(
+            enforce_rate_limits=False, now=lambda: self.now, clock=self.time
+        )
         self.now = NOW
-        self.slept: list[float] = []
+        self.slept: list[float] = self.time.sleeps
         self.db = tmp_path / "reconciler.db"
         self.environ = sandbox_environ(self.learning, self.db, **settings)
         self.settings: Settings = load_settings(environ=self.environ, read_file=False)
@@ -64,7 +70,7 @@ class World:
             hibob_transport=httpx.MockTransport(self.hibob.handle),
             learning_transport=httpx.MockTransport(self.learning.handle),
             store=self.store,
-            sleep=self.slept.append,
+            sleep=self.time.sleep,
         )
 
     def route_learning_through(self, handler) -> None:
@@ -72,7 +78,7 @@ class World:
         self.services.learning = LearningClient(
             self.settings.learning,
             transport=httpx.MockTransport(handler),
-            sleep=lambda seconds: None,
+            sleep=self.time.sleep,
         )
 
     def sync(self, kind: str = "incremental", **kwargs) -> PassResult:
