@@ -21,20 +21,21 @@ from typing import Any
 
 from reconciler.errors import ApiAuthFailed, ApiError, ApiRejected, ApiUnavailable
 from reconciler.learning import LearningClient, Membership, add_memberships
-from reconciler.models import AppliedState, GroupRole, LearningUser
-from reconciler.plan import (
+from reconciler.models import (
     Action,
     Adopt,
+    AppliedState,
     Create,
     Deactivate,
-    Limits,
+    GroupRole,
+    LearningUser,
     Plan,
     Problem,
     Reactivate,
     Update,
     Upsert,
-    compute_existing_user_decision,
 )
+from reconciler.plan import Limits, compute_existing_user_decision
 from reconciler.store import Store
 
 log = logging.getLogger("reconciler.apply")

@@ -15,8 +15,7 @@ from typing import Any, TextIO
 
 from reconciler.desired import compute_desired, required_fields
 from reconciler.errors import ApiError, ReconcilerError
-from reconciler.models import AppliedState, Employee, LearningUser, SnapshotEntry
-from reconciler.plan import Upsert
+from reconciler.models import AppliedState, Employee, LearningUser, SnapshotEntry, Upsert
 from reconciler.reconcile import PassOptions, find_employee, read_and_plan
 from reconciler.report import format_history_row, format_value
 from reconciler.scope import compute_condition, compute_in_scope

@@ -12,10 +12,25 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from reconciler.desired import Desired
-from reconciler.models import AppliedState, GroupRole, LearningUser, SnapshotEntry
+from reconciler.models import (
+    Action,
+    Adopt,
+    AppliedState,
+    Create,
+    Deactivate,
+    GroupRole,
+    LearningUser,
+    ManagerChange,
+    Plan,
+    Problem,
+    Reactivate,
+    SnapshotEntry,
+    Update,
+    Upsert,
+)
 
 Absence = Literal["confirmed", "unknown"]
 # Hibob categories to grant when a deciding field is withheld, by field id prefix.
@@ -28,125 +43,6 @@ CATEGORY_OF = {
     "home": "Personal contact details",
     "payroll": "Payroll",
 }
-
-
-@dataclass(frozen=True)
-class ManagerChange:
-    """A manager link to replace: Hibob ids of the previous and the new manager."""
-
-    old: str | None
-    new: str | None
-
-
-@dataclass(frozen=True)
-class Action:
-    """One change to one employee's 360Learning user; `state` is the snapshot once applied."""
-
-    kind: ClassVar[str] = "action"
-    hibob_id: str
-    email: str | None
-    reason: str
-    learning_user_id: str | None = None
-    state: AppliedState | None = None
-
-    @property
-    def fields(self) -> list[str]:
-        return []
-
-
-@dataclass(frozen=True)
-class Upsert(Action):
-    """Writes attributes, status, groups and links (create, adopt, update, reactivate)."""
-
-    changes: Mapping[str, Any] = field(default_factory=dict)
-    activate: bool = False
-    add_groups: frozenset[GroupRole] = frozenset()
-    remove_groups: frozenset[GroupRole] = frozenset()
-    manager: ManagerChange | None = None
-    link_external_id: bool = False
-    relink_subordinates: tuple[str, ...] = ()  # hibob ids whose manager link to this user
-    # 360Learning dropped (a restore drops "being the manager of others")
-
-    @property
-    def fields(self) -> list[str]:
-        names = sorted(self.changes)
-        if self.activate and not isinstance(self, Create):
-            names.append("status")
-        if self.add_groups or self.remove_groups:
-            names.append("groups")
-        if self.manager is not None:
-            names.append("manager")
-        if self.relink_subordinates:
-            names.append("subordinates")
-        if self.link_external_id:
-            names.append("externalId")
-        return names
-
-
-@dataclass(frozen=True)
-class Create(Upsert):
-    kind: ClassVar[str] = "create"
-
-
-@dataclass(frozen=True)
-class Adopt(Upsert):
-    """Link an existing user (by email, or one our own interrupted create left half-done)."""
-
-    kind: ClassVar[str] = "adopt"
-    restore: bool = False  # the user is deleted: re-POST its mail to restore it first
-
-
-@dataclass(frozen=True)
-class Update(Upsert):
-    kind: ClassVar[str] = "update"
-
-
-@dataclass(frozen=True)
-class Reactivate(Upsert):
-    """Restore the employee's own deleted account: re-POST its stored mail, then the rest."""
-
-    kind: ClassVar[str] = "reactivate"
-    restore_mail: str | None = None
-
-
-@dataclass(frozen=True)
-class Deactivate(Action):
-    kind: ClassVar[str] = "deactivate"
-    is_already_deleted: bool = False  # 360Learning deleted it on its scheduled date: record only
-
-    @property
-    def fields(self) -> list[str]:
-        return ["status"]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """An employee this pass could not or would not write, and why."""
-
-    hibob_id: str
-    email: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    actions: tuple[Action, ...] = ()
-    problems: tuple[Problem, ...] = ()
-    held: tuple[Deactivate, ...] = ()  # deactivations a safety limit kept back
-    held_reason: str | None = None
-    is_held_releasable: bool = True  # False: a bad read, which no release can lift
-
-    def counts(self) -> dict[str, int]:
-        counts = Counter(a.kind for a in self.actions)
-        if self.held:
-            counts["held"] = len(self.held)
-        if self.problems:
-            counts["skipped"] = len(self.problems)
-        return dict(sorted(counts.items()))
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.actions and not self.held
 
 
 @dataclass(frozen=True)

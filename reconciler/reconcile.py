@@ -18,13 +18,11 @@ from typing import Literal
 from reconciler.apply import ApplyReport, PassHooks, ProgressCallback, apply_plan
 from reconciler.desired import Desired, compute_desired, required_fields
 from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
-from reconciler.models import Employee, LearningUser, PassOutcome, SnapshotEntry
+from reconciler.models import Employee, LearningUser, PassOutcome, Plan, Problem, SnapshotEntry
 from reconciler.plan import (
     Absence,
     ActualLinks,
-    Plan,
     PlanInput,
-    Problem,
     compute_absence_checks,
     compute_adoption_candidates,
     compute_mail_lookups,

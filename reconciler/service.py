@@ -28,9 +28,8 @@ from reconciler.apply import PassHooks, ProgressCallback
 from reconciler.errors import ConfigError
 from reconciler.hints import EmployeeClaims, HintWorker
 from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
-from reconciler.models import PassOutcome
+from reconciler.models import PassOutcome, Plan
 from reconciler.notify import Notifier
-from reconciler.plan import Plan
 from reconciler.progress import PassProgress
 from reconciler.reconcile import PassKind, PassResult, run_pass
 from reconciler.requests import AdminRequests

@@ -22,7 +22,7 @@ from reconciler.hints import (
     EmployeeClaims,
     HintWorker,
 )
-from reconciler.plan import Plan
+from reconciler.models import Plan
 from reconciler.reconcile import PassResult, run_pass
 from reconciler.report import print_status
 from reconciler.service import Service

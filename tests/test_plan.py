@@ -7,15 +7,20 @@ import datetime as dt
 import pytest
 
 from reconciler.desired import Desired
-from reconciler.models import AppliedState, GroupRole, LearningUser, SnapshotEntry
-from reconciler.plan import (
+from reconciler.models import (
     Adopt,
+    AppliedState,
     Create,
     Deactivate,
+    GroupRole,
+    LearningUser,
+    Reactivate,
+    SnapshotEntry,
+    Update,
+)
+from reconciler.plan import (
     Limits,
     PlanInput,
-    Reactivate,
-    Update,
     compute_absence_checks,
     compute_plan,
     compute_unknown_share,
