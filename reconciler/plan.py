@@ -180,28 +180,34 @@ def compute_absence_checks(plan: Plan, data: PlanInput) -> list[str]:
 
 def compute_mail_lookups(data: PlanInput) -> list[str]:
     """Emails of employees to provision that have no link yet (candidates for adoption)."""
-    return sorted(
-        {
-            d.email
-            for h, d in compute_ambiguity(data).items()
-            if d.verdict == "active"
-            and d.email
-            and not (h in data.snapshot and data.snapshot[h].is_linked)
-        }
-    )
+    return sorted({d.email for d in _unlinked_to_provision(data).values() if d.email})
 
 
 def compute_adoption_candidates(data: PlanInput) -> dict[str, LearningUser]:
     """The single unlinked 360Learning user each unlinked employee would adopt (roles to read)."""
     found = {}
-    for hibob_id, wanted in compute_ambiguity(data).items():
-        entry = data.snapshot.get(hibob_id)
-        if wanted.verdict != "active" or not wanted.email or _is_linked(entry, data):
-            continue
+    for hibob_id, wanted in _unlinked_to_provision(data).items():
+        assert wanted.email is not None
         mine, _ = _match_by_mail(hibob_id, wanted.email, data)
         if len(mine) == 1:
             found[hibob_id] = mine[0]
     return found
+
+
+def _unlinked_to_provision(data: PlanInput) -> dict[str, Desired]:
+    """Active employees with an email and no link, once ambiguous ones are set aside.
+
+    Most passes have none: the ambiguity check, which reads everyone, runs only when needed.
+    """
+    pending = {
+        h: d
+        for h, d in data.desired.items()
+        if d.verdict == "active" and d.email and not _is_linked(data.snapshot.get(h), data)
+    }
+    if not pending:
+        return {}
+    marked = compute_ambiguity(data)
+    return {h: marked[h] for h in pending if marked[h].verdict == "active"}
 
 
 def compute_existing_user_decision(
@@ -261,11 +267,7 @@ def _plan_one(
             f"finishing an interrupted create: {wanted.reason}",
             learning_user_id=entry.learning_user_id,
             state=state,
-            changes=_present(state.attributes),
-            activate=limits.activate_users,
-            add_groups=state.groups,
-            manager=_initial_manager(state),
-            link_external_id=limits.is_external_id_enabled,
+            **_full_write(state, limits),
             # It may be a deleted user whose restore failed: re-POST its mail, which
             # answers mailAlreadyUsed when the account is not deleted after all.
             restore=True,
@@ -311,11 +313,7 @@ def _create_or_adopt(
             wanted.email,
             f"new: {wanted.reason}",
             state=state,
-            changes=_present(state.attributes),
-            activate=limits.activate_users,
-            add_groups=state.groups,
-            manager=_initial_manager(state),
-            link_external_id=limits.is_external_id_enabled,
+            **_full_write(state, limits),
         )
     user = mine[0]
     roles = data.candidate_roles.get(user.learning_user_id, frozenset())
@@ -413,17 +411,15 @@ def _reactivate(
     state = _fresh(state, live)
     # Restore the employee's own account by the mail it holds; a new mail is PATCHed after.
     restore_mail = before.attributes.get("mail") or entry.email
+    write = _full_write(state, limits)
+    write["link_external_id"] = write["link_external_id"] and not _has_external_id(entry, data)
     return Reactivate(
         wanted.hibob_id,
         wanted.email,
         f"active again: {wanted.reason}",
         learning_user_id=entry.learning_user_id,
         state=replace(state, kept_groups=frozenset()),
-        changes=_present(state.attributes),
-        activate=limits.activate_users,
-        add_groups=state.groups,
-        manager=_initial_manager(state),
-        link_external_id=limits.is_external_id_enabled and not _has_external_id(entry, data),
+        **write,
         relink_subordinates=_subordinates(entry.hibob_id, data, live),
         restore_mail=restore_mail,
     )
@@ -645,6 +641,18 @@ def _state_after(wanted: Desired, entry: SnapshotEntry | None, live: set[str]) -
         kept_groups=before.kept_groups if before else frozenset(),
         is_external_id_linked=before.is_external_id_linked if before else False,
     )
+
+
+def _full_write(state: AppliedState, limits: Limits) -> dict[str, Any]:
+    """What an account that holds nothing of ours yet needs (created, finished or restored):
+    every attribute, activation, every group, its manager link and the external-id mapping."""
+    return {
+        "changes": _present(state.attributes),
+        "activate": limits.activate_users,
+        "add_groups": state.groups,
+        "manager": _initial_manager(state),
+        "link_external_id": limits.is_external_id_enabled,
+    }
 
 
 def _initial_manager(state: AppliedState) -> ManagerChange | None:
