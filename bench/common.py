@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.reconcile import read_and_plan
+from reconciler.commands.wiring import build_services
+from reconciler.passes.context import Services
+from reconciler.passes.reconcile import read_and_plan
 from reconciler.sandbox.learning import LearningSimulator
-from reconciler.wiring import Services, build_services
 
 TODAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)

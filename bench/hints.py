@@ -28,16 +28,16 @@ from pathlib import Path
 
 import httpx
 
-from reconciler.apply import PassHooks
+from reconciler.commands.wiring import build_services
 from reconciler.config import load_settings
-from reconciler.progress import ProgressTracker, format_duration
-from reconciler.reconcile import read_and_plan, run_pass
+from reconciler.passes.apply import PassHooks
+from reconciler.passes.progress import ProgressTracker, format_duration
+from reconciler.passes.reconcile import read_and_plan, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
-from reconciler.store import Store
-from reconciler.wiring import build_services
+from reconciler.store.database import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 11

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.common import NOW, SEED, TODAY, build_services, seed_linked_population
 from reconciler.config import load_settings
-from reconciler.desired import required_fields
+from reconciler.core.desired import required_fields
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
 

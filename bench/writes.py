@@ -16,7 +16,7 @@ import httpx
 
 from bench.common import NOW, SEED, TODAY, build_services
 from reconciler.config import load_settings
-from reconciler.reconcile import run_pass
+from reconciler.passes.reconcile import run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator

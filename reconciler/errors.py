@@ -13,7 +13,7 @@
     └── StoreUnusable               the database or its lock file cannot be used: damaged,
                                     newer schema, locked too long, unwritable (exit 2)
 
-httpx exceptions never escape `reconciler.api`; nothing here carries a secret.
+httpx exceptions never escape `reconciler.clients.http`; nothing here carries a secret.
 """
 
 from __future__ import annotations

@@ -348,7 +348,7 @@ class ValidatingTransport(httpx.BaseTransport):
     """Hands each request to `inner` (a simulator's `handle` or a transport), validating both.
 
     Every exchange is recorded in `exchanges`; every violation in `problems` and raised as an
-    AssertionError, which reconciler.api does not catch (it only maps httpx errors).
+    AssertionError, which reconciler.clients.http does not catch (it only maps httpx errors).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Retries, backoff, throttling and error mapping of the shared HTTP shell (reconciler.api)."""
+"""Retries, backoff, throttling and error mapping of the shared HTTP shell (clients.http)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from reconciler.api import (
+from reconciler.clients.http import (
     AdaptiveLimiter,
     ApiSession,
     AuthHints,

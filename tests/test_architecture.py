@@ -15,16 +15,16 @@ FORBIDDEN = (
     "sqlite_utils",
     "apscheduler",
     "waitress",
-    "reconciler.api",
-    "reconciler.hibob",
-    "reconciler.learning",
-    "reconciler.store",
-    "reconciler.apply",
-    "reconciler.reconcile",
-    "reconciler.service",
-    "reconciler.webhooks",
+    "reconciler.clients.http",
+    "reconciler.clients.hibob",
+    "reconciler.clients.learning",
+    "reconciler.store.database",
+    "reconciler.passes.apply",
+    "reconciler.passes.reconcile",
+    "reconciler.service.lifecycle",
+    "reconciler.service.webhooks",
 )
-PACKAGE = Path(__file__).resolve().parents[1] / "reconciler"
+PACKAGE = Path(__file__).resolve().parents[1] / "reconciler" / "core"
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -48,5 +48,5 @@ def test_pure_core_module_imports_no_effectful_module(module: str) -> None:
 
 def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
-    sample.write_text("import httpx\nfrom reconciler.store import Store\n")
-    assert {"httpx", "reconciler.store"} <= imported_modules(sample)
+    sample.write_text("import httpx\nfrom reconciler.store.database import Store\n")
+    assert {"httpx", "reconciler.store.database"} <= imported_modules(sample)

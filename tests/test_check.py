@@ -1,4 +1,4 @@
-"""`reconciler check` (reconciler.check) against both simulators: ok, WARN and FAIL lines."""
+"""`reconciler check` (commands.check) against both simulators: ok, WARN and FAIL lines."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.check import run_checks
+from reconciler.commands.check import run_checks
 from tests.support import World
 
 ENGINEERING_SCOPE = json.dumps(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from reconciler.commands.cli import main
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
@@ -146,7 +146,7 @@ def test_demo_runs_end_to_end_and_ends_with_nothing_to_do(capsys):
 def test_while_a_service_holds_the_database_dry_run_works_and_actions_become_requests(
     served, capsys
 ):
-    from reconciler.store import Store
+    from reconciler.store.database import Store
 
     _, _, folder = served
     service = Store(folder / "cli.db")

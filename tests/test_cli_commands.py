@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.cli import build_parser, main, parse_since
-from reconciler.store import Store
-from reconciler.wiring import build_services
+from reconciler.commands.cli import build_parser, main, parse_since
+from reconciler.commands.wiring import build_services
+from reconciler.store.database import Store
 from tests.support import NOW, World
 
 FAR_FUTURE = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)

@@ -196,7 +196,7 @@ def test_a_missing_explicit_settings_file_is_an_error_naming_it(tmp_path):
 def test_the_cli_turns_a_bad_setting_into_one_line_and_exit_2(
     text, environ, named, tmp_path, monkeypatch, capsys
 ):
-    from reconciler.cli import main
+    from reconciler.commands.cli import main
 
     path = tmp_path / "settings.toml"
     path.write_text(text, encoding="utf-8")

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from contract import ValidatingTransport, load_spec, require_specs, validate_exchange
 
+from reconciler.clients.hibob import HibobClient
 from reconciler.config import HibobSettings
 from reconciler.errors import ApiAuthFailed
-from reconciler.hibob import HibobClient
 from reconciler.sandbox.company import STANDARD_FIELDS, generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from tests.support import FakeClock

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from contract import ValidatingTransport, load_spec, require_specs, validate_exchange
 
+from reconciler.clients.learning import LearningClient
+from reconciler.commands.wiring import build_services
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiRejected
-from reconciler.learning import LearningClient
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
-from reconciler.wiring import build_services
 from tests.support import FakeClock, World
 
 require_specs()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from reconciler.config import load_settings
-from reconciler.desired import compute_desired
-from reconciler.models import Employee
+from reconciler.core.desired import compute_desired
+from reconciler.core.models import Employee
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 

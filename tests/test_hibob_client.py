@@ -9,9 +9,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from reconciler.clients.hibob import HibobClient
 from reconciler.config import HibobSettings
 from reconciler.errors import ApiAuthFailed, ApiRejected, ApiUnavailable
-from reconciler.hibob import HibobClient
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from tests.support import FakeTime

@@ -13,8 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.apply import PassHooks
-from reconciler.hints import (
+from reconciler.commands.report import print_status
+from reconciler.commands.status import collect_status
+from reconciler.core.models import Plan
+from reconciler.passes.apply import PassHooks
+from reconciler.passes.reconcile import PassResult, run_pass
+from reconciler.service.hints import (
     MAX_TARGETED_PER_BATCH,
     RETRY_BASE_SECONDS,
     RETRY_CAP_SECONDS,
@@ -22,13 +26,9 @@ from reconciler.hints import (
     EmployeeClaims,
     HintWorker,
 )
-from reconciler.models import Plan
-from reconciler.reconcile import PassResult, run_pass
-from reconciler.report import print_status
-from reconciler.service import Service
-from reconciler.status import collect_status
-from reconciler.store import Store
-from reconciler.webhooks import Hint
+from reconciler.service.lifecycle import Service
+from reconciler.service.webhooks import Hint
+from reconciler.store.database import Store
 from tests.support import NOW, FakeClock, World
 
 SECOND = dt.timedelta(seconds=1)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from reconciler.models import PassOutcome
-from reconciler.store import Store
+from reconciler.core.models import PassOutcome
+from reconciler.store.database import Store
 from tests.support import NOW, TODAY, World
 
 
@@ -64,14 +64,14 @@ def test_case_1_an_email_nobody_ever_had_is_an_error_not_a_deactivation(world) -
 
 
 def test_case_1_explain_and_history_accept_a_former_email(world, capsys, monkeypatch) -> None:
-    from reconciler.cli import main
+    from reconciler.commands.cli import main
 
     synced(world)
     hibob_id = world.active_employees()[3]
     old = world.hibob.records[hibob_id]["root.email"].strip().lower()
     world.hibob.update_employee(hibob_id, **{"root.email": "renamed.person@acme.example"})
     synced(world)
-    monkeypatch.setattr("reconciler.cli.load_settings", lambda *a, **k: world.settings)
+    monkeypatch.setattr("reconciler.commands.cli.load_settings", lambda *a, **k: world.settings)
 
     def build(settings, **kwargs):
         return world.services
@@ -249,7 +249,7 @@ def test_case_6_a_targeted_pass_never_creates_an_account_for_a_shared_email(worl
 
 
 def test_case_6_targeted_explain_and_scheduled_passes_decide_the_same(world) -> None:
-    from reconciler.reconcile import PassOptions, read_and_plan
+    from reconciler.passes.reconcile import PassOptions, read_and_plan
 
     synced(world)
     changed = world.active_employees()[:6]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from reconciler.clients.learning import LearningClient
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiUnavailable
-from reconciler.learning import LearningClient
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
 

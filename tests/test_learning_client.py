@@ -12,10 +12,10 @@ import pytest
 from openapi_core import Config, OpenAPI
 from pydantic import SecretStr
 
+from reconciler.clients.learning import LearningClient, Membership, add_memberships
 from reconciler.config import LearningSettings
+from reconciler.core.models import GroupRole
 from reconciler.errors import ApiAuthFailed, ApiRejected
-from reconciler.learning import LearningClient, Membership, add_memberships
-from reconciler.models import GroupRole
 from reconciler.sandbox.learning import PROVISIONING_SCOPES, LearningSimulator
 from tests.support import FakeTime
 

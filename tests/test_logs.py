@@ -1,4 +1,4 @@
-"""Log lines as journald and a log shipper read them (reconciler.logs)."""
+"""Log lines as journald and a log shipper read them (reconciler.commands.logs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.logs import configure_logging
+from reconciler.commands.logs import configure_logging
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_a_failed_pass_is_an_error_and_a_held_pass_a_warning_in_the_log(tmp_path
     finals = [
         line
         for line in finals
-        if line.get("logger") == "reconciler.reconcile"
+        if line.get("logger") == "reconciler.passes.reconcile"
         and line.get("outcome") in ("ok", "held", "failed")
     ]
     assert [(line["outcome"], line["level"]) for line in finals] == [
@@ -103,7 +103,7 @@ def test_a_failed_pass_is_an_error_and_a_held_pass_a_warning_in_the_log(tmp_path
 
 
 def test_a_configuration_error_at_service_start_is_one_json_line(tmp_path, capsys):
-    from reconciler.cli import main
+    from reconciler.commands.cli import main
 
     settings = tmp_path / "settings.toml"
     settings.write_text("[sync]\nintervall_minutes = 5\n")
@@ -120,7 +120,7 @@ def test_a_configuration_error_at_service_start_is_one_json_line(tmp_path, capsy
 
 
 def test_terminal_lines_show_the_counts_after_the_message():
-    from reconciler.logs import HumanFormatter
+    from reconciler.commands.logs import HumanFormatter
 
     record = logging.makeLogRecord(
         {

@@ -1,11 +1,11 @@
-"""The Prometheus series the service exposes (reconciler.metrics), read back from the registry."""
+"""The Prometheus series the service exposes (service.metrics), read back from the registry."""
 
 from __future__ import annotations
 
 import prometheus_client
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.metrics import Metrics
+from reconciler.service.metrics import Metrics
 
 FINISHED_AT = 1_900_000_000.0
 
@@ -198,7 +198,7 @@ def test_last_success_can_be_restored_from_the_database_at_start():
 def test_a_restarted_service_exports_the_last_success_from_the_database(tmp_path):
     from conftest import World
 
-    from reconciler.service import Service
+    from reconciler.service.lifecycle import Service
 
     world = World(tmp_path, size=5)
     Service(world.services, clock=lambda: world.now).run_incremental()
@@ -215,8 +215,8 @@ def test_a_restarted_service_exports_the_last_success_from_the_database(tmp_path
 def test_pending_hints_gauge_follows_the_database_between_passes(tmp_path):
     from conftest import World
 
-    from reconciler.service import Service
-    from reconciler.webhooks import Hint
+    from reconciler.service.lifecycle import Service
+    from reconciler.service.webhooks import Hint
 
     world = World(tmp_path, size=5)
     service = Service(world.services, clock=lambda: world.now)

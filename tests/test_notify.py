@@ -1,4 +1,4 @@
-"""Alerts (reconciler.notify) sent by the service to a local HTTP receiver on 127.0.0.1."""
+"""Alerts (reconciler.service.notify) sent by the service to a local HTTP receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.service import Service
-from reconciler.webhooks import Hint
+from reconciler.service.lifecycle import Service
+from reconciler.service.webhooks import Hint
 from tests.support import World
 
 TOKEN_PATH = "/services/T000/B000/very-secret-token"

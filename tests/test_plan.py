@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from reconciler.desired import Desired
-from reconciler.models import (
+from reconciler.core.desired import Desired
+from reconciler.core.models import (
     Adopt,
     AppliedState,
     Create,
@@ -18,7 +18,7 @@ from reconciler.models import (
     SnapshotEntry,
     Update,
 )
-from reconciler.plan import (
+from reconciler.core.plan import (
     Limits,
     PlanInput,
     compute_absence_checks,

@@ -16,14 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.apply import PassHooks
-from reconciler.cli import main
-from reconciler.progress import PassProgress, ProgressTracker, describe_progress
-from reconciler.report import TerminalProgress, print_status
-from reconciler.service import Service
-from reconciler.status import collect_status
-from reconciler.store import Store
-from reconciler.wiring import build_services
+from reconciler.commands.cli import main
+from reconciler.commands.report import TerminalProgress, print_status
+from reconciler.commands.status import collect_status
+from reconciler.commands.wiring import build_services
+from reconciler.passes.apply import PassHooks
+from reconciler.passes.progress import PassProgress, ProgressTracker, describe_progress
+from reconciler.service.lifecycle import Service
+from reconciler.store.database import Store
 from tests.support import NOW, FakeClock, World
 
 
@@ -129,7 +129,7 @@ class SlowWrites:
 def test_the_service_publishes_a_long_pass_progress_for_status_and_metrics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("reconciler.service.PROGRESS_SAVE_SECONDS", 0.1)
+    monkeypatch.setattr("reconciler.service.lifecycle.PROGRESS_SAVE_SECONDS", 0.1)
     world = World(tmp_path, size=40, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0")
     world.route_learning_through(SlowWrites(world, 0.05))
     service = Service(world.services)
@@ -161,7 +161,7 @@ def test_pass_progress_logs_a_line_every_period_with_structured_fields(caplog) -
         clock.now = second
         progress.tracker("apply", second * 10, 1000)
 
-    lines = [r for r in caplog.records if r.name == "reconciler.progress"]
+    lines = [r for r in caplog.records if r.name == "reconciler.passes.progress"]
     assert len(lines) == 2
     assert lines[-1].progress["done"] == 200 and lines[-1].progress["total"] == 1000
     assert "full pass: apply 200/1,000 (20%) at 10.0/s" in lines[-1].getMessage()

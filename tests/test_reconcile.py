@@ -9,7 +9,7 @@ import httpx
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from reconciler.store import Store
+from reconciler.store.database import Store
 from tests.support import TODAY, World
 
 
@@ -244,7 +244,7 @@ def test_full_resync_repairs_hand_made_changes(world: World) -> None:
 def test_lost_database_is_rebuilt_by_a_full_pass_without_duplicates(world, tmp_path) -> None:
     synced(world)
     users_before = len(world.learning.users_by_mail())
-    from reconciler.store import Store
+    from reconciler.store.database import Store
 
     world.store = Store(tmp_path / "fresh.db")
     world.services = world.build()

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from reconciler.api import ApiSession, AuthHints, build_http_client
+from reconciler.clients.hibob import HibobClient
+from reconciler.clients.http import ApiSession, AuthHints, build_http_client
+from reconciler.clients.learning import LearningClient
+from reconciler.commands.logs import configure_logging
 from reconciler.config import HibobSettings, LearningSettings
 from reconciler.errors import ApiError
-from reconciler.hibob import HibobClient
-from reconciler.learning import LearningClient
-from reconciler.logs import configure_logging
 from reconciler.redact import REDACTED, SecretRegistry, redact, remember_secrets, remember_token
 from tests.support import FakeTime
 

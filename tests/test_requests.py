@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.admin import request_action, request_resync
-from reconciler.cli import main
-from reconciler.requests import compute_held_token
-from reconciler.service import Service
-from reconciler.store import Store
-from reconciler.wiring import build_services
+from reconciler.commands.admin import request_action, request_resync
+from reconciler.commands.cli import main
+from reconciler.commands.wiring import build_services
+from reconciler.service.admin_requests import compute_held_token
+from reconciler.service.lifecycle import Service
+from reconciler.store.database import Store
 from tests.support import NOW, TODAY, World
 
 FAR_FUTURE = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)
@@ -327,7 +327,7 @@ def test_resync_with_no_running_service_runs_the_full_pass_itself(world: World) 
 def test_old_resync_requests_survive_the_migration_to_admin_requests(tmp_path) -> None:
     import sqlite3
 
-    from reconciler.store import MIGRATIONS
+    from reconciler.store.database import MIGRATIONS
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)

@@ -14,7 +14,7 @@ from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.sender import WebhookSender
 from reconciler.sandbox.server import serve
-from reconciler.webhooks import is_signature_valid
+from reconciler.service.webhooks import is_signature_valid
 
 BODY = {"mail": "ada@sandbox.test", "membership": {"groupId": None, "role": "learner"}}
 

@@ -9,7 +9,7 @@ from freezegun import freeze_time
 
 from reconciler.config import SyncSettings
 from reconciler.errors import ConfigError
-from reconciler.scheduler import (
+from reconciler.service.scheduler import (
     FULL_MISFIRE_GRACE_SECONDS,
     build_scheduler,
     full_resync_trigger,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from reconciler.config import Condition, ScopeGroup
-from reconciler.models import Employee
-from reconciler.scope import compute_in_scope
+from reconciler.core.models import Employee
+from reconciler.core.scope import compute_in_scope
 
 ENGINEER = Employee(
     "1",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import sdnotify
+from reconciler.service import sdnotify
 
 
 class FakeNotifySocket:
@@ -110,7 +110,7 @@ def test_the_watchdog_pings_at_half_of_systemds_period(environ, expected) -> Non
 def test_run_tells_systemd_ready_then_pings_the_watchdog_then_stopping(
     world, abstract_socket, monkeypatch
 ) -> None:
-    from reconciler.service import run_service
+    from reconciler.service.lifecycle import run_service
 
     monkeypatch.setenv("NOTIFY_SOCKET", abstract_socket.address)
     monkeypatch.setenv("WATCHDOG_USEC", "300000")  # a ping every 0.15 s
@@ -141,7 +141,7 @@ def test_run_tells_systemd_ready_then_pings_the_watchdog_then_stopping(
 
 def test_a_start_that_fails_never_tells_systemd_ready(world, abstract_socket, monkeypatch) -> None:
     from reconciler.errors import ConfigError
-    from reconciler.service import run_service
+    from reconciler.service.lifecycle import run_service
 
     monkeypatch.setenv("NOTIFY_SOCKET", abstract_socket.address)
     with socket.socket() as taken:

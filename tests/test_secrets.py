@@ -18,13 +18,13 @@ import httpx
 import pytest
 from webhook_corpus import sign
 
-from reconciler import cli
-from reconciler.logs import configure_logging
+from reconciler.commands import cli
+from reconciler.commands.logs import configure_logging
+from reconciler.commands.wiring import build_services
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
-from reconciler.service import Service
-from reconciler.wiring import build_services
+from reconciler.service.lifecycle import Service
 
 TODAY = dt.date(2026, 11, 28)
 SECRETS = {

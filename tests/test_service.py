@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from reconciler.errors import InstanceLocked
-from reconciler.service import Service, compute_readiness, readiness_bound
-from reconciler.store import Store
-from reconciler.webhooks import create_app
-from reconciler.wiring import Services
+from reconciler.passes.context import Services
+from reconciler.service.lifecycle import Service, compute_readiness, readiness_bound
+from reconciler.service.webhooks import create_app
+from reconciler.store.database import Store
 from tests.support import NOW, FakeClock, World
 
 MINUTE = dt.timedelta(minutes=1)
@@ -142,7 +142,7 @@ def test_stop_gives_up_on_a_long_pass_after_its_timeout(world: World) -> None:
 
 
 def test_status_shows_the_next_scheduled_passes_of_the_running_service(world) -> None:
-    from reconciler.status import collect_status
+    from reconciler.commands.status import collect_status
 
     service = Service(world.services)
     service.start()

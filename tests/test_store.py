@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
+from reconciler.core.models import AppliedState, GroupRole
 from reconciler.errors import InstanceLocked, StoreUnusable
-from reconciler.models import AppliedState, GroupRole
-from reconciler.store import MIGRATIONS, Store
+from reconciler.store.database import MIGRATIONS, Store
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 
@@ -132,7 +132,7 @@ def test_a_lock_path_that_is_a_directory_is_an_error_naming_it(tmp_path) -> None
 def test_the_cli_reports_a_database_problem_in_one_line_with_exit_2(
     damage, tmp_path, capsys
 ) -> None:
-    from reconciler.cli import main
+    from reconciler.commands.cli import main
 
     path = tmp_path / "r.db"
     if damage == "corrupt":

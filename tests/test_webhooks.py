@@ -19,12 +19,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from reconciler import webhooks as webhooks_module
 from reconciler.config import WebhookSettings
 from reconciler.errors import ConfigError
-from reconciler.metrics import Metrics
-from reconciler.webhooks import Hint, create_app
-from reconciler.webserver import serve_webhooks
+from reconciler.service import webhooks as webhooks_module
+from reconciler.service.metrics import Metrics
+from reconciler.service.webhooks import Hint, create_app
+from reconciler.service.webserver import serve_webhooks
 
 UPSERT_SECRET = "upsert-secret-4f1c9a"
 DEACTIVATION_SECRET = "deactivation-secret-77be02"
@@ -336,7 +336,7 @@ def test_failing_store_answers_503_so_hibob_retries(serve):
 def test_webhook_without_a_secret_passes_ping_but_refuses_events_with_503_and_says_why(
     serve, caplog
 ):
-    caplog.set_level(logging.INFO, logger="reconciler.webhooks")
+    caplog.set_level(logging.INFO, logger="reconciler.service.webhooks")
     receiver = serve(deactivation_secret=SecretStr(""))
 
     ping = receiver.post(DEACTIVATION, b"Ping test")
@@ -426,7 +426,7 @@ def test_logs_say_event_employee_and_outcome_but_never_body_signature_or_secret(
     receiver.post(UPSERT, body, DEACTIVATION_SECRET)
     receiver.post(UPSERT, b"{broken BODY-MARKER-5c1e", UPSERT_SECRET)
 
-    lines = [r.getMessage() for r in caplog.records if r.name == "reconciler.webhooks"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "reconciler.service.webhooks"]
     assert any(
         "employee.updated" in line and "424242" in line and "store_failed" in line for line in lines
     )

@@ -35,9 +35,9 @@ from webhook_corpus import (
 )
 
 from reconciler.config import WebhookSettings
-from reconciler.metrics import Metrics
-from reconciler.webhooks import Hint, create_app
-from reconciler.webserver import ConnectionLimits, serve_webhooks
+from reconciler.service.metrics import Metrics
+from reconciler.service.webhooks import Hint, create_app
+from reconciler.service.webserver import ConnectionLimits, serve_webhooks
 
 SETTINGS = WebhookSettings(
     upsert_secret=SecretStr(UPSERT_SECRET), deactivation_secret=SecretStr(DEACTIVATION_SECRET)
@@ -156,7 +156,7 @@ def test_3000_hostile_deliveries_through_the_real_store_never_5xx_and_never_read
 ):
     from conftest import World
 
-    from reconciler.service import Service
+    from reconciler.service.lifecycle import Service
 
     world = World(tmp_path, size=20, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0")
     service = Service(world.services, clock=lambda: world.now)

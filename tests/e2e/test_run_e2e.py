@@ -22,7 +22,7 @@ from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
-from reconciler.store import Store
+from reconciler.store.database import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.hibob import HibobClient
-from reconciler.learning import LearningClient
+from reconciler.clients.hibob import HibobClient
+from reconciler.clients.learning import LearningClient
 from tests.support import FakeTime, World
 
 CI_SEED = 20261130

@@ -18,10 +18,10 @@ import pytest
 from faults.churn import apply_churn
 from faults.conftest import FaultWorld, note, record_figure, suite_seed
 from faults.oracle import find_differences
-from reconciler.metrics import Metrics
 from reconciler.sandbox.sender import WebhookSender
-from reconciler.service import Service
-from reconciler.webhooks import Hint, create_app
+from reconciler.service.lifecycle import Service
+from reconciler.service.metrics import Metrics
+from reconciler.service.webhooks import Hint, create_app
 
 pytestmark = pytest.mark.faults
 

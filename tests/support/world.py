@@ -8,14 +8,15 @@ from pathlib import Path
 
 import httpx
 
+from reconciler.clients.learning import LearningClient
+from reconciler.commands.wiring import build_services
 from reconciler.config import Settings, load_settings
-from reconciler.learning import LearningClient
-from reconciler.reconcile import PassResult, run_pass
+from reconciler.passes.context import Services
+from reconciler.passes.reconcile import PassResult, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
-from reconciler.store import Store
-from reconciler.wiring import Services, build_services
+from reconciler.store.database import Store
 from tests.support.clocks import FakeTime
 
 TODAY = dt.date(2026, 11, 28)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from reconciler.config import Settings
-from reconciler.models import Employee, GroupRole
+from reconciler.core.models import Employee, GroupRole
 
 Verdict = Literal["active", "inactive", "wait", "unknown", "skip", "out_of_scope"]
 # Hibob access status values (list `status`); anything else, null included, is unknown.

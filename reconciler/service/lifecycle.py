@@ -1,6 +1,6 @@
 """The long-running service behind `reconciler run`: scheduled passes, admin requests (through
-`reconciler.requests`), readiness, metrics and a bounded shutdown, around the hint worker
-(`reconciler.hints`).
+`service.admin_requests`), readiness, metrics and a bounded shutdown, around the hint worker
+(`reconciler.service.hints`).
 
 Called by the CLI (`run_service`). Scheduled passes and admin requests go through `run_pass`
 under one lock, so two never overlap; hinted employees' targeted passes run beside them, their
@@ -23,23 +23,23 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from reconciler import sdnotify
-from reconciler.apply import PassHooks, ProgressCallback
+from reconciler.core.models import PassOutcome, Plan
 from reconciler.errors import ConfigError
-from reconciler.hints import EmployeeClaims, HintWorker
-from reconciler.metrics import SUCCESSFUL_OUTCOMES, Metrics
-from reconciler.models import PassOutcome, Plan
-from reconciler.notify import Notifier
-from reconciler.progress import PassProgress
-from reconciler.reconcile import PassKind, PassResult, run_pass
-from reconciler.requests import AdminRequests
-from reconciler.scheduler import add_watchdog_job, build_scheduler
-from reconciler.store import Store, utc_text
-from reconciler.webhooks import create_app
-from reconciler.webserver import WebhookServer, serve_webhooks
-from reconciler.wiring import Services, now_utc
+from reconciler.passes.apply import PassHooks, ProgressCallback
+from reconciler.passes.context import Services, now_utc
+from reconciler.passes.progress import PassProgress
+from reconciler.passes.reconcile import PassKind, PassResult, run_pass
+from reconciler.service import sdnotify
+from reconciler.service.admin_requests import AdminRequests
+from reconciler.service.hints import EmployeeClaims, HintWorker
+from reconciler.service.metrics import SUCCESSFUL_OUTCOMES, Metrics
+from reconciler.service.notify import Notifier
+from reconciler.service.scheduler import add_watchdog_job, build_scheduler
+from reconciler.service.webhooks import create_app
+from reconciler.service.webserver import WebhookServer, serve_webhooks
+from reconciler.store.database import Store, utc_text
 
-log = logging.getLogger("reconciler.service")
+log = logging.getLogger("reconciler.service.lifecycle")
 
 """How long SIGTERM waits for the pass in flight; systemd and the spec allow 10 s in all."""
 WEBHOOK_DRAIN_SECONDS = 1.0

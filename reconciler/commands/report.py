@@ -11,9 +11,9 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from reconciler.progress import ProgressSnapshot, describe_progress, format_duration
-from reconciler.reconcile import PassResult
-from reconciler.requests import compute_held_token
+from reconciler.passes.progress import ProgressSnapshot, describe_progress, format_duration
+from reconciler.passes.reconcile import PassResult
+from reconciler.service.admin_requests import compute_held_token
 
 PHASE_LABELS = {"read": "read Hibob", "plan": "plan", "apply": "writes"}
 

@@ -5,7 +5,7 @@ Owns the snapshot (per Hibob employee: the last applied state and the link to it
 deactivations, hints and admin requests. SQL is written out (transactions and migrations need
 it); sqlite-utils reads rows as dicts. Called by reconcile, apply, the CLI and the service;
 thread-safe (one connection behind a lock). A damaged, newer, busy or unwritable file is one
-StoreUnusable line; the instance lock is `reconciler.lock`'s, only exposed here. Never stores a
+StoreUnusable line; the instance lock is `store.lock`'s, only exposed here. Never stores a
 secret.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 
 import sqlite_utils
 
+from reconciler.core.models import AppliedState, GroupRole, SnapshotEntry
 from reconciler.errors import ConfigError, StoreUnusable
-from reconciler.lock import InstanceLock
-from reconciler.models import AppliedState, GroupRole, SnapshotEntry
+from reconciler.store.lock import InstanceLock
 
 MIGRATIONS = [
     """
@@ -222,7 +222,7 @@ class Store:
         with self._lock:
             self.db.conn.close()
 
-    # -- one active instance per database (reconciler.lock) ----------------------------------
+    # -- one active instance per database (reconciler.store.lock) ----------------------------------
     def acquire_instance_lock(self) -> None:
         """Hold the database's instance lock; InstanceLocked if another process has it."""
         self.instance_lock.acquire()

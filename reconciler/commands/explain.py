@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
-from reconciler.desired import compute_desired, required_fields
+from reconciler.commands.report import format_history_row, format_value
+from reconciler.core.desired import compute_desired, required_fields
+from reconciler.core.models import AppliedState, Employee, LearningUser, SnapshotEntry, Upsert
+from reconciler.core.scope import compute_condition, compute_in_scope
 from reconciler.errors import ApiError, ReconcilerError
-from reconciler.models import AppliedState, Employee, LearningUser, SnapshotEntry, Upsert
-from reconciler.reconcile import PassOptions, find_employee, read_and_plan
-from reconciler.report import format_history_row, format_value
-from reconciler.scope import compute_condition, compute_in_scope
-from reconciler.store import Store, utc_text
-from reconciler.wiring import Services
+from reconciler.passes.context import Services
+from reconciler.passes.reconcile import PassOptions, find_employee, read_and_plan
+from reconciler.store.database import Store, utc_text
 
 SHOWN_ACTIONS = 10
 

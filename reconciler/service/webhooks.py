@@ -20,10 +20,10 @@ from http import HTTPStatus
 from typing import Any
 
 from reconciler.config import WebhookSettings
-from reconciler.metrics import Metrics
 from reconciler.redact import remember_secrets
+from reconciler.service.metrics import Metrics
 
-log = logging.getLogger("reconciler.webhooks")
+log = logging.getLogger("reconciler.service.webhooks")
 
 UPSERT_EVENTS = frozenset(
     {"employee.created", "employee.updated", "employee.activated", "employee.joined"}

@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 # `_created` series are undocumented noise for this service's users; the switch is global.
 prometheus_client.disable_created_metrics()
 
-log = logging.getLogger("reconciler.metrics")
+log = logging.getLogger("reconciler.service.metrics")
 
 # Outcomes of a pass that completed: "held" still applied creates and updates (product.md §3).
 SUCCESSFUL_OUTCOMES = frozenset({"ok", "held"})

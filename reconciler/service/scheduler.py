@@ -2,7 +2,7 @@
 
 `build_scheduler` is called by the service, which passes in the callables to run; the jobs
 never import a client or the store. Every job is UTC, single-instance and coalesced; what a job
-does (locking, passes, hints) belongs to `reconciler.service`.
+does (locking, passes, hints) belongs to `reconciler.service.lifecycle`.
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from reconciler.errors import ApiError
-from reconciler.metrics import SUCCESSFUL_OUTCOMES
-from reconciler.reconcile import PassResult
-from reconciler.store import Store
-from reconciler.webhooks import Hint
+from reconciler.passes.reconcile import PassResult
+from reconciler.service.metrics import SUCCESSFUL_OUTCOMES
+from reconciler.service.webhooks import Hint
+from reconciler.store.database import Store
 
-log = logging.getLogger("reconciler.hints")
+log = logging.getLogger("reconciler.service.hints")
 
 STALE_READ_SECONDS = 25.0
 """Hibob reads may lag a write by ~20 s: a hinted employee is re-read once after this."""

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from reconciler.desired import Desired
-from reconciler.models import (
+from reconciler.core.desired import Desired
+from reconciler.core.models import (
     Action,
     Adopt,
     AppliedState,

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.config import Settings
-from reconciler.store import Store
+from reconciler.store.database import Store
 
 
 def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciler.config import Condition, ScopeGroup
-from reconciler.models import Employee
+from reconciler.core.models import Employee
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler.api import (
+from reconciler.clients.http import (
     AdaptiveLimiter,
     ApiSession,
     ApiStats,
@@ -26,8 +26,8 @@ from reconciler.api import (
     build_http_client,
 )
 from reconciler.config import LearningSettings
+from reconciler.core.models import GroupRole, LearningUser
 from reconciler.errors import ApiAuthFailed, ApiRejected
-from reconciler.models import GroupRole, LearningUser
 from reconciler.redact import remember_secrets, remember_token
 
 SERVICE = "360Learning"

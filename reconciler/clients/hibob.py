@@ -18,10 +18,10 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from reconciler.api import ApiSession, ApiStats, AuthHints, RateLimiter, build_http_client
+from reconciler.clients.http import ApiSession, ApiStats, AuthHints, RateLimiter, build_http_client
 from reconciler.config import HibobSettings
+from reconciler.core.models import Employee
 from reconciler.errors import ApiRejected, ApiUnavailable, ConfigError
-from reconciler.models import Employee
 from reconciler.redact import remember_secrets
 
 SERVICE = "Hibob"

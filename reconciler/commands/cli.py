@@ -19,14 +19,20 @@ from datetime import datetime, time, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from reconciler.admin import request_action, run_watched
+from reconciler.commands.admin import request_action, run_watched
+from reconciler.commands.logs import configure_logging
+from reconciler.commands.report import (
+    format_history_row,
+    print_held,
+    print_quarantined,
+    print_result,
+)
+from reconciler.commands.wiring import build_services
 from reconciler.config import Settings, load_settings
 from reconciler.errors import ApiError, ReconcilerError
-from reconciler.logs import configure_logging
-from reconciler.reconcile import PassKind
-from reconciler.report import format_history_row, print_held, print_quarantined, print_result
-from reconciler.store import Store, utc_text
-from reconciler.wiring import Services, build_services, now_utc
+from reconciler.passes.context import Services, now_utc
+from reconciler.passes.reconcile import PassKind
+from reconciler.store.database import Store, utc_text
 
 DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -56,7 +62,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
     request: dict[str, Any] = {"retry_quarantined": args.retry_quarantined}
     if args.release_held:
-        from reconciler.requests import compute_held_token, list_releasable
+        from reconciler.service.admin_requests import compute_held_token, list_releasable
 
         store = Store(settings.store.path)
         print_held(store.list_held(), sys.stdout)
@@ -66,7 +72,7 @@ def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_release(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.requests import check_release
+    from reconciler.service.admin_requests import check_release
 
     store = Store(settings.store.path)
     if args.list or not (args.token or args.ids):
@@ -91,14 +97,14 @@ def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.service import run_service
+    from reconciler.service.lifecycle import run_service
 
     return run_service(args.build(settings))
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.report import print_status
-    from reconciler.status import collect_status
+    from reconciler.commands.report import print_status
+    from reconciler.commands.status import collect_status
 
     status = collect_status(Store(settings.store.path), settings, now_utc())
     if args.json:
@@ -121,7 +127,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.explain import explain_employee
+    from reconciler.commands.explain import explain_employee
 
     store = Store(settings.store.path)
     services = None if args.offline else args.build(settings, store=store)
@@ -132,13 +138,13 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.check import run_checks
+    from reconciler.commands.check import run_checks
 
     return run_checks(settings, args.build(settings), sys.stdout)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
-    from reconciler.demo import run_demo
+    from reconciler.commands.demo import run_demo
 
     return run_demo(size=args.size, out=sys.stdout, keep=args.keep)
 

@@ -14,21 +14,22 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
-from reconciler.apply import PassHooks
-from reconciler.config import Settings
-from reconciler.errors import InstanceLocked
-from reconciler.progress import PassProgress
-from reconciler.reconcile import PassKind, PassResult, run_pass
-from reconciler.report import (
+from reconciler.commands.report import (
     TerminalProgress,
     describe_interruption,
     format_history_row,
     print_held,
     print_result,
 )
-from reconciler.requests import Outcome, carry_out
-from reconciler.store import Store
-from reconciler.wiring import Services, build_services, now_utc
+from reconciler.commands.wiring import build_services
+from reconciler.config import Settings
+from reconciler.errors import InstanceLocked
+from reconciler.passes.apply import PassHooks
+from reconciler.passes.context import Services, now_utc
+from reconciler.passes.progress import PassProgress
+from reconciler.passes.reconcile import PassKind, PassResult, run_pass
+from reconciler.service.admin_requests import Outcome, carry_out
+from reconciler.store.database import Store
 
 POLL_SECONDS = 0.5
 TIMEOUT_SECONDS = 1800.0

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.errors import ApiAuthFailed, ApiError, ApiRejected, ApiUnavailable
-from reconciler.learning import LearningClient, Membership, add_memberships
-from reconciler.models import (
+from reconciler.clients.learning import LearningClient, Membership, add_memberships
+from reconciler.core.models import (
     Action,
     Adopt,
     AppliedState,
@@ -35,10 +34,11 @@ from reconciler.models import (
     Update,
     Upsert,
 )
-from reconciler.plan import Limits, compute_existing_user_decision
-from reconciler.store import Store
+from reconciler.core.plan import Limits, compute_existing_user_decision
+from reconciler.errors import ApiAuthFailed, ApiError, ApiRejected, ApiUnavailable
+from reconciler.store.database import Store
 
-log = logging.getLogger("reconciler.apply")
+log = logging.getLogger("reconciler.passes.apply")
 QUARANTINE_AFTER = 3
 QUARANTINE_MAX_SECONDS = 86400.0
 SYSTEMIC_MIN = 5

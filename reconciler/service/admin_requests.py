@@ -1,7 +1,7 @@
 """Admin requests: what an admin asks for (a resync, a pass, one employee, releasing held
 deactivations, lifting quarantine) and how each kind is carried out.
 
-The CLI (`reconciler.admin`) carries a request out itself under the instance lock, or saves it
+The CLI (`commands.admin`) carries a request out itself under the instance lock, or saves it
 as a row that the running service's `AdminRequests` claims every second and carries out through
 the service's pass lock. `carry_out` is the one place that says what each kind does, for both.
 """
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconciler.models import PassOutcome
-from reconciler.reconcile import PassResult
-from reconciler.store import Store
+from reconciler.core.models import PassOutcome
+from reconciler.passes.reconcile import PassResult
+from reconciler.store.database import Store
 
-log = logging.getLogger("reconciler.requests")
+log = logging.getLogger("reconciler.service.admin_requests")
 
 KINDS = ("resync", "sync", "targeted", "release", "quarantine-clear")
 

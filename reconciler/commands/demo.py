@@ -16,15 +16,16 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TextIO
 
+from reconciler.commands.explain import explain_employee
+from reconciler.commands.report import print_result
+from reconciler.commands.wiring import build_services
 from reconciler.config import load_settings
-from reconciler.explain import explain_employee
-from reconciler.reconcile import PassResult, run_pass
-from reconciler.report import print_result
+from reconciler.passes.context import Services
+from reconciler.passes.reconcile import PassResult, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
-from reconciler.wiring import Services, build_services
 
 SHOWN_LINES = 12
 # The demo raises the simulated 360Learning write limit (10/s in production) so that the

@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconciler.clients.hibob import HibobClient
 from reconciler.config import Settings
-from reconciler.desired import required_fields
+from reconciler.core.desired import required_fields
+from reconciler.core.models import Employee
 from reconciler.errors import ApiError, StoreUnusable
-from reconciler.hibob import HibobClient
-from reconciler.models import Employee
-from reconciler.store import MIGRATIONS, Store
-from reconciler.wiring import Services
+from reconciler.passes.context import Services
+from reconciler.store.database import MIGRATIONS, Store
 
 CRITICAL_FIELDS = (
     "root.id",

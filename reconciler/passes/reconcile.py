@@ -15,11 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from reconciler.apply import ApplyReport, PassHooks, ProgressCallback, apply_plan
-from reconciler.desired import Desired, compute_desired, required_fields
-from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
-from reconciler.models import Employee, LearningUser, PassOutcome, Plan, Problem, SnapshotEntry
-from reconciler.plan import (
+from reconciler.core.desired import Desired, compute_desired, required_fields
+from reconciler.core.models import Employee, LearningUser, PassOutcome, Plan, Problem, SnapshotEntry
+from reconciler.core.plan import (
     Absence,
     ActualLinks,
     PlanInput,
@@ -29,10 +27,12 @@ from reconciler.plan import (
     compute_plan,
     compute_unknown_share,
 )
-from reconciler.scope import compute_in_scope
-from reconciler.wiring import Services, apply_settings, limits
+from reconciler.core.scope import compute_in_scope
+from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
+from reconciler.passes.apply import ApplyReport, PassHooks, ProgressCallback, apply_plan
+from reconciler.passes.context import Services, apply_settings, limits
 
-log = logging.getLogger("reconciler.reconcile")
+log = logging.getLogger("reconciler.passes.reconcile")
 PassKind = Literal["incremental", "full", "targeted"]
 BREAKER_WINDOW = timedelta(hours=1)
 

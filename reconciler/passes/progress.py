@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.store import utc_text
+from reconciler.store.database import utc_text
 
-log = logging.getLogger("reconciler.progress")
+log = logging.getLogger("reconciler.passes.progress")
 RATE_WINDOW_SECONDS = 30.0
 """The rate is measured over the last 30 s: recent enough to follow throttling, long enough
 not to jump with each write."""

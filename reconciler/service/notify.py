@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconciler.config import NotifySettings
-from reconciler.store import Store
+from reconciler.store.database import Store
 
-log = logging.getLogger("reconciler.notify")
+log = logging.getLogger("reconciler.service.notify")
 SCHEDULED_KINDS = ("incremental", "full")
 """Only these count toward a failure streak: a targeted pass fails for one employee's reasons."""
 MAX_LISTED = 10

@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Mapping
 
-log = logging.getLogger("reconciler.sdnotify")
+log = logging.getLogger("reconciler.service.sdnotify")
 
 
 def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:

@@ -1,0 +1,46 @@
+"""Wiring, the composition root: builds the clients, the store and the clock from settings.
+
+Used by the CLI and the demo; the only place that turns settings into the objects a pass needs
+(`Services`, in `passes.context`). It decides nothing and sends nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from reconciler.clients.hibob import HibobClient
+from reconciler.clients.learning import LearningClient
+from reconciler.config import Settings, require_secrets
+from reconciler.passes.context import Services
+from reconciler.store.database import Store
+
+SECRETS = (
+    "hibob.service_user_id",
+    "hibob.service_user_token",
+    "learning.client_id",
+    "learning.client_secret",
+    "learning.default_group_id",
+)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    hibob_transport: httpx.BaseTransport | None = None,
+    learning_transport: httpx.BaseTransport | None = None,
+    store: Store | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Services:
+    require_secrets(settings, *SECRETS)
+    return Services(
+        settings=settings,
+        hibob=HibobClient(settings.hibob, transport=hibob_transport, sleep=sleep, clock=clock),
+        learning=LearningClient(
+            settings.learning, transport=learning_transport, sleep=sleep, clock=clock
+        ),
+        store=store or Store(settings.store.path),
+    )

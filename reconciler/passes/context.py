@@ -1,0 +1,53 @@
+"""The context of one pass: the clients, the store and the settings it runs with, the clock, and
+the settings turned into the pure core's `Limits` and apply's `ApplySettings`.
+
+Built by the composition root (`commands.wiring`); used by every pass. Decides and sends nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reconciler.clients.hibob import HibobClient
+from reconciler.clients.learning import LearningClient
+from reconciler.config import Settings
+from reconciler.core.plan import Limits
+from reconciler.passes.apply import ApplySettings
+from reconciler.store.database import Store
+
+
+@dataclass
+class Services:
+    """What a pass needs, built once by the CLI or the service."""
+
+    settings: Settings
+    hibob: HibobClient
+    learning: LearningClient
+    store: Store
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(
+        out_of_scope=settings.sync.out_of_scope,
+        activate_users=settings.learning.activate_users,
+        max_deactivations=settings.sync.max_deactivations,
+        max_deactivation_ratio=settings.sync.max_deactivation_ratio,
+        max_unknown_ratio=settings.sync.max_missing_field_ratio,
+        is_external_id_enabled=bool(settings.learning.external_id_platform),
+    )
+
+
+def apply_settings(settings: Settings) -> ApplySettings:
+    return ApplySettings(
+        group_id=settings.learning.default_group_id,
+        role=settings.learning.default_role,
+        send_invitation_email=settings.learning.send_invitation_email,
+        external_id_platform=settings.learning.external_id_platform,
+        quarantine_base_seconds=settings.sync.interval_minutes * 60,
+        limits=limits(settings),
+    )
