@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.commands.wiring import build_services
-from reconciler.passes.context import Services
+from reconciler.commands.wiring import build_pass_context
+from reconciler.passes.context import PassContext
 from reconciler.passes.reconcile import read_and_plan
 from reconciler.sandbox.learning import LearningSimulator
 
@@ -13,10 +13,10 @@ TODAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 SEED = 11
 
-__all__ = ["NOW", "SEED", "TODAY", "build_services", "seed_linked_population"]
+__all__ = ["NOW", "SEED", "TODAY", "build_pass_context", "seed_linked_population"]
 
 
-def seed_linked_population(services: Services, learning: LearningSimulator) -> int:
+def seed_linked_population(services: PassContext, learning: LearningSimulator) -> int:
     """Make both sides look as after a first sync, without sending 100,000 creates."""
     plan = read_and_plan(services, "incremental", now=NOW)
     for action in plan.actions:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.config import load_settings
 from reconciler.passes.apply import PassHooks
 from reconciler.passes.progress import ProgressTracker, format_duration
@@ -77,7 +77,7 @@ def _seed_linked(hibob: HibobSimulator, learning: LearningSimulator, db: Path) -
             "RECONCILER_LEARNING__BASE_URL": "http://learning.bench",
         },
     )
-    services = build_services(
+    services = build_pass_context(
         settings,
         hibob_transport=httpx.MockTransport(hibob.handle),
         learning_transport=httpx.MockTransport(learning.handle),
@@ -238,7 +238,7 @@ def bench_eta(size: int, folder: Path) -> dict:
             "RECONCILER_LEARNING__BASE_URL": "http://learning.bench",
         },
     )
-    services = build_services(
+    services = build_pass_context(
         settings,
         hibob_transport=httpx.MockTransport(hibob.handle),
         learning_transport=httpx.MockTransport(learning.handle),

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import NOW, SEED, TODAY, build_services, seed_linked_population
+from bench.common import NOW, SEED, TODAY, build_pass_context, seed_linked_population
 from reconciler.config import load_settings
 from reconciler.core.desired import required_fields
 from reconciler.sandbox.learning import LearningSimulator
@@ -106,7 +106,7 @@ def bench_steady(size: int, folder: Path, *, runs: int = 3, profile_to: Path | N
             "RECONCILER_STORE__PATH": str(folder / f"steady-{size}.db"),
         }
         settings = load_settings(environ=environ)
-        services = build_services(settings)
+        services = build_pass_context(settings)
         linked = seed_linked_population(services, learning)
         services.store.close()
         services.hibob.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import NOW, SEED, TODAY, build_services
+from bench.common import NOW, SEED, TODAY, build_pass_context
 from reconciler.config import load_settings
 from reconciler.passes.reconcile import run_pass
 from reconciler.sandbox.company import generate_company
@@ -51,7 +51,7 @@ def bench_first_sync(
             ours.append((time.perf_counter(), request.url.path, response.status_code))
         return response
 
-    services = build_services(
+    services = build_pass_context(
         settings,
         hibob_transport=httpx.MockTransport(hibob.handle),
         learning_transport=httpx.MockTransport(learning_handle),

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from reconciler.commands.cli import build_parser, main, parse_since
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.store.database import Store
 from tests.support import NOW, World
 
@@ -34,7 +34,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
 
 def run_cli(world: World, capsys, *argv: str) -> tuple[int, str]:
     def build(settings, store: Store | None = None):
-        return build_services(
+        return build_pass_context(
             settings,
             hibob_transport=httpx.MockTransport(world.hibob.handle),
             learning_transport=httpx.MockTransport(world.learning.handle),

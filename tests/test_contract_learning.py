@@ -11,7 +11,7 @@ import pytest
 from contract import ValidatingTransport, load_spec, require_specs, validate_exchange
 
 from reconciler.clients.learning import LearningClient
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.config import LearningSettings
 from reconciler.errors import ApiRejected
 from reconciler.sandbox.learning import LearningSimulator
@@ -323,7 +323,7 @@ def test_reconcile_passes_exchange_only_documented_messages_with_both_apis(tmp_p
         world.hibob.records[hibob_id]["root.email"] = f"fixed{hibob_id}@acme.example"
     learning = ValidatingTransport(world.learning.handle, load_spec("learning"))
     hibob = ValidatingTransport(world.hibob.handle, load_spec("hibob"))
-    world.services = build_services(
+    world.services = build_pass_context(
         world.settings, hibob_transport=hibob, learning_transport=learning, store=world.store
     )
     leaver = world.active_employees()[3]

@@ -19,7 +19,7 @@ import pytest
 from reconciler.commands.cli import main
 from reconciler.commands.report import TerminalProgress, print_status
 from reconciler.commands.status import collect_status
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.passes.apply import PassHooks
 from reconciler.passes.progress import PassProgress, ProgressTracker, describe_progress
 from reconciler.service.lifecycle import Service
@@ -201,7 +201,7 @@ def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
         return world.learning.handle(request)
 
     def build(settings, **kwargs):
-        return build_services(
+        return build_pass_context(
             settings,
             hibob_transport=httpx.MockTransport(world.hibob.handle),
             learning_transport=httpx.MockTransport(interrupt_after_ten_writes),

@@ -14,7 +14,7 @@ import pytest
 
 from reconciler.commands.admin import request_action, request_resync
 from reconciler.commands.cli import main
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.service.admin_requests import compute_held_token
 from reconciler.service.lifecycle import Service
 from reconciler.store.database import Store
@@ -45,7 +45,7 @@ def builder(world: World):
     """What `main(build=...)` gets: services over the world's simulators, no sockets."""
 
     def build(settings, store: Store | None = None):
-        return build_services(
+        return build_pass_context(
             settings,
             hibob_transport=httpx.MockTransport(world.hibob.handle),
             learning_transport=httpx.MockTransport(world.learning.handle),

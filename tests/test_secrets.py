@@ -20,7 +20,7 @@ from webhook_corpus import sign
 
 from reconciler.commands import cli
 from reconciler.commands.logs import configure_logging
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
 from reconciler.sandbox.learning import LearningSimulator
@@ -99,7 +99,7 @@ class EchoingUpstreams:
         return response
 
     def build(self, settings, **kwargs):
-        return build_services(
+        return build_pass_context(
             settings,
             hibob_transport=httpx.MockTransport(self.handle_hibob),
             learning_transport=httpx.MockTransport(self.handle_learning),

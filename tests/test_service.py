@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from reconciler.errors import InstanceLocked
-from reconciler.passes.context import Services
+from reconciler.passes.context import PassContext
 from reconciler.service.lifecycle import Service, compute_readiness, readiness_bound
 from reconciler.service.webhooks import create_app
 from reconciler.store.database import Store
@@ -99,7 +99,9 @@ def test_second_service_on_the_same_database_is_refused_and_stop_is_clean(world)
     first.start()
     try:
         second = Service(
-            Services(world.settings, world.services.hibob, world.services.learning, Store(world.db))
+            PassContext(
+                world.settings, world.services.hibob, world.services.learning, Store(world.db)
+            )
         )
         with pytest.raises(InstanceLocked, match="already running"):
             second.start()

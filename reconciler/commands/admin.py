@@ -21,11 +21,11 @@ from reconciler.commands.report import (
     print_held,
     print_result,
 )
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.config import Settings
 from reconciler.errors import InstanceLocked
 from reconciler.passes.apply import PassHooks
-from reconciler.passes.context import Services, now_utc
+from reconciler.passes.context import PassContext, now_utc
 from reconciler.passes.progress import PassProgress
 from reconciler.passes.reconcile import PassKind, PassResult, run_pass
 from reconciler.service.admin_requests import Outcome, carry_out
@@ -34,7 +34,7 @@ from reconciler.store.database import Store
 POLL_SECONDS = 0.5
 TIMEOUT_SECONDS = 1800.0
 SHOWN_ROWS = 50
-Build = Callable[[Settings, Store], Services]
+Build = Callable[[Settings, Store], PassContext]
 
 
 def request_action(
@@ -59,7 +59,7 @@ def request_action(
             store.close()
     try:
         now = now_utc()
-        built: list[Services] = []
+        built: list[PassContext] = []
 
         def run(pass_kind: Any, **options: Any) -> PassResult | None:
             if not built:  # built on demand: lifting quarantine needs no credentials
@@ -77,7 +77,7 @@ def request_action(
 
 
 def run_watched(
-    services: Services, kind: PassKind, *, now: datetime, dry_run: bool = False, **options: Any
+    services: PassContext, kind: PassKind, *, now: datetime, dry_run: bool = False, **options: Any
 ) -> PassResult:
     """A pass run here, watched: a progress bar on a terminal (else a log line every 10 s), and
     its progress saved for `status`. Ctrl-C stops it cleanly: one line on stderr says what was
@@ -116,8 +116,8 @@ def request_resync(settings: Settings, wait: bool, out: TextIO, **options: Any) 
     return request_action(settings, "resync", {}, out, wait=wait, **options)
 
 
-def _build(settings: Settings, store: Store) -> Services:
-    return build_services(settings, store=store)
+def _build(settings: Settings, store: Store) -> PassContext:
+    return build_pass_context(settings, store=store)
 
 
 def _ask_service(

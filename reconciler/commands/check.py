@@ -19,7 +19,7 @@ from reconciler.config import Settings
 from reconciler.core.desired import required_fields
 from reconciler.core.models import Employee
 from reconciler.errors import ApiError, StoreUnusable
-from reconciler.passes.context import Services
+from reconciler.passes.context import PassContext
 from reconciler.store.database import MIGRATIONS, Store
 
 CRITICAL_FIELDS = (
@@ -67,7 +67,7 @@ class Report:
         (self.ok if is_ok else self.fail)(text)
 
 
-def run_checks(settings: Settings, services: Services, out: TextIO) -> int:
+def run_checks(settings: Settings, services: PassContext, out: TextIO) -> int:
     """Probe everything; 0 when all is usable (warnings allowed), else 1."""
     report = Report(out)
     report.ok("settings are valid and every secret is set")
@@ -261,7 +261,7 @@ def _did_you_mean(wanted: str, known: Iterable[str]) -> str:
 # -- 360Learning ----------------------------------------------------------------------------
 
 
-def check_learning(settings: Settings, services: Services, report: Report) -> None:
+def check_learning(settings: Settings, services: PassContext, report: Report) -> None:
     learning = services.learning
     try:
         learning.check_access()
@@ -276,7 +276,7 @@ def check_learning(settings: Settings, services: Services, report: Report) -> No
         report.fail(f"360Learning: {exc}")
 
 
-def check_groups(settings: Settings, services: Services, report: Report) -> None:
+def check_groups(settings: Settings, services: PassContext, report: Report) -> None:
     groups = {settings.learning.default_group_id: "learning.default_group_id"}
     groups.update({rule.group_id: "mapping.groups" for rule in settings.mapping.groups})
     for group_id, setting in groups.items():
@@ -288,7 +288,7 @@ def check_groups(settings: Settings, services: Services, report: Report) -> None
         )
 
 
-def check_write_scopes(settings: Settings, services: Services, report: Report) -> None:
+def check_write_scopes(settings: Settings, services: PassContext, report: Report) -> None:
     """Each write scope a pass uses, tested by a write that fails validation (no change)."""
     needed = {
         "users:write": "to create, update and deactivate users",

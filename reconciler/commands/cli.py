@@ -27,10 +27,10 @@ from reconciler.commands.report import (
     print_quarantined,
     print_result,
 )
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.config import Settings, load_settings
 from reconciler.errors import ApiError, ReconcilerError
-from reconciler.passes.context import Services, now_utc
+from reconciler.passes.context import PassContext, now_utc
 from reconciler.passes.reconcile import PassKind
 from reconciler.store.database import Store, utc_text
 
@@ -384,9 +384,9 @@ def _add_reading_commands(command: Command) -> None:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, build: Callable[..., Services] = build_services
+    argv: Sequence[str] | None = None, *, build: Callable[..., PassContext] = build_pass_context
 ) -> int:
-    """Run one command; `build` turns settings into Services (tests inject simulators)."""
+    """Run one command; `build` turns settings into PassContext (tests inject simulators)."""
     args = build_parser().parse_args(argv)
     args.build = build
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)

@@ -18,9 +18,9 @@ from typing import TextIO
 
 from reconciler.commands.explain import explain_employee
 from reconciler.commands.report import print_result
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.config import load_settings
-from reconciler.passes.context import Services
+from reconciler.passes.context import PassContext
 from reconciler.passes.reconcile import PassResult, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
@@ -96,7 +96,7 @@ def _folder(keep: str | Path | None) -> AbstractContextManager[str]:
 
 
 def _keep(
-    services: Services, hibob_url: str, learning_url: str, folder: Path, say: _Narrator
+    services: PassContext, hibob_url: str, learning_url: str, folder: Path, say: _Narrator
 ) -> None:
     """Leave a settings file beside the database, and say what to try on them."""
     settings = folder / "settings.toml"
@@ -140,7 +140,7 @@ def _keep(
 
 def _services(
     hibob_url: str, learning_url: str, learning: LearningSimulator, folder: Path
-) -> Services:
+) -> PassContext:
     settings = load_settings(
         environ={
             "RECONCILER_HIBOB__BASE_URL": f"{hibob_url}/v1",
@@ -153,7 +153,7 @@ def _services(
         },
         read_file=False,
     )
-    return build_services(settings)
+    return build_pass_context(settings)
 
 
 def _hr_changes(hibob: HibobSimulator, linked: list[str]) -> tuple[list[str], str]:
@@ -171,7 +171,7 @@ def _hr_changes(hibob: HibobSimulator, linked: list[str]) -> tuple[list[str], st
 
 
 class _Narrator:
-    def __init__(self, services: Services, out: TextIO) -> None:
+    def __init__(self, services: PassContext, out: TextIO) -> None:
         self.services = services
         self.out = out
 

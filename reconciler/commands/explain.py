@@ -18,7 +18,7 @@ from reconciler.core.desired import compute_desired, required_fields
 from reconciler.core.models import AppliedState, Employee, LearningUser, SnapshotEntry, Upsert
 from reconciler.core.scope import compute_condition, compute_in_scope
 from reconciler.errors import ApiError, ReconcilerError
-from reconciler.passes.context import Services
+from reconciler.passes.context import PassContext
 from reconciler.passes.reconcile import PassOptions, find_employee, read_and_plan
 from reconciler.store.database import Store, utc_text
 
@@ -26,7 +26,7 @@ SHOWN_ACTIONS = 10
 
 
 def explain_employee(
-    services: Services | None, store: Store, identifier: str, now: datetime, out: TextIO
+    services: PassContext | None, store: Store, identifier: str, now: datetime, out: TextIO
 ) -> int:
     """Print the explanation (`services` None: offline); 0, or 1 when neither Hibob nor the
     database knows the employee."""
@@ -77,7 +77,7 @@ def explain_employee(
 
 
 def _read_employee(
-    services: Services, identifier: str
+    services: PassContext, identifier: str
 ) -> tuple[Employee | None, str | None, str | None, str | None]:
     """(employee, its Hibob id, a note about a former email, why Hibob could not be read)."""
     try:
@@ -89,7 +89,7 @@ def _read_employee(
         return None, None, None, str(exc)
 
 
-def _print_employee(services: Services, employee: Employee, now: datetime, out: TextIO) -> None:
+def _print_employee(services: PassContext, employee: Employee, now: datetime, out: TextIO) -> None:
     settings = services.settings
     print(f"employee {employee.hibob_id} ({employee.email or 'no email'})", file=out)
     print("fields read from Hibob:", file=out)
@@ -127,7 +127,7 @@ def _shown_field(employee: Employee, field_id: str) -> str:
     return format_value(raw)
 
 
-def _print_scope(services: Services, employee: Employee, out: TextIO) -> None:
+def _print_scope(services: PassContext, employee: Employee, out: TextIO) -> None:
     groups = services.settings.scope.groups
     if not groups:
         print("scope: no conditions (everyone is in scope)", file=out)
@@ -148,7 +148,7 @@ def _print_scope(services: Services, employee: Employee, out: TextIO) -> None:
             )
 
 
-def _print_link(services: Services | None, entry: SnapshotEntry | None, out: TextIO) -> None:
+def _print_link(services: PassContext | None, entry: SnapshotEntry | None, out: TextIO) -> None:
     if entry is None or entry.learning_user_id is None:
         print("link: none yet (never created or adopted)", file=out)
         return
@@ -237,7 +237,7 @@ def _print_safety(
         )
 
 
-def _print_next(services: Services, hibob_id: str, now: datetime, out: TextIO) -> None:
+def _print_next(services: PassContext, hibob_id: str, now: datetime, out: TextIO) -> None:
     try:
         plan = read_and_plan(services, "targeted", now=now, options=PassOptions(employee=hibob_id))
     except ReconcilerError as exc:

@@ -1,7 +1,7 @@
 """Wiring, the composition root: builds the clients, the store and the clock from settings.
 
 Used by the CLI and the demo; the only place that turns settings into the objects a pass needs
-(`Services`, in `passes.context`). It decides nothing and sends nothing.
+(`PassContext`, in `passes.context`). It decides nothing and sends nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import httpx
 from reconciler.clients.hibob import HibobClient
 from reconciler.clients.learning import LearningClient
 from reconciler.config import Settings, require_secrets
-from reconciler.passes.context import Services
+from reconciler.passes.context import PassContext
 from reconciler.store.database import Store
 
 SECRETS = (
@@ -26,7 +26,7 @@ SECRETS = (
 )
 
 
-def build_services(
+def build_pass_context(
     settings: Settings,
     *,
     hibob_transport: httpx.BaseTransport | None = None,
@@ -34,9 +34,9 @@ def build_services(
     store: Store | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> Services:
+) -> PassContext:
     require_secrets(settings, *SECRETS)
-    return Services(
+    return PassContext(
         settings=settings,
         hibob=HibobClient(settings.hibob, transport=hibob_transport, sleep=sleep, clock=clock),
         learning=LearningClient(

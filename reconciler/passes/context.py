@@ -18,7 +18,7 @@ from reconciler.store.database import Store
 
 
 @dataclass
-class Services:
+class PassContext:
     """What a pass needs, built once by the CLI or the service."""
 
     settings: Settings

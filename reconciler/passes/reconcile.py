@@ -30,7 +30,7 @@ from reconciler.core.plan import (
 from reconciler.core.scope import compute_in_scope
 from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
 from reconciler.passes.apply import ApplyReport, PassHooks, ProgressCallback, apply_plan
-from reconciler.passes.context import Services, apply_settings, limits
+from reconciler.passes.context import PassContext, apply_settings, limits
 
 log = logging.getLogger("reconciler.passes.reconcile")
 PassKind = Literal["incremental", "full", "targeted"]
@@ -67,7 +67,7 @@ class PassOptions:
 
 
 def run_pass(
-    services: Services,
+    services: PassContext,
     kind: PassKind,
     *,
     now: datetime,
@@ -143,7 +143,7 @@ def run_pass(
     return _finish(services, result, now, started)
 
 
-def _finish(services: Services, result: PassResult, now: datetime, started: float) -> PassResult:
+def _finish(services: PassContext, result: PassResult, now: datetime, started: float) -> PassResult:
     services.store.finish_pass(result.pass_id, now, result.outcome, result.counts, result.error)
     result.duration_seconds = time.monotonic() - started
     level = {
@@ -169,7 +169,7 @@ def _finish(services: Services, result: PassResult, now: datetime, started: floa
 
 
 def read_and_plan(
-    services: Services,
+    services: PassContext,
     kind: PassKind,
     *,
     now: datetime,
@@ -242,7 +242,7 @@ def read_and_plan(
 
 
 def _compute_desired(
-    services: Services, employees: list[Employee], now: datetime
+    services: PassContext, employees: list[Employee], now: datetime
 ) -> dict[str, Desired]:
     groups, settings = services.settings.scope.groups, services.settings
     read: dict[str, Employee] = {}
@@ -262,7 +262,7 @@ def _compute_desired(
     return desired
 
 
-def _retry_quarantined(services: Services, kind: PassKind, options: PassOptions) -> bool:
+def _retry_quarantined(services: PassContext, kind: PassKind, options: PassOptions) -> bool:
     if options.retry_quarantined is not None:
         return options.retry_quarantined
     if kind == "full":
@@ -273,7 +273,7 @@ def _retry_quarantined(services: Services, kind: PassKind, options: PassOptions)
 
 
 def _read_learning(
-    services: Services, kind: PassKind, data: PlanInput, as_given: dict[str, str]
+    services: PassContext, kind: PassKind, data: PlanInput, as_given: dict[str, str]
 ) -> PlanInput:
     """What 360Learning holds for this pass: everything (full) or the unlinked emails.
 
@@ -307,7 +307,7 @@ def _read_learning(
     return replace(data, candidate_roles=roles)
 
 
-def _read_restored_links(services: Services, data: PlanInput) -> dict[str, ActualLinks]:
+def _read_restored_links(services: PassContext, data: PlanInput) -> dict[str, ActualLinks]:
     """Roles, managers and subordinates of linked users that were ever restored.
 
     A restore drops groups, roles and "being the manager of others" (360Learning help), by
@@ -330,7 +330,7 @@ def _read_restored_links(services: Services, data: PlanInput) -> dict[str, Actua
 
 
 def _plan_with_confirmed_absences(
-    services: Services, data: PlanInput, fields: list[str], now: datetime
+    services: PassContext, data: PlanInput, fields: list[str], now: datetime
 ) -> Plan:
     """Plan; confirm each absence the safety limits would let through by a read by id."""
     settings = services.settings
@@ -370,7 +370,7 @@ def _plan_with_confirmed_absences(
 
 
 def find_employee(
-    services: Services, identifier: str, fields: list[str]
+    services: PassContext, identifier: str, fields: list[str]
 ) -> tuple[Employee | None, str | None, str | None]:
     """(the employee as Hibob returns it, its Hibob id, a note) for a Hibob id or any email
     the employee has had. An email Hibob does not know is resolved through the emails the
@@ -399,7 +399,7 @@ def find_employee(
 
 
 def _read_one(
-    services: Services, identifier: str, fields: list[str], snapshot: dict[str, SnapshotEntry]
+    services: PassContext, identifier: str, fields: list[str], snapshot: dict[str, SnapshotEntry]
 ) -> tuple[list[Employee], list[Problem]]:
     """One employee by Hibob id or by any email it has had; never concludes absence."""
     found, hibob_id, note = find_employee(services, identifier, fields)
@@ -423,7 +423,7 @@ def _read_one(
 
 
 def _record_held(
-    services: Services, plan: Plan, pass_id: int, now: datetime, kind: PassKind
+    services: PassContext, plan: Plan, pass_id: int, now: datetime, kind: PassKind
 ) -> None:
     store, reason = services.store, plan.held_reason or ""
     previously = store.list_held_ids()
@@ -450,7 +450,7 @@ def _no_progress(phase: str, done: int, total: int | None) -> None:
     pass
 
 
-def _record_skips(services: Services, plan: Plan, pass_id: int, now: datetime) -> None:
+def _record_skips(services: PassContext, plan: Plan, pass_id: int, now: datetime) -> None:
     """Skip reasons reach history, status and the log once per change, not once per pass."""
     for hibob_id, _, reason in services.store.record_skips(
         pass_id, [(p.hibob_id, p.email, p.reason) for p in plan.problems], now

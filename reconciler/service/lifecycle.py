@@ -26,7 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from reconciler.core.models import PassOutcome, Plan
 from reconciler.errors import ConfigError
 from reconciler.passes.apply import PassHooks, ProgressCallback
-from reconciler.passes.context import Services, now_utc
+from reconciler.passes.context import PassContext, now_utc
 from reconciler.passes.progress import PassProgress
 from reconciler.passes.reconcile import PassKind, PassResult, run_pass
 from reconciler.service import sdnotify
@@ -75,11 +75,11 @@ def compute_readiness(
 
 
 class Service:
-    """Scheduler, webhook receiver and hint worker around one Services; `start`, `wait`, `stop`."""
+    """Scheduler, webhook receiver and hint worker around one pass context."""
 
     def __init__(
         self,
-        services: Services,
+        services: PassContext,
         *,
         clock: Clock = now_utc,
         monotonic: Callable[[], float] = time.monotonic,
@@ -341,7 +341,7 @@ def _last_scheduled_failure(store: Store) -> str | None:
     return None
 
 
-def run_service(services: Services) -> int:
+def run_service(services: PassContext) -> int:
     """`reconciler run`: serve until SIGTERM/SIGINT, then stop within 10 s and return 0."""
     service = Service(services)
 

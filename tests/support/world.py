@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 
 from reconciler.clients.learning import LearningClient
-from reconciler.commands.wiring import build_services
+from reconciler.commands.wiring import build_pass_context
 from reconciler.config import Settings, load_settings
-from reconciler.passes.context import Services
+from reconciler.passes.context import PassContext
 from reconciler.passes.reconcile import PassResult, run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
@@ -62,11 +62,11 @@ class World:
         self.store = Store(self.db)
         self.services = self.build()
 
-    def build(self, **overrides: str) -> Services:
+    def build(self, **overrides: str) -> PassContext:
         if overrides:
             self.settings = load_settings(environ={**self.environ, **overrides}, read_file=False)
         # Throttles and retry backoffs never really wait in tests.
-        return build_services(
+        return build_pass_context(
             self.settings,
             hibob_transport=httpx.MockTransport(self.hibob.handle),
             learning_transport=httpx.MockTransport(self.learning.handle),
