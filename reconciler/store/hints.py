@@ -1,0 +1,154 @@
+"""Webhook hints, admin requests and the service's own state rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from reconciler.store.connection import Database
+from reconciler.store.schema import utc_text
+
+
+class HintTables(Database):
+    # -- webhook hints ----------------------------------------------------------------------
+    def save_hint(
+        self,
+        hibob_id: str,
+        event_type: str | None,
+        source: str | None,
+        triggered_at: str | None,
+        at: datetime,
+    ) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO hints (hibob_id, event_type, source, triggered_at, received_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (hibob_id, event_type, source, triggered_at, utc_text(at)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def list_pending_hints(self, due_at: datetime | None = None) -> list[dict[str, Any]]:
+        """Hints not done yet; with `due_at`, only those whose next attempt is due by then."""
+        due = "" if due_at is None else " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        return self._select(
+            "SELECT id, hibob_id, event_type, received_at, attempts,"
+            " next_attempt_at, last_error FROM hints"
+            f" WHERE done_at IS NULL{due} ORDER BY id",
+            () if due_at is None else (utc_text(due_at),),
+        )
+
+    def next_hint_attempt_at(self, after: datetime) -> datetime | None:
+        """The earliest retry of a pending hint due after `after` (None: none waits)."""
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT MIN(next_attempt_at) FROM hints"
+                " WHERE done_at IS NULL AND next_attempt_at > ?",
+                (utc_text(after),),
+            ).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def record_hint_attempts(
+        self, hint_ids: Iterable[int], error: str | None, next_attempt_at: datetime
+    ) -> None:
+        """Count one failed attempt on each hint and when to try again."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE hints SET attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = ? WHERE id = ?",
+                [(error, utc_text(next_attempt_at), i) for i in hint_ids],
+            )
+
+    def count_pending_hints(self) -> int:
+        with self._lock:
+            return int(
+                self.db.conn.execute("SELECT COUNT(*) FROM hints WHERE done_at IS NULL").fetchone()[
+                    0
+                ]
+            )
+
+    def mark_hints_done(self, hint_ids: Iterable[int], at: datetime) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE hints SET done_at = ? WHERE id = ?", [(utc_text(at), i) for i in hint_ids]
+            )
+
+    # -- overlapping passes ----------------------------------------------------------------
+    def claim_employee(self, hibob_id: str, pass_id: int) -> bool:
+        """Let `pass_id` write to this employee unless a later pass already did (it read Hibob
+        later, so its decision is newer). True when the write may go ahead."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO decisions (hibob_id, pass_id) VALUES (?, ?)"
+                " ON CONFLICT(hibob_id) DO UPDATE SET pass_id = excluded.pass_id"
+                " WHERE decisions.pass_id <= excluded.pass_id",
+                (hibob_id, pass_id),
+            )
+            return cursor.rowcount > 0
+
+    # -- what the running service publishes for `status` --------------------------------------
+    def save_service_state(self, values: Mapping[str, str | None]) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO service_state (key, value) VALUES (?, ?)",
+                list(values.items()),
+            )
+
+    def load_service_state(self) -> dict[str, str | None]:
+        with self._lock:
+            rows = self.db.conn.execute("SELECT key, value FROM service_state").fetchall()
+        return dict(rows)
+
+    # -- admin requests (served by the running service) -----------------------------------------
+    def save_request(self, kind: str, args: Mapping[str, Any], at: datetime) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO admin_requests (kind, args, requested_at) VALUES (?, ?, ?)",
+                (kind, json.dumps(dict(args), sort_keys=True), utc_text(at)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def take_requests(self, at: datetime) -> list[dict[str, Any]]:
+        """Claim every unstarted request, oldest first (the service carries them out)."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, kind, args FROM admin_requests WHERE started_at IS NULL ORDER BY id"
+            ).fetchall()
+            conn.executemany(
+                "UPDATE admin_requests SET started_at = ? WHERE id = ?",
+                [(utc_text(at), row[0]) for row in rows],
+            )
+        return [{"id": i, "kind": k, "args": json.loads(a or "{}")} for i, k, a in rows]
+
+    def finish_requests(
+        self,
+        ids: Iterable[int],
+        pass_id: int | None,
+        outcome: str,
+        at: datetime,
+        detail: str | None = None,
+    ) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE admin_requests SET finished_at = ?, pass_id = ?, outcome = ?, detail = ?"
+                " WHERE id = ?",
+                [(utc_text(at), pass_id, outcome, detail, i) for i in ids],
+            )
+
+    def list_open_requests(self) -> list[dict[str, Any]]:
+        """Requests not finished yet (waiting for the service, or being carried out)."""
+        return self._select(
+            "SELECT id, kind, requested_at, started_at FROM admin_requests"
+            " WHERE finished_at IS NULL ORDER BY id"
+        )
+
+    def get_request(self, request_id: int) -> dict[str, Any] | None:
+        rows = self._select(
+            "SELECT id, kind, args, requested_at, started_at, finished_at,"
+            " pass_id, outcome, detail FROM admin_requests WHERE id = ?",
+            (request_id,),
+        )
+        for row in rows:
+            row["args"] = json.loads(row["args"] or "{}")
+        return rows[0] if rows else None

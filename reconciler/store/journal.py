@@ -1,0 +1,160 @@
+"""Pass history and the operation journal (every action, journalled before it is sent)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from reconciler.store.connection import Database
+from reconciler.store.schema import utc_text
+
+
+class JournalTables(Database):
+    # -- passes and journal -----------------------------------------------------------------
+    def start_pass(self, kind: str, at: datetime, *, is_dry_run: bool = False) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO passes (kind, is_dry_run, started_at) VALUES (?, ?, ?)",
+                (kind, int(is_dry_run), utc_text(at)),
+            )
+            pass_id = int(cursor.lastrowid or 0)
+            self._live_passes.add(pass_id)
+            return pass_id
+
+    def finish_pass(
+        self,
+        pass_id: int,
+        at: datetime,
+        outcome: str,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE passes SET finished_at = ?, outcome = ?, counts = ?, error = ?"
+                " WHERE id = ?",
+                (utc_text(at), outcome, json.dumps(dict(counts), sort_keys=True), error, pass_id),
+            )
+            self._live_passes.discard(pass_id)
+
+    def list_passes(self, limit: int = 10, *, include_dry_runs: bool = True) -> list[dict]:
+        where = "" if include_dry_runs else "WHERE is_dry_run = 0"
+        rows = self._select(
+            "SELECT id, kind, is_dry_run AS dry_run, started_at, finished_at, outcome, counts,"
+            f" error FROM passes {where} ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        for row in rows:
+            row["dry_run"], row["counts"] = bool(row["dry_run"]), json.loads(row["counts"] or "{}")
+        return rows
+
+    def get_pass(self, pass_id: int) -> dict[str, Any] | None:
+        rows = self._select(
+            "SELECT id, kind, is_dry_run AS dry_run, started_at, finished_at,"
+            " outcome, counts, error FROM passes WHERE id = ?",
+            (pass_id,),
+        )
+        for row in rows:
+            row["dry_run"], row["counts"] = bool(row["dry_run"]), json.loads(row["counts"] or "{}")
+        return rows[0] if rows else None
+
+    def last_successful_pass_at(self) -> str | None:
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT MAX(finished_at) FROM passes WHERE is_dry_run = 0"
+                " AND outcome IN ('ok', 'held')"
+            ).fetchone()
+        return row[0] if row else None
+
+    def journal_start(
+        self,
+        pass_id: int | None,
+        hibob_id: str,
+        email: str | None,
+        action: str,
+        fields: Iterable[str],
+        reason: str,
+        at: datetime,
+    ) -> int:
+        """Journal an operation before it is sent (crash safety)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason,"
+                " outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (pass_id, utc_text(at), hibob_id, email, action, json.dumps(list(fields)), reason),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def close_interrupted(self, current_pass_id: int, at: datetime) -> int:
+        """Mark what a process that died mid-pass left open: its pass and pending operations.
+
+        Called at the start of a real pass. Only one process writes a database (the instance
+        lock), and the passes it is still running (the service runs targeted passes beside a
+        long one) are left alone. The pass itself re-derives what is left to do; this keeps
+        status and history truthful. Returns how many operations were never confirmed.
+        """
+        with self.transaction() as conn:
+            live = sorted(self._live_passes)
+            marks = ",".join("?" * len(live))
+            conn.execute(
+                "UPDATE passes SET outcome = 'interrupted', finished_at = ?"
+                f" WHERE finished_at IS NULL AND is_dry_run = 0 AND id NOT IN ({marks})",
+                (utc_text(at), *live),
+            )
+            cursor = conn.execute(
+                "UPDATE journal SET outcome = 'interrupted'"
+                " WHERE outcome = 'pending'"
+                f" AND (pass_id IS NULL OR pass_id NOT IN ({marks}))",
+                live,
+            )
+            return cursor.rowcount
+
+    def journal_finish(self, journal_id: int, outcome: str, error: str | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE journal SET outcome = ?, error = ? WHERE id = ?",
+                (outcome, error, journal_id),
+            )
+
+    def list_journal(
+        self,
+        *,
+        hibob_id: str | Iterable[str] | None = None,
+        since: str | None = None,
+        limit: int | None = 1000,
+        pass_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Journal rows, oldest first; `limit` None returns them all."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if hibob_id is not None:
+            ids = [hibob_id] if isinstance(hibob_id, str) else list(hibob_id)
+            clauses.append(f"hibob_id IN ({', '.join('?' * len(ids))})")
+            params.extend(ids)
+        if pass_id is not None:
+            clauses.append("pass_id = ?")
+            params.append(pass_id)
+        if since:
+            clauses.append("at >= ?")
+            params.append(since)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._select(
+            "SELECT pass_id, at, hibob_id AS employee_id, email, action, fields, outcome, reason,"
+            f" error FROM journal {where} ORDER BY id LIMIT ?",
+            (*params, -1 if limit is None else limit),
+        )
+        for row in rows:
+            row["fields"] = json.loads(row["fields"] or "[]")
+        return rows
+
+    def count_deactivations_since(self, since: datetime) -> int:
+        """Deactivations applied since `since` (the breaker's rolling window)."""
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT COUNT(*) FROM journal WHERE action = 'deactivate' AND outcome = 'ok'"
+                " AND at >= ?",
+                (utc_text(since),),
+            ).fetchone()
+        return int(row[0])

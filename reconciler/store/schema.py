@@ -1,0 +1,125 @@
+"""The database's schema: numbered migrations, applied in order by `store.connection`.
+
+A migration is appended, never edited: `PRAGMA user_version` says how many ran.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+MIGRATIONS = [
+    """
+    CREATE TABLE employees (
+        hibob_id TEXT PRIMARY KEY,
+        learning_user_id TEXT,
+        email TEXT,
+        state TEXT,              -- JSON of the last applied desired state
+        state_hash TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        quarantined_until TEXT,
+        last_error TEXT,
+        updated_at TEXT
+    );
+    CREATE INDEX employees_learning_user_id ON employees (learning_user_id);
+    CREATE TABLE passes (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        is_dry_run INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT,
+        counts TEXT,
+        error TEXT
+    );
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        pass_id INTEGER,
+        at TEXT NOT NULL,
+        hibob_id TEXT NOT NULL,
+        email TEXT,
+        action TEXT NOT NULL,
+        fields TEXT,
+        reason TEXT,
+        outcome TEXT NOT NULL,   -- pending | ok | failed | held | skipped
+        error TEXT
+    );
+    CREATE INDEX journal_hibob_id ON journal (hibob_id);
+    CREATE TABLE held_deactivations (
+        hibob_id TEXT PRIMARY KEY,
+        email TEXT,
+        reason TEXT,
+        pass_id INTEGER,
+        held_at TEXT
+    );
+    CREATE TABLE hints (
+        id INTEGER PRIMARY KEY,
+        hibob_id TEXT NOT NULL,
+        event_type TEXT,
+        source TEXT,
+        triggered_at TEXT,
+        received_at TEXT NOT NULL,
+        done_at TEXT
+    );
+    CREATE INDEX hints_pending ON hints (done_at);
+    CREATE TABLE resync_requests (
+        id INTEGER PRIMARY KEY,
+        requested_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        pass_id INTEGER,
+        outcome TEXT
+    );
+    """,
+    """
+    CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT);
+    """,
+    """
+    CREATE TABLE employee_emails (
+        hibob_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        is_current INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (hibob_id, email)
+    );
+    CREATE INDEX employee_emails_email ON employee_emails (email);
+    ALTER TABLE held_deactivations ADD COLUMN is_releasable INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX journal_action_at ON journal (action, at);
+    """,
+    # Admin requests generalise resync requests: what to do (kind, JSON args) and how it went.
+    """
+    CREATE TABLE admin_requests (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,      -- resync | sync | targeted | release | quarantine-clear
+        args TEXT NOT NULL DEFAULT '{}',
+        requested_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        pass_id INTEGER,
+        outcome TEXT,            -- ok | held | errors | failed | refused | cancelled
+        detail TEXT
+    );
+    INSERT INTO admin_requests (id, kind, requested_at, started_at, finished_at, pass_id, outcome)
+        SELECT id, 'resync', requested_at, started_at, finished_at, pass_id, outcome
+        FROM resync_requests;
+    DROP TABLE resync_requests;
+    """,
+    # Hints are retried with backoff until a pass succeeds for their employee; `decisions`
+    # holds, per employee, the latest pass allowed to write to it (passes overlap in the service);
+    # every pass, targeted ones too, looks for pending journal rows (close_interrupted).
+    """
+    ALTER TABLE hints ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hints ADD COLUMN next_attempt_at TEXT;
+    ALTER TABLE hints ADD COLUMN last_error TEXT;
+    CREATE TABLE decisions (hibob_id TEXT PRIMARY KEY, pass_id INTEGER NOT NULL);
+    CREATE INDEX journal_pending ON journal (outcome) WHERE outcome = 'pending';
+    """,
+    # state_hash was written and never read.
+    """
+    ALTER TABLE employees DROP COLUMN state_hash;
+    """,
+]
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,193 @@
+"""The snapshot: per Hibob employee, the last applied state and the link to its 360Learning user,
+and every email seen for an employee."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+
+from reconciler.core.models import AppliedState, GroupRole, SnapshotEntry
+from reconciler.store.connection import Database
+from reconciler.store.schema import utc_text
+
+
+class SnapshotTables(Database):
+    # -- snapshot ---------------------------------------------------------------------------
+    def load_snapshot(self) -> dict[str, SnapshotEntry]:
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT hibob_id, learning_user_id, email, state, failures, quarantined_until,"
+                " last_error FROM employees"
+            ).fetchall()
+        return {row[0]: _entry(row) for row in rows}
+
+    def get_entry(self, hibob_id: str) -> SnapshotEntry | None:
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT hibob_id, learning_user_id, email, state, failures, quarantined_until,"
+                " last_error FROM employees WHERE hibob_id = ?",
+                (hibob_id,),
+            ).fetchone()
+        return _entry(row) if row else None
+
+    def save_applied(
+        self,
+        hibob_id: str,
+        *,
+        learning_user_id: str | None,
+        email: str | None,
+        state: AppliedState | None,
+        at: datetime,
+    ) -> None:
+        """Record a successful apply: the new state, the link, and clear failures."""
+        text = state_to_json(state) if state is not None else None
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
+                " failures, quarantined_until, last_error, updated_at)"
+                " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
+                " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
+                " email = excluded.email, state = excluded.state,"
+                " failures = 0, quarantined_until = NULL, last_error = NULL,"
+                " updated_at = excluded.updated_at",
+                (hibob_id, learning_user_id, email, text, utc_text(at)),
+            )
+
+    def save_state(self, hibob_id: str, state: AppliedState) -> None:
+        """Correct the applied state alone (failures, link and email unchanged)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE employees SET state = ? WHERE hibob_id = ?",
+                (state_to_json(state), hibob_id),
+            )
+
+    def save_link(
+        self, hibob_id: str, learning_user_id: str, email: str | None, at: datetime
+    ) -> None:
+        """Record the link as soon as it is known, before the rest of the apply finishes."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO employees (hibob_id, learning_user_id, email, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT(hibob_id) DO UPDATE SET"
+                " learning_user_id = excluded.learning_user_id, email = excluded.email,"
+                " updated_at = excluded.updated_at",
+                (hibob_id, learning_user_id, email, utc_text(at)),
+            )
+
+    def count_managed(self) -> int:
+        """Linked employees whose last applied state is active (the breaker's "managed")."""
+        with self._lock:
+            return int(
+                self.db.conn.execute(
+                    "SELECT COUNT(*) FROM employees WHERE learning_user_id IS NOT NULL"
+                    " AND json_extract(state, '$.is_active')"
+                ).fetchone()[0]
+            )
+
+    # -- every email seen for an employee (lookups by a former address) ----------------------
+    def save_seen_emails(
+        self, current: Mapping[str, str], at: datetime, *, is_complete: bool
+    ) -> None:
+        """Record each employee's email as read; `is_complete`: everyone was read."""
+        known = self.load_known_emails()
+        changed = [(h, e) for h, e in current.items() if known.get(h) != e]
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE employee_emails SET is_current = 0 WHERE hibob_id = ?",
+                [(h,) for h, _ in changed],
+            )
+            conn.executemany(
+                "INSERT INTO employee_emails (hibob_id, email, first_seen_at, last_seen_at,"
+                " is_current) VALUES (?, ?, ?, ?, 1) ON CONFLICT(hibob_id, email) DO UPDATE"
+                " SET is_current = 1, last_seen_at = excluded.last_seen_at",
+                [(h, e, utc_text(at), utc_text(at)) for h, e in changed],
+            )
+            if is_complete:
+                gone = [(h,) for h in known if h not in current]
+                conn.executemany(
+                    "UPDATE employee_emails SET is_current = 0 WHERE hibob_id = ?", gone
+                )
+
+    def load_known_emails(self) -> dict[str, str]:
+        """hibob id -> the email last read for that employee."""
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT hibob_id, email FROM employee_emails WHERE is_current = 1"
+            ).fetchall()
+        return dict(rows)
+
+    def find_employees_by_email(self, email: str) -> list[str]:
+        """Hibob ids that have had `email`, the most recent holder first."""
+        wanted = email.strip().lower()
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT hibob_id FROM employee_emails WHERE email = ? UNION ALL"
+                " SELECT hibob_id FROM employees WHERE email = ?",
+                (wanted, wanted),
+            ).fetchall()
+            order = self.db.conn.execute(
+                "SELECT hibob_id, MAX(last_seen_at) FROM employee_emails WHERE email = ?"
+                " GROUP BY hibob_id",
+                (wanted,),
+            ).fetchall()
+        latest = dict(order)
+        found = list(dict.fromkeys(r[0] for r in rows))
+        return sorted(found, key=lambda h: latest.get(h) or "", reverse=True)
+
+    def find_employee_ids(self, identifier: str) -> list[str]:
+        """Hibob ids known here for an id or any email the employee has had (case-insensitive),
+        the most recent holder of an email first."""
+        wanted = identifier.strip()
+        by_id = self._select(
+            "SELECT hibob_id FROM employees WHERE hibob_id = ? UNION"
+            " SELECT hibob_id FROM journal WHERE hibob_id = ?",
+            (wanted, wanted),
+        )
+        by_mail = self.find_employees_by_email(wanted) if "@" in wanted else []
+        journal = [
+            r["hibob_id"]
+            for r in self._select(
+                "SELECT DISTINCT hibob_id FROM journal WHERE lower(email) = ?", (wanted.lower(),)
+            )
+        ]
+        return list(dict.fromkeys([r["hibob_id"] for r in by_id] + by_mail + journal))
+
+
+def _entry(row: tuple) -> SnapshotEntry:
+    return SnapshotEntry(
+        hibob_id=row[0],
+        learning_user_id=row[1],
+        email=row[2],
+        state=state_from_json(row[3]) if row[3] else None,
+        failures=row[4] or 0,
+        quarantined_until=datetime.fromisoformat(row[5]) if row[5] else None,
+        last_error=row[6],
+    )
+
+
+def state_to_json(state: AppliedState) -> str:
+    return json.dumps(
+        {
+            "is_active": state.is_active,
+            "attributes": dict(state.attributes),
+            "groups": sorted([g.group_id, g.role] for g in state.groups),
+            "manager": state.manager,
+            "kept_groups": sorted([g.group_id, g.role] for g in state.kept_groups),
+            "is_external_id_linked": state.is_external_id_linked,
+        },
+        sort_keys=True,
+    )
+
+
+def state_from_json(text: str) -> AppliedState:
+    raw = json.loads(text)
+    return AppliedState(
+        is_active=bool(raw.get("is_active")),
+        attributes=raw.get("attributes") or {},
+        groups=frozenset(GroupRole(g, r) for g, r in raw.get("groups") or []),
+        manager=raw.get("manager"),
+        kept_groups=frozenset(GroupRole(g, r) for g, r in raw.get("kept_groups") or []),
+        # States written before the flag existed were made by create/adopt, which link.
+        is_external_id_linked=bool(raw.get("is_external_id_linked", True)),
+    )
