@@ -185,7 +185,7 @@ class _SearchLayout:
         ]
         self._is_generic = False
 
-    def decode(self, content: bytes) -> list:
+    def decode(self, content: bytes) -> list[Any]:
         """The employee records of a search answer (typed, or dicts after a shape surprise)."""
         try:
             answer: Any = msgspec.json.decode(content, type=self._answer)
@@ -239,10 +239,10 @@ _UNSET = msgspec.UNSET
 _LEAF, _RAW = object(), object()  # a field's value; a node kept as plain JSON
 
 
-def _field_tree(paths: Iterable[Sequence[str]]) -> dict:
+def _field_tree(paths: Iterable[Sequence[str]]) -> dict[str, Any]:
     """Nested keys to decode: a dict per JSON object, _LEAF per field, _RAW for a node that
     is both a field and the parent of another (decoded as plain JSON)."""
-    tree: dict = {}
+    tree: dict[str, Any] = {}
     for nested in paths:
         node = tree
         for part in nested[:-1]:
@@ -257,7 +257,7 @@ def _field_tree(paths: Iterable[Sequence[str]]) -> dict:
     return tree
 
 
-def _struct_fields(tree: dict) -> tuple[list[tuple], dict[str, str]]:
+def _struct_fields(tree: dict[str, Any]) -> tuple[list[tuple[Any, ...]], dict[str, str]]:
     fields, rename = [], {}
     for i, (key, child) in enumerate(tree.items()):
         kind = Any if child is _LEAF or child is _RAW else _tree_struct(child) | None
@@ -266,7 +266,7 @@ def _struct_fields(tree: dict) -> tuple[list[tuple], dict[str, str]]:
     return fields, rename
 
 
-def _tree_struct(tree: dict) -> type:
+def _tree_struct(tree: dict[str, Any]) -> type:
     fields, rename = _struct_fields(tree)
     return msgspec.defstruct("HibobNode", fields, rename=rename, gc=False)
 

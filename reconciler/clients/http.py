@@ -175,7 +175,7 @@ class RetryPolicy:
 
     def backoff_seconds(self, attempt: int, base: float, random: Callable[[], float]) -> float:
         """Capped exponential backoff with full jitter; `attempt` counts from 1."""
-        return random() * min(self.cap_seconds, base * 2 ** (attempt - 1))
+        return float(random() * min(self.cap_seconds, base * 2 ** (attempt - 1)))
 
 
 class ApiStats:

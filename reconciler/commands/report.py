@@ -212,7 +212,7 @@ class TerminalProgress:
             redirect_stdout=True,
         )
         self._tasks: dict[str, Any] = {}
-        self._handlers: list[tuple[logging.StreamHandler, Any]] = []
+        self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
 
     def __enter__(self) -> TerminalProgress:
         self._progress.start()

@@ -13,6 +13,7 @@ import itertools
 import random
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 DOMAIN = "acme.example"
 
@@ -289,7 +290,7 @@ def _make_ids(rng: random.Random, size: int) -> list[str]:
     return ids
 
 
-def _pick(rng: random.Random, items: tuple, cum_weights: tuple | None = None):
+def _pick(rng: random.Random, items: tuple, cum_weights: tuple | None = None) -> Any:
     if cum_weights is None:
         return items[int(rng.random() * len(items))]
     return items[bisect.bisect(cum_weights, rng.random() * cum_weights[-1])]

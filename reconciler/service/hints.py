@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from reconciler.errors import ApiError
 from reconciler.passes.reconcile import PassResult
@@ -91,7 +92,7 @@ class HintWorker:
         self._next_spacing_at: float | None = None
         self._wake, self._closing = threading.Event(), threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="hint-pass")
-        self._futures: set[Future] = set()
+        self._futures: set[Future[Any]] = set()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -140,11 +141,11 @@ class HintWorker:
                 if not self._closing.wait(5.0):
                     self._wake.set()
 
-    def _dispatch(self) -> list[Future]:
+    def _dispatch(self) -> list[Future[Any]]:
         """Start a pass for each employee that is due and not already being served."""
         if self._closing.is_set():
             return []
-        by_employee: dict[str, list[dict]] = {}
+        by_employee: dict[str, list[dict[str, Any]]] = {}
         for hint in self.store.list_pending_hints(due_at=self._clock()):
             by_employee.setdefault(hint["hibob_id"], []).append(hint)
         with self._lock:
@@ -185,7 +186,7 @@ class HintWorker:
             job.add_done_callback(self._forget_future)
         return jobs
 
-    def _forget_future(self, future: Future) -> None:
+    def _forget_future(self, future: Future[Any]) -> None:
         with self._lock:
             self._futures.discard(future)
 
@@ -209,7 +210,7 @@ class HintWorker:
         return min(waits, default=None)
 
     # -- one job ----------------------------------------------------------------------------
-    def _serve_one(self, hibob_id: str, hints: list[dict]) -> PassResult | None:
+    def _serve_one(self, hibob_id: str, hints: list[dict[str, Any]]) -> PassResult | None:
         try:
             result = self._run_targeted(hibob_id)
             if result is not None:
@@ -226,7 +227,7 @@ class HintWorker:
         finally:
             self._finish([hibob_id])
 
-    def _serve_batch(self, wanted: dict[str, list[dict]]) -> PassResult | None:
+    def _serve_batch(self, wanted: dict[str, list[dict[str, Any]]]) -> PassResult | None:
         try:
             result = self._run_batch()
             if result is None:
@@ -258,7 +259,7 @@ class HintWorker:
         finally:
             self._finish(list(wanted))
 
-    def _settle(self, hibob_id: str, hints: list[dict], result: PassResult) -> None:
+    def _settle(self, hibob_id: str, hints: list[dict[str, Any]], result: PassResult) -> None:
         """A hint is done once a pass succeeded for its employee, or no retry can help."""
         if result.outcome in SUCCESSFUL_OUTCOMES:
             self._done(hibob_id, hints)
@@ -296,7 +297,7 @@ class HintWorker:
                 extra={"employee_id": hibob_id, "outcome": result.outcome},
             )
 
-    def _done(self, hibob_id: str, hints: list[dict], recheck: bool = True) -> None:
+    def _done(self, hibob_id: str, hints: list[dict[str, Any]], recheck: bool = True) -> None:
         if not hints:
             return  # a re-check: nothing stored to finish, no further re-check
         self.store.mark_hints_done([h["id"] for h in hints], self._clock())
@@ -304,7 +305,7 @@ class HintWorker:
             with self._lock:
                 self._rechecks.setdefault(hibob_id, self._monotonic() + STALE_READ_SECONDS)
 
-    def _retry(self, hints: list[dict], error: str) -> None:
+    def _retry(self, hints: list[dict[str, Any]], error: str) -> None:
         if not hints:
             return
         attempts = max(h["attempts"] for h in hints)

@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 # `_created` series are undocumented noise for this service's users; the switch is global.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 log = logging.getLogger("reconciler.service.metrics")
 

@@ -249,7 +249,7 @@ def _is_ping(body: bytes) -> bool:
     if len(text) > 64:
         return False
     try:
-        return json.loads(text) == _PING
+        return bool(json.loads(text) == _PING)
     except ValueError:
         return False
 

@@ -40,7 +40,7 @@ class ConnectionLimits:
     threads: int = 4
 
 
-class _Channel(HTTPChannel):
+class _Channel(HTTPChannel):  # type: ignore[misc]  # waitress ships no types
     """A connection that knows when its current request began, and asks to be admitted."""
 
     request_started_at: float | None = None
@@ -62,7 +62,7 @@ class _Channel(HTTPChannel):
         result = super().received(data)
         if self.request is None:
             self.request_started_at = None  # complete: now the app's time, not the peer's
-        return result
+        return bool(result)
 
     @property
     def is_working(self) -> bool:
@@ -70,7 +70,7 @@ class _Channel(HTTPChannel):
         return bool(self.requests) or bool(self.total_outbufs_len)
 
 
-class _Listener(TcpWSGIServer):
+class _Listener(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no types
     channel_class = _Channel
 
     def __init__(

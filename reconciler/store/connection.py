@@ -109,7 +109,7 @@ class Database:
         """True when a process (this one included) holds this database's instance lock."""
         return self.instance_lock.is_held_elsewhere()
 
-    def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+    def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows as dicts keyed by the (aliased) column names of `sql`."""
         with self._lock, self._explained_errors():
             return list(self.db.query(sql, params))

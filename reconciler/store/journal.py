@@ -39,7 +39,9 @@ class JournalTables(Database):
             )
             self._live_passes.discard(pass_id)
 
-    def list_passes(self, limit: int = 10, *, include_dry_runs: bool = True) -> list[dict]:
+    def list_passes(
+        self, limit: int = 10, *, include_dry_runs: bool = True
+    ) -> list[dict[str, Any]]:
         where = "" if include_dry_runs else "WHERE is_dry_run = 0"
         rows = self._select(
             "SELECT id, kind, is_dry_run AS dry_run, started_at, finished_at, outcome, counts,"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from reconciler.core.models import AppliedState, GroupRole, SnapshotEntry
 from reconciler.store.connection import Database
@@ -154,7 +155,7 @@ class SnapshotTables(Database):
         return list(dict.fromkeys([r["hibob_id"] for r in by_id] + by_mail + journal))
 
 
-def _entry(row: tuple) -> SnapshotEntry:
+def _entry(row: tuple[Any, ...]) -> SnapshotEntry:
     return SnapshotEntry(
         hibob_id=row[0],
         learning_user_id=row[1],
