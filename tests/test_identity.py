@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.models import PassOutcome
+from reconciler.core.vocabulary import PassOutcome
 from reconciler.store.database import Store
 from tests.support import NOW, TODAY, World
 

@@ -23,11 +23,12 @@ from reconciler.commands.report import (
 )
 from reconciler.commands.wiring import build_pass_context
 from reconciler.config import Settings
+from reconciler.core.vocabulary import PassKind
 from reconciler.errors import InstanceLocked
 from reconciler.passes.apply import PassHooks
 from reconciler.passes.context import PassContext, now_utc
 from reconciler.passes.progress import PassProgress
-from reconciler.passes.reconcile import PassKind, PassResult, run_pass
+from reconciler.passes.reconcile import PassResult, run_pass
 from reconciler.service.admin_requests import Outcome, carry_out
 from reconciler.store.database import Store
 
@@ -88,7 +89,7 @@ def run_watched(
         log_every_seconds=None if is_terminal else 10.0,
         save_state=None if dry_run else services.store.save_service_state,
     )
-    bar = TerminalProgress() if is_terminal and kind != "targeted" else None
+    bar = TerminalProgress() if is_terminal and kind != PassKind.TARGETED else None
     if bar:
         progress.tracker.listeners.append(bar.update)
     try:

@@ -29,9 +29,9 @@ from reconciler.commands.report import (
 )
 from reconciler.commands.wiring import build_pass_context
 from reconciler.config import Settings, load_settings
+from reconciler.core.vocabulary import PassKind
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.passes.context import PassContext, now_utc
-from reconciler.passes.reconcile import PassKind
 from reconciler.store.database import Store, utc_text
 
 DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -40,7 +40,13 @@ UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
-        kind: PassKind = "targeted" if args.employee else "full" if args.full else "incremental"
+        kind = (
+            PassKind.TARGETED
+            if args.employee
+            else PassKind.FULL
+            if args.full
+            else PassKind.INCREMENTAL
+        )
         result = run_watched(
             args.build(settings), kind, now=now_utc(), dry_run=True, employee=args.employee
         )
@@ -53,7 +59,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         "sync",
         {
-            "pass_kind": "full" if args.full else "incremental",
+            "pass_kind": PassKind.FULL if args.full else PassKind.INCREMENTAL,
             "allow_deactivations": args.allow_deactivations,
         },
     )

@@ -20,6 +20,7 @@ from reconciler.commands.explain import explain_employee
 from reconciler.commands.report import print_result
 from reconciler.commands.wiring import build_pass_context
 from reconciler.config import load_settings
+from reconciler.core.vocabulary import PassKind
 from reconciler.passes.context import PassContext
 from reconciler.passes.reconcile import PassResult, run_pass
 from reconciler.sandbox.company import generate_company
@@ -181,7 +182,7 @@ class _Narrator:
     def step(self, text: str, dry_run: bool = False) -> PassResult:
         self.title(text)
         now = dt.datetime.now(dt.UTC)
-        result = run_pass(self.services, "incremental", now=now, dry_run=dry_run)
+        result = run_pass(self.services, PassKind.INCREMENTAL, now=now, dry_run=dry_run)
         buffer = io.StringIO()
         print_result(result, buffer, show_problems=False)
         lines = buffer.getvalue().splitlines()

@@ -17,6 +17,7 @@ from reconciler.commands.report import format_history_row, format_value
 from reconciler.core.desired import compute_desired, required_fields
 from reconciler.core.models import AppliedState, Employee, LearningUser, SnapshotEntry, Upsert
 from reconciler.core.scope import compute_condition, compute_in_scope
+from reconciler.core.vocabulary import PassKind
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.passes.context import PassContext
 from reconciler.passes.reconcile import PassOptions, find_employee, read_and_plan
@@ -239,7 +240,9 @@ def _print_safety(
 
 def _print_next(services: PassContext, hibob_id: str, now: datetime, out: TextIO) -> None:
     try:
-        plan = read_and_plan(services, "targeted", now=now, options=PassOptions(employee=hibob_id))
+        plan = read_and_plan(
+            services, PassKind.TARGETED, now=now, options=PassOptions(employee=hibob_id)
+        )
     except ReconcilerError as exc:
         print(f"next: cannot plan ({exc})", file=out)
         return

@@ -9,8 +9,12 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, ClassVar
+
+from reconciler.core.vocabulary import ActionKind
+from reconciler.core.vocabulary import (
+    PassOutcome as PassOutcome,  # imported from here by older code
+)
 
 
 @dataclass(frozen=True)
@@ -126,30 +130,6 @@ class SnapshotEntry:
         return self.quarantined_until is not None and self.quarantined_until > now
 
 
-class PassOutcome(StrEnum):
-    """How a pass ended, as stored in history and shown by `status`; each maps to an exit code."""
-
-    OK = "ok"
-    HELD = "held"
-    ERRORS = "errors"
-    FAILED = "failed"
-    DRY_RUN = "dry-run"
-    INTERRUPTED = "interrupted"
-    CANCELLED = "cancelled"
-
-    @property
-    def exit_code(self) -> int:
-        """0 completed, 1 could not complete or a write failed, 3 held by a safety limit."""
-        if self in (
-            PassOutcome.FAILED,
-            PassOutcome.ERRORS,
-            PassOutcome.INTERRUPTED,
-            PassOutcome.CANCELLED,
-        ):
-            return 1
-        return 3 if self is PassOutcome.HELD else 0
-
-
 # -- the typed actions of a plan (what a dry run prints and apply executes) ----------------
 @dataclass(frozen=True)
 class ManagerChange:
@@ -163,7 +143,7 @@ class ManagerChange:
 class Action:
     """One change to one employee's 360Learning user; `state` is the snapshot once applied."""
 
-    kind: ClassVar[str] = "action"
+    kind: ClassVar[ActionKind]
     hibob_id: str
     email: str | None
     reason: str
@@ -206,33 +186,33 @@ class Upsert(Action):
 
 @dataclass(frozen=True)
 class Create(Upsert):
-    kind: ClassVar[str] = "create"
+    kind: ClassVar[ActionKind] = ActionKind.CREATE
 
 
 @dataclass(frozen=True)
 class Adopt(Upsert):
     """Link an existing user (by email, or one our own interrupted create left half-done)."""
 
-    kind: ClassVar[str] = "adopt"
+    kind: ClassVar[ActionKind] = ActionKind.ADOPT
     restore: bool = False  # the user is deleted: re-POST its mail to restore it first
 
 
 @dataclass(frozen=True)
 class Update(Upsert):
-    kind: ClassVar[str] = "update"
+    kind: ClassVar[ActionKind] = ActionKind.UPDATE
 
 
 @dataclass(frozen=True)
 class Reactivate(Upsert):
     """Restore the employee's own deleted account: re-POST its stored mail, then the rest."""
 
-    kind: ClassVar[str] = "reactivate"
+    kind: ClassVar[ActionKind] = ActionKind.REACTIVATE
     restore_mail: str | None = None
 
 
 @dataclass(frozen=True)
 class Deactivate(Action):
-    kind: ClassVar[str] = "deactivate"
+    kind: ClassVar[ActionKind] = ActionKind.DEACTIVATE
     is_already_deleted: bool = False  # 360Learning deleted it on its scheduled date: record only
 
     @property
@@ -258,7 +238,7 @@ class Plan:
     is_held_releasable: bool = True  # False: a bad read, which no release can lift
 
     def counts(self) -> dict[str, int]:
-        counts = Counter(a.kind for a in self.actions)
+        counts: Counter[str] = Counter(str(a.kind) for a in self.actions)
         if self.held:
             counts["held"] = len(self.held)
         if self.problems:

@@ -13,10 +13,9 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
 
 from reconciler.core.desired import Desired, compute_desired, required_fields
-from reconciler.core.models import Employee, LearningUser, PassOutcome, Plan, Problem, SnapshotEntry
+from reconciler.core.models import Employee, LearningUser, Plan, Problem, SnapshotEntry
 from reconciler.core.plan import (
     Absence,
     ActualLinks,
@@ -28,12 +27,12 @@ from reconciler.core.plan import (
     compute_unknown_share,
 )
 from reconciler.core.scope import compute_in_scope
+from reconciler.core.vocabulary import PassKind, PassOutcome
 from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
 from reconciler.passes.apply import ApplyReport, PassHooks, ProgressCallback, apply_plan
 from reconciler.passes.context import PassContext, apply_settings, limits
 
 log = logging.getLogger("reconciler.passes.reconcile")
-PassKind = Literal["incremental", "full", "targeted"]
 BREAKER_WINDOW = timedelta(hours=1)
 
 
@@ -188,7 +187,7 @@ def read_and_plan(
     snapshot = store.load_snapshot()
     fields = required_fields(settings)
     problems: list[Problem] = []
-    if kind == "targeted":
+    if kind == PassKind.TARGETED:
         assert options.employee is not None
         employees, problems = _read_one(services, options.employee, fields, snapshot)
     else:
@@ -206,7 +205,7 @@ def read_and_plan(
         employees = [e for e in employees if e.hibob_id]
     progress("read", len(employees), len(employees))
     desired = _compute_desired(services, employees, now)
-    is_full_read = kind != "targeted"
+    is_full_read = kind != PassKind.TARGETED
     if is_full_read and (problem := compute_unknown_share(desired, limits(settings))):
         raise PassFailed(problem)
     if record:
@@ -265,7 +264,7 @@ def _compute_desired(
 def _retry_quarantined(services: PassContext, kind: PassKind, options: PassOptions) -> bool:
     if options.retry_quarantined is not None:
         return options.retry_quarantined
-    if kind == "full":
+    if kind == PassKind.FULL:
         return True
     previous = services.store.list_passes(2, include_dry_runs=False)
     # The first pass after a failed one (credentials fixed?) retries everyone.
@@ -281,7 +280,7 @@ def _read_learning(
     360Learning's `mail` filter ignores case is undocumented.
     """
     learning, platform = services.learning, services.settings.learning.external_id_platform
-    if kind == "full":
+    if kind == PassKind.FULL:
         actual = {u.learning_user_id: u for u in learning.list_users()}
         external = (
             {h: uid for h, uid in learning.list_external_ids(platform).items()}
@@ -433,7 +432,7 @@ def _record_held(
         pass_id,
         [(a.hibob_id, a.email, f"{reason}; {a.reason}") for a in plan.held],
         now,
-        keep_others=kind == "targeted",
+        keep_others=kind == PassKind.TARGETED,
         is_releasable=plan.is_held_releasable,
         done=[h for h in done if h not in {a.hibob_id for a in plan.held}],
     )

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconciler.core.models import PassOutcome
+from reconciler.core.vocabulary import PassKind, PassOutcome, RequestKind
 from reconciler.passes.reconcile import PassResult
 from reconciler.store.database import Store
 
 log = logging.getLogger("reconciler.service.admin_requests")
 
-KINDS = ("resync", "sync", "targeted", "release", "quarantine-clear")
+KINDS = tuple(RequestKind)
 
 
 # Runs one pass (its kind, then run_pass's options); None when the service is stopping.
@@ -103,14 +103,14 @@ def carry_out(
                 "ok", detail=detail[0] + (" (the next pass retries them)" if cleared else "")
             )
     if kind == "resync":
-        result = run("full", released=release)
+        result = run(PassKind.FULL, released=release)
     elif kind == "sync":
         result = run(
-            args.get("pass_kind", "incremental"),
+            PassKind(args.get("pass_kind", PassKind.INCREMENTAL)),
             allow_deactivations=bool(args.get("allow_deactivations")),
         )
     elif kind == "targeted":
-        result = run("targeted", employee=args["employee"])
+        result = run(PassKind.TARGETED, employee=args["employee"])
     elif kind == "release":
         result = run(_release_pass_kind(store, release), released=release)
     else:
@@ -122,12 +122,12 @@ def carry_out(
     return Outcome(result.outcome, result.pass_id or None, "; ".join(detail) or None, result)
 
 
-def _release_pass_kind(store: Store, ids: frozenset[str]) -> str:
+def _release_pass_kind(store: Store, ids: frozenset[str]) -> PassKind:
     """Deactivations a full pass held (drift) are only seen again by a full pass."""
     passes = {row["pass_id"] for row in list_releasable(store) if row["employee_id"] in ids}
     rows = [store.get_pass(p) for p in passes if p]
     kinds = {row["kind"] for row in rows if row}
-    return "full" if "full" in kinds else "incremental"
+    return PassKind.FULL if PassKind.FULL in kinds else PassKind.INCREMENTAL
 
 
 def _describe_release(store: Store, result: PassResult, ids: frozenset[str]) -> str:

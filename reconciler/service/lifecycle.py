@@ -23,12 +23,13 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from reconciler.core.models import PassOutcome, Plan
+from reconciler.core.models import Plan
+from reconciler.core.vocabulary import PassKind, PassOutcome
 from reconciler.errors import ConfigError
 from reconciler.passes.apply import PassHooks, ProgressCallback
 from reconciler.passes.context import PassContext, now_utc
 from reconciler.passes.progress import PassProgress
-from reconciler.passes.reconcile import PassKind, PassResult, run_pass
+from reconciler.passes.reconcile import PassResult, run_pass
 from reconciler.service import sdnotify
 from reconciler.service.admin_requests import AdminRequests
 from reconciler.service.hints import EmployeeClaims, HintWorker
@@ -223,10 +224,10 @@ class Service:
 
     # -- passes -----------------------------------------------------------------------------
     def run_incremental(self) -> PassResult | None:
-        return self._run_pass("incremental")
+        return self._run_pass(PassKind.INCREMENTAL)
 
     def run_full(self) -> PassResult | None:
-        return self._run_pass("full")
+        return self._run_pass(PassKind.FULL)
 
     def _run_pass(
         self, kind: PassKind, employee: str | None = None, **options: Any
@@ -257,7 +258,7 @@ class Service:
         are ordered against the long pass's by `claims`. None when the service is stopping."""
         if self._closing.is_set():
             return None
-        return self._run_and_record("targeted", hibob_id)
+        return self._run_and_record(PassKind.TARGETED, hibob_id)
 
     def _run_and_record(
         self,
@@ -284,7 +285,7 @@ class Service:
         finished = self._clock()
         if result.outcome in SUCCESSFUL_OUTCOMES:
             self._last_success_at = finished
-        if kind != "targeted":  # one employee's failure says nothing about the service
+        if kind != PassKind.TARGETED:  # one employee's failure says nothing about the service
             self._last_failure = result.error if result.outcome == "failed" else None
         actions = dict(result.report.outcomes) if result.report else {}
         self.metrics.record_pass(
@@ -336,7 +337,7 @@ class Service:
 def _last_scheduled_failure(store: Store) -> str | None:
     """The error of the last scheduled pass when it failed (kept across restarts)."""
     for row in store.list_passes(20, include_dry_runs=False):
-        if row["kind"] != "targeted" and row["finished_at"]:
+        if row["kind"] != PassKind.TARGETED and row["finished_at"]:
             return (row["error"] or "unknown error") if row["outcome"] == "failed" else None
     return None
 

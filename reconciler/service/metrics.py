@@ -28,28 +28,28 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from reconciler.core.vocabulary import (
+    ActionKind,
+    ActionOutcome,
+    PassKind,
+    PassOutcome,
+    WebhookResult,
+    WebhookSource,
+)
+
 # `_created` series are undocumented noise for this service's users; the switch is global.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 log = logging.getLogger("reconciler.service.metrics")
 
 # Outcomes of a pass that completed: "held" still applied creates and updates (product.md §3).
-SUCCESSFUL_OUTCOMES = frozenset({"ok", "held"})
-PASS_KINDS = ("incremental", "full", "targeted")
-PASS_OUTCOMES = ("ok", "held", "errors", "failed")
-ACTIONS = ("create", "adopt", "update", "reactivate", "deactivate", "manager")
-ACTION_OUTCOMES = ("ok", "failed", "superseded")
-WEBHOOKS = ("upsert", "deactivation")
-WEBHOOK_OUTCOMES = (
-    "accepted",
-    "ping",
-    "ignored",
-    "unknown_event",
-    "bad_signature",
-    "no_signature",
-    "malformed_json",
-    "too_large",
-)
+SUCCESSFUL_OUTCOMES = frozenset(o for o in PassOutcome if o.is_success)
+PASS_KINDS = tuple(PassKind)
+PASS_OUTCOMES = tuple(o for o in PassOutcome if o is not PassOutcome.DRY_RUN)
+ACTIONS = tuple(a for a in ActionKind if a is not ActionKind.SKIP)
+ACTION_OUTCOMES = (ActionOutcome.OK, ActionOutcome.FAILED, ActionOutcome.SUPERSEDED)
+WEBHOOKS = tuple(WebhookSource)
+WEBHOOK_OUTCOMES = tuple(WebhookResult)
 ApiStatsSource = Callable[[], Mapping[str, tuple[int, int]]]
 """Returns {service: (calls, rate_limited)}, cumulative since the process started."""
 StateSource = Callable[[], float]
@@ -158,16 +158,16 @@ class Metrics:
             for outcome in PASS_OUTCOMES:
                 self._passes.labels(kind, outcome)
         for action in ACTIONS:
-            for outcome in ACTION_OUTCOMES:
-                self._actions.labels(action, outcome)
+            for action_outcome in ACTION_OUTCOMES:
+                self._actions.labels(action, action_outcome)
         for webhook in WEBHOOKS:
-            for outcome in WEBHOOK_OUTCOMES:
-                self._webhooks.labels(webhook, outcome)
+            for result in WEBHOOK_OUTCOMES:
+                self._webhooks.labels(webhook, result)
 
     # -- passes -----------------------------------------------------------------------------
     def pass_started(self, kind: str) -> None:
         self._in_progress.labels(kind).set(1)
-        if kind != "targeted":  # targeted passes run beside a long one: its progress stays
+        if kind != PassKind.TARGETED:  # targeted passes run beside a long one: its progress stays
             self.set_progress(0, 0, 0.0)
 
     def set_progress(self, done: int, total: int, rate: float) -> None:

@@ -18,10 +18,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconciler.config import NotifySettings
+from reconciler.core.vocabulary import PassKind
 from reconciler.store.database import Store
 
 log = logging.getLogger("reconciler.service.notify")
-SCHEDULED_KINDS = ("incremental", "full")
+SCHEDULED_KINDS = (PassKind.INCREMENTAL, PassKind.FULL)
 """Only these count toward a failure streak: a targeted pass fails for one employee's reasons."""
 MAX_LISTED = 10
 _HELD, _QUARANTINED = "notify_held_ids", "notify_quarantined_ids"

@@ -20,6 +20,7 @@ from http import HTTPStatus
 from typing import Any
 
 from reconciler.config import WebhookSettings
+from reconciler.core.vocabulary import WebhookResult
 from reconciler.redact import remember_secrets
 from reconciler.service.metrics import Metrics
 
@@ -63,9 +64,9 @@ class Hint:
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class _Answer:
     status: int
-    result: str
+    result: WebhookResult
     """A short fixed token: log word and metric label."""
     event_type: str | None = None
     hibob_id: str | None = None
@@ -115,7 +116,7 @@ class WebhookApp:
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
 
-    def _deliver(self, source: str, environ: dict[str, Any]) -> _Outcome:
+    def _deliver(self, source: str, environ: dict[str, Any]) -> _Answer:
         outcome = self._receive(source, environ)
         level = logging.INFO if outcome.status < 400 else logging.WARNING
         log.log(
@@ -130,48 +131,48 @@ class WebhookApp:
         self._metrics.record_webhook(source, outcome.result)
         return outcome
 
-    def _receive(self, source: str, environ: dict[str, Any]) -> _Outcome:
+    def _receive(self, source: str, environ: dict[str, Any]) -> _Answer:
         try:
             body = _read_body(environ, self.max_body_bytes)
         except ValueError:
-            return _Outcome(400, "bad_content_length")
+            return _Answer(400, WebhookResult.BAD_CONTENT_LENGTH)
         if body is None:
-            return _Outcome(413, "too_large")
+            return _Answer(413, WebhookResult.TOO_LARGE)
         if _is_ping(body):
             # Whether Bob signs its connection check is undocumented; it carries no data. It passes
             # even without a secret: Bob pings when a webhook is saved, before its token is copied.
-            return _Outcome(200, "ping")
+            return _Answer(200, WebhookResult.PING)
         secret = self._secrets[source]
         if not secret:
             # Never accept unsigned hints. 503, not 404: Bob retries for days, so deliveries made
             # before the secret is installed still land once it is.
-            return _Outcome(503, "secret_not_configured")
+            return _Answer(503, WebhookResult.SECRET_NOT_CONFIGURED)
         signature = environ.get("HTTP_BOB_SIGNATURE", "")
         if not signature:
-            return _Outcome(401, "no_signature")
+            return _Answer(401, WebhookResult.NO_SIGNATURE)
         if not is_signature_valid(body, signature, secret):
-            return _Outcome(401, "bad_signature")
+            return _Answer(401, WebhookResult.BAD_SIGNATURE)
         return self._accept(source, body)
 
-    def _accept(self, source: str, body: bytes) -> _Outcome:
+    def _accept(self, source: str, body: bytes) -> _Answer:
         if _is_nested_deeper_than(body, MAX_JSON_DEPTH):
-            return _Outcome(400, "too_deep")
+            return _Answer(400, WebhookResult.TOO_DEEP)
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError):  # RecursionError: only if the depth check missed
-            return _Outcome(400, "malformed_json")
+            return _Answer(400, WebhookResult.MALFORMED_JSON)
         event = payload.get("type") if isinstance(payload, dict) else None
         if not isinstance(event, str):
-            return _Outcome(400, "no_event_type")
+            return _Answer(400, WebhookResult.NO_EVENT_TYPE)
         if event in self._ignored:
-            return _Outcome(200, "ignored", event)
+            return _Answer(200, WebhookResult.IGNORED, event)
         # Any known event is taken on either path (e.g. an upsert event sent to the deactivation
         # webhook): it is only a hint, the employee is re-read and the decision made from that.
         if event not in UPSERT_EVENTS | DEACTIVATION_EVENTS:
-            return _Outcome(200, "unknown_event", event)
+            return _Answer(200, WebhookResult.UNKNOWN_EVENT, event)
         hibob_id = _employee_id(payload)
         if hibob_id is None:
-            return _Outcome(400, "no_employee_id", event)
+            return _Answer(400, WebhookResult.NO_EMPLOYEE_ID, event)
         hint = Hint(hibob_id, event, _triggered_at(payload), source)
         try:
             self._on_hint(hint)
@@ -179,8 +180,8 @@ class WebhookApp:
             log.exception(
                 "hibob %s webhook: storing the hint for employee %s failed", source, hibob_id
             )
-            return _Outcome(503, "store_failed", event, hibob_id)
-        return _Outcome(200, "accepted", event, hibob_id)
+            return _Answer(503, WebhookResult.STORE_FAILED, event, hibob_id)
+        return _Answer(200, WebhookResult.ACCEPTED, event, hibob_id)
 
     def _readyz(self) -> tuple[int, bytes, str]:
         try:
