@@ -3,13 +3,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow faults demo bench lint clean
+.PHONY: test test-slow faults demo bench lint lock clean
 
-$(STAMP): pyproject.toml
+# Installs the versions pinned in requirements.lock (a constraints file: `make lock` refreshes it).
+$(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+# Re-resolves every dependency (runtime and dev) in a scratch venv and pins the result.
+lock:
+	rm -rf .venv-lock
+	$(PY) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet -e '.[dev]'
+	{ echo '# Pinned versions, a constraints file for `make` (pip install -c). Refresh: make lock'; \
+	  .venv-lock/bin/pip freeze --exclude-editable; } > requirements.lock
+	rm -rf .venv-lock
 
 # Three workers on two cores: many tests wait on SQLite, threads or sockets.
 test: $(STAMP)
@@ -29,7 +40,7 @@ demo: $(STAMP)
 # matplotlib (for the chart) goes to its own folder: numpy beside the product would be
 # imported by sqlite-utils and weigh on the measured process.
 $(VENV)/.bench-installed: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,bench]'
 	$(BIN)/pip install --quiet --target $(VENV)/plot 'matplotlib>=3.8'
 	touch $@
 
