@@ -394,7 +394,13 @@ def main(
 ) -> int:
     """Run one command; `build` turns settings into PassContext (tests inject simulators)."""
     args = build_parser().parse_args(argv)
-    args.build = build
+    built: list[PassContext] = []
+
+    def build_and_keep(*given: Any, **options: Any) -> PassContext:
+        built.append(build(*given, **options))
+        return built[-1]
+
+    args.build = build_and_keep
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         settings = None if args.command == "demo" else load_settings(args.config)
@@ -413,3 +419,6 @@ def main(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    finally:
+        for context in built:  # the HTTP clients' pooled connections end with the command
+            context.close_clients()

@@ -26,6 +26,11 @@ class PassContext:
     learning: LearningClient
     store: Store
 
+    def close_clients(self) -> None:
+        """Close both HTTP clients' connections (the store belongs to whoever opened it)."""
+        self.hibob.close()
+        self.learning.close()
+
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
