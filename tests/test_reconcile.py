@@ -446,3 +446,60 @@ def test_operations_left_pending_by_a_crash_are_marked_interrupted(world: World)
     assert row["outcome"] == "interrupted"
     [crashed_pass] = [p for p in world.store.list_passes() if p["id"] == crashed]
     assert crashed_pass["outcome"] == "interrupted" and crashed_pass["finished_at"]
+
+
+def _create_whose_pass_died_before_the_link(world: World) -> tuple[str, str, str]:
+    """A hire whose account 360Learning created, but whose process was killed (SIGKILL)
+    between the POST's answer and saving the link: the journal row stays pending."""
+    synced(world)
+    hibob_id = world.hibob.add_employee(
+        first_name="Amy", surname="Weiss", email="amy.weiss2@acme.example"
+    )
+    mail = "amy.weiss2@acme.example"
+    dead_process = Store(world.db)
+    crashed = dead_process.start_pass("incremental", world.now)
+    dead_process.journal_start(crashed, hibob_id, mail, "create", ["mail"], "hired", world.now)
+    user_id = world.learning.seed_user(mail, firstName="Amy", lastName="Weiss")
+    return hibob_id, mail, user_id
+
+
+def test_a_create_whose_pass_died_before_the_link_is_found_and_deactivated_when_she_left(
+    world: World,
+) -> None:
+    hibob_id, _, user_id = _create_whose_pass_died_before_the_link(world)
+    world.hibob.terminate(hibob_id, on=TODAY)
+    result = world.sync()
+    assert result.outcome == "ok", result.error
+    assert world.learning.user(user_id)["status"] == "deleted"
+    assert world.store.get_entry(hibob_id).learning_user_id == user_id
+    assert world.sync().plan.actions == ()
+
+
+def test_a_create_whose_pass_died_before_the_link_follows_her_new_email_without_a_second_user(
+    world: World,
+) -> None:
+    hibob_id, _, user_id = _create_whose_pass_died_before_the_link(world)
+    world.hibob.update_employee(hibob_id, email="amy.weiss@acme.example")
+    users_before = len(world.learning.users_by_mail())
+    result = world.sync()
+    assert result.outcome == "ok", result.error
+    assert world.store.get_entry(hibob_id).learning_user_id == user_id
+    assert world.learning.user(user_id)["mail"] == "amy.weiss@acme.example"
+    assert len(world.learning.users_by_mail()) == users_before
+    assert world.sync().plan.actions == ()
+
+
+def test_a_create_whose_pass_died_before_it_was_sent_is_sent_once_by_the_next_pass(
+    world: World,
+) -> None:
+    synced(world)
+    hibob_id = world.hibob.add_employee(first_name="Nour", surname="Haddad")
+    mail = world.hibob.records[hibob_id]["root.email"]
+    dead_process = Store(world.db)
+    crashed = dead_process.start_pass("incremental", world.now)
+    dead_process.journal_start(crashed, hibob_id, mail, "create", ["mail"], "hired", world.now)
+    assert [a.kind for a in world.sync().plan.actions] == ["create"]
+    assert world.user_of(hibob_id)["mail"] == mail.lower()
+    before = len(world.learning.requests)
+    assert world.sync().plan.actions == ()
+    assert len(world.learning.requests) == before

@@ -194,7 +194,8 @@ class Adopt(Upsert):
     """Link an existing user (by email, or one our own interrupted create left half-done)."""
 
     kind: ClassVar[ActionKind] = ActionKind.ADOPT
-    restore: bool = False  # the user is deleted: re-POST its mail to restore it first
+    restore: bool = False  # the user may be deleted: re-POST its own mail to restore it first
+    restore_mail: str | None = None  # that mail, when it is not the one to write
 
 
 @dataclass(frozen=True)

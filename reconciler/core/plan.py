@@ -268,9 +268,11 @@ def _plan_one(
             learning_user_id=entry.learning_user_id,
             state=state,
             **_full_write(state, limits),
-            # It may be a deleted user whose restore failed: re-POST its mail, which
-            # answers mailAlreadyUsed when the account is not deleted after all.
+            # It may be a deleted user whose restore failed: re-POST the mail it was linked
+            # with (the account's own, when the employee's changed since), which answers
+            # mailAlreadyUsed when the account is not deleted after all.
             restore=True,
+            restore_mail=entry.email,
         )
     if _is_deleted(entry, data):
         if _is_own_schedule(entry, wanted, data):

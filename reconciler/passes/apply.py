@@ -348,7 +348,7 @@ class _Runner:
             case Create():
                 return self._create(action), None
             case Adopt():
-                return self._adopt(action), None
+                return self._adopt(action)
             case Reactivate():
                 return self._reactivate(action)
             case Update():
@@ -378,7 +378,7 @@ class _Runner:
                     "mailAlreadyUsed",
                     decision.reason if isinstance(decision, Problem) else "the mail is used",
                 ) from None
-            return self._adopt(decision)
+            return self._adopt(decision)[0]
         self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.at())
         # A 200 restored a deleted account with this mail that the plan did not see: it is
         # unlinked (the plan refuses mails held by others' accounts), so adopt it fully.
@@ -398,20 +398,14 @@ class _Runner:
             action, users, self.store.load_snapshot(), roles, self.now, self.settings.limits
         )
 
-    def _adopt(self, action: Adopt) -> str:
+    def _adopt(self, action: Adopt) -> tuple[str, AppliedState | None]:
         assert action.learning_user_id
         self.store.save_link(action.hibob_id, action.learning_user_id, action.email, self.at())
         if action.restore:
-            _, membership = self._restore(
-                action.learning_user_id,
-                action.email or "",
-                {k: v for k, v in action.changes.items() if k != "mail"},
-            )
-            self._finish_user(action, None, skip_group=membership)
-            return action.learning_user_id
+            return self._restore_and_remail(action, action.restore_mail or action.email or "")
         user = self._update_attributes(action.learning_user_id, action.changes)
         self._finish_user(action, user)
-        return action.learning_user_id
+        return action.learning_user_id, None
 
     def _update(self, action: Update) -> str:
         assert action.learning_user_id
@@ -428,9 +422,13 @@ class _Runner:
         return action.learning_user_id
 
     def _reactivate(self, action: Reactivate) -> tuple[str, AppliedState | None]:
+        return self._restore_and_remail(action, action.restore_mail or action.email or "")
+
+    def _restore_and_remail(
+        self, action: Upsert, restore_mail: str
+    ) -> tuple[str, AppliedState | None]:
         """Restore the linked account by its own mail, then PATCH a changed mail."""
         assert action.learning_user_id and action.state is not None
-        restore_mail = action.restore_mail or action.email or ""
         attributes = {k: v for k, v in action.changes.items() if k != "mail"}
         user_id, membership = self._restore(action.learning_user_id, restore_mail, attributes)
         self._drop_subordinate_links(action)
@@ -453,7 +451,7 @@ class _Runner:
         self._finish_user(action, None, skip_group=membership)
         return user_id, override
 
-    def _drop_subordinate_links(self, action: Reactivate) -> None:
+    def _drop_subordinate_links(self, action: Upsert) -> None:
         """A restore dropped "being the manager of others": record it on the subordinates, so
         that if relinking them fails or is cut short, their own next pass links them again."""
         for hibob_id in action.relink_subordinates:

@@ -31,6 +31,7 @@ from reconciler.core.vocabulary import PassKind, PassOutcome
 from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
 from reconciler.passes.apply import ApplyReport, PassHooks, ProgressCallback, apply_plan
 from reconciler.passes.context import PassContext, apply_settings, limits
+from reconciler.passes.recovery import link_unconfirmed_creates
 
 log = logging.getLogger("reconciler.passes.reconcile")
 BREAKER_WINDOW = timedelta(hours=1)
@@ -81,12 +82,9 @@ def run_pass(
     started = time.monotonic()
     options = PassOptions(employee, allow_deactivations, released, retry_quarantined)
     pass_id = store.start_pass(kind, now, is_dry_run=dry_run)
-    if not dry_run and (interrupted := store.close_interrupted(pass_id, now)):
-        log.warning(
-            "%d operations of an interrupted pass were never confirmed; this pass re-checks them",
-            interrupted,
-        )
     try:
+        if not dry_run:
+            _close_what_a_crash_left(services, pass_id, now)
         plan = read_and_plan(
             services, kind, now=now, options=options, record=not dry_run, progress=hooks.progress
         )
@@ -140,6 +138,17 @@ def run_pass(
         )
         result.error = plan.held_reason
     return _finish(services, result, now, started)
+
+
+def _close_what_a_crash_left(services: PassContext, pass_id: int, now: datetime) -> None:
+    """Link the accounts that unanswered creates made, then mark the dead passes and their
+    pending operations interrupted. A failed read leaves them pending for the next pass."""
+    link_unconfirmed_creates(services.store, services.learning, now)
+    if interrupted := services.store.close_interrupted(pass_id, now):
+        log.warning(
+            "%d operations of an interrupted pass were never confirmed; this pass re-checks them",
+            interrupted,
+        )
 
 
 def _finish(services: PassContext, result: PassResult, now: datetime, started: float) -> PassResult:

@@ -89,6 +89,22 @@ class JournalTables(Database):
             )
             return int(cursor.lastrowid or 0)
 
+    def list_unconfirmed_creates(self) -> list[tuple[str, str]]:
+        """(hibob id, mail) of creates a dead process sent but never saw answered, for
+        employees still without a link: 360Learning may hold the account all the same."""
+        with self._lock:
+            live = sorted(self._live_passes)
+            marks = ",".join("?" * len(live))
+            rows = self.db.conn.execute(
+                "SELECT DISTINCT j.hibob_id, j.email FROM journal AS j"
+                " LEFT JOIN employees AS e ON e.hibob_id = j.hibob_id"
+                " WHERE j.outcome = 'pending' AND j.action = 'create' AND j.email IS NOT NULL"
+                f" AND (j.pass_id IS NULL OR j.pass_id NOT IN ({marks}))"
+                " AND e.learning_user_id IS NULL ORDER BY j.id",
+                live,
+            ).fetchall()
+        return [(str(row[0]), str(row[1])) for row in rows]
+
     def close_interrupted(self, current_pass_id: int, at: datetime) -> int:
         """Mark what a process that died mid-pass left open: its pass and pending operations.
 

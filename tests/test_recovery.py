@@ -1,0 +1,41 @@
+"""Which account an unanswered create made (core.recovery): the one live, unlinked holder."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.core.models import LearningUser
+from reconciler.core.recovery import compute_unconfirmed_create_link
+
+
+def user(user_id: str, mail: str, status: str = "invited") -> LearningUser:
+    return LearningUser(user_id, status, {"mail": mail})
+
+
+@pytest.mark.parametrize(
+    ("users", "linked", "expected"),
+    [
+        ([], set(), None),
+        ([user("u1", "amy@acme.example")], set(), "u1"),
+        ([user("u1", "Amy@Acme.example")], set(), "u1"),
+        ([user("u1", "amy@acme.example", "deleted")], set(), None),
+        ([user("u1", "amy@acme.example")], {"u1"}, None),
+        ([user("u1", "amy@acme.example"), user("u2", "amy@acme.example")], set(), None),
+        ([user("u1", "amy.w@acme.example")], set(), None),
+        ([user("u1", "amy@acme.example"), user("u2", "amy@acme.example")], {"u2"}, "u1"),
+    ],
+    ids=[
+        "no account: the POST never arrived",
+        "one account holds the mail",
+        "the mail in other letter case",
+        "a deleted account is not the create's",
+        "another employee's account",
+        "two holders: ambiguous, link nothing",
+        "the filter's near match",
+        "one holder besides another employee's",
+    ],
+)
+def test_an_unanswered_create_links_only_the_one_live_unlinked_holder_of_its_mail(
+    users: list[LearningUser], linked: set[str], expected: str | None
+) -> None:
+    assert compute_unconfirmed_create_link("amy@acme.example ", users, linked) == expected
