@@ -503,3 +503,38 @@ def test_a_create_whose_pass_died_before_it_was_sent_is_sent_once_by_the_next_pa
     before = len(world.learning.requests)
     assert world.sync().plan.actions == ()
     assert len(world.learning.requests) == before
+
+
+def _write_whose_pass_died_before_it_was_recorded(world: World, action: str) -> tuple[str, str]:
+    """360Learning applied a write, but its process was killed before the store recorded it."""
+    synced(world)
+    hibob_id = world.active_employees()[6]
+    entry = world.store.get_entry(hibob_id)
+    dead_process = Store(world.db)
+    crashed = dead_process.start_pass("incremental", world.now)
+    dead_process.journal_start(crashed, hibob_id, entry.email, action, ["x"], "HR", world.now)
+    return hibob_id, entry.learning_user_id
+
+
+def test_a_deactivation_whose_pass_died_before_it_was_recorded_is_undone_for_a_rehire(
+    world: World,
+) -> None:
+    hibob_id, user_id = _write_whose_pass_died_before_it_was_recorded(world, "deactivate")
+    world.learning.delete_user(user_id)  # answered; then HR took the termination back
+    result = world.sync()
+    assert result.outcome == "ok", result.error
+    assert [a.kind for a in result.plan.actions] == ["reactivate"]
+    assert world.learning.user(user_id)["status"] == "active"
+    assert world.sync().plan.actions == ()
+
+
+def test_an_update_whose_pass_died_before_it_was_recorded_is_reverted_when_hr_reverts_it(
+    world: World,
+) -> None:
+    hibob_id, user_id = _write_whose_pass_died_before_it_was_recorded(world, "update")
+    title = world.learning.user(user_id)["job"]
+    world.learning.edit_user(user_id, job="Interim title")  # answered; then HR reverted it
+    result = world.sync()
+    assert result.outcome == "ok", result.error
+    assert world.learning.user(user_id)["job"] == title
+    assert world.sync().plan.actions == ()

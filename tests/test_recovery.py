@@ -39,3 +39,19 @@ def test_an_unanswered_create_links_only_the_one_live_unlinked_holder_of_its_mai
     users: list[LearningUser], linked: set[str], expected: str | None
 ) -> None:
     assert compute_unconfirmed_create_link("amy@acme.example ", users, linked) == expected
+
+
+def test_an_unconfirmed_write_takes_the_status_and_attributes_360learning_holds() -> None:
+    from reconciler.core.models import AppliedState
+    from reconciler.core.recovery import compute_confirmed_state
+
+    stored = AppliedState(True, {"mail": "amy@acme.example", "job": "Chef"})
+    held = LearningUser("u1", "deleted", {"mail": "amy@acme.example", "job": "Cook", "x": 1})
+    confirmed = compute_confirmed_state(stored, held)
+    assert confirmed.is_active is False
+    assert confirmed.attributes == {"mail": "amy@acme.example", "job": "Cook"}
+    assert compute_confirmed_state(stored, None) == stored
+    live = LearningUser("u1", "invited", {"mail": "amy@acme.example"})
+    assert compute_confirmed_state(AppliedState(False, {"job": "Chef"}), live) == AppliedState(
+        True, {"job": None}
+    )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import replace
 
-from reconciler.core.models import LearningUser
+from reconciler.core.models import AppliedState, LearningUser
 
 
 def compute_unconfirmed_create_link(
@@ -25,3 +26,17 @@ def compute_unconfirmed_create_link(
         and u.learning_user_id not in linked_user_ids
     ]
     return mine[0].learning_user_id if len(mine) == 1 else None
+
+
+def compute_confirmed_state(state: AppliedState, user: LearningUser | None) -> AppliedState:
+    """The applied state of an employee whose last write a killed process never saw answered,
+    as 360Learning holds it: whether the account is deleted, and the managed attributes' values.
+
+    The write may have gone through (a deactivation, then a rehire before the restart) or not;
+    the plan then compares the employee's desired state with this. An account that is gone
+    keeps the stored state: the plan treats it as any missing account.
+    """
+    if user is None:
+        return state
+    attributes = {name: user.attributes.get(name) for name in state.attributes}
+    return replace(state, is_active=not user.is_deleted, attributes=attributes)

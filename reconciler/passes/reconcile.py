@@ -31,7 +31,7 @@ from reconciler.core.vocabulary import PassKind, PassOutcome
 from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
 from reconciler.passes.apply import ApplyReport, PassHooks, ProgressCallback, apply_plan
 from reconciler.passes.context import PassContext, apply_settings, limits
-from reconciler.passes.recovery import link_unconfirmed_creates
+from reconciler.passes.recovery import confirm_unconfirmed_writes, link_unconfirmed_creates
 
 log = logging.getLogger("reconciler.passes.reconcile")
 BREAKER_WINDOW = timedelta(hours=1)
@@ -141,9 +141,11 @@ def run_pass(
 
 
 def _close_what_a_crash_left(services: PassContext, pass_id: int, now: datetime) -> None:
-    """Link the accounts that unanswered creates made, then mark the dead passes and their
-    pending operations interrupted. A failed read leaves them pending for the next pass."""
+    """Link the accounts that unanswered creates made and read back the ones that other
+    unanswered writes touched, then mark the dead passes and their pending operations
+    interrupted. A failed read leaves them pending, so the next pass looks again."""
     link_unconfirmed_creates(services.store, services.learning, now)
+    confirm_unconfirmed_writes(services.store, services.learning)
     if interrupted := services.store.close_interrupted(pass_id, now):
         log.warning(
             "%d operations of an interrupted pass were never confirmed; this pass re-checks them",

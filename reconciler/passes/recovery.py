@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from reconciler.clients.learning import LearningClient
-from reconciler.core.recovery import compute_unconfirmed_create_link
+from reconciler.core.recovery import compute_confirmed_state, compute_unconfirmed_create_link
 from reconciler.store.database import Store
 
 log = logging.getLogger("reconciler.passes.recovery")
@@ -40,3 +40,21 @@ def link_unconfirmed_creates(store: Store, learning: LearningClient, now: dateti
                 extra={"employee": hibob_id},
             )
     return found
+
+
+def confirm_unconfirmed_writes(store: Store, learning: LearningClient) -> int:
+    """Read back the accounts of linked employees whose last write a killed process sent but
+    never saw answered, and store what 360Learning holds, so this pass's plan starts from the
+    truth: a deactivation that went through before a rehire is undone, an update that went
+    through before HR reverted it is reverted. Returns how many states it corrected."""
+    corrected = 0
+    for hibob_id in store.list_unconfirmed_writes():
+        entry = store.get_entry(hibob_id)
+        if entry is None or entry.state is None or entry.learning_user_id is None:
+            continue
+        user = learning.get_user(entry.learning_user_id)
+        confirmed = compute_confirmed_state(entry.state, user)
+        if confirmed != entry.state:
+            store.save_state(hibob_id, confirmed)
+            corrected += 1
+    return corrected

@@ -105,6 +105,22 @@ class JournalTables(Database):
             ).fetchall()
         return [(str(row[0]), str(row[1])) for row in rows]
 
+    def list_unconfirmed_writes(self) -> list[str]:
+        """Linked employees with an operation a dead process sent but never saw answered: what
+        the store holds for them may not be what 360Learning holds."""
+        with self._lock:
+            live = sorted(self._live_passes)
+            marks = ",".join("?" * len(live))
+            rows = self.db.conn.execute(
+                "SELECT DISTINCT j.hibob_id FROM journal AS j"
+                " JOIN employees AS e ON e.hibob_id = j.hibob_id"
+                " WHERE j.outcome = 'pending'"
+                f" AND (j.pass_id IS NULL OR j.pass_id NOT IN ({marks}))"
+                " AND e.learning_user_id IS NOT NULL AND e.state IS NOT NULL ORDER BY j.hibob_id",
+                live,
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def close_interrupted(self, current_pass_id: int, at: datetime) -> int:
         """Mark what a process that died mid-pass left open: its pass and pending operations.
 
