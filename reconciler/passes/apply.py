@@ -236,8 +236,11 @@ class _Runner:
         if self.report.auth_error is not None:
             return False  # the credentials are wrong: stop writing
         fields = [f for f in action.fields if f not in ("manager", "subordinates")]
-        if not fields:
+        if not fields and not isinstance(action, Adopt):
             return True  # only links change: apply_links journals them
+        # An adoption is a decision to record even when nothing differs: the link is stored
+        # (and journalled), so later passes neither look the mail up again nor leave its
+        # subordinates waiting for a linked manager.
         assert action.state is not None
         # Until its manager link is applied, the snapshot keeps the previous manager.
         state = action.state
