@@ -455,8 +455,17 @@ def _parse_user(raw: Any) -> LearningUser:
         raise ApiRejected(SERVICE, 200, "unexpectedResponse", "user object without _id")
     attributes = {key: value for key, value in raw.items() if key not in ("_id", "status")}
     return LearningUser(
-        learning_user_id=str(raw["_id"]), status=str(raw.get("status", "")), attributes=attributes
+        learning_user_id=str(raw["_id"]), status=_status_of(raw), attributes=attributes
     )
+
+
+def _status_of(raw: dict[str, Any]) -> str:
+    """`status`; without one, the docs' own example's `"deleted": true` (case 8). Anything else
+    is kept as given ("" when absent), which the core treats as unknown and never writes for."""
+    status = raw.get("status")
+    if status is None and raw.get("deleted") is True:
+        return "deleted"
+    return status if isinstance(status, str) else ""
 
 
 def _query(pairs: Sequence[tuple[str, str]]) -> str:

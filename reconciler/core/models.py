@@ -52,6 +52,9 @@ class Employee:
         return raw.strip().lower() if isinstance(raw, str) and raw.strip() else None
 
 
+KNOWN_USER_STATUSES = frozenset({"active", "invited", "deleted"})
+
+
 @dataclass(frozen=True)
 class LearningUser:
     """One 360Learning user as returned by API v2 (`status`: active, invited or deleted)."""
@@ -68,6 +71,11 @@ class LearningUser:
     @property
     def is_deleted(self) -> bool:
         return self.status == "deleted"
+
+    @property
+    def is_status_known(self) -> bool:
+        """active, invited or deleted: any other (or no) status is unknown, never written for."""
+        return self.status in KNOWN_USER_STATUSES
 
     @property
     def was_ever_restored(self) -> bool:

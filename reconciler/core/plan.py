@@ -246,6 +246,9 @@ def _plan_one(
     wanted: Desired, entry: SnapshotEntry | None, data: PlanInput, limits: Limits, live: set[str]
 ) -> Action | Problem | None:
     linked = _is_linked(entry, data)
+    unknown = _unknown_status(entry, data) if linked else None
+    if unknown is not None:
+        return Problem(wanted.hibob_id, wanted.email, unknown)
     if wanted.verdict in ("inactive", "out_of_scope"):
         if wanted.verdict == "out_of_scope" and limits.out_of_scope == "ignore":
             return None
@@ -318,6 +321,8 @@ def _create_or_adopt(
             **_full_write(state, limits),
         )
     user = mine[0]
+    if not user.is_status_known:
+        return Problem(wanted.hibob_id, wanted.email, _unknown_status_reason(user))
     roles = data.candidate_roles.get(user.learning_user_id, frozenset())
     if any(role.role == "owner" for role in roles):
         return Problem(
@@ -560,6 +565,22 @@ def _is_linked(entry: SnapshotEntry | None, data: PlanInput) -> bool:
         return False
     # A full pass that no longer sees the linked user: match again by email.
     return data.actual is None or entry.learning_user_id in data.actual
+
+
+def _unknown_status(entry: SnapshotEntry | None, data: PlanInput) -> str | None:
+    """Why nothing may be written for a linked account whose status this read did not tell."""
+    if entry is None or data.actual is None:
+        return None
+    user = data.actual.get(entry.learning_user_id or "")
+    return None if user is None or user.is_status_known else _unknown_status_reason(user)
+
+
+def _unknown_status_reason(user: LearningUser) -> str:
+    shown = repr(user.status) if user.status else "no status"
+    return (
+        f"360Learning user {user.learning_user_id} has {shown}, not active, invited or deleted: "
+        "nothing is written for it until its state is known"
+    )
 
 
 def _is_deleted(entry: SnapshotEntry, data: PlanInput) -> bool:
