@@ -538,3 +538,43 @@ def test_an_update_whose_pass_died_before_it_was_recorded_is_reverted_when_hr_re
     assert result.outcome == "ok", result.error
     assert world.learning.user(user_id)["job"] == title
     assert world.sync().plan.actions == ()
+
+
+def test_a_restore_whose_pass_died_before_its_answer_is_finished_and_her_team_relinked(
+    world: World,
+) -> None:
+    # The crash loop's last differences: a rehired manager's restore POST went through (the
+    # account is invited, and 360Learning dropped her subordinates' manager links), then the
+    # process was killed before it saw the answer, so neither activate nor relink was sent.
+    synced(world)
+    active = set(world.active_employees())
+    team: dict[str, list[str]] = {}
+    for hibob_id in active:
+        boss = world.hibob.records[hibob_id].get("work.reportsTo")
+        if boss in active:
+            team.setdefault(boss, []).append(hibob_id)
+    manager = max(team, key=lambda m: len(team[m]))
+    user_id = world.store.get_entry(manager).learning_user_id
+    world.hibob.terminate(manager, on=TODAY)
+    assert world.sync().outcome == "ok"
+    world.hibob.rehire(manager)
+    mail = world.store.get_entry(manager).email
+    dead_process = Store(world.db)
+    crashed = dead_process.start_pass("incremental", world.now)
+    dead_process.journal_start(crashed, manager, mail, "reactivate", ["status"], "HR", world.now)
+    world.services.learning.create_user(
+        {"mail": mail},
+        group_id=world.learning.root_group_id,
+        role="learner",
+        send_invitation_email=False,
+    )
+    assert world.learning.user(user_id)["status"] == "invited"
+    result = world.sync()
+    assert result.outcome == "ok", result.error
+    assert world.learning.user(user_id)["status"] == "active"
+    for subordinate in team[manager]:
+        assert world.learning.managers_of(world.store.get_entry(subordinate).learning_user_id) == {
+            user_id
+        }, subordinate
+    assert world.sync().plan.actions == ()
+    assert world.sync("full").plan.actions == ()

@@ -51,7 +51,23 @@ def test_an_unconfirmed_write_takes_the_status_and_attributes_360learning_holds(
     assert confirmed.is_active is False
     assert confirmed.attributes == {"mail": "amy@acme.example", "job": "Cook"}
     assert compute_confirmed_state(stored, None) == stored
-    live = LearningUser("u1", "invited", {"mail": "amy@acme.example"})
-    assert compute_confirmed_state(AppliedState(False, {"job": "Chef"}), live) == AppliedState(
+    live = LearningUser("u1", "active", {"mail": "amy@acme.example"})
+    assert compute_confirmed_state(AppliedState(True, {"job": "Chef"}), live) == AppliedState(
         True, {"job": None}
     )
+
+
+def test_an_unconfirmed_restore_or_an_invited_account_is_left_for_the_plan_to_finish() -> None:
+    from reconciler.core.models import AppliedState
+    from reconciler.core.recovery import compute_confirmed_state, is_restore_suspected
+
+    invited = LearningUser("u1", "invited", {"mail": "amy@acme.example"})
+    active = LearningUser("u1", "active", {"mail": "amy@acme.example"})
+    deleted = LearningUser("u1", "deleted", {"mail": "amy@acme.example"})
+    gone, live = AppliedState(False, {"job": "Chef"}), AppliedState(True, {"job": "Chef"})
+    assert compute_confirmed_state(gone, invited) is None
+    assert compute_confirmed_state(gone, active) is None  # restored: groups and team dropped
+    assert compute_confirmed_state(live, invited) is None  # its activation was never sent
+    assert is_restore_suspected(gone, active) and is_restore_suspected(gone, invited)
+    assert not is_restore_suspected(live, active) and not is_restore_suspected(gone, deleted)
+    assert not is_restore_suspected(gone, None)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from reconciler.clients.learning import LearningClient
-from reconciler.core.recovery import compute_confirmed_state, compute_unconfirmed_create_link
+from reconciler.core.recovery import (
+    compute_confirmed_state,
+    compute_unconfirmed_create_link,
+    is_restore_suspected,
+)
 from reconciler.store.database import Store
 
 log = logging.getLogger("reconciler.passes.recovery")
@@ -46,15 +51,27 @@ def confirm_unconfirmed_writes(store: Store, learning: LearningClient) -> int:
     """Read back the accounts of linked employees whose last write a killed process sent but
     never saw answered, and store what 360Learning holds, so this pass's plan starts from the
     truth: a deactivation that went through before a rehire is undone, an update that went
-    through before HR reverted it is reverted. Returns how many states it corrected."""
+    through before HR reverted it is reverted, and an account a restore or create brought
+    back but never finished is finished (with its team relinked). Returns how many states it
+    corrected."""
     corrected = 0
     for hibob_id in store.list_unconfirmed_writes():
         entry = store.get_entry(hibob_id)
         if entry is None or entry.state is None or entry.learning_user_id is None:
             continue
         user = learning.get_user(entry.learning_user_id)
+        if is_restore_suspected(entry.state, user):
+            _drop_team_links(store, hibob_id)
         confirmed = compute_confirmed_state(entry.state, user)
         if confirmed != entry.state:
             store.save_state(hibob_id, confirmed)
             corrected += 1
     return corrected
+
+
+def _drop_team_links(store: Store, manager_id: str) -> None:
+    """A restore dropped the manager links to this account: record it on the subordinates, so
+    that the plan links them again."""
+    for entry in store.load_snapshot().values():
+        if entry.state is not None and entry.state.manager == manager_id:
+            store.save_state(entry.hibob_id, replace(entry.state, manager=None))

@@ -55,12 +55,13 @@ class SnapshotTables(Database):
                 (hibob_id, learning_user_id, email, text, utc_text(at)),
             )
 
-    def save_state(self, hibob_id: str, state: AppliedState) -> None:
-        """Correct the applied state alone (failures, link and email unchanged)."""
+    def save_state(self, hibob_id: str, state: AppliedState | None) -> None:
+        """Correct the applied state alone (failures, link and email unchanged); None marks a
+        linked account unfinished, which the next plan finishes with a full write."""
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE employees SET state = ? WHERE hibob_id = ?",
-                (state_to_json(state), hibob_id),
+                (state_to_json(state) if state is not None else None, hibob_id),
             )
 
     def save_link(
