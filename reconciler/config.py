@@ -184,6 +184,9 @@ class SyncSettings(_Section):
     """Breaker: a pass that would deactivate more than this many users deactivates nobody."""
     max_deactivation_ratio: float = Field(default=0.05, ge=0, le=1)
     """Breaker: the same, as a share of the managed active users."""
+    deactivation_ratio_min_count: int = Field(default=3, ge=0)
+    """The share applies only above this many deactivations (two leavers never hold a small
+    company); the count always applies."""
     max_missing_field_ratio: float = Field(default=0.1, ge=0, le=1)
     """Share of employees missing a deciding field above which deactivations are skipped."""
     shutdown_grace_seconds: float = Field(default=8.0, gt=0, le=9.5)

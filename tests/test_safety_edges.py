@@ -90,3 +90,82 @@ def test_case_8_an_unlinked_user_with_an_unknown_status_is_never_adopted() -> No
         Limits(max_deactivations=2, max_deactivation_ratio=1.0),
     )
     assert plan.actions == () and "status" in plan.problems[0].reason
+
+
+# -- case 5: the breaker's false alarms ------------------------------------------------------
+BREAKER_DEFAULTS = {
+    "RECONCILER_SYNC__MAX_DEACTIVATIONS": "25",
+    "RECONCILER_SYNC__MAX_DEACTIVATION_RATIO": "0.05",
+}
+
+
+def test_case_5_two_leavers_within_an_hour_never_hold_a_28_person_company(tmp_path) -> None:
+    import datetime as dt
+
+    world = World(tmp_path, size=28, **BREAKER_DEFAULTS)
+    assert world.sync().outcome == "ok"
+    first, second = world.active_employees()[3:5]
+    world.hibob.terminate(first, on=TODAY)
+    assert [a.kind for a in world.sync().plan.actions] == ["deactivate"]
+    world.now += dt.timedelta(minutes=20)
+    world.hibob.terminate(second, on=TODAY)
+    result = world.sync()
+    assert result.outcome == "ok", result.error
+    assert result.plan.held == () and [a.kind for a in result.plan.actions] == ["deactivate"]
+
+
+def test_case_5_the_count_limit_applies_below_the_share_minimum(tmp_path) -> None:
+    world = World(tmp_path, size=28, RECONCILER_SYNC__MAX_DEACTIVATIONS="1")
+    assert world.sync().outcome == "ok"
+    for hibob_id in world.active_employees()[3:5]:
+        world.hibob.terminate(hibob_id, on=TODAY)
+    result = world.sync()
+    assert result.outcome == "held" and len(result.plan.held) == 2
+
+
+def test_case_5_released_deactivations_leave_the_breaker_window(tmp_path) -> None:
+    import datetime as dt
+
+    world = World(tmp_path, size=120, RECONCILER_SYNC__MAX_DEACTIVATIONS="25")
+    assert world.sync().outcome == "ok"
+    leavers = world.active_employees()[:30]
+    for hibob_id in leavers:
+        world.hibob.terminate(hibob_id, on=TODAY)
+    held = world.sync()
+    assert held.outcome == "held" and len(held.plan.held) == 30
+    released = world.sync(released=frozenset(leavers))
+    assert released.outcome == "ok" and released.counts.get("deactivate") == 30
+    world.now += dt.timedelta(minutes=10)
+    ordinary = world.active_employees()[40]
+    world.hibob.terminate(ordinary, on=TODAY)
+    result = world.sync()
+    assert result.outcome == "ok", result.error
+    assert [(a.kind, a.hibob_id) for a in result.plan.actions] == [("deactivate", ordinary)]
+
+
+def test_case_5_a_held_list_keeps_its_first_held_at_and_reason(tmp_path) -> None:
+    import datetime as dt
+
+    world = World(tmp_path, RECONCILER_SYNC__MAX_DEACTIVATIONS="2")
+    assert world.sync().outcome == "ok"
+    for hibob_id in world.active_employees()[:3]:
+        world.hibob.terminate(hibob_id, on=TODAY)
+    assert world.sync().outcome == "held"
+    first = {row["employee_id"]: (row["held_at"], row["reason"]) for row in world.store.list_held()}
+    world.now += dt.timedelta(hours=2)
+    for hibob_id in world.active_employees()[:3]:  # the breaker's reason changes
+        world.hibob.terminate(hibob_id, on=TODAY)
+    assert world.sync().outcome == "held"
+    later = {row["employee_id"]: (row["held_at"], row["reason"]) for row in world.store.list_held()}
+    assert len(later) == 6
+    assert {h: later[h] for h in first} == first
+
+
+def test_case_5_a_dry_run_whose_plan_would_be_held_exits_3(tmp_path) -> None:
+    world = World(tmp_path, RECONCILER_SYNC__MAX_DEACTIVATIONS="2")
+    assert world.sync().outcome == "ok"
+    for hibob_id in world.active_employees()[:3]:
+        world.hibob.terminate(hibob_id, on=TODAY)
+    result = world.sync(dry_run=True)
+    assert len(result.plan.held) == 3 and result.exit_code == 3
+    assert world.store.list_held() == []

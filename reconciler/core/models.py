@@ -223,6 +223,7 @@ class Reactivate(Upsert):
 class Deactivate(Action):
     kind: ClassVar[ActionKind] = ActionKind.DEACTIVATE
     is_already_deleted: bool = False  # 360Learning deleted it on its scheduled date: record only
+    is_released: bool = False  # an admin released it: it leaves the breaker's rolling window
 
     @property
     def fields(self) -> list[str]:

@@ -51,6 +51,7 @@ class Limits:
     activate_users: bool = True
     max_deactivations: int = 25
     max_deactivation_ratio: float = 0.05
+    deactivation_ratio_min_count: int = 3  # the share applies only above this many
     max_unknown_ratio: float = 0.1
     is_external_id_enabled: bool = True
 
@@ -492,14 +493,20 @@ def compute_safety(plan: Plan, data: PlanInput, limits: Limits) -> Plan:
             held_reason=data.read_problem,
             is_held_releasable=False,
         )
-    released = [a for a in deactivations if data.allow_deactivations or a.hibob_id in data.released]
-    sticky = [a for a in deactivations if a not in released and a.hibob_id in data.held_ids]
-    fresh = [a for a in deactivations if a not in released and a not in sticky]
+    # Released ones are marked: they leave the breaker's rolling window once applied.
+    released = [
+        replace(a, is_released=True)
+        for a in deactivations
+        if data.allow_deactivations or a.hibob_id in data.released
+    ]
+    waiting = [a for a in deactivations if a.hibob_id not in {r.hibob_id for r in released}]
+    sticky = [a for a in waiting if a.hibob_id in data.held_ids]
+    fresh = [a for a in waiting if a not in sticky]
     reason = _breaker_reason(len(fresh), data, limits)
     held = sticky + (fresh if reason else [])
+    go = tuple(released) + tuple(a for a in waiting if a not in held)
     if not held:
-        return plan
-    go = tuple(a for a in deactivations if a not in held)
+        return replace(plan, actions=others + go)
     return replace(
         plan,
         actions=others + go,
@@ -521,7 +528,12 @@ def _breaker_reason(count: int, data: PlanInput, limits: Limits) -> str | None:
             f"{total} deactivations{window} exceed sync.max_deactivations "
             f"({limits.max_deactivations})"
         )
-    if count and managed and total / managed > limits.max_deactivation_ratio:
+    if (
+        count
+        and managed
+        and total > limits.deactivation_ratio_min_count
+        and total / managed > limits.max_deactivation_ratio
+    ):
         return (
             f"{total} deactivations{window} are {total / managed:.0%} of {managed} managed "
             f"active users, over sync.max_deactivation_ratio "

@@ -282,7 +282,14 @@ class _Runner:
         state: AppliedState | Callable[[], AppliedState],
     ) -> bool:
         journal_id = self.store.journal_start(
-            self.pass_id, action.hibob_id, action.email, name, fields, action.reason, self.at()
+            self.pass_id,
+            action.hibob_id,
+            action.email,
+            name,
+            fields,
+            action.reason,
+            self.at(),
+            is_released=isinstance(action, Deactivate) and action.is_released,
         )
         try:
             user_id, override = step()

@@ -53,6 +53,9 @@ class PassResult:
 
     @property
     def exit_code(self) -> int:
+        """The outcome's; a dry run whose plan a safety limit would hold exits 3 (§2.1)."""
+        if self.outcome == PassOutcome.DRY_RUN and self.plan.held:
+            return PassOutcome.HELD.exit_code
         return self.outcome.exit_code
 
 

@@ -63,17 +63,23 @@ class HoldTables(Database):
 
         `done`: ids no longer waiting (applied or no longer wanted), removed in any case.
         """
+        held = list(held)
         with self.transaction() as conn:
             if not keep_others:
-                conn.execute("DELETE FROM held_deactivations")
+                kept = [h for h, _, _ in held]
+                marks = ",".join("?" * len(kept))
+                conn.execute(
+                    f"DELETE FROM held_deactivations WHERE hibob_id NOT IN ({marks})", kept
+                )
             conn.executemany(
                 "DELETE FROM held_deactivations WHERE hibob_id = ?", [(h,) for h in done]
             )
+            # A deactivation held before keeps when and why it was first held.
             conn.executemany(
-                "INSERT OR REPLACE INTO held_deactivations (hibob_id, email, reason, pass_id,"
-                " held_at, is_releasable) VALUES (?, ?, ?, ?,"
-                " COALESCE((SELECT held_at FROM held_deactivations WHERE hibob_id = ?), ?), ?)",
-                [(h, e, r, pass_id, h, utc_text(at), int(is_releasable)) for h, e, r in held],
+                "INSERT INTO held_deactivations (hibob_id, email, reason, pass_id, held_at,"
+                " is_releasable) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hibob_id) DO UPDATE SET"
+                " email = excluded.email, is_releasable = excluded.is_releasable",
+                [(h, e, r, pass_id, utc_text(at), int(is_releasable)) for h, e, r in held],
             )
 
     def list_held_ids(self) -> frozenset[str]:

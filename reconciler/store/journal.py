@@ -79,13 +79,25 @@ class JournalTables(Database):
         fields: Iterable[str],
         reason: str,
         at: datetime,
+        *,
+        is_released: bool = False,
     ) -> int:
-        """Journal an operation before it is sent (crash safety)."""
+        """Journal an operation before it is sent (crash safety). `is_released`: a
+        deactivation an admin released, which the breaker's window does not count."""
         with self.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason,"
-                " outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
-                (pass_id, utc_text(at), hibob_id, email, action, json.dumps(list(fields)), reason),
+                " outcome, is_released) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (
+                    pass_id,
+                    utc_text(at),
+                    hibob_id,
+                    email,
+                    action,
+                    json.dumps(list(fields)),
+                    reason,
+                    int(is_released),
+                ),
             )
             return int(cursor.lastrowid or 0)
 
@@ -184,11 +196,12 @@ class JournalTables(Database):
         return rows
 
     def count_deactivations_since(self, since: datetime) -> int:
-        """Deactivations applied since `since` (the breaker's rolling window)."""
+        """Deactivations applied since `since` (the breaker's rolling window), except the
+        ones an admin released."""
         with self._lock:
             row = self.db.conn.execute(
                 "SELECT COUNT(*) FROM journal WHERE action = 'deactivate' AND outcome = 'ok'"
-                " AND at >= ?",
+                " AND is_released = 0 AND at >= ?",
                 (utc_text(since),),
             ).fetchone()
         return int(row[0])

@@ -118,6 +118,10 @@ MIGRATIONS = [
     """
     ALTER TABLE employees DROP COLUMN state_hash;
     """,
+    # Deactivations an admin released leave the breaker's rolling window (product §3).
+    """
+    ALTER TABLE journal ADD COLUMN is_released INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
