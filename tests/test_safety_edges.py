@@ -169,3 +169,55 @@ def test_case_5_a_dry_run_whose_plan_would_be_held_exits_3(tmp_path) -> None:
     result = world.sync(dry_run=True)
     assert len(result.plan.held) == 3 and result.exit_code == 3
     assert world.store.list_held() == []
+
+
+# -- case 2: scheduled deactivations count toward the breaker ------------------------------
+def test_case_2_scheduled_deactivations_count_toward_the_breaker_and_are_held(tmp_path) -> None:
+    import datetime as dt
+
+    world = World(
+        tmp_path,
+        size=120,
+        RECONCILER_MAPPING__DEACTIVATE_ON_LAST_DAY="true",
+        RECONCILER_SYNC__MAX_DEACTIVATIONS="5",
+    )
+    assert world.sync().outcome == "ok"
+    unscheduled = [
+        h for h in world.active_employees() if not world.user_of(h).get("toBeDeactivatedAt")
+    ]
+    leavers = unscheduled[:40]
+    for hibob_id in leavers:
+        world.hibob.terminate(hibob_id, on=TODAY + dt.timedelta(days=14))
+    world.hibob.update_employee(unscheduled[50], **{"work.title": "New title"})
+    world.hibob.update_employee(leavers[0], **{"work.title": "Leaving title"})
+    result = world.sync()
+    assert result.outcome == "held" and result.exit_code == 3
+    assert {a.hibob_id for a in result.plan.held} == set(leavers)
+    assert not any(world.user_of(h).get("toBeDeactivatedAt") for h in leavers)
+    assert world.user_of(unscheduled[50])["job"] == "New title"  # updates go on
+    assert world.user_of(leavers[0])["job"] == "Leaving title"  # and a held leaver's too
+    assert {row["employee_id"] for row in world.store.list_held()} == set(leavers)
+    again = world.sync()
+    assert again.outcome == "held" and len(again.plan.held) == 40
+    released = world.sync(released=frozenset(leavers))
+    assert released.outcome == "ok", released.error
+    assert all(world.user_of(h).get("toBeDeactivatedAt") for h in leavers)
+    assert world.store.list_held() == []
+    assert world.sync().plan.actions == ()
+
+
+def test_case_2_a_few_scheduled_deactivations_go_out_at_once(tmp_path) -> None:
+    import datetime as dt
+
+    world = World(
+        tmp_path,
+        RECONCILER_MAPPING__DEACTIVATE_ON_LAST_DAY="true",
+        RECONCILER_SYNC__MAX_DEACTIVATIONS="5",
+    )
+    assert world.sync().outcome == "ok"
+    leavers = world.active_employees()[:2]
+    for hibob_id in leavers:
+        world.hibob.terminate(hibob_id, on=TODAY + dt.timedelta(days=14))
+    result = world.sync()
+    assert result.outcome == "ok" and result.plan.held == ()
+    assert all(world.user_of(h).get("toBeDeactivatedAt") for h in leavers)

@@ -157,6 +157,7 @@ class Action:
     reason: str
     learning_user_id: str | None = None
     state: AppliedState | None = None
+    is_released: bool = False  # a cut-off an admin released: it leaves the breaker's window
 
     @property
     def fields(self) -> list[str]:
@@ -223,7 +224,7 @@ class Reactivate(Upsert):
 class Deactivate(Action):
     kind: ClassVar[ActionKind] = ActionKind.DEACTIVATE
     is_already_deleted: bool = False  # 360Learning deleted it on its scheduled date: record only
-    is_released: bool = False  # an admin released it: it leaves the breaker's rolling window
+    is_scheduled: bool = False  # held only: a toBeDeactivatedAt the breaker kept back
 
     @property
     def fields(self) -> list[str]:

@@ -476,30 +476,28 @@ def _deactivate(entry: SnapshotEntry, data: PlanInput, reason: str) -> Deactivat
     return None
 
 
+SCHEDULE = "toBeDeactivatedAt"
+"""The 360Learning attribute of a scheduled deactivation (`mapping.deactivate_on_last_day`)."""
+
+
 # -- safety (product §3) -----------------------------------------------------------------------
 def compute_safety(plan: Plan, data: PlanInput, limits: Limits) -> Plan:
-    """Hold deactivations when the read is untrustworthy, held before, or over the breaker."""
-    deactivations = [
-        a for a in plan.actions if isinstance(a, Deactivate) and not a.is_already_deleted
-    ]
-    if not deactivations:
+    """Hold what cuts people off when the read is untrustworthy, held before, or over the
+    breaker: deactivations, and scheduled deactivations (a `toBeDeactivatedAt` to set, which
+    360Learning carries out by itself later)."""
+    cuts = [a for a in plan.actions if _is_cut(a)]
+    if not cuts:
         return plan
-    others = tuple(a for a in plan.actions if a not in deactivations)
+    others = tuple(a for a in plan.actions if a not in cuts)
     if data.read_problem:
-        return replace(
-            plan,
-            actions=others,
-            held=tuple(deactivations),
-            held_reason=data.read_problem,
-            is_held_releasable=False,
-        )
+        return _hold(plan, others, cuts, data.read_problem, is_releasable=False)
+
+    def is_released(action: Action) -> bool:
+        return data.allow_deactivations or action.hibob_id in data.released
+
     # Released ones are marked: they leave the breaker's rolling window once applied.
-    released = [
-        replace(a, is_released=True)
-        for a in deactivations
-        if data.allow_deactivations or a.hibob_id in data.released
-    ]
-    waiting = [a for a in deactivations if a.hibob_id not in {r.hibob_id for r in released}]
+    released = [replace(a, is_released=True) for a in cuts if is_released(a)]
+    waiting = [a for a in cuts if not is_released(a)]
     sticky = [a for a in waiting if a.hibob_id in data.held_ids]
     fresh = [a for a in waiting if a not in sticky]
     reason = _breaker_reason(len(fresh), data, limits)
@@ -507,13 +505,63 @@ def compute_safety(plan: Plan, data: PlanInput, limits: Limits) -> Plan:
     go = tuple(released) + tuple(a for a in waiting if a not in held)
     if not held:
         return replace(plan, actions=others + go)
-    return replace(
+    return _hold(
         plan,
-        actions=others + go,
-        held=tuple(held),
-        held_reason=reason
+        others + go,
+        held,
+        reason
         or "held earlier by a safety limit: waiting for an admin "
         "to release it (reconciler release)",
+    )
+
+
+def _is_cut(action: Action) -> bool:
+    if isinstance(action, Deactivate):
+        return not action.is_already_deleted
+    return isinstance(action, Upsert) and bool(action.changes.get(SCHEDULE))
+
+
+def _hold(
+    plan: Plan,
+    actions: tuple[Action, ...],
+    held: Sequence[Action],
+    reason: str,
+    *,
+    is_releasable: bool = True,
+) -> Plan:
+    """Hold `held`; what a held schedule's action writes besides the schedule still goes."""
+    rest = tuple(k for a in held if isinstance(a, Upsert) and (k := _without_schedule(a)))
+    return replace(
+        plan,
+        actions=actions + rest,
+        held=tuple(_as_held(a) for a in held),
+        held_reason=reason,
+        is_held_releasable=is_releasable,
+    )
+
+
+def _without_schedule(action: Upsert) -> Upsert | None:
+    """The action minus its schedule; the snapshot then records no schedule, so every pass
+    plans it again (and holds it) until an admin releases it. None when nothing is left."""
+    changes = {k: v for k, v in action.changes.items() if k != SCHEDULE}
+    state = action.state
+    if state is not None:
+        state = replace(state, attributes={**state.attributes, SCHEDULE: None})
+    rest = replace(action, changes=changes, state=state)
+    return rest if rest.fields or not isinstance(rest, Update) else None
+
+
+def _as_held(action: Action) -> Deactivate:
+    if isinstance(action, Deactivate):
+        return action
+    assert isinstance(action, Upsert)
+    return Deactivate(
+        action.hibob_id,
+        action.email,
+        f"deactivation scheduled for {action.changes[SCHEDULE]}: {action.reason}",
+        learning_user_id=action.learning_user_id,
+        state=action.state,
+        is_scheduled=True,
     )
 
 

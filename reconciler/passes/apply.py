@@ -289,7 +289,7 @@ class _Runner:
             fields,
             action.reason,
             self.at(),
-            is_released=isinstance(action, Deactivate) and action.is_released,
+            is_released=action.is_released,
         )
         try:
             user_id, override = step()

@@ -196,12 +196,13 @@ class JournalTables(Database):
         return rows
 
     def count_deactivations_since(self, since: datetime) -> int:
-        """Deactivations applied since `since` (the breaker's rolling window), except the
-        ones an admin released."""
+        """Deactivations and schedules (writes of toBeDeactivatedAt, clearing ones too: the
+        journal keeps no values) applied since `since`, the breaker's rolling window, except
+        the ones an admin released."""
         with self._lock:
             row = self.db.conn.execute(
-                "SELECT COUNT(*) FROM journal WHERE action = 'deactivate' AND outcome = 'ok'"
-                " AND is_released = 0 AND at >= ?",
+                "SELECT COUNT(*) FROM journal WHERE outcome = 'ok' AND is_released = 0"
+                " AND at >= ? AND (action = 'deactivate' OR fields LIKE '%\"toBeDeactivatedAt\"%')",
                 (utc_text(since),),
             ).fetchone()
         return int(row[0])
