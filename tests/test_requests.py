@@ -275,7 +275,7 @@ def test_resync_requests_are_served_by_one_full_pass_and_the_waiter_gets_its_out
     service_holding_the_database(world, service)
     user_id = world.store.get_entry(world.active_employees()[8]).learning_user_id
     world.learning.edit_user(user_id, job="Edited by hand")
-    earlier = world.store.save_request("resync", {}, NOW)
+    earlier = world.store.save_request("resync", {}, NOW, expires_at=FAR_FUTURE)
 
     out = io.StringIO()
     code = request_resync(world.settings, wait=True, out=out, sleep=served_by(service))
@@ -347,10 +347,122 @@ def test_old_resync_requests_survive_the_migration_to_admin_requests(tmp_path) -
 
 def test_a_request_the_service_cannot_carry_out_is_answered_as_failed(world, service) -> None:
     service_holding_the_database(world, service)
-    world.store.save_request("defragment", {}, NOW)  # e.g. from a newer CLI
+    world.store.save_request("defragment", {}, NOW, expires_at=FAR_FUTURE)  # a newer CLI
 
     service.requests.poll()
     service.requests.serve()
 
     request = world.store.get_request(1)
     assert request["outcome"] == "failed" and "defragment" in request["detail"]
+
+
+# -- issue 19 case 1: a request is bound to the command waiting for it --------------------------
+def test_case_1_a_request_whose_command_gave_up_is_never_carried_out(world, service) -> None:
+    service_holding_the_database(world, service)  # a cron `sync` holds the lock
+    out = io.StringIO()
+    code = request_action(
+        world.settings,
+        "sync",
+        {"pass_kind": "incremental", "allow_deactivations": True},
+        out,
+        sleep=lambda seconds: None,
+        timeout_seconds=1.0,
+    )
+    assert code == 1, out.getvalue()
+    leavers = terminate(world, 30)
+    assert world.sync().outcome == "held"  # a bad HR import, held by the breaker
+
+    service.requests.poll()  # the next `reconciler run` finds the old row
+    service.requests.serve()
+
+    assert not any(is_deleted(world, h) for h in leavers)
+    assert len(world.store.list_held()) == 30
+    assert world.store.get_request(1)["outcome"] == "expired"
+
+
+def test_case_1_a_request_past_its_deadline_is_expired_not_carried_out(world, service) -> None:
+    service_holding_the_database(world, service)
+    leavers = terminate(world, 3)
+    world.sync()
+    token = compute_held_token(world.store.list_held())
+    world.store.save_request("release", {"token": token}, NOW, expires_at=NOW)
+    world.now = NOW + dt.timedelta(seconds=1)
+    service.requests.poll()
+    service.requests.serve()
+    assert world.store.get_request(1)["outcome"] == "expired"
+    assert not any(is_deleted(world, h) for h in leavers)
+
+
+def test_case_1_a_hand_written_request_releases_nothing(world, service) -> None:
+    service_holding_the_database(world, service)
+    leavers = terminate(world, 3)
+    world.sync()
+    with world.store.transaction() as conn:  # no deadline: no command wrote it
+        conn.execute(
+            "INSERT INTO admin_requests (kind, args, requested_at) VALUES"
+            " ('sync', '{\"allow_deactivations\": true}', '2026-11-28T12:00:00+00:00')"
+        )
+    world.store.save_request(  # a deadline, but "allow everything" was never shown to anyone
+        "sync",
+        {"pass_kind": "incremental", "allow_deactivations": True},
+        NOW,
+        expires_at=FAR_FUTURE,
+    )
+    service.requests.poll()
+    service.requests.serve()
+    assert world.store.get_request(1)["outcome"] == "expired"
+    assert world.store.get_request(2)["outcome"] == "held"
+    assert not any(is_deleted(world, h) for h in leavers)
+
+
+def test_case_1_sync_allow_deactivations_through_the_service_releases_the_list_shown(
+    world, service
+) -> None:
+    shown = terminate(world, 2)
+    world.sync()
+    service_holding_the_database(world, service)
+    out = io.StringIO()
+
+    def sleep(seconds: float) -> None:
+        if not later:
+            later.extend(terminate(world, 1, start=6))  # after the admin saw the list
+        service.requests.poll()
+        service.requests.serve()
+
+    later: list[str] = []
+    code = request_action(
+        world.settings,
+        "sync",
+        {"pass_kind": "incremental", "allow_deactivations": True},
+        out,
+        sleep=sleep,
+    )
+    assert all(h in out.getvalue() for h in shown)
+    assert all(is_deleted(world, h) for h in shown)
+    assert not is_deleted(world, later[0]) and code == 3, out.getvalue()
+
+
+def test_case_1_a_row_with_bad_json_does_not_strand_the_request_beside_it(world, service) -> None:
+    service_holding_the_database(world, service)
+    with world.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO admin_requests (kind, args, requested_at, expires_at) VALUES"
+            " ('resync', '{not json', '2026-11-28T12:00:00+00:00', '2999-01-01T00:00:00+00:00')"
+        )
+    world.store.save_request("resync", {}, NOW, expires_at=FAR_FUTURE)
+    service.requests.poll()
+    service.requests.serve()
+    bad, good = world.store.get_request(1), world.store.get_request(2)
+    assert bad["outcome"] == "failed" and "arguments" in bad["detail"]
+    assert good["outcome"] == "ok" and good["pass_id"]
+
+
+def test_case_1_an_unknown_pass_kind_is_refused_not_run(world, service) -> None:
+    service_holding_the_database(world, service)
+    passes = len(world.store.list_passes(100))
+    for kind in ("targeted", "hourly"):
+        world.store.save_request("sync", {"pass_kind": kind}, NOW, expires_at=FAR_FUTURE)
+    service.requests.poll()
+    service.requests.serve()
+    assert [world.store.get_request(i)["outcome"] for i in (1, 2)] == ["failed", "failed"]
+    assert len(world.store.list_passes(100)) == passes

@@ -11,7 +11,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from reconciler.commands.report import (
@@ -29,7 +29,12 @@ from reconciler.passes.apply import PassHooks
 from reconciler.passes.context import PassContext, now_utc
 from reconciler.passes.progress import PassProgress
 from reconciler.passes.reconcile import PassResult, run_pass
-from reconciler.service.admin_requests import Outcome, carry_out
+from reconciler.service.admin_requests import (
+    Outcome,
+    carry_out,
+    compute_held_token,
+    list_releasable,
+)
 from reconciler.store.database import Store
 
 POLL_SECONDS = 0.5
@@ -55,6 +60,7 @@ def request_action(
         store.acquire_instance_lock()
     except InstanceLocked:
         try:
+            args = _bound_to_what_was_shown(store, kind, args, out)
             return _ask_service(store, kind, args, wait, out, sleep, timeout_seconds)
         finally:
             store.close()
@@ -121,6 +127,24 @@ def _build(settings: Settings, store: Store) -> PassContext:
     return build_pass_context(settings, store=store)
 
 
+def _bound_to_what_was_shown(
+    store: Store, kind: str, args: Mapping[str, Any], out: TextIO
+) -> Mapping[str, Any]:
+    """`sync --allow-deactivations` through the service releases exactly the held list shown
+    here (by its token), never what a later pass holds: the service honours no "allow all"."""
+    if kind != "sync" or not args.get("allow_deactivations"):
+        return args
+    bound = {k: v for k, v in args.items() if k != "allow_deactivations"}
+    print_held(store.list_held(), out)
+    if held := list_releasable(store):
+        bound["token"] = compute_held_token(held)
+    else:
+        _say(
+            out, "nothing is held now: deactivations this pass holds wait for `reconciler release`"
+        )
+    return bound
+
+
 def _ask_service(
     store: Store,
     kind: str,
@@ -130,7 +154,10 @@ def _ask_service(
     sleep: Callable[[float], None],
     timeout_seconds: float,
 ) -> int:
-    request_id = store.save_request(kind, args, now_utc())
+    asked = now_utc()
+    request_id = store.save_request(
+        kind, args, asked, expires_at=asked + timedelta(seconds=timeout_seconds)
+    )
     _say(
         out,
         f"{kind} requested (request {request_id}): the running service carries it out "
@@ -151,6 +178,7 @@ def _ask_service(
             request = store.get_request(request_id) or {}
             if request.get("finished_at"):
                 return _print_request_outcome(store, request, out)
+            store.expire_request(request_id, now_utc(), "the service stopped; its command gave up")
             _say(
                 out,
                 f"reconciler: the service stopped before finishing the {kind}; run the "
@@ -160,6 +188,13 @@ def _ask_service(
         if polls % 120 == 0:
             _say(out, f"still running ({int(polls * POLL_SECONDS)} s)")
         sleep(POLL_SECONDS)
+    if store.expire_request(request_id, now_utc(), "its command stopped waiting"):
+        _say(
+            out,
+            f"reconciler: the service did not take the {kind} within {int(timeout_seconds)} s"
+            " (a long pass?); it will not run: run the command again",
+        )
+        return 1
     _say(
         out,
         f"reconciler: no outcome after {int(timeout_seconds)} s; the {kind} goes on in "

@@ -86,7 +86,7 @@ def carry_out(
     """Do what one request asks; None when the pass could not start (service stopping)."""
     detail: list[str] = []
     release: frozenset[str] = frozenset()
-    if kind in ("release", "resync") and (args.get("token") or args.get("ids")):
+    if kind in ("release", "resync", "sync") and (args.get("token") or args.get("ids")):
         ids, refusal = check_release(store, args)
         if refusal:
             return Outcome("refused", detail=refusal)
@@ -105,9 +105,15 @@ def carry_out(
     if kind == "resync":
         result = run(PassKind.FULL, released=release)
     elif kind == "sync":
+        pass_kind = args.get("pass_kind", PassKind.INCREMENTAL)
+        if pass_kind not in (PassKind.INCREMENTAL, PassKind.FULL):
+            raise ValueError(
+                f"a sync request's pass_kind is incremental or full, not {pass_kind!r}"
+            )
         result = run(
-            PassKind(args.get("pass_kind", PassKind.INCREMENTAL)),
+            PassKind(pass_kind),
             allow_deactivations=bool(args.get("allow_deactivations")),
+            released=release,
         )
     elif kind == "targeted":
         result = run(PassKind.TARGETED, employee=args["employee"])
@@ -172,6 +178,11 @@ class AdminRequests:
             claimed, self._claimed = self._claimed, []
         finished = 0
         for ids, kind, args in _coalesce(claimed):
+            if args.get("allow_deactivations"):
+                # Only the CLI beside the pass may allow everything it holds: a row releases
+                # the held list its maker saw (its token), never what nobody was shown.
+                log.warning("admin request(s) %s: allow_deactivations ignored (a row)", ids)
+                args = {k: v for k, v in args.items() if k != "allow_deactivations"}
             try:
                 outcome = carry_out(self.store, kind, args, self._run, self._clock())
             except Exception as exc:  # the waiter gets an answer, the worker goes on

@@ -101,25 +101,55 @@ class HintTables(Database):
         return dict(rows)
 
     # -- admin requests (served by the running service) -----------------------------------------
-    def save_request(self, kind: str, args: Mapping[str, Any], at: datetime) -> int:
+    def save_request(
+        self, kind: str, args: Mapping[str, Any], at: datetime, *, expires_at: datetime
+    ) -> int:
+        """A request for the running service, bound to the deadline of the command waiting."""
         with self.transaction() as conn:
             cursor = conn.execute(
-                "INSERT INTO admin_requests (kind, args, requested_at) VALUES (?, ?, ?)",
-                (kind, json.dumps(dict(args), sort_keys=True), utc_text(at)),
+                "INSERT INTO admin_requests (kind, args, requested_at, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                (kind, json.dumps(dict(args), sort_keys=True), utc_text(at), utc_text(expires_at)),
             )
             return int(cursor.lastrowid or 0)
 
     def take_requests(self, at: datetime) -> list[dict[str, Any]]:
-        """Claim every unstarted request, oldest first (the service carries them out)."""
+        """Claim every unstarted request, oldest first (the service carries them out). A row
+        past its deadline (or without one: no command wrote it) is finished as expired, and
+        one whose arguments do not parse as failed; neither strands the others."""
+        claimed: list[dict[str, Any]] = []
         with self.transaction() as conn:
             rows = conn.execute(
-                "SELECT id, kind, args FROM admin_requests WHERE started_at IS NULL ORDER BY id"
+                "SELECT id, kind, args, expires_at FROM admin_requests"
+                " WHERE started_at IS NULL AND finished_at IS NULL ORDER BY id"
             ).fetchall()
-            conn.executemany(
-                "UPDATE admin_requests SET started_at = ? WHERE id = ?",
-                [(utc_text(at), row[0]) for row in rows],
+            for request_id, kind, raw, expires_at in rows:
+                args, refusal = _read_request(raw, expires_at, at)
+                if refusal is not None:
+                    outcome, detail = refusal
+                    conn.execute(
+                        "UPDATE admin_requests SET started_at = ?, finished_at = ?,"
+                        " outcome = ?, detail = ? WHERE id = ?",
+                        (utc_text(at), utc_text(at), outcome, detail, request_id),
+                    )
+                    continue
+                conn.execute(
+                    "UPDATE admin_requests SET started_at = ? WHERE id = ?",
+                    (utc_text(at), request_id),
+                )
+                claimed.append({"id": request_id, "kind": kind, "args": args})
+        return claimed
+
+    def expire_request(self, request_id: int, at: datetime, detail: str) -> bool:
+        """The waiting command gave up: the request is never carried out unless it started
+        already. True when it was expired (False: the service had claimed it)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE admin_requests SET started_at = ?, finished_at = ?, outcome = 'expired',"
+                " detail = ? WHERE id = ? AND started_at IS NULL",
+                (utc_text(at), utc_text(at), detail, request_id),
             )
-        return [{"id": i, "kind": k, "args": json.loads(a or "{}")} for i, k, a in rows]
+            return cursor.rowcount > 0
 
     def finish_requests(
         self,
@@ -150,5 +180,29 @@ class HintTables(Database):
             (request_id,),
         )
         for row in rows:
-            row["args"] = json.loads(row["args"] or "{}")
+            try:
+                row["args"] = json.loads(row["args"] or "{}")
+            except ValueError:
+                row["args"] = {}  # answered "failed" when claimed
         return rows[0] if rows else None
+
+
+def _read_request(
+    raw: str | None, expires_at: str | None, now: datetime
+) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """A request row's arguments, or (outcome, detail) when it must not be carried out."""
+    if expires_at is None:
+        return {}, ("expired", "no deadline: not written by a reconciler command")
+    try:
+        deadline = datetime.fromisoformat(expires_at)
+    except ValueError:
+        return {}, ("expired", f"unreadable deadline {expires_at[:40]!r}")
+    if deadline.tzinfo is None or deadline <= now:
+        return {}, ("expired", "its command stopped waiting before the service claimed it")
+    try:
+        args = json.loads(raw or "{}")
+    except ValueError:
+        return {}, ("failed", "unreadable arguments (not JSON)")
+    if not isinstance(args, dict):
+        return {}, ("failed", "unreadable arguments (not a JSON object)")
+    return args, None

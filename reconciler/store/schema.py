@@ -122,6 +122,11 @@ MIGRATIONS = [
     """
     ALTER TABLE journal ADD COLUMN is_released INTEGER NOT NULL DEFAULT 0;
     """,
+    # A request carries the deadline of the command waiting for it: past it, or once the
+    # command gave up, it is never carried out (outcome expired). Rows without one expire.
+    """
+    ALTER TABLE admin_requests ADD COLUMN expires_at TEXT;
+    """,
 ]
 
 
