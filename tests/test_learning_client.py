@@ -247,9 +247,14 @@ def test_list_users_filters_by_status_and_by_mails_with_raw_brackets(sim, fake):
 
     deleted = list(client.list_users(status="deleted"))
     picked = list(client.list_users(mails=["here@acme.example", "gone@acme.example"]))
+    both = list(client.list_users_with_deleted(mails=["here@acme.example", "gone@acme.example"]))
+    sim.lists_deleted_by_default = True  # the other reading: each user is yielded once
+    again = list(client.list_users_with_deleted(mails=["here@acme.example", "gone@acme.example"]))
 
     assert [u.learning_user_id for u in deleted] == [gone]
-    assert {u.learning_user_id for u in picked} == {gone, here}
+    assert {u.learning_user_id for u in picked} == {here}
+    assert sorted(u.learning_user_id for u in both) == sorted([gone, here])
+    assert sorted(u.learning_user_id for u in again) == sorted([gone, here])
     queries = [r.url.query.decode() for _, r in recorder.sent if r.method == "GET"]
     assert "status[eq]=deleted" in queries
     assert "mail[in]=here%40acme.example&mail[in]=gone%40acme.example" in queries

@@ -47,7 +47,11 @@ def test_case_8_a_user_without_status_but_deleted_true_is_read_as_deleted(world:
     user_id = world.store.get_entry(hibob_id).learning_user_id
     world.learning.delete_user(user_id)
     world.learning.edit_user(user_id, status=None, deleted=True)
-    [user] = [u for u in world.services.learning.list_users() if u.learning_user_id == user_id]
+    [user] = [
+        u
+        for u in world.services.learning.list_users_with_deleted()
+        if u.learning_user_id == user_id
+    ]
     assert user.status == "deleted" and user.is_deleted
 
 
@@ -221,3 +225,26 @@ def test_case_2_a_few_scheduled_deactivations_go_out_at_once(tmp_path) -> None:
     result = world.sync()
     assert result.outcome == "ok" and result.plan.held == ()
     assert all(world.user_of(h).get("toBeDeactivatedAt") for h in leavers)
+
+
+# -- case 6: deleted users missing from the default listing ----------------------------------
+@pytest.mark.parametrize("lists_deleted", [False, True], ids=["hidden", "listed"])
+def test_case_6_a_leaver_deleted_by_her_schedule_stays_deleted_after_the_nightly_pass(
+    tmp_path, lists_deleted: bool
+) -> None:
+    import datetime as dt
+
+    world = World(tmp_path, RECONCILER_MAPPING__DEACTIVATE_ON_LAST_DAY="true")
+    world.learning.lists_deleted_by_default = lists_deleted
+    assert world.sync().outcome == "ok"
+    leaver = world.active_employees()[5]
+    world.hibob.terminate(leaver, on=TODAY + dt.timedelta(days=2), last_day=TODAY)
+    assert world.sync().outcome == "ok"
+    world.now += dt.timedelta(days=1)  # 360Learning deleted her at midnight; Hibob: Active
+    assert world.user_of(leaver)["status"] == "deleted"
+    users = len(world.learning.users_by_mail())
+    result = world.sync("full")
+    assert result.outcome == "ok", result.error
+    assert not [a for a in result.plan.actions if a.hibob_id == leaver and a.kind != "deactivate"]
+    assert world.user_of(leaver)["status"] == "deleted"
+    assert len(world.learning.users_by_mail()) == users

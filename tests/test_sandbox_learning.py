@@ -322,12 +322,19 @@ def test_username_filter_matches_exactly(sim: LearningSimulator, api: httpx.Clie
     assert api.get("/api/v2/users?username[eq]=JDOE").json() == []
 
 
-def test_deleted_users_are_listed_unless_status_filter_excludes_them(
+def test_deleted_users_are_listed_only_when_a_status_filter_asks_for_them(
     sim: LearningSimulator, api: httpx.Client
 ) -> None:
+    # Sim decision (issue 19 case 6): the default listing leaves deleted users out.
     gone = sim.seed_user("gone@acme.test", status="deleted")
-    assert gone in {u["_id"] for u in api.get("/api/v2/users").json()}
+    here = sim.seed_user("here@acme.test")
+    assert {u["_id"] for u in api.get("/api/v2/users").json()} == {sim.owner_id, here}
+    mails = "/api/v2/users?mail[in]=gone%40acme.test&mail[in]=here%40acme.test"
+    assert {u["_id"] for u in api.get(mails).json()} == {here}
+    assert [u["_id"] for u in api.get("/api/v2/users?status[eq]=deleted").json()] == [gone]
     assert gone not in {u["_id"] for u in api.get("/api/v2/users?status[ne]=deleted").json()}
+    sim.lists_deleted_by_default = True  # the other reading
+    assert gone in {u["_id"] for u in api.get("/api/v2/users").json()}
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,19 @@ class LearningClient:
             chunk = unique[start : start + MAILS_PER_QUERY]
             yield from self._iter_users(base + [("mail[in]", mail) for mail in chunk])
 
+    def list_users_with_deleted(
+        self, *, mails: Sequence[str] | None = None
+    ) -> Iterator[LearningUser]:
+        """Every user matching `mails`, deleted ones too. Whether the default listing includes
+        deleted users is undocumented, so they are asked for with `status[eq]=deleted` as
+        well (a user both answers return is yielded once)."""
+        seen: set[str] = set()
+        for status in (None, "deleted"):
+            for user in self.list_users(status=status, mails=mails):
+                if user.learning_user_id not in seen:
+                    seen.add(user.learning_user_id)
+                    yield user
+
     def find_users_by_mail(self, mail: str) -> list[LearningUser]:
         return list(self._iter_users([("mail[eq]", mail)]))
 

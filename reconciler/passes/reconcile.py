@@ -295,7 +295,7 @@ def _read_learning(
     """
     learning, platform = services.learning, services.settings.learning.external_id_platform
     if kind == PassKind.FULL:
-        actual = {u.learning_user_id: u for u in learning.list_users()}
+        actual = {u.learning_user_id: u for u in learning.list_users_with_deleted()}
         external = (
             {h: uid for h, uid in learning.list_external_ids(platform).items()}
             if platform
@@ -308,7 +308,7 @@ def _read_learning(
         by_mail: defaultdict[str, list[LearningUser]] = defaultdict(list)
         forms = sorted({*mails, *(as_given.get(m, m) for m in mails)})
         if forms:
-            for user in learning.list_users(mails=forms):
+            for user in learning.list_users_with_deleted(mails=forms):
                 if user.mail:
                     by_mail[user.mail].append(user)
         data = replace(data, users_by_mail=dict(by_mail))

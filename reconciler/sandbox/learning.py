@@ -187,6 +187,8 @@ class LearningSimulator:
         self.token_lifetime_seconds = token_lifetime_seconds
         # The docs' example sends "3600" (a string) while the spec types it as a number.
         self.expires_in_as_string = True
+        # The other reading of the listing: deleted users included without a status filter.
+        self.lists_deleted_by_default = False
         self.enforce_rate_limits = enforce_rate_limits
         self.write_limit_per_second, self.read_limit_per_second = 10, 50
         self.page_size, self.groups_page_size = 500, 500
@@ -354,13 +356,16 @@ class LearningSimulator:
         for value in filters.get("status", {}).values():
             if value not in ("active", "invited", "deleted"):
                 raise _invalid("status must be one of active, invited, deleted")
-        # Sim decisions: deleted users are listed unless filtered out (the status enum includes
-        # `deleted`); filters compare exactly, mail included (case-folding is undocumented, so
-        # the reconciler must not depend on it).
+        # Sim decisions: the listing leaves deleted users out unless a status filter asks for
+        # them (whether v2 lists them by default is undocumented; the less convenient reading,
+        # so that the reconciler asks with status[eq]=deleted); filters compare exactly, mail
+        # included (case-folding is undocumented, so the reconciler must not depend on it).
+        hide_deleted = "status" not in filters and not self.lists_deleted_by_default
         rows = [
             u
             for u in self._users.values()
             if all(_passes(u.get(field), ops, fold=False) for field, ops in filters.items())
+            and not (hide_deleted and u.get("status") == "deleted")
         ]
         return _paged(
             request, rows, lambda u: u["_id"], self.page_size, filters, after, self._public
