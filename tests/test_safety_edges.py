@@ -248,3 +248,32 @@ def test_case_6_a_leaver_deleted_by_her_schedule_stays_deleted_after_the_nightly
     assert not [a for a in result.plan.actions if a.hibob_id == leaver and a.kind != "deactivate"]
     assert world.user_of(leaver)["status"] == "deleted"
     assert len(world.learning.users_by_mail()) == users
+
+
+# -- case 9: a list value without its label --------------------------------------------------
+def test_case_9_a_list_value_without_its_label_is_unknown_never_compared_or_written(
+    tmp_path,
+) -> None:
+    import json
+
+    condition = {"field": "work.department", "op": "in", "values": ["Engineering", "Sales"]}
+    world = World(
+        tmp_path,
+        RECONCILER_SCOPE__GROUPS=json.dumps([{"conditions": [condition]}]),
+        RECONCILER_MAPPING__ORGANIZATION="work.department",
+    )
+    assert world.sync().outcome == "ok"
+    linked = [h for h in world.active_employees() if world.user_of(h)]
+    hibob_id = linked[0]
+    organization = world.user_of(hibob_id)["organization"]
+    # An item Hibob gives no label for (removed from its list, or a label it withheld).
+    world.hibob.records[hibob_id]["work.department"] = "424242"
+    employee = world.services.hibob.get_employee(hibob_id, ["work.department"])
+    assert employee.label("work.department") is None
+    result = world.sync()
+    assert result.outcome == "ok", result.error
+    assert not [a for a in result.plan.actions if a.hibob_id == hibob_id]
+    assert world.user_of(hibob_id)["status"] != "deleted"
+    assert world.user_of(hibob_id)["organization"] == organization
+    [problem] = [p for p in result.plan.problems if p.hibob_id == hibob_id]
+    assert "work.department" in problem.reason

@@ -213,6 +213,7 @@ class _SearchLayout:
             return parse_employee(record, self.fields, self.paths)
         values: dict[str, Any] = {}
         labels: dict[str, str] = {}
+        unlabelled: list[str] = []
         human = record.human
         for field_id, get, rest, get_slash in self._accessors:
             value = _follow(get, rest, record)
@@ -225,10 +226,12 @@ class _SearchLayout:
                 value = str(value["id"])  # work.reportsTo and other employee objects
             values[field_id] = value
             if _may_have_label(value):
-                label = _kept_label(value, _follow(get, rest, human))
-                if label is not None:
+                shown = _follow(get, rest, human)
+                if shown is _UNSET or shown is None:
+                    unlabelled.append(field_id)
+                elif (label := _kept_label(value, shown)) is not None:
                     labels[field_id] = label
-        return _employee(values, labels)
+        return _employee(values, labels, unlabelled)
 
 
 class _Slash(msgspec.Struct, gc=False):
@@ -306,6 +309,7 @@ def parse_employee(
     """An Employee holding each requested field Hibob returned (nulls included), nothing else."""
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
+    unlabelled: list[str] = []
     human = raw.get("humanReadable")
     for field_id, nested, slash in paths or _field_paths(fields):
         found, value = _lookup(raw, nested, slash)
@@ -314,13 +318,19 @@ def parse_employee(
         if isinstance(value, dict) and "id" in value:
             value = str(value["id"])  # work.reportsTo and other employee objects
         values[field_id] = value
-        label = _label(human, nested, value)
-        if label is not None:
+        if not _may_have_label(value):
+            continue
+        is_shown, shown = _walk(human, nested)
+        if not is_shown or shown is None:
+            unlabelled.append(field_id)
+        elif (label := _kept_label(value, shown)) is not None:
             labels[field_id] = label
-    return _employee(values, labels)
+    return _employee(values, labels, unlabelled)
 
 
-def _employee(values: dict[str, Any], labels: dict[str, str]) -> Employee:
+def _employee(
+    values: dict[str, Any], labels: dict[str, str], unlabelled: Sequence[str] = ()
+) -> Employee:
     hibob_id = values.get("root.id")
     if not isinstance(hibob_id, str | int) or isinstance(hibob_id, bool) or hibob_id == "":
         raise ApiRejected(
@@ -330,7 +340,9 @@ def _employee(values: dict[str, Any], labels: dict[str, str]) -> Employee:
             "an employee came back without root.id; check the permission group's root category",
         )
     values["root.id"] = str(hibob_id)
-    return Employee(hibob_id=str(hibob_id), values=values, labels=labels)
+    # root.id is never a list item; every other non-null value has a human-readable form.
+    gaps = frozenset(f for f in unlabelled if f != "root.id")
+    return Employee(hibob_id=str(hibob_id), values=values, labels=labels, unlabelled=gaps)
 
 
 _FieldPath = tuple[str, list[str], str]  # field id, path in the nested form, slash key
@@ -349,13 +361,6 @@ def _lookup(raw: Mapping[str, Any], nested: Sequence[str], slash_key: str) -> tu
     if isinstance(slash, dict) and "value" in slash:
         return True, slash["value"]
     return False, None
-
-
-def _label(human: Any, nested: Sequence[str], value: Any) -> str | None:
-    if not _may_have_label(value):
-        return None
-    found, label = _walk(human, nested)
-    return _kept_label(value, label) if found else None
 
 
 def _may_have_label(value: Any) -> bool:

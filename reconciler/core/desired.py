@@ -135,7 +135,12 @@ def compute_lifecycle(employee: Employee, settings: Settings, today: date) -> tu
         return "unknown", (
             f"access status (internal.status) is {shown}: not a known value (permissions?)"
         )
-    lifecycle = (employee.label("internal.lifecycleStatus") or "").lower()
+    # Its machine values (employed, hired, terminated, garden leave) say as much as its labels.
+    lifecycle = (
+        employee.label("internal.lifecycleStatus")
+        or _text(employee.value("internal.lifecycleStatus"))
+        or ""
+    ).lower()
     start = _date(employee.value("work.startDate"))
     if status == "Active":
         return "active", f"active in Hibob ({lifecycle or 'employed'})"
@@ -153,7 +158,7 @@ def compute_attributes(employee: Employee, settings: Settings, today: date) -> d
     known: dict[str, Any] = {}
 
     def take(attribute: str, field_id: str, *, label: bool = False) -> None:
-        if field_id and employee.has(field_id):
+        if field_id and (employee.has_label(field_id) if label else employee.has(field_id)):
             raw = employee.label(field_id) if label else employee.value(field_id)
             known[attribute] = _text(raw)
 
@@ -166,7 +171,7 @@ def compute_attributes(employee: Employee, settings: Settings, today: date) -> d
     lang_field = settings.mapping.lang_field
     if not lang_field:
         known["lang"] = settings.mapping.lang
-    elif employee.has(lang_field):
+    elif employee.has_label(lang_field):
         lang = employee.label(lang_field)
         known["lang"] = lang if lang in LANGS else settings.mapping.lang
     if settings.mapping.deactivate_on_last_day:
@@ -187,7 +192,7 @@ def compute_groups(employee: Employee, settings: Settings) -> frozenset[GroupRol
     if settings.learning.default_group_id:
         groups.add(GroupRole(settings.learning.default_group_id, settings.learning.default_role))
     for rule in settings.mapping.groups:
-        if not employee.has(rule.field):
+        if not employee.has_label(rule.field):
             return None
         if employee.label(rule.field) == rule.label:
             groups.add(GroupRole(rule.group_id, rule.role))
@@ -195,10 +200,11 @@ def compute_groups(employee: Employee, settings: Settings) -> frozenset[GroupRol
 
 
 def compute_unknown_scope_field(settings: Settings, employee: Employee) -> str | None:
-    """The first scope field Hibob did not return for this employee."""
+    """The first scope field Hibob did not return (or gave without its label) for this
+    employee."""
     for group in settings.scope.groups:
         for condition in group.conditions:
-            if not employee.has(condition.field):
+            if not employee.has_label(condition.field):
                 return condition.field
     return None
 

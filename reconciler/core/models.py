@@ -30,17 +30,27 @@ class Employee:
     hibob_id: str
     values: Mapping[str, Any] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    unlabelled: frozenset[str] = frozenset()
+    """Fields with a value but no human-readable form (Hibob gives one for every non-null
+    value): a list item whose label Hibob did not give. Unknown as a label (§1.5)."""
 
     def has(self, field_id: str) -> bool:
         return field_id in self.values
+
+    def has_label(self, field_id: str) -> bool:
+        """Known as Bob shows it: returned, and not a value whose label Hibob withheld."""
+        return field_id in self.values and field_id not in self.unlabelled
 
     def value(self, field_id: str) -> Any:
         return self.values.get(field_id)
 
     def label(self, field_id: str) -> str | None:
-        """The value as Bob shows it: the list label when known, else the machine value."""
+        """The value as Bob shows it: the list label when known, else the machine value;
+        None when unknown (not returned, or a list item id without its label)."""
         if field_id in self.labels:
             return self.labels[field_id]
+        if field_id in self.unlabelled:
+            return None
         raw = self.values.get(field_id)
         if raw is None or isinstance(raw, dict | list):
             return None

@@ -24,7 +24,7 @@ class ConditionResult:
 
 
 def compute_condition(condition: Condition, employee: Employee) -> ConditionResult:
-    if not employee.has(condition.field):
+    if not employee.has_label(condition.field):
         return ConditionResult(condition, None, False, False)
     label = employee.label(condition.field)
     empty = label is None or label == ""

@@ -419,7 +419,9 @@ class HibobSimulator:
             manager = self.records.get(str(raw))
             return manager["root.displayName"] if manager else None
         if field_id in LIST_FIELDS:
-            return self._labels.get(LIST_FIELDS[field_id], {}).get(raw, str(raw))
+            # Sim decision: an item id its list no longer knows (removed, or a label Bob
+            # withholds) gets no human-readable entry, not its id re-printed.
+            return self._labels.get(LIST_FIELDS[field_id], {}).get(raw)
         if isinstance(raw, bool):
             return "Yes" if raw else "No"
         if isinstance(raw, int | float):
