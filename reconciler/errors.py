@@ -90,3 +90,12 @@ class ApiAuthFailed(ApiError):
 
 class ApiRejected(ApiError):
     """Any other 4xx; `code` carries the vendor's error code (e.g. mailAlreadyUsed)."""
+
+
+class AccountConflict(ApiRejected):
+    """What 360Learning holds for one employee conflicts with what the reconciler would write
+    (their deleted account was re-mailed, or a mail is another account's). Not an answer
+    360Learning gave: the reconciler's own conclusion, reported on that employee."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__("360Learning", None, code, detail)

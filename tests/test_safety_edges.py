@@ -277,3 +277,32 @@ def test_case_9_a_list_value_without_its_label_is_unknown_never_compared_or_writ
     assert world.user_of(hibob_id)["organization"] == organization
     [problem] = [p for p in result.plan.problems if p.hibob_id == hibob_id]
     assert "work.department" in problem.reason
+
+
+# -- case 7: a rehire whose deleted account was pseudonymized or re-mailed ---------------------
+@pytest.mark.parametrize("kind", ["incremental", "full"])
+def test_case_7_a_rehire_whose_deleted_account_was_re_mailed_gets_no_second_account(
+    world: World, kind: str
+) -> None:
+    assert world.sync().outcome == "ok"
+    active = set(world.active_employees())
+    team: dict[str, list[str]] = {}
+    for hibob_id in active:
+        boss = world.hibob.records[hibob_id].get("work.reportsTo")
+        if boss in active:
+            team.setdefault(boss, []).append(hibob_id)
+    manager = max(team, key=lambda m: len(team[m]))
+    user_id = world.store.get_entry(manager).learning_user_id
+    world.hibob.terminate(manager, on=TODAY)
+    assert world.sync().outcome == "ok"
+    world.learning.edit_user(user_id, mail=f"anonymized-{user_id}@deleted.invalid")  # GDPR
+    world.hibob.rehire(manager)
+    users = len(world.learning.users_by_mail())
+    for _ in range(2):
+        result = world.sync(kind)
+        assert len(world.learning.users_by_mail()) == users  # no second account, ever
+        assert world.store.get_entry(manager).learning_user_id == user_id
+        assert world.learning.user(user_id)["status"] == "deleted"
+        failures = dict(result.report.failures) if result.report else {}
+        assert set(failures) == {manager}, failures  # her team does not fail with her
+        assert "anonymized" in failures[manager] and result.report.systemic_error is None

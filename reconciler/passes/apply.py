@@ -35,7 +35,13 @@ from reconciler.core.models import (
     Upsert,
 )
 from reconciler.core.plan import Limits, compute_existing_user_decision
-from reconciler.errors import ApiAuthFailed, ApiError, ApiRejected, ApiUnavailable
+from reconciler.errors import (
+    AccountConflict,
+    ApiAuthFailed,
+    ApiError,
+    ApiRejected,
+    ApiUnavailable,
+)
 from reconciler.store.database import Store
 
 log = logging.getLogger("reconciler.passes.apply")
@@ -167,6 +173,7 @@ class _Runner:
     done: int = 0
     is_bulk: bool = False  # memberships wait for one bulk call after the actions
     deferred: list[tuple[Upsert, Membership]] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)  # whose restore or adoption failed: no manager
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def at(self) -> datetime:
@@ -254,10 +261,11 @@ class _Runner:
         if (
             action.manager is not None
             and action.manager.new
-            and not self._linked_user(action.manager.new)
+            and (not self._linked_user(action.manager.new) or action.manager.new in self.failed)
         ):
-            # The manager has no account (its create failed): the snapshot keeps the previous
-            # link (saved by apply_action), so the next pass plans this link again.
+            # The manager has no account, or its own write failed this pass (its create, or a
+            # restore refused): the snapshot keeps the previous link (saved by apply_action),
+            # so the next pass plans this link again. One person's failure is not her team's.
             action = replace(action, manager=None)
             if not action.relink_subordinates:
                 return True
@@ -322,6 +330,8 @@ class _Runner:
         error = str(exc)
         self.store.journal_finish(journal_id, "failed", error)
         with self._lock:
+            if name == action.kind and isinstance(action, Reactivate | Adopt):
+                self.failed.add(action.hibob_id)  # her account may still be deleted
             self.report.outcomes[(name, "failed")] += 1
             self.report.failures.append((action.hibob_id, error))
             if isinstance(exc, ApiAuthFailed) and self.report.auth_error is None:
@@ -472,7 +482,20 @@ class _Runner:
     def _restore(
         self, learning_user_id: str, mail: str, attributes: dict[str, Any]
     ) -> tuple[str, str | None]:
-        """Re-POST the mail of a deleted account; (its id, the group the POST made it join)."""
+        """Re-POST the mail of a deleted account; (its id, the group the POST made it join).
+
+        Only while the account still holds that mail: one an admin pseudonymized or re-mailed
+        while deleted would not be restored by it, and the POST would make a second account.
+        """
+        current = self.client.get_user(learning_user_id)
+        if current is None or (current.is_deleted and current.mail != mail.strip().lower()):
+            held = "is gone" if current is None else f"now holds {current.mail or 'no mail'}"
+            raise AccountConflict(
+                "accountReMailed" if current else "accountGone",
+                f"the employee's deleted 360Learning account {learning_user_id} {held}, not "
+                f"{mail} (pseudonymized or re-mailed by an admin?): restoring it by mail would "
+                "create a second account; restore it by hand, or remove the link",
+            )
         try:
             user, _ = self.client.create_user(
                 {**attributes, "mail": mail},
@@ -487,9 +510,7 @@ class _Runner:
             self.client.update_user(learning_user_id, attributes)
             return learning_user_id, None
         if user.learning_user_id != learning_user_id:
-            raise ApiRejected(
-                "360Learning",
-                200,
+            raise AccountConflict(
                 "restoredOtherAccount",
                 f"re-POSTing {mail} answered with account {user.learning_user_id},"
                 f" not the employee's own {learning_user_id}; left for an admin",
@@ -607,9 +628,7 @@ class _Runner:
             action.reason,
             self.at(),
         )
-        self._fail(
-            action, "update", journal_id, ApiRejected("360Learning", 400, "mailAlreadyUsed", error)
-        )
+        self._fail(action, "update", journal_id, AccountConflict("mailAlreadyUsed", error))
 
     @staticmethod
     def _ignore(codes: tuple[str, ...], call: Callable[..., Any], *args: Any) -> None:
