@@ -306,3 +306,40 @@ def test_case_7_a_rehire_whose_deleted_account_was_re_mailed_gets_no_second_acco
         failures = dict(result.report.failures) if result.report else {}
         assert set(failures) == {manager}, failures  # her team does not fail with her
         assert "anonymized" in failures[manager] and result.report.systemic_error is None
+
+
+# -- case 11: email swaps and rotations converge --------------------------------------------
+def _mail_of(world: World, hibob_id: str) -> str:
+    return world.hibob.records[hibob_id]["root.email"]
+
+
+@pytest.mark.parametrize("size", [2, 3], ids=["swap", "rotation"])
+def test_case_11_an_email_swap_or_rotation_converges_without_quarantine(world, size) -> None:
+    assert world.sync().outcome == "ok"
+    people = [h for h in world.active_employees() if world.user_of(h)][:size]
+    accounts = [world.store.get_entry(h).learning_user_id for h in people]
+    mails = [_mail_of(world, h) for h in people]
+    for hibob_id, mail in zip(people, mails[1:] + mails[:1], strict=True):  # A gets B's ...
+        world.hibob.update_employee(hibob_id, **{"root.email": mail})
+    result = world.sync()
+    assert result.outcome == "ok", result.report.failures if result.report else result.error
+    for account, mail in zip(accounts, mails[1:] + mails[:1], strict=True):
+        assert world.learning.user(account)["mail"] == mail.lower()
+    assert [world.store.get_entry(h).learning_user_id for h in people] == accounts
+    assert world.store.list_quarantined(world.now) == []
+    assert world.sync().plan.actions == ()
+    assert world.sync("full").plan.actions == ()
+
+
+def test_case_11_a_chain_of_moves_is_applied_in_order() -> None:
+    from reconciler.core.moves import compute_mail_moves
+
+    # A takes B's mail, B takes C's, C takes a new one: C, then B, then A.
+    moves = {"A": ("a@x", "b@x"), "B": ("b@x", "c@x"), "C": ("c@x", "new@x")}
+    assert compute_mail_moves(moves) == [("C", "new@x"), ("B", "c@x"), ("A", "b@x")]
+    swap = compute_mail_moves({"A": ("a@x", "b@x"), "B": ("b@x", "a@x")})
+    assert len(swap) == 3 and swap[-1] in (("A", "b@x"), ("B", "a@x"))
+    parked, mail = swap[0]
+    assert mail not in ("a@x", "b@x") and mail.endswith("@x")
+    assert [m for h, m in swap if h == parked][-1] == dict(A="b@x", B="a@x")[parked]
+    assert compute_mail_moves({"A": ("a@x", "z@x")}) == [("A", "z@x")]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -34,6 +34,7 @@ from reconciler.core.models import (
     Update,
     Upsert,
 )
+from reconciler.core.moves import compute_interlocked_mail_changes, compute_mail_moves
 from reconciler.core.plan import Limits, compute_existing_user_decision
 from reconciler.errors import (
     AccountConflict,
@@ -136,17 +137,17 @@ def apply_plan(
 ) -> ApplyReport:
     report = ApplyReport()
     run = _Runner(client, store, settings, pass_id, now, report, hooks or PassHooks())
-    linking = [a for a in plan.actions if _has_links(a)]
+    # Mails that updates take from each other (swaps, rotations) wait for one ordered run.
+    moving = compute_interlocked_mail_changes(plan.actions, _stored_mails(store, plan.actions))
+    actions = tuple(_without_mail(a) if a.hibob_id in moving else a for a in plan.actions)
+    linking = [a for a in actions if _has_links(a)]
     run.total = sum(map(run.weight, plan.actions)) + sum(map(_link_writes, linking))
     run.tick(0)
     pool = ThreadPoolExecutor(max_workers=settings.max_workers)
     try:
         run.is_bulk = compute_is_bulk(plan)
-        done = [
-            a
-            for a, ok in zip(plan.actions, pool.map(run.apply_action, plan.actions), strict=True)
-            if ok
-        ]
+        done = [a for a, ok in zip(actions, pool.map(run.apply_action, actions), strict=True) if ok]
+        run.move_mails(moving, {a.hibob_id: a for a in plan.actions})
         run.add_deferred_memberships()
         links = [a for a in done if _has_links(a)]
         run.tick(sum(map(_link_writes, linking)) - sum(map(_link_writes, links)))
@@ -305,8 +306,20 @@ class _Runner:
             self._fail(action, name, journal_id, exc)
             return False
         final = override or (state() if callable(state) else state)
+        self._succeed(action, name, fields, journal_id, user_id, final)
+        return True
+
+    def _succeed(
+        self,
+        action: Action,
+        name: str,
+        fields: list[str],
+        journal_id: int,
+        user_id: str | None,
+        state: AppliedState,
+    ) -> None:
         self.store.save_applied(
-            action.hibob_id, learning_user_id=user_id, email=action.email, state=final, at=self.at()
+            action.hibob_id, learning_user_id=user_id, email=action.email, state=state, at=self.at()
         )
         self.store.journal_finish(journal_id, "ok")
         with self._lock:
@@ -324,7 +337,6 @@ class _Runner:
                 "fields": fields,
             },
         )
-        return True
 
     def _fail(self, action: Action, name: str, journal_id: int, exc: ApiError) -> None:
         error = str(exc)
@@ -614,6 +626,46 @@ class _Runner:
             self.store.save_state(subordinate, replace(entry.state, manager=action.hibob_id))
         return user_id, None
 
+    def move_mails(self, moves: Mapping[str, tuple[str, str]], by_id: Mapping[str, Action]) -> None:
+        """Swaps and rotations: one PATCH at a time, in the order `compute_mail_moves` gives,
+        each to a free mail (a cycle parks one account on a mail of its own first)."""
+        if not moves or self.report.auth_error is not None:
+            return
+        updates = {h: by_id[h] for h in sorted(moves)}
+        journal = {
+            h: self.store.journal_start(
+                self.pass_id,
+                h,
+                a.email,
+                "update",
+                ["mail"],
+                f"email swap or rotation: {a.reason}",
+                self.at(),
+            )
+            for h, a in updates.items()
+        }
+        failed: dict[str, ApiError] = {}
+        for hibob_id, mail in compute_mail_moves(moves):
+            if hibob_id in failed:
+                continue
+            user_id = updates[hibob_id].learning_user_id
+            assert user_id
+            try:
+                self.client.update_user(user_id, {"mail": mail})
+            except ApiError as exc:
+                failed[hibob_id] = exc
+        for hibob_id, action in updates.items():
+            if hibob_id in failed:
+                self._fail(action, "update", journal[hibob_id], failed[hibob_id])
+                continue
+            entry = self.store.get_entry(hibob_id)
+            base = entry.state if entry and entry.state else action.state
+            assert base is not None
+            state = replace(base, attributes={**base.attributes, "mail": moves[hibob_id][1]})
+            self._succeed(
+                action, "update", ["mail"], journal[hibob_id], action.learning_user_id, state
+            )
+
     def _linked_user(self, hibob_id: str) -> str | None:
         entry = self.store.get_entry(hibob_id)
         return entry.learning_user_id if entry else None
@@ -637,6 +689,31 @@ class _Runner:
         except ApiRejected as exc:
             if exc.code not in codes:
                 raise
+
+
+def _stored_mails(store: Store, actions: Iterable[Action]) -> dict[str, str]:
+    """The mail each updated account holds now, for updates that change it."""
+    mails = {}
+    for action in actions:
+        if isinstance(action, Update) and action.changes.get("mail"):
+            entry = store.get_entry(action.hibob_id)
+            held = entry.state.attributes.get("mail") if entry and entry.state else None
+            if isinstance(held, str) and held:
+                mails[action.hibob_id] = held
+    return mails
+
+
+def _without_mail(action: Action) -> Action:
+    """The update minus its mail, which `move_mails` writes; until then the snapshot keeps
+    the account's present mail."""
+    assert isinstance(action, Update) and action.state is not None
+    entry_mail = action.state.attributes.get("mail")
+    changes = {k: v for k, v in action.changes.items() if k != "mail"}
+    return replace(
+        action,
+        changes=changes,
+        state=replace(action.state, attributes={**action.state.attributes, "mail": entry_mail}),
+    )
 
 
 def _has_links(action: Action) -> bool:
