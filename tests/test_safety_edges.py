@@ -343,3 +343,19 @@ def test_case_11_a_chain_of_moves_is_applied_in_order() -> None:
     assert mail not in ("a@x", "b@x") and mail.endswith("@x")
     assert [m for h, m in swap if h == parked][-1] == dict(A="b@x", B="a@x")[parked]
     assert compute_mail_moves({"A": ("a@x", "z@x")}) == [("A", "z@x")]
+
+
+# -- case 10: targeted passes and unseen twins ---------------------------------------------
+def test_case_10_a_hint_for_a_new_hire_whose_email_an_unseen_twin_shares_creates_nothing(
+    world: World,
+) -> None:
+    assert world.sync().outcome == "ok"
+    first = world.hibob.add_employee(first_name="Sam", surname="Lee", email="sam.lee@acme.example")
+    twin = world.hibob.add_employee(first_name="Sam", surname="Lee", email="Sam.Lee@acme.example")
+    users = len(world.learning.users_by_mail())
+    result = world.sync("targeted", employee=first)  # a webhook hint, before any full search
+    assert result.plan.actions == ()
+    assert "ambiguous" in result.plan.problems[0].reason and twin in result.plan.problems[0].reason
+    assert len(world.learning.users_by_mail()) == users
+    other = world.hibob.add_employee(email="nina.park@acme.example")
+    assert [a.kind for a in world.sync("targeted", employee=other).plan.actions] == ["create"]

@@ -74,14 +74,21 @@ class HibobClient:
     def close(self) -> None:
         self._session.client.close()
 
-    def search_employees(self, fields: Sequence[str]) -> list[Employee]:
-        """Every employee the service user may see, active or not, in one search call.
+    def search_employees(
+        self, fields: Sequence[str], *, emails: Sequence[str] = ()
+    ) -> list[Employee]:
+        """Every employee the service user may see, active or not, in one search call; with
+        `emails`, only those holding one of them (the search's one `root.email` filter).
 
         A record without `root.id` comes back as an Employee whose `hibob_id` is "".
         """
         wanted = _with_root_id(fields)
         # Never send `filters: []`: Hibob answers 400. No filter = everyone.
-        body = {"fields": wanted, "showInactive": True, "humanReadable": "APPEND"}
+        body: dict[str, Any] = {"fields": wanted, "showInactive": True, "humanReadable": "APPEND"}
+        if emails:
+            body["filters"] = [
+                {"fieldPath": "root.email", "operator": "equals", "values": list(emails)}
+            ]
         response = self._session.send(
             lambda: self._session.client.build_request("POST", "/people/search", json=body),
             limiter=self._search_limiter,

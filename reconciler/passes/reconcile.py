@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -231,7 +232,11 @@ def read_and_plan(
         snapshot=snapshot,
         now=now,
         is_full_read=is_full_read,
-        known_emails=store.load_known_emails() if not is_full_read else {},
+        known_emails=(
+            {**store.load_known_emails(), **_unseen_twins(services, desired, snapshot)}
+            if not is_full_read
+            else {}
+        ),
         absent=frozenset(h for h, e in snapshot.items() if e.is_linked and h not in desired)
         if is_full_read
         else frozenset(),
@@ -252,6 +257,27 @@ def read_and_plan(
     plan = _plan_with_confirmed_absences(services, data, fields, now)
     progress("plan", len(desired), len(desired))
     return replace(plan, problems=tuple(problems) + plan.problems)
+
+
+def _unseen_twins(
+    services: PassContext, desired: Mapping[str, Desired], snapshot: Mapping[str, SnapshotEntry]
+) -> dict[str, str]:
+    """Other employees holding the email of someone a targeted pass may create or adopt: the
+    store only knows the emails full searches saw, so Hibob is searched by that email (its
+    search filters by email). Their emails make the plan treat the email as ambiguous."""
+    wanted = {
+        d.email: h
+        for h, d in desired.items()
+        if d.email and d.verdict == "active" and not (h in snapshot and snapshot[h].is_linked)
+    }
+    if not wanted:
+        return {}
+    found = services.hibob.search_employees(["root.email"], emails=sorted(wanted))
+    return {
+        e.hibob_id: e.email
+        for e in found
+        if e.hibob_id and e.email and e.email in wanted and wanted[e.email] != e.hibob_id
+    }
 
 
 def _compute_desired(
