@@ -359,3 +359,39 @@ def test_case_10_a_hint_for_a_new_hire_whose_email_an_unseen_twin_shares_creates
     assert len(world.learning.users_by_mail()) == users
     other = world.hibob.add_employee(email="nina.park@acme.example")
     assert [a.kind for a in world.sync("targeted", employee=other).plan.actions] == ["create"]
+
+
+# -- case 12: external-id errors ---------------------------------------------------------------
+def test_case_12_a_reserved_platform_name_fails_check_and_the_pass_goes_on_without_links(
+    world: World,
+) -> None:
+    import io
+
+    from reconciler.commands.check import run_checks
+
+    world.learning.reserved_platform_names = {"hibob"}
+    result = world.sync()
+    assert result.outcome == "ok", result.report.failures if result.report else result.error
+    assert all(world.user_of(h) for h in world.active_employees())
+    assert world.learning.external_ids() == []
+    assert world.store.list_quarantined(world.now) == []
+    out = io.StringIO()
+    assert run_checks(world.settings, world.services, out) == 1
+    [fail] = [line for line in out.getvalue().splitlines() if "reservedPlatformName" in line]
+    assert "learning.external_id_platform" in fail and "'hibob'" in fail
+
+
+def test_case_12_an_external_id_mapped_to_another_user_is_repaired(world: World) -> None:
+    assert world.sync().outcome == "ok"
+    hibob_id = world.active_employees()[3]
+    user_id = world.store.get_entry(hibob_id).learning_user_id
+    stranger = world.learning.seed_user("someone.else@acme.example")
+    for mapping in world.learning.external_ids():
+        if mapping["value"] == hibob_id:
+            world.learning._mappings.pop(mapping["_id"])
+    world.learning.add_external_id("hibob", stranger, hibob_id)  # a wrong mapping, by hand
+    result = world.sync("full")
+    assert result.outcome == "ok", result.report.failures if result.report else result.error
+    targets = [m["targetId"] for m in world.learning.external_ids() if m["value"] == hibob_id]
+    assert targets == [user_id]
+    assert world.sync("full").plan.actions == ()

@@ -244,6 +244,30 @@ class LearningClient:
         }
         self._call("POST", "/api/v2/external-ids", "externalIds:write", body=body)
 
+    def find_external_id(self, platform: str, value: str) -> dict[str, Any] | None:
+        """The user mapping of `value` on `platform` (`_id`, `targetId`, ...), if any."""
+        path = "/api/v2/external-ids?" + _query(
+            [("platform[eq]", platform), ("type[eq]", "user"), ("value[eq]", value)]
+        )
+        for item in self._paginate(path, "externalIds:read"):
+            if isinstance(item, dict) and item.get("_id") and item.get("targetId"):
+                return item
+        return None
+
+    def replace_external_id(
+        self, mapping_id: str, platform: str, learning_user_id: str, value: str
+    ) -> None:
+        """Point an existing mapping at another account (PUT replaces the whole mapping)."""
+        body = {
+            "platform": platform,
+            "targetType": "user",
+            "targetId": learning_user_id,
+            "value": value,
+        }
+        self._call(
+            "PUT", f"/api/v2/external-ids/{_segment(mapping_id)}", "externalIds:write", body=body
+        )
+
     def list_external_ids(self, platform: str) -> dict[str, str]:
         """value -> learning user id for every user mapping on `platform`."""
         path = "/api/v2/external-ids?" + _query([("platform[eq]", platform), ("type[eq]", "user")])

@@ -19,6 +19,7 @@ from reconciler.config import Settings
 from reconciler.core.desired import required_fields
 from reconciler.core.models import Employee
 from reconciler.errors import ApiError, StoreUnusable
+from reconciler.passes.apply import REFUSED_PLATFORM_KEY
 from reconciler.passes.context import PassContext
 from reconciler.store.database import MIGRATIONS, Store
 
@@ -271,6 +272,13 @@ def check_learning(settings: Settings, services: PassContext, report: Report) ->
         if platform:
             count = len(learning.list_external_ids(platform))
             report.ok(f"external ids on platform {platform!r} are readable ({count} links)")
+            refused = services.store.load_service_state().get(REFUSED_PLATFORM_KEY)
+            if refused == platform:
+                report.fail(
+                    f"learning.external_id_platform {platform!r}: 360Learning refused it "
+                    "(reservedPlatformName) in the last pass, which wrote no external-id "
+                    'links: choose another platform name, or "" for none'
+                )
         check_write_scopes(settings, services, report)
     except ApiError as exc:
         report.fail(f"360Learning: {exc}")

@@ -49,6 +49,8 @@ log = logging.getLogger("reconciler.passes.apply")
 QUARANTINE_AFTER = 3
 QUARANTINE_MAX_SECONDS = 86400.0
 SYSTEMIC_MIN = 5
+REFUSED_PLATFORM_KEY = "refused_external_id_platform"
+"""service_state key: the external-id platform name 360Learning last refused as reserved."""
 # 360Learning answers these when asked to do what is already done.
 ALREADY_DONE = ("userNotFoundInGroup", "managerNotAssignedToUser", "managerNotFound")
 
@@ -174,6 +176,7 @@ class _Runner:
     done: int = 0
     is_bulk: bool = False  # memberships wait for one bulk call after the actions
     deferred: list[tuple[Upsert, Membership]] = field(default_factory=list)
+    is_platform_refused: bool = False  # reservedPlatformName: no external-id links this pass
     failed: set[str] = field(default_factory=set)  # whose restore or adoption failed: no manager
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -556,15 +559,51 @@ class _Runner:
                     self.deferred.append((action, Membership(user_id, group.group_id, group.role)))
                 continue
             self.client.add_group_role(group.group_id, group.role, user_id)
+        if action.link_external_id:
+            self._link_external_id(user_id, action.hibob_id)
+
+    def _link_external_id(self, user_id: str, hibob_id: str) -> None:
+        """Map the Hibob id to the account. A mapping of that value to another (or a deleted)
+        account is repaired; a platform name 360Learning reserves stops linking for the pass
+        (not the accounts' writes) and is remembered for `check`."""
         platform = self.settings.external_id_platform
-        if platform and action.link_external_id:
-            self._ignore(
-                ("mappingAlreadyExists", "valueAlreadyUsed"),
-                self.client.create_external_id,
-                platform,
-                user_id,
-                action.hibob_id,
-            )
+        if not platform or self.is_platform_refused:
+            return
+        try:
+            self.client.create_external_id(platform, user_id, hibob_id)
+        except ApiRejected as exc:
+            if exc.code == "mappingAlreadyExists":
+                return  # the account has its mapping on this platform
+            if exc.code == "reservedPlatformName":
+                self._refuse_platform(platform, exc)
+                return
+            if exc.code != "valueAlreadyUsed":
+                raise
+            mapping = self.client.find_external_id(platform, hibob_id)
+            if mapping is not None and mapping["targetId"] != user_id:
+                log.warning(
+                    "employee %s: external id %s on %r pointed to account %s, not %s: repaired",
+                    hibob_id,
+                    hibob_id,
+                    platform,
+                    mapping["targetId"],
+                    user_id,
+                    extra={"employee_id": hibob_id},
+                )
+                self.client.replace_external_id(mapping["_id"], platform, user_id, hibob_id)
+
+    def _refuse_platform(self, platform: str, exc: ApiRejected) -> None:
+        with self._lock:
+            if self.is_platform_refused:
+                return
+            self.is_platform_refused = True
+        self.store.save_service_state({REFUSED_PLATFORM_KEY: platform})
+        log.warning(
+            "learning.external_id_platform %r: %s; this pass writes no external-id links "
+            '(choose another platform name, or "" for none)',
+            platform,
+            exc,
+        )
 
     def add_deferred_memberships(self) -> None:
         """Add the memberships the actions deferred in bulk jobs (or one by one without the
