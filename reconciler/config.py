@@ -184,6 +184,8 @@ class SyncSettings(_Section):
     """Breaker: a pass that would deactivate more than this many users deactivates nobody."""
     max_deactivation_ratio: float = Field(default=0.05, ge=0, le=1)
     """Breaker: the same, as a share of the managed active users."""
+    max_membership_removals: int = Field(default=25, ge=0)
+    """Breaker: a pass that would remove more group memberships than this removes none."""
     deactivation_ratio_min_count: int = Field(default=3, ge=0)
     """The share applies only above this many deactivations (two leavers never hold a small
     company); the count always applies."""

@@ -395,3 +395,81 @@ def test_case_12_an_external_id_mapped_to_another_user_is_repaired(world: World)
     targets = [m["targetId"] for m in world.learning.external_ids() if m["value"] == hibob_id]
     assert targets == [user_id]
     assert world.sync("full").plan.actions == ()
+
+
+# -- case 3: a renamed Hibob list item empties a group -----------------------------------------
+def _world_with_a_group_rule(tmp_path, **settings: str):
+    import json
+    from collections import Counter
+
+    probe = World(tmp_path / "probe", size=200)
+    item = Counter(r["work.department"] for r in probe.hibob.records.values()).most_common(1)
+    department = probe.hibob._labels["department"][item[0][0]]
+    world = World(tmp_path / "world", size=200, **settings)
+    rules = [
+        {
+            "field": "work.department",
+            "label": department,
+            "role": "learner",
+            "group_id": world.learning.sales_group_id,
+        }
+    ]
+    world.services = world.build(RECONCILER_MAPPING__GROUPS=json.dumps(rules))
+    assert world.sync().outcome == "ok"
+    members = [
+        h
+        for h in world.active_employees()
+        if (world.learning.sales_group_id, "learner")
+        in world.learning.roles_of(world.store.get_entry(h).learning_user_id)
+    ]
+    assert len(members) > 25
+    return world, department, members
+
+
+def test_case_3_a_renamed_list_item_holds_the_membership_removals(tmp_path) -> None:
+    world, department, members = _world_with_a_group_rule(tmp_path)
+    group = world.learning.sales_group_id
+    world.hibob.rename_list_item("department", department, department + " & Co")
+    result = world.sync()
+    assert result.outcome == "held" and result.exit_code == 3
+    assert {h.hibob_id for h in result.plan.held} == set(members)
+    assert all(
+        (group, "learner") in world.learning.roles_of(world.store.get_entry(h).learning_user_id)
+        for h in members
+    )
+    assert any(department in p.reason and "no longer" in p.reason for p in result.plan.problems)
+    assert {row["employee_id"] for row in world.store.list_held()} == set(members)
+    released = world.sync(released=frozenset(members))
+    assert released.outcome == "ok", released.error
+    assert not any(
+        (group, "learner") in world.learning.roles_of(world.store.get_entry(h).learning_user_id)
+        for h in members
+    )
+    assert world.sync().plan.actions == ()
+
+
+def test_case_3_a_few_membership_removals_go_out_at_once(tmp_path) -> None:
+    world, department, members = _world_with_a_group_rule(tmp_path)
+    mover = members[0]
+    world.hibob.update_employee(
+        mover,
+        **{
+            "work.department": world.hibob.records[
+                next(h for h in world.active_employees() if h not in members)
+            ]["work.department"]
+        },
+    )
+    result = world.sync()
+    assert result.outcome == "ok" and result.plan.held == ()
+
+
+def test_case_3_check_reports_a_configured_label_no_longer_in_its_list(tmp_path) -> None:
+    import io
+
+    from reconciler.commands.check import run_checks
+
+    world, department, _ = _world_with_a_group_rule(tmp_path)
+    world.hibob.rename_list_item("department", department, department + " & Co")
+    out = io.StringIO()
+    assert run_checks(world.settings, world.services, out) == 1
+    assert any(department in line for line in out.getvalue().splitlines() if "FAIL" in line)

@@ -257,8 +257,8 @@ def _print_next(services: PassContext, hibob_id: str, now: datetime, out: TextIO
             f"{' (' + changes + ')' if changes else ''} — {action.reason}",
             file=out,
         )
-    for action in plan.held:
-        print(f"next: deactivate, but held — {plan.held_reason}; {action.reason}", file=out)
+    for hold in plan.held:
+        print(f"next: {hold.what}, but held — {plan.held_reason}; {hold.reason}", file=out)
     for problem in plan.problems:
         print(f"next: skipped — {problem.reason}", file=out)
     if plan.is_empty and not plan.problems:

@@ -35,9 +35,9 @@ def print_result(
             f"{action.reason}",
             file=out,
         )
-    for action in plan.held:
+    for hold in plan.held:
         print(
-            f"  {action.hibob_id}  {action.email or '-'}  deactivate HELD  {action.reason}",
+            f"  {hold.hibob_id}  {hold.email or '-'}  {hold.what} HELD  {hold.reason}",
             file=out,
         )
     if plan.held:

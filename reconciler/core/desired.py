@@ -15,7 +15,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from reconciler.config import Settings
-from reconciler.core.models import Employee, GroupRole
+from reconciler.core.models import Employee, GroupRole, SnapshotEntry
 
 Verdict = Literal["active", "inactive", "wait", "unknown", "skip", "out_of_scope"]
 # Hibob access status values (list `status`); anything else, null included, is unknown.
@@ -231,3 +231,25 @@ def _date(raw: Any) -> date | None:
         return date.fromisoformat(str(raw)[:10]) if raw else None
     except ValueError:
         return None
+
+
+def compute_vanished_labels(
+    settings: Settings, desired: Mapping[str, Desired], snapshot: Mapping[str, SnapshotEntry]
+) -> list[str]:
+    """Group rules whose label matches nobody in a full read although the snapshot has members
+    of their group: the label is likely no longer in its Hibob list (renamed or removed)."""
+    found = []
+    for rule in settings.mapping.groups:
+        group = GroupRole(rule.group_id, rule.role)
+        now = sum(1 for d in desired.values() if d.groups and group in d.groups)
+        before = sum(
+            1
+            for e in snapshot.values()
+            if e.is_linked and e.state is not None and group in e.state.groups
+        )
+        if before and not now:
+            found.append(
+                f"mapping.groups: label {rule.label!r} of {rule.field} matches nobody now "
+                f"({before} matched before): no longer in its Hibob list? (reconciler check)"
+            )
+    return found

@@ -234,7 +234,6 @@ class Reactivate(Upsert):
 class Deactivate(Action):
     kind: ClassVar[ActionKind] = ActionKind.DEACTIVATE
     is_already_deleted: bool = False  # 360Learning deleted it on its scheduled date: record only
-    is_scheduled: bool = False  # held only: a toBeDeactivatedAt the breaker kept back
 
     @property
     def fields(self) -> list[str]:
@@ -251,10 +250,20 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A cut-off a safety limit kept back, until an admin releases it (by hibob id)."""
+
+    hibob_id: str
+    email: str | None
+    reason: str
+    what: str  # deactivation | scheduled deactivation | membership removal
+
+
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...] = ()
     problems: tuple[Problem, ...] = ()
-    held: tuple[Deactivate, ...] = ()  # deactivations a safety limit kept back
+    held: tuple[Hold, ...] = ()  # what a safety limit kept back
     held_reason: str | None = None
     is_held_releasable: bool = True  # False: a bad read, which no release can lift
 

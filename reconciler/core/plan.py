@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from reconciler.core.desired import Desired
+from reconciler.core.inputs import Absence as Absence  # re-exported: the plan's inputs
+from reconciler.core.inputs import ActualLinks as ActualLinks
+from reconciler.core.inputs import Limits as Limits
+from reconciler.core.inputs import PlanInput as PlanInput
 from reconciler.core.models import (
     Action,
     Adopt,
@@ -31,8 +35,8 @@ from reconciler.core.models import (
     Update,
     Upsert,
 )
+from reconciler.core.safety import compute_safety
 
-Absence = Literal["confirmed", "unknown"]
 # Hibob categories to grant when a deciding field is withheld, by field id prefix.
 CATEGORY_OF = {
     "internal": "Lifecycle",
@@ -43,51 +47,6 @@ CATEGORY_OF = {
     "home": "Personal contact details",
     "payroll": "Payroll",
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    out_of_scope: str = "deactivate"
-    activate_users: bool = True
-    max_deactivations: int = 25
-    max_deactivation_ratio: float = 0.05
-    deactivation_ratio_min_count: int = 3  # the share applies only above this many
-    max_unknown_ratio: float = 0.1
-    is_external_id_enabled: bool = True
-
-
-@dataclass(frozen=True)
-class ActualLinks:
-    """What 360Learning holds for a user's links (read in full passes for restored users)."""
-
-    roles: frozenset[GroupRole] = frozenset()
-    managers: frozenset[str] = frozenset()  # learning user ids
-    subordinates: frozenset[str] = frozenset()  # learning user ids
-
-
-@dataclass(frozen=True)
-class PlanInput:
-    """Everything a pass read. Targeted passes read one employee; the rest is the store's."""
-
-    desired: Mapping[str, Desired]  # every employee this pass read, by hibob id
-    snapshot: Mapping[str, SnapshotEntry]
-    now: datetime
-    is_full_read: bool = True  # the whole population was searched (not one employee)
-    known_emails: Mapping[str, str] = field(default_factory=dict)  # hibob id -> last-read email
-    users_by_mail: Mapping[str, Sequence[LearningUser]] = field(default_factory=dict)
-    candidate_roles: Mapping[str, frozenset[GroupRole]] = field(default_factory=dict)
-    actual: Mapping[str, LearningUser] | None = None  # full pass: every 360Learning user by id
-    external_ids: Mapping[str, str] | None = None  # full pass: hibob id -> learning user id
-    actual_links: Mapping[str, ActualLinks] = field(default_factory=dict)
-    absent: frozenset[str] = frozenset()  # linked employees the search did not return
-    absence: Mapping[str, Absence] = field(default_factory=dict)  # what a read by id said
-    search_incomplete: frozenset[str] = frozenset()  # missing from the search, read by id
-    read_problem: str | None = None  # why this read can't be trusted to deactivate anyone
-    held_ids: frozenset[str] = frozenset()  # held earlier: stay held until released
-    recent_deactivations: int = 0  # applied within the rolling window, before this pass
-    released: frozenset[str] = frozenset()  # held deactivations an admin released
-    allow_deactivations: bool = False  # release everything the breaker would hold
-    retry_quarantined: bool = False
 
 
 def compute_plan(data: PlanInput, limits: Limits) -> Plan:
@@ -472,120 +431,6 @@ def _deactivate(entry: SnapshotEntry, data: PlanInput, reason: str) -> Deactivat
             learning_user_id=entry.learning_user_id,
             state=state,
             is_already_deleted=True,
-        )
-    return None
-
-
-SCHEDULE = "toBeDeactivatedAt"
-"""The 360Learning attribute of a scheduled deactivation (`mapping.deactivate_on_last_day`)."""
-
-
-# -- safety (product §3) -----------------------------------------------------------------------
-def compute_safety(plan: Plan, data: PlanInput, limits: Limits) -> Plan:
-    """Hold what cuts people off when the read is untrustworthy, held before, or over the
-    breaker: deactivations, and scheduled deactivations (a `toBeDeactivatedAt` to set, which
-    360Learning carries out by itself later)."""
-    cuts = [a for a in plan.actions if _is_cut(a)]
-    if not cuts:
-        return plan
-    others = tuple(a for a in plan.actions if a not in cuts)
-    if data.read_problem:
-        return _hold(plan, others, cuts, data.read_problem, is_releasable=False)
-
-    def is_released(action: Action) -> bool:
-        return data.allow_deactivations or action.hibob_id in data.released
-
-    # Released ones are marked: they leave the breaker's rolling window once applied.
-    released = [replace(a, is_released=True) for a in cuts if is_released(a)]
-    waiting = [a for a in cuts if not is_released(a)]
-    sticky = [a for a in waiting if a.hibob_id in data.held_ids]
-    fresh = [a for a in waiting if a not in sticky]
-    reason = _breaker_reason(len(fresh), data, limits)
-    held = sticky + (fresh if reason else [])
-    go = tuple(released) + tuple(a for a in waiting if a not in held)
-    if not held:
-        return replace(plan, actions=others + go)
-    return _hold(
-        plan,
-        others + go,
-        held,
-        reason
-        or "held earlier by a safety limit: waiting for an admin "
-        "to release it (reconciler release)",
-    )
-
-
-def _is_cut(action: Action) -> bool:
-    if isinstance(action, Deactivate):
-        return not action.is_already_deleted
-    return isinstance(action, Upsert) and bool(action.changes.get(SCHEDULE))
-
-
-def _hold(
-    plan: Plan,
-    actions: tuple[Action, ...],
-    held: Sequence[Action],
-    reason: str,
-    *,
-    is_releasable: bool = True,
-) -> Plan:
-    """Hold `held`; what a held schedule's action writes besides the schedule still goes."""
-    rest = tuple(k for a in held if isinstance(a, Upsert) and (k := _without_schedule(a)))
-    return replace(
-        plan,
-        actions=actions + rest,
-        held=tuple(_as_held(a) for a in held),
-        held_reason=reason,
-        is_held_releasable=is_releasable,
-    )
-
-
-def _without_schedule(action: Upsert) -> Upsert | None:
-    """The action minus its schedule; the snapshot then records no schedule, so every pass
-    plans it again (and holds it) until an admin releases it. None when nothing is left."""
-    changes = {k: v for k, v in action.changes.items() if k != SCHEDULE}
-    state = action.state
-    if state is not None:
-        state = replace(state, attributes={**state.attributes, SCHEDULE: None})
-    rest = replace(action, changes=changes, state=state)
-    return rest if rest.fields or not isinstance(rest, Update) else None
-
-
-def _as_held(action: Action) -> Deactivate:
-    if isinstance(action, Deactivate):
-        return action
-    assert isinstance(action, Upsert)
-    return Deactivate(
-        action.hibob_id,
-        action.email,
-        f"deactivation scheduled for {action.changes[SCHEDULE]}: {action.reason}",
-        learning_user_id=action.learning_user_id,
-        state=action.state,
-        is_scheduled=True,
-    )
-
-
-def _breaker_reason(count: int, data: PlanInput, limits: Limits) -> str | None:
-    managed = sum(1 for e in data.snapshot.values() if e.is_linked and e.is_active)
-    total = count + data.recent_deactivations
-    window = (
-        f" (with {data.recent_deactivations} in the last hour)" if data.recent_deactivations else ""
-    )
-    if count and total > limits.max_deactivations:
-        return (
-            f"{total} deactivations{window} exceed sync.max_deactivations "
-            f"({limits.max_deactivations})"
-        )
-    if (
-        count
-        and managed
-        and total > limits.deactivation_ratio_min_count
-        and total / managed > limits.max_deactivation_ratio
-    ):
-        return (
-            f"{total} deactivations{window} are {total / managed:.0%} of {managed} managed "
-            f"active users, over sync.max_deactivation_ratio "
-            f"({limits.max_deactivation_ratio:.0%})"
         )
     return None
 

@@ -43,6 +43,7 @@ def limits(settings: Settings) -> Limits:
         max_deactivations=settings.sync.max_deactivations,
         max_deactivation_ratio=settings.sync.max_deactivation_ratio,
         deactivation_ratio_min_count=settings.sync.deactivation_ratio_min_count,
+        max_membership_removals=settings.sync.max_membership_removals,
         max_unknown_ratio=settings.sync.max_missing_field_ratio,
         is_external_id_enabled=bool(settings.learning.external_id_platform),
     )

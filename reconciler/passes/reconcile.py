@@ -15,7 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from reconciler.core.desired import Desired, compute_desired, required_fields
+from reconciler.core.desired import (
+    Desired,
+    compute_desired,
+    compute_vanished_labels,
+    required_fields,
+)
 from reconciler.core.models import Employee, LearningUser, Plan, Problem, SnapshotEntry
 from reconciler.core.plan import (
     Absence,
@@ -220,6 +225,10 @@ def read_and_plan(
         employees = [e for e in employees if e.hibob_id]
     progress("read", len(employees), len(employees))
     desired = _compute_desired(services, employees, now)
+    if kind != PassKind.TARGETED:
+        problems += [
+            Problem("", None, text) for text in compute_vanished_labels(settings, desired, snapshot)
+        ]
     is_full_read = kind != PassKind.TARGETED
     if is_full_read and (problem := compute_unknown_share(desired, limits(settings))):
         raise PassFailed(problem)

@@ -432,6 +432,19 @@ class HibobSimulator:
 
     # ---- HR changes (tests and demo) -------------------------------------------------------
 
+    def rename_list_item(self, list_name: str, old: str, new: str) -> None:
+        """An HR admin renames a list item: its id stays, every employee's label changes."""
+        with self._lock:
+            labels = self._labels[list_name]
+            item_id = next(i for i, label in labels.items() if label == old)
+            labels[item_id] = new
+            stack = list(self.lists[list_name])
+            while stack:
+                item = stack.pop()
+                if item.get("id") == item_id:
+                    item["name"] = item["value"] = new
+                stack.extend(item.get("children") or [])
+
     def hide_category(self, category_id: str) -> None:
         """Withdraw View on a category (e.g. "lifecycle" hides every internal.* field)."""
         self.hidden_categories.add(category_id)
