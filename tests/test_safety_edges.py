@@ -473,3 +473,39 @@ def test_case_3_check_reports_a_configured_label_no_longer_in_its_list(tmp_path)
     out = io.StringIO()
     assert run_checks(world.settings, world.services, out) == 1
     assert any(department in line for line in out.getvalue().splitlines() if "FAIL" in line)
+
+
+# -- case 4: field visibility drift -------------------------------------------------------------
+@pytest.mark.parametrize("as_null", [False, True], ids=["missing", "null"])
+def test_case_4_a_field_withheld_for_most_people_clears_nothing(tmp_path, as_null) -> None:
+    import json
+
+    rule = {
+        "field": "work.department",
+        "label": "Engineering",
+        "role": "learner",
+        "group_id": "GROUP",
+    }
+    world = World(tmp_path, RECONCILER_MAPPING__ORGANIZATION="work.department")
+    rule["group_id"] = world.learning.sales_group_id
+    world.services = world.build(RECONCILER_MAPPING__GROUPS=json.dumps([rule]))
+    assert world.sync("full").outcome == "ok"
+    before = {h: dict(world.user_of(h)) for h in world.active_employees()}
+    roles = {h: world.learning.roles_of(world.user_of(h)["_id"]) for h in before}
+    world.hibob.hidden_as_null = as_null
+    world.hibob.hidden_fields.update({"work.department", "work.title"})  # a permission change
+    writes = len(world.learning_writes())
+    for kind in ("full", "incremental"):
+        result = world.sync(kind)
+        assert result.outcome == "ok", result.error
+        assert not [a for a in result.plan.actions if a.kind == "update"]
+        reasons = " ".join(p.reason for p in result.plan.problems)
+        assert "work.department" in reasons and "'Work'" in reasons
+    assert len(world.learning_writes()) == writes
+    for hibob_id, user in before.items():
+        now = world.user_of(hibob_id)
+        assert (now.get("organization"), now.get("job")) == (
+            user.get("organization"),
+            user.get("job"),
+        )
+        assert world.learning.roles_of(now["_id"]) == roles[hibob_id]

@@ -241,7 +241,10 @@ def compute_vanished_labels(
     found = []
     for rule in settings.mapping.groups:
         group = GroupRole(rule.group_id, rule.role)
-        now = sum(1 for d in desired.values() if d.groups and group in d.groups)
+        known = [d for d in desired.values() if d.groups is not None]
+        if not known:
+            continue  # withheld: says nothing about the label
+        now = sum(1 for d in known if group in (d.groups or ()))
         before = sum(
             1
             for e in snapshot.values()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.desired import Desired
+from reconciler.core.drift import category_of
 from reconciler.core.inputs import Absence as Absence  # re-exported: the plan's inputs
 from reconciler.core.inputs import ActualLinks as ActualLinks
 from reconciler.core.inputs import Limits as Limits
@@ -36,17 +37,6 @@ from reconciler.core.models import (
     Upsert,
 )
 from reconciler.core.safety import compute_safety
-
-# Hibob categories to grant when a deciding field is withheld, by field id prefix.
-CATEGORY_OF = {
-    "internal": "Lifecycle",
-    "root": "Basic info",
-    "work": "Work",
-    "employee": "Employment",
-    "about": "About",
-    "home": "Personal contact details",
-    "payroll": "Payroll",
-}
 
 
 def compute_plan(data: PlanInput, limits: Limits) -> Plan:
@@ -119,7 +109,7 @@ def compute_unknown_share(desired: Mapping[str, Desired], limits: Limits) -> str
     if not unknown or len(unknown) <= max(1.0, limits.max_unknown_ratio * len(desired)):
         return None
     field_id = Counter(d.unknown_field or "internal.status" for d in unknown).most_common(1)[0][0]
-    category = CATEGORY_OF.get(field_id.split(".")[0], "the field's category")
+    category = category_of(field_id)
     return (
         f"Hibob withheld {field_id} for {len(unknown)} of {len(desired)} employees, over "
         f"sync.max_missing_field_ratio ({limits.max_unknown_ratio:.0%}): grant the service "

@@ -8,6 +8,7 @@ yet; full passes list every 360Learning user and repair drift; targeted passes r
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -20,6 +21,13 @@ from reconciler.core.desired import (
     compute_desired,
     compute_vanished_labels,
     required_fields,
+)
+from reconciler.core.drift import (
+    compute_fill,
+    compute_withheld_fields,
+    describe_withheld,
+    rule_fields,
+    without_fields,
 )
 from reconciler.core.models import Employee, LearningUser, Plan, Problem, SnapshotEntry
 from reconciler.core.plan import (
@@ -41,6 +49,8 @@ from reconciler.passes.recovery import confirm_unconfirmed_writes, link_unconfir
 
 log = logging.getLogger("reconciler.passes.reconcile")
 BREAKER_WINDOW = timedelta(hours=1)
+FIELD_FILL_KEY = "field_fill"  # service_state: share of employees with each rule field filled
+WITHHELD_KEY = "withheld_fields"  # service_state: the fields the last full read withheld
 
 
 @dataclass
@@ -223,6 +233,8 @@ def read_and_plan(
             if not e.hibob_id
         ]
         employees = [e for e in employees if e.hibob_id]
+    employees, withheld = _withhold_drifted(services, employees, kind, record)
+    problems += withheld
     progress("read", len(employees), len(employees))
     desired = _compute_desired(services, employees, now)
     if kind != PassKind.TARGETED:
@@ -266,6 +278,33 @@ def read_and_plan(
     plan = _plan_with_confirmed_absences(services, data, fields, now)
     progress("plan", len(desired), len(desired))
     return replace(plan, problems=tuple(problems) + plan.problems)
+
+
+def _withhold_drifted(
+    services: PassContext, employees: list[Employee], kind: PassKind, record: bool
+) -> tuple[list[Employee], list[Problem]]:
+    """Field visibility drift: fields the rules use that most employees had and few have now
+    are unknown for this pass (targeted passes reuse the last full read's verdict)."""
+    store, fields = services.store, rule_fields(services.settings)
+    state = store.load_service_state()
+    before: dict[str, float] = json.loads(state.get(FIELD_FILL_KEY) or "{}")
+    if kind == PassKind.TARGETED:
+        names = [f for f in json.loads(state.get(WITHHELD_KEY) or "[]") if f in fields]
+        return [without_fields(e, names) for e in employees], []
+    fill = compute_fill(employees, fields)
+    withheld = compute_withheld_fields(before, fill, len(employees))
+    if record:  # a withheld field keeps the share it had when it was last seen
+        kept = {**fill, **{f: before[f] for f in withheld}}
+        store.save_service_state(
+            {FIELD_FILL_KEY: json.dumps(kept), WITHHELD_KEY: json.dumps(sorted(withheld))}
+        )
+    if not withheld:
+        return employees, []
+    for field_id, (was, now) in withheld.items():
+        log.warning("%s", describe_withheld(field_id, was, now))
+    return [without_fields(e, withheld) for e in employees], [
+        Problem("", None, describe_withheld(f, was, now)) for f, (was, now) in withheld.items()
+    ]
 
 
 def _unseen_twins(

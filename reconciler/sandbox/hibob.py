@@ -144,6 +144,7 @@ class HibobSimulator:
         # Permission knobs: what the service user's permission group lets it see.
         self.hidden_fields: set[str] = set()
         self.hidden_categories: set[str] = set()
+        self.hidden_as_null = False  # hidden fields answered null instead of left out
         self.access_filter: Callable[[dict], bool] | None = None
         # A read by id of someone the access rights hide: observed live as 404, but the
         # reference lists 403 "no permission to this employee"; tests pick either.
@@ -345,14 +346,16 @@ class HibobSimulator:
             raise _Rejected(400, "BadRequest", "fields must be a list of field ids")
         elif len(fields) > MAX_FIELDS:
             raise _Rejected(400, "BadRequest", f"At most {MAX_FIELDS} fields can be requested")
-        # Unknown and unpermitted field ids are dropped without a word: HTTP 200 regardless.
+        # Unknown and unpermitted field ids are dropped without a word: HTTP 200 regardless
+        # (or, with `hidden_as_null`, unpermitted ones come back null: one integrator's report).
         return [
             f
             for f in dict.fromkeys(fields)
-            if f in self._known_fields
-            and f not in self.hidden_fields
-            and category(f) not in self.hidden_categories
+            if f in self._known_fields and (self.hidden_as_null or not self._is_hidden(f))
         ]
+
+    def _is_hidden(self, field_id: str) -> bool:
+        return field_id in self.hidden_fields or category(field_id) in self.hidden_categories
 
     def _can_see(self, record: dict) -> bool:
         return self.access_filter is None or bool(self.access_filter(record))
@@ -383,7 +386,7 @@ class HibobSimulator:
         out: dict = {}
         human: dict = {}
         for field_id, parents, leaf, slash in layout:
-            shown = raw = record.get(field_id)
+            shown = raw = None if self._is_hidden(field_id) else record.get(field_id)
             if raw is not None and mode:
                 label = self._human(field_id, raw)
                 if mode == "REPLACE":
