@@ -1,0 +1,128 @@
+"""Issue 19 scenarios with the real console script against both simulators served on loopback:
+a stale admin request left by a command that gave up, and a wave of future terminations that
+would schedule deactivations past the breaker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from faults.conftest import note, record_figure
+from faults.test_crash_loop import Rig
+from reconciler.store.database import Store
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
+
+
+def _rig(tmp_path: Path, **sync: object) -> Rig:
+    rig = Rig(tmp_path, seed=19, size=120)
+    settings = Path(rig.env["RECONCILER_CONFIG"])
+    text = settings.read_text(encoding="utf-8")
+    text = text.replace("max_deactivations = 10000", f"max_deactivations = {sync.pop('max', 5)}")
+    text = text.replace("max_deactivation_ratio = 1.0", "max_deactivation_ratio = 0.5")
+    if sync.pop("last_day", False):
+        text = text.replace("[sync]", "[mapping]\ndeactivate_on_last_day = true\n\n[sync]")
+    settings.write_text(text, encoding="utf-8")
+    return rig
+
+
+def _run(rig: Rig, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [rig.script, *argv],
+        env=rig.env,
+        cwd=rig.cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _active(rig: Rig) -> list[str]:
+    return sorted(
+        h
+        for h, r in rig.hibob.records.items()
+        if r.get("internal.status") == "Active" and h != rig.hibob.ceo_id
+    )
+
+
+def _deleted(rig: Rig) -> int:
+    return sum(1 for u in rig.learning.users_by_mail().values() if u["status"] == "deleted")
+
+
+def test_a_stale_sync_allow_deactivations_request_never_releases_a_later_hold(tmp_path) -> None:
+    rig = _rig(tmp_path)
+    try:
+        assert _run(rig, "sync").returncode == 0
+        cron = Store(rig.db)
+        cron.acquire_instance_lock()  # a cron `sync` holds the lock
+        admin = rig.start("sync", "--allow-deactivations")
+        deadline = time.monotonic() + 30
+        while not _requests(rig.db) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cron.release_instance_lock()  # the cron sync ends: the admin's command gives up
+        cron.close()
+        assert admin.wait(timeout=60) == 1
+        deleted = _deleted(rig)
+        leavers = _active(rig)[:30]  # a bad HR import
+        for hibob_id in leavers:
+            rig.hibob.terminate(hibob_id, on=rig.hibob.today)
+        assert _run(rig, "sync").returncode == 3  # held by the breaker
+        service = rig.start("run")  # the next `reconciler run` finds the old row
+        time.sleep(4)
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=30) == 0
+        assert _deleted(rig) == deleted
+        [(outcome,)] = _requests(rig.db)
+        assert outcome == "expired"
+        record_figure("admin scenarios: stale requests carried out", 0)
+        note("admin scenarios: a stale `sync --allow-deactivations` expired; 30 stayed held")
+    finally:
+        rig.close()
+
+
+def test_future_terminations_past_the_breaker_are_held_then_released_by_token(tmp_path) -> None:
+    rig = _rig(tmp_path, last_day=True)
+    try:
+        assert _run(rig, "sync").returncode == 0
+        already = _scheduled(rig)  # leavers of the generated company, scheduled before
+        leavers = [
+            h for h in _active(rig) if not rig.hibob.records[h].get("internal.terminationDate")
+        ][:40]
+        for hibob_id in leavers:
+            rig.hibob.terminate(hibob_id, on=rig.hibob.today + dt.timedelta(days=14))
+        held = _run(rig, "sync")
+        assert held.returncode == 3, held.stdout + held.stderr
+        assert _scheduled(rig) == already
+        listing = _run(rig, "release")
+        token = next(
+            line.split("token", 1)[1].split()[0].strip(":")
+            for line in listing.stdout.splitlines()
+            if "token" in line
+        )
+        shown = [line for line in listing.stdout.splitlines() if "scheduled for" in line]
+        assert len(shown) >= 35  # the leavers with an account (a few have no valid email)
+        released = _run(rig, "release", "--token", token)
+        assert released.returncode == 0, released.stdout + released.stderr
+        assert _scheduled(rig) == already + len(shown)
+        record_figure("admin scenarios: scheduled deactivations held", 40)
+        note("admin scenarios: 40 future terminations held (max 5), then released by token")
+    finally:
+        rig.close()
+
+
+def _scheduled(rig: Rig) -> int:
+    return sum(1 for u in rig.learning.users_by_mail().values() if u.get("toBeDeactivatedAt"))
+
+
+def _requests(db: Path) -> list[tuple[str | None]]:
+    try:
+        with sqlite3.connect(db, timeout=10) as conn:
+            return conn.execute("SELECT outcome FROM admin_requests ORDER BY id").fetchall()
+    except sqlite3.OperationalError:
+        return []
