@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC
@@ -141,6 +142,43 @@ class GroupRule(_Section):
     """Role in that group."""
 
 
+RULE_TARGETS = ("firstName", "lastName", "job", "organization", "phone", "lang", "custom")
+"""360Learning user attributes a `[mapping.fields]` rule may set."""
+
+
+class FieldRule(_Section):
+    """Where one 360Learning attribute's value comes from (product §1.5)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    source_field: str = Field(default="", alias="from")
+    """A Hibob field id (list fields give their label, dates YYYY-MM-DD)."""
+    template: str = ""
+    """Text with {field.id} placeholders, e.g. "{work.site} / {work.department}"."""
+    value: str | None = None
+    """A constant."""
+    map: dict[str, str] = {}
+    """Lookup table from the source value to the value written."""
+    default: str | None = None
+    """Written when the source is empty or unmapped."""
+    empty: Literal["keep", "clear"] = "keep"
+    """An empty Hibob value keeps the 360Learning value, or clears it."""
+    on: Literal["always", "create"] = "always"
+    """Written on every change, or only when the account is created or adopted."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FieldRule:
+        sources = [bool(self.source_field), bool(self.template), self.value is not None]
+        if sum(sources) != 1:
+            raise ValueError("a rule needs exactly one source: from, template or value")
+        return self
+
+    def placeholders(self) -> list[str]:
+        """The Hibob field ids the rule reads."""
+        if self.source_field:
+            return [self.source_field]
+        return re.findall(r"\{([^{}]+)\}", self.template)
+
+
 class MappingSettings(_Section):
     organization: str = "work.department"
     """Hibob field id whose label becomes `organization`, or "" for none."""
@@ -156,6 +194,31 @@ class MappingSettings(_Section):
     """IANA timezone in which dates (start, last day) are decided, e.g. "America/New_York"."""
     groups: list[GroupRule] = []
     """Membership rules: a label of a Hibob field -> a group and role."""
+    fields: dict[str, FieldRule] = {}
+    """Rules for user attributes (firstName, lastName, job, organization, phone, lang,
+    custom): one source (from, template or value), map, default, empty, on."""
+
+    @field_validator("fields")
+    @classmethod
+    def _known_targets(cls, rules: dict[str, FieldRule]) -> dict[str, FieldRule]:
+        for name in rules:
+            if name not in RULE_TARGETS:
+                raise ValueError(
+                    f"{name!r} is not an attribute a rule may set ({', '.join(RULE_TARGETS)})"
+                )
+        return rules
+
+    @model_validator(mode="after")
+    def _one_rule_per_attribute(self) -> MappingSettings:
+        if "organization" in self.fields and "organization" in self.model_fields_set:
+            if self.organization:
+                raise ValueError(
+                    "mapping.organization and mapping.fields.organization both set organization:"
+                    ' keep one (mapping.organization = "" to use the rule)'
+                )
+        if "lang" in self.fields and self.lang_field:
+            raise ValueError("mapping.lang_field and mapping.fields.lang both set lang: keep one")
+        return self
 
     @field_validator("timezone")
     @classmethod

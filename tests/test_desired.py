@@ -81,10 +81,14 @@ def test_hired_employee_is_provisioned_before_start_or_waits_with_at_start() -> 
     assert desired(at_start, **{**hired, "work.startDate": "2026-12-05"}).verdict == "active"
 
 
-def test_missing_field_is_left_out_and_a_null_clears() -> None:
+def test_missing_field_is_left_out_and_a_null_keeps_the_value_unless_the_rule_clears() -> None:
     d = desired(**{"work.title": "<hidden>", "root.surname": None})
-    assert "job" not in d.attributes
-    assert d.attributes["lastName"] is None
+    assert "job" not in d.attributes and "lastName" not in d.attributes  # empty = keep
+    clearing = settings_from(
+        RECONCILER_LEARNING__DEFAULT_GROUP_ID="g0",
+        RECONCILER_MAPPING__FIELDS='{"lastName": {"from": "root.surname", "empty": "clear"}}',
+    )
+    assert desired(clearing, **{"root.surname": None}).attributes["lastName"] is None
 
 
 def test_missing_access_status_decides_nothing() -> None:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from reconciler.config import Settings
+from reconciler.core.mapping import LANGS as LANGS  # re-exported
+from reconciler.core.mapping import Mapped, compute_mapped, rule_sources
 from reconciler.core.models import Employee, GroupRole, SnapshotEntry
 
 Verdict = Literal["active", "inactive", "wait", "unknown", "skip", "out_of_scope"]
@@ -37,10 +39,6 @@ BASE_FIELDS = (
     "internal.lifecycleStatus",
     "internal.terminationDate",
     "employee.lastDayOfWork",
-)
-LANGS = frozenset(
-    "bg cs da de el en es fi fr hr ht_HT hu id it ja kar_MM ko lt mh_MH nl nl_BE no pl pt ro "
-    "ru rw_RW sk sl so_SO sv sw_KE th ti_ET tr uk zh vi".split()
 )
 # Control, format (zero-width, bidi), surrogate and default-ignorable characters are invisible
 # in a mail client: an address holding one is a paste accident or a spoof, never a mailbox.
@@ -67,14 +65,15 @@ class Desired:
     manager_hibob_id: str | None = None
     is_manager_known: bool = False
     unknown_field: str | None = None  # verdict "unknown": the deciding field Hibob withheld
+    mapping_problems: tuple[str, ...] = ()  # values the rules refused: reported, not sent
+    create_only: frozenset[str] = frozenset()  # attributes written at create/adoption only
     is_leaving: bool = False  # Hibob holds a termination date or last day (not yet cleared)
 
 
 def required_fields(settings: Settings) -> list[str]:
     fields = list(BASE_FIELDS)
     extra = [
-        settings.mapping.organization,
-        settings.mapping.lang_field,
+        *rule_sources(settings),
         *settings.hibob.extra_fields,
         *(r.field for r in settings.mapping.groups),
         *(c.field for g in settings.scope.groups for c in g.conditions),
@@ -111,12 +110,15 @@ def compute_desired(
         if not _MAIL.match(email):
             return Desired(employee.hibob_id, email, "skip", f"invalid email {email!r}")
     manager_known = settings.mapping.manager and employee.has("work.reportsTo")
+    mapped = compute_mapped(employee, settings)
     return Desired(
         hibob_id=employee.hibob_id,
         email=email,
         verdict=verdict,
         reason=reason,
-        attributes=compute_attributes(employee, settings, today),
+        attributes=compute_attributes(employee, settings, today, mapped),
+        mapping_problems=mapped.problems,
+        create_only=mapped.create_only,
         groups=compute_groups(employee, settings),
         manager_hibob_id=_text(employee.value("work.reportsTo")) if manager_known else None,
         is_manager_known=bool(manager_known),
@@ -154,26 +156,15 @@ def compute_lifecycle(employee: Employee, settings: Settings, today: date) -> tu
     return "inactive", f"inactive in Hibob ({lifecycle or 'no access'})"
 
 
-def compute_attributes(employee: Employee, settings: Settings, today: date) -> dict[str, Any]:
+def compute_attributes(
+    employee: Employee, settings: Settings, today: date, mapped: Mapped | None = None
+) -> dict[str, Any]:
+    """The mail (the identity, not configurable), what the mapping rules give, and the
+    scheduled deactivation."""
     known: dict[str, Any] = {}
-
-    def take(attribute: str, field_id: str, *, label: bool = False) -> None:
-        if field_id and (employee.has_label(field_id) if label else employee.has(field_id)):
-            raw = employee.label(field_id) if label else employee.value(field_id)
-            known[attribute] = _text(raw)
-
     if employee.has("root.email"):
         known["mail"] = employee.email
-    take("firstName", "root.firstName")
-    take("lastName", "root.surname")
-    take("job", "work.title", label=True)
-    take("organization", settings.mapping.organization, label=True)
-    lang_field = settings.mapping.lang_field
-    if not lang_field:
-        known["lang"] = settings.mapping.lang
-    elif employee.has_label(lang_field):
-        lang = employee.label(lang_field)
-        known["lang"] = lang if lang in LANGS else settings.mapping.lang
+    known.update((mapped or compute_mapped(employee, settings)).attributes)
     if settings.mapping.deactivate_on_last_day:
         fields = ("employee.lastDayOfWork", "internal.terminationDate")
         if all(employee.has(f) for f in fields):

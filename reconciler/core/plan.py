@@ -59,6 +59,8 @@ def compute_plan(data: PlanInput, limits: Limits) -> Plan:
         if wanted.verdict in ("skip", "unknown"):
             problems.append(Problem(hibob_id, wanted.email, wanted.reason))
             continue
+        if wanted.verdict == "active":  # values the rules refused: reported, the rest goes
+            problems.extend(Problem(hibob_id, wanted.email, p) for p in wanted.mapping_problems)
         outcome = _plan_one(wanted, entry, data, limits, live)
         if isinstance(outcome, Upsert) and outcome.link_external_id and outcome.state:
             outcome = replace(outcome, state=replace(outcome.state, is_external_id_linked=True))
@@ -310,7 +312,12 @@ def _update(
     assert before is not None
     actual = data.actual.get(entry.learning_user_id or "") if data.actual is not None else None
     seen = actual.attributes if actual else before.attributes
-    changes = _changed(state.attributes, seen)
+    if wanted.create_only:  # written at create or adoption, never updated (`on = "create"`)
+        kept = {k: before.attributes.get(k) for k in wanted.create_only}
+        state = replace(state, attributes={**state.attributes, **kept})
+    changes = {
+        k: v for k, v in _changed(state.attributes, seen).items() if k not in wanted.create_only
+    }
     add = state.groups - before.groups
     remove = before.groups - state.groups - before.kept_groups
     manager = (
