@@ -143,6 +143,13 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return _act(args, settings, "targeted", {"employee": args.employee})
 
 
+def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
+    from reconciler.commands.preview import run_preview
+
+    candidate = load_settings(args.candidate)  # invalid: ConfigError naming the key (exit 2)
+    return run_preview(args.build(settings), candidate, sys.stdout, as_json=args.json)
+
+
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.commands.check import run_checks
 
@@ -261,6 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_action_commands(command)
     _add_reading_commands(command)
+    text = (
+        "what a settings change would do: the decisions that differ between the settings in "
+        "force and CANDIDATE over one read; changes nothing (exit 3 if CANDIDATE would be held)"
+    )
+    preview = sub.add_parser("preview", help=text, description=text)
+    preview.add_argument(
+        "--config", dest="candidate", metavar="CANDIDATE", required=True, help="candidate settings"
+    )
+    preview.add_argument("--json", action="store_true", help="the same as a JSON object")
+    preview.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+    preview.set_defaults(func=cmd_preview)
     return parser
 
 

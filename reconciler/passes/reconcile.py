@@ -211,11 +211,32 @@ def read_and_plan(
     `record`: save the emails read (the store's email history), which a dry run does not.
     `progress` hears ("read", done, total) and ("plan", done, total).
     """
-    settings, store = services.settings, services.store
     progress = progress or _no_progress
     progress("read", 0, None)
-    snapshot = store.load_snapshot()
-    fields = required_fields(settings)
+    snapshot = services.store.load_snapshot()
+    fields = required_fields(services.settings)
+    employees, problems = read_employees(services, kind, fields, snapshot, options)
+    return plan_from_read(
+        services,
+        kind,
+        employees,
+        problems,
+        snapshot,
+        now=now,
+        options=options,
+        record=record,
+        progress=progress,
+    )
+
+
+def read_employees(
+    services: PassContext,
+    kind: PassKind,
+    fields: list[str],
+    snapshot: dict[str, SnapshotEntry],
+    options: PassOptions = PassOptions(),
+) -> tuple[list[Employee], list[Problem]]:
+    """What Hibob holds for the pass: everyone (one search) or the targeted employee."""
     problems: list[Problem] = []
     if kind == PassKind.TARGETED:
         assert options.employee is not None
@@ -233,6 +254,26 @@ def read_and_plan(
             if not e.hibob_id
         ]
         employees = [e for e in employees if e.hibob_id]
+    return employees, problems
+
+
+def plan_from_read(
+    services: PassContext,
+    kind: PassKind,
+    employees: list[Employee],
+    problems: list[Problem],
+    snapshot: dict[str, SnapshotEntry],
+    *,
+    now: datetime,
+    options: PassOptions = PassOptions(),
+    record: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Plan:
+    """The plan under `services.settings` from what Hibob returned (reads 360Learning)."""
+    settings, store = services.settings, services.store
+    progress = progress or _no_progress
+    fields = required_fields(settings)
+    problems = list(problems)
     employees, withheld = _withhold_drifted(services, employees, kind, record)
     problems += withheld
     progress("read", len(employees), len(employees))
