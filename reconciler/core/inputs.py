@@ -56,4 +56,7 @@ class PlanInput:
     recent_deactivations: int = 0  # applied within the rolling window, before this pass
     released: frozenset[str] = frozenset()  # held deactivations an admin released
     allow_deactivations: bool = False  # release everything the breaker would hold
+    # Settings changed since the last successful pass: whom the previous settings would cut
+    # off over this same read (None: unchanged, or a first run). Other cuts are held.
+    previously_cut: frozenset[str] | None = None
     retry_quarantined: bool = False

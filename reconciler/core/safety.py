@@ -20,6 +20,10 @@ from reconciler.core.models import Action, Deactivate, Hold, Plan, Update, Upser
 
 SCHEDULE = "toBeDeactivatedAt"
 """The 360Learning attribute of a scheduled deactivation (`mapping.deactivate_on_last_day`)."""
+SETTINGS_CHANGED = (
+    "settings changed: the previous settings would not cut these people off over the same "
+    "read (reconciler preview shows why; reconciler release lets them go)"
+)
 HELD_EARLIER = (
     "held earlier by a safety limit: waiting for an admin to release it (reconciler release)"
 )
@@ -37,6 +41,26 @@ def _hold_cuts(plan: Plan, data: PlanInput, limits: Limits) -> Plan:
     others = tuple(a for a in plan.actions if a not in cuts)
     if data.read_problem:
         return _hold(plan, others, cuts, data.read_problem, _without_schedule, is_releasable=False)
+    if data.previously_cut is not None:
+        # Cut off only because the settings changed (a scope typo, a policy flipped): held.
+        changed = [
+            a
+            for a in cuts
+            if a.hibob_id not in data.previously_cut
+            and not (data.allow_deactivations or a.hibob_id in data.released)
+        ]
+        if changed:
+            cuts = [a for a in cuts if a not in changed]
+            plan = _hold(
+                plan,
+                tuple(a for a in plan.actions if a not in changed),
+                changed,
+                SETTINGS_CHANGED,
+                _without_schedule,
+            )
+            others = tuple(a for a in plan.actions if a not in cuts)
+            if not cuts:
+                return plan
     go, held, reason = _split(cuts, data, lambda fresh: _breaker_reason(len(fresh), data, limits))
     if not held:
         return replace(plan, actions=others + go)
@@ -75,6 +99,11 @@ def _split(
     reason = reason_for(fresh)
     held = sticky + (fresh if reason else [])
     return tuple(released) + tuple(a for a in waiting if a not in held), held, reason
+
+
+def is_cut(action: Action) -> bool:
+    """A deactivation or a scheduled deactivation: what cuts someone off."""
+    return _is_cut(action)
 
 
 def _is_cut(action: Action) -> bool:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from reconciler.config import Settings
 from reconciler.core.desired import (
     Desired,
     compute_desired,
@@ -40,6 +41,7 @@ from reconciler.core.plan import (
     compute_plan,
     compute_unknown_share,
 )
+from reconciler.core.safety import is_cut
 from reconciler.core.scope import compute_in_scope
 from reconciler.core.vocabulary import PassKind, PassOutcome
 from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
@@ -49,6 +51,7 @@ from reconciler.passes.recovery import confirm_unconfirmed_writes, link_unconfir
 
 log = logging.getLogger("reconciler.passes.reconcile")
 BREAKER_WINDOW = timedelta(hours=1)
+DECISION_SETTINGS_KEY = "decision_settings"  # service_state: those of the last successful pass
 FIELD_FILL_KEY = "field_fill"  # service_state: share of employees with each rule field filled
 WITHHELD_KEY = "withheld_fields"  # service_state: the fields the last full read withheld
 
@@ -156,6 +159,8 @@ def run_pass(
             else PassOutcome.OK
         )
         result.error = plan.held_reason
+        if result.outcome in (PassOutcome.OK, PassOutcome.HELD) and kind != PassKind.TARGETED:
+            store.save_service_state({DECISION_SETTINGS_KEY: decision_settings(services.settings)})
     return _finish(services, result, now, started)
 
 
@@ -216,6 +221,15 @@ def read_and_plan(
     snapshot = services.store.load_snapshot()
     fields = required_fields(services.settings)
     employees, problems = read_employees(services, kind, fields, snapshot, options)
+    previously_cut = None
+    if kind != PassKind.TARGETED and (previous := _previous_settings(services)) is not None:
+        # The first pass under changed settings: whom would the previous ones cut off?
+        before = plan_from_read(
+            replace(services, settings=previous), kind, employees, problems, snapshot, now=now
+        )
+        previously_cut = frozenset(a.hibob_id for a in before.actions if is_cut(a)) | {
+            h.hibob_id for h in before.held
+        }
     return plan_from_read(
         services,
         kind,
@@ -226,7 +240,41 @@ def read_and_plan(
         options=options,
         record=record,
         progress=progress,
+        previously_cut=previously_cut,
     )
+
+
+def decision_settings(settings: Settings) -> str:
+    """The settings a decision depends on (scope, mapping, sync policies), as stable JSON."""
+    policies = ("prehire", "prehire_days_before", "out_of_scope")
+    return json.dumps(
+        {
+            "scope": settings.scope.model_dump(mode="json", by_alias=True),
+            "mapping": settings.mapping.model_dump(mode="json", by_alias=True),
+            "sync": {name: getattr(settings.sync, name) for name in policies},
+        },
+        sort_keys=True,
+    )
+
+
+def _previous_settings(services: PassContext) -> Settings | None:
+    """The decision settings of the last successful pass, when they differ from these."""
+    raw = services.store.load_service_state().get(DECISION_SETTINGS_KEY)
+    settings = services.settings
+    if not raw or raw == decision_settings(settings):
+        return None
+    try:
+        old = json.loads(raw)
+        return settings.model_copy(
+            update={
+                "scope": type(settings.scope).model_validate(old["scope"]),
+                "mapping": type(settings.mapping).model_validate(old["mapping"]),
+                "sync": settings.sync.model_copy(update=old["sync"]),
+            }
+        )
+    except (ValueError, KeyError, TypeError):  # pydantic's ValidationError is a ValueError
+        log.warning("the stored settings of the last pass are unreadable: nothing held for them")
+        return None
 
 
 def read_employees(
@@ -268,8 +316,10 @@ def plan_from_read(
     options: PassOptions = PassOptions(),
     record: bool = False,
     progress: ProgressCallback | None = None,
+    previously_cut: frozenset[str] | None = None,
 ) -> Plan:
-    """The plan under `services.settings` from what Hibob returned (reads 360Learning)."""
+    """The plan under `services.settings` from what Hibob returned (reads 360Learning).
+    `previously_cut`: the settings changed; whom the previous ones would cut off."""
     settings, store = services.settings, services.store
     progress = progress or _no_progress
     fields = required_fields(settings)
@@ -311,6 +361,7 @@ def plan_from_read(
         recent_deactivations=store.count_deactivations_since(now - BREAKER_WINDOW),
         released=options.released,
         allow_deactivations=options.allow_deactivations,
+        previously_cut=previously_cut,
         retry_quarantined=_retry_quarantined(services, kind, options),
     )
     as_given = {e.email: str(e.value("root.email")).strip() for e in employees if e.email}

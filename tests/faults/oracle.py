@@ -109,6 +109,8 @@ def find_differences(
         if user["status"] != "active":
             problems.append(f"{hibob_id}: user {user['_id']} is {user['status']}")
         for name, value in attributes.items():
+            if value is None:
+                continue  # an empty Hibob value keeps what 360Learning holds (empty = "keep")
             if user.get(name) != value:
                 problems.append(f"{hibob_id}: {name} is {user.get(name)!r}, not {value!r}")
         if mapping.get(hibob_id) != user["_id"]:
