@@ -106,6 +106,8 @@ class Service:
         self._clock, self._monotonic = clock, monotonic
         self._pass_lock = threading.Lock()
         self._closing = threading.Event()
+        self._notify_lock = threading.Lock()
+        self._is_stopping = False
         self._wake = threading.Event()
         self.claims = EmployeeClaims(self.store)
         self.hints = HintWorker(
@@ -139,7 +141,7 @@ class Service:
                 first_incremental_at=self._clock(),
             )
             add_watchdog_job(
-                self._scheduler, sdnotify.watchdog_interval_seconds(), sdnotify.ping_watchdog
+                self._scheduler, sdnotify.watchdog_interval_seconds(), self._ping_watchdog
             )
         except BaseException:
             if self._server:
@@ -191,6 +193,16 @@ class Service:
 
     def request_stop(self) -> None:
         self.is_stop_requested = True
+
+    def notify_stopping(self) -> None:
+        """Tell systemd STOPPING; no watchdog ping follows it (the pings take the same lock)."""
+        with self._notify_lock:
+            self._is_stopping = True
+            sdnotify.notify("STOPPING=1")
+
+    def _ping_watchdog(self) -> bool:
+        with self._notify_lock:
+            return False if self._is_stopping else sdnotify.ping_watchdog()
 
     def stop(self, timeout_seconds: float | None = None) -> bool:
         """Stop taking hints, let the pass in flight finish, stop the scheduler and the worker.
@@ -354,7 +366,7 @@ def run_service(services: PassContext) -> int:
     service.start()
     sdnotify.notify(f"READY=1\nSTATUS=serving on {service.url}")  # Type=notify: started
     service.wait()
-    sdnotify.notify("STOPPING=1")
+    service.notify_stopping()
     log.info("stopping")
     if not service.stop():
         # The pass thread cannot be interrupted and Python would wait for it at exit; everything
