@@ -248,6 +248,9 @@ def test_config_is_accepted_before_or_after_the_command(
     monkeypatch.delenv("RECONCILER_STORE__PATH")
     settings = tmp_path / "other.toml"
     settings.write_text(f'[store]\npath = "{tmp_path / "other.db"}"\n')
+    from reconciler.store.database import Store
+
+    Store(tmp_path / "other.db").close()  # status reads a database, never creates one
     for argv in (
         ["--config", str(settings), "status", "--json"],
         ["status", "--json", "--config", str(settings)],

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, time, timedelta
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from reconciler.commands.admin import request_action, run_watched
@@ -30,7 +31,7 @@ from reconciler.commands.report import (
 from reconciler.commands.wiring import build_pass_context
 from reconciler.config import Settings, load_settings
 from reconciler.core.vocabulary import PassKind
-from reconciler.errors import ApiError, ReconcilerError
+from reconciler.errors import ApiError, ConfigError, ReconcilerError
 from reconciler.passes.context import PassContext, now_utc
 from reconciler.store.database import Store, utc_text
 
@@ -80,7 +81,7 @@ def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_release(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.service.admin_requests import check_release
 
-    store = Store(settings.store.path)
+    store = _existing_store(settings)
     if args.list or not (args.token or args.ids):
         print_held(store.list_held(), sys.stdout)
         return 0
@@ -94,7 +95,7 @@ def cmd_release(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
-    store = Store(settings.store.path)
+    store = _existing_store(settings)
     if not (args.clear or args.all):
         print_quarantined(store.list_quarantined(now_utc()), sys.stdout)
         return 0
@@ -112,7 +113,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.commands.report import print_status
     from reconciler.commands.status import collect_status
 
-    status = collect_status(Store(settings.store.path), settings, now_utc())
+    status = collect_status(_existing_store(settings), settings, now_utc())
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False))
     else:
@@ -120,8 +121,19 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _existing_store(settings: Settings) -> Store:
+    """The database a read-only command reads: never created by it (a wrong path says so)."""
+    path = Path(settings.store.path)
+    if not path.is_file():
+        raise ConfigError(
+            f"setting store.path: no database at {path.resolve()}: check store.path (or "
+            "$RECONCILER_STORE__PATH); a read-only command never creates one"
+        )
+    return Store(path)
+
+
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
-    store = Store(settings.store.path)
+    store = _existing_store(settings)
     ids = _resolve_all(store, [args.employee]) if args.employee else None
     rows = store.list_journal(hibob_id=ids, since=args.since, limit=None)
     if args.json:
@@ -135,7 +147,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.commands.explain import explain_employee
 
-    store = Store(settings.store.path)
+    store = _existing_store(settings) if args.offline else Store(settings.store.path)
     services = None if args.offline else args.build(settings, store=store)
     code = explain_employee(services, store, args.employee, now_utc(), sys.stdout)
     if not args.apply or code:
@@ -424,7 +436,9 @@ def main(
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         settings = None if args.command == "demo" else load_settings(args.config)
-        return int(args.func(args, settings))
+        code = int(args.func(args, settings))
+        sys.stdout.flush()  # a reader that closed the pipe is met here, not at exit
+        return code
     except ReconcilerError as exc:
         code = exc.exit_code if not isinstance(exc, ApiError) else 1
         if args.command == "run":  # the service's journal reads JSON lines, this one too

@@ -126,7 +126,13 @@ def run_pass(
             started,
         )
     except KeyboardInterrupt:
-        store.finish_pass(pass_id, now, PassOutcome.INTERRUPTED, {}, "interrupted (Ctrl-C)")
+        store.finish_pass(
+            pass_id,
+            now + timedelta(seconds=time.monotonic() - started),
+            PassOutcome.INTERRUPTED,
+            {},
+            "interrupted (Ctrl-C)",
+        )
         raise
     result = PassResult(pass_id, kind, plan, dry_run, counts=plan.counts())
     if dry_run:
@@ -143,7 +149,13 @@ def run_pass(
             hooks=hooks,
         )
     except KeyboardInterrupt:  # what was sent is journalled; the next pass does the rest
-        store.finish_pass(pass_id, now, PassOutcome.INTERRUPTED, {}, "interrupted (Ctrl-C)")
+        store.finish_pass(
+            pass_id,
+            now + timedelta(seconds=time.monotonic() - started),
+            PassOutcome.INTERRUPTED,
+            {},
+            "interrupted (Ctrl-C)",
+        )
         raise
     result.report, result.counts = report, _applied_counts(plan, report)
     if report.pass_error:
@@ -178,8 +190,12 @@ def _close_what_a_crash_left(services: PassContext, pass_id: int, now: datetime)
 
 
 def _finish(services: PassContext, result: PassResult, now: datetime, started: float) -> PassResult:
-    services.store.finish_pass(result.pass_id, now, result.outcome, result.counts, result.error)
+    """Record the outcome at the pass's finish time (`now` is its start: the decision clock)."""
     result.duration_seconds = time.monotonic() - started
+    finished = now + timedelta(seconds=result.duration_seconds)
+    services.store.finish_pass(
+        result.pass_id, finished, result.outcome, result.counts, result.error
+    )
     level = {
         PassOutcome.FAILED: logging.ERROR,
         PassOutcome.HELD: logging.WARNING,

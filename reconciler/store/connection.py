@@ -6,6 +6,7 @@ The table families (`snapshot`, `journal`, `holds`, `hints`) build on it; `Store
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ class Database:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                # Owner-only whatever the umask; SQLite gives its -wal and -shm the same mode.
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"setting store.path: cannot open {self.path}: {exc}") from None

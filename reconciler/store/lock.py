@@ -68,7 +68,9 @@ class InstanceLock:
 
     def _open(self) -> TextIO:
         try:
-            return open(self.path, "a+", encoding="ascii")  # noqa: SIM115 - held while locked
+            # Owner-only whatever the umask (the file holds the pid of the running instance).
+            descriptor = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_APPEND, 0o600)
+            return open(descriptor, "a+", encoding="ascii")  # noqa: SIM115 - held while locked
         except IsADirectoryError:
             raise StoreUnusable(
                 f"lock file {self.path} is a directory: remove it (rmdir {self.path}); the "
