@@ -119,13 +119,50 @@ def test_a_database_another_writer_holds_too_long_is_an_error_naming_it(tmp_path
     assert store.start_pass("full", NOW) > 0
 
 
-def test_a_lock_path_that_is_a_directory_is_an_error_naming_it(tmp_path) -> None:
-    store = Store(tmp_path / "d.db")
-    (tmp_path / "d.db.lock").mkdir()
+def test_7_the_lock_follows_the_database_file_not_a_path(tmp_path) -> None:
+    # Issue 15 item 7: a second `reconciler run` through a symlink, or after the pid file was
+    # deleted, started and did the first sync again.
+    import subprocess
+    import sys
+    import textwrap
 
-    for attempt in (store.acquire_instance_lock, store.is_instance_running):
-        with pytest.raises(StoreUnusable, match=f"{tmp_path / 'd.db.lock'}.*directory"):
-            attempt()
+    real = tmp_path / "real.db"
+    Store(real).close()
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from reconciler.store.database import Store
+                store = Store({str(real)!r}); store.acquire_instance_lock()
+                print("held", flush=True); time.sleep(30)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for path in (link, real):
+            with pytest.raises(InstanceLocked, match=str(holder.pid)):
+                Store(path).acquire_instance_lock()
+        (tmp_path / "real.db.lock").unlink()  # the pid file is for messages only
+        other = Store(link)
+        with pytest.raises(InstanceLocked):
+            other.acquire_instance_lock()
+        assert other.is_instance_running()
+        other.close()
+    finally:
+        holder.kill()
+        holder.wait()
+    after = Store(link)
+    after.acquire_instance_lock()  # the kernel dropped the dead holder's lock
+    after.close()
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "newer", "lock_directory"])

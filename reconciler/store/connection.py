@@ -34,7 +34,12 @@ class Database:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 # Owner-only whatever the umask; SQLite gives its -wal and -shm the same mode.
-                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+                # Only a new file is opened here: closing a descriptor of a file SQLite has
+                # open would drop its locks.
+                try:
+                    os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+                except FileExistsError:
+                    pass
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"setting store.path: cannot open {self.path}: {exc}") from None
@@ -99,6 +104,7 @@ class Database:
         self.release_instance_lock()
         with self._lock:
             self.db.conn.close()
+        self.instance_lock.close()  # after SQLite's: closing it drops no lock of SQLite's
 
     # -- one active instance per database (reconciler.store.lock) ----------------------------------
     def acquire_instance_lock(self) -> None:

@@ -1,86 +1,96 @@
 """The instance lock: one reconciler process at a time owns a database.
 
-An exclusive `flock` on `<database>.lock`, taken by the service and by writing commands through
-`Store`. The kernel drops it when the process dies, so a crash never leaves it behind; the pid
-written in the file is for humans only. Nothing here touches the database itself.
+An exclusive `flock` on the database file itself, taken by the service and by writing commands
+through `Store`. It follows the file, not a path: a symlinked `store.path`, or a deleted pid
+file, cannot start a second instance. The kernel drops it when the process dies, so a crash
+never leaves it behind. `<database>.lock` holds the owner's pid, for messages only.
+
+SQLite locks the same file with POSIX record locks, which Linux keeps apart from `flock`; but
+closing *any* descriptor of the file drops the process's POSIX locks. So the lock holds one
+descriptor for the store's lifetime and never closes another: `close` runs after SQLite's.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from typing import TextIO
 
 from reconciler.errors import InstanceLocked, StoreUnusable
 
 
 class InstanceLock:
-    """The lock beside `database`; `acquire` holds it until `release` or the process ends."""
+    """The lock on `database`; `acquire` holds it until `release` or the process ends."""
 
     def __init__(self, database: str) -> None:
         self.database = database
-        self.path = database + ".lock"
-        self._handle: TextIO | None = None
+        self.pid_path = os.path.realpath(database) + ".lock"
+        self._descriptor: int | None = None
+        self._is_held = False
 
     @property
     def is_held(self) -> bool:
         """True when this object holds the lock."""
-        return self._handle is not None
+        return self._is_held
 
     def acquire(self) -> None:
-        """Take the lock; InstanceLocked when another process has it."""
-        if self._handle is not None:
+        """Take the lock; InstanceLocked when another process (or store) has it."""
+        if self._is_held:
             return
-        handle = self._open()
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.close()
             raise InstanceLocked(
                 f"another reconciler is already running on {self.database} (pid "
-                f"{_owner(self.path)}): stop it first, or let it do the work (`reconciler "
+                f"{_owner(self.pid_path)}): stop it first, or let it do the work (`reconciler "
                 "resync`)"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._handle = handle
+        self._is_held = True
+        _write_pid(self.pid_path)
 
     def release(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        if self._is_held and self._descriptor is not None:
+            fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+        self._is_held = False
+
+    def close(self) -> None:
+        """Release and close the descriptor: only once SQLite's connection is closed."""
+        self.release()
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
 
     def is_held_elsewhere(self) -> bool:
         """True when another process holds the lock (this one counts as holding it too)."""
-        if self._handle is not None:
+        if self._is_held:
             return True
-        if not os.path.exists(self.path):
-            return False
-        with self._open() as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        descriptor = self._fd()
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
         return False
 
-    def _open(self) -> TextIO:
-        try:
-            # Owner-only whatever the umask (the file holds the pid of the running instance).
-            descriptor = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_APPEND, 0o600)
-            return open(descriptor, "a+", encoding="ascii")  # noqa: SIM115 - held while locked
-        except IsADirectoryError:
-            raise StoreUnusable(
-                f"lock file {self.path} is a directory: remove it (rmdir {self.path}); the "
-                "reconciler creates the file itself"
-            ) from None
-        except OSError as exc:
-            raise StoreUnusable(
-                f"cannot open the lock file {self.path} ({exc.strerror or exc}): run as the "
-                "user that owns the database, or remove the file so it is re-created"
-            ) from None
+    def _fd(self) -> int:
+        if self._descriptor is None:
+            try:
+                self._descriptor = os.open(self.database, os.O_RDWR)
+            except OSError as exc:
+                raise StoreUnusable(
+                    f"cannot open the database {self.database} to lock it "
+                    f"({exc.strerror or exc}): run as the user that owns it"
+                ) from None
+        return self._descriptor
+
+
+def _write_pid(path: str) -> None:
+    """Best effort, owner-only: the pid is for messages, the lock is on the database."""
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+            handle.write(str(os.getpid()))
+    except OSError:
+        pass
 
 
 def _owner(path: str) -> str:
