@@ -126,3 +126,37 @@ def _requests(db: Path) -> list[tuple[str | None]]:
             return conn.execute("SELECT outcome FROM admin_requests ORDER BY id").fetchall()
     except sqlite3.OperationalError:
         return []
+
+
+def test_a_second_run_through_a_symlink_or_without_the_pid_file_never_starts(tmp_path) -> None:
+    rig = _rig(tmp_path)
+    try:
+        assert _run(rig, "sync").returncode == 0
+        first = rig.start("run")
+        deadline = time.monotonic() + 30
+        while not Store(rig.db).is_instance_running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        link = tmp_path / "elsewhere.db"
+        link.symlink_to(rig.db)
+        Path(str(rig.db) + ".lock").unlink(missing_ok=True)  # someone tidied up
+        started = 1
+        settings = Path(rig.env["RECONCILER_CONFIG"])
+        for path in (link, rig.db):
+            env = dict(rig.env, RECONCILER_STORE__PATH=str(path))
+            second = subprocess.run(
+                [rig.script, "run"],
+                env=env,
+                cwd=rig.cwd,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            started += second.returncode == 0
+            assert second.returncode != 0 and "already running" in second.stderr, second.stderr
+        assert settings.exists()
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+        record_figure("two instances: reconciler run processes that started", started)
+        note(f"two instances: {started} of 3 `reconciler run` started (symlink, no pid file)")
+    finally:
+        rig.close()
