@@ -245,7 +245,7 @@ def test_hint_whose_write_failed_is_retried_until_the_employee_is_quarantined(
 ) -> None:
     hibob_id = world.active_employees()[13]
     world.hibob.update_employee(hibob_id, **{"work.title": "Rejected"})
-    world.learning.faults.fail_next(10**6, 400, {"error": "badRequest"})
+    world.learning.faults.fail_next(10**6, 400, {"error": "badRequest"}, method="PATCH")
     service.hints.on_hint(hint(hibob_id))
 
     for _ in range(3):

@@ -98,3 +98,17 @@ def test_9_the_database_and_its_lock_are_for_their_owner_only(tmp_path) -> None:
         store.close()
     finally:
         os.umask(old)
+
+
+def test_12_a_targeted_pass_repairs_drift_of_the_linked_account(world: World) -> None:
+    assert world.sync().outcome == "ok"
+    edited, deleted = world.active_employees()[3:5]
+    world.learning.edit_user(world.user_of(edited)["_id"], job="Edited by hand")
+    world.learning.delete_user(world.user_of(deleted)["_id"])
+    first = world.sync("targeted", employee=edited)
+    assert [(a.kind, a.fields) for a in first.plan.actions] == [("update", ["job"])]
+    assert world.user_of(edited)["job"] != "Edited by hand"
+    second = world.sync("targeted", employee=deleted)
+    assert [a.kind for a in second.plan.actions] == ["reactivate"]
+    assert world.user_of(deleted)["status"] == "active"
+    assert world.sync("targeted", employee=deleted).plan.actions == ()

@@ -343,7 +343,9 @@ def _update(
         )
     if not (changes or activate or add or remove or manager or link or relink):
         return None
-    reason = "changed in Hibob" if actual is None else "differs from 360Learning (drift)"
+    # Drift only when the stored state already matches Hibob: then 360Learning moved.
+    is_drift = actual is not None and not _changed(state.attributes, before.attributes)
+    reason = "differs from 360Learning (drift)" if is_drift else "changed in Hibob"
     if not (changes or activate or add or remove or manager or relink):
         reason = "the external-id link to the Hibob id is missing"
     return Update(

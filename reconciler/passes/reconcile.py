@@ -485,6 +485,14 @@ def _read_learning(
         )
         data = replace(data, actual=actual, external_ids=external)
         data = replace(data, actual_links=_read_restored_links(services, data))
+    elif kind == PassKind.TARGETED and (linked := _linked_users(data)):
+        # The targeted employee's own account, read: drift that `explain` shows is repaired.
+        actual = {
+            user.learning_user_id: user
+            for user_id in linked
+            if (user := learning.get_user(user_id)) is not None
+        }
+        data = replace(data, actual=actual)
     else:
         mails = compute_mail_lookups(data)
         by_mail: defaultdict[str, list[LearningUser]] = defaultdict(list)
@@ -500,6 +508,14 @@ def _read_learning(
         for u in {c.learning_user_id: c for c in candidates.values()}.values()
     }
     return replace(data, candidate_roles=roles)
+
+
+def _linked_users(data: PlanInput) -> list[str]:
+    """The 360Learning accounts of the employees a targeted pass read, when all are linked."""
+    entries = [data.snapshot.get(h) for h in data.desired]
+    if not entries or any(e is None or not e.learning_user_id or e.state is None for e in entries):
+        return []
+    return [e.learning_user_id for e in entries if e is not None and e.learning_user_id]
 
 
 def _read_restored_links(services: PassContext, data: PlanInput) -> dict[str, ActualLinks]:
