@@ -46,6 +46,7 @@ CREDENTIAL_FILES = {
     "learning_client_secret": ("learning", "client_secret"),
     "webhooks_upsert_secret": ("webhooks", "upsert_secret"),
     "webhooks_deactivation_secret": ("webhooks", "deactivation_secret"),
+    "notify_webhook_url": ("notify", "webhook_url"),  # holds a token: a secret too
 }
 
 
