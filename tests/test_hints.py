@@ -416,3 +416,51 @@ def test_a_crashed_pass_is_closed_but_a_pass_still_running_beside_it_is_not(tmp_
         "1": "interrupted",
         "2": "pending",
     }
+
+
+def test_an_admin_sync_of_one_employee_lands_while_a_long_pass_is_busy(world) -> None:
+    # Issue 15 item 10: `sync --employee`, `explain --apply` and `quarantine --clear` ran
+    # behind the long pass (up to the CLI's 30-minute limit); now they run beside it, as hints.
+    import datetime as dt
+
+    target = world.active_employees()[20]
+    busy = world.active_employees()[:20]
+    for hibob_id in busy:
+        world.hibob.update_employee(hibob_id, **{"work.title": "Busy Title"})
+    world.route_learning_through(
+        SlowWrites(world, world.store.get_entry(target).learning_user_id, 0.4)
+    )
+    service = Service(world.services)
+    last = world.store.list_passes(1)[0]["id"]
+    service.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not [p for p in world.store.list_passes(5) if p["id"] > last]:
+            assert time.monotonic() < deadline, "the start-up pass never began"
+            time.sleep(0.01)
+        world.hibob.update_employee(target, **{"work.title": "Admin Title"})
+        asked = time.monotonic()
+        far = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)
+        request = world.store.save_request(
+            "targeted", {"employee": target}, world.now, expires_at=far
+        )
+        cleared = world.store.save_request(
+            "quarantine-clear", {"ids": None}, world.now, expires_at=far
+        )
+        while not (world.store.get_request(request) or {}).get("finished_at"):
+            assert time.monotonic() - asked < 5, "the admin request waited for the long pass"
+            time.sleep(0.02)
+        waited = time.monotonic() - asked
+        assert world.store.get_request(request)["outcome"] == "ok"
+        assert world.store.get_request(cleared)["finished_at"]
+        assert world.user_of(target)["job"] == "Admin Title"
+        long_pass = [
+            p
+            for p in Store(world.db).list_passes(10)
+            if p["id"] > last and p["kind"] == "incremental"
+        ][-1]
+        assert long_pass["finished_at"] is None, "the long pass ended before the request"
+        assert waited < 2.0
+        print(f"admin sync --employee during a long pass: {waited:.2f} s")
+    finally:
+        assert service.stop(timeout_seconds=15)

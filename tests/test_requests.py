@@ -89,6 +89,7 @@ def served_by(service: Service):
     def sleep(seconds: float) -> None:
         service.requests.poll()
         service.requests.serve()
+        service.requests.serve_quick()  # one employee's requests have their own worker
 
     return sleep
 

@@ -23,6 +23,7 @@ from reconciler.store.database import Store
 log = logging.getLogger("reconciler.service.admin_requests")
 
 KINDS = tuple(RequestKind)
+QUICK_KINDS = ("targeted", "quarantine-clear")  # one employee's work, or no pass at all
 
 
 # Runs one pass (its kind, then run_pass's options); None when the service is stopping.
@@ -154,28 +155,56 @@ class AdminRequests:
     worker thread), one pass at a time through `run`, which takes the service's pass lock."""
 
     def __init__(
-        self, store: Store, *, run: RunPass, clock: Callable[[], datetime], wake: Callable[[], None]
+        self,
+        store: Store,
+        *,
+        run: RunPass,
+        clock: Callable[[], datetime],
+        wake: Callable[[], None],
+        run_beside: RunPass | None = None,
+        wake_quick: Callable[[], None] | None = None,
     ) -> None:
         self.store, self._run, self._clock, self._wake = store, run, clock, wake
+        # One employee's work (sync --employee, explain --apply, quarantine --clear) runs
+        # beside a long pass, as hints do, on its own worker: it never waits for a resync.
+        self._run_beside = run_beside or run
+        self._wake_quick = wake_quick or wake
         self._lock = threading.Lock()
         self._claimed: list[dict[str, Any]] = []
+        self._quick: list[dict[str, Any]] = []
         self._closed = False
 
     def poll(self) -> None:
-        """Claim new requests and wake the worker (a scheduler job, every second)."""
+        """Claim new requests and wake their worker (a scheduler job, every second)."""
         if self._closed:
             return
         taken = self.store.take_requests(self._clock())
-        if taken:
-            with self._lock:
-                self._claimed.extend(taken)
+        quick = [r for r in taken if r["kind"] in QUICK_KINDS]
+        slow = [r for r in taken if r["kind"] not in QUICK_KINDS]
+        with self._lock:
+            self._claimed.extend(slow)
+            self._quick.extend(quick)
+        if slow:
             self._wake()
+        if quick:
+            self._wake_quick()
 
     def serve(self) -> int:
         """Carry out every claimed request; identical resyncs share one full pass.
         Returns how many requests were finished."""
         with self._lock:
             claimed, self._claimed = self._claimed, []
+            if self._run_beside is self._run:  # no quick worker: this one serves them too
+                claimed, self._quick = self._quick + claimed, []
+        return self._serve(claimed, self._run)
+
+    def serve_quick(self) -> int:
+        """Carry out the claimed one-employee requests (beside any long pass)."""
+        with self._lock:
+            claimed, self._quick = self._quick, []
+        return self._serve(claimed, self._run_beside)
+
+    def _serve(self, claimed: list[dict[str, Any]], run: RunPass) -> int:
         finished = 0
         for ids, kind, args in _coalesce(claimed):
             if args.get("allow_deactivations"):
@@ -184,7 +213,7 @@ class AdminRequests:
                 log.warning("admin request(s) %s: allow_deactivations ignored (a row)", ids)
                 args = {k: v for k, v in args.items() if k != "allow_deactivations"}
             try:
-                outcome = carry_out(self.store, kind, args, self._run, self._clock())
+                outcome = carry_out(self.store, kind, args, run, self._clock())
             except Exception as exc:  # the waiter gets an answer, the worker goes on
                 log.exception("admin request(s) %s (%s) failed", ids, kind)
                 outcome = Outcome("failed", detail=f"{type(exc).__name__}: {exc}")
@@ -208,7 +237,7 @@ class AdminRequests:
         """Stop claiming; requests claimed but not started are finished as cancelled."""
         self._closed = True
         with self._lock:
-            claimed, self._claimed = self._claimed, []
+            claimed, self._claimed, self._quick = self._claimed + self._quick, [], []
         if claimed:
             self.store.finish_requests(
                 [r["id"] for r in claimed],

@@ -123,8 +123,15 @@ class Service:
         self._server: WebhookServer | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._worker: threading.Thread | None = None
+        self._quick_worker: threading.Thread | None = None
+        self._quick_wake = threading.Event()
         self.requests = AdminRequests(
-            self.store, run=self._run_pass, clock=clock, wake=self._wake.set
+            self.store,
+            run=self._run_pass,
+            clock=clock,
+            wake=self._wake.set,
+            run_beside=self._run_beside,
+            wake_quick=self._quick_wake.set,
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -150,6 +157,10 @@ class Service:
             raise
         self._scheduler.start()
         self._worker = threading.Thread(target=self._work, name="requests", daemon=True)
+        self._quick_worker = threading.Thread(
+            target=self._work_quick, name="requests-quick", daemon=True
+        )
+        self._quick_worker.start()
         self._worker.start()
         self.hints.start()
         self.store.save_service_state({"progress": None})  # a dead process's last pass
@@ -216,6 +227,7 @@ class Service:
         self._closing.set()
         self.requests.close()
         self._wake.set()
+        self._quick_wake.set()
         if self._server:
             self._server.stop()
         is_idle = self._pass_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
@@ -223,6 +235,8 @@ class Service:
             self._scheduler.shutdown(wait=is_idle)
         if self._worker:
             self._worker.join(max(0.0, deadline - time.monotonic()))
+        if self._quick_worker:
+            self._quick_worker.join(max(0.0, deadline - time.monotonic()))
         hints_idle = self.hints.stop(deadline, time.monotonic)
         if not is_idle or not hints_idle or (self._worker and self._worker.is_alive()):
             log.warning(
@@ -264,6 +278,16 @@ class Service:
                 progress.finish()
         finally:
             self._pass_lock.release()
+
+    def _run_beside(
+        self, kind: PassKind, employee: str | None = None, **options: Any
+    ) -> PassResult | None:
+        """An admin's one-employee pass, beside any long pass (as a hint's)."""
+        if self._closing.is_set():
+            return None
+        if kind != PassKind.TARGETED:  # not one employee's: it waits for the pass lock
+            return self._run_pass(kind, employee, **options)
+        return self._run_and_record(PassKind.TARGETED, employee, **options)
 
     def run_targeted(self, hibob_id: str) -> PassResult | None:
         """A hinted employee's pass, beside any long pass (not under the pass lock): its writes
@@ -331,6 +355,19 @@ class Service:
             "learning": self.services.learning.stats.snapshot(),
         }
         return {name: (s["calls"], s["rate_limited"]) for name, s in stats.items()}
+
+    def _work_quick(self) -> None:
+        while not self._closing.is_set():
+            self._quick_wake.wait()
+            self._quick_wake.clear()
+            if self._closing.is_set():
+                break
+            try:
+                self.requests.serve_quick()
+            except Exception:
+                log.exception("admin requests: serving failed; retrying in 5 s")
+                if not self._closing.wait(5.0):
+                    self._quick_wake.set()
 
     def _work(self) -> None:
         while not self._closing.is_set():
