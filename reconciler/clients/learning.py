@@ -7,6 +7,7 @@ read/write throttles. It must not decide what to change; it only performs the ca
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,13 +28,17 @@ from reconciler.clients.http import (
 )
 from reconciler.config import LearningSettings
 from reconciler.core.models import GroupRole, LearningUser
-from reconciler.errors import ApiAuthFailed, ApiRejected
+from reconciler.errors import ApiAuthFailed, ApiRejected, ApiUnavailable
 from reconciler.redact import remember_secrets, remember_token
 
 SERVICE = "360Learning"
 TOKEN_PATH = "/api/v2/oauth2/token"
 REFRESH_MARGIN_SECONDS = 60.0
 MAILS_PER_QUERY = 50
+PAGE_CAP_SLACK = 2
+"""Pages a listing may take beyond what its distinct items fill (a last, short page)."""
+MAX_PAGES = 20_000
+"""Whatever the items: 10 million users at 500 a page; past it a listing is a loop."""
 BULK_MAX_ITEMS = 20_000  # per bulk job [spec]
 # Bulk jobs are polled from 1 s, then every 1.5x longer up to 10 s (no documented cadence).
 BULK_FIRST_POLL_SECONDS, BULK_LONGEST_POLL_SECONDS = 1.0, 10.0
@@ -318,9 +323,19 @@ class LearningClient:
             yield _parse_user(raw)
 
     def _paginate(self, url: str, scope: str) -> Iterator[Any]:
+        """Every item of a listing, page after page, until a page has no `next` link.
+
+        A server whose cursor never advances would keep this loop going forever, so paging
+        stops with an error on a link already visited, and past a page cap derived from the
+        population the listing itself shows: a real cursor brings new items on every page.
+        """
         next_url: str | None = url
+        visited: set[str] = set()
+        population: set[Any] = set()
+        pages = largest_page = 0
         while next_url:
             response = self._call("GET", next_url, scope)
+            visited.add(str(response.request.url))
             items = response.json()
             if not isinstance(items, list):
                 raise ApiRejected(
@@ -329,8 +344,24 @@ class LearningClient:
                     "unexpectedResponse",
                     f"expected a list from {response.request.url.path}",
                 )
+            pages += 1
+            largest_page = max(largest_page, len(items))
+            population.update(_item_key(item) for item in items)
             yield from items
             next_url = self._next_link(response)
+            if next_url is None:
+                return
+            endpoint = f"GET {response.request.url.path}"
+            if str(response.request.url.join(next_url)) in visited:
+                raise _paging_error(
+                    endpoint, f"page {pages} links back to a page already read", response
+                )
+            if pages >= min(MAX_PAGES, page_cap(len(population), largest_page)):
+                raise _paging_error(
+                    endpoint,
+                    f"{pages} pages held only {len(population)} distinct items",
+                    response,
+                )
 
     def _next_link(self, response: httpx.Response) -> str | None:
         return self._same_host_path(response, response.links.get("next", {}).get("url"))
@@ -431,6 +462,24 @@ class LearningClient:
             )
         remember_token(token)
         return token, lifetime
+
+
+def page_cap(population: int, largest_page: int) -> int:
+    """Pure: the most pages a listing of `population` distinct items, `largest_page` a page,
+    can honestly take (every page but the last is full of new items), plus some slack."""
+    return -(-population // max(1, largest_page)) + PAGE_CAP_SLACK
+
+
+def _item_key(item: Any) -> Any:
+    if isinstance(item, dict):
+        return item.get("_id") or json.dumps(item, sort_keys=True, default=str)
+    return item if isinstance(item, str | int) else json.dumps(item, default=str)
+
+
+def _paging_error(endpoint: str, why: str, response: httpx.Response) -> ApiUnavailable:
+    return ApiUnavailable(
+        SERVICE, response.status_code, "pagingLoop", f"{endpoint}: {why}; stopped paging"
+    )
 
 
 @dataclass(frozen=True)

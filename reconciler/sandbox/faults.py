@@ -2,10 +2,12 @@
 
 Each simulator owns one `Faults`, calls `Faults.intercept(request)` first in `handle` (a non-None
 answer replaces the normal response) and `Faults.after_apply(request)` once it has applied the
-request (which may drop the answer of a write the server already made). Dropped connections and
-timeouts raise `httpx` transport errors, which `httpx.MockTransport` passes to the client and the
-loopback server turns into a closed socket. Knobs can be limited to one method and path prefix.
-`injected` counts the faults that fired. Thread-safe: served simulators use several threads.
+request (which may drop the answer of a write the server already made); `Faults.reshape` bends
+an answer as a misbehaving server would (a `Link` pointing back at its own page). Dropped
+connections and timeouts raise `httpx` transport errors, which `httpx.MockTransport` passes to
+the client and the loopback server turns into a closed socket. Knobs can be limited to one
+method and path prefix. `injected` counts the faults that fired. Thread-safe: served simulators
+use several threads.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Faults:
         self._drops: list[_Rule] = []
         self._timeouts: list[_Rule] = []
         self._lost_answers: list[_Rule] = []
+        self._link_loops: list[_Rule] = []
         self._triggers: list[list] = []  # [requests left, callback]
         self.latency_seconds = 0.0
         self.timeout_hold_seconds = 0.0
@@ -103,6 +106,14 @@ class Faults:
         with self._lock:
             self._lost_answers.append(_Rule(count, method, path_prefix))
 
+    def loop_next_links(
+        self, count: int, *, method: str | None = None, path_prefix: str | None = None
+    ) -> None:
+        """The next `count` (matching) answers that carry a `Link: rel="next"` point it back at
+        the page just served, as a server whose cursor never advances would."""
+        with self._lock:
+            self._link_loops.append(_Rule(count, method, path_prefix))
+
     def on_request(self, count: int, callback: Callable[[], None]) -> None:
         """Call `callback` when the `count`-th request from now arrives (before it is handled),
         e.g. `learning.expire_tokens` to expire the token in the middle of a pass."""
@@ -116,6 +127,7 @@ class Faults:
                 self._drops,
                 self._timeouts,
                 self._lost_answers,
+                self._link_loops,
                 self._triggers,
             ):
                 rules.clear()
@@ -155,6 +167,17 @@ class Faults:
         raise DropConnection(
             "simulated dropped connection after the write was applied", request=request
         )
+
+    def reshape(self, request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        """The answer as a misbehaving server would send it (a looping `Link` header)."""
+        if "link" not in response.headers:
+            return response
+        with self._lock:
+            if not _take(self._link_loops, request):
+                return response
+            self.injected += 1
+        response.headers["Link"] = f'<{request.url}>; rel="next"'
+        return response
 
     def _due_triggers(self) -> list[Callable[[], None]]:
         if not self._triggers:

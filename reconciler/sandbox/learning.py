@@ -250,6 +250,7 @@ class LearningSimulator:
         if response is None:
             with self._lock:
                 response = self._dispatch(request)
+            response = self.faults.reshape(request, response)
         self._log(method, path, response.status_code)
         self.faults.after_apply(request, response)
         return response

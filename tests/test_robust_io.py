@@ -1,0 +1,148 @@
+"""Upstreams that misbehave never hang a pass (issue 15, items 1-4): paging loops, slow drips,
+oversized answers and zero token lifetimes, against the simulators and a misbehaving loopback
+server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from reconciler.clients.learning import LearningClient
+from reconciler.config import LearningSettings
+from reconciler.errors import ApiError
+from reconciler.sandbox.learning import LearningSimulator
+from tests.support import FakeTime
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime(1000.0)
+
+
+@pytest.fixture
+def sim(fake: FakeTime) -> LearningSimulator:
+    return LearningSimulator(clock=fake, sleep=fake.sleep, enforce_rate_limits=False)
+
+
+def learning_client(sim: LearningSimulator, fake: FakeTime, **settings: object) -> LearningClient:
+    values: dict[str, object] = {
+        "base_url": "http://learning.test",
+        "client_id": "sandbox-client",
+        "client_secret": SecretStr("sandbox-secret"),
+        "default_group_id": sim.root_group_id,
+        "max_writes_per_second": 1000.0,
+        "max_reads_per_second": 1000.0,
+        **settings,
+    }
+    return LearningClient(
+        LearningSettings(**values),  # type: ignore[arg-type]
+        transport=httpx.MockTransport(sim.handle),
+        sleep=fake.sleep,
+        clock=fake,
+    )
+
+
+def list_calls(sim: LearningSimulator) -> int:
+    return sum(1 for m, p, _ in sim.requests if m == "GET" and p == "/api/v2/users")
+
+
+# -- 1. paging loops --------------------------------------------------------------------------
+
+
+def seed_users(sim: LearningSimulator, count: int) -> None:
+    for n in range(count):
+        sim.seed_user(f"user{n}@sandbox.test", firstName="U", lastName=str(n))
+
+
+def test_a_next_link_pointing_at_the_same_page_stops_paging_with_one_line(sim, fake) -> None:
+    sim.page_size = 10
+    seed_users(sim, 35)
+    sim.faults.loop_next_links(1000, path_prefix="/api/v2/users")
+    client = learning_client(sim, fake)
+
+    with pytest.raises(ApiError) as caught:
+        list(client.list_users())
+
+    message = str(caught.value)
+    assert "\n" not in message and "/api/v2/users" in message
+    assert caught.value.code == "pagingLoop"
+    assert list_calls(sim) <= 2
+
+
+def test_a_link_back_to_an_earlier_page_stops_paging(sim, fake) -> None:
+    sim.page_size = 10
+    seed_users(sim, 35)
+    client = learning_client(sim, fake)
+    first_page = {}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        response = sim.handle(request)
+        if "next" not in request.url.params:
+            first_page["url"] = str(request.url)
+        elif "url" in first_page:  # every later page links back to the first one
+            response.headers["Link"] = f'<{first_page["url"]}>; rel="next"'
+        return response
+
+    client = LearningClient(
+        client._settings,  # noqa: SLF001 - same settings, another transport
+        transport=httpx.MockTransport(handle),
+        sleep=fake.sleep,
+        clock=fake,
+    )
+
+    with pytest.raises(ApiError, match="pagingLoop"):
+        list(client.list_users())
+    assert list_calls(sim) <= 3
+
+
+def test_a_cursor_that_changes_but_serves_the_same_people_stops_at_the_page_cap(sim, fake) -> None:
+    sim.page_size = 10
+    seed_users(sim, 35)
+    calls = {"n": 0}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        # Always the first page, with a fresh cursor each time: no link repeats.
+        if request.url.path != "/api/v2/users":
+            return sim.handle(request)
+        calls["n"] += 1
+        first = httpx.Request("GET", "http://learning.test/api/v2/users", headers=request.headers)
+        response = sim.handle(first)
+        response.headers["Link"] = (
+            f'<http://learning.test/api/v2/users?next=c{calls["n"]}>; rel="next"'
+        )
+        return response
+
+    client = LearningClient(
+        learning_client(sim, fake)._settings,  # noqa: SLF001
+        transport=httpx.MockTransport(handle),
+        sleep=fake.sleep,
+        clock=fake,
+    )
+
+    with pytest.raises(ApiError, match="pagingLoop"):
+        list(client.list_users())
+    assert list_calls(sim) <= 5
+
+
+def test_honest_paging_still_reads_every_page(sim, fake) -> None:
+    sim.page_size = 10
+    seed_users(sim, 35)
+    client = learning_client(sim, fake)
+
+    users = list(client.list_users())
+
+    assert len(users) == 36  # with the platform owner
+    assert list_calls(sim) == 4
+
+
+def test_a_full_pass_against_a_looping_listing_ends_failed_with_the_endpoint(world) -> None:
+    assert world.sync().outcome == "ok"
+    world.learning.page_size = 10
+    world.learning.faults.loop_next_links(10_000, path_prefix="/api/v2/users")
+
+    result = world.sync("full")
+
+    assert result.outcome == "failed"
+    assert "pagingLoop" in (result.error or "") and "/api/v2/users" in (result.error or "")
+    assert list_calls(world.learning) < 20
