@@ -71,7 +71,8 @@ class HibobSettings(_Section):
     extra_fields: list[str] = []
     """More Hibob field ids to read (e.g. custom fields used in scope conditions)."""
     timeout_seconds: float = Field(default=60.0, gt=0)
-    """Per-request timeout; a large company's search can take a while."""
+    """Overall deadline of one request, from connecting to the answer's last byte, however
+    slowly the bytes arrive (retried like any timeout); a large company's search takes a while."""
     search_per_minute: float = Field(default=45.0, gt=0, le=50)
     """Search calls per minute; Hibob allows 50 (stay below it)."""
     reads_per_minute: float = Field(default=45.0, gt=0)
@@ -100,7 +101,7 @@ class LearningSettings(_Section):
     external_id_platform: str = "hibob"
     """Platform name for external-id links; "" = do not write them."""
     timeout_seconds: float = Field(default=30.0, gt=0)
-    """Per-request timeout."""
+    """Overall deadline of one request, from connecting to the answer's last byte."""
 
 
 class Condition(_Section):

@@ -4,13 +4,19 @@ server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
+
 import httpx
 import pytest
 from pydantic import SecretStr
 
+from reconciler.clients.hibob import HibobClient
 from reconciler.clients.learning import LearningClient
-from reconciler.config import LearningSettings
-from reconciler.errors import ApiError
+from reconciler.config import HibobSettings, LearningSettings
+from reconciler.errors import ApiError, ApiUnavailable
 from reconciler.sandbox.learning import LearningSimulator
 from tests.support import FakeTime
 
@@ -146,3 +152,106 @@ def test_a_full_pass_against_a_looping_listing_ends_failed_with_the_endpoint(wor
     assert result.outcome == "failed"
     assert "pagingLoop" in (result.error or "") and "/api/v2/users" in (result.error or "")
     assert list_calls(world.learning) < 20
+
+
+# -- 2. slow drips: every request has an overall deadline ---------------------------------------
+
+
+class DripServer:
+    """A misbehaving HTTP server on 127.0.0.1: it answers every request with `head` and `body`,
+    sending the bytes from `drip_from` on one at a time, `interval` seconds apart."""
+
+    def __init__(self, head: bytes, body: bytes, *, drip_from: int, interval: float) -> None:
+        self.answer, self.drip_from, self.interval = head + body, drip_from, interval
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            try:
+                conn.sendall(self.answer[: self.drip_from])
+                for i in range(self.drip_from, len(self.answer)):
+                    if self._stop.wait(self.interval):
+                        return
+                    conn.sendall(self.answer[i : i + 1])
+            except OSError:
+                return  # the client gave up: what a deadline is for
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+
+
+def hibob_client(base_url: str, timeout_seconds: float) -> HibobClient:
+    settings = HibobSettings(
+        base_url=base_url,
+        service_user_id="sandbox-user",
+        service_user_token=SecretStr("sandbox-token"),
+        timeout_seconds=timeout_seconds,
+    )
+    return HibobClient(settings, sleep=lambda seconds: None)
+
+
+SEARCH_BODY = json.dumps({"employees": [{"id": "1", "email": "a@b.test"}] * 40}).encode()
+
+
+def json_head(length: int) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {length}\r\n\r\n".encode()
+    )
+
+
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_an_answer_dripping_one_byte_at_a_time_ends_at_the_overall_deadline(where) -> None:
+    head = json_head(len(SEARCH_BODY))
+    drip_from = 5 if where == "headers" else len(head) + 10
+    # Each byte comes well within the per-read timeout: only an overall deadline ends it.
+    server = DripServer(head, SEARCH_BODY, drip_from=drip_from, interval=0.05)
+    client = hibob_client(server.url + "/v1", timeout_seconds=0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ApiUnavailable) as caught:
+            client.search_employees(["root.email"])
+    finally:
+        elapsed = time.monotonic() - started
+        client.close()
+        server.close()
+
+    attempts = server.connections
+    assert attempts >= 1
+    assert elapsed < attempts * 0.3 + 1.0, f"{attempts} attempts took {elapsed:.1f} s"
+    assert "hibob.timeout_seconds" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_slow_but_steady_answer_within_the_deadline_is_read() -> None:
+    body = json.dumps({"employees": []}).encode()
+    head = json_head(len(body))
+    server = DripServer(head, body, drip_from=len(head), interval=0.01)
+    client = hibob_client(server.url + "/v1", timeout_seconds=5)
+    try:
+        assert client.search_employees(["root.email"]) == []
+    finally:
+        client.close()
+        server.close()

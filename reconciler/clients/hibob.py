@@ -56,7 +56,12 @@ class HibobClient:
             headers={"accept": "application/json"},
         )
         self._session = ApiSession(
-            client, SERVICE, auth_hints=_AUTH_HINTS, sleep=sleep, wall_clock=wall_clock
+            client,
+            SERVICE,
+            auth_hints=_AUTH_HINTS,
+            sleep=sleep,
+            wall_clock=wall_clock,
+            deadline_setting="hibob.timeout_seconds",
         )
         # The search endpoint allows 50 calls/min: burst + rate stays under that per minute.
         self._search_limiter = RateLimiter(

@@ -2,8 +2,9 @@
 
 `HibobClient` and `LearningClient` send every request through `ApiSession.send`, which turns
 httpx exceptions and error statuses into `reconciler.errors` (httpx never escapes this module).
-It must not know vendor endpoints, and its error messages never carry secrets or headers: any
-text from outside goes through `redact` and is capped before it becomes part of an error.
+Every attempt has an overall deadline, however slowly the bytes arrive. It must not know vendor
+endpoints, and its error messages never carry secrets or headers: any text from outside goes
+through `redact` and is capped before it becomes part of an error.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import json
 import random as random_module
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 
 from reconciler.errors import (
@@ -33,6 +36,96 @@ MAX_OUTSIDE_CHARS = 300
 
 RequestFactory = Callable[[], httpx.Request]
 
+_deadline = threading.local()
+"""The monotonic time the attempt in progress on this thread must end by (None: no limit)."""
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket whose every read and write waits at most until the thread's deadline.
+
+    httpx applies its timeout to each read, so a server sending one byte per second keeps a
+    request alive forever; bounding each socket call by the time left ends it on time.
+    """
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, with the streams it opens bounded by `_DeadlineStream`."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    deadline: float | None = getattr(_deadline, "at", None)
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise error("the overall deadline of the request passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+def _install_deadlines(client: httpx.Client) -> None:
+    """Bound the sockets of the client's own transports (env proxies included).
+
+    httpx offers no public seam for httpcore's network backend, so its pools are reached
+    through their attributes; a transport of another shape (a test's MockTransport) has no
+    sockets, and `ApiSession` still checks the deadline between the chunks of a body.
+    """
+    transports = [client._transport, *client._mounts.values()]  # noqa: SLF001
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
+            backend, _DeadlineBackend
+        ):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]  # noqa: SLF001
+
 
 def build_http_client(
     base_url: str,
@@ -42,8 +135,11 @@ def build_http_client(
     auth: httpx.Auth | tuple[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Client:
-    """An httpx.Client for one service; `transport` is the seam tests use for the simulators."""
-    return httpx.Client(
+    """An httpx.Client for one service; `transport` is the seam tests use for the simulators.
+
+    `timeout_seconds` bounds each socket operation and, through `ApiSession`, each attempt as a
+    whole (connect, send, headers and body)."""
+    client = httpx.Client(
         base_url=base_url,
         timeout=timeout_seconds,
         transport=transport,
@@ -51,6 +147,9 @@ def build_http_client(
         headers=dict(headers or {}),
         follow_redirects=False,
     )
+    if transport is None:
+        _install_deadlines(client)
+    return client
 
 
 class RateLimiter:
@@ -232,9 +331,16 @@ class ApiSession:
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random_module.random,
+        deadline_seconds: float | None = None,
+        deadline_setting: str = "timeout_seconds",
     ) -> None:
         self.client = client
         self.service = service
+        timeout = client.timeout
+        phases = [t for t in (timeout.connect, timeout.read, timeout.write, timeout.pool) if t]
+        self.deadline_seconds = deadline_seconds or max(phases, default=None)
+        """How long one attempt may take in all, from connecting to the body's last byte."""
+        self._deadline_setting = deadline_setting
         self.stats = ApiStats(service)
         self._auth_hints = auth_hints
         self._policy = policy or RetryPolicy()
@@ -295,17 +401,26 @@ class ApiSession:
     ) -> tuple[httpx.Response | ApiError, float]:
         """One try: the response to hand on, or a retryable error and how long to wait."""
         policy = self._policy
+        request = request_factory()
+        limit = self.deadline_seconds
+        deadline = None if limit is None else time.monotonic() + limit
         try:
-            response = self.client.send(request_factory())
-            response.read()
+            with _overall_deadline(deadline):
+                response = self.client.send(request, stream=True)
+                try:
+                    self._read_body(response, deadline)
+                finally:
+                    response.close()
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise ApiUnavailable(
                 self.service, None, None, redact(f"bad URL ({exc})", MAX_OUTSIDE_CHARS)
             ) from None
         except httpx.TransportError as exc:
-            error: ApiError = ApiUnavailable(
-                self.service, None, None, _describe_transport_error(exc)
-            )
+            if deadline is not None and time.monotonic() >= deadline:
+                detail = self._deadline_detail(request)
+            else:
+                detail = _describe_transport_error(exc)
+            error: ApiError = ApiUnavailable(self.service, None, None, detail)
             return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
         except httpx.HTTPError as exc:
             raise ApiUnavailable(self.service, None, None, _describe_transport_error(exc)) from None
@@ -326,6 +441,23 @@ class ApiSession:
                 return error, hint
             return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
         return response, 0.0
+
+    def _read_body(self, response: httpx.Response, deadline: float | None) -> None:
+        """Read the body in chunks, each socket read bounded by the deadline (and checked
+        between chunks, for transports without sockets)."""
+        chunks = []
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise httpx.ReadTimeout("overall deadline passed", request=response.request)
+        # What `Response.read()` does, with the chunks already in hand.
+        response._content = b"".join(chunks)  # noqa: SLF001
+
+    def _deadline_detail(self, request: httpx.Request) -> str:
+        return (
+            f"no complete answer to {request.method} {request.url.path} within "
+            f"{self.deadline_seconds:g} s ({self._deadline_setting})"
+        )
 
     def _accept(
         self,
@@ -361,6 +493,16 @@ class ApiSession:
         if wait is None:
             return None
         return min(max(wait, 0.0), self._policy.max_hinted_wait_seconds)
+
+
+@contextmanager
+def _overall_deadline(at: float | None) -> Iterator[None]:
+    """This thread's deadline for the sockets of one attempt, cleared after it."""
+    _deadline.at = at
+    try:
+        yield
+    finally:
+        _deadline.at = None
 
 
 def parse_error_body(response: httpx.Response) -> tuple[str | None, str]:

@@ -77,7 +77,12 @@ class LearningClient:
             headers={"360-api-version": "v2.0", "accept": "application/json"},
         )
         self._session = ApiSession(
-            client, SERVICE, auth_hints=_AUTH_HINTS, sleep=sleep, wall_clock=wall_clock
+            client,
+            SERVICE,
+            auth_hints=_AUTH_HINTS,
+            sleep=sleep,
+            wall_clock=wall_clock,
+            deadline_setting="learning.timeout_seconds",
         )
         self._reads = RateLimiter(settings.max_reads_per_second, clock=clock, sleep=sleep)
         # The write budget is the company's, shared with any other integration: follow what
