@@ -13,7 +13,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from reconciler.clients.hibob import HibobClient
+from reconciler.clients.hibob import HibobClient, search_answer_cap
+from reconciler.clients.learning import MAX_ANSWER_BYTES as LEARNING_ANSWER_CAP
 from reconciler.clients.learning import LearningClient
 from reconciler.config import HibobSettings, LearningSettings
 from reconciler.errors import ApiError, ApiUnavailable
@@ -255,3 +256,123 @@ def test_a_slow_but_steady_answer_within_the_deadline_is_read() -> None:
     finally:
         client.close()
         server.close()
+
+
+# -- 3. size caps ---------------------------------------------------------------------------------
+
+
+class FloodServer:
+    """A misbehaving HTTP server on 127.0.0.1 whose answer never stops growing (up to `total`
+    bytes): a JSON list of the same employee, repeated. Counts the bytes it got out."""
+
+    def __init__(self, *, total: int, declare_length: bool) -> None:
+        self.total, self.declare_length, self.sent = total, declare_length, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            record = b'{"id": "1", "email": "someone@example.test", "work": {"title": "x"}},'
+            block = record * (65536 // len(record))
+            framing = (
+                f"Content-Length: {self.total}"
+                if self.declare_length
+                else ("Transfer-Encoding: chunked")
+            )
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+            try:
+                conn.sendall(head.encode())
+                while self.sent < self.total:
+                    data = b'{"employees": [' + block if self.sent == 0 else block
+                    if not self.declare_length:
+                        data = f"{len(data):x}\r\n".encode() + data + b"\r\n"
+                    conn.sendall(data)
+                    self.sent += len(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("declare_length", [True, False])
+def test_a_huge_hibob_answer_is_cut_at_the_cap_with_a_clear_error(declare_length) -> None:
+    server = FloodServer(total=200 * 2**20, declare_length=declare_length)
+    client = hibob_client(server.url + "/v1", timeout_seconds=30)
+    client.expect_population(60)
+    try:
+        with pytest.raises(ApiError) as caught:
+            client.search_employees(["root.email"])
+    finally:
+        client.close()
+        server.close()
+
+    message = str(caught.value)
+    assert caught.value.code == "responseTooLarge", message
+    assert "/v1/people/search" in message and "\n" not in message
+    assert server.sent < 40 * 2**20  # it stopped reading long before 200 MB
+
+
+def test_the_search_cap_follows_the_population_and_the_fields() -> None:
+    small = search_answer_cap(population=60, fields=15)
+    large = search_answer_cap(population=100_000, fields=15)
+    first = search_answer_cap(population=None, fields=15)
+
+    assert small < 50 * 2**20  # a 60-person company's 200 MB answer is cut at a quarter
+    assert large > 100_000 * 1_500 * 2  # twice what 100,000 people take with these fields
+    # A first sync knows no population: 100,000 people's answer (~1.5 kB each) still fits.
+    assert first > 100_000 * 1_500 * 2
+    assert search_answer_cap(population=60, fields=150) > small
+
+
+def test_a_360learning_answer_past_its_cap_is_refused(sim, fake) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/users":
+            filler = b'{"_id": "x"},' * (LEARNING_ANSWER_CAP // 13 + 10)
+            return httpx.Response(
+                200,
+                content=b"[" + filler + b'{"_id": "y"}]',
+                headers={"content-type": "application/json"},
+            )
+        return sim.handle(request)
+
+    client = LearningClient(
+        learning_client(sim, fake)._settings,  # noqa: SLF001
+        transport=httpx.MockTransport(handle),
+        sleep=fake.sleep,
+        clock=fake,
+    )
+
+    with pytest.raises(ApiError) as caught:
+        list(client.list_users())
+    assert caught.value.code == "responseTooLarge"
+    assert "/api/v2/users" in str(caught.value)
+
+
+def test_a_pass_sizes_the_search_cap_from_the_population_the_store_knows(world) -> None:
+    assert world.sync().outcome == "ok"
+    services = world.build()
+    known = world.store.count_employees()
+
+    assert known >= 50
+    cap = search_answer_cap(known, 2)
+    assert services.hibob._population == known  # noqa: SLF001
+    assert cap < search_answer_cap(None, 2)

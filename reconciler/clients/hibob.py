@@ -26,6 +26,13 @@ from reconciler.redact import remember_secrets
 
 SERVICE = "Hibob"
 MAX_FIELDS = 400
+MAX_ANSWER_BYTES = 16 * 2**20
+"""Any answer but the search: one employee, the field metadata or a named list (~1 MB)."""
+BYTES_PER_FIELD = 300
+"""Search answer budget per employee and requested field: ~3x the ~100 bytes one field takes
+in both layouts (nested and humanReadable) in the simulator and the documented examples."""
+FIRST_SYNC_POPULATION = 100_000
+"""The population a search answer may hold when none is known yet (the largest benchmarked)."""
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _NUMBER_TEXT = re.compile(r"[\d\s.,'\u00a0\u202f-]+")
 _AUTH_HINTS = AuthHints(
@@ -62,7 +69,9 @@ class HibobClient:
             sleep=sleep,
             wall_clock=wall_clock,
             deadline_setting="hibob.timeout_seconds",
+            max_response_bytes=MAX_ANSWER_BYTES,
         )
+        self._population: int | None = None
         # The search endpoint allows 50 calls/min: burst + rate stays under that per minute.
         self._search_limiter = RateLimiter(
             settings.search_per_minute / 60, burst=3, clock=clock, sleep=sleep
@@ -78,6 +87,11 @@ class HibobClient:
 
     def close(self) -> None:
         self._session.client.close()
+
+    def expect_population(self, population: int | None) -> None:
+        """How many employees the last complete read held (the store's count), which sizes the
+        cap on the search answer; None or 0 when unknown (a first sync)."""
+        self._population = population or None
 
     def search_employees(
         self, fields: Sequence[str], *, emails: Sequence[str] = ()
@@ -98,6 +112,7 @@ class HibobClient:
             lambda: self._session.client.build_request("POST", "/people/search", json=body),
             limiter=self._search_limiter,
             validate_json=False,
+            max_bytes=search_answer_cap(self._population, len(wanted)),
         )
         content = response.content
         del response  # a large company's body is hundreds of MB: drop it once decoded
@@ -115,6 +130,7 @@ class HibobClient:
                     raise
                 # One record without an id must not stop everyone else: the pass reports it.
                 parsed.append(Employee(hibob_id=""))
+        self._population = max(len(parsed), self._population or 0)
         return parsed
 
     def get_employee(self, identifier: str, fields: Sequence[str]) -> Employee | None:
@@ -163,6 +179,15 @@ class HibobClient:
         labels: dict[str, str] = {}
         _flatten_items(payload.get("items", []) if isinstance(payload, dict) else [], labels)
         return labels
+
+
+def search_answer_cap(population: int | None, fields: int) -> int:
+    """Pure: the most bytes a search answer may hold: BYTES_PER_FIELD for each field of each
+    employee, for 4x the known population (at least 10,000 more: a merger), or
+    FIRST_SYNC_POPULATION when none is known. A 60-person company's cap is ~45 MB at 15
+    fields, so a 200 MB answer is cut early; 100,000 people get ~1.8 GB."""
+    expected = FIRST_SYNC_POPULATION if not population else max(4 * population, population + 10_000)
+    return expected * max(1, fields) * BYTES_PER_FIELD
 
 
 class _SearchLayout:

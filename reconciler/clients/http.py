@@ -333,6 +333,7 @@ class ApiSession:
         random: Callable[[], float] = random_module.random,
         deadline_seconds: float | None = None,
         deadline_setting: str = "timeout_seconds",
+        max_response_bytes: int | None = None,
     ) -> None:
         self.client = client
         self.service = service
@@ -341,6 +342,8 @@ class ApiSession:
         self.deadline_seconds = deadline_seconds or max(phases, default=None)
         """How long one attempt may take in all, from connecting to the body's last byte."""
         self._deadline_setting = deadline_setting
+        self.max_response_bytes = max_response_bytes
+        """The most bytes one answer may hold (decoded); past it, reading stops (None: no cap)."""
         self.stats = ApiStats(service)
         self._auth_hints = auth_hints
         self._policy = policy or RetryPolicy()
@@ -356,15 +359,20 @@ class ApiSession:
         allow_404: bool = False,
         forbidden_hint: str | None = None,
         validate_json: bool = True,
+        max_bytes: int | None = None,
     ) -> httpx.Response:
         """Send a fresh request from `request_factory` until it succeeds or must stop.
 
         Returns the 2xx response (or the 404 when `allow_404`); raises an ApiError otherwise.
         `validate_json=False` leaves parsing the body (and reporting invalid JSON) to the
-        caller, so a large answer is parsed once.
+        caller, so a large answer is parsed once. `max_bytes` overrides the session's cap on
+        the size of the answer (`responseTooLarge`, never retried: the next try is as big).
         """
+        cap = max_bytes if max_bytes is not None else self.max_response_bytes
         try:
-            return self._send(request_factory, limiter, allow_404, forbidden_hint, validate_json)
+            return self._send(
+                request_factory, limiter, allow_404, forbidden_hint, validate_json, cap
+            )
         except ApiError:
             self.stats.add("errors")
             raise
@@ -376,13 +384,14 @@ class ApiSession:
         allow_404: bool,
         forbidden_hint: str | None,
         validate_json: bool = True,
+        cap: int | None = None,
     ) -> httpx.Response:
         policy = self._policy
         for attempt in range(1, policy.max_attempts + 1):
             if limiter is not None:
                 limiter.acquire()
             self.stats.add("calls")
-            failure, wait_seconds = self._attempt(request_factory, attempt)
+            failure, wait_seconds = self._attempt(request_factory, attempt, cap)
             if isinstance(limiter, AdaptiveLimiter):
                 if isinstance(failure, ApiRateLimited):
                     limiter.record_rate_limited()
@@ -397,7 +406,7 @@ class ApiSession:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(
-        self, request_factory: RequestFactory, attempt: int
+        self, request_factory: RequestFactory, attempt: int, cap: int | None = None
     ) -> tuple[httpx.Response | ApiError, float]:
         """One try: the response to hand on, or a retryable error and how long to wait."""
         policy = self._policy
@@ -408,7 +417,7 @@ class ApiSession:
             with _overall_deadline(deadline):
                 response = self.client.send(request, stream=True)
                 try:
-                    self._read_body(response, deadline)
+                    self._read_body(response, deadline, cap)
                 finally:
                     response.close()
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
@@ -442,16 +451,33 @@ class ApiSession:
             return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
         return response, 0.0
 
-    def _read_body(self, response: httpx.Response, deadline: float | None) -> None:
+    def _read_body(self, response: httpx.Response, deadline: float | None, cap: int | None) -> None:
         """Read the body in chunks, each socket read bounded by the deadline (and checked
-        between chunks, for transports without sockets)."""
-        chunks = []
+        between chunks, for transports without sockets), and stop past `cap` bytes (counted
+        decoded, so a compressed answer cannot expand past it either)."""
+        declared = _parse_float(response.headers.get("content-length"))
+        if cap is not None and declared is not None and declared > cap:
+            raise self._too_large(response, cap)
+        chunks, size = [], 0
         for chunk in response.iter_bytes():
             chunks.append(chunk)
+            size += len(chunk)
+            if cap is not None and size > cap:
+                raise self._too_large(response, cap)
             if deadline is not None and time.monotonic() >= deadline:
                 raise httpx.ReadTimeout("overall deadline passed", request=response.request)
         # What `Response.read()` does, with the chunks already in hand.
         response._content = b"".join(chunks)  # noqa: SLF001
+
+    def _too_large(self, response: httpx.Response, cap: int) -> ApiUnavailable:
+        request = response.request
+        return ApiUnavailable(
+            self.service,
+            response.status_code,
+            "responseTooLarge",
+            f"the answer to {request.method} {request.url.path} is larger than the "
+            f"{cap / 2**20:.1f} MB cap; stopped reading it",
+        )
 
     def _deadline_detail(self, request: httpx.Request) -> str:
         return (

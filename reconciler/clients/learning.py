@@ -35,6 +35,9 @@ SERVICE = "360Learning"
 TOKEN_PATH = "/api/v2/oauth2/token"
 REFRESH_MARGIN_SECONDS = 60.0
 MAILS_PER_QUERY = 50
+MAX_ANSWER_BYTES = 32 * 2**20
+"""One answer is one page: at most 500 users or 5,000 external ids, about 1 MB even with long
+custom fields. 32x that is kept; past it the page is refused (`responseTooLarge`)."""
 PAGE_CAP_SLACK = 2
 """Pages a listing may take beyond what its distinct items fill (a last, short page)."""
 MAX_PAGES = 20_000
@@ -83,6 +86,7 @@ class LearningClient:
             sleep=sleep,
             wall_clock=wall_clock,
             deadline_setting="learning.timeout_seconds",
+            max_response_bytes=MAX_ANSWER_BYTES,
         )
         self._reads = RateLimiter(settings.max_reads_per_second, clock=clock, sleep=sleep)
         # The write budget is the company's, shared with any other integration: follow what

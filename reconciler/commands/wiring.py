@@ -36,11 +36,15 @@ def build_pass_context(
     clock: Callable[[], float] = time.monotonic,
 ) -> PassContext:
     require_secrets(settings, *SECRETS)
+    store = store or Store(settings.store.path)
+    hibob = HibobClient(settings.hibob, transport=hibob_transport, sleep=sleep, clock=clock)
+    # The search answer's size cap follows the population the store last saw.
+    hibob.expect_population(store.count_employees())
     return PassContext(
         settings=settings,
-        hibob=HibobClient(settings.hibob, transport=hibob_transport, sleep=sleep, clock=clock),
+        hibob=hibob,
         learning=LearningClient(
             settings.learning, transport=learning_transport, sleep=sleep, clock=clock
         ),
-        store=store or Store(settings.store.path),
+        store=store,
     )

@@ -77,6 +77,11 @@ class SnapshotTables(Database):
                 (hibob_id, learning_user_id, email, utc_text(at)),
             )
 
+    def count_employees(self) -> int:
+        """Every employee the store knows (the population of the last complete reads)."""
+        with self._lock:
+            return int(self.db.conn.execute("SELECT COUNT(*) FROM employees").fetchone()[0])
+
     def count_managed(self) -> int:
         """Linked employees whose last applied state is active (the breaker's "managed")."""
         with self._lock:
