@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from reconciler.clients.hibob import HibobClient, search_answer_cap
 from reconciler.clients.learning import MAX_ANSWER_BYTES as LEARNING_ANSWER_CAP
-from reconciler.clients.learning import LearningClient
+from reconciler.clients.learning import SHORT_TOKEN_LIFETIME_SECONDS, LearningClient
 from reconciler.config import HibobSettings, LearningSettings
 from reconciler.errors import ApiError, ApiUnavailable
 from reconciler.sandbox.learning import LearningSimulator
@@ -376,3 +376,26 @@ def test_a_pass_sizes_the_search_cap_from_the_population_the_store_knows(world) 
     cap = search_answer_cap(known, 2)
     assert services.hibob._population == known  # noqa: SLF001
     assert cap < search_answer_cap(None, 2)
+
+
+# -- 4. token lifetimes ----------------------------------------------------------------------------
+
+MISSING = object()
+
+
+def token_calls(sim: LearningSimulator) -> int:
+    return sum(1 for _, path, _ in sim.requests if path == "/api/v2/oauth2/token")
+
+
+@pytest.mark.parametrize("expires_in", [0, -30, "0", "-1", "soon", None, MISSING, "nan", "inf"])
+def test_a_token_lifetime_of_zero_or_garbage_is_a_short_fixed_one(sim, fake, expires_in) -> None:
+    sim.advertised_expires_in = expires_in
+    client = learning_client(sim, fake)
+
+    for _ in range(20):
+        client.get_user(sim.owner_id)
+    assert token_calls(sim) == 1  # not one token per call
+
+    fake.sleep(SHORT_TOKEN_LIFETIME_SECONDS + 1)
+    client.get_user(sim.owner_id)
+    assert token_calls(sim) == 2  # and still renewed, as a short lifetime is

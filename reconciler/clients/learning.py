@@ -8,6 +8,7 @@ read/write throttles. It must not decide what to change; it only performs the ca
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +35,8 @@ from reconciler.redact import remember_secrets, remember_token
 SERVICE = "360Learning"
 TOKEN_PATH = "/api/v2/oauth2/token"
 REFRESH_MARGIN_SECONDS = 60.0
+SHORT_TOKEN_LIFETIME_SECONDS = 60.0
+"""The lifetime of a token whose `expires_in` is zero or less, missing or not a number."""
 MAILS_PER_QUERY = 50
 MAX_ANSWER_BYTES = 32 * 2**20
 """One answer is one page: at most 500 users or 5,000 external ids, about 1 MB even with long
@@ -457,11 +460,7 @@ class LearningClient:
         )
         payload = response.json()
         token = payload.get("access_token") if isinstance(payload, dict) else None
-        try:
-            # The docs show expires_in as a string ("3600"), the spec as a number.
-            lifetime = float(payload.get("expires_in", 3600))
-        except (TypeError, ValueError):
-            lifetime = 3600.0
+        lifetime = _token_lifetime(payload.get("expires_in") if isinstance(payload, dict) else None)
         if not isinstance(token, str) or not token:
             raise ApiRejected(
                 SERVICE,
@@ -489,6 +488,19 @@ def _paging_error(endpoint: str, why: str, response: httpx.Response) -> ApiUnava
     return ApiUnavailable(
         SERVICE, response.status_code, "pagingLoop", f"{endpoint}: {why}; stopped paging"
     )
+
+
+def _token_lifetime(expires_in: Any) -> float:
+    """Seconds a token lives: `expires_in` (the docs send "3600", the spec a number), or a short
+    fixed lifetime when it is zero or less, missing or not a finite number - never "fetch a
+    token per call", nor "keep it forever" (a 401 would still renew it once)."""
+    try:
+        lifetime = float(expires_in) if not isinstance(expires_in, bool) else math.nan
+    except (TypeError, ValueError):
+        return SHORT_TOKEN_LIFETIME_SECONDS
+    if not math.isfinite(lifetime) or lifetime <= 0:
+        return SHORT_TOKEN_LIFETIME_SECONDS
+    return lifetime
 
 
 @dataclass(frozen=True)

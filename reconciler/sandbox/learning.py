@@ -146,6 +146,8 @@ _ROUTES = [
 ]
 BULK_MAX_ITEMS = 20_000
 BULK_MAX_CONCURRENT = 3
+REAL_LIFETIME: Any = object()
+"""`advertised_expires_in` that tells the token's real lifetime (the default)."""
 _UNFINISHED = frozenset({"pending", "queued", "running"})
 
 
@@ -189,6 +191,10 @@ class LearningSimulator:
         self.expires_in_as_string = True
         # The other reading of the listing: deleted users included without a status filter.
         self.lists_deleted_by_default = False
+        # Sim decision: a token answer may advertise a lifetime other than the token's real one
+        # (0, negative, null, garbage; a value JSON cannot hold leaves it out), as issue 15's
+        # soak met. The docs only say tokens live 1 hour.
+        self.advertised_expires_in: Any = REAL_LIFETIME
         self.enforce_rate_limits = enforce_rate_limits
         self.write_limit_per_second, self.read_limit_per_second = 10, 50
         self.page_size, self.groups_page_size = 500, 500
@@ -341,14 +347,16 @@ class LearningSimulator:
         token = f"sandbox-token-{self._next_id('f')}"
         self._tokens[token] = self._clock() + self.token_lifetime_seconds
         lifetime = self.token_lifetime_seconds
-        return httpx.Response(
-            200,
-            json={
-                "token_type": "Bearer",
-                "access_token": token,
-                "expires_in": str(lifetime) if self.expires_in_as_string else lifetime,
-            },
-        )
+        answer: dict[str, Any] = {
+            "token_type": "Bearer",
+            "access_token": token,
+            "expires_in": str(lifetime) if self.expires_in_as_string else lifetime,
+        }
+        if self.advertised_expires_in is not REAL_LIFETIME:
+            answer["expires_in"] = self.advertised_expires_in
+        if not _is_json(answer["expires_in"]):
+            del answer["expires_in"]
+        return httpx.Response(200, json=answer)
 
     # ---- users -------------------------------------------------------------------------------
 
@@ -974,6 +982,10 @@ class LearningSimulator:
 
 
 # ---- pure request/response helpers -----------------------------------------------------------
+
+
+def _is_json(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | list | dict)
 
 
 def _json_body(request: httpx.Request, error: _Refusal | None = None) -> Any:
