@@ -85,6 +85,15 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
             f"  {row['last_error']}",
             file=out,
         )
+    parked = status.get("parked_hints", [])
+    if parked:
+        print(f"parked hints: {len(parked)} (until the next full pass)", file=out)
+    for row in parked:
+        print(
+            f"  {row['employee_id']}  parked at {row['parked_at']} after {row['attempts']}"
+            f" tries  {row['last_error']}",
+            file=out,
+        )
     for row in status.get("open_requests", []):
         state = f"started {row['started_at']}" if row["started_at"] else "waiting for the service"
         print(

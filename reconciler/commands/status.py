@@ -1,5 +1,5 @@
 """What `status` reports: the last passes, held deactivations, quarantine, skipped employees
-and pending hints.
+and pending hints (parked ones apart: they wait for the next full pass).
 
 Called by the CLI only; reads the store, never an API. Never holds a secret. Rendering is in
 `report`.
@@ -42,6 +42,15 @@ def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str,
             }
             for h in store.list_pending_hints()
             if h["attempts"]
+        ],
+        "parked_hints": [
+            {
+                "employee_id": h["hibob_id"],
+                "attempts": h["attempts"],
+                "parked_at": h["parked_at"],
+                "last_error": h["last_error"],
+            }
+            for h in store.list_parked_hints()
         ],
         "pass_in_progress": json.loads(progress) if (progress := service.get("progress")) else None,
         "open_requests": store.list_open_requests(),

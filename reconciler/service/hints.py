@@ -3,7 +3,8 @@
 Owned by the service. Coalesces hints per employee (one pass in flight per employee; hints that
 arrive meanwhile share one follow-up pass), re-reads each hinted employee once after Hibob's
 stale-read window, and keeps a hint until a pass has succeeded for its employee (retried with
-capped backoff, across restarts). Decides nothing about users: every pass is `run_pass`.
+capped backoff, across restarts, a bounded number of times: then it is parked until the next
+full pass, which reads everyone). Decides nothing about users: every pass is `run_pass`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.errors import ApiError
+from reconciler.errors import ApiAuthFailed, ApiError
 from reconciler.passes.reconcile import PassResult
 from reconciler.service.metrics import SUCCESSFUL_OUTCOMES
 from reconciler.service.webhooks import Hint
@@ -33,6 +34,12 @@ many single reads (Hibob allows ~50 a minute) - unless a long pass holds the pas
 RETRY_BASE_SECONDS = 5.0
 RETRY_CAP_SECONDS = 300.0
 """A hint whose pass failed is tried again after 5 s, 10 s, 20 s ... and at most every 5 min."""
+MAX_HINT_ATTEMPTS = 50
+"""Tries before a failing hint is parked until the next full pass: about 4 hours of retries,
+which outlast an outage (the scheduled passes cover the employee meanwhile)."""
+MAX_FORBIDDEN_ATTEMPTS = 3
+"""Tries when Hibob answers 403 to the read of that one employee, its documented answer for
+someone the service user may not see: a retry every 5 minutes would never help."""
 GATHER_SECONDS = 0.05
 """Deliveries that land together (Bob sends several events for one change) share a pass."""
 MAX_PARALLEL = 4
@@ -289,10 +296,15 @@ class HintWorker:
             self._done(hibob_id, hints, recheck=False)
             return
         if hints:
-            self._retry(hints, error)
+            forbidden = isinstance(result.exception, ApiAuthFailed) and (
+                result.exception.status == 403 and result.exception.service == "Hibob"
+            )
+            limit = MAX_FORBIDDEN_ATTEMPTS if forbidden else MAX_HINT_ATTEMPTS
+            parked = self._retry(hints, error, limit)
             log.warning(
-                "hint for employee %s not applied, will retry: %s",
+                "hint for employee %s not applied, %s: %s",
                 hibob_id,
+                "parked until the next full pass" if parked else "will retry",
                 error,
                 extra={"employee_id": hibob_id, "outcome": result.outcome},
             )
@@ -305,14 +317,22 @@ class HintWorker:
             with self._lock:
                 self._rechecks.setdefault(hibob_id, self._monotonic() + STALE_READ_SECONDS)
 
-    def _retry(self, hints: list[dict[str, Any]], error: str) -> None:
+    def _retry(
+        self, hints: list[dict[str, Any]], error: str, limit: int = MAX_HINT_ATTEMPTS
+    ) -> bool:
+        """Count a failed attempt and schedule the next; True when that was the last allowed
+        one and the hints are parked until the next full pass instead."""
         if not hints:
-            return
+            return False
         attempts = max(h["attempts"] for h in hints)
+        if attempts + 1 >= limit:
+            self.store.park_hints([h["id"] for h in hints], error[:500], self._clock())
+            return True
         delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** min(attempts, 16))
         self.store.record_hint_attempts(
             [h["id"] for h in hints], error[:500], self._clock() + timedelta(seconds=delay)
         )
+        return False
 
     def _is_quarantined(self, hibob_id: str) -> bool:
         entry = self.store.get_entry(hibob_id)

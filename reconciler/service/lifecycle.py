@@ -321,6 +321,8 @@ class Service:
         finished = self._clock()
         if result.outcome in SUCCESSFUL_OUTCOMES:
             self._last_success_at = finished
+            if kind == PassKind.FULL:  # it read everyone: the hints parked before it are done
+                self.store.settle_parked_hints(finished)
         if kind != PassKind.TARGETED:  # one employee's failure says nothing about the service
             self._last_failure = result.error if result.outcome == "failed" else None
         actions = dict(result.report.outcomes) if result.report else {}

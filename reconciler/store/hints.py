@@ -10,6 +10,13 @@ from typing import Any
 from reconciler.store.connection import Database
 from reconciler.store.schema import utc_text
 
+# The start of the last successful full pass ('' when none): it read everyone, so a hint parked
+# before it is covered.
+_LAST_FULL_START = (
+    "(SELECT COALESCE(MAX(started_at), '') FROM passes WHERE kind = 'full'"
+    " AND is_dry_run = 0 AND outcome IN ('ok', 'held'))"
+)
+
 
 class HintTables(Database):
     # -- webhook hints ----------------------------------------------------------------------
@@ -35,7 +42,7 @@ class HintTables(Database):
         return self._select(
             "SELECT id, hibob_id, event_type, received_at, attempts,"
             " next_attempt_at, last_error FROM hints"
-            f" WHERE done_at IS NULL{due} ORDER BY id",
+            f" WHERE done_at IS NULL AND parked_at IS NULL{due} ORDER BY id",
             () if due_at is None else (utc_text(due_at),),
         )
 
@@ -44,7 +51,7 @@ class HintTables(Database):
         with self._lock:
             row = self.db.conn.execute(
                 "SELECT MIN(next_attempt_at) FROM hints"
-                " WHERE done_at IS NULL AND next_attempt_at > ?",
+                " WHERE done_at IS NULL AND parked_at IS NULL AND next_attempt_at > ?",
                 (utc_text(after),),
             ).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
@@ -63,10 +70,37 @@ class HintTables(Database):
     def count_pending_hints(self) -> int:
         with self._lock:
             return int(
-                self.db.conn.execute("SELECT COUNT(*) FROM hints WHERE done_at IS NULL").fetchone()[
-                    0
-                ]
+                self.db.conn.execute(
+                    "SELECT COUNT(*) FROM hints WHERE done_at IS NULL AND parked_at IS NULL"
+                ).fetchone()[0]
             )
+
+    def park_hints(self, hint_ids: Iterable[int], error: str | None, at: datetime) -> None:
+        """Count one last failed attempt and stop retrying: the next full pass covers them."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE hints SET attempts = attempts + 1, last_error = ?, parked_at = ?,"
+                " next_attempt_at = NULL WHERE id = ?",
+                [(error, utc_text(at), i) for i in hint_ids],
+            )
+
+    def list_parked_hints(self) -> list[dict[str, Any]]:
+        """Parked hints no successful full pass has started after (it would cover them)."""
+        return self._select(
+            "SELECT id, hibob_id, event_type, received_at, attempts, parked_at, last_error"
+            " FROM hints WHERE done_at IS NULL AND parked_at IS NOT NULL"
+            f" AND parked_at >= {_LAST_FULL_START} ORDER BY id"
+        )
+
+    def settle_parked_hints(self, at: datetime) -> int:
+        """Mark done the parked hints a successful full pass started after; how many."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE hints SET done_at = ? WHERE done_at IS NULL AND parked_at IS NOT NULL"
+                f" AND parked_at < {_LAST_FULL_START}",
+                (utc_text(at),),
+            )
+            return cursor.rowcount
 
     def mark_hints_done(self, hint_ids: Iterable[int], at: datetime) -> None:
         with self.transaction() as conn:

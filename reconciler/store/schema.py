@@ -127,6 +127,10 @@ MIGRATIONS = [
     """
     ALTER TABLE admin_requests ADD COLUMN expires_at TEXT;
     """,
+    # A hint retried a bounded number of times is parked until the next full pass (issue 15).
+    """
+    ALTER TABLE hints ADD COLUMN parked_at TEXT;
+    """,
 ]
 
 
