@@ -512,7 +512,7 @@ def test_without_the_bulk_scope_memberships_are_added_one_by_one(fake):
 
     assert {**first, **second} == {m: None for m in wanted}
     assert all((m.group_id, "learner") in sim.roles_of(m.learning_user_id) for m in wanted)
-    bulk_tries = [r for r in sim.requests if "/bulk/" in r[1]]
+    bulk_tries = [r for r in sim.requests if r[:2] == ("POST", "/api/v2/bulk/groups/memberships")]
     assert len(bulk_tries) == 1 and client.is_bulk_granted is False
 
 
@@ -532,6 +532,11 @@ def test_more_than_twenty_thousand_memberships_go_in_several_jobs(sim, fake):
 def bulk_spec() -> contract.Spec:
     path = contract.require_specs() / "360learning-bulk-api.openapi.json"
     data = json.loads(path.read_text(encoding="utf-8"))
+    for operation in data["paths"]["/api/v2/bulk/operations"].values():
+        for param in operation.get("parameters", []):
+            # As for the core spec: openapi-core decodes deepObject filters typed "object" only.
+            if param.get("style") == "deepObject":
+                param["schema"].setdefault("type", "object")
     # As for the core spec: oauth2 without flows cannot be checked; the docs say Bearer.
     data["components"]["securitySchemes"]["oauth2"] = {"type": "http", "scheme": "bearer"}
     return contract.Spec(
@@ -585,6 +590,7 @@ def test_bulk_memberships_send_and_receive_what_the_bulk_api_spec_documents(sim,
     )
 
     assert operations == {
+        ("GET /api/v2/bulk/operations", 200),  # bulkOperations:read, tested before a job
         ("POST /api/v2/bulk/groups/memberships", 202),
         ("GET /api/v2/bulk/operations/{bulkOperationId}", 200),
         ("GET /api/v2/bulk/operations/{bulkOperationId}/results", 200),

@@ -360,6 +360,7 @@ class ApiSession:
         forbidden_hint: str | None = None,
         validate_json: bool = True,
         max_bytes: int | None = None,
+        final_codes: frozenset[str] = frozenset(),
     ) -> httpx.Response:
         """Send a fresh request from `request_factory` until it succeeds or must stop.
 
@@ -367,11 +368,13 @@ class ApiSession:
         `validate_json=False` leaves parsing the body (and reporting invalid JSON) to the
         caller, so a large answer is parsed once. `max_bytes` overrides the session's cap on
         the size of the answer (`responseTooLarge`, never retried: the next try is as big).
+        A 429 or 5xx whose vendor code is in `final_codes` is a final answer: not retried, not
+        counted as rate limiting, the pacer untouched (e.g. a bulk concurrency limit).
         """
         cap = max_bytes if max_bytes is not None else self.max_response_bytes
         try:
             return self._send(
-                request_factory, limiter, allow_404, forbidden_hint, validate_json, cap
+                request_factory, limiter, allow_404, forbidden_hint, validate_json, cap, final_codes
             )
         except ApiError:
             self.stats.add("errors")
@@ -385,13 +388,14 @@ class ApiSession:
         forbidden_hint: str | None,
         validate_json: bool = True,
         cap: int | None = None,
+        final_codes: frozenset[str] = frozenset(),
     ) -> httpx.Response:
         policy = self._policy
         for attempt in range(1, policy.max_attempts + 1):
             if limiter is not None:
                 limiter.acquire()
             self.stats.add("calls")
-            failure, wait_seconds = self._attempt(request_factory, attempt, cap)
+            failure, wait_seconds = self._attempt(request_factory, attempt, cap, final_codes)
             if isinstance(limiter, AdaptiveLimiter):
                 if isinstance(failure, ApiRateLimited):
                     limiter.record_rate_limited()
@@ -406,7 +410,11 @@ class ApiSession:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(
-        self, request_factory: RequestFactory, attempt: int, cap: int | None = None
+        self,
+        request_factory: RequestFactory,
+        attempt: int,
+        cap: int | None = None,
+        final_codes: frozenset[str] = frozenset(),
     ) -> tuple[httpx.Response | ApiError, float]:
         """One try: the response to hand on, or a retryable error and how long to wait."""
         policy = self._policy
@@ -434,6 +442,9 @@ class ApiSession:
         except httpx.HTTPError as exc:
             raise ApiUnavailable(self.service, None, None, _describe_transport_error(exc)) from None
         status = response.status_code
+        if final_codes and (status == 429 or status >= 500):
+            if parse_error_body(response)[0] in final_codes:
+                return response, 0.0
         if status == 429:
             self.stats.add("rate_limited")
             hint = self._hinted_wait(response, use_reset=True)
@@ -507,6 +518,8 @@ class ApiSession:
             hint = forbidden_hint or self._auth_hints.forbidden
             raise ApiAuthFailed(self.service, status, code, _join(hint, message))
         detail = _join(message, f"{response.request.method} {response.request.url.path}")
+        if status >= 500:  # a final 5xx (`final_codes`): the service is unavailable for this
+            raise ApiUnavailable(self.service, status, code, detail)
         raise ApiRejected(self.service, status, code, detail)
 
     def _hinted_wait(self, response: httpx.Response, *, use_reset: bool) -> float | None:

@@ -48,10 +48,17 @@ MAX_PAGES = 20_000
 BULK_MAX_ITEMS = 20_000  # per bulk job [spec]
 # Bulk jobs are polled from 1 s, then every 1.5x longer up to 10 s (no documented cadence).
 BULK_FIRST_POLL_SECONDS, BULK_LONGEST_POLL_SECONDS = 1.0, 10.0
+BULK_QUEUE_SECONDS, BULK_ITEMS_PER_SECOND_FLOOR = 120.0, 10.0
+"""A job is followed for 2 minutes in the queue plus its items at the write limit (10/s):
+past that, bulk is slower than one call each and something is wrong."""
 # A mail that cannot exist: check_access reads with it to test users:read cheaply.
 ACCESS_CHECK_MAIL = "access-check@reconciler.invalid"
 _NO_BODY = object()
 NO_SUCH_USER_ID = "000000000000000000000000"
+BULK_MEMBERSHIPS_PATH = "/api/v2/bulk/groups/memberships"
+BULK_OPERATIONS_PATH = "/api/v2/bulk/operations"
+BULK_REFUSALS = frozenset({"bulkOperationsConcurrencyLimitReached", "bulkAPIDisabled"})
+"""429 and 503 codes [bulk spec] meaning the job was not taken: add one by one instead."""
 # Write requests with an empty body: invalid for every one of them, so nothing is created.
 SCOPE_PROBES = {
     "users:write": ("POST", "/api/v2/users?sendInvitationEmail=false"),
@@ -99,6 +106,7 @@ class LearningClient:
         self._sleep = sleep
         self.is_bulk_granted: bool | None = None
         """Whether the credential may use bulk memberships; None until first tried."""
+        self._is_bulk_read_checked = False
         self._token_lock = threading.Lock()
         self._token: str | None = None
         self._token_expires_at = 0.0
@@ -206,41 +214,84 @@ class LearningClient:
     def remove_group_role(self, group_id: str, role: str, learning_user_id: str) -> None:
         self._call("DELETE", _role_path(group_id, role, learning_user_id), "groups:write")
 
-    def add_group_roles_in_bulk(
-        self, memberships: Sequence[Membership]
-    ) -> dict[Membership, str | None]:
-        """Add memberships through bulk jobs (scope groups:bulk, polled with
-        bulkOperations:read): the error of each membership, None when it was added."""
-        outcome: dict[Membership, str | None] = {}
-        unique = list(dict.fromkeys(memberships))
-        for start in range(0, len(unique), BULK_MAX_ITEMS):
-            chunk = unique[start : start + BULK_MAX_ITEMS]
-            body = {
-                "input": [
-                    {"userId": m.learning_user_id, "groupId": m.group_id, "role": m.role}
-                    for m in chunk
-                ]
-            }
-            response = self._call(
-                "POST", "/api/v2/bulk/groups/memberships", "groups:bulk", body=body
-            )
-            operation_url = self._same_host_path(response, response.headers.get("location"))
-            if operation_url is None:
-                raise ApiRejected(
-                    SERVICE,
-                    response.status_code,
-                    "noOperationLocation",
-                    "bulk request answered without an operation Location",
-                )
-            operation = self._wait_for_operation(operation_url)
-            results = self._call("GET", operation_url + "/results", "bulkOperations:read").json()
-            outcome.update(_bulk_outcome(chunk, results, operation))
-        return outcome
+    def may_use_bulk(self) -> bool:
+        """Whether bulk jobs may be started: not refused yet, and bulkOperations:read granted
+        (tested once, with one page of the operations list): a job nobody can follow would
+        leave its memberships unknown, so without it none is started."""
+        if self.is_bulk_granted is None and not self._is_bulk_read_checked:
+            self._is_bulk_read_checked = True
+            if not self.probe_read_scope(BULK_OPERATIONS_PATH, "bulkOperations:read"):
+                self.is_bulk_granted = False
+        return self.is_bulk_granted is not False
 
-    def _wait_for_operation(self, path: str) -> dict[str, Any]:
+    def probe_read_scope(self, path: str, scope: str) -> bool:
+        """True when a read of `path` (one page) is allowed, False on 403; changes nothing."""
+        try:
+            self._call("GET", path, scope, allow_404=True)
+        except ApiAuthFailed as exc:
+            if exc.status == 403:
+                return False
+            raise
+        return True
+
+    def start_bulk_memberships(self, chunk: Sequence[Membership]) -> str | None:
+        """Queue one bulk job adding `chunk` (scope groups:bulk); the operation's path, or None
+        when 360Learning did not take it (no groups:bulk scope, which is remembered, its
+        concurrency limit, the bulk API disabled): nothing was written then."""
+        body = {
+            "input": [
+                {"userId": m.learning_user_id, "groupId": m.group_id, "role": m.role} for m in chunk
+            ]
+        }
+        try:
+            response = self._call(
+                "POST", BULK_MEMBERSHIPS_PATH, "groups:bulk", body=body, final_codes=BULK_REFUSALS
+            )
+        except ApiAuthFailed as exc:
+            if exc.status != 403:
+                raise
+            self.is_bulk_granted = False
+            return None
+        except (ApiRejected, ApiUnavailable) as exc:
+            if exc.code not in BULK_REFUSALS:
+                raise
+            # Another integration's jobs or a pause of the bulk API: one call each instead,
+            # and no slower pacer (this 429 is no rate limit).
+            return None
+        operation_url = self._same_host_path(response, response.headers.get("location"))
+        if operation_url is None:
+            raise ApiRejected(
+                SERVICE,
+                response.status_code,
+                "noOperationLocation",
+                "bulk request answered without an operation Location",
+            )
+        return operation_url
+
+    def follow_bulk_memberships(
+        self, operation_url: str, chunk: Sequence[Membership]
+    ) -> dict[Membership, str | None]:
+        """The error of each membership of an accepted job (None: added). A job that cannot be
+        followed (bulkOperations:read revoked) or outlives its deadline is never redone one by
+        one: the memberships are read back, and those not there are reported."""
+        deadline = _Deadline(bulk_poll_deadline_seconds(len(chunk)), self._clock, self._sleep)
+        try:
+            operation = self._wait_for_operation(operation_url, deadline)
+            if operation is not None:
+                results = self._call("GET", operation_url + "/results", "bulkOperations:read")
+                return _bulk_outcome(chunk, results.json(), operation)
+            why = "did not end within its deadline"
+        except ApiAuthFailed as exc:
+            if exc.status != 403:
+                raise
+            why = "could not be followed (bulkOperations:read refused)"
+        return self._read_back_memberships(chunk, f"bulk operation {why}", deadline)
+
+    def _wait_for_operation(self, path: str, deadline: _Deadline) -> dict[str, Any] | None:
+        """The ended operation, or None once `deadline` has passed."""
         wait = BULK_FIRST_POLL_SECONDS
         while True:
-            self._sleep(wait)
+            deadline.sleep(wait)
             operation = self._call("GET", path, "bulkOperations:read").json()
             if not isinstance(operation, dict):
                 raise ApiRejected(
@@ -248,7 +299,35 @@ class LearningClient:
                 )
             if operation.get("status") in ("completed", "error"):
                 return operation
+            if deadline.has_passed():
+                return None
             wait = min(wait * 1.5, BULK_LONGEST_POLL_SECONDS)
+
+    def _read_back_memberships(
+        self, chunk: Sequence[Membership], why: str, deadline: _Deadline
+    ) -> dict[Membership, str | None]:
+        """Which memberships of a job whose outcome is unknown are there, read with each
+        user's roles (reads, never writes), again until `deadline` while the job may run."""
+        outcome: dict[Membership, str | None] = {}
+        pending = list(dict.fromkeys(chunk))
+        wait = BULK_FIRST_POLL_SECONDS
+        while True:
+            missing = []
+            for user_id in dict.fromkeys(m.learning_user_id for m in pending):
+                roles = {(r.group_id, r.role) for r in self.list_user_roles(user_id)}
+                for m in (m for m in pending if m.learning_user_id == user_id):
+                    if (m.group_id, m.role) in roles:
+                        outcome[m] = None
+                    else:
+                        missing.append(m)
+            pending = missing
+            if not pending or deadline.has_passed():
+                break
+            deadline.sleep(wait)
+            wait = min(wait * 1.5, BULK_LONGEST_POLL_SECONDS)
+        for m in pending:
+            outcome[m] = f"{why}; the membership is not there yet (the next pass plans it again)"
+        return outcome
 
     # External ids
 
@@ -318,9 +397,13 @@ class LearningClient:
             method, url = SCOPE_PROBES[scope]
             body = {}
         try:
-            self._call(method, url, scope, body=body)
+            self._call(method, url, scope, body=body, final_codes=BULK_REFUSALS)
         except ApiRejected:
             return True
+        except ApiUnavailable as exc:
+            if exc.code in BULK_REFUSALS:  # answered after the scope check: it is granted
+                return True
+            raise
         except ApiAuthFailed as exc:
             if exc.status == 403:
                 return False
@@ -408,7 +491,14 @@ class LearningClient:
         return link
 
     def _call(
-        self, method: str, url: str, scope: str, *, body: Any = _NO_BODY, allow_404: bool = False
+        self,
+        method: str,
+        url: str,
+        scope: str,
+        *,
+        body: Any = _NO_BODY,
+        allow_404: bool = False,
+        final_codes: frozenset[str] = frozenset(),
     ) -> httpx.Response:
         """One API call with the cached token; on 401 the token is renewed once and re-sent."""
         limiter = self._reads if method == "GET" else self._writes
@@ -421,6 +511,7 @@ class LearningClient:
                     limiter=limiter,
                     allow_404=allow_404,
                     forbidden_hint=hint,
+                    final_codes=final_codes,
                 )
             except ApiAuthFailed as exc:
                 if exc.status != 401 or attempt == 2:
@@ -472,6 +563,12 @@ class LearningClient:
         return token, lifetime
 
 
+def bulk_poll_deadline_seconds(items: int) -> float:
+    """Pure: how long a bulk job of `items` memberships is followed: as long as adding them
+    one by one at the company's 10 writes/s would take, plus BULK_QUEUE_SECONDS in the queue."""
+    return BULK_QUEUE_SECONDS + items / BULK_ITEMS_PER_SECOND_FLOOR
+
+
 def page_cap(population: int, largest_page: int) -> int:
     """Pure: the most pages a listing of `population` distinct items, `largest_page` a page,
     can honestly take (every page but the last is full of new items), plus some slack."""
@@ -503,6 +600,28 @@ def _token_lifetime(expires_in: Any) -> float:
     return lifetime
 
 
+class _Deadline:
+    """A budget of seconds for a loop that waits: spent by the clock or by the waits it made,
+    whichever says more (a test's sleep may not move the clock)."""
+
+    def __init__(
+        self, seconds: float, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> None:
+        self._seconds, self._clock, self._sleep = seconds, clock, sleep
+        self._started, self._waited = clock(), 0.0
+
+    def _spent(self) -> float:
+        return max(self._clock() - self._started, self._waited)
+
+    def has_passed(self) -> bool:
+        return self._spent() >= self._seconds
+
+    def sleep(self, seconds: float) -> None:
+        wait = max(0.0, min(seconds, self._seconds - self._spent()))
+        self._waited += wait
+        self._sleep(wait)
+
+
 @dataclass(frozen=True)
 class Membership:
     """One role of one 360Learning user in one group (role as in bodies: learner, ...)."""
@@ -515,22 +634,28 @@ class Membership:
 def add_memberships(
     client: LearningClient, memberships: Sequence[Membership]
 ) -> dict[Membership, str | None]:
-    """Add memberships in bulk jobs when the credential has groups:bulk, else one call each.
+    """Add memberships in bulk jobs when the credential may run and follow them (groups:bulk
+    and bulkOperations:read), else one call each.
 
-    Returns the error of each membership (None when added). A bulk refusal for lack of scope
-    is remembered on the client, so later calls go one by one at once.
+    Returns the error of each membership (None when added). A membership is written once: only
+    those of a job 360Learning did not take (scope, concurrency limit, bulk API disabled) go
+    one by one; a job it took is followed, or read back, never redone.
     """
-    if memberships and client.is_bulk_granted is not False:
-        try:
-            outcome = client.add_group_roles_in_bulk(memberships)
+    unique = list(dict.fromkeys(memberships))
+    outcome: dict[Membership, str | None] = {}
+    one_by_one: list[Membership] = []
+    if unique and client.may_use_bulk():
+        for start in range(0, len(unique), BULK_MAX_ITEMS):
+            chunk = unique[start : start + BULK_MAX_ITEMS]
+            operation_url = client.start_bulk_memberships(chunk) if not one_by_one else None
+            if operation_url is None:
+                one_by_one.extend(chunk)
+                continue
             client.is_bulk_granted = True
-            return outcome
-        except ApiAuthFailed as exc:
-            if exc.status != 403:
-                raise
-            client.is_bulk_granted = False
-    outcome = {}
-    for membership in dict.fromkeys(memberships):
+            outcome.update(client.follow_bulk_memberships(operation_url, chunk))
+    else:
+        one_by_one = unique
+    for membership in one_by_one:
         try:
             client.add_group_role(membership.group_id, membership.role, membership.learning_user_id)
             outcome[membership] = None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.clients.hibob import HibobClient
+from reconciler.clients.learning import BULK_OPERATIONS_PATH
 from reconciler.config import Settings
 from reconciler.core.desired import required_fields
 from reconciler.core.models import Employee
@@ -280,6 +281,7 @@ def check_learning(settings: Settings, services: PassContext, report: Report) ->
                     'links: choose another platform name, or "" for none'
                 )
         check_write_scopes(settings, services, report)
+        check_bulk_scopes(services, report)
     except ApiError as exc:
         report.fail(f"360Learning: {exc}")
 
@@ -312,3 +314,26 @@ def check_write_scopes(settings: Settings, services: PassContext, report: Report
                 f"360Learning credential lacks the {scope} scope, needed {why}: tick it "
                 "under Settings > API v2 (or ask your CSP to enable it for the company)"
             )
+
+
+def check_bulk_scopes(services: PassContext, report: Report) -> None:
+    """Bulk memberships need two scopes: groups:bulk to start a job, bulkOperations:read to
+    follow it. Either missing is no failure: memberships are then added one call each."""
+    learning = services.learning
+    can_start = learning.probe_write_scope("groups:bulk")
+    can_follow = learning.probe_read_scope(BULK_OPERATIONS_PATH, "bulkOperations:read")
+    one_by_one = "memberships are added one by one (slower for mass changes)"
+    if can_start:
+        report.ok("360Learning scope groups:bulk is granted")
+    if can_follow:
+        report.ok("360Learning scope bulkOperations:read is granted")
+    if can_start and not can_follow:
+        report.warn(
+            "360Learning credential has groups:bulk but lacks bulkOperations:read, needed to "
+            f"follow a bulk job: {one_by_one}; tick it under Settings > API v2"
+        )
+    elif not can_start:
+        report.ok(
+            f"360Learning scope groups:bulk is not granted: {one_by_one}; tick groups:bulk "
+            "and bulkOperations:read under Settings > API v2 for bulk jobs"
+        )

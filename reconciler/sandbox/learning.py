@@ -140,6 +140,7 @@ _ROUTES = [
         ("PUT", "/api/v2/external-ids/{x}", "_replace_external_id", "externalIds:write"),
         ("DELETE", "/api/v2/external-ids/{x}", "_delete_external_id", "externalIds:write"),
         ("POST", "/api/v2/bulk/groups/memberships", "_bulk_add_memberships", "groups:bulk"),
+        ("GET", "/api/v2/bulk/operations", "_list_bulk_operations", "bulkOperations:read"),
         ("GET", "/api/v2/bulk/operations/{o}", "_get_bulk_operation", "bulkOperations:read"),
         ("GET", "/api/v2/bulk/operations/{o}/results", "_get_bulk_results", "bulkOperations:read"),
     ]
@@ -218,6 +219,9 @@ class LearningSimulator:
         self._mappings: dict[str, dict] = {}
         # Bulk operations (see the bulk section): how fast the platform works through them.
         self.bulk_start_seconds, self.bulk_items_per_second = 1.0, 500.0
+        self.bulk_operations_page_size = 20  # [spec]
+        # The documented 503 "bulk API temporarily disabled" on every bulk write.
+        self.bulk_disabled = False
         self._operations: dict[str, dict] = {}
         self._seed()
 
@@ -239,6 +243,29 @@ class LearningSimulator:
         """Every token issued so far is now unknown (as if expired or revoked)."""
         with self._lock:
             self._tokens.clear()
+
+    def occupy_bulk_slots(self, count: int) -> None:
+        """`count` bulk operations of another integration start and run until
+        `release_bulk_slots`: they count toward the 3 concurrent operations per company."""
+        with self._lock:
+            for _ in range(count):
+                operation_id = self._next_id("b")
+                self._operations[operation_id] = {
+                    "_id": operation_id,
+                    "type": "addUsersToGroups",
+                    "createdAt": self._now_iso(),
+                    "status": "running",
+                    "input": [],
+                    "results": [],
+                    "created": self._clock(),
+                    "foreign": True,
+                }
+
+    def release_bulk_slots(self) -> None:
+        with self._lock:
+            for operation in self._operations.values():
+                if operation.get("foreign") and operation["status"] in _UNFINISHED:
+                    operation.update(status="completed", endedAt=self._now_iso())
 
     def burst_429(self, count: int) -> None:
         """The next `count` requests get the documented 429 (no Retry-After header)."""
@@ -702,6 +729,10 @@ class LearningSimulator:
     # taking effect as it is processed; at most 3 unfinished operations per company [docs].
 
     def _bulk_add_memberships(self, request: httpx.Request) -> httpx.Response:
+        if self.bulk_disabled:
+            # Sim decision: the spec gives the 503 `bulkAPIDisabled` but not its order against
+            # validation; it comes after the token and scope checks, before the body is read.
+            raise _Refusal(503, "bulkAPIDisabled", "The bulk API is temporarily disabled.")
         body = _json_body(request)
         items = body.get("input") if isinstance(body, dict) else None
         if not isinstance(items, list):
@@ -747,10 +778,25 @@ class LearningSimulator:
         # Sim decision: the spec documents headers only for the 202, so the body is empty.
         return httpx.Response(202, headers={"Location": location})
 
+    def _list_bulk_operations(self, request: httpx.Request) -> httpx.Response:
+        filters, after = _list_query(request, {})
+        return _paged(
+            request,
+            list(self._operations.values()),
+            lambda op: op["_id"],
+            self.bulk_operations_page_size,
+            filters,
+            after,
+            self._shown_operation,
+        )
+
+    def _shown_operation(self, operation: dict) -> dict:
+        hidden = ("input", "results", "created", "foreign")
+        return {k: v for k, v in operation.items() if k not in hidden}
+
     def _get_bulk_operation(self, request: httpx.Request, operation_id: str) -> httpx.Response:
         operation = self._require_operation(operation_id)
-        shown = {k: v for k, v in operation.items() if k not in ("input", "results", "created")}
-        return httpx.Response(200, json=shown)
+        return httpx.Response(200, json=self._shown_operation(operation))
 
     def _get_bulk_results(self, request: httpx.Request, operation_id: str) -> httpx.Response:
         operation = self._require_operation(operation_id)
@@ -766,7 +812,7 @@ class LearningSimulator:
     def _advance_bulk_operations(self) -> None:
         now = self._clock()
         for operation in self._operations.values():
-            if operation["status"] not in _UNFINISHED:
+            if operation["status"] not in _UNFINISHED or operation.get("foreign"):
                 continue
             elapsed = now - operation["created"]
             if elapsed < self.bulk_start_seconds:
@@ -810,7 +856,9 @@ class LearningSimulator:
         with self._lock:
             for operation in self._operations.values():
                 operation["created"] = self._clock() - 10**9
+            speed, self.bulk_items_per_second = self.bulk_items_per_second, 500.0
             self._advance_bulk_operations()
+            self.bulk_items_per_second = speed
 
     # ---- state helpers -----------------------------------------------------------------------
 
