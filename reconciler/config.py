@@ -285,6 +285,8 @@ class WebhookSettings(_Section):
     """Larger bodies get 413 without being read."""
     coalesce_seconds: float = Field(default=0.5, ge=0)
     """How long the hint worker waits for a burst of deliveries to gather."""
+    retention_days: int = Field(default=7, ge=1)
+    """Done hints are deleted after this many days (pending and parked ones are kept)."""
 
 
 class StoreSettings(_Section):

@@ -43,6 +43,7 @@ someone the service user may not see: a retry every 5 minutes would never help."
 GATHER_SECONDS = 0.05
 """Deliveries that land together (Bob sends several events for one change) share a pass."""
 MAX_PARALLEL = 4
+PRUNE_EVERY = timedelta(hours=1)  # done hints past webhooks.retention_days are deleted
 STRIPES = 256
 
 
@@ -86,12 +87,15 @@ class HintWorker:
         clock: Callable[[], datetime],
         monotonic: Callable[[], float],
         coalesce_seconds: float,
+        retention_days: int = 7,
         max_parallel: int = MAX_PARALLEL,
     ) -> None:
         self.store = store
         self._run_targeted, self._run_batch, self._is_busy = run_targeted, run_batch, is_busy
         self._on_change, self._clock, self._monotonic = on_change, clock, monotonic
         self._coalesce_seconds = coalesce_seconds
+        self._retention = timedelta(days=retention_days)
+        self._pruned_at: datetime | None = None
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()
         self._last_started: dict[str, float] = {}
@@ -152,6 +156,7 @@ class HintWorker:
         """Start a pass for each employee that is due and not already being served."""
         if self._closing.is_set():
             return []
+        self._prune_done_hints()
         by_employee: dict[str, list[dict[str, Any]]] = {}
         for hint in self.store.list_pending_hints(due_at=self._clock()):
             by_employee.setdefault(hint["hibob_id"], []).append(hint)
@@ -192,6 +197,16 @@ class HintWorker:
         for job in jobs:
             job.add_done_callback(self._forget_future)
         return jobs
+
+    def _prune_done_hints(self) -> None:
+        """Delete hints done longer ago than the retention, at most once an hour."""
+        now = self._clock()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        pruned = self.store.prune_done_hints(now - self._retention)
+        if pruned:
+            log.info("hints: %d done hint(s) pruned", pruned, extra={"hints": pruned})
 
     def _forget_future(self, future: Future[Any]) -> None:
         with self._lock:
@@ -312,7 +327,7 @@ class HintWorker:
     def _done(self, hibob_id: str, hints: list[dict[str, Any]], recheck: bool = True) -> None:
         if not hints:
             return  # a re-check: nothing stored to finish, no further re-check
-        self.store.mark_hints_done([h["id"] for h in hints], self._clock())
+        self.store.mark_hints_done(hints, self._clock())
         if recheck:
             with self._lock:
                 self._rechecks.setdefault(hibob_id, self._monotonic() + STALE_READ_SECONDS)

@@ -119,6 +119,7 @@ class Service:
             clock=clock,
             monotonic=monotonic,
             coalesce_seconds=self.settings.webhooks.coalesce_seconds,
+            retention_days=self.settings.webhooks.retention_days,
         )
         self._server: WebhookServer | None = None
         self._scheduler: BackgroundScheduler | None = None

@@ -28,20 +28,41 @@ class HintTables(Database):
         triggered_at: str | None,
         at: datetime,
     ) -> int:
+        """Store a delivery as the employee's one open hint: a new row, or the open one
+        (pending or parked) coalesced, its latest event kept and its deliveries counted; a
+        replay of an event already served (same event and `triggered_at`) is counted on its
+        done row. A replayed delivery therefore never adds a row, nor resets a retry schedule."""
         with self.transaction() as conn:
-            cursor = conn.execute(
+            if triggered_at is not None:  # a replay of an event already served: count it
+                served = conn.execute(
+                    "SELECT id FROM hints WHERE hibob_id = ? AND event_type IS ?"
+                    " AND triggered_at = ? AND done_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+                    (hibob_id, event_type, triggered_at),
+                ).fetchone()
+                if served:
+                    conn.execute(
+                        "UPDATE hints SET deliveries = deliveries + 1 WHERE id = ?", (served[0],)
+                    )
+                    return int(served[0])
+            conn.execute(
                 "INSERT INTO hints (hibob_id, event_type, source, triggered_at, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (hibob_id) WHERE done_at IS NULL DO UPDATE SET"
+                " event_type = excluded.event_type, source = excluded.source,"
+                " triggered_at = excluded.triggered_at, deliveries = deliveries + 1",
                 (hibob_id, event_type, source, triggered_at, utc_text(at)),
             )
-            return int(cursor.lastrowid or 0)
+            row = conn.execute(
+                "SELECT id FROM hints WHERE hibob_id = ? AND done_at IS NULL", (hibob_id,)
+            ).fetchone()
+            return int(row[0])
 
     def list_pending_hints(self, due_at: datetime | None = None) -> list[dict[str, Any]]:
         """Hints not done yet; with `due_at`, only those whose next attempt is due by then."""
         due = "" if due_at is None else " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
         return self._select(
             "SELECT id, hibob_id, event_type, received_at, attempts,"
-            " next_attempt_at, last_error FROM hints"
+            " next_attempt_at, last_error, deliveries FROM hints"
             f" WHERE done_at IS NULL AND parked_at IS NULL{due} ORDER BY id",
             () if due_at is None else (utc_text(due_at),),
         )
@@ -102,11 +123,22 @@ class HintTables(Database):
             )
             return cursor.rowcount
 
-    def mark_hints_done(self, hint_ids: Iterable[int], at: datetime) -> None:
+    def mark_hints_done(self, hints: Iterable[Mapping[str, Any]], at: datetime) -> None:
+        """Close hints as listed (`id`, `deliveries`); one that received another delivery since
+        (its employee changed again while the pass ran) stays pending to be served again."""
         with self.transaction() as conn:
             conn.executemany(
-                "UPDATE hints SET done_at = ? WHERE id = ?", [(utc_text(at), i) for i in hint_ids]
+                "UPDATE hints SET done_at = ? WHERE id = ? AND deliveries <= ?",
+                [(utc_text(at), h["id"], h.get("deliveries", 1)) for h in hints],
             )
+
+    def prune_done_hints(self, before: datetime) -> int:
+        """Delete hints done before `before` (`webhooks.retention_days`); how many."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM hints WHERE done_at IS NOT NULL AND done_at < ?", (utc_text(before),)
+            )
+            return cursor.rowcount
 
     # -- overlapping passes ----------------------------------------------------------------
     def claim_employee(self, hibob_id: str, pass_id: int) -> bool:

@@ -131,6 +131,15 @@ MIGRATIONS = [
     """
     ALTER TABLE hints ADD COLUMN parked_at TEXT;
     """,
+    # One open hint per employee (product §3): a replayed delivery is coalesced into it and
+    # counted; older open duplicates are closed as covered by the newest.
+    """
+    ALTER TABLE hints ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 1;
+    UPDATE hints SET done_at = received_at WHERE done_at IS NULL
+        AND id NOT IN (SELECT MAX(id) FROM hints WHERE done_at IS NULL GROUP BY hibob_id);
+    CREATE UNIQUE INDEX hints_one_open ON hints (hibob_id) WHERE done_at IS NULL;
+    CREATE INDEX hints_by_employee ON hints (hibob_id, triggered_at);
+    """,
 ]
 
 
