@@ -606,3 +606,28 @@ def test_an_oversized_triggered_at_is_dropped_not_stored():
     status, hints = call_app(body)
 
     assert (status, [hint.triggered_at for hint in hints]) == (200, [None])
+
+
+def test_webhook_log_lines_carry_structured_fields_as_pass_lines_do(serve, caplog):
+    # Issue 15 item 17: a JSON log reader filters on fields, not on the message text.
+    from reconciler.commands.logs import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="reconciler.service.webhooks")
+    receiver = serve()
+    receiver.post(UPSERT, event("employee.updated", "777"), UPSERT_SECRET)
+    receiver.post(UPSERT, event("employee.updated", "778"), DEACTIVATION_SECRET)
+
+    accepted, refused = [
+        json.loads(JsonFormatter().format(r))
+        for r in caplog.records
+        if r.name == "reconciler.service.webhooks"
+    ]
+    assert {k: accepted[k] for k in ("webhook", "event_type", "employee_id", "outcome")} == {
+        "webhook": "upsert",
+        "event_type": "employee.updated",
+        "employee_id": "777",
+        "outcome": "accepted",
+    }
+    assert accepted["http_status"] == 200
+    assert refused["outcome"] == "bad_signature" and refused["http_status"] == 401
+    assert "employee_id" not in refused  # an unverified body's claims are not logged as facts

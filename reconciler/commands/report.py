@@ -53,9 +53,15 @@ def print_result(
 def print_status(status: dict[str, Any], out: TextIO) -> None:
     running = "running" if status["service_running"] else "not running"
     print(f"database {status['database']} (service {running})", file=out)
+    for row in status.get("running_passes", []):
+        print(
+            f"pass #{row['id']} {row['kind']} running since {row['started_at']}: "
+            f"so far: {_counts_text(row['counts']) or 'nothing written yet'}",
+            file=out,
+        )
     last = status["last_pass"]
     if last:
-        counts = ", ".join(f"{k} {v}" for k, v in last["counts"].items()) or "no changes"
+        counts = _counts_text(last["counts"]) or "no changes"
         print(
             f"last pass #{last['id']} {last['kind']} {last['outcome']} at "
             f"{last['finished_at'] or last['started_at']}: {counts}",
@@ -256,3 +262,13 @@ class TerminalProgress:
         self._progress.update(
             task, completed=snapshot.done, total=snapshot.total, rate=rate, eta=eta
         )
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    """`create 2, update 1 unconfirmed`: a finished pass's counts, or a running one's so far."""
+    return ", ".join(
+        f"{k.removesuffix('_unconfirmed')} {v} unconfirmed"
+        if k.endswith("_unconfirmed")
+        else f"{k} {v}"
+        for k, v in counts.items()
+    )

@@ -17,13 +17,20 @@ from reconciler.store.database import Store
 
 def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str, Any]:
     passes = store.list_passes(10)
-    real = [p for p in passes if not p["dry_run"]]
-    last = real[0] if real else None
     running = store.is_instance_running()
+    real = [p for p in passes if not p["dry_run"]]
+    open_passes = [p for p in real if p["finished_at"] is None]
+    for row in open_passes:  # still running, or killed before it could say so
+        row["counts"] = store.journal_counts(row["id"])
+        if not running:
+            row["outcome"] = "interrupted"
+    running_passes = [p for p in open_passes if running]
+    last = next((p for p in real if p not in running_passes), None)
     service = store.load_service_state() if running else {}
     return {
         "database": store.path,
         "service_running": running,
+        "running_passes": running_passes,
         "last_pass": last,
         "last_success_at": store.last_successful_pass_at(),
         "next_pass_at": service.get("next_incremental_at"),

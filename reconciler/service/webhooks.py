@@ -127,6 +127,17 @@ class WebhookApp:
             _printable(outcome.hibob_id),
             outcome.result,
             outcome.status,
+            extra={
+                key: value
+                for key, value in (
+                    ("webhook", source),
+                    ("event_type", _plain(outcome.event_type or "", 100)),
+                    ("employee_id", _plain(outcome.hibob_id or "", 100)),
+                    ("outcome", str(outcome.result)),
+                    ("http_status", outcome.status),
+                )
+                if value
+            },
         )
         self._metrics.record_webhook(source, outcome.result)
         return outcome

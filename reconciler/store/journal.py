@@ -155,7 +155,25 @@ class JournalTables(Database):
                 f" AND (pass_id IS NULL OR pass_id NOT IN ({marks}))",
                 live,
             )
+            closed = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM passes WHERE outcome = 'interrupted'"
+                    " AND (counts IS NULL OR counts = '{}')"
+                ).fetchall()
+            ]
+            for pass_id in closed:  # what it wrote before it died, from its journal
+                counts = _journal_counts(conn, pass_id)
+                conn.execute(
+                    "UPDATE passes SET counts = ? WHERE id = ?",
+                    (json.dumps(counts, sort_keys=True), pass_id),
+                )
             return cursor.rowcount
+
+    def journal_counts(self, pass_id: int) -> dict[str, int]:
+        """What a pass wrote so far, from its journal (for a pass still running or killed)."""
+        with self._lock:
+            return _journal_counts(self.db.conn, pass_id)
 
     def journal_finish(self, journal_id: int, outcome: str, error: str | None = None) -> None:
         with self.transaction() as conn:
@@ -206,3 +224,23 @@ class JournalTables(Database):
                 (utc_text(since),),
             ).fetchone()
         return int(row[0])
+
+
+_COUNT_SUFFIX = {"ok": "", "failed": "_failed", "pending": "_unconfirmed",
+                 "interrupted": "_unconfirmed", "superseded": ""}  # fmt: skip
+
+
+def _journal_counts(conn: Any, pass_id: int) -> dict[str, int]:
+    """Counts named as a finished pass names them (`create`, `update_failed`...), plus
+    `<action>_unconfirmed` for operations sent and never answered."""
+    counts: dict[str, int] = {}
+    for action, outcome, number in conn.execute(
+        "SELECT action, outcome, COUNT(*) FROM journal WHERE pass_id = ? AND action != 'manager'"
+        " GROUP BY action, outcome",
+        (pass_id,),
+    ).fetchall():
+        if outcome not in _COUNT_SUFFIX:
+            continue  # held and skipped rows are decisions, not writes
+        key = "superseded" if outcome == "superseded" else action + _COUNT_SUFFIX[outcome]
+        counts[key] = counts.get(key, 0) + int(number)
+    return dict(sorted(counts.items()))
