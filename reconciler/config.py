@@ -455,7 +455,7 @@ def load_settings(
 
 def _read_file(path: str | Path | None, environ: Mapping[str, str]) -> dict[str, Any]:
     explicit = path is not None or CONFIG_VARIABLE in environ
-    file_path = Path(path or environ.get(CONFIG_VARIABLE, "settings.toml"))
+    file_path = settings_file_path(path, environ)
     if not file_path.exists():
         if explicit:
             raise ConfigError(f"settings file {file_path} does not exist")
@@ -482,23 +482,42 @@ def secret_settings() -> list[tuple[str, str]]:
 
 
 def _warn_about_secrets(file_path: Path, data: Mapping[str, Any]) -> None:
+    # Accepted (refusing would break a working install), but a world-readable file is no
+    # place for a secret. Names only, never the value.
+    if advice := describe_secrets_in_file(file_path, data):
+        log.warning("%s", advice)
+
+
+def describe_secrets_in_file(file_path: Path, data: Mapping[str, Any] | None = None) -> str:
+    """One line naming the secrets a settings file holds and where they belong ("" if none);
+    `data` is the parsed file (read here when None). Names only, never a value."""
+    if data is None:
+        try:
+            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return ""
     found = [
         (section, key)
         for section, key in secret_settings()
         if isinstance(data.get(section), dict) and data[section].get(key)
     ]
     if not found:
-        return
+        return ""
     credentials = [name for name, path in CREDENTIAL_FILES.items() if path in found]
-    # Accepted (refusing would break a working install), but a world-readable file is no
-    # place for a secret. Names only, never the value.
-    log.warning(
-        "settings file %s holds the secret(s) %s: remove them from the file and set %s%s instead",
-        file_path,
-        ", ".join(f"{s}.{k}" for s, k in found),
-        ", ".join(env_name(s, k) for s, k in found),
-        f" (or the systemd credential(s) {', '.join(credentials)})" if credentials else "",
+    return (
+        f"settings file {file_path} holds the secret(s) "
+        + ", ".join(f"{s}.{k}" for s, k in found)
+        + ": remove them from the file and set "
+        + ", ".join(env_name(s, k) for s, k in found)
+        + (f" (or the systemd credential(s) {', '.join(credentials)})" if credentials else "")
+        + " instead"
     )
+
+
+def settings_file_path(path: str | Path | None, environ: Mapping[str, str]) -> Path:
+    """The settings file `load_settings` reads: `path`, else $RECONCILER_CONFIG, else
+    ./settings.toml."""
+    return Path(path or environ.get(CONFIG_VARIABLE, "settings.toml"))
 
 
 def _read_credentials(folder: str | None) -> dict[str, Any]:
@@ -539,10 +558,20 @@ def describe_validation_error(
 
 
 def require_secrets(settings: Settings, *names: str) -> None:
-    """Raise ConfigError naming the first empty secret/credential among dotted `names`."""
+    """Raise one ConfigError naming every empty secret/credential among dotted `names`, each
+    with both ways to give it (the environment variable, the systemd credential file)."""
+    by_setting = {setting: file for file, setting in CREDENTIAL_FILES.items()}
+    missing = []
     for name in names:
         section, key = name.split(".")
         value = getattr(getattr(settings, section), key)
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         if not text:
-            raise ConfigError(f"setting {name} is missing: set {env_name(section, key)}")
+            way = env_name(section, key)
+            if credential := by_setting.get((section, key)):
+                way += f" or the credential file {credential}"
+            missing.append(f"{name} ({way})")
+    if len(missing) == 1:
+        raise ConfigError(f"setting {missing[0]} is missing")
+    if missing:
+        raise ConfigError(f"{len(missing)} settings are missing: " + "; ".join(missing))

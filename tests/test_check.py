@@ -157,3 +157,40 @@ def test_a_database_without_any_pass_is_a_warning_that_goes_away_after_a_pass(wo
     assert code == code_after == 0
     assert any("holds no pass yet" in line for line in lines(out, "WARN"))
     assert not any("holds no pass yet" in line for line in lines(out_after, "WARN"))
+
+
+# -- issue 15, item 14: check says what would hurt, and only fails on what stops the service --
+def test_without_groups_read_check_warns_and_still_tests_the_write_scopes(world) -> None:
+    world.learning.scopes.discard("groups:read")
+
+    code, out = check(world)
+
+    assert code == 0, out
+    assert any("groups:read" in line for line in lines(out, "WARN"))
+    for scope in ("users:write", "groups:write"):
+        assert f"ok   360Learning scope {scope} is granted" in out
+
+
+def test_a_secret_in_the_settings_file_is_no_all_ok(world, tmp_path) -> None:
+    settings = tmp_path / "with-secret.toml"
+    settings.write_text('[learning]\nclient_secret = "in-the-file"\n', encoding="utf-8")
+
+    services = world.services
+    out = io.StringIO()
+    code = run_checks(services.settings, services, out, config_path=settings)
+
+    text = out.getvalue()
+    assert code == 0 and "check: all ok" not in text
+    [warning] = [line for line in lines(text, "WARN") if "learning.client_secret" in line]
+    assert str(settings) in warning and "RECONCILER_LEARNING__CLIENT_SECRET" in warning
+    assert "in-the-file" not in text
+
+
+def test_a_receiver_on_every_interface_is_told_about_tls(world) -> None:
+    code, out = check(world, RECONCILER_WEBHOOKS__LISTEN="0.0.0.0:8480")
+
+    assert code == 0 and "check: all ok" not in out
+    [warning] = [line for line in lines(out, "WARN") if "webhooks.listen" in line]
+    assert "TLS" in warning and "0.0.0.0:8480" in warning
+    _, loopback = check(world, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:8480")
+    assert not [line for line in lines(loopback, "WARN") if "webhooks.listen" in line]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random as random_module
 import threading
 import time
@@ -38,6 +39,8 @@ RequestFactory = Callable[[], httpx.Request]
 
 _deadline = threading.local()
 """The monotonic time the attempt in progress on this thread must end by (None: no limit)."""
+
+log = logging.getLogger(__name__)
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -436,9 +439,20 @@ class ApiSession:
             if deadline is not None and time.monotonic() >= deadline:
                 detail = self._deadline_detail(request)
             else:
-                detail = _describe_transport_error(exc)
+                detail = self._transport_detail(request, exc)
             error: ApiError = ApiUnavailable(self.service, None, None, detail)
-            return error, policy.backoff_seconds(attempt, policy.base_seconds, self._random)
+            wait = policy.backoff_seconds(attempt, policy.base_seconds, self._random)
+            if attempt < policy.max_attempts:  # no silence while a dead host is retried
+                log.warning(
+                    "%s API: %s; retrying in %.0f s (try %d of %d)",
+                    self.service,
+                    detail,
+                    wait,
+                    attempt,
+                    policy.max_attempts,
+                    extra={"service": self.service, "attempt": attempt},
+                )
+            return error, wait
         except httpx.HTTPError as exc:
             raise ApiUnavailable(self.service, None, None, _describe_transport_error(exc)) from None
         status = response.status_code
@@ -489,6 +503,15 @@ class ApiSession:
             f"the answer to {request.method} {request.url.path} is larger than the "
             f"{cap / 2**20:.1f} MB cap; stopped reading it",
         )
+
+    def _transport_detail(self, request: httpx.Request, exc: Exception) -> str:
+        """What failed, where (the origin, never the path's query), and which setting says
+        where: `ConnectError: … refused at http://host:port (hibob.base_url)`."""
+        url = request.url
+        origin = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+        section = self._deadline_setting.rpartition(".")[0]
+        setting = f"{section}.base_url" if section else "base_url"
+        return f"{_describe_transport_error(exc)} at {origin} ({setting})"
 
     def _deadline_detail(self, request: httpx.Request) -> str:
         return (

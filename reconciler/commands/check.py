@@ -9,6 +9,7 @@ field or Hibob category at fault. Never prints a secret: settings are shown by n
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,10 +17,10 @@ from typing import Any, TextIO
 
 from reconciler.clients.hibob import HibobClient
 from reconciler.clients.learning import BULK_OPERATIONS_PATH
-from reconciler.config import Settings
+from reconciler.config import Settings, describe_secrets_in_file
 from reconciler.core.desired import required_fields
 from reconciler.core.models import Employee
-from reconciler.errors import ApiError, StoreUnusable
+from reconciler.errors import ApiAuthFailed, ApiError, StoreUnusable
 from reconciler.passes.apply import REFUSED_PLATFORM_KEY
 from reconciler.passes.context import PassContext
 from reconciler.store.database import MIGRATIONS, Store
@@ -69,16 +70,45 @@ class Report:
         (self.ok if is_ok else self.fail)(text)
 
 
-def run_checks(settings: Settings, services: PassContext, out: TextIO) -> int:
-    """Probe everything; 0 when all is usable (warnings allowed), else 1."""
+def run_checks(
+    settings: Settings,
+    services: PassContext,
+    out: TextIO,
+    *,
+    config_path: Path | None = None,
+) -> int:
+    """Probe everything; 0 when all is usable (warnings allowed), else 1. `config_path`: the
+    settings file read (checked for secrets it should not hold)."""
     report = Report(out)
     report.ok("settings are valid and every secret is set")
+    check_exposure(settings, config_path, report)
     check_database(services.store, report)
     check_hibob(settings, services.hibob, report)
     check_learning(settings, services, report)
     summary = f"{report.failures} failed, {report.warnings} warning(s)"
     print(f"check: {summary}" if report.failures or report.warnings else "check: all ok", file=out)
     return 1 if report.failures else 0
+
+
+def check_exposure(settings: Settings, config_path: Path | None, report: Report) -> None:
+    """What works but exposes: a secret in the settings file, a listener on every interface."""
+    if config_path is not None and (advice := describe_secrets_in_file(config_path)):
+        report.warn(advice)
+    for setting, listen in (("webhooks.listen", settings.webhooks.listen),):
+        host = listen.rpartition(":")[0].strip("[]")
+        if host and not _is_loopback(host):
+            report.warn(
+                f"{setting} = {listen} accepts connections from the network: Hibob must reach "
+                "it over TLS, so put a TLS proxy in front (docs/service.md) and listen on "
+                "127.0.0.1 behind it"
+            )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 # -- database -------------------------------------------------------------------------------
@@ -290,7 +320,18 @@ def check_groups(settings: Settings, services: PassContext, report: Report) -> N
     groups = {settings.learning.default_group_id: "learning.default_group_id"}
     groups.update({rule.group_id: "mapping.groups" for rule in settings.mapping.groups})
     for group_id, setting in groups.items():
-        group = services.learning.get_group(group_id)
+        try:
+            group = services.learning.get_group(group_id)
+        except ApiAuthFailed as exc:
+            if exc.status != 403:
+                raise
+            # Only check reads groups: a pass never does, so this is no failure.
+            report.warn(
+                "360Learning credential lacks the groups:read scope, so the group ids "
+                f"({', '.join(sorted(set(groups.values())))}) cannot be checked; passes do "
+                "not need it: tick it under Settings > API v2 to have them checked"
+            )
+            return
         report.check(
             group is not None,
             f"group {group_id} ({setting}) "

@@ -29,7 +29,7 @@ from reconciler.commands.report import (
     print_result,
 )
 from reconciler.commands.wiring import build_pass_context
-from reconciler.config import Settings, load_settings
+from reconciler.config import Settings, load_settings, settings_file_path
 from reconciler.core.vocabulary import PassKind
 from reconciler.errors import ApiError, ConfigError, ReconcilerError
 from reconciler.passes.context import PassContext, now_utc
@@ -165,7 +165,8 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.commands.check import run_checks
 
-    return run_checks(settings, args.build(settings), sys.stdout)
+    path = settings_file_path(args.config, os.environ)
+    return run_checks(settings, args.build(settings), sys.stdout, config_path=path)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
