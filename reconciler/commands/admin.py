@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from reconciler.commands.report import (
     TerminalProgress,
@@ -21,14 +21,11 @@ from reconciler.commands.report import (
     print_held,
     print_result,
 )
-from reconciler.commands.wiring import build_pass_context
 from reconciler.config import Settings
 from reconciler.core.vocabulary import PassKind
 from reconciler.errors import InstanceLocked
-from reconciler.passes.apply import PassHooks
 from reconciler.passes.context import PassContext, now_utc
 from reconciler.passes.progress import PassProgress
-from reconciler.passes.reconcile import PassResult, run_pass
 from reconciler.service.admin_requests import (
     Outcome,
     carry_out,
@@ -37,7 +34,10 @@ from reconciler.service.admin_requests import (
 )
 from reconciler.store.database import Store
 
-POLL_SECONDS = 0.5
+if TYPE_CHECKING:  # imported where a pass runs here: a request to the service needs none
+    from reconciler.passes.reconcile import PassResult
+
+POLL_SECONDS = 0.2
 TIMEOUT_SECONDS = 1800.0
 SHOWN_ROWS = 50
 Build = Callable[[Settings, Store], PassContext]
@@ -89,6 +89,9 @@ def run_watched(
     """A pass run here, watched: a progress bar on a terminal (else a log line every 10 s), and
     its progress saved for `status`. Ctrl-C stops it cleanly: one line on stderr says what was
     done and what is left, then KeyboardInterrupt goes on (exit 130)."""
+    from reconciler.passes.apply import PassHooks
+    from reconciler.passes.reconcile import run_pass
+
     is_terminal = sys.stdout.isatty()
     progress = PassProgress(
         f"{kind} pass",
@@ -124,6 +127,8 @@ def request_resync(settings: Settings, wait: bool, out: TextIO, **options: Any) 
 
 
 def _build(settings: Settings, store: Store) -> PassContext:
+    from reconciler.commands.wiring import build_pass_context
+
     return build_pass_context(settings, store=store)
 
 
@@ -174,7 +179,7 @@ def _ask_service(
             started = True
             _say(out, f"{kind} started")
         polls += 1
-        if polls % 10 == 0 and not store.is_instance_running():
+        if polls % 25 == 0 and not store.is_instance_running():  # every 5 s
             request = store.get_request(request_id) or {}
             if request.get("finished_at"):
                 return _print_request_outcome(store, request, out)
@@ -185,7 +190,7 @@ def _ask_service(
                 "command again",
             )
             return 1
-        if polls % 120 == 0:
+        if polls % 300 == 0:  # every minute
             _say(out, f"still running ({int(polls * POLL_SECONDS)} s)")
         sleep(POLL_SECONDS)
     if store.expire_request(request_id, now_utc(), "its command stopped waiting"):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from reconciler.passes.progress import ProgressSnapshot, describe_progress, format_duration
-from reconciler.passes.reconcile import PassResult
 from reconciler.service.admin_requests import compute_held_token
+
+if TYPE_CHECKING:  # the pass machinery is imported only by commands that run one
+    from reconciler.passes.reconcile import PassResult
 
 PHASE_LABELS = {"read": "read Hibob", "plan": "plan", "apply": "writes"}
 

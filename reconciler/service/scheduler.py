@@ -17,7 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from reconciler.config import SyncSettings
 from reconciler.errors import ConfigError
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 """How often the service looks for `reconciler resync` requests."""
 MAX_JITTER_SECONDS = 30.0
 FULL_MISFIRE_GRACE_SECONDS = 3600

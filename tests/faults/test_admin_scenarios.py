@@ -160,3 +160,69 @@ def test_a_second_run_through_a_symlink_or_without_the_pid_file_never_starts(tmp
         note(f"two instances: {started} of 3 `reconciler run` started (symlink, no pid file)")
     finally:
         rig.close()
+
+
+def test_an_admin_sync_of_one_employee_during_a_3000_update_pass(tmp_path) -> None:
+    """Issue 15 item 10 with real processes: `sync --employee` while `reconciler run` works
+    through 3,000 updates lands beside the pass, not after it."""
+    rig = Rig(tmp_path, seed=10, size=3000)
+    rig.learning.faults.latency_seconds = 0.0
+    try:
+        assert _run(rig, "sync", timeout=240).returncode == 0
+        active = _active(rig)
+        for hibob_id in active:
+            rig.hibob.update_employee(hibob_id, **{"work.title": "Reorganised"})
+        rig.learning.faults.latency_seconds = 0.01  # 3,000 writes: about 30 s or more
+        last = _last_pass_id(rig.db)
+        service = rig.start("run")
+        try:
+            deadline = time.monotonic() + 60
+            while _updates_done(rig.db, last) < 50:  # the long pass is writing
+                assert time.monotonic() < deadline, "the long pass never started writing"
+                time.sleep(0.1)
+            target = active[-1]
+            rig.hibob.update_employee(target, **{"work.title": "Admin Title"})
+            started = time.monotonic()
+            done = _run(rig, "sync", "--employee", target)
+            took = time.monotonic() - started
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert _job_of(rig, target) == "Admin Title"
+            assert _pass_running(rig.db, last), "the long pass ended before the admin command"
+        finally:
+            service.send_signal(signal.SIGTERM)
+            service.wait(timeout=120)
+        record_figure("admin sync --employee during a 3,000-update pass, seconds", round(took, 2))
+        note(f"admin: `sync --employee` took {took:.2f} s during a 3,000-update pass")
+    finally:
+        rig.close()
+
+
+def _last_pass_id(db: Path) -> int:
+    with sqlite3.connect(db, timeout=10) as conn:
+        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM passes").fetchone()[0])
+
+
+def _updates_done(db: Path, after: int) -> int:
+    with sqlite3.connect(db, timeout=10) as conn:
+        return int(
+            conn.execute(
+                "SELECT COUNT(*) FROM journal WHERE pass_id > ? AND action = 'update'", (after,)
+            ).fetchone()[0]
+        )
+
+
+def _pass_running(db: Path, after: int) -> bool:
+    with sqlite3.connect(db, timeout=10) as conn:
+        return bool(
+            conn.execute(
+                "SELECT COUNT(*) FROM passes WHERE id > ? AND kind = 'incremental'"
+                " AND finished_at IS NULL",
+                (after,),
+            ).fetchone()[0]
+        )
+
+
+def _job_of(rig: Rig, hibob_id: str) -> str | None:
+    email = rig.hibob.records[hibob_id].get("root.email")
+    user = rig.learning.users_by_mail().get(str(email).lower()) or {}
+    return user.get("job")
