@@ -34,7 +34,11 @@ def client_for(url: str, timeout_seconds: float) -> LearningClient:
 def test_an_answer_slower_than_usual_but_within_the_timeout_succeeds(served) -> None:
     sim, url = served
     sim.faults.latency_seconds = 0.05
-    assert client_for(url, timeout_seconds=2).get_user(sim.owner_id).status == "active"
+    client = client_for(url, timeout_seconds=2)
+    try:
+        assert client.get_user(sim.owner_id).status == "active"
+    finally:
+        client.close()
 
 
 def test_answers_slower_than_the_timeout_are_retried_then_reported_unavailable(served) -> None:
@@ -45,4 +49,7 @@ def test_answers_slower_than_the_timeout_are_retried_then_reported_unavailable(s
         client.get_user(sim.owner_id)
     assert client.stats.retries >= 2
     sim.faults.latency_seconds = 0
-    assert client.get_user(sim.owner_id).status == "active"
+    try:
+        assert client.get_user(sim.owner_id).status == "active"
+    finally:
+        client.close()

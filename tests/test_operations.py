@@ -58,6 +58,8 @@ def test_13_a_reader_closing_the_pipe_ends_the_command_quietly(world: World, tmp
     reader.stdout.close()
     code = reader.wait(timeout=30)
     stderr = reader.stderr.read().decode() if reader.stderr else ""
+    if reader.stderr:
+        reader.stderr.close()
     assert "BrokenPipeError" not in stderr and "Exception ignored" not in stderr, stderr
     assert code in (0, 141), (code, stderr)
 

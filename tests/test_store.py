@@ -149,8 +149,10 @@ def test_7_the_lock_follows_the_database_file_not_a_path(tmp_path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         for path in (link, real):
+            store = Store(path)
             with pytest.raises(InstanceLocked, match=str(holder.pid)):
-                Store(path).acquire_instance_lock()
+                store.acquire_instance_lock()
+            store.close()
         (tmp_path / "real.db.lock").unlink()  # the pid file is for messages only
         other = Store(link)
         with pytest.raises(InstanceLocked):
@@ -160,6 +162,8 @@ def test_7_the_lock_follows_the_database_file_not_a_path(tmp_path) -> None:
     finally:
         holder.kill()
         holder.wait()
+        if holder.stdout:
+            holder.stdout.close()
     after = Store(link)
     after.acquire_instance_lock()  # the kernel dropped the dead holder's lock
     after.close()
