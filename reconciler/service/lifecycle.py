@@ -108,6 +108,7 @@ class Service:
         self._closing = threading.Event()
         self._notify_lock = threading.Lock()
         self._is_stopping = False
+        self._is_ready = False  # READY sent: watchdog pings may follow
         self._wake = threading.Event()
         self.claims = EmployeeClaims(self.store)
         self.hints = HintWorker(
@@ -206,6 +207,12 @@ class Service:
     def request_stop(self) -> None:
         self.is_stop_requested = True
 
+    def notify_ready(self) -> None:
+        """Tell systemd READY; the watchdog pings wait for it (they take the same lock)."""
+        with self._notify_lock:
+            sdnotify.notify(f"READY=1\nSTATUS=serving on {self.url}")  # Type=notify: started
+            self._is_ready = True
+
     def notify_stopping(self) -> None:
         """Tell systemd STOPPING; no watchdog ping follows it (the pings take the same lock)."""
         with self._notify_lock:
@@ -214,7 +221,9 @@ class Service:
 
     def _ping_watchdog(self) -> bool:
         with self._notify_lock:
-            return False if self._is_stopping else sdnotify.ping_watchdog()
+            if self._is_stopping or not self._is_ready:
+                return False
+            return sdnotify.ping_watchdog()
 
     def stop(self, timeout_seconds: float | None = None) -> bool:
         """Stop taking hints, let the pass in flight finish, stop the scheduler and the worker.
@@ -404,7 +413,7 @@ def run_service(services: PassContext) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     service.start()
-    sdnotify.notify(f"READY=1\nSTATUS=serving on {service.url}")  # Type=notify: started
+    service.notify_ready()
     service.wait()
     service.notify_stopping()
     log.info("stopping")
