@@ -47,6 +47,7 @@ CREDENTIAL_FILES = {
     "webhooks_upsert_secret": ("webhooks", "upsert_secret"),
     "webhooks_deactivation_secret": ("webhooks", "deactivation_secret"),
     "notify_webhook_url": ("notify", "webhook_url"),  # holds a token: a secret too
+    "admin_password_hash": ("admin", "password_hash"),  # a hash, yet never shown either
 }
 
 
@@ -311,6 +312,18 @@ class NotifySettings(_Section):
         return self
 
 
+class AdminSettings(_Section):
+    listen: str = ""
+    """Address of the admin page (e.g. "127.0.0.1:8481"), its own listener; "" = no admin page."""
+    password_hash: SecretStr = SecretStr("")
+    """The admin password's hash, printed by `reconciler admin-password`: environment or systemd
+    credential only. Required when `listen` is set."""
+    session_idle_minutes: float = Field(default=30.0, gt=0, le=1440)
+    """A signed-in session ends after this many minutes without a request."""
+    session_max_hours: float = Field(default=12.0, gt=0, le=168)
+    """... and in any case this many hours after the sign-in."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -330,6 +343,8 @@ class Settings(BaseSettings):
     """The local database."""
     notify: NotifySettings = NotifySettings()
     """Optional chat alerts (held pass, quarantine, failed passes, recovery)."""
+    admin: AdminSettings = AdminSettings()
+    """The self-hosted admin page of `reconciler run` (off unless `listen` is set)."""
 
     @classmethod
     def settings_customise_sources(

@@ -104,9 +104,17 @@ def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from reconciler.commands.admin_web import build_admin_views
     from reconciler.service.lifecycle import run_service
 
-    return run_service(args.build(settings))
+    services = args.build(settings)
+    return run_service(services, build_admin_views(services, parse_since))
+
+
+def cmd_admin_password(args: argparse.Namespace, settings: Settings | None) -> int:
+    from reconciler.commands.admin_web import print_password_hash
+
+    return print_password_hash(sys.stdout)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -420,6 +428,13 @@ def _add_reading_commands(command: Command) -> None:
     demo.add_argument(
         "--keep", metavar="DIR", help="leave the database and a settings file in DIR to explore"
     )
+    command(
+        "admin-password",
+        cmd_admin_password,
+        "read the admin page's password (from the terminal, or one line of standard input) and "
+        "print the hash to give as RECONCILER_ADMIN__PASSWORD_HASH or the credential "
+        "admin_password_hash",
+    )
 
 
 def main(
@@ -436,7 +451,9 @@ def main(
     args.build = build_and_keep
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
-        settings = None if args.command == "demo" else load_settings(args.config)
+        settings = (
+            None if args.command in ("demo", "admin-password") else load_settings(args.config)
+        )
         code = int(args.func(args, settings))
         sys.stdout.flush()  # a reader that closed the pipe is met here, not at exit
         return code

@@ -223,13 +223,15 @@ class AdminRequests:
                 ids, outcome.pass_id, outcome.outcome, self._clock(), outcome.detail
             )
             finished += len(ids)
+            source = args.get("source") or "command line"
             log.info(
-                "admin request(s) %s (%s) carried out: %s%s",
+                "admin request(s) %s (%s, from the %s) carried out: %s%s",
                 ", ".join(map(str, ids)),
                 kind,
+                source,
                 outcome.outcome,
                 f" ({outcome.detail})" if outcome.detail else "",
-                extra={"pass_id": outcome.pass_id, "outcome": outcome.outcome},
+                extra={"pass_id": outcome.pass_id, "outcome": outcome.outcome, "source": source},
             )
         return finished
 

@@ -31,7 +31,10 @@ from reconciler.passes.context import PassContext, now_utc
 from reconciler.passes.progress import PassProgress
 from reconciler.passes.reconcile import PassResult, run_pass
 from reconciler.service import sdnotify
+from reconciler.service.admin_app import AdminPage
+from reconciler.service.admin_page import build_admin_page
 from reconciler.service.admin_requests import AdminRequests
+from reconciler.service.admin_views import AdminViews
 from reconciler.service.hints import EmployeeClaims, HintWorker
 from reconciler.service.metrics import SUCCESSFUL_OUTCOMES, Metrics
 from reconciler.service.notify import Notifier
@@ -44,6 +47,8 @@ log = logging.getLogger("reconciler.service.lifecycle")
 
 """How long SIGTERM waits for the pass in flight; systemd and the spec allow 10 s in all."""
 WEBHOOK_DRAIN_SECONDS = 1.0
+ADMIN_MAX_BODY_BYTES = 65_536
+"""The admin page's forms are a few fields."""
 PROGRESS_LOG_SECONDS = 10.0
 """A long pass logs its progress (done/total, rate, ETA) this often..."""
 PROGRESS_SAVE_SECONDS = 2.0
@@ -84,8 +89,10 @@ class Service:
         *,
         clock: Clock = now_utc,
         monotonic: Callable[[], float] = time.monotonic,
+        admin_views: AdminViews | None = None,
     ) -> None:
         self.services, self.settings, self.store = services, services.settings, services.store
+        self._admin_views = admin_views
         last = self.store.last_successful_pass_at()
         self._last_success_at = datetime.fromisoformat(last) if last else None
         self.metrics = Metrics(
@@ -123,6 +130,7 @@ class Service:
             retention_days=self.settings.webhooks.retention_days,
         )
         self._server: WebhookServer | None = None
+        self._admin_server: WebhookServer | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._worker: threading.Thread | None = None
         self._quick_worker: threading.Thread | None = None
@@ -139,9 +147,18 @@ class Service:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Take the database (InstanceLocked if another holds it), then serve and schedule."""
+        admin_page = self._build_admin_page()  # a missing hash stops the start, before the lock
         self.store.acquire_instance_lock()
         try:
             self._server = self._serve_webhooks()
+            if admin_page is not None:
+                self._admin_server = serve_webhooks(
+                    admin_page,
+                    self.settings.admin.listen,
+                    max_body_bytes=ADMIN_MAX_BODY_BYTES,
+                    drain_seconds=WEBHOOK_DRAIN_SECONDS,
+                    setting="admin.listen",
+                )
             self._scheduler = build_scheduler(
                 self.settings.sync,
                 run_incremental=self.run_incremental,
@@ -153,8 +170,9 @@ class Service:
                 self._scheduler, sdnotify.watchdog_interval_seconds(), self._ping_watchdog
             )
         except BaseException:
-            if self._server:
-                self._server.stop()
+            for server in (self._server, self._admin_server):
+                if server:
+                    server.stop()
             self.store.release_instance_lock()
             raise
         self._scheduler.start()
@@ -168,12 +186,27 @@ class Service:
         self.store.save_service_state({"progress": None})  # a dead process's last pass
         self.update_state()
         log.info(
-            "service started: webhooks on %s, incremental pass every %s min, "
+            "service started: webhooks on %s%s, incremental pass every %s min, "
             "full resync at %r (UTC)",
             self._server.url,
+            f", admin page on {self._admin_server.url}" if self._admin_server else "",
             self.settings.sync.interval_minutes,
             self.settings.sync.full_resync_cron,
         )
+
+    def _build_admin_page(self) -> AdminPage | None:
+        return build_admin_page(
+            self.settings,
+            self.store,
+            self._admin_views,
+            is_ready=self.is_ready,
+            clock=self._clock,
+            monotonic=self._monotonic,
+        )
+
+    @property
+    def admin_url(self) -> str | None:
+        return self._admin_server.url if self._admin_server else None
 
     def _serve_webhooks(self) -> WebhookServer:
         app = create_app(
@@ -238,8 +271,9 @@ class Service:
         self.requests.close()
         self._wake.set()
         self._quick_wake.set()
-        if self._server:
-            self._server.stop()
+        for server in (self._admin_server, self._server):
+            if server:
+                server.stop()
         is_idle = self._pass_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         if self._scheduler and self._scheduler.running:
             self._scheduler.shutdown(wait=is_idle)
@@ -403,9 +437,9 @@ def _last_scheduled_failure(store: Store) -> str | None:
     return None
 
 
-def run_service(services: PassContext) -> int:
+def run_service(services: PassContext, admin_views: AdminViews | None = None) -> int:
     """`reconciler run`: serve until SIGTERM/SIGINT, then stop within 10 s and return 0."""
-    service = Service(services)
+    service = Service(services, admin_views=admin_views)
 
     def on_signal(signum: int, frame: object) -> None:
         service.request_stop()

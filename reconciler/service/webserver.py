@@ -224,12 +224,14 @@ def serve_webhooks(
     max_body_bytes: int,
     limits: ConnectionLimits | None = None,
     drain_seconds: float = 5.0,
+    setting: str = "webhooks.listen",
 ) -> WebhookServer:
-    """Serve `app` on `listen` ("host:port", "[::1]:port"; port 0 = any free port)."""
+    """Serve `app` on `listen` ("host:port", "[::1]:port"; port 0 = any free port); errors name
+    `setting` (the admin page is served the same way on `admin.listen`)."""
     host, _, port_text = listen.rpartition(":")
     host = host.strip("[]")
     if not host or not port_text.isdigit():
-        raise ConfigError(f"setting webhooks.listen: expected host:port, got {listen!r}")
+        raise ConfigError(f"setting {setting}: expected host:port, got {listen!r}")
     try:
         return WebhookServer(
             app,
@@ -241,5 +243,5 @@ def serve_webhooks(
         )
     except OSError as exc:
         raise ConfigError(
-            f"setting webhooks.listen: cannot listen on {listen}: {exc.strerror or exc}"
+            f"setting {setting}: cannot listen on {listen}: {exc.strerror or exc}"
         ) from None
