@@ -70,6 +70,9 @@ class AdminPage:
         self.throttle = SignInThrottle(monotonic=monotonic)
         host = settings.admin.listen.rpartition(":")[0]
         self.is_loopback_listener = is_loopback(host)
+        # On loopback, the peer is the TLS proxy in front (or someone on this host already):
+        # its X-Forwarded-For/-Proto say who is asking and that the browser uses https.
+        self.trusted_proxy = host.strip("[]") if self.is_loopback_listener else None
         self.templates = Templates()
 
     def __call__(
@@ -154,7 +157,7 @@ class AdminPage:
     def _sign_in(self, request: Request) -> Response:
         if not _same(request.field("form_token"), request.cookies.get(SIGNIN_COOKIE, "")):
             return self._forbidden("This sign-in form is out of date: open the page again.")
-        source = request.source
+        source = request.peer
         wait = self.throttle.wait_seconds(source)
         if wait > 0:
             log.warning("admin page: sign-in from %s refused, %.0f s too early", source, wait)
@@ -197,7 +200,7 @@ class AdminPage:
         log.info(
             "admin page: %s requested from %s (request %d)",
             kind,
-            request.source,
+            request.peer,
             request_id,
             extra={"request_id": request_id, "source": SOURCE},
         )

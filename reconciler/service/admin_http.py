@@ -46,7 +46,7 @@ class Request:
     form: dict[str, list[str]]
     cookies: dict[str, str]
     peer: str
-    forwarded_for: str | None
+    """The client's address (waitress puts a trusted proxy's X-Forwarded-For here)."""
     is_https: bool
 
     @classmethod
@@ -66,7 +66,6 @@ class Request:
                 str(environ.get("QUERY_STRING", "")), keep_blank_values=True
             ).items()
         }
-        forwarded = str(environ.get("HTTP_X_FORWARDED_FOR") or "").split(",")[-1].strip()
         return cls(
             method=method,
             path=_path(environ),
@@ -74,9 +73,7 @@ class Request:
             form=form,
             cookies=_cookies(str(environ.get("HTTP_COOKIE", ""))),
             peer=str(environ.get("REMOTE_ADDR", "")),
-            forwarded_for=forwarded or None,
-            is_https=str(environ.get("HTTP_X_FORWARDED_PROTO", "")).lower() == "https"
-            or environ.get("wsgi.url_scheme") == "https",
+            is_https=environ.get("wsgi.url_scheme") == "https",
         )
 
     def field(self, name: str) -> str:
@@ -85,13 +82,6 @@ class Request:
 
     def fields(self, name: str) -> list[str]:
         return [v for v in self.form.get(name, []) if v]
-
-    @property
-    def source(self) -> str:
-        """Who is asking, for throttling and logs: behind a loopback proxy, the proxy's peer."""
-        if self.forwarded_for and is_loopback(self.peer):
-            return self.forwarded_for
-        return self.peer
 
 
 def _path(environ: Mapping[str, Any]) -> str:
@@ -170,9 +160,9 @@ class Templates:
         )
         self.env.globals["url"] = url
 
-    def render(self, name: str, status: int = 200, **context: Any) -> Response:
-        body = self.env.get_template(name).render(**context).encode("utf-8")
-        return Response(body, status)
+    def render(self, template: str, code: int = 200, **context: Any) -> Response:
+        body = self.env.get_template(template).render(**context).encode("utf-8")
+        return Response(body, code)
 
 
 def static_file(name: str) -> Response | None:

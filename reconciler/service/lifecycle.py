@@ -158,6 +158,7 @@ class Service:
                     max_body_bytes=ADMIN_MAX_BODY_BYTES,
                     drain_seconds=WEBHOOK_DRAIN_SECONDS,
                     setting="admin.listen",
+                    trusted_proxy=admin_page.trusted_proxy,
                 )
             self._scheduler = build_scheduler(
                 self.settings.sync,

@@ -142,9 +142,21 @@ class WebhookServer:
         max_body_bytes: int,
         limits: ConnectionLimits,
         drain_seconds: float,
+        trusted_proxy: str | None = None,
     ) -> None:
         self._map: dict[int, Any] = {}
+        # A proxy's X-Forwarded-For/-Proto count only from `trusted_proxy`; waitress drops them
+        # from anyone else.
+        proxy = (
+            {
+                "trusted_proxy": trusted_proxy,
+                "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"},
+            }
+            if trusted_proxy
+            else {}
+        )
         adj = Adjustments(
+            **proxy,
             host=host,
             port=port,
             ident="reconciler",
@@ -225,6 +237,7 @@ def serve_webhooks(
     limits: ConnectionLimits | None = None,
     drain_seconds: float = 5.0,
     setting: str = "webhooks.listen",
+    trusted_proxy: str | None = None,
 ) -> WebhookServer:
     """Serve `app` on `listen` ("host:port", "[::1]:port"; port 0 = any free port); errors name
     `setting` (the admin page is served the same way on `admin.listen`)."""
@@ -240,6 +253,7 @@ def serve_webhooks(
             max_body_bytes=max_body_bytes,
             limits=limits or ConnectionLimits(),
             drain_seconds=drain_seconds,
+            trusted_proxy=trusted_proxy,
         )
     except OSError as exc:
         raise ConfigError(
