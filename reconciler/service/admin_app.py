@@ -89,6 +89,8 @@ class AdminPage:
     def handle(self, request: Request) -> Response:
         if request.path.startswith("/static/") and request.method == "GET":
             return static_file(request.path.removeprefix("/static/")) or self.not_found()
+        if request.path == "/favicon.ico":  # asked for beside every page: never a sign-in page
+            return static_file("favicon.svg") or self.not_found()
         if request.path == "/sign-in":
             if request.method == "POST":
                 return self._sign_in(request)
@@ -141,7 +143,11 @@ class AdminPage:
     def _sign_in_page(
         self, request: Request, status: int = 200, error: str | None = None
     ) -> Response:
-        form_token = secrets.token_urlsafe(24)
+        # One token per browser: a second sign-in page (another tab) must not spoil the first.
+        given = request.cookies.get(SIGNIN_COOKIE, "")
+        form_token = (
+            given if re.fullmatch(r"[A-Za-z0-9_-]{32}", given) else secrets.token_urlsafe(24)
+        )
         response = self.templates.render(
             "sign_in.html",
             status,

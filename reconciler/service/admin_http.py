@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 HERE = Path(__file__).parent
-STATIC = {"admin.css": "text/css; charset=utf-8"}
+STATIC = {"admin.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
 MAX_FORM_BYTES = 65_536
 # No script at all, no external anything: styles and images from this listener only.
 CONTENT_SECURITY_POLICY = (
