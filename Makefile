@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow faults demo bench lint lock clean
+.PHONY: test test-slow test-browser faults demo bench lint lock clean
 
 # Installs the versions pinned in requirements.lock (a constraints file: `make lock` refreshes it).
 $(STAMP): pyproject.toml requirements.lock
@@ -28,6 +28,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
+
+# The admin page in Debian's Chromium (/usr/bin/chromium) against `reconciler run`; skips with a
+# reason when Chromium is missing. Screenshots land in tests/browser/screenshots/.
+test-browser: $(STAMP)
+	$(BIN)/pytest -q -m browser -rs; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
 
 # The "Prove it" suite of issue 8: SIGKILL crash loop, fault matrix, lost webhooks, hostile
 # Hibob records. Minutes, not seconds; CI=true fixes the random choices (kill moments, drops).

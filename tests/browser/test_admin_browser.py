@@ -238,6 +238,13 @@ def test_an_expired_session_goes_back_to_sign_in(browser: Any, tmp_path: Path) -
         short.close()
 
 
+def test_the_status_page_shows_what_the_actions_left(page: Any) -> None:
+    page.goto("/")
+    text = page.inner_text("main")
+    assert "4 held deactivation(s)" in text and "Recent passes" in text
+    shoot(page, "status-after")
+
+
 def test_no_request_left_the_admin_listener(seen: Seen, deployment: Deployment) -> None:
     assert seen.urls, "the browser made no request at all?"
     assert [u for u in seen.urls if not u.startswith(deployment.url + "/")] == []
