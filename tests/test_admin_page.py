@@ -419,3 +419,58 @@ def test_no_page_ever_shows_a_secret(signed_in: Admin) -> None:
         assert answer.status_code in (200, 404), path
         shown = answer.text + str(answer.headers)
         assert [s for s in secrets if s in shown] == [], path
+
+
+# -- serving ----------------------------------------------------------------------------------
+def test_reconciler_run_serves_the_page_on_its_own_listener_beside_the_webhooks(
+    tmp_path: Path,
+) -> None:
+    world = World(
+        tmp_path,
+        size=5,
+        RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0",
+        RECONCILER_ADMIN__LISTEN="127.0.0.1:0",
+        RECONCILER_ADMIN__PASSWORD_HASH=PASSWORD_HASH,
+    )
+    service = Service(world.services, admin_views=build_admin_views(world.services, parse_since))
+    service.start()
+    try:
+        assert service.admin_url and service.admin_url != service.url
+        assert httpx.get(service.admin_url + "/sign-in").status_code == 200
+        assert httpx.get(service.admin_url + "/healthz").status_code == 303  # no such page
+        assert httpx.get(service.url + "/healthz").status_code == 200
+        assert httpx.get(service.url + "/sign-in").status_code == 404
+    finally:
+        assert service.stop(timeout_seconds=5) is True
+
+
+def test_a_listen_address_that_is_not_host_port_names_admin_listen(tmp_path: Path) -> None:
+    world = World(
+        tmp_path,
+        size=5,
+        RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0",
+        RECONCILER_ADMIN__LISTEN="8481",
+        RECONCILER_ADMIN__PASSWORD_HASH=PASSWORD_HASH,
+    )
+    service = Service(world.services, admin_views=build_admin_views(world.services, parse_since))
+    with pytest.raises(ConfigError, match=r"^setting admin.listen: expected host:port"):
+        service.start()
+    world.store.close()
+
+
+def test_failed_sign_ins_behind_the_proxy_are_counted_per_real_client(admin: Admin) -> None:
+    def attempt(client_address: str) -> int:
+        headers = {"X-Forwarded-For": client_address}
+        with httpx.Client(base_url=admin.server.url, headers=headers) as client:
+            return admin.sign_in("wrong", client=client).status_code
+
+    assert [attempt("198.51.100.7") for _ in range(4)] == [401, 401, 401, 429]
+    assert attempt("198.51.100.8") == 401  # another client is not held back by the first
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_is_quoted() -> None:
+    from reconciler.service.admin_views import render_csv
+
+    rows = [{"pass_id": 1, "at": "t", "employee_id": "1", "email": "=HYPERLINK(1)", "fields": []}]
+    parsed = list(csv.DictReader(io.StringIO(render_csv(rows).decode())))
+    assert parsed[0]["email"] == "'=HYPERLINK(1)"
