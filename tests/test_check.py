@@ -194,3 +194,23 @@ def test_a_receiver_on_every_interface_is_told_about_tls(world) -> None:
     assert "TLS" in warning and "0.0.0.0:8480" in warning
     _, loopback = check(world, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:8480")
     assert not [line for line in lines(loopback, "WARN") if "webhooks.listen" in line]
+
+
+def test_the_admin_page_needs_a_well_formed_password_hash_and_check_says_so(world) -> None:
+    from reconciler.service.admin_auth import hash_password
+
+    code, out = check(world, RECONCILER_ADMIN__LISTEN="127.0.0.1:8481")
+    assert code == 1 and "admin.password_hash is missing" in "".join(lines(out, "FAIL"))
+    code, out = check(
+        world,
+        RECONCILER_ADMIN__LISTEN="127.0.0.1:8481",
+        RECONCILER_ADMIN__PASSWORD_HASH="scrypt$not$a$hash",
+    )
+    assert code == 1 and "setting admin.password_hash: not a hash" in out
+    assert "not$a$hash" not in out
+    good = hash_password("a good long admin password")
+    code, out = check(
+        world, RECONCILER_ADMIN__LISTEN="0.0.0.0:8481", RECONCILER_ADMIN__PASSWORD_HASH=good
+    )
+    assert code == 0 and "admin page: on 0.0.0.0:8481" in out and good not in out
+    assert any("admin.listen = 0.0.0.0:8481 accepts" in w for w in lines(out, "WARN"))

@@ -20,7 +20,7 @@ from reconciler.clients.learning import BULK_OPERATIONS_PATH
 from reconciler.config import Settings, describe_secrets_in_file
 from reconciler.core.desired import required_fields
 from reconciler.core.models import Employee
-from reconciler.errors import ApiAuthFailed, ApiError, StoreUnusable
+from reconciler.errors import ApiAuthFailed, ApiError, ReconcilerError, StoreUnusable
 from reconciler.passes.apply import REFUSED_PLATFORM_KEY
 from reconciler.passes.context import PassContext
 from reconciler.store.database import MIGRATIONS, Store
@@ -94,14 +94,40 @@ def check_exposure(settings: Settings, config_path: Path | None, report: Report)
     """What works but exposes: a secret in the settings file, a listener on every interface."""
     if config_path is not None and (advice := describe_secrets_in_file(config_path)):
         report.warn(advice)
-    for setting, listen in (("webhooks.listen", settings.webhooks.listen),):
+    for setting, listen, who in (
+        ("webhooks.listen", settings.webhooks.listen, "Hibob"),
+        ("admin.listen", settings.admin.listen, "the admins' browsers"),
+    ):
         host = listen.rpartition(":")[0].strip("[]")
         if host and not _is_loopback(host):
             report.warn(
-                f"{setting} = {listen} accepts connections from the network: Hibob must reach "
+                f"{setting} = {listen} accepts connections from the network: {who} must reach "
                 "it over TLS, so put a TLS proxy in front (docs/service.md) and listen on "
                 "127.0.0.1 behind it"
             )
+    check_admin_page(settings, report)
+
+
+def check_admin_page(settings: Settings, report: Report) -> None:
+    """With `admin.listen` set, `run` needs a well-formed password hash (never shown)."""
+    if not settings.admin.listen:
+        return
+    from reconciler.service.admin_auth import PasswordHash
+
+    text = settings.admin.password_hash.get_secret_value()
+    if not text:
+        report.fail(
+            "admin.listen is set but admin.password_hash is missing: set "
+            "RECONCILER_ADMIN__PASSWORD_HASH or the credential admin_password_hash to what "
+            "`reconciler admin-password` prints"
+        )
+        return
+    try:
+        PasswordHash.parse(text)
+    except ReconcilerError as exc:
+        report.fail(str(exc))
+        return
+    report.ok(f"admin page: on {settings.admin.listen}, with a password hash")
 
 
 def _is_loopback(host: str) -> bool:
