@@ -474,3 +474,18 @@ def test_a_csv_cell_a_spreadsheet_would_run_is_quoted() -> None:
     rows = [{"pass_id": 1, "at": "t", "employee_id": "1", "email": "=HYPERLINK(1)", "fields": []}]
     parsed = list(csv.DictReader(io.StringIO(render_csv(rows).decode())))
     assert parsed[0]["email"] == "'=HYPERLINK(1)"
+
+
+def test_admin_password_on_a_terminal_asks_twice_and_refuses_two_different_ones() -> None:
+    from reconciler.commands.admin_web import print_password_hash
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    answers = iter([PASSWORD, PASSWORD, PASSWORD, PASSWORD + "!"])
+    out = io.StringIO()
+    assert print_password_hash(out, Terminal(), ask=lambda prompt: next(answers)) == 0
+    assert PasswordHash.parse(out.getvalue()).verify(PASSWORD)
+    with pytest.raises(ConfigError, match="the two passwords differ"):
+        print_password_hash(io.StringIO(), Terminal(), ask=lambda prompt: next(answers))
