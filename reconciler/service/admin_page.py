@@ -207,7 +207,7 @@ def request_page(
         row=row,
         what=views.describe_request(row),
         pass_row=pass_row,
-        journal=journal[:SHOWN_JOURNAL],
+        journal=views.add_names(page.store, journal[:SHOWN_JOURNAL]),
         more=max(0, len(journal) - SHOWN_JOURNAL),
     )
 
@@ -249,7 +249,7 @@ def history_page(page: AdminPage, request: Request, session: Session, _: re.Matc
         session,
         400 if error else 200,
         wanted=wanted,
-        rows=rows[: views.HISTORY_SHOWN],
+        rows=views.add_names(page.store, rows[: views.HISTORY_SHOWN]),
         total=len(rows),
         error=error,
         actions=views.ACTIONS,

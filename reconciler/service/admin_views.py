@@ -87,6 +87,17 @@ def display_name(store: Store, hibob_id: str) -> str:
     ).strip()
 
 
+def add_names(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows, each with the `name` last written for its employee (looked up once each)."""
+    names: dict[str, str] = {}
+    for row in rows:
+        hibob_id = row["employee_id"]
+        if hibob_id not in names:
+            names[hibob_id] = display_name(store, hibob_id)
+        row["name"] = names[hibob_id]
+    return rows
+
+
 def search_employees(store: Store, text: str) -> list[dict[str, Any]]:
     """Employees whose Hibob id, any email they had, or last applied name matches `text`."""
     wanted = text.strip()
