@@ -202,6 +202,7 @@ def test_quarantine_and_shadow_pages(page: Any) -> None:
     shoot(page, "quarantine")
     page.goto("/shadow")
     assert "Shadow mode is off" in page.inner_text("main")
+    shoot(page, "shadow")
 
 
 def test_history_filters_and_a_csv_download_that_parses(page: Any, tmp_path: Path) -> None:
