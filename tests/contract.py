@@ -107,6 +107,18 @@ def _patch_learning(spec: dict[str, Any]) -> None:
     # the spec types it as a number. The docs are newer: accept both.
     token = spec["components"]["schemas"]["GenerateTokenResponse"]["properties"]["expires_in"]
     token["type"] = ["number", "string"]
+    # Custom fields (api/360learning.md §4): a value is a "string type" or a "date type"
+    # string, and authorized values a list of either; every date is also a string, so `oneOf`
+    # fails on every value (and on []). The docs say which applies by the field's type.
+    schemas = spec["components"]["schemas"]
+    value = schemas["CustomFieldValueDTO"]["properties"]["value"]
+    value["anyOf"] = value.pop("oneOf")
+    authorized = schemas["ReplaceAuthorizedValuesDTO"]["properties"]["authorizedValues"]
+    authorized["anyOf"] = authorized.pop("oneOf")
+    path = spec["paths"]["/api/v2/custom-fields/{customFieldId}/authorized-values"]
+    for method in ("get", "put"):
+        listed = path[method]["responses"]["200"]["content"]["application/json"]["schema"]
+        listed["anyOf"] = listed.pop("oneOf")
 
 
 def _nullable_to_type_list(node: dict[str, Any]) -> None:

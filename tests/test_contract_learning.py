@@ -420,3 +420,48 @@ def test_validating_transport_records_and_raises_a_bad_simulator_answer(spec):
             )
 
     assert len(transport.exchanges) == 1 and len(transport.problems) == 1
+
+
+# ---- custom fields (api/360learning.md §4) --------------------------------------------------
+
+
+def test_custom_field_requests_and_answers_follow_the_spec(raw, sim, transport):
+    headers = _bearer(raw)
+    cost = sim.add_custom_field("Cost center", "string", authorized_values=["CC-12"])
+    end = sim.add_custom_field("Contract end", "date")
+    user = sim.seed_user("ada@acme.example")
+    values = f"/api/v2/users/{user}/custom-fields/values"
+
+    raw.get("/api/v2/custom-fields?targetType[eq]=users&name[eq]=Cost%20center", headers=headers)
+    raw.get(f"/api/v2/custom-fields/{cost}/authorized-values", headers=headers)
+    raw.get(f"/api/v2/custom-fields/{end}/authorized-values", headers=headers)
+    both = [
+        {"customFieldId": cost, "type": "string", "value": "CC-12"},
+        {"customFieldId": end, "type": "date", "value": "2027-06-30"},
+    ]
+    raw.put(values, json={"customValues": both}, headers=headers)
+    raw.get(values, headers=headers)
+    bad = [{"customFieldId": cost, "type": "string", "value": "CC-99"}]
+    raw.put(values, json={"customValues": bad}, headers=headers)
+    raw.put(values, json={"customValues": [both[0], both[0]]}, headers=headers)
+    raw.put(values, json={"customValues": [{**both[1], "type": "string"}]}, headers=headers)
+    raw.put(
+        f"/api/v2/users/{UNKNOWN_ID}/custom-fields/values",
+        json={"customValues": []},
+        headers=headers,
+    )
+    raw.get(f"/api/v2/custom-fields/{UNKNOWN_ID}/authorized-values", headers=headers)
+    sim.scopes.discard("customFields:read")
+    raw.get("/api/v2/custom-fields", headers=headers)
+
+    assert transport.problems == []
+    assert {
+        ("GET /api/v2/custom-fields", 200),
+        ("GET /api/v2/custom-fields", 403),
+        ("GET /api/v2/custom-fields/{customFieldId}/authorized-values", 200),
+        ("GET /api/v2/custom-fields/{customFieldId}/authorized-values", 404),
+        ("GET /api/v2/users/{userId}/custom-fields/values", 200),
+        ("PUT /api/v2/users/{userId}/custom-fields/values", 200),
+        ("PUT /api/v2/users/{userId}/custom-fields/values", 400),
+        ("PUT /api/v2/users/{userId}/custom-fields/values", 404),
+    } <= transport.outcomes()

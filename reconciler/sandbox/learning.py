@@ -23,6 +23,7 @@ from urllib.parse import unquote_plus
 import httpx
 
 from reconciler.sandbox.faults import DropConnection, Faults, SimulatedTimeout
+from reconciler.sandbox.learning_custom_fields import CUSTOM_FIELD_ROUTES, CustomFieldsMixin
 
 PROVISIONING_SCOPES = frozenset(
     {
@@ -112,6 +113,7 @@ _ROUTES = [
                 m=_ID.format("manager_id"),
                 x=_ID.format("mapping_id"),
                 o=_ID.format("operation_id"),
+                c=_ID.format("custom_field_id"),
             )
         ),
         name,
@@ -143,6 +145,7 @@ _ROUTES = [
         ("GET", "/api/v2/bulk/operations", "_list_bulk_operations", "bulkOperations:read"),
         ("GET", "/api/v2/bulk/operations/{o}", "_get_bulk_operation", "bulkOperations:read"),
         ("GET", "/api/v2/bulk/operations/{o}/results", "_get_bulk_results", "bulkOperations:read"),
+        *CUSTOM_FIELD_ROUTES,
     ]
 ]
 BULK_MAX_ITEMS = 20_000
@@ -170,7 +173,7 @@ def _invalid(message: str) -> _Refusal:
     return _Refusal(400, "invalidInput", message)
 
 
-class LearningSimulator:
+class LearningSimulator(CustomFieldsMixin):
     """One 360Learning company. Mutate state through the HTTP API or the helpers at the bottom."""
 
     def __init__(
@@ -223,6 +226,7 @@ class LearningSimulator:
         # The documented 503 "bulk API temporarily disabled" on every bulk write.
         self.bulk_disabled = False
         self._operations: dict[str, dict] = {}
+        self._init_custom_fields()
         self._seed()
 
     def _seed(self) -> None:
@@ -865,6 +869,8 @@ class LearningSimulator:
     def _next_id(self, kind: str) -> str:
         self._counter += 1
         return f"{kind}{self._counter:023x}"
+
+    _new_id = _next_id
 
     def _now_iso(self) -> str:
         return _iso(self._now())
