@@ -15,6 +15,15 @@ from typing import Any
 
 import httpx
 
+from reconciler.sandbox.learning_http import (
+    _invalid,
+    _json_body,
+    _list_query,
+    _paged,
+    _passes,
+    _Refusal,
+)
+
 # (method, path pattern, handler, scope) — formatted and routed by learning.py.
 CUSTOM_FIELD_ROUTES = [
     ("GET", "/api/v2/custom-fields", "_list_custom_fields", "customFields:read"),
@@ -31,12 +40,6 @@ _ALL_OPS = ("eq", "ne", "in", "nin")
 _FIELD_FILTERS = {"name": _ALL_OPS, "targetType": _ALL_OPS, "type": _ALL_OPS}
 MAX_CUSTOM_VALUES = 300
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _refusal(status: int, code: str, message: str) -> Exception:
-    from reconciler.sandbox.learning import _Refusal  # learning.py imports this module
-
-    return _Refusal(status, code, message)
 
 
 class CustomFieldsMixin:
@@ -57,8 +60,6 @@ class CustomFieldsMixin:
     # ---- HTTP handlers -----------------------------------------------------------------------
 
     def _list_custom_fields(self, request: httpx.Request) -> httpx.Response:
-        from reconciler.sandbox.learning import _invalid, _list_query, _paged, _passes
-
         filters, after = _list_query(request, _FIELD_FILTERS)
         for field, allowed in (("targetType", ("users", "contents")), ("type", ("string", "date"))):
             for value in filters.get(field, {}).values():
@@ -86,8 +87,6 @@ class CustomFieldsMixin:
         return httpx.Response(200, json=self._rendered_values(user_id))
 
     def _replace_custom_values(self, request: httpx.Request, user_id: str) -> httpx.Response:
-        from reconciler.sandbox.learning import _invalid, _json_body
-
         body = _json_body(request)
         items = body.get("customValues") if isinstance(body, dict) else None
         if not isinstance(items, list) or set(body) != {"customValues"}:
@@ -106,21 +105,21 @@ class CustomFieldsMixin:
         if user is None or user.get("status") == "deleted":
             # Sim decision: a deleted user's values cannot be replaced (the docs say "any
             # existing user"; refusing is the less convenient reading).
-            raise _refusal(404, "userNotFound", f"No user {user_id}")
+            raise _Refusal(404, "userNotFound", f"No user {user_id}")
         values: dict[str, str] = {}
         for item in items:
             field = self._require_custom_field(item["customFieldId"], users_only=True)
             if field["type"] != item["type"] or (
                 field["type"] == "date" and not _is_date(item["value"])
             ):
-                raise _refusal(400, "wrongTypeValue", f"{field['name']} takes a {field['type']}")
+                raise _Refusal(400, "wrongTypeValue", f"{field['name']} takes a {field['type']}")
             if item["customFieldId"] in values:
-                raise _refusal(
+                raise _Refusal(
                     400, "multipleValuesForSingleCustomField", f"{field['name']} given twice"
                 )
             allowed = self._authorized.get(field["_id"])
             if allowed and item["value"] not in allowed:
-                raise _refusal(
+                raise _Refusal(
                     400, "unauthorizedValue", f"{item['value']!r} is not a {field['name']} value"
                 )
             values[item["customFieldId"]] = item["value"]
@@ -133,12 +132,12 @@ class CustomFieldsMixin:
         field = self._custom_fields.get(custom_field_id)
         # Sim decision: a value for a contents field is a value for no user field: unknown.
         if field is None or (users_only and field["targetType"] != "users"):
-            raise _refusal(404, "customFieldNotFound", f"No custom field {custom_field_id}")
+            raise _Refusal(404, "customFieldNotFound", f"No custom field {custom_field_id}")
         return field
 
     def _require_user_for_values(self, user_id: str) -> dict:
         if user_id not in self._users:
-            raise _refusal(404, "userNotFound", f"No user {user_id}")
+            raise _Refusal(404, "userNotFound", f"No user {user_id}")
         return self._users[user_id]
 
     def _rendered_values(self, user_id: str) -> list[dict]:
