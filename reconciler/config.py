@@ -182,6 +182,28 @@ class FieldRule(_Section):
         return re.findall(r"\{([^{}]+)\}", self.template)
 
 
+class CustomFieldRule(FieldRule):
+    """Where one 360Learning user custom field's value comes from (product §1.5): the field by
+    `name` (resolved with GET /api/v2/custom-fields) or `custom_field_id`, and a rule."""
+
+    name: str = ""
+    """The custom field's name as defined on the platform (targetType users)."""
+    custom_field_id: str = ""
+    """Or its id (24 hexadecimal characters)."""
+
+    @model_validator(mode="after")
+    def _one_field(self) -> CustomFieldRule:
+        if bool(self.name) == bool(self.custom_field_id):
+            raise ValueError("a custom field rule names its field by name or custom_field_id")
+        if self.custom_field_id and not re.fullmatch(r"[0-9a-fA-F]{24}", self.custom_field_id):
+            raise ValueError("custom_field_id must be 24 hexadecimal characters")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.custom_field_id
+
+
 class MappingSettings(_Section):
     organization: str = "work.department"
     """Hibob field id whose label becomes `organization`, or "" for none."""
@@ -200,6 +222,10 @@ class MappingSettings(_Section):
     fields: dict[str, FieldRule] = {}
     """Rules for user attributes (firstName, lastName, job, organization, phone, lang,
     custom): one source (from, template or value), map, default, empty, on."""
+
+    custom_fields: list[CustomFieldRule] = []
+    """Rules for 360Learning user custom fields ([[mapping.custom_fields]]): `name` or
+    `custom_field_id`, and a rule (from, template or value; map, default, empty, on)."""
 
     @field_validator("fields")
     @classmethod

@@ -373,6 +373,44 @@ class LearningClient:
             if item.get("targetType", "user") == "user"
         }
 
+    # Custom fields (api/360learning.md §4)
+
+    def list_custom_fields(self) -> list[dict[str, Any]]:
+        """Every user custom-field definition: `_id`, `name`, `targetType`, `type`."""
+        path = "/api/v2/custom-fields?" + _query([("targetType[eq]", "users")])
+        return [f for f in self._paginate(path, "customFields:read") if isinstance(f, dict)]
+
+    def list_authorized_values(self, custom_field_id: str) -> list[str]:
+        """The values a custom field accepts; [] when any value is accepted."""
+        response = self._call(
+            "GET",
+            f"/api/v2/custom-fields/{_segment(custom_field_id)}/authorized-values",
+            "customFields:read",
+        )
+        values = response.json()
+        return [str(v) for v in values] if isinstance(values, list) else []
+
+    def list_custom_values(self, learning_user_id: str) -> list[dict[str, Any]]:
+        """The user's custom-field values: `customFieldId`, `type`, `value`."""
+        response = self._call(
+            "GET", f"{_user_path(learning_user_id)}/custom-fields/values", "users:read"
+        )
+        values = response.json()
+        if not isinstance(values, list):
+            raise ApiRejected(SERVICE, 200, "unexpectedResponse", "custom values are not a list")
+        return [v for v in values if isinstance(v, dict)]
+
+    def replace_custom_values(
+        self, learning_user_id: str, values: Sequence[Mapping[str, str]]
+    ) -> None:
+        """Replace the user's whole set of custom-field values (values not sent are removed)."""
+        self._call(
+            "PUT",
+            f"{_user_path(learning_user_id)}/custom-fields/values",
+            "users:write",
+            body={"customValues": [dict(v) for v in values]},
+        )
+
     def get_group(self, group_id: str) -> dict[str, Any] | None:
         """One group (`_id`, `name`, ...), or None when 360Learning does not know it."""
         response = self._call(

@@ -53,8 +53,10 @@ def default_rules(settings: Settings) -> dict[str, FieldRule]:
 
 
 def rule_sources(settings: Settings) -> list[str]:
-    """Every Hibob field id a rule reads (requested by every pass)."""
-    return sorted({f for rule in default_rules(settings).values() for f in rule.placeholders()})
+    """Every Hibob field id a rule reads, custom-field rules included (requested by every
+    pass: Hibob returns custom fields only when asked for)."""
+    rules = [*default_rules(settings).values(), *settings.mapping.custom_fields]
+    return sorted({f for rule in rules for f in rule.placeholders()})
 
 
 def compute_mapped(employee: Employee, settings: Settings) -> Mapped:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.clients.learning import LearningClient, Membership, add_memberships
+from reconciler.core.custom_fields import split_custom
 from reconciler.core.models import (
     Action,
     Adopt,
@@ -43,6 +44,7 @@ from reconciler.errors import (
     ApiRejected,
     ApiUnavailable,
 )
+from reconciler.passes.custom_fields import cached_definitions, write_custom_values
 from reconciler.store.database import Store
 
 log = logging.getLogger("reconciler.passes.apply")
@@ -379,6 +381,17 @@ class _Runner:
 
     # -- the steps: each returns (linked 360Learning user id, state to save instead) ----------
     def _step(self, action: Action) -> tuple[str | None, AppliedState | None]:
+        """The action's step; then its custom-field values, with their own replace-all PUT."""
+        custom: dict[str, Any] = {}
+        if isinstance(action, Upsert):
+            plain, custom = split_custom(action.changes)
+            action = replace(action, changes=plain) if custom else action
+        user_id, override = self._attribute_step(action)
+        if custom and user_id:
+            write_custom_values(self.client, user_id, custom, cached_definitions(self.store))
+        return user_id, override
+
+    def _attribute_step(self, action: Action) -> tuple[str | None, AppliedState | None]:
         match action:
             case Create():
                 return self._create(action), None
@@ -413,7 +426,7 @@ class _Runner:
                     "mailAlreadyUsed",
                     decision.reason if isinstance(decision, Problem) else "the mail is used",
                 ) from None
-            return self._adopt(decision)[0]
+            return self._adopt(replace(decision, changes=split_custom(decision.changes)[0]))[0]
         self.store.save_link(action.hibob_id, user.learning_user_id, action.email, self.at())
         # A 200 restored a deleted account with this mail that the plan did not see: it is
         # unlinked (the plan refuses mails held by others' accounts), so adopt it fully.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from reconciler.config import Settings
+from reconciler.core.custom_fields import ResolvedCustomFields, with_custom_values
 from reconciler.core.desired import (
     Desired,
     compute_desired,
@@ -47,9 +48,11 @@ from reconciler.core.vocabulary import PassKind, PassOutcome
 from reconciler.errors import ApiAuthFailed, PassFailed, ReconcilerError
 from reconciler.passes.apply import ApplyReport, PassHooks, ProgressCallback, apply_plan
 from reconciler.passes.context import PassContext, apply_settings, limits
+from reconciler.passes.custom_fields import load_custom_fields, read_held_values
 from reconciler.passes.recovery import confirm_unconfirmed_writes, link_unconfirmed_creates
 
 log = logging.getLogger("reconciler.passes.reconcile")
+NO_CUSTOM_FIELDS = ResolvedCustomFields()
 BREAKER_WINDOW = timedelta(hours=1)
 DECISION_SETTINGS_KEY = "decision_settings"  # service_state: those of the last successful pass
 FIELD_FILL_KEY = "field_fill"  # service_state: share of employees with each rule field filled
@@ -343,7 +346,11 @@ def plan_from_read(
     employees, withheld = _withhold_drifted(services, employees, kind, record)
     problems += withheld
     progress("read", len(employees), len(employees))
-    desired = _compute_desired(services, employees, now)
+    custom = load_custom_fields(
+        services.learning, store, settings, refresh=kind == PassKind.FULL, record=record
+    )
+    problems += [Problem("", None, text) for text in custom.problems]
+    desired = _compute_desired(services, employees, now, custom)
     if kind != PassKind.TARGETED:
         problems += [
             Problem("", None, text) for text in compute_vanished_labels(settings, desired, snapshot)
@@ -382,8 +389,8 @@ def plan_from_read(
     )
     as_given = {e.email: str(e.value("root.email")).strip() for e in employees if e.email}
     progress("plan", 0, len(desired))
-    data = _read_learning(services, kind, data, as_given)
-    plan = _plan_with_confirmed_absences(services, data, fields, now)
+    data = _read_learning(services, kind, data, as_given, custom)
+    plan = _plan_with_confirmed_absences(services, data, fields, now, custom)
     progress("plan", len(desired), len(desired))
     return replace(plan, problems=tuple(problems) + plan.problems)
 
@@ -437,7 +444,10 @@ def _unseen_twins(
 
 
 def _compute_desired(
-    services: PassContext, employees: list[Employee], now: datetime
+    services: PassContext,
+    employees: list[Employee],
+    now: datetime,
+    custom: ResolvedCustomFields = NO_CUSTOM_FIELDS,
 ) -> dict[str, Desired]:
     groups, settings = services.settings.scope.groups, services.settings
     read: dict[str, Employee] = {}
@@ -446,7 +456,10 @@ def _compute_desired(
         if read.setdefault(employee.hibob_id, employee) != employee:
             twins.add(employee.hibob_id)
     desired = {
-        h: compute_desired(e, settings, now, compute_in_scope(groups, e)) for h, e in read.items()
+        h: with_custom_values(
+            compute_desired(e, settings, now, compute_in_scope(groups, e)), e, custom
+        )
+        for h, e in read.items()
     }
     for hibob_id in twins:  # which record is right is unknowable: write neither
         desired[hibob_id] = replace(
@@ -468,7 +481,11 @@ def _retry_quarantined(services: PassContext, kind: PassKind, options: PassOptio
 
 
 def _read_learning(
-    services: PassContext, kind: PassKind, data: PlanInput, as_given: dict[str, str]
+    services: PassContext,
+    kind: PassKind,
+    data: PlanInput,
+    as_given: dict[str, str],
+    custom: ResolvedCustomFields = NO_CUSTOM_FIELDS,
 ) -> PlanInput:
     """What 360Learning holds for this pass: everything (full) or the unlinked emails.
 
@@ -502,6 +519,7 @@ def _read_learning(
                 if user.mail:
                     by_mail[user.mail].append(user)
         data = replace(data, users_by_mail=dict(by_mail))
+    data = read_held_values(learning, data, custom)  # full and targeted: custom-field drift
     candidates = compute_adoption_candidates(data)
     roles = {
         u.learning_user_id: frozenset(learning.list_user_roles(u.learning_user_id))
@@ -541,7 +559,11 @@ def _read_restored_links(services: PassContext, data: PlanInput) -> dict[str, Ac
 
 
 def _plan_with_confirmed_absences(
-    services: PassContext, data: PlanInput, fields: list[str], now: datetime
+    services: PassContext,
+    data: PlanInput,
+    fields: list[str],
+    now: datetime,
+    custom: ResolvedCustomFields = NO_CUSTOM_FIELDS,
 ) -> Plan:
     """Plan; confirm each absence the safety limits would let through by a read by id."""
     settings = services.settings
@@ -563,7 +585,7 @@ def _plan_with_confirmed_absences(
             absence[hibob_id] = "confirmed"
         else:
             present.append(found)
-    desired = {**data.desired, **_compute_desired(services, present, now)}
+    desired = {**data.desired, **_compute_desired(services, present, now, custom)}
     if present:
         log.warning(
             "Hibob's search did not return %d employees that a read by id returns: "
