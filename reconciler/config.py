@@ -247,6 +247,11 @@ class MappingSettings(_Section):
                 )
         if "lang" in self.fields and self.lang_field:
             raise ValueError("mapping.lang_field and mapping.fields.lang both set lang: keep one")
+        labels = [rule.label for rule in self.custom_fields]
+        if twice := sorted({label for label in labels if labels.count(label) > 1}):
+            raise ValueError(
+                f"mapping.custom_fields: {', '.join(map(repr, twice))} has more than one rule"
+            )
         return self
 
     @field_validator("timezone")

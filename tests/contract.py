@@ -143,6 +143,13 @@ def _patch_hibob(spec: dict[str, Any]) -> None:
         # The "machine format" and "human readable" employee shapes are open objects with no
         # required keys, so most employees match both and `oneOf` can never pass.
         items["anyOf"] = items.pop("oneOf")
+        # Docs (api/hibob.md §4.1): custom fields are `work.custom.field_<n>`, so the nested
+        # form holds an object of them under work.custom; the file types it an array of strings.
+        for shape in items["anyOf"]:
+            work = shape.get("properties", {}).get("work", {}).get("anyOf", [{}])[0]
+            custom = work.get("properties", {}).get("custom")
+            if custom is not None:
+                work["properties"]["custom"] = {"anyOf": [custom, {"type": "object"}]}
         # Docs (api/hibob.md §2.2): nested category objects carry nulls for empty fields.
         for shape in items["anyOf"]:
             _visit(shape, _nullable_properties)

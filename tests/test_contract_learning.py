@@ -6,6 +6,8 @@ Every exchange runs through `ValidatingTransport`, which checks both halves agai
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from contract import ValidatingTransport, load_spec, require_specs, validate_exchange
@@ -465,3 +467,68 @@ def test_custom_field_requests_and_answers_follow_the_spec(raw, sim, transport):
         ("PUT /api/v2/users/{userId}/custom-fields/values", 400),
         ("PUT /api/v2/users/{userId}/custom-fields/values", 404),
     } <= transport.outcomes()
+
+
+CUSTOM_FIELD_OPERATIONS = {
+    "GET /api/v2/custom-fields",
+    "GET /api/v2/custom-fields/{customFieldId}/authorized-values",
+    "GET /api/v2/users/{userId}/custom-fields/values",
+    "PUT /api/v2/users/{userId}/custom-fields/values",
+}
+
+
+def test_client_custom_field_operations_send_and_receive_documented_messages(
+    client, sim, transport
+):
+    cost = sim.add_custom_field("Cost center", "string", authorized_values=["CC-12"])
+    end = sim.add_custom_field("Contract end", "date")
+    user, _ = _create(client, sim, "ada@acme.example")
+    user_id = user.learning_user_id
+
+    assert {f["_id"] for f in client.list_custom_fields()} == {cost, end}
+    assert client.list_authorized_values(cost) == ["CC-12"]
+    client.replace_custom_values(
+        user_id,
+        [
+            {"customFieldId": cost, "type": "string", "value": "CC-12"},
+            {"customFieldId": end, "type": "date", "value": "2027-06-30"},
+        ],
+    )
+    assert len(client.list_custom_values(user_id)) == 2
+    with pytest.raises(ApiRejected) as raised:
+        client.replace_custom_values(
+            user_id, [{"customFieldId": cost, "type": "string", "value": "CC-99"}]
+        )
+
+    assert raised.value.code == "unauthorizedValue"
+    assert transport.problems == []
+    assert transport.operations() >= CUSTOM_FIELD_OPERATIONS
+
+
+def test_passes_with_custom_fields_exchange_only_documented_messages(tmp_path):
+    rules = [
+        {"name": "Cost center", "from": "work.custom.field_1", "map": {"A": "CC-12"}},
+        {"name": "Contract end", "from": "work.custom.field_2"},
+    ]
+    world = World(tmp_path, size=12, RECONCILER_MAPPING__CUSTOM_FIELDS=json.dumps(rules))
+    world.learning.add_custom_field("Cost center", "string", authorized_values=["CC-12"])
+    world.learning.add_custom_field("Contract end", "date")
+    for hibob_id in world.hibob.records:
+        world.hibob.update_employee(
+            hibob_id, **{"work.custom.field_1": "A", "work.custom.field_2": "2027-06-30"}
+        )
+    learning = ValidatingTransport(world.learning.handle, load_spec("learning"))
+    hibob = ValidatingTransport(world.hibob.handle, load_spec("hibob"))
+    world.services = build_pass_context(
+        world.settings, hibob_transport=hibob, learning_transport=learning, store=world.store
+    )
+
+    world.sync("full")
+    edited = world.user_of(world.active_employees()[0])["_id"]
+    world.learning.set_custom_value(
+        edited, next(iter(world.learning.custom_values_of(edited))), "x"
+    )
+    world.sync("full")
+
+    assert learning.problems == [] and hibob.problems == []
+    assert learning.operations() >= CUSTOM_FIELD_OPERATIONS

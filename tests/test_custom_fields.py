@@ -143,11 +143,13 @@ def test_custom_field_sources_are_requested_from_hibob() -> None:
         ({"from": CC}, "name"),
         ({"name": "Cost center", "custom_field_id": "c" * 24, "from": CC}, "name"),
         ({"name": "Cost center", "from": CC, "empty": "erase"}, "empty"),
+        ([{"name": "Cost center", "from": CC}, {"name": "Cost center", "value": "x"}], "Cost"),
+        ({"custom_field_id": "not-an-id", "value": "x"}, "custom_field_id"),
     ],
 )
 def test_bad_custom_field_rules_are_one_line_errors_naming_the_key(rule, named) -> None:
     with pytest.raises(ConfigError) as caught:
-        settings_with(rule)
+        settings_with(*(rule if isinstance(rule, list) else [rule]))
     assert "mapping.custom_fields" in str(caught.value) and named in str(caught.value)
     assert "\n" not in str(caught.value)
 
@@ -276,3 +278,25 @@ def test_a_custom_field_that_does_not_resolve_is_reported_and_the_rest_is_writte
     assert result.outcome == "ok"
     assert any("Nope" in p.reason for p in result.plan.problems)
     assert held(world, world.active_employees()[0])["end"] == "2027-06-30"
+
+
+def test_a_custom_field_hibob_starts_answering_null_for_is_withheld_not_cleared(tmp_path) -> None:
+    world = custom_world(tmp_path, {**RULES[0], "empty": "clear"}, RULES[1])
+    world.sync("full")
+    world.sync("full")  # the share of employees with each rule field filled is recorded
+    world.hibob.hidden_as_null = True
+    world.hibob.hidden_fields.add(CC)  # permission lost: Hibob answers null for everyone
+
+    result = world.sync("full")
+
+    assert result.plan.actions == ()
+    assert any(CC in p.reason for p in result.plan.problems)
+    assert all("cost" in held(world, h) for h in world.active_employees())
+
+
+def test_hibob_returns_a_custom_field_only_when_it_is_requested(tmp_path) -> None:
+    world = custom_world(tmp_path, *RULES)
+    by_default = world.services.hibob.search_employees([])
+    asked = world.services.hibob.search_employees(["root.id", CC])
+    assert by_default and not any(e.has(CC) for e in by_default)
+    assert all(e.has(CC) for e in asked)

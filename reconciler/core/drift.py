@@ -36,6 +36,7 @@ def rule_fields(settings: Settings) -> list[str]:
     fields += [c.field for g in settings.scope.groups for c in g.conditions]
     fields += [rule.field for rule in settings.mapping.groups]
     fields.append(settings.mapping.lang_field)
+    fields += [f for rule in settings.mapping.custom_fields for f in rule.placeholders()]
     return sorted({f for f in fields if f})
 
 
