@@ -214,3 +214,74 @@ def test_the_admin_page_needs_a_well_formed_password_hash_and_check_says_so(worl
     )
     assert code == 0 and "admin page: on 0.0.0.0:8481" in out and good not in out
     assert any("admin.listen = 0.0.0.0:8481 accepts" in w for w in lines(out, "WARN"))
+
+
+# -- mapping rules and custom fields (issue 16) -------------------------------------------------
+CUSTOM = [
+    {
+        "name": "Cost center",
+        "from": "work.custom.field_1644932887286",
+        "map": {"CC 12": "CC-12", "CC 99": "CC-99"},
+    },
+    {"name": "Contract end", "from": "work.custom.field_1716448572063", "default": "soon"},
+    {"name": "Nope", "value": "x"},
+]
+
+
+def custom_world(world: World) -> World:
+    world.learning.add_custom_field("Cost center", "string", authorized_values=["CC-12"])
+    world.learning.add_custom_field("Contract end", "date")
+    for hibob_id in world.hibob.records:
+        world.hibob.update_employee(
+            hibob_id,
+            **{"work.custom.field_1644932887286": "CC 12", "work.custom.field_1716448572063": None},
+        )
+    return world
+
+
+def test_check_resolves_custom_fields_and_fits_map_values_and_constants(world) -> None:
+    code, out = check(custom_world(world), RECONCILER_MAPPING__CUSTOM_FIELDS=json.dumps(CUSTOM))
+
+    assert code == 1
+    failures = "\n".join(lines(out, "FAIL"))
+    assert "mapping.custom_fields[2] (Nope)" in failures and "no 360Learning" in failures
+    assert "'CC-99'" in failures and "authorized" in failures
+    assert "'soon'" in failures and "date" in failures
+    assert "'CC-12'" not in failures
+    assert "ok   360Learning scope customFields:read is granted" in out
+    fixed = [{**CUSTOM[0], "map": {"CC 12": "CC-12"}}]
+    code, out = check(world, RECONCILER_MAPPING__CUSTOM_FIELDS=json.dumps(fixed))
+    assert code == 0, out
+    assert "ok   360Learning custom field 'Cost center' (string, 1 authorized values)" in out
+
+
+def test_check_fails_without_the_custom_fields_read_scope_when_custom_fields_are_set(world) -> None:
+    custom_world(world).learning.scopes.discard("customFields:read")
+
+    code, out = check(world, RECONCILER_MAPPING__CUSTOM_FIELDS=json.dumps(CUSTOM[:1]))
+
+    assert code == 1
+    assert any("customFields:read" in line for line in lines(out, "FAIL"))
+    world.learning.scopes.add("customFields:read")
+
+
+def test_a_rule_field_hibob_does_not_know_fails_with_a_did_you_mean(world) -> None:
+    rules = [{"name": "Cost center", "from": "work.custom.field_164493288728"}]
+
+    code, out = check(custom_world(world), RECONCILER_MAPPING__CUSTOM_FIELDS=json.dumps(rules))
+
+    assert code == 1
+    assert (
+        "FAIL Hibob field work.custom.field_164493288728 (mapping.custom_fields[0]) does not "
+        "exist in Hibob: did you mean 'work.custom.field_1644932887286'?"
+    ) in out
+
+
+def test_every_lang_value_of_the_rules_is_a_360learning_language_code(world) -> None:
+    rules = {"lang": {"from": "work.site", "map": {"Paris": "fr", "London": "english"}}}
+
+    code, out = check(world, RECONCILER_MAPPING__FIELDS=json.dumps(rules))
+
+    assert code == 1
+    (failure,) = [line for line in lines(out, "FAIL") if "lang" in line]
+    assert "'english'" in failure and "mapping.fields.lang" in failure

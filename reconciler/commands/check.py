@@ -18,11 +18,14 @@ from typing import Any, TextIO
 from reconciler.clients.hibob import HibobClient
 from reconciler.clients.learning import BULK_OPERATIONS_PATH
 from reconciler.config import Settings, describe_secrets_in_file
+from reconciler.core.custom_fields import compute_misfits
 from reconciler.core.desired import required_fields
+from reconciler.core.mapping import LANGS, default_rules
 from reconciler.core.models import Employee
 from reconciler.errors import ApiAuthFailed, ApiError, ReconcilerError, StoreUnusable
 from reconciler.passes.apply import REFUSED_PLATFORM_KEY
 from reconciler.passes.context import PassContext
+from reconciler.passes.custom_fields import load_custom_fields
 from reconciler.store.database import MIGRATIONS, Store
 
 CRITICAL_FIELDS = (
@@ -82,6 +85,7 @@ def run_checks(
     report = Report(out)
     report.ok("settings are valid and every secret is set")
     check_exposure(settings, config_path, report)
+    check_langs(settings, report)
     check_database(services.store, report)
     check_hibob(settings, services.hibob, report)
     check_learning(settings, services, report)
@@ -223,6 +227,12 @@ def configured_fields(settings: Settings) -> dict[str, list[str]]:
     for setting in ("organization", "lang_field"):
         if field_id := getattr(settings.mapping, setting):
             named.setdefault(field_id, []).append(f"mapping.{setting}")
+    for target, rule in settings.mapping.fields.items():
+        for field_id in rule.placeholders():
+            named.setdefault(field_id, []).append(f"mapping.fields.{target}")
+    for number, custom in enumerate(settings.mapping.custom_fields):
+        for field_id in custom.placeholders():
+            named.setdefault(field_id, []).append(f"mapping.custom_fields[{number}]")
     for field_id in settings.hibob.extra_fields:
         named.setdefault(field_id, []).append("hibob.extra_fields")
     return named
@@ -336,10 +346,57 @@ def check_learning(settings: Settings, services: PassContext, report: Report) ->
                     "(reservedPlatformName) in the last pass, which wrote no external-id "
                     'links: choose another platform name, or "" for none'
                 )
+        check_custom_fields(settings, services, report)
         check_write_scopes(settings, services, report)
         check_bulk_scopes(services, report)
     except ApiError as exc:
         report.fail(f"360Learning: {exc}")
+
+
+def check_langs(settings: Settings, report: Report) -> None:
+    """Every language a rule may write is one of 360Learning's codes."""
+    rule = default_rules(settings)["lang"]
+    where = "mapping.fields.lang" if "lang" in settings.mapping.fields else "mapping.lang"
+    constants = [*rule.map.values(), rule.value, rule.default]
+    if bad := sorted({c for c in constants if c and c not in LANGS}):
+        report.fail(
+            f"{where}: {', '.join(map(repr, bad))} is not a 360Learning language code "
+            f"(one of {', '.join(sorted(LANGS)[:8])}, ...)"
+        )
+
+
+def check_custom_fields(settings: Settings, services: PassContext, report: Report) -> None:
+    """Every custom field resolves, and every constant of its rule fits it (customFields:read)."""
+    if not settings.mapping.custom_fields:
+        return
+    try:
+        resolved = load_custom_fields(
+            services.learning, services.store, settings, refresh=True, record=False
+        )
+    except ApiAuthFailed as exc:
+        if exc.status != 403:
+            raise
+        report.fail(
+            "360Learning credential lacks the customFields:read scope, needed to resolve "
+            "mapping.custom_fields: tick it under Settings > API v2"
+        )
+        return
+    report.ok("360Learning scope customFields:read is granted")
+    for problem in resolved.problems:
+        report.fail(problem)
+    for rule, definition in resolved.rules:
+        number = next(i for i, r in enumerate(settings.mapping.custom_fields) if r is rule)
+        where = f"mapping.custom_fields[{number}] ({rule.label})"
+        if misfits := compute_misfits(rule, definition):
+            for misfit in misfits:
+                report.fail(f"{where}: {misfit}")
+        else:
+            allowed = len(definition.authorized_values)
+            report.ok(
+                f"360Learning custom field {definition.name!r} ({definition.type}"
+                + (f", {allowed} authorized values" if allowed else "")
+                + f") resolves for {where}"
+            )
 
 
 def check_groups(settings: Settings, services: PassContext, report: Report) -> None:

@@ -121,6 +121,18 @@ def check_value(definition: CustomFieldDefinition, value: str) -> tuple[str | No
     return value, None
 
 
+def compute_misfits(rule: CustomFieldRule, definition: CustomFieldDefinition) -> list[str]:
+    """The constants of a rule (its `map` values, `value`, `default`) that the field would
+    refuse (`reconciler check`)."""
+    constants = [*rule.map.values(), rule.value, rule.default]
+    found = []
+    for constant in dict.fromkeys(c for c in constants if c):
+        _, problem = check_value(definition, constant)
+        if problem:
+            found.append(problem.removesuffix(": not sent"))
+    return found
+
+
 def with_custom_values(desired: Any, employee: Any, resolved: ResolvedCustomFields) -> Any:
     """`desired` (a core.desired.Desired) with the custom fields' values and problems."""
     if not resolved.rules or desired.verdict in ("out_of_scope", "unknown", "skip"):
