@@ -227,8 +227,8 @@ def configured_fields(settings: Settings) -> dict[str, list[str]]:
     for setting in ("organization", "lang_field"):
         if field_id := getattr(settings.mapping, setting):
             named.setdefault(field_id, []).append(f"mapping.{setting}")
-    for target, rule in settings.mapping.fields.items():
-        for field_id in rule.placeholders():
+    for target, field_rule in settings.mapping.fields.items():
+        for field_id in field_rule.placeholders():
             named.setdefault(field_id, []).append(f"mapping.fields.{target}")
     for number, custom in enumerate(settings.mapping.custom_fields):
         for field_id in custom.placeholders():
