@@ -281,3 +281,43 @@ def test_a_changed_skip_reason_is_journalled_again(world, capsys) -> None:
     reasons = [r["reason"] for r in world.store.list_journal(hibob_id=no_email)]
     assert len(reasons) == 2 and reasons[0] != reasons[1]
     assert "email" in reasons[1]
+
+
+def test_explain_shows_each_value_with_its_rule_and_the_custom_fields_held(
+    world, capsys, monkeypatch
+) -> None:
+    field = "work.custom.field_1644932887286"
+    monkeypatch.setenv("RECONCILER_MAPPING__ORGANIZATION", "")
+    monkeypatch.setenv(
+        "RECONCILER_MAPPING__FIELDS",
+        json.dumps({"organization": {"template": "{work.site} / {work.department}"}}),
+    )
+    monkeypatch.setenv(
+        "RECONCILER_MAPPING__CUSTOM_FIELDS",
+        json.dumps([{"name": "Cost center", "from": field, "map": {"CC 12": "CC-12"}}]),
+    )
+    cost = world.learning.add_custom_field("Cost center", "string")
+    badge = world.learning.add_custom_field("Badge", "string")
+    hibob_id = world.active_employees()[0]
+    world.hibob.update_employee(hibob_id, **{field: "CC 12", "work.site": "Paris"})
+    assert run_cli(world, capsys, "sync")[0] == 0
+    user_id = world.store.get_entry(hibob_id).learning_user_id
+    world.learning.set_custom_value(user_id, cost, "edited")
+    world.learning.set_custom_value(user_id, badge, "B-1")
+    record = world.hibob.records[hibob_id]
+    department = world.hibob._labels["department"][record["work.department"]]
+
+    code, out = run_cli(world, capsys, "explain", hibob_id)
+
+    assert code == 0
+    assert (
+        f'organization = "Paris / {department}"  ← template "{{work.site}} / '
+        f'{{work.department}}" (work.site = Paris, work.department = {department})'
+    ) in out
+    assert (
+        f'Cost center (custom field) = "CC-12"  ← from {field} through its map ({field} = CC 12)'
+    ) in out
+    assert "  Cost center (custom field) = edited (managed)" in out
+    assert "  Badge (custom field) = B-1 (not managed: kept)" in out
+    assert "Cost center (custom field) edited in 360Learning, CC-12 last applied" in out
+    assert "next: update Cost center (custom field) (Cost center (custom field) → CC-12)" in out

@@ -10,16 +10,27 @@ knows: the link, the last applied state, quarantine, held deactivation and the j
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TextIO
 
 from reconciler.commands.report import format_history_row, format_value
+from reconciler.core.custom_fields import (
+    ResolvedCustomFields,
+    custom_key,
+    held_values,
+    is_custom_key,
+    resolve_custom_fields,
+    with_custom_values,
+)
 from reconciler.core.desired import compute_desired, required_fields
+from reconciler.core.mapping import default_rules, describe_rule
 from reconciler.core.models import AppliedState, Employee, LearningUser, SnapshotEntry, Upsert
 from reconciler.core.scope import compute_condition, compute_in_scope
 from reconciler.core.vocabulary import PassKind
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.passes.context import PassContext
+from reconciler.passes.custom_fields import cached_definitions, load_custom_fields
 from reconciler.passes.reconcile import PassOptions, find_employee, read_and_plan
 from reconciler.store.database import Store, utc_text
 
@@ -97,12 +108,27 @@ def _print_employee(services: PassContext, employee: Employee, now: datetime, ou
     for field_id in required_fields(settings):
         print(f"  {field_id:28} {_shown_field(employee, field_id)}", file=out)
     _print_scope(services, employee, out)
-    desired = compute_desired(
-        employee, settings, now, compute_in_scope(settings.scope.groups, employee)
+    custom = _custom_fields(services, out)
+    desired = with_custom_values(
+        compute_desired(employee, settings, now, compute_in_scope(settings.scope.groups, employee)),
+        employee,
+        custom,
     )
     print(f"desired: {desired.verdict} — {desired.reason}", file=out)
+    rules: dict[str, Any] = dict(default_rules(settings))
+    rules.update({custom_key(d): r for r, d in custom.rules})
+    names = _custom_names(services)
     for key, value in sorted(desired.attributes.items()):
-        print(f"  {key:18} {format_value(value)}", file=out)
+        shown = f'"{value}"' if value not in (None, "") else "(empty: cleared)"
+        rule = rules.get(key)
+        source = (
+            describe_rule(rule, employee)
+            if rule is not None
+            else _FIXED_SOURCES.get(key, "a fixed rule")
+        )
+        print(f"  {names.get(key, key)} = {shown}  ← {source}", file=out)
+    for problem in desired.mapping_problems:
+        print(f"  not sent: {problem}", file=out)
     if desired.verdict != "active":
         return
     groups = (
@@ -117,6 +143,29 @@ def _print_employee(services: PassContext, employee: Employee, now: datetime, ou
     print(f"  {'groups':18} {groups}", file=out)
     if desired.is_manager_known:
         print(f"  {'manager':18} {desired.manager_hibob_id or '(none)'}", file=out)
+
+
+_FIXED_SOURCES = {
+    "mail": "root.email, trimmed and lower-cased (the identity)",
+    "toBeDeactivatedAt": "the last day or termination date (mapping.deactivate_on_last_day)",
+}
+
+
+def _custom_fields(services: PassContext, out: TextIO) -> ResolvedCustomFields:
+    try:
+        return load_custom_fields(
+            services.learning, services.store, services.settings, refresh=False, record=False
+        )
+    except ApiError as exc:
+        print(f"custom fields: cannot read their definitions ({exc})", file=out)
+        return ResolvedCustomFields()
+
+
+def _custom_names(services: PassContext | None) -> dict[str, str]:
+    """`customField:<id>` -> "<name> (custom field)", from the store's copy of the definitions."""
+    store = services.store if services else None
+    known = cached_definitions(store) if store is not None else None
+    return {custom_key(d): f"{d.name} (custom field)" for d in known or []}
 
 
 def _shown_field(employee: Employee, field_id: str) -> str:
@@ -157,8 +206,9 @@ def _print_link(services: PassContext | None, entry: SnapshotEntry | None, out: 
     print(
         f"link: 360Learning user {entry.learning_user_id}, last applied state {applied}", file=out
     )
+    names = _custom_names(services)
     for key, value in sorted(entry.state.attributes.items() if entry.state else ()):
-        print(f"  {key:18} {format_value(value)}", file=out)
+        print(f"  {names.get(key, key):18} {format_value(value)}", file=out)
     if services is None:
         return
     try:
@@ -173,6 +223,7 @@ def _print_link(services: PassContext | None, entry: SnapshotEntry | None, out: 
             file=out,
         )
         return
+    user = _with_held_custom_values(services, entry, user, names, out)
     differences = compute_differences(entry.state, user)
     verdict = (
         "matches the last applied state"
@@ -182,10 +233,37 @@ def _print_link(services: PassContext | None, entry: SnapshotEntry | None, out: 
     print(f"360Learning now: {user.status}, {verdict}", file=out)
     for name, there, applied_value in differences:
         print(
-            f"  {name:18} {format_value(there)} in 360Learning, "
+            f"  {names.get(name, name):18} {format_value(there)} in 360Learning, "
             f"{format_value(applied_value)} last applied",
             file=out,
         )
+
+
+def _with_held_custom_values(
+    services: PassContext,
+    entry: SnapshotEntry,
+    user: LearningUser,
+    names: Mapping[str, str],
+    out: TextIO,
+) -> LearningUser:
+    """The user with the custom-field values it holds (one read), which are printed."""
+    managed = {k for k in (entry.state.attributes if entry.state else {}) if is_custom_key(k)}
+    configured = resolve_custom_fields(services.settings, cached_definitions(services.store) or [])
+    managed |= {custom_key(d) for d in configured.definitions}
+    if not services.settings.mapping.custom_fields and not managed:
+        return user
+    try:
+        held = held_values(services.learning.list_custom_values(user.learning_user_id))
+    except ReconcilerError as exc:
+        print(f"custom fields held in 360Learning: cannot read them ({exc})", file=out)
+        return user
+    print("custom fields held in 360Learning:", file=out)
+    for key, value in sorted(held.items(), key=lambda kv: names.get(kv[0], kv[0])):
+        how = "managed" if key in managed else "not managed: kept"
+        print(f"  {names.get(key, key)} = {format_value(value)} ({how})", file=out)
+    if not held:
+        print("  none", file=out)
+    return replace(user, attributes={**user.attributes, **{k: held.get(k) for k in managed}})
 
 
 def compute_differences(
@@ -246,14 +324,17 @@ def _print_next(services: PassContext, hibob_id: str, now: datetime, out: TextIO
     except ReconcilerError as exc:
         print(f"next: cannot plan ({exc})", file=out)
         return
+    names = _custom_names(services)
     for action in plan.actions:
         changes = (
             ""
             if not (isinstance(action, Upsert) and action.kind == "update")
-            else ", ".join(f"{k} → {format_value(v)}" for k, v in sorted(action.changes.items()))
+            else ", ".join(
+                f"{names.get(k, k)} → {format_value(v)}" for k, v in sorted(action.changes.items())
+            )
         )
         print(
-            f"next: {action.kind} {', '.join(action.fields) or ''}"
+            f"next: {action.kind} {', '.join(names.get(f, f) for f in action.fields) or ''}"
             f"{' (' + changes + ')' if changes else ''} — {action.reason}",
             file=out,
         )

@@ -122,3 +122,30 @@ def _text(raw: Any) -> str | None:
         return None
     text = str(raw).strip()
     return text or None
+
+
+def describe_rule(rule: FieldRule, employee: Employee) -> str:
+    """A rule and the Hibob values it read, as `explain` shows them, e.g.
+    `template "{work.site} / {work.department}" (work.site = Paris, work.department = Sales)`."""
+    if rule.value is not None:
+        text = f'value "{rule.value}"'
+    elif rule.source_field:
+        text = f"from {rule.source_field}"
+    else:
+        text = f'template "{rule.template}"'
+    if rule.map:
+        text += " through its map"
+    if rule.default is not None:
+        text += f', default "{rule.default}"'
+    if rule.on == "create":
+        text += ", on create only"
+    read = [f"{f} = {_shown(employee, f)}" for f in rule.placeholders()]
+    return text + (f" ({', '.join(read)})" if read else "")
+
+
+def _shown(employee: Employee, field_id: str) -> str:
+    if not employee.has(field_id):
+        return "(not returned: unknown)"
+    if not employee.has_label(field_id):
+        return "(no label: unknown)"
+    return _text(employee.label(field_id)) or "(empty)"
