@@ -141,6 +141,8 @@ def test_demo_runs_end_to_end_and_ends_with_nothing_to_do(capsys):
     out = capsys.readouterr().out
     assert "7. Final pass: nothing left to do" in out
     assert "reactivate 1" in out and "deactivate 1" in out and "update 1" in out
+    assert '← template "{work.site} / {work.department}"' in out
+    assert 'Cost center (custom field) = "CC-' in out and "Contract end date (custom field)" in out
 
 
 def test_while_a_service_holds_the_database_dry_run_works_and_actions_become_requests(

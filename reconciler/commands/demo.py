@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
 import tempfile
 from contextlib import AbstractContextManager, nullcontext
@@ -37,6 +38,20 @@ DEMO_WRITES_PER_SECOND = 200
 DEMO_SCOPE = (
     '[{"conditions": [{"field": "work.site", "op": "not_equals", "value": "Contractors"}]}]'
 )
+# The mapping model (product §1.5) on show: a template organization and two custom fields.
+COST_CENTER, CONTRACT_END = "work.custom.field_1644932887286", "work.custom.field_1716448572063"
+DEMO_FIELDS = '{"organization": {"template": "{work.site} / {work.department}"}}'
+DEMO_CUSTOM_FIELDS = json.dumps(
+    [
+        {
+            "name": "Cost center",
+            "from": COST_CENTER,
+            "map": {"CC 12": "CC-12", "CC12": "CC-12", "CC-40": "CC-40", "CC 77": "CC-77"},
+            "empty": "clear",
+        },
+        {"name": "Contract end date", "from": CONTRACT_END},
+    ]
+)
 SANDBOX_CREDENTIALS = {
     "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
     "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
@@ -54,6 +69,7 @@ def run_demo(size: int = 300, out: TextIO | None = None, keep: str | Path | None
     hibob = HibobSimulator(generate_company(size, seed=2026, today=today), today=today)
     learning = LearningSimulator()
     learning.write_limit_per_second = DEMO_WRITES_PER_SECOND + 50
+    _custom_fields(hibob, learning)
     with (
         serve(hibob.handle) as hibob_server,
         serve(learning.handle) as learning_server,
@@ -84,9 +100,26 @@ def run_demo(size: int = 300, out: TextIO | None = None, keep: str | Path | None
             f"{calls} 360Learning API calls in all."
         )
         say.explain_examples(hibob)
+        say.explain_mapping(
+            next(h for h in say.linked_employees() if hibob.records[h].get(CONTRACT_END))
+        )
         if keep is not None:
             _keep(services, hibob_server.url, learning_server.url, Path(folder), say)
     return 0 if final.plan.is_empty else 1
+
+
+def _custom_fields(hibob: HibobSimulator, learning: LearningSimulator) -> None:
+    """A Cost center (with authorized values, some spelt otherwise in Hibob) and a contract end
+    date on both sides, and a Badge field the reconciler does not manage."""
+    centers = ["CC-12", "CC-40", "CC-77"]
+    learning.add_custom_field("Cost center", "string", authorized_values=centers)
+    learning.add_custom_field("Contract end date", "date")
+    learning.add_custom_field("Badge", "string")
+    for number, hibob_id in enumerate(sorted(hibob.records)):
+        end = hibob.today + dt.timedelta(days=200 + number) if number % 4 == 0 else None
+        hibob.update_employee(
+            hibob_id, **{COST_CENTER: ("CC 12", "CC-40", "CC 77")[number % 3], CONTRACT_END: end}
+        )
 
 
 def _folder(keep: str | Path | None) -> AbstractContextManager[str]:
@@ -148,6 +181,9 @@ def _services(
             **SANDBOX_CREDENTIALS,
             "RECONCILER_LEARNING__BASE_URL": learning_url,
             "RECONCILER_SCOPE__GROUPS": DEMO_SCOPE,
+            "RECONCILER_MAPPING__ORGANIZATION": "",
+            "RECONCILER_MAPPING__FIELDS": DEMO_FIELDS,
+            "RECONCILER_MAPPING__CUSTOM_FIELDS": DEMO_CUSTOM_FIELDS,
             "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
             "RECONCILER_LEARNING__MAX_WRITES_PER_SECOND": str(DEMO_WRITES_PER_SECOND),
             "RECONCILER_STORE__PATH": str(folder / "reconciler.db"),
@@ -162,11 +198,11 @@ def _hr_changes(hibob: HibobSimulator, linked: list[str]) -> tuple[list[str], st
     hire = hibob.add_employee(
         **{"root.firstName": "Zoë", "root.surname": "Nouvelle", "work.title": "Data Analyst"}
     )
-    hibob.update_employee(promoted, **{"work.title": "Head of Demos"})
+    hibob.update_employee(promoted, **{"work.title": "Head of Demos", COST_CENTER: "CC12"})
     hibob.terminate(leaver, on=hibob.today)
     return [
         f"hired {hire} (Zoë Nouvelle)",
-        f"new title for {promoted}",
+        f"new title and cost center for {promoted}",
         f"terminated {leaver}",
     ], leaver
 
@@ -237,6 +273,22 @@ class _Narrator:
                     or not line.startswith(("  ", "fields read"))
                 ):
                     print(line, file=self.out)
+
+    def explain_mapping(self, hibob_id: str) -> None:
+        """Each value written with its rule and the Hibob values it came from."""
+        self.title(
+            f"10. Where do {hibob_id}'s values come from? (reconciler explain {hibob_id}: a "
+            "template organization, a Cost center through its lookup table, a contract end date)"
+        )
+        buffer = io.StringIO()
+        explain_employee(
+            self.services, self.services.store, hibob_id, dt.datetime.now(dt.UTC), buffer
+        )
+        shown = False
+        for line in buffer.getvalue().splitlines():
+            shown = (shown or line.startswith("desired:")) and not line.startswith("  groups")
+            if shown and (line.startswith("desired:") or "←" in line):
+                print(line, file=self.out)
 
     def linked_employees(self) -> list[str]:
         snapshot = self.services.store.load_snapshot()
