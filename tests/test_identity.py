@@ -7,6 +7,7 @@ simulated 360Learning, not call sequences.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import httpx
 import pytest
@@ -597,7 +598,61 @@ STEPS = (
     "email_swap",
     "site_renamed",
     "pseudonymized",
+    "cost_center",
+    "contract_end",
+    "hand_edit",
+    "badge",
 )
+COST_CENTER, CONTRACT_END = "work.custom.field_1644932887286", "work.custom.field_1716448572063"
+COST_CENTERS = ["CC 12", "CC-40", "CC 99", "CC 55", "", None]  # CC 99 maps to an unauthorized one
+COST_MAP = {"CC 12": "CC-12", "CC-40": "CC-40", "CC 99": "CC-99"}
+AUTHORIZED = ("CC-12", "CC-40")
+CONTRACT_ENDS = ["2027-06-30", "2028-01-31", None]
+RULES = st.fixed_dictionaries(
+    {
+        "empty": st.sampled_from(["keep", "clear"]),
+        "on": st.sampled_from(["always", "create"]),
+        "default": st.sampled_from([None, "CC-40"]),
+    }
+)
+PLAIN_RULE = {"empty": "keep", "on": "always", "default": None}
+
+
+def _custom_fields(world: World, rule: dict) -> dict[str, str]:
+    cost = {"name": "Cost center", "from": COST_CENTER, "map": COST_MAP}
+    cost.update({k: v for k, v in rule.items() if v is not None})
+    world.build(
+        RECONCILER_MAPPING__ORGANIZATION="work.siteId",
+        RECONCILER_MAPPING__CUSTOM_FIELDS=json.dumps(
+            [cost, {"name": "Contract end", "from": CONTRACT_END}]
+        ),
+    )
+    ids = {
+        "cost": world.learning.add_custom_field("Cost center", authorized_values=list(AUTHORIZED)),
+        "end": world.learning.add_custom_field("Contract end", "date"),
+        "badge": world.learning.add_custom_field("Badge"),
+    }
+    for number, hibob_id in enumerate(sorted(world.hibob.records)):
+        world.hibob.update_employee(
+            hibob_id,
+            **{
+                COST_CENTER: COST_CENTERS[number % 3],
+                CONTRACT_END: CONTRACT_ENDS[number % 3],
+            },
+        )
+    return ids
+
+
+def _expected_cost_center(raw: str | None, rule: dict) -> tuple[bool, str | None]:
+    """(is it known what 360Learning holds, the value) once a pass has run after `raw`."""
+    if rule["on"] == "create":
+        return False, None
+    if not raw:
+        if rule["default"]:
+            return True, rule["default"]
+        return (True, None) if rule["empty"] == "clear" else (False, None)
+    value = COST_MAP.get(raw, rule["default"])
+    return (True, value) if value in AUTHORIZED else (False, None)
 
 
 @settings(
@@ -608,6 +663,7 @@ STEPS = (
     steps=st.lists(
         st.tuples(st.sampled_from(STEPS), st.integers(0, 10_000)), min_size=1, max_size=10
     ),
+    rule=RULES,
 )
 @example(
     seed=0,
@@ -618,6 +674,7 @@ STEPS = (
         ("missing_once", 2),
         ("manager_returns", 0),
     ],
+    rule=PLAIN_RULE,
 )
 @example(
     seed=431,
@@ -627,6 +684,7 @@ STEPS = (
         ("rehire_new_email", 10000),
         ("rehire_new_email", 0),
     ],
+    rule=PLAIN_RULE,
 )
 @example(
     seed=7,
@@ -638,9 +696,15 @@ STEPS = (
         ("site_renamed", 0),
         ("email_swap", 11),
     ],
+    rule=PLAIN_RULE,
+)
+@example(
+    seed=3,
+    steps=[("cost_center", 2), ("hand_edit", 4), ("badge", 5), ("terminate", 5), ("rehire", 0)],
+    rule={"empty": "clear", "on": "always", "default": None},
 )
 def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
-    tmp_path_factory, seed, steps
+    tmp_path_factory, seed, steps, rule
 ) -> None:
     site = World(tmp_path_factory.mktemp("site"), size=2, seed=seed).hibob.lists["site"][0]
     world = World(
@@ -657,8 +721,18 @@ def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
         }
     )
     world.services.settings = world.settings
+    ids = _custom_fields(world, rule)
+    world.services = world.build()
+    world.services.settings = world.settings = world.settings.model_copy(
+        update={
+            "scope": world.settings.scope.model_copy(
+                update={"groups": [_group("work.siteId", "not_in", [str(site["name"]) + "-none"])]}
+            )
+        }
+    )
     synced(world)
     people = sorted(world.hibob.records)
+    badges: dict[str, str] = {}  # learning user id -> a value of a field nobody manages
     left: list[str] = []
     pseudonymized: set[str] = set()  # their deleted account lost its mail: never restored
     for number, (step, pick) in enumerate(steps):
@@ -704,6 +778,19 @@ def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
         elif step == "site_renamed":
             old = str(world.hibob.lists["site"][0]["name"])
             world.hibob.rename_list_item("site", old, f"{old} {number}")
+        elif step == "cost_center":
+            world.hibob.update_employee(hibob_id, **{COST_CENTER: COST_CENTERS[pick % 6]})
+        elif step == "contract_end":
+            world.hibob.update_employee(hibob_id, **{CONTRACT_END: CONTRACT_ENDS[pick % 3]})
+        elif step in ("hand_edit", "badge") and (entry := world.store.get_entry(hibob_id)):
+            if entry.learning_user_id:  # by hand in 360Learning: drift, or a value not managed
+                if step == "badge":
+                    badges[entry.learning_user_id] = f"B-{number}"
+                world.learning.set_custom_value(
+                    entry.learning_user_id,
+                    ids["badge" if step == "badge" else "cost"],
+                    f"B-{number}" if step == "badge" else "edited by hand",
+                )
         elif step == "pseudonymized" and left:
             gone = left[pick % len(left)]
             entry = world.store.get_entry(gone)
@@ -729,6 +816,7 @@ def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
     # it converges once the quarantine (a day at most) has run out.
     world.now += dt.timedelta(days=2)
     world.sync()
+    world.sync("full")  # repairs what was edited by hand (custom-field drift)
     final = world.sync()
     stuck = {a.hibob_id for a in final.plan.actions}
     assert stuck <= pseudonymized, final.plan.actions
@@ -749,6 +837,13 @@ def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
             user["organization"] == world.hibob.lists["site"][0]["name"]
             or not user["organization"].isdigit()
         )
+        held = world.learning.custom_values_of(user["_id"])
+        is_known, cost = _expected_cost_center(world.hibob.records[hibob_id].get(COST_CENTER), rule)
+        if is_known:
+            assert held.get(ids["cost"]) == cost, (hibob_id, held)
+        assert held.get(ids["end"]) == (
+            world.hibob.records[hibob_id].get(CONTRACT_END) or held.get(ids["end"])
+        )
         boss = world.hibob.records[hibob_id].get("work.reportsTo")
         if boss in world.active_employees() and boss != hibob_id:
             assert world.store.get_entry(boss).learning_user_id in world.learning.managers_of(
@@ -757,3 +852,5 @@ def test_identity_changes_with_a_pass_after_each_converge_to_the_hibob_state(
     for hibob_id in left:
         user = world.user_of(hibob_id)
         assert user is None or user["status"] == "deleted"
+    for user_id, badge in badges.items():  # a value of a custom field nobody manages survives
+        assert world.learning.custom_values_of(user_id).get(ids["badge"]) == badge
