@@ -300,3 +300,15 @@ def test_hibob_returns_a_custom_field_only_when_it_is_requested(tmp_path) -> Non
     asked = world.services.hibob.search_employees(["root.id", CC])
     assert by_default and not any(e.has(CC) for e in by_default)
     assert all(e.has(CC) for e in asked)
+
+
+def test_the_resync_cost_measure_counts_one_values_read_per_managed_user_and_no_write() -> None:
+    from bench.custom_fields import measure
+
+    measured = measure(120)
+
+    assert measured["incremental"]["calls"] == 0  # unchanged: no 360Learning call
+    full = measured["full"]
+    reads = full["by_operation"]["GET /api/v2/users/{id}/custom-fields/values"]
+    assert full["actions"] == 0 and 0 < reads <= 120
+    assert not [op for op in full["by_operation"] if not op.startswith("GET")]
