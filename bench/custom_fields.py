@@ -1,5 +1,5 @@
 """What custom fields cost a full resync (issue 16): the calls and the time of
-`sync --full` over a linked, unchanged population with two managed custom fields, beside the
+`sync --full` over a linked, unchanged population with three managed custom fields, beside the
 same resync without custom fields, and the unchanged incremental pass (0 360Learning calls).
 
 Both simulators through httpx.MockTransport, the 360Learning one enforcing its documented
@@ -35,6 +35,7 @@ COST_CENTER, CONTRACT_END = "work.custom.field_1644932887286", "work.custom.fiel
 RULES = [
     {"name": "Cost center", "from": COST_CENTER, "map": {"CC 12": "CC-12", "CC-40": "CC-40"}},
     {"name": "Contract end date", "from": CONTRACT_END},
+    {"name": "Contract type", "value": "Permanent"},
 ]
 
 
@@ -60,6 +61,7 @@ def measure(size: int, *, custom_fields: bool = True) -> dict[str, Any]:
     learning = LearningSimulator(clock=clock, sleep=clock.sleep, now=lambda: NOW)
     learning.add_custom_field("Cost center", authorized_values=["CC-12", "CC-40"])
     learning.add_custom_field("Contract end date", "date")
+    learning.add_custom_field("Contract type", authorized_values=["Permanent", "Fixed term"])
     for number, hibob_id in enumerate(sorted(hibob.records)):
         hibob.update_employee(
             hibob_id,
@@ -103,6 +105,7 @@ def measure(size: int, *, custom_fields: bool = True) -> dict[str, Any]:
         results = {"size": size, "custom_fields": custom_fields}
         for kind in ("incremental", "full"):
             before, started, wall = len(learning.requests), clock.now, time.monotonic()
+            hibob_before = len(hibob.requests)
             result = run_pass(services, kind, now=NOW)
             calls = Counter(
                 f"{method} {_shape(path)}" for method, path, _ in learning.requests[before:]
@@ -111,6 +114,7 @@ def measure(size: int, *, custom_fields: bool = True) -> dict[str, Any]:
                 "outcome": str(result.outcome),
                 "actions": len(result.plan.actions),
                 "calls": sum(calls.values()),
+                "hibob_calls": len(hibob.requests) - hibob_before,
                 "by_operation": dict(sorted(calls.items())),
                 "paced_seconds": round(clock.now - started, 1),
                 "cpu_wall_seconds": round(time.monotonic() - wall, 1),

@@ -308,7 +308,28 @@ def test_the_resync_cost_measure_counts_one_values_read_per_managed_user_and_no_
     measured = measure(120)
 
     assert measured["incremental"]["calls"] == 0  # unchanged: no 360Learning call
+    assert measured["incremental"]["hibob_calls"] == 1  # one search
     full = measured["full"]
     reads = full["by_operation"]["GET /api/v2/users/{id}/custom-fields/values"]
     assert full["actions"] == 0 and 0 < reads <= 120
     assert not [op for op in full["by_operation"] if not op.startswith("GET")]
+
+
+def test_a_user_gone_before_its_values_are_read_keeps_the_snapshot_and_the_pass_goes_on(
+    tmp_path,
+) -> None:
+    import httpx
+
+    world = custom_world(tmp_path, *RULES)
+    world.sync()
+    gone = world.user_of(world.active_employees()[2])["_id"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith(f"{gone}/custom-fields/values"):
+            return httpx.Response(404, json={"error": {"code": "userNotFound", "message": "x"}})
+        return world.learning.handle(request)
+
+    world.route_learning_through(handler)
+    result = world.sync("full")
+
+    assert result.outcome == "ok" and result.plan.actions == ()

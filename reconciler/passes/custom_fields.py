@@ -28,6 +28,7 @@ from reconciler.core.custom_fields import (
 )
 from reconciler.core.inputs import PlanInput
 from reconciler.core.models import LearningUser
+from reconciler.errors import ApiRejected
 from reconciler.store.database import Store
 
 log = logging.getLogger("reconciler.passes.custom_fields")
@@ -124,8 +125,18 @@ def read_held_values(
             continue
         if keys & (set(wanted.attributes) | set(entry.state.attributes)):
             to_read.append(user.learning_user_id)
+
+    def read(user_id: str) -> list[dict[str, Any]] | None:
+        try:
+            return learning.list_custom_values(user_id)
+        except ApiRejected as exc:  # gone since the listing: the snapshot stands in
+            if exc.status != 404:
+                raise
+            return None
+
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-        held = dict(zip(to_read, pool.map(learning.list_custom_values, to_read), strict=True))
+        answers = dict(zip(to_read, pool.map(read, to_read), strict=True))
+    held = {user_id: values for user_id, values in answers.items() if values is not None}
     actual: dict[str, LearningUser] = {}
     for user_id, user in data.actual.items():
         if user_id in held:
