@@ -321,3 +321,5 @@ def test_explain_shows_each_value_with_its_rule_and_the_custom_fields_held(
     assert "  Badge (custom field) = B-1 (not managed: kept)" in out
     assert "Cost center (custom field) edited in 360Learning, CC-12 last applied" in out
     assert "next: update Cost center (custom field) (Cost center (custom field) → CC-12)" in out
+    _, offline = run_cli(world, capsys, "explain", "--offline", hibob_id)
+    assert "  Cost center (custom field) CC-12" in offline  # the last applied state, by name

@@ -75,7 +75,7 @@ def explain_employee(
         )
     else:
         _print_employee(services, employee, now, out)
-    _print_link(services, entry, out)
+    _print_link(services, entry, out, store)
     _print_safety(store, hibob_id, entry, now, out)
     if services is not None and not hibob_error:
         _print_next(services, hibob_id, now, out)
@@ -117,7 +117,7 @@ def _print_employee(services: PassContext, employee: Employee, now: datetime, ou
     print(f"desired: {desired.verdict} — {desired.reason}", file=out)
     rules: dict[str, Any] = dict(default_rules(settings))
     rules.update({custom_key(d): r for r, d in custom.rules})
-    names = _custom_names(services)
+    names = _custom_names(services.store)
     for key, value in sorted(desired.attributes.items()):
         shown = f'"{value}"' if value not in (None, "") else "(empty: cleared)"
         rule = rules.get(key)
@@ -161,10 +161,9 @@ def _custom_fields(services: PassContext, out: TextIO) -> ResolvedCustomFields:
         return ResolvedCustomFields()
 
 
-def _custom_names(services: PassContext | None) -> dict[str, str]:
+def _custom_names(store: Store) -> dict[str, str]:
     """`customField:<id>` -> "<name> (custom field)", from the store's copy of the definitions."""
-    store = services.store if services else None
-    known = cached_definitions(store) if store is not None else None
+    known = cached_definitions(store)
     return {custom_key(d): f"{d.name} (custom field)" for d in known or []}
 
 
@@ -198,7 +197,9 @@ def _print_scope(services: PassContext, employee: Employee, out: TextIO) -> None
             )
 
 
-def _print_link(services: PassContext | None, entry: SnapshotEntry | None, out: TextIO) -> None:
+def _print_link(
+    services: PassContext | None, entry: SnapshotEntry | None, out: TextIO, store: Store
+) -> None:
     if entry is None or entry.learning_user_id is None:
         print("link: none yet (never created or adopted)", file=out)
         return
@@ -206,7 +207,7 @@ def _print_link(services: PassContext | None, entry: SnapshotEntry | None, out: 
     print(
         f"link: 360Learning user {entry.learning_user_id}, last applied state {applied}", file=out
     )
-    names = _custom_names(services)
+    names = _custom_names(store)
     for key, value in sorted(entry.state.attributes.items() if entry.state else ()):
         print(f"  {names.get(key, key):18} {format_value(value)}", file=out)
     if services is None:
@@ -324,7 +325,7 @@ def _print_next(services: PassContext, hibob_id: str, now: datetime, out: TextIO
     except ReconcilerError as exc:
         print(f"next: cannot plan ({exc})", file=out)
         return
-    names = _custom_names(services)
+    names = _custom_names(services.store)
     for action in plan.actions:
         changes = (
             ""
