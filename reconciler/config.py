@@ -70,7 +70,8 @@ class HibobSettings(_Section):
     service_user_token: SecretStr = SecretStr("")
     """API service user token: environment or systemd credential only."""
     extra_fields: list[str] = []
-    """More Hibob field ids to read (e.g. custom fields used in scope conditions)."""
+    """More Hibob field ids to read; the fields of the rules, the scope and the group rules are
+    requested already."""
     timeout_seconds: float = Field(default=60.0, gt=0)
     """Overall deadline of one request, from connecting to the answer's last byte, however
     slowly the bytes arrive (retried like any timeout); a large company's search takes a while."""
