@@ -333,3 +333,20 @@ def test_a_user_gone_before_its_values_are_read_keeps_the_snapshot_and_the_pass_
     result = world.sync("full")
 
     assert result.outcome == "ok" and result.plan.actions == ()
+
+
+def test_an_adopted_account_gets_the_managed_values_and_keeps_its_own(tmp_path) -> None:
+    world = custom_world(tmp_path, *RULES)
+    hibob_id = world.active_employees()[1]
+    mail = world.hibob.records[hibob_id]["root.email"].strip().lower()
+    existing = world.learning.seed_user(mail, firstName="Made", lastName="ByHand")
+    world.learning.set_custom_value(existing, world.ids["badge"], "B-1")
+    world.learning.set_custom_value(existing, world.ids["cost"], "CC-40")
+
+    result = world.sync()
+
+    assert result.outcome == "ok"
+    assert world.user_of(hibob_id)["_id"] == existing
+    wanted = "CC-12" if world.hibob.records[hibob_id][CC] == "CC 12" else "CC-40"
+    assert held(world, hibob_id) == {"cost": wanted, "end": "2027-06-30", "badge": "B-1"}
+    assert world.sync().plan.actions == ()
