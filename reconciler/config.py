@@ -289,6 +289,12 @@ class SyncSettings(_Section):
     company); the count always applies."""
     max_missing_field_ratio: float = Field(default=0.1, ge=0, le=1)
     """Share of employees missing a deciding field above which deactivations are skipped."""
+    mode: Literal["apply", "shadow"] = "apply"
+    """shadow: every pass reads both sides in full, writes nothing to 360Learning and records
+    each disagreement with what it holds (`reconciler shadow report`); apply: the normal passes."""
+    shadow_lag_minutes: float = Field(default=60.0, gt=0)
+    """Shadow mode: a disagreement the incumbent connector fixes within this long is lag; one
+    still open after it is a miss."""
     shutdown_grace_seconds: float = Field(default=8.0, gt=0, le=9.5)
     """On SIGTERM, how long the pass in flight may finish before the service exits anyway."""
 

@@ -60,3 +60,6 @@ class PlanInput:
     # off over this same read (None: unchanged, or a first run). Other cuts are held.
     previously_cut: frozenset[str] | None = None
     retry_quarantined: bool = False
+    # Shadow mode and its cut-over: a leaver's (or out-of-scope person's) unlinked account
+    # that still holds their email and is live is deactivated, as the incumbent should have.
+    adopt_leavers: bool = False

@@ -143,7 +143,51 @@ def compute_adoption_candidates(data: PlanInput) -> dict[str, LearningUser]:
         mine, _ = _match_by_mail(hibob_id, wanted.email, data)
         if len(mine) == 1:
             found[hibob_id] = mine[0]
+    for hibob_id, wanted in _unlinked_leavers(data).items():
+        if (user := _live_account_of_leaver(wanted, data)) is not None:
+            found[hibob_id] = user
     return found
+
+
+def _unlinked_leavers(data: PlanInput) -> dict[str, Desired]:
+    """Leavers and out-of-scope people with no link (only with `adopt_leavers`)."""
+    if not data.adopt_leavers or data.actual is None:
+        return {}
+    return {
+        h: d
+        for h, d in data.desired.items()
+        if d.verdict in ("inactive", "out_of_scope")
+        and d.email
+        and not _is_linked(data.snapshot.get(h), data)
+    }
+
+
+def _live_account_of_leaver(wanted: Desired, data: PlanInput) -> LearningUser | None:
+    """The one live, unlinked account holding a leaver's email (read in full), if any."""
+    if data.actual is None or not wanted.email:
+        return None
+    mine, others = _match_by_mail(wanted.hibob_id, wanted.email, data)
+    if others or len(mine) != 1 or not mine[0].is_status_known or mine[0].is_deleted:
+        return None
+    return mine[0]
+
+
+def _deactivate_unlinked(wanted: Desired, data: PlanInput) -> Deactivate | None:
+    """Shadow mode and its cut-over: deactivate the account a leaver still holds (the
+    incumbent connector missed it), never the platform owner's; through every safety limit."""
+    user = _live_account_of_leaver(wanted, data)
+    if user is None:
+        return None
+    roles = data.candidate_roles.get(user.learning_user_id, frozenset())
+    if any(role.role == "owner" for role in roles):
+        return None
+    return Deactivate(
+        wanted.hibob_id,
+        wanted.email,
+        f"{wanted.reason}; the 360Learning account holding this email is still {user.status}",
+        learning_user_id=user.learning_user_id,
+        state=AppliedState(False, {"mail": wanted.email}),
+    )
 
 
 def _unlinked_to_provision(data: PlanInput) -> dict[str, Desired]:
@@ -206,7 +250,7 @@ def _plan_one(
             return None
         if linked and entry is not None:
             return _deactivate(entry, data, wanted.reason)
-        return None
+        return _deactivate_unlinked(wanted, data) if data.adopt_leavers else None
     if wanted.verdict != "active":
         return None
     state = _state_after(wanted, entry, live)

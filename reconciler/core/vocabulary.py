@@ -48,6 +48,17 @@ class PassOutcome(StrEnum):
         return self in (PassOutcome.OK, PassOutcome.HELD)
 
 
+class DisagreementKind(StrEnum):
+    """A shadow pass's disagreement between the desired state and what 360Learning holds."""
+
+    MISSING = "missing"  # an in-scope active employee with no active account
+    NOT_DEACTIVATED = "not_deactivated"  # a leaver or out-of-scope person still active
+    FIELDS = "fields"  # a named attribute or custom field differs
+    MANAGER = "manager"
+    GROUPS = "groups"
+    AMBIGUOUS = "ambiguous"
+
+
 class ActionKind(StrEnum):
     """A journalled action: the typed actions of a plan, the link and membership writes, a skip."""
 
