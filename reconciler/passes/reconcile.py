@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -50,6 +50,7 @@ from reconciler.passes.apply import ApplyReport, PassHooks, ProgressCallback, ap
 from reconciler.passes.context import PassContext, apply_settings, limits
 from reconciler.passes.custom_fields import load_custom_fields, read_held_values
 from reconciler.passes.recovery import confirm_unconfirmed_writes, link_unconfirmed_creates
+from reconciler.passes.shadow import finish_cutover, is_cutover_pending, record_shadow_pass
 
 log = logging.getLogger("reconciler.passes.reconcile")
 NO_CUSTOM_FIELDS = ResolvedCustomFields()
@@ -89,6 +90,7 @@ class PassOptions:
     allow_deactivations: bool = False
     released: frozenset[str] = frozenset()  # held deactivations an admin released
     retry_quarantined: bool | None = None  # None: full passes and after a failed pass
+    adopt_leavers: bool = False  # shadow mode and its cut-over (PlanInput.adopt_leavers)
 
 
 def run_pass(
@@ -105,14 +107,32 @@ def run_pass(
 ) -> PassResult:
     store, hooks = services.store, hooks or PassHooks()
     started = time.monotonic()
-    options = PassOptions(employee, allow_deactivations, released, retry_quarantined)
+    # Shadow mode: every pass reads both sides in full and writes nothing; the first pass
+    # after it (the cut-over) reads in full too, so it applies every open disagreement.
+    is_shadow = services.settings.sync.mode == "shadow" and not dry_run
+    is_cutover = not (is_shadow or dry_run or kind == PassKind.TARGETED) and is_cutover_pending(
+        store
+    )
+    kind = PassKind.FULL if is_shadow or is_cutover else kind
+    options = PassOptions(
+        employee, allow_deactivations, released, retry_quarantined, is_shadow or is_cutover
+    )
     pass_id = store.start_pass(kind, now, is_dry_run=dry_run)
+    observed: list[PlanInput] = []
     try:
-        if not dry_run:
+        if not (dry_run or is_shadow):
             _close_what_a_crash_left(services, pass_id, now)
         plan = read_and_plan(
-            services, kind, now=now, options=options, record=not dry_run, progress=hooks.progress
+            services,
+            kind,
+            now=now,
+            options=options,
+            record=not (dry_run or is_shadow),
+            progress=hooks.progress,
+            observe=observed.append,
         )
+        if is_shadow:
+            found = record_shadow_pass(services, plan, observed[-1], pass_id, now)
     except ReconcilerError as exc:
         return _finish(
             services,
@@ -138,6 +158,10 @@ def run_pass(
         )
         raise
     result = PassResult(pass_id, kind, plan, dry_run, counts=plan.counts())
+    if is_shadow:  # what would have been done, and what disagrees: nothing is written
+        result.counts = {f"would_{k}": n for k, n in plan.counts().items()}
+        result.counts["disagreements"] = len(found)
+        return _finish(services, result, now, started)
     if dry_run:
         result.outcome = PassOutcome.DRY_RUN
         return _finish(services, result, now, started)
@@ -176,6 +200,10 @@ def run_pass(
         result.error = plan.held_reason
         if result.outcome in (PassOutcome.OK, PassOutcome.HELD) and kind != PassKind.TARGETED:
             store.save_service_state({DECISION_SETTINGS_KEY: decision_settings(services.settings)})
+        if is_cutover and result.outcome.is_success:
+            failed = {h for h, _ in report.failures}
+            applied = {a.hibob_id for a in plan.actions} - failed - {h.hibob_id for h in plan.held}
+            finish_cutover(store, now, applied, is_done=result.outcome == PassOutcome.OK)
     return _finish(services, result, now, started)
 
 
@@ -229,11 +257,13 @@ def read_and_plan(
     options: PassOptions = PassOptions(),
     record: bool = False,
     progress: ProgressCallback | None = None,
+    observe: Callable[[PlanInput], None] | None = None,
 ) -> Plan:
     """Read both sides as the pass kind requires and compute the plan (no 360Learning write).
 
     `record`: save the emails read (the store's email history), which a dry run does not.
-    `progress` hears ("read", done, total) and ("plan", done, total).
+    `progress` hears ("read", done, total) and ("plan", done, total); `observe` the plan's
+    input (what was read, shadow mode compares it).
     """
     progress = progress or _no_progress
     progress("read", 0, None)
@@ -260,6 +290,7 @@ def read_and_plan(
         record=record,
         progress=progress,
         previously_cut=previously_cut,
+        observe=observe,
     )
 
 
@@ -336,6 +367,7 @@ def plan_from_read(
     record: bool = False,
     progress: ProgressCallback | None = None,
     previously_cut: frozenset[str] | None = None,
+    observe: Callable[[PlanInput], None] | None = None,
 ) -> Plan:
     """The plan under `services.settings` from what Hibob returned (reads 360Learning).
     `previously_cut`: the settings changed; whom the previous ones would cut off."""
@@ -386,11 +418,14 @@ def plan_from_read(
         allow_deactivations=options.allow_deactivations,
         previously_cut=previously_cut,
         retry_quarantined=_retry_quarantined(services, kind, options),
+        adopt_leavers=options.adopt_leavers and is_full_read,
     )
     as_given = {e.email: str(e.value("root.email")).strip() for e in employees if e.email}
     progress("plan", 0, len(desired))
     data = _read_learning(services, kind, data, as_given, custom)
-    plan = _plan_with_confirmed_absences(services, data, fields, now, custom)
+    plan, data = _plan_with_confirmed_absences(services, data, fields, now, custom)
+    if observe is not None:
+        observe(data)
     progress("plan", len(desired), len(desired))
     return replace(plan, problems=tuple(problems) + plan.problems)
 
@@ -564,13 +599,13 @@ def _plan_with_confirmed_absences(
     fields: list[str],
     now: datetime,
     custom: ResolvedCustomFields = NO_CUSTOM_FIELDS,
-) -> Plan:
+) -> tuple[Plan, PlanInput]:
     """Plan; confirm each absence the safety limits would let through by a read by id."""
     settings = services.settings
     plan = compute_plan(data, limits(settings))
     checks = compute_absence_checks(plan, data)
     if not checks:
-        return plan
+        return plan, data
     absence: dict[str, Absence] = dict(data.absence)
     present: list[Employee] = []
     for hibob_id in checks:
@@ -599,7 +634,7 @@ def _plan_with_confirmed_absences(
         absent=data.absent - {e.hibob_id for e in present},
         search_incomplete=frozenset(e.hibob_id for e in present),
     )
-    return compute_plan(data, limits(settings))
+    return compute_plan(data, limits(settings)), data
 
 
 def find_employee(

@@ -140,6 +140,29 @@ MIGRATIONS = [
     CREATE UNIQUE INDEX hints_one_open ON hints (hibob_id) WHERE done_at IS NULL;
     CREATE INDEX hints_by_employee ON hints (hibob_id, triggered_at);
     """,
+    # Shadow mode: each disagreement between the desired state and 360Learning, by employee,
+    # kind and subject (a field name for `fields`), open until a pass no longer sees it.
+    """
+    CREATE TABLE shadow_disagreements (
+        id INTEGER PRIMARY KEY,
+        hibob_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        email TEXT,
+        wanted TEXT,             -- JSON
+        holds TEXT,              -- JSON
+        reason TEXT,
+        first_seen_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        first_pass_id INTEGER,
+        last_pass_id INTEGER,
+        closed_at TEXT,
+        closed_by TEXT           -- gone | applied
+    );
+    CREATE UNIQUE INDEX shadow_open ON shadow_disagreements (hibob_id, kind, subject)
+        WHERE closed_at IS NULL;
+    CREATE INDEX shadow_hibob_id ON shadow_disagreements (hibob_id);
+    """,
 ]
 
 

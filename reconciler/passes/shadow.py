@@ -1,0 +1,69 @@
+"""Shadow mode's side of a pass (product §2.4): after a shadow pass planned over a full read,
+read the managers of the accounts whose link the plan would write, record the disagreements the
+core derives from that plan, and mark the cut-over due; after the cut-over pass, close what it
+applied. Writes nothing to 360Learning. Called by `passes.reconcile`; the report's data is
+`shadow_report` (the CLI and the admin page render it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from reconciler.config import Settings
+from reconciler.core.inputs import PlanInput
+from reconciler.core.models import Create, Plan, Reactivate, Upsert
+from reconciler.core.shadow import Disagreement, compute_disagreements, compute_shadow_report
+from reconciler.passes.context import PassContext
+from reconciler.store.database import Store
+
+CUTOVER_KEY = "shadow_cutover"  # service_state: "pending" once a shadow pass ran
+
+
+def record_shadow_pass(
+    services: PassContext, plan: Plan, data: PlanInput, pass_id: int, now: datetime
+) -> tuple[Disagreement, ...]:
+    """Record what this complete shadow pass saw; the next apply-mode pass is the cut-over."""
+    found = compute_disagreements(plan, data, read_managers(services, plan))
+    services.store.record_disagreements(pass_id, found, now)
+    services.store.save_service_state({CUTOVER_KEY: "pending"})
+    return found
+
+
+def read_managers(services: PassContext, plan: Plan) -> dict[str, frozenset[str]]:
+    """The managers 360Learning holds for each existing account whose manager link the plan
+    would write (adoptions always write it: whether it is there already is only known so)."""
+    wanted = sorted(
+        {
+            a.learning_user_id
+            for a in plan.actions
+            if isinstance(a, Upsert)
+            and not isinstance(a, Create | Reactivate)
+            and a.manager is not None
+            and a.learning_user_id
+        }
+    )
+    return {uid: frozenset(services.learning.list_managers(uid)) for uid in wanted}
+
+
+def is_cutover_pending(store: Store) -> bool:
+    return store.load_service_state().get(CUTOVER_KEY) == "pending"
+
+
+def finish_cutover(store: Store, now: datetime, applied: Iterable[str], is_done: bool) -> None:
+    """The cut-over pass applied these employees' changes: their disagreements close. Passes
+    are normal again once it left nothing held or failed (`is_done`)."""
+    store.close_applied_disagreements(now, applied)
+    if is_done:
+        store.save_service_state({CUTOVER_KEY: None})
+
+
+def shadow_report(
+    store: Store, settings: Settings, now: datetime, since: datetime | None = None
+) -> dict[str, Any]:
+    """The shadow report's data (`reconciler shadow report --json`, the admin page)."""
+    report = compute_shadow_report(
+        store.list_disagreements(), now, settings.sync.shadow_lag_minutes, since
+    )
+    report["mode"] = settings.sync.mode
+    return report
