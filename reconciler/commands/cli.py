@@ -170,6 +170,15 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     return run_preview(args.build(settings), candidate, sys.stdout, as_json=args.json)
 
 
+def cmd_shadow(args: argparse.Namespace, settings: Settings) -> int:
+    from reconciler.commands.shadow import run_shadow_report
+
+    since = datetime.fromisoformat(args.since) if args.since else None
+    return run_shadow_report(
+        _existing_store(settings), settings, now_utc(), sys.stdout, since=since, as_json=args.json
+    )
+
+
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from reconciler.commands.check import run_checks
 
@@ -415,6 +424,20 @@ def _add_reading_commands(command: Command) -> None:
         "--offline", action="store_true", help="read only the database: no credentials, no API call"
     )
     command("check", cmd_check, "validate settings, credentials, scopes and field permissions")
+    shadow = command(
+        "shadow",
+        cmd_shadow,
+        "shadow mode: every disagreement between what the reconciler would do and what "
+        "360Learning holds, lag apart from misses",
+    )
+    shadow.add_argument("action", choices=["report"], help="report: the open and closed ones")
+    shadow.add_argument(
+        "--since",
+        metavar="WHEN",
+        type=parse_since,
+        help="only those seen from a date, a UTC datetime or a duration ago (90m, 2h, 3d, 1w)",
+    )
+    shadow.add_argument("--json", action="store_true", help="one JSON object")
     demo = command(
         "demo", cmd_demo, "run against the bundled simulators (no credentials, no network)"
     )

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from reconciler.commands.report import format_history_row, format_value
+from reconciler.commands.shadow import format_disagreement
 from reconciler.core.custom_fields import (
     ResolvedCustomFields,
     custom_key,
@@ -27,6 +28,7 @@ from reconciler.core.desired import compute_desired, required_fields
 from reconciler.core.mapping import default_rules, describe_rule
 from reconciler.core.models import AppliedState, Employee, LearningUser, SnapshotEntry, Upsert
 from reconciler.core.scope import compute_condition, compute_in_scope
+from reconciler.core.shadow import compute_row
 from reconciler.core.vocabulary import PassKind
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.passes.context import PassContext
@@ -77,6 +79,7 @@ def explain_employee(
         _print_employee(services, employee, now, out)
     _print_link(services, entry, out, store)
     _print_safety(store, hibob_id, entry, now, out)
+    _print_shadow(store, hibob_id, now, out)
     if services is not None and not hibob_error:
         _print_next(services, hibob_id, now, out)
     print("last actions:", file=out)
@@ -86,6 +89,16 @@ def explain_employee(
     if not rows:
         print("  none", file=out)
     return 0
+
+
+def _print_shadow(store: Store, hibob_id: str, now: datetime, out: TextIO) -> None:
+    """Shadow mode: this person's open disagreements with what 360Learning holds."""
+    records = store.list_disagreements(hibob_id=hibob_id, is_open=True)
+    if not records:
+        return
+    print("shadow: open disagreements:", file=out)
+    for record in records:
+        print(f"  {format_disagreement(compute_row(record, now))}", file=out)
 
 
 def _read_employee(

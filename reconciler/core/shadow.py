@@ -257,7 +257,7 @@ def compute_shadow_report(
             section = "misses" if age > lag else "pending"
         else:
             section = "lag" if age <= lag else "late"
-        sections[section].append(_row(record, age))
+        sections[section].append(compute_row(record, now))
     names = ("misses", "pending", "lag", "late")
     report: dict[str, Any] = {
         "lag_minutes": lag_minutes,
@@ -272,8 +272,10 @@ def compute_shadow_report(
     return report
 
 
-def _row(record: ShadowRecord, age: timedelta) -> dict[str, Any]:
+def compute_row(record: ShadowRecord, now: datetime) -> dict[str, Any]:
+    """One disagreement as the report shows it; `minutes`: how long it was (or is) open."""
     d = record.disagreement
+    age = (record.closed_at or now) - record.first_seen_at
     return {
         "employee_id": d.hibob_id,
         "email": d.email,
