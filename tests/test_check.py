@@ -285,3 +285,15 @@ def test_every_lang_value_of_the_rules_is_a_360learning_language_code(world) -> 
     assert code == 1
     (failure,) = [line for line in lines(out, "FAIL") if "lang" in line]
     assert "'english'" in failure and "mapping.fields.lang" in failure
+
+
+def test_in_shadow_mode_check_needs_no_write_scope_and_sends_no_write(world) -> None:
+    for scope in ("users:write", "groups:write", "externalIds:write"):
+        world.learning.scopes.discard(scope)
+
+    code, out = check(world, RECONCILER_SYNC__MODE="shadow")
+
+    assert code == 0, out
+    assert lines(out, "FAIL") == []
+    assert "sync.mode = 'shadow': no write scope is needed" in out
+    assert world.learning_writes() == []

@@ -223,3 +223,14 @@ def test_pending_hints_gauge_follows_the_database_between_passes(tmp_path):
     service.hints.on_hint(Hint("123", "employee.updated", None, "upsert"))
 
     assert value(service.metrics, "reconciler_pending_hints") == 1
+
+
+def test_open_shadow_disagreements_are_a_gauge_by_kind_read_at_each_scrape():
+    metrics = Metrics()
+    assert value(metrics, "reconciler_shadow_disagreements", kind="missing") == 0
+    counts = {"missing": 2, "fields": 5}
+    metrics.watch_shadow(lambda: counts)
+    assert value(metrics, "reconciler_shadow_disagreements", kind="missing") == 2
+    assert value(metrics, "reconciler_shadow_disagreements", kind="not_deactivated") == 0
+    counts["fields"] = 1
+    assert value(metrics, "reconciler_shadow_disagreements", kind="fields") == 1

@@ -348,7 +348,8 @@ def check_learning(settings: Settings, services: PassContext, report: Report) ->
                 )
         check_custom_fields(settings, services, report)
         check_write_scopes(settings, services, report)
-        check_bulk_scopes(services, report)
+        if settings.sync.mode != "shadow":  # a shadow pass writes nothing, bulk or not
+            check_bulk_scopes(services, report)
     except ApiError as exc:
         report.fail(f"360Learning: {exc}")
 
@@ -423,7 +424,14 @@ def check_groups(settings: Settings, services: PassContext, report: Report) -> N
 
 
 def check_write_scopes(settings: Settings, services: PassContext, report: Report) -> None:
-    """Each write scope a pass uses, tested by a write that fails validation (no change)."""
+    """Each write scope a pass uses, tested by a write that fails validation (no change).
+    Shadow mode writes nothing, so it needs none and probes none."""
+    if settings.sync.mode == "shadow":
+        report.ok(
+            "sync.mode = 'shadow': no write scope is needed (run check again after switching "
+            "to 'apply': the cut-over needs users:write and groups:write)"
+        )
+        return
     needed = {
         "users:write": "to create, update and deactivate users",
         "groups:write": "to add memberships (the default group on adoption, mapping.groups)",

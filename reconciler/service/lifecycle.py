@@ -107,6 +107,7 @@ class Service:
             quarantined=lambda: len(self.store.list_quarantined(self._clock())),
             managed_users=self.store.count_managed,
         )
+        self.metrics.watch_shadow(self.store.count_open_disagreements_by_kind)
         self.notifier = Notifier(self.settings.notify, self.store)
         self._last_failure = _last_scheduled_failure(self.store)
         self.is_stop_requested = False

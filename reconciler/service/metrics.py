@@ -25,12 +25,13 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from reconciler.core.vocabulary import (
     ActionKind,
     ActionOutcome,
+    DisagreementKind,
     PassKind,
     PassOutcome,
     WebhookResult,
@@ -150,6 +151,8 @@ class Metrics:
         if last_success_epoch is not None:
             self._last_success.set(last_success_epoch)
         r.register(self._api)
+        self._shadow = _ShadowCollector()
+        r.register(self._shadow)
 
     def _preinitialise(self) -> None:
         # Series exist at 0 from the first scrape, so rate() and alerts see the first event.
@@ -205,6 +208,10 @@ class Metrics:
             raise ValueError(f"unknown state gauges: {', '.join(sorted(unknown))}")
         self._state_sources.update(sources)
 
+    def watch_shadow(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Read the open shadow disagreements by kind from `source` at each scrape."""
+        self._shadow.source = source
+
     def set_state(self, pending_hints: int, held_deactivations: int, quarantined: int) -> None:
         """Fixed values for the gauges no source watches."""
         self._state_values.update(
@@ -258,3 +265,25 @@ class _ApiCollector(Collector):
             calls.add_metric([service], call_count)
             limited.add_metric([service], limited_count)
         return [calls, limited]
+
+
+class _ShadowCollector(Collector):
+    """Shadow mode's open disagreements by kind, every kind present (0 outside shadow mode)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, int]] | None = None
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "reconciler_shadow_disagreements",
+            "Open shadow-mode disagreements with what 360Learning holds, by kind.",
+            labels=["kind"],
+        )
+        try:
+            found: dict[str, float] = dict(self.source()) if self.source is not None else {}
+        except Exception:
+            log.warning("metrics: reading the shadow disagreements failed", exc_info=True)
+            found = {str(kind): math.nan for kind in DisagreementKind}
+        for kind in DisagreementKind:
+            family.add_metric([str(kind)], found.get(str(kind), 0))
+        return [family]
