@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from reconciler.core.desired import Desired
-from reconciler.core.models import LearningUser, Plan, Update
-from reconciler.core.plan import PlanInput, compute_plan
+from reconciler.core.models import LearningUser, ManagerChange, Plan, Update
+from reconciler.core.plan import ActualLinks, PlanInput, compute_plan
 from reconciler.core.shadow import (
     Disagreement,
     ShadowRecord,
@@ -37,7 +37,7 @@ def shadow_of(*desired: Desired, users=(), snapshot=(), managers=None, roles=Non
         candidate_roles=roles
         if roles is not None
         else {u.learning_user_id: frozenset({GROUP}) for u in users},
-        adopt_leavers=True,
+        is_migration=True,
         **data,
     )
     plan = compute_plan(data_in, LIMITS)
@@ -218,3 +218,48 @@ def test_open_counts_name_every_kind():
         "groups": 1,
         "ambiguous": 0,
     }
+
+
+def test_a_migration_takes_over_the_account_the_external_id_names_under_a_former_mail():
+    old = LearningUser("u1", "active", {"mail": "old@acme.example"})
+    data = PlanInput(
+        desired={"1": want("1")},
+        snapshot={},
+        now=NOW,
+        actual={"u1": old},
+        external_ids={"1": "u1"},
+        candidate_roles={"u1": frozenset({GROUP})},
+        is_migration=True,
+    )
+    [action] = compute_plan(data, LIMITS).actions
+    assert (action.kind, action.learning_user_id) == ("adopt", "u1")
+    assert action.changes == {"mail": "p1@acme.example"}  # a PATCH mail, never a second user
+    found = {d.key for d in compute_disagreements(compute_plan(data, LIMITS), data)}
+    assert found == {("1", "fields", "mail")}
+    assert compute_plan(replace(data, is_migration=False), LIMITS).actions[0].kind == "create"
+
+
+def test_a_migration_adoption_replaces_the_wrong_manager_it_read_and_keeps_a_right_one():
+    desired = {"1": with_manager(want("1"), "2"), "2": want("2")}
+    users = {u.learning_user_id: u for u in (account("1"), account("2"), account("3"))}
+
+    def adopt_of(managers: frozenset[str]):
+        data = PlanInput(
+            desired=desired,
+            snapshot={},
+            now=NOW,
+            actual=users,
+            external_ids={},
+            candidate_roles={uid: frozenset({GROUP}) for uid in users},
+            actual_links={"u1": ActualLinks(managers=managers)},
+            is_migration=True,
+        )
+        plan = compute_plan(data, LIMITS)
+        return next(a for a in plan.actions if a.hibob_id == "1"), plan, data
+
+    right, plan, data = adopt_of(frozenset({"u2"}))
+    assert right.manager is None and compute_disagreements(plan, data) == ()
+    wrong, plan, data = adopt_of(frozenset({"u3"}))
+    assert wrong.manager == ManagerChange(None, "2", "u3")  # u3 is nobody's: removed by id
+    [d] = compute_disagreements(plan, data)
+    assert (d.kind, d.wanted, d.holds) == ("manager", "p2@acme.example", ["p3@acme.example"])

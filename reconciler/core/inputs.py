@@ -60,6 +60,8 @@ class PlanInput:
     # off over this same read (None: unchanged, or a first run). Other cuts are held.
     previously_cut: frozenset[str] | None = None
     retry_quarantined: bool = False
-    # Shadow mode and its cut-over: a leaver's (or out-of-scope person's) unlinked account
-    # that still holds their email and is live is deactivated, as the incumbent should have.
-    adopt_leavers: bool = False
+    # Shadow mode and its cut-over (a full read): taking over another connector's accounts. A
+    # leaver's (or out-of-scope person's) unlinked live account holding their email is
+    # deactivated; an account the external-id mapping names is the employee's even under
+    # another mail; an adopted account's managers (`actual_links`) are compared, not assumed.
+    is_migration: bool = False

@@ -155,6 +155,9 @@ class ManagerChange:
 
     old: str | None
     new: str | None
+    # The account 360Learning links as manager, when read (a migration's adoption): removed
+    # even when it belongs to nobody linked (a leaver's deleted account, another connector's).
+    old_learning_user_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,9 @@ def compute_adoption_candidates(data: PlanInput) -> dict[str, LearningUser]:
     found = {}
     for hibob_id, wanted in _unlinked_to_provision(data).items():
         assert wanted.email is not None
-        mine, _ = _match_by_mail(hibob_id, wanted.email, data)
+        mine, others = _match_by_mail(hibob_id, wanted.email, data)
+        if not (mine or others) and (own := _own_by_external_id(hibob_id, data)):
+            mine = [own]
         if len(mine) == 1:
             found[hibob_id] = mine[0]
     for hibob_id, wanted in _unlinked_leavers(data).items():
@@ -150,8 +152,8 @@ def compute_adoption_candidates(data: PlanInput) -> dict[str, LearningUser]:
 
 
 def _unlinked_leavers(data: PlanInput) -> dict[str, Desired]:
-    """Leavers and out-of-scope people with no link (only with `adopt_leavers`)."""
-    if not data.adopt_leavers or data.actual is None:
+    """Leavers and out-of-scope people with no link (only with `is_migration`)."""
+    if not data.is_migration or data.actual is None:
         return {}
     return {
         h: d
@@ -250,7 +252,7 @@ def _plan_one(
             return None
         if linked and entry is not None:
             return _deactivate(entry, data, wanted.reason)
-        return _deactivate_unlinked(wanted, data) if data.adopt_leavers else None
+        return _deactivate_unlinked(wanted, data) if data.is_migration else None
     if wanted.verdict != "active":
         return None
     state = _state_after(wanted, entry, live)
@@ -294,6 +296,8 @@ def _create_or_adopt(
 ) -> Action | Problem:
     assert wanted.email is not None
     mine, others = _match_by_mail(wanted.hibob_id, wanted.email, data)
+    if not (mine or others) and (own := _own_by_external_id(wanted.hibob_id, data)):
+        mine = [own]  # a migration: the incumbent's account under the employee's former mail
     if others:
         holder = ", ".join(sorted(others))
         return Problem(
@@ -339,9 +343,67 @@ def _create_or_adopt(
         activate=limits.activate_users and user.status != "active",
         restore=user.is_deleted,
         add_groups=state.groups - kept,
-        manager=_initial_manager(state),
+        manager=_adopted_manager(state, user, data),
         link_external_id=limits.is_external_id_enabled,
     )
+
+
+def _own_by_external_id(hibob_id: str, data: PlanInput) -> LearningUser | None:
+    """Migration: the live account the external-id mapping names for this employee, when no
+    one else is linked to it (whatever mail it holds)."""
+    if not data.is_migration or data.external_ids is None or data.actual is None:
+        return None
+    user = data.actual.get(data.external_ids.get(hibob_id, ""))
+    if user is None or user.is_deleted or not user.is_status_known:
+        return None
+    taken = any(
+        e.learning_user_id == user.learning_user_id and h != hibob_id
+        for h, e in data.snapshot.items()
+    )
+    return None if taken else user
+
+
+def _adopted_manager(
+    state: AppliedState, user: LearningUser, data: PlanInput
+) -> ManagerChange | None:
+    """The manager link an adoption writes: with the account's managers read (a migration),
+    none when it is there already, else replacing the one it holds."""
+    initial = _initial_manager(state)
+    links = data.actual_links.get(user.learning_user_id)
+    if initial is None or links is None or user.is_deleted:  # a restore drops every link
+        return initial
+    wanted = _account_of(initial.new, data)
+    if wanted is not None and links.managers == {wanted}:
+        return None
+    wrong = sorted(links.managers - {wanted})
+    if not wrong:
+        return initial
+    return ManagerChange(_owner_of(wrong[0], data), initial.new, wrong[0])
+
+
+def _account_of(hibob_id: str | None, data: PlanInput) -> str | None:
+    """The 360Learning account of an employee: linked, or the one it would adopt."""
+    if hibob_id is None:
+        return None
+    if (entry := data.snapshot.get(hibob_id)) is not None and entry.learning_user_id:
+        return entry.learning_user_id
+    wanted = data.desired.get(hibob_id)
+    if wanted is None or not wanted.email:
+        return None
+    mine, _ = _match_by_mail(hibob_id, wanted.email, data)
+    if not mine and (own := _own_by_external_id(hibob_id, data)) is not None:
+        return own.learning_user_id
+    return mine[0].learning_user_id if len(mine) == 1 else None
+
+
+def _owner_of(learning_user_id: str, data: PlanInput) -> str | None:
+    """The employee an account belongs to (linked, or holding its mail), if any."""
+    for hibob_id, entry in data.snapshot.items():
+        if entry.learning_user_id == learning_user_id:
+            return hibob_id
+    user = data.actual.get(learning_user_id) if data.actual is not None else None
+    mail = user.mail if user else None
+    return next((h for h, d in data.desired.items() if mail and d.email == mail), None)
 
 
 def _update(

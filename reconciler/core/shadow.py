@@ -181,7 +181,9 @@ def _manager_disagreement(
     wanted_id = learning_of.get(new) if new else None
     if new is not None and wanted_id is None:
         return None  # the manager has no account yet (reported as missing): the link follows
-    actual = managers.get(action.learning_user_id or "")
+    uid = action.learning_user_id or ""
+    links = data.actual_links.get(uid)
+    actual = managers[uid] if uid in managers else (links.managers if links else None)
     if actual is not None and (actual == {wanted_id} if wanted_id else not actual):
         return None
     wanted = _mail_of(new, data) if new else None

@@ -661,7 +661,8 @@ class _Runner:
             return None, None
         if action.manager is not None:
             old, new = action.manager.old, action.manager.new
-            if old and (old_id := self._linked_user(old)):
+            old_id = action.manager.old_learning_user_id or (old and self._linked_user(old))
+            if old_id:
                 self._ignore(ALREADY_DONE, self.client.remove_manager, user_id, old_id)
             if new and (new_id := self._linked_user(new)):
                 self.client.add_manager(user_id, new_id)

@@ -90,7 +90,7 @@ class PassOptions:
     allow_deactivations: bool = False
     released: frozenset[str] = frozenset()  # held deactivations an admin released
     retry_quarantined: bool | None = None  # None: full passes and after a failed pass
-    adopt_leavers: bool = False  # shadow mode and its cut-over (PlanInput.adopt_leavers)
+    is_migration: bool = False  # shadow mode and its cut-over (PlanInput.is_migration)
 
 
 def run_pass(
@@ -418,7 +418,7 @@ def plan_from_read(
         allow_deactivations=options.allow_deactivations,
         previously_cut=previously_cut,
         retry_quarantined=_retry_quarantined(services, kind, options),
-        adopt_leavers=options.adopt_leavers and is_full_read,
+        is_migration=options.is_migration and is_full_read,
     )
     as_given = {e.email: str(e.value("root.email")).strip() for e in employees if e.email}
     progress("plan", 0, len(desired))
@@ -560,6 +560,17 @@ def _read_learning(
         u.learning_user_id: frozenset(learning.list_user_roles(u.learning_user_id))
         for u in {c.learning_user_id: c for c in candidates.values()}.values()
     }
+    if data.is_migration:  # whether the incumbent linked each adopted account's manager
+        managed = {
+            c.learning_user_id
+            for h, c in candidates.items()
+            if data.desired[h].verdict == "active" and data.desired[h].manager_hibob_id
+        }
+        links = {
+            uid: ActualLinks(roles=roles[uid], managers=frozenset(learning.list_managers(uid)))
+            for uid in sorted(managed - set(data.actual_links))
+        }
+        data = replace(data, actual_links={**data.actual_links, **links})
     return replace(data, candidate_roles=roles)
 
 

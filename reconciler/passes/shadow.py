@@ -1,6 +1,6 @@
-"""Shadow mode's side of a pass (product §2.4): after a shadow pass planned over a full read,
-read the managers of the accounts whose link the plan would write, record the disagreements the
-core derives from that plan, and mark the cut-over due; after the cut-over pass, close what it
+"""Shadow mode's side of a pass (product §2.4): after a shadow pass planned over a full read
+(a migration read: `PlanInput.is_migration`), record the disagreements the core derives from
+that plan, and mark the cut-over due; after the cut-over pass, close what it
 applied. Writes nothing to 360Learning. Called by `passes.reconcile`; the report's data is
 `shadow_report` (the CLI and the admin page render it)."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.config import Settings
 from reconciler.core.inputs import PlanInput
-from reconciler.core.models import Create, Plan, Reactivate, Upsert
+from reconciler.core.models import Plan
 from reconciler.core.shadow import Disagreement, compute_disagreements, compute_shadow_report
 from reconciler.passes.context import PassContext
 from reconciler.store.database import Store
@@ -24,26 +24,10 @@ def record_shadow_pass(
     services: PassContext, plan: Plan, data: PlanInput, pass_id: int, now: datetime
 ) -> tuple[Disagreement, ...]:
     """Record what this complete shadow pass saw; the next apply-mode pass is the cut-over."""
-    found = compute_disagreements(plan, data, read_managers(services, plan))
+    found = compute_disagreements(plan, data)
     services.store.record_disagreements(pass_id, found, now)
     services.store.save_service_state({CUTOVER_KEY: "pending"})
     return found
-
-
-def read_managers(services: PassContext, plan: Plan) -> dict[str, frozenset[str]]:
-    """The managers 360Learning holds for each existing account whose manager link the plan
-    would write (adoptions always write it: whether it is there already is only known so)."""
-    wanted = sorted(
-        {
-            a.learning_user_id
-            for a in plan.actions
-            if isinstance(a, Upsert)
-            and not isinstance(a, Create | Reactivate)
-            and a.manager is not None
-            and a.learning_user_id
-        }
-    )
-    return {uid: frozenset(services.learning.list_managers(uid)) for uid in wanted}
 
 
 def is_cutover_pending(store: Store) -> bool:
