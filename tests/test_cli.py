@@ -143,6 +143,9 @@ def test_demo_runs_end_to_end_and_ends_with_nothing_to_do(capsys):
     assert "reactivate 1" in out and "deactivate 1" in out and "update 1" in out
     assert '← template "{work.site} / {work.department}"' in out
     assert 'Cost center (custom field) = "CC-' in out and "Contract end date (custom field)" in out
+    # It ends with a preview of a scope change: the cut-offs it would hold, nothing written.
+    preview = out.split("11. Preview of a scope change")[1]
+    assert "deactivation held" in preview and "limits: CANDIDATE's plan would hold" in preview
 
 
 def test_while_a_service_holds_the_database_dry_run_works_and_actions_become_requests(

@@ -1,7 +1,8 @@
 """`reconciler demo`: the whole product against the bundled simulators, no credentials needed.
 
 Serves both simulators on 127.0.0.1 (real HTTP), generates a company, and walks through a dry
-run, a first pass, HR changes and the passes that follow. Uses a temporary database, or with
+run, a first pass, HR changes and the passes that follow, and ends with the preview of a scope
+change (the cut-offs it would hold). Uses a temporary database, or with
 `keep` a folder that keeps the database and a settings file to explore afterwards; never
 touches anything but loopback.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from reconciler.commands.explain import explain_employee
+from reconciler.commands.preview import run_preview
 from reconciler.commands.report import print_result
 from reconciler.commands.wiring import build_pass_context
 from reconciler.config import load_settings
@@ -52,6 +54,7 @@ DEMO_CUSTOM_FIELDS = json.dumps(
         {"name": "Contract end date", "from": CONTRACT_END},
     ]
 )
+PREVIEW_CONDITION = {"field": "work.department", "op": "equals", "value": "Engineering"}
 SANDBOX_CREDENTIALS = {
     "RECONCILER_HIBOB__SERVICE_USER_ID": "sandbox-user",
     "RECONCILER_HIBOB__SERVICE_USER_TOKEN": "sandbox-token",
@@ -103,6 +106,7 @@ def run_demo(size: int = 300, out: TextIO | None = None, keep: str | Path | None
         say.explain_mapping(
             next(h for h in say.linked_employees() if hibob.records[h].get(CONTRACT_END))
         )
+        say.preview_scope_change()
         if keep is not None:
             _keep(services, hibob_server.url, learning_server.url, Path(folder), say)
     return 0 if final.plan.is_empty else 1
@@ -289,6 +293,31 @@ class _Narrator:
             shown = (shown or line.startswith("desired:")) and not line.startswith("  groups")
             if shown and (line.startswith("desired:") or "←" in line):
                 print(line, file=self.out)
+
+    def preview_scope_change(self) -> None:
+        """`reconciler preview` of a scope narrowed to one department: who would be cut off,
+        and the breaker holding them. Nothing is written."""
+        settings = self.services.settings
+        scope = {"groups": [{"conditions": [PREVIEW_CONDITION]}]}
+        candidate = settings.model_copy(
+            update={"scope": type(settings.scope).model_validate(scope)}
+        )
+        self.title(
+            "11. Preview of a scope change (reconciler preview --config candidate.toml): "
+            'scope narrowed to work.department = "Engineering"; nothing is written'
+        )
+        buffer = io.StringIO()
+        code = run_preview(self.services, candidate, buffer, as_json=False)
+        lines = buffer.getvalue().splitlines()
+        shown = lines[: SHOWN_LINES + 1]
+        verdict = [line for line in lines[SHOWN_LINES + 1 :] if line.startswith("limits:")]
+        for line in shown:
+            print(line, file=self.out)
+        if len(lines) > len(shown) + len(verdict):
+            print(f"  ... and {len(lines) - len(shown) - len(verdict)} more lines", file=self.out)
+        for line in verdict:
+            print(line, file=self.out)
+        print(f"  (exit {code}: a script can gate the change on it)", file=self.out)
 
     def linked_employees(self) -> list[str]:
         snapshot = self.services.store.load_snapshot()
