@@ -226,3 +226,25 @@ def test_shadow_report_prints_lag_and_misses_and_json(world, tmp_path, capsys, m
     assert main(["explain", seeded["fields"]], build=builder(world)) == 0
     out = capsys.readouterr().out
     assert "shadow: open disagreements" in out and "Juggler" in out
+
+
+def test_a_custom_field_the_incumbent_left_behind_is_a_fields_disagreement(tmp_path):
+    from tests.test_custom_fields import RULES, custom_world
+
+    world = custom_world(tmp_path / "incumbent", *RULES)
+    assert world.sync("full").outcome == "ok"
+    stale = world.active_employees()[3]
+    cost = world.ids["cost"]
+    world.learning.set_custom_value(world.user_of(stale)["_id"], cost, "CC-40")
+    world.hibob.update_employee(stale, **{RULES[0]["from"]: "CC 12"})
+    shadow = Shadow(world, tmp_path / "shadow")
+    before = len(world.learning_writes())
+    assert shadow.sync().outcome == "ok"
+    assert len(world.learning_writes()) == before
+    assert shadow.open() == {stale: {"fields"}}  # the others hold what the incumbent wrote
+    [record] = shadow.store.list_disagreements(hibob_id=stale)
+    d = record.disagreement
+    assert (d.subject, d.wanted, d.holds) == (f"customField:{cost}", "CC-12", "CC-40")
+    shadow.build("apply")
+    assert shadow.sync().outcome == "ok"
+    assert world.learning.custom_values_of(world.user_of(stale)["_id"])[cost] == "CC-12"

@@ -50,7 +50,12 @@ from reconciler.passes.apply import ApplyReport, PassHooks, ProgressCallback, ap
 from reconciler.passes.context import PassContext, apply_settings, limits
 from reconciler.passes.custom_fields import load_custom_fields, read_held_values
 from reconciler.passes.recovery import confirm_unconfirmed_writes, link_unconfirmed_creates
-from reconciler.passes.shadow import finish_cutover, is_cutover_pending, record_shadow_pass
+from reconciler.passes.shadow import (
+    finish_cutover,
+    is_cutover_pending,
+    read_adopted_values,
+    record_shadow_pass,
+)
 
 log = logging.getLogger("reconciler.passes.reconcile")
 NO_CUSTOM_FIELDS = ResolvedCustomFields()
@@ -571,6 +576,7 @@ def _read_learning(
             for uid in sorted(managed - set(data.actual_links))
         }
         data = replace(data, actual_links={**data.actual_links, **links})
+        data = read_adopted_values(learning, data, custom, candidates)
     return replace(data, candidate_roles=roles)
 
 

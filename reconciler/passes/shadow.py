@@ -6,13 +6,16 @@ applied. Writes nothing to 360Learning. Called by `passes.reconcile`; the report
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from reconciler.clients.learning import LearningClient
 from reconciler.config import Settings
+from reconciler.core.custom_fields import ResolvedCustomFields, custom_key, held_values
 from reconciler.core.inputs import PlanInput
-from reconciler.core.models import Plan
+from reconciler.core.models import LearningUser, Plan
 from reconciler.core.shadow import Disagreement, compute_disagreements, compute_shadow_report
 from reconciler.passes.context import PassContext
 from reconciler.store.database import Store
@@ -28,6 +31,36 @@ def record_shadow_pass(
     services.store.record_disagreements(pass_id, found, now)
     services.store.save_service_state({CUTOVER_KEY: "pending"})
     return found
+
+
+def read_adopted_values(
+    learning: LearningClient,
+    data: PlanInput,
+    custom: ResolvedCustomFields,
+    candidates: Mapping[str, LearningUser],
+) -> PlanInput:
+    """A migration: the managed custom-field values the accounts to adopt hold (the incumbent
+    may have written them), so the plan compares them instead of assuming them empty."""
+    if not custom.rules or data.actual is None:
+        return data
+    keys = {custom_key(d) for d in custom.definitions}
+    wanted = sorted(
+        {
+            user.learning_user_id
+            for hibob_id, user in candidates.items()
+            if not user.is_deleted
+            and data.desired[hibob_id].verdict == "active"
+            and keys & set(data.desired[hibob_id].attributes)
+        }
+    )
+    actual = dict(data.actual)
+    for user_id in wanted:
+        values = held_values(learning.list_custom_values(user_id))
+        user = actual[user_id]
+        actual[user_id] = replace(
+            user, attributes={**user.attributes, **{k: values.get(k) for k in keys}}
+        )
+    return replace(data, actual=actual)
 
 
 def is_cutover_pending(store: Store) -> bool:
