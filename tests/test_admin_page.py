@@ -390,6 +390,24 @@ def test_the_shadow_report_has_its_place(signed_in: Admin) -> None:
     assert "Shadow mode is off" in signed_in.client.get("/shadow").text
 
 
+def test_the_shadow_report_shows_what_the_incumbent_missed(tmp_path: Path) -> None:
+    admin = Admin(tmp_path, RECONCILER_SYNC__MODE="shadow")  # its first pass: a shadow pass
+    try:
+        world = admin.world
+        hibob_id = world.active_employees()[2]
+        assert world.user_of(hibob_id) is None  # nothing written: everyone is missing
+        assert admin.sign_in().status_code == 303
+
+        page = admin.client.get("/shadow").text
+        assert "not available yet" not in page
+        assert hibob_id in page and "missing" in page and "Pending" in page
+        world.now += dt.timedelta(hours=2)  # past sync.shadow_lag_minutes: a miss
+        later = admin.client.get("/shadow").text
+        assert "Misses" in later and hibob_id in later
+    finally:
+        admin.close()
+
+
 def test_no_page_ever_shows_a_secret(signed_in: Admin) -> None:
     world = signed_in.world
     terminate(world, 1)

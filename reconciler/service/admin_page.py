@@ -1,6 +1,6 @@
 """The admin page's pages, for HR and IT admins: status, find and explain an employee, held
 deactivations, quarantine, full resync, an action's outcome, history and its downloads, and the
-shadow report's place.
+shadow report.
 
 `lifecycle` serves `build_admin_page` on `admin.listen`. Actions go through `AdminPage.ask`
 (request rows, as the CLI's); reading goes through `admin_views` and the CLI's own status and
@@ -19,6 +19,7 @@ from typing import Any
 from reconciler.config import Settings
 from reconciler.errors import ConfigError
 from reconciler.passes.progress import describe_progress
+from reconciler.passes.shadow import shadow_report
 from reconciler.service import admin_views as views
 from reconciler.service.admin_app import AdminPage, Handler, Routes
 from reconciler.service.admin_auth import Session
@@ -29,6 +30,13 @@ from reconciler.store.database import Store, utc_text
 log = logging.getLogger("reconciler.service.admin_page")
 
 SHOWN_JOURNAL = 50
+SHOWN_SHADOW_ROWS = 200
+SHADOW_SECTIONS = (
+    ("misses", "Misses: still open past the lag"),
+    ("pending", "Pending: open, within the lag"),
+    ("lag", "Lag: closed by the other connector within the lag"),
+    ("late", "Late: closed by the other connector after the lag"),
+)
 ROUTES: Routes = []
 
 
@@ -277,4 +285,12 @@ def history_download(
 
 @route("GET", r"/shadow")
 def shadow_page(page: AdminPage, request: Request, session: Session, _: re.Match[str]) -> Response:
-    return page.render("shadow.html", request, session)
+    report = shadow_report(page.store, page.settings, page.clock())
+    sections = [
+        (name, title, report[name][:SHOWN_SHADOW_ROWS], len(report[name]))
+        for name, title in SHADOW_SECTIONS
+    ]
+    for _, _, rows, _ in sections:
+        for row in rows:
+            row["name"] = views.display_name(page.store, row["employee_id"])
+    return page.render("shadow.html", request, session, report=report, sections=sections)
