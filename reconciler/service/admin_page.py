@@ -290,7 +290,7 @@ def shadow_page(page: AdminPage, request: Request, session: Session, _: re.Match
         (name, title, report[name][:SHOWN_SHADOW_ROWS], len(report[name]))
         for name, title in SHADOW_SECTIONS
     ]
-    for _, _, rows, _ in sections:
-        for row in rows:
+    for section in sections:
+        for row in section[2]:
             row["name"] = views.display_name(page.store, row["employee_id"])
     return page.render("shadow.html", request, session, report=report, sections=sections)
