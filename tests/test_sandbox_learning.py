@@ -884,3 +884,22 @@ def test_served_simulator_answers_over_loopback(sim: LearningSimulator) -> None:
             "jane@acme.test",
         ]
         assert client.delete(f"/api/v2/users/{created.json()['_id']}").status_code == 204
+
+
+def test_group_roles_list_every_membership_sorted_per_user_in_pages_of_1000(
+    sim: LearningSimulator, api: httpx.Client
+) -> None:
+    users = [sim.seed_user(f"member{n}@acme.test") for n in range(2100)]
+    sim.add_role(users[5], sim.root_group_id, "admin")
+    seen, url, pages = [], f"/api/v2/groups/{sim.root_group_id}/roles", 0
+    while url:
+        response = api.get(url)
+        assert len(response.json()) <= 1000
+        seen += response.json()
+        url = response.links.get("next", {}).get("url")
+        pages += 1
+    assert pages == 3 and len(seen) == 2102  # 2,100 learners, one admin role, the owner
+    assert {"userId": sim.owner_id, "role": "owner"} in seen
+    assert {"userId": users[5], "role": "admin"} in seen
+    assert [row["userId"] for row in seen] == sorted(row["userId"] for row in seen)
+    assert set(seen[0]) == {"userId", "role"}

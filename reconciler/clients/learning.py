@@ -110,6 +110,7 @@ class LearningClient:
         self._token_lock = threading.Lock()
         self._token: str | None = None
         self._token_expires_at = 0.0
+        self._platform_group_id: str | None = None
 
     @property
     def stats(self) -> ApiStats:
@@ -207,6 +208,28 @@ class LearningClient:
             GroupRole(group_id=item["groupId"], role=item["role"])
             for item in self._paginate(path, "users:read")
         ]
+
+    def list_group_roles(self, group_id: str) -> list[tuple[str, str]]:
+        """Every membership of one group as (user id, role), 1,000 per page."""
+        path = f"/api/v2/groups/{_segment(group_id)}/roles"
+        return [
+            (str(item["userId"]), str(item["role"])) for item in self._paginate(path, "groups:read")
+        ]
+
+    def find_platform_group_id(self) -> str:
+        """The platform group (the root, which has no parentId), walking up from the default
+        group; cached for the client's life."""
+        if self._platform_group_id is None:
+            group_id, seen = self._settings.default_group_id, set()
+            while group_id not in seen:
+                seen.add(group_id)
+                group = self.get_group(group_id)
+                parent = (group or {}).get("parentId")
+                if not parent:
+                    break
+                group_id = str(parent)
+            self._platform_group_id = group_id
+        return self._platform_group_id
 
     def add_group_role(self, group_id: str, role: str, learning_user_id: str) -> None:
         self._call("POST", _role_path(group_id, role, learning_user_id), "groups:write")

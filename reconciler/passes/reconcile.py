@@ -31,7 +31,14 @@ from reconciler.core.drift import (
     rule_fields,
     without_fields,
 )
-from reconciler.core.models import Employee, LearningUser, Plan, Problem, SnapshotEntry
+from reconciler.core.models import (
+    Employee,
+    GroupRole,
+    LearningUser,
+    Plan,
+    Problem,
+    SnapshotEntry,
+)
 from reconciler.core.plan import (
     Absence,
     ActualLinks,
@@ -61,6 +68,8 @@ log = logging.getLogger("reconciler.passes.reconcile")
 NO_CUSTOM_FIELDS = ResolvedCustomFields()
 BREAKER_WINDOW = timedelta(hours=1)
 DECISION_SETTINGS_KEY = "decision_settings"  # service_state: those of the last successful pass
+ROLES_READ_ONE_BY_ONE = 20
+"""Up to this many adoption candidates, one roles read each; above, group memberships."""
 FIELD_FILL_KEY = "field_fill"  # service_state: share of employees with each rule field filled
 WITHHELD_KEY = "withheld_fields"  # service_state: the fields the last full read withheld
 
@@ -561,10 +570,7 @@ def _read_learning(
         data = replace(data, users_by_mail=dict(by_mail))
     data = read_held_values(learning, data, custom)  # full and targeted: custom-field drift
     candidates = compute_adoption_candidates(data)
-    roles = {
-        u.learning_user_id: frozenset(learning.list_user_roles(u.learning_user_id))
-        for u in {c.learning_user_id: c for c in candidates.values()}.values()
-    }
+    roles = _candidate_roles(services, data, candidates)
     if data.is_migration:  # whether the incumbent linked each adopted account's manager
         managed = {
             c.learning_user_id
@@ -578,6 +584,40 @@ def _read_learning(
         data = replace(data, actual_links={**data.actual_links, **links})
         data = read_adopted_values(learning, data, custom, candidates)
     return replace(data, candidate_roles=roles)
+
+
+def _candidate_roles(
+    services: PassContext, data: PlanInput, candidates: Mapping[str, LearningUser]
+) -> dict[str, frozenset[GroupRole]]:
+    """The roles of each adoption candidate: whether it is the owner (never adopted) and what
+    an adopted admin keeps. A few candidates are read one by one; many (the migration case)
+    from the memberships of the platform group, where the owner and the admins are, and of
+    the groups the rules would put them in, so only the platform group's admins (anyone with
+    a role there other than learner) still cost a roles read each (product §4)."""
+    learning = services.learning
+    users = sorted({c.learning_user_id for c in candidates.values()})
+    if len(users) <= ROLES_READ_ONE_BY_ONE:
+        return {u: frozenset(learning.list_user_roles(u)) for u in users}
+    try:
+        platform = learning.find_platform_group_id()
+        groups = {platform} | {
+            g.group_id for h in candidates for g in (data.desired[h].groups or ())
+        }
+        found: dict[str, set[GroupRole]] = {u: set() for u in users}
+        for group_id in sorted(groups):
+            for user_id, role in learning.list_group_roles(group_id):
+                if user_id in found:
+                    found[user_id].add(GroupRole(group_id, role))
+    except ApiAuthFailed as exc:
+        if exc.status != 403:
+            raise
+        log.warning("no groups:read scope: one roles read per adoption candidate")
+        return {u: frozenset(learning.list_user_roles(u)) for u in users}
+    for user_id, roles in found.items():
+        here = {r.role for r in roles if r.group_id == platform}
+        if here - {"learner"} and "owner" not in here:  # an admin keeps every role: read all
+            found[user_id] = set(learning.list_user_roles(user_id))
+    return {u: frozenset(r) for u, r in found.items()}
 
 
 def _linked_users(data: PlanInput) -> list[str]:

@@ -1,0 +1,89 @@
+"""Issue 20: what a pass costs, as call counts and rows read (never as timings).
+
+Adoption finds the owner and the admins from the platform group's memberships; targeted
+passes read their employee's rows only; hint writes go ahead of bulk writes in the pacer.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reconciler.core.models import GroupRole
+from tests.support import World
+
+USER_ROLES = re.compile(r"^/api/v2/users/[^/]+/roles$")
+
+
+def user_roles_reads(world: World) -> int:
+    return sum(1 for m, path, _ in world.learning.requests if m == "GET" and USER_ROLES.match(path))
+
+
+def existing_platform(world: World) -> list[str]:
+    """The migration case: every employee already has a 360Learning account (not linked)."""
+    people = world.active_employees()
+    for hibob_id in people:
+        world.learning.seed_user(world.hibob.records[hibob_id]["root.email"].strip().lower())
+    return people
+
+
+def test_adoption_reads_roles_only_for_the_platform_groups_admins(tmp_path) -> None:
+    world = World(tmp_path, size=150, RECONCILER_LEARNING__EXTERNAL_ID_PLATFORM="")
+    world.learning.roles_page_size = 40  # the platform group's memberships take pages
+    people = existing_platform(world)
+    admin_id, other_id = people[3], people[4]
+    root = world.learning.root_group_id
+    admin = world.learning.users_by_mail()[
+        world.hibob.records[admin_id]["root.email"].strip().lower()
+    ]["_id"]
+    world.learning.add_role(admin, root, "admin")
+    world.learning.add_role(admin, world.learning.sales_group_id, "coach")
+    owner_mail = world.learning.user(world.learning.owner_id)["mail"]
+    namesake = world.hibob.add_employee(**{"root.surname": "Namesake", "root.email": owner_mail})
+    before_owner = world.learning.user(world.learning.owner_id)
+
+    result = world.sync()
+
+    assert result.outcome == "ok", result.error
+    assert user_roles_reads(world) <= 1  # the admin alone, not one per adoption candidate
+    adopted = [a for a in result.plan.actions if a.kind == "adopt"]
+    assert len(adopted) >= len(people) - 1
+    assert any(p.hibob_id == namesake and "owner" in p.reason for p in result.plan.problems)
+    assert world.learning.user(world.learning.owner_id) == before_owner
+    assert world.store.get_entry(admin_id).learning_user_id == admin
+    assert world.store.get_entry(other_id).learning_user_id is not None
+    # The adopted admin keeps every role the reconciler did not create.
+    kept = world.store.get_entry(admin_id).state.kept_groups
+    assert GroupRole(root, "admin") in kept
+    assert GroupRole(world.learning.sales_group_id, "coach") in kept
+    world.hibob.update_employee(admin_id, **{"work.department": "A Brand New Department"})
+    world.sync()
+    world.sync("full")
+    assert (root, "admin") in world.learning.roles_of(admin)
+    assert (world.learning.sales_group_id, "coach") in world.learning.roles_of(admin)
+
+
+def test_after_an_adoption_the_unchanged_pass_makes_no_360learning_call(tmp_path) -> None:
+    world = World(tmp_path, size=80, RECONCILER_LEARNING__EXTERNAL_ID_PLATFORM="")
+    existing_platform(world)
+    assert world.sync().outcome == "ok"
+    calls = len(world.learning.requests)
+
+    again = world.sync()
+
+    assert again.outcome == "ok" and again.plan.actions == ()
+    assert len(world.learning.requests) == calls
+
+
+def test_a_few_candidates_are_still_read_one_by_one(tmp_path) -> None:
+    """A hint or a handful of new people: a roles read each is cheaper than paging groups."""
+    world = World(tmp_path, size=60)
+    assert world.sync().outcome == "ok"
+    hibob_id = world.hibob.add_employee(**{"root.email": "existing@acme.example"})
+    world.learning.seed_user("existing@acme.example")
+    world.learning.requests.clear()
+
+    world.sync()
+
+    assert world.store.get_entry(hibob_id).learning_user_id is not None
+    assert user_roles_reads(world) == 1
+    assert not any("/groups/" in path for _, path, _ in world.learning.requests)
