@@ -87,3 +87,21 @@ def test_a_few_candidates_are_still_read_one_by_one(tmp_path) -> None:
     assert world.store.get_entry(hibob_id).learning_user_id is not None
     assert user_roles_reads(world) == 1
     assert not any("/groups/" in path for _, path, _ in world.learning.requests)
+
+
+def test_many_lookups_list_every_user_once_instead_of_50_mails_a_call(
+    tmp_path, monkeypatch
+) -> None:
+    from reconciler.passes import reconcile
+
+    monkeypatch.setattr(reconcile, "LIST_EVERYONE_ABOVE", 10)
+    world = World(tmp_path, size=150, RECONCILER_LEARNING__EXTERNAL_ID_PLATFORM="")
+    people = existing_platform(world)
+    world.learning.page_size = 1000
+
+    result = world.sync()
+
+    listings = [p for m, p, _ in world.learning.requests if m == "GET" and p == "/api/v2/users"]
+    assert result.outcome == "ok"
+    assert len(listings) == 2  # everyone, then the deleted ones
+    assert sum(1 for a in result.plan.actions if a.kind == "adopt") >= len(people) - 1

@@ -70,6 +70,8 @@ BREAKER_WINDOW = timedelta(hours=1)
 DECISION_SETTINGS_KEY = "decision_settings"  # service_state: those of the last successful pass
 ROLES_READ_ONE_BY_ONE = 20
 """Up to this many adoption candidates, one roles read each; above, group memberships."""
+LIST_EVERYONE_ABOVE = 1000
+"""More unlinked emails to look up than this: list every 360Learning user instead."""
 FIELD_FILL_KEY = "field_fill"  # service_state: share of employees with each rule field filled
 WITHHELD_KEY = "withheld_fields"  # service_state: the fields the last full read withheld
 
@@ -564,8 +566,12 @@ def _read_learning(
         by_mail: defaultdict[str, list[LearningUser]] = defaultdict(list)
         forms = sorted({*mails, *(as_given.get(m, m) for m in mails)})
         if forms:
-            for user in learning.list_users_with_deleted(mails=forms):
-                if user.mail:
+            # Many lookups (a first sync, a migration): one listing of everyone costs fewer
+            # calls than 50 mails per filtered call; users are matched locally either way.
+            every = len(forms) > LIST_EVERYONE_ABOVE
+            wanted = set(mails)
+            for user in learning.list_users_with_deleted(mails=None if every else forms):
+                if user.mail and (not every or user.mail in wanted):
                     by_mail[user.mail].append(user)
         data = replace(data, users_by_mail=dict(by_mail))
     data = read_held_values(learning, data, custom)  # full and targeted: custom-field drift
