@@ -105,3 +105,82 @@ def test_many_lookups_list_every_user_once_instead_of_50_mails_a_call(
     assert result.outcome == "ok"
     assert len(listings) == 2  # everyone, then the deleted ones
     assert sum(1 for a in result.plan.actions if a.kind == "adopt") >= len(people) - 1
+
+
+class _NoWholeSnapshot:
+    """Fails the test when a pass loads the whole snapshot or every known email."""
+
+    def __init__(self, monkeypatch, world: World) -> None:
+        store = world.store
+        self.entries_read = 0
+        original = store.load_entries
+        known = store.load_known_emails
+
+        def whole_snapshot():
+            raise AssertionError("a targeted pass loaded the whole snapshot")
+
+        def some_entries(*args, **kwargs):
+            found = original(*args, **kwargs)
+            self.entries_read += len(found)
+            return found
+
+        def some_emails(hibob_ids=None, *, emails=None):
+            assert hibob_ids is not None or emails is not None, "every known email loaded"
+            return known(hibob_ids, emails=emails)
+
+        monkeypatch.setattr(store, "load_snapshot", whole_snapshot)
+        monkeypatch.setattr(store, "load_entries", some_entries)
+        monkeypatch.setattr(store, "load_known_emails", some_emails)
+
+
+def test_a_targeted_pass_reads_its_employees_rows_not_the_whole_snapshot(
+    tmp_path, monkeypatch
+) -> None:
+    world = World(tmp_path, size=120)
+    assert world.sync().outcome == "ok"
+    people = world.active_employees()
+    changed, leaver = people[10], people[11]
+    world.hibob.update_employee(changed, **{"work.title": "Changed by a hint"})
+    world.hibob.terminate(leaver, on=world.now.date())
+    newcomer = world.hibob.add_employee(**{"root.email": "newcomer@acme.example"})
+    spy = _NoWholeSnapshot(monkeypatch, world)
+
+    for hibob_id in (changed, leaver, newcomer):
+        result = world.sync("targeted", employee=hibob_id)
+        assert result.outcome == "ok", (result.error, result.plan)
+        assert [a.hibob_id for a in result.plan.actions] == [hibob_id]
+
+    assert world.user_of(changed)["job"] == "Changed by a hint"
+    assert world.user_of(leaver)["status"] == "deleted"
+    assert world.user_of(newcomer) is not None
+    assert spy.entries_read < 30  # three employees' rows (and their managers'), not 120
+
+
+def test_a_targeted_deactivation_meets_the_breaker_counted_over_everyone(
+    tmp_path, monkeypatch
+) -> None:
+    world = World(
+        tmp_path,
+        size=120,
+        RECONCILER_SYNC__MAX_DEACTIVATIONS="1000",
+        RECONCILER_SYNC__MAX_DEACTIVATION_RATIO="0.03",
+    )
+    assert world.sync().outcome == "ok"
+    managed = world.store.count_managed_both()
+    snapshot = world.store.load_snapshot()
+    assert managed[0] == sum(1 for e in snapshot.values() if e.is_linked and e.is_active)
+    assert managed[1] == sum(
+        len(e.state.groups - e.state.kept_groups)
+        for e in snapshot.values()
+        if e.is_linked and e.is_active and e.state is not None
+    )
+    leavers = world.active_employees()[:5]
+    for hibob_id in leavers:
+        world.hibob.terminate(hibob_id, on=world.now.date())
+    _NoWholeSnapshot(monkeypatch, world)
+
+    outcomes = [world.sync("targeted", employee=h) for h in leavers]
+
+    # Up to 3 % of ~100 managed users go (the 4th is held); the few rows read would hold all.
+    assert outcomes[0].outcome == "ok" and outcomes[0].counts.get("deactivate") == 1
+    assert outcomes[-1].outcome == "held"

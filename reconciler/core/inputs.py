@@ -65,3 +65,6 @@ class PlanInput:
     # deactivated; an account the external-id mapping names is the employee's even under
     # another mail; an adopted account's managers (`actual_links`) are compared, not assumed.
     is_migration: bool = False
+    # (managed active users, managed memberships): the breaker's denominators, counted by the
+    # store when `snapshot` holds only the rows a targeted pass read (None: count `snapshot`).
+    managed_counts: tuple[int, int] | None = None

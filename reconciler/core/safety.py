@@ -174,7 +174,11 @@ def _as_held(action: Action) -> Hold:
 
 
 def _breaker_reason(count: int, data: PlanInput, limits: Limits) -> str | None:
-    managed = sum(1 for e in data.snapshot.values() if e.is_linked and e.is_active)
+    managed = (
+        data.managed_counts[0]
+        if data.managed_counts is not None
+        else sum(1 for e in data.snapshot.values() if e.is_linked and e.is_active)
+    )
     total = count + data.recent_deactivations
     window = (
         f" (with {data.recent_deactivations} in the last hour)" if data.recent_deactivations else ""
@@ -199,10 +203,14 @@ def _breaker_reason(count: int, data: PlanInput, limits: Limits) -> str | None:
 
 
 def _removals_reason(count: int, data: PlanInput, limits: Limits) -> str | None:
-    managed = sum(
-        len(e.state.groups - e.state.kept_groups)
-        for e in data.snapshot.values()
-        if e.is_linked and e.is_active and e.state is not None
+    managed = (
+        data.managed_counts[1]
+        if data.managed_counts is not None
+        else sum(
+            len(e.state.groups - e.state.kept_groups)
+            for e in data.snapshot.values()
+            if e.is_linked and e.is_active and e.state is not None
+        )
     )
     if count and count > limits.max_membership_removals:
         return (

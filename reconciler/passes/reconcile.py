@@ -38,6 +38,7 @@ from reconciler.core.models import (
     Plan,
     Problem,
     SnapshotEntry,
+    Update,
 )
 from reconciler.core.plan import (
     Absence,
@@ -283,9 +284,13 @@ def read_and_plan(
     """
     progress = progress or _no_progress
     progress("read", 0, None)
-    snapshot = services.store.load_snapshot()
+    is_targeted = kind == PassKind.TARGETED
+    # A targeted pass reads its employee's rows only: its cost does not grow with the company.
+    snapshot = {} if is_targeted else services.store.load_snapshot()
     fields = required_fields(services.settings)
     employees, problems = read_employees(services, kind, fields, snapshot, options)
+    if is_targeted:
+        snapshot = _targeted_rows(services, employees, problems)
     previously_cut = None
     if kind != PassKind.TARGETED and (previous := _previous_settings(services)) is not None:
         # The first pass under changed settings: whom would the previous ones cut off?
@@ -399,7 +404,9 @@ def plan_from_read(
     )
     problems += [Problem("", None, text) for text in custom.problems]
     desired = _compute_desired(services, employees, now, custom)
-    if kind != PassKind.TARGETED:
+    if kind == PassKind.TARGETED:
+        snapshot = _with_managers(services, snapshot, desired)
+    else:
         problems += [
             Problem("", None, text) for text in compute_vanished_labels(settings, desired, snapshot)
         ]
@@ -416,7 +423,10 @@ def plan_from_read(
         now=now,
         is_full_read=is_full_read,
         known_emails=(
-            {**store.load_known_emails(), **_unseen_twins(services, desired, snapshot)}
+            {
+                **store.load_known_emails(emails={d.email for d in desired.values() if d.email}),
+                **_unseen_twins(services, desired, snapshot),
+            }
             if not is_full_read
             else {}
         ),
@@ -574,6 +584,8 @@ def _read_learning(
                 if user.mail and (not every or user.mail in wanted):
                     by_mail[user.mail].append(user)
         data = replace(data, users_by_mail=dict(by_mail))
+    if kind == PassKind.TARGETED:  # who holds the accounts this employee might adopt
+        data = replace(data, snapshot=_with_account_holders(services, data))
     data = read_held_values(learning, data, custom)  # full and targeted: custom-field drift
     candidates = compute_adoption_candidates(data)
     roles = _candidate_roles(services, data, candidates)
@@ -626,6 +638,47 @@ def _candidate_roles(
     return {u: frozenset(r) for u, r in found.items()}
 
 
+def _targeted_rows(
+    services: PassContext, employees: list[Employee], problems: list[Problem]
+) -> dict[str, SnapshotEntry]:
+    """The snapshot rows a targeted pass decides from: its employee's, whoever else holds
+    that email, the employees it manages, and its applied manager's."""
+    ids = {e.hibob_id for e in employees} | {p.hibob_id for p in problems if p.hibob_id}
+    rows = services.store.load_entries(
+        ids, emails={e.email for e in employees if e.email}, managed_by=ids
+    )
+    managers = {
+        e.state.manager for h, e in rows.items() if h in ids and e.state and e.state.manager
+    }
+    return {**services.store.load_entries(managers - set(rows)), **rows}
+
+
+def _with_managers(
+    services: PassContext,
+    snapshot: dict[str, SnapshotEntry],
+    desired: Mapping[str, Desired],
+) -> dict[str, SnapshotEntry]:
+    """Add the rows of the managers Hibob names for the targeted employee."""
+    wanted = {d.manager_hibob_id for d in desired.values() if d.manager_hibob_id} - set(snapshot)
+    return {**snapshot, **services.store.load_entries(wanted)} if wanted else snapshot
+
+
+def _with_account_holders(services: PassContext, data: PlanInput) -> dict[str, SnapshotEntry]:
+    """Add the rows of the employees linked to the 360Learning users a targeted pass read."""
+    ids = {u.learning_user_id for users in data.users_by_mail.values() for u in users}
+    ids |= set(data.actual or {})
+    known = {e.learning_user_id for e in data.snapshot.values()}
+    extra = services.store.load_entries(learning_user_ids=ids - known) if ids - known else {}
+    return {**extra, **data.snapshot}
+
+
+def _meets_a_breaker(plan: Plan) -> bool:
+    """Whether the plan holds or lets through a cut-off or a membership removal."""
+    return bool(plan.held) or any(
+        is_cut(a) or (isinstance(a, Update) and a.remove_groups) for a in plan.actions
+    )
+
+
 def _linked_users(data: PlanInput) -> list[str]:
     """The 360Learning accounts of the employees a targeted pass read, when all are linked."""
     entries = [data.snapshot.get(h) for h in data.desired]
@@ -666,6 +719,10 @@ def _plan_with_confirmed_absences(
     """Plan; confirm each absence the safety limits would let through by a read by id."""
     settings = services.settings
     plan = compute_plan(data, limits(settings))
+    if not data.is_full_read and _meets_a_breaker(plan):
+        # A targeted pass holds some rows only: the breaker counts everyone, in one query.
+        data = replace(data, managed_counts=services.store.count_managed_both())
+        plan = compute_plan(data, limits(settings))
     checks = compute_absence_checks(plan, data)
     if not checks:
         return plan, data
@@ -740,7 +797,7 @@ def _read_one(
         return [found], []
     if hibob_id is None:
         raise ReconcilerError(note or f"{identifier}: unknown employee")
-    entry = snapshot.get(hibob_id)
+    entry = snapshot.get(hibob_id) or services.store.get_entry(hibob_id)
     if entry is None:
         raise ReconcilerError(f"employee {hibob_id} is neither in Hibob nor known here")
     return [], [

@@ -163,6 +163,12 @@ MIGRATIONS = [
         WHERE closed_at IS NULL;
     CREATE INDEX shadow_hibob_id ON shadow_disagreements (hibob_id);
     """,
+    # A targeted pass reads its employee's rows only: who shares the email, whose manager
+    # the employee is (issue 20).
+    """
+    CREATE INDEX employees_email ON employees (email);
+    CREATE INDEX employees_manager ON employees (json_extract(state, '$.manager'));
+    """,
 ]
 
 

@@ -4,7 +4,7 @@ and every email seen for an employee."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,48 @@ class SnapshotTables(Database):
                 " last_error FROM employees"
             ).fetchall()
         return {row[0]: _entry(row) for row in rows}
+
+    def load_entries(
+        self,
+        hibob_ids: Iterable[str] = (),
+        *,
+        emails: Iterable[str] = (),
+        learning_user_ids: Iterable[str] = (),
+        managed_by: Iterable[str] = (),
+    ) -> dict[str, SnapshotEntry]:
+        """The rows of these employees, of whoever holds these emails or accounts, and of
+        the employees whose applied manager is one of `managed_by` (indexed lookups: what a
+        targeted pass reads instead of the whole snapshot)."""
+        wheres = (
+            ("hibob_id", sorted(set(hibob_ids))),
+            ("email", sorted(set(emails))),
+            ("learning_user_id", sorted(set(learning_user_ids))),
+            ("json_extract(state, '$.manager')", sorted(set(managed_by))),
+        )
+        found: dict[str, SnapshotEntry] = {}
+        with self._lock:
+            for column, values in wheres:
+                for start in range(0, len(values), 500):
+                    chunk = values[start : start + 500]
+                    rows = self.db.conn.execute(
+                        f"SELECT {_COLUMNS} FROM employees WHERE {column} IN"
+                        f" ({', '.join('?' * len(chunk))})",
+                        chunk,
+                    ).fetchall()
+                    found.update((row[0], _entry(row)) for row in rows)
+        return found
+
+    def count_managed_both(self) -> tuple[int, int]:
+        """(linked employees whose applied state is active, the group memberships they hold
+        that the reconciler manages), the breaker's denominators, in one query."""
+        with self._lock:
+            users, memberships = self.db.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM json_each(state, '$.groups')"
+                " g WHERE g.value NOT IN (SELECT k.value FROM json_each(state, '$.kept_groups')"
+                " k))), 0) FROM employees WHERE learning_user_id IS NOT NULL"
+                " AND json_extract(state, '$.is_active')"
+            ).fetchone()
+        return int(users), int(memberships)
 
     def get_entry(self, hibob_id: str) -> SnapshotEntry | None:
         with self._lock:
@@ -97,7 +139,7 @@ class SnapshotTables(Database):
         self, current: Mapping[str, str], at: datetime, *, is_complete: bool
     ) -> None:
         """Record each employee's email as read; `is_complete`: everyone was read."""
-        known = self.load_known_emails()
+        known = self.load_known_emails(None if is_complete else list(current))
         changed = [(h, e) for h, e in current.items() if known.get(h) != e]
         with self.transaction() as conn:
             conn.executemany(
@@ -116,13 +158,31 @@ class SnapshotTables(Database):
                     "UPDATE employee_emails SET is_current = 0 WHERE hibob_id = ?", gone
                 )
 
-    def load_known_emails(self) -> dict[str, str]:
-        """hibob id -> the email last read for that employee."""
+    def load_known_emails(
+        self, hibob_ids: Iterable[str] | None = None, *, emails: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        """hibob id -> the email last read for that employee (only these employees, or only
+        those whose email is one of `emails`, when given)."""
+        if hibob_ids is None and emails is None:
+            with self._lock:
+                rows = self.db.conn.execute(
+                    "SELECT hibob_id, email FROM employee_emails WHERE is_current = 1"
+                ).fetchall()
+            return dict(rows)
+        column, values = ("hibob_id", hibob_ids) if hibob_ids is not None else ("email", emails)
+        wanted = sorted(set(values or ()))
+        found: dict[str, str] = {}
         with self._lock:
-            rows = self.db.conn.execute(
-                "SELECT hibob_id, email FROM employee_emails WHERE is_current = 1"
-            ).fetchall()
-        return dict(rows)
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                found.update(
+                    self.db.conn.execute(
+                        "SELECT hibob_id, email FROM employee_emails WHERE is_current = 1"
+                        f" AND {column} IN ({', '.join('?' * len(chunk))})",
+                        chunk,
+                    ).fetchall()
+                )
+        return found
 
     def find_employees_by_email(self, email: str) -> list[str]:
         """Hibob ids that have had `email`, the most recent holder first."""
@@ -159,6 +219,9 @@ class SnapshotTables(Database):
             )
         ]
         return list(dict.fromkeys([r["hibob_id"] for r in by_id] + by_mail + journal))
+
+
+_COLUMNS = "hibob_id, learning_user_id, email, state, failures, quarantined_until, last_error"
 
 
 def _entry(row: tuple[Any, ...]) -> SnapshotEntry:
