@@ -184,3 +184,37 @@ def test_a_targeted_deactivation_meets_the_breaker_counted_over_everyone(
     # Up to 3 % of ~100 managed users go (the 4th is held); the few rows read would hold all.
     assert outcomes[0].outcome == "ok" and outcomes[0].counts.get("deactivate") == 1
     assert outcomes[-1].outcome == "held"
+
+
+def test_hint_writes_go_ahead_of_bulk_writes_waiting_in_the_pacer() -> None:
+    import threading
+    import time
+
+    from reconciler.clients.http import AdaptiveLimiter, priority_lane
+
+    wake = threading.Event()
+    limiter = AdaptiveLimiter(0.5, sleep=lambda seconds: wake.wait(seconds))
+    limiter.acquire()  # the last bulk write sent: the next slot is 2 s away
+    order: list[str] = []
+
+    def bulk(name: str) -> None:
+        limiter.acquire()
+        order.append(name)
+
+    workers = [threading.Thread(target=bulk, args=(f"bulk{n}",)) for n in range(3)]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 10
+    while limiter.waiting() != (0, 3):
+        assert time.monotonic() < deadline, limiter.waiting()
+        time.sleep(0.001)
+
+    with priority_lane():
+        limiter.acquire()  # waits for the slot, then takes it ahead of the three
+    order.append("hint")
+    limiter.rate_per_second = 10_000.0  # let the bulk writes drain
+    wake.set()
+    for worker in workers:
+        worker.join(timeout=10)
+
+    assert order[0] == "hint" and sorted(order[1:]) == ["bulk0", "bulk1", "bulk2"]

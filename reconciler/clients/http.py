@@ -15,8 +15,10 @@ import logging
 import random as random_module
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +132,29 @@ def _install_deadlines(client: httpx.Client) -> None:
             pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]  # noqa: SLF001
 
 
+_PRIORITY: ContextVar[bool] = ContextVar("reconciler_priority_lane", default=False)
+
+
+@contextmanager
+def priority_lane() -> Iterator[None]:
+    """Requests sent inside go ahead of the others waiting in a pacer (a hint's writes
+    overtake a long pass's bulk work); threads started inside must enter it themselves."""
+    token = _PRIORITY.set(True)
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
+
+
+def is_priority_lane() -> bool:
+    return _PRIORITY.get()
+
+
+def enter_lane(priority: bool) -> None:
+    """A worker thread's initializer: send in `priority` lane (see `priority_lane`)."""
+    _PRIORITY.set(priority)
+
+
 def build_http_client(
     base_url: str,
     *,
@@ -232,16 +257,48 @@ class AdaptiveLimiter(RateLimiter):
         self._cut_at: float | None = None
         self._refused_rate = float("inf")
         self._next_slot = clock()
+        self._turn = threading.Condition(self._lock)
+        self._lanes: dict[bool, deque[object]] = {True: deque(), False: deque()}
 
-    def acquire(self) -> None:
-        # Even spacing, no burst credit: a bucket holding one token would let rate + 1
-        # requests into some one-second window, and the vendor counts exactly those windows.
+    def acquire(self, priority: bool | None = None) -> None:
+        """Wait for the next slot. Even spacing, no burst credit: a bucket holding one token
+        would let rate + 1 requests into some one-second window, and the vendor counts
+        exactly those windows. Callers queue in two lanes and the priority lane's (see
+        `priority_lane`) go first: only the head of the queue sleeps until the slot."""
+        lane = is_priority_lane() if priority is None else priority
+        me = object()
+        with self._turn:
+            self._lanes[lane].append(me)
+            try:
+                while True:
+                    if self._head() is not me:
+                        self._turn.wait()
+                        continue
+                    now = self._clock()
+                    if now >= self._next_slot:
+                        self._lanes[lane].popleft()
+                        self._next_slot = now + 1 / self.rate_per_second
+                        return
+                    self._lock.release()
+                    try:
+                        self._sleep(self._next_slot - now)
+                    finally:
+                        self._lock.acquire()
+            finally:
+                if me in self._lanes[lane]:
+                    self._lanes[lane].remove(me)
+                self._turn.notify_all()
+
+    def waiting(self) -> tuple[int, int]:
+        """(priority, bulk) callers waiting for a slot."""
         with self._lock:
-            now = self._clock()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + 1 / self.rate_per_second
-        if slot > now:
-            self._sleep(slot - now)
+            return len(self._lanes[True]), len(self._lanes[False])
+
+    def _head(self) -> object | None:
+        for lane in (True, False):
+            if self._lanes[lane]:
+                return self._lanes[lane][0]
+        return None
 
     def record_success(self) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconciler.clients.http import enter_lane, is_priority_lane
 from reconciler.clients.learning import LearningClient, Membership, add_memberships
 from reconciler.core.custom_fields import split_custom
 from reconciler.core.models import (
@@ -147,7 +148,10 @@ def apply_plan(
     linking = [a for a in actions if _has_links(a)]
     run.total = sum(map(run.weight, plan.actions)) + sum(map(_link_writes, linking))
     run.tick(0)
-    pool = ThreadPoolExecutor(max_workers=settings.max_workers)
+    # The workers send in the caller's pacer lane (a targeted pass's writes go first).
+    pool = ThreadPoolExecutor(
+        max_workers=settings.max_workers, initializer=enter_lane, initargs=(is_priority_lane(),)
+    )
     try:
         run.is_bulk = compute_is_bulk(plan)
         done = [a for a, ok in zip(actions, pool.map(run.apply_action, actions), strict=True) if ok]

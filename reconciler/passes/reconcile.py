@@ -13,9 +13,11 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from reconciler.clients.http import priority_lane
 from reconciler.config import Settings
 from reconciler.core.custom_fields import ResolvedCustomFields, with_custom_values
 from reconciler.core.desired import (
@@ -183,15 +185,17 @@ def run_pass(
         result.outcome = PassOutcome.DRY_RUN
         return _finish(services, result, now, started)
     try:
-        report = apply_plan(
-            plan,
-            client=services.learning,
-            store=store,
-            settings=apply_settings(services.settings),
-            pass_id=pass_id,
-            now=now,
-            hooks=hooks,
-        )
+        # A targeted pass (a hint, an admin's one employee) writes ahead of bulk work.
+        with priority_lane() if kind == PassKind.TARGETED else nullcontext():
+            report = apply_plan(
+                plan,
+                client=services.learning,
+                store=store,
+                settings=apply_settings(services.settings),
+                pass_id=pass_id,
+                now=now,
+                hooks=hooks,
+            )
     except KeyboardInterrupt:  # what was sent is journalled; the next pass does the rest
         store.finish_pass(
             pass_id,
