@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+
 from reconciler.core.models import GroupRole
 from tests.support import World
 
@@ -218,3 +221,120 @@ def test_hint_writes_go_ahead_of_bulk_writes_waiting_in_the_pacer() -> None:
         worker.join(timeout=10)
 
     assert order[0] == "hint" and sorted(order[1:]) == ["bulk0", "bulk1", "bulk2"]
+
+
+# -- skipping unchanged employees never changes a decision (core.fingerprint) ----------------
+SKIP_STEPS = (
+    "title",
+    "email",
+    "terminate_today",
+    "terminate_tomorrow",
+    "rehire",
+    "report_to_leaver",
+    "new_hire",
+    "shared_email",
+    "manager_leaves",
+    "missing_once",
+    "settings",
+    "midnight",
+    "nothing",
+)
+
+
+def _plans_with_and_without_keys(world: World, monkeypatch):
+    import datetime as dt
+
+    from reconciler.passes.reconcile import read_and_plan
+
+    skipping = read_and_plan(world.services, "incremental", now=world.now)
+    with monkeypatch.context() as patched:
+        patched.setattr(world.store, "load_source_keys", lambda: {})
+        computed = read_and_plan(world.services, "incremental", now=world.now)
+    assert isinstance(world.now, dt.datetime)
+    return skipping, computed
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.generate],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    steps=st.lists(
+        st.tuples(st.sampled_from(SKIP_STEPS), st.integers(0, 10_000)), min_size=1, max_size=8
+    ),
+)
+@example(seed=3, steps=[("midnight", 0), ("terminate_tomorrow", 1), ("midnight", 0)])
+@example(seed=4, steps=[("new_hire", 3), ("nothing", 0), ("midnight", 0), ("midnight", 0)])
+@example(
+    seed=6,
+    steps=[("terminate_today", 5), ("report_to_leaver", 9), ("nothing", 0), ("rehire", 0)],
+)
+@example(seed=5, steps=[("settings", 0), ("title", 2), ("settings", 1), ("shared_email", 3)])
+def test_skipping_unchanged_employees_never_changes_the_plan(
+    tmp_path_factory, monkeypatch, seed, steps
+) -> None:
+    import datetime as dt
+
+    world = World(
+        tmp_path_factory.mktemp("skip"),
+        size=40,
+        seed=seed,
+        RECONCILER_MAPPING__ORGANIZATION="work.department",
+        RECONCILER_SYNC__PREHIRE="at_start",
+        RECONCILER_SYNC__PREHIRE_DAYS_BEFORE="2",
+    )
+    world.hibob.search_limit_per_minute = world.hibob.read_limit_per_minute = 10**9
+    assert world.sync().outcome in ("ok", "errors")
+    world.sync()  # plans nothing for most: their keys are stored
+    assert len(world.store.load_source_keys()) > 20
+    left: list[str] = []
+    for number, (step, pick) in enumerate(steps):
+        people = sorted(world.hibob.records)
+        hibob_id = people[pick % len(people)]
+        world.hibob.search_omits = set()
+        if step == "title":
+            world.hibob.update_employee(hibob_id, **{"work.title": f"Role {number}"})
+        elif step == "email":
+            world.hibob.update_employee(hibob_id, **{"root.email": f"e{number}.{hibob_id}@x.io"})
+        elif step == "terminate_today":
+            world.hibob.terminate(hibob_id, on=world.now.date())
+            left.append(hibob_id)
+        elif step == "terminate_tomorrow":
+            world.hibob.terminate(hibob_id, on=world.now.date() + dt.timedelta(days=1))
+        elif step == "rehire":
+            world.hibob.rehire(left.pop() if left else hibob_id)
+        elif step == "report_to_leaver" and left:  # a manager link that must wait
+            world.hibob.update_employee(hibob_id, **{"work.reportsTo": left[-1]})
+        elif step == "new_hire":
+            start = world.now.date() + dt.timedelta(days=pick % 5)
+            world.hibob.add_employee(**{"root.email": f"new{number}@x.io", "work.startDate": start})
+        elif step == "shared_email":  # a newcomer with someone's address: both ambiguous
+            mail = world.hibob.records[hibob_id].get("root.email") or f"s{number}@x.io"
+            world.hibob.add_employee(**{"root.email": mail})
+        elif step == "manager_leaves":
+            bosses = sorted(
+                {r.get("work.reportsTo") for r in world.hibob.records.values()} - {None}
+            )
+            if bosses:
+                left.append(str(bosses[pick % len(bosses)]))
+                world.hibob.terminate(left[-1], on=world.now.date())
+        elif step == "missing_once":
+            world.hibob.search_omits = {hibob_id}
+        elif step == "settings":
+            organization = ("work.siteId", "work.department")[pick % 2]
+            world.settings = world.settings.model_copy(
+                update={
+                    "mapping": world.settings.mapping.model_copy(
+                        update={"organization": organization}
+                    )
+                }
+            )
+            world.services.settings = world.settings
+        elif step == "midnight":  # the date moves on while Hibob's records stay the same
+            world.now = world.now.replace(hour=23, minute=50) + dt.timedelta(minutes=20)
+        skipping, computed = _plans_with_and_without_keys(world, monkeypatch)
+        assert skipping == computed, step
+        world.sync()

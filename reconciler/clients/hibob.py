@@ -8,9 +8,11 @@ It must not decide anything about provisioning.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from operator import attrgetter
 from typing import Any
 from urllib.parse import quote
@@ -123,8 +125,9 @@ class HibobClient:
         records.reverse()
         parsed = []
         while records:
+            record = records.pop()
             try:
-                parsed.append(layout.to_employee(records.pop()))
+                parsed.append(layout.to_employee(record, _fingerprint(record)))
             except ApiRejected as exc:
                 if exc.code != "missingEmployeeId":
                     raise
@@ -238,7 +241,7 @@ class _SearchLayout:
             raise ApiRejected(SERVICE, 200, "unexpectedResponse", "search had no employees list")
         return employees
 
-    def to_employee(self, record: Any) -> Employee:
+    def to_employee(self, record: Any, fingerprint: str = "") -> Employee:
         if self._is_generic:
             if not isinstance(record, dict):
                 raise ApiRejected(
@@ -247,7 +250,7 @@ class _SearchLayout:
                     "unexpectedResponse",
                     "search returned an employee that is not an object",
                 )
-            return parse_employee(record, self.fields, self.paths)
+            return replace(parse_employee(record, self.fields, self.paths), fingerprint=fingerprint)
         values: dict[str, Any] = {}
         labels: dict[str, str] = {}
         unlabelled: list[str] = []
@@ -268,7 +271,12 @@ class _SearchLayout:
                     unlabelled.append(field_id)
                 elif (label := _kept_label(value, shown)) is not None:
                     labels[field_id] = label
-        return _employee(values, labels, unlabelled)
+        return _employee(values, labels, unlabelled, fingerprint)
+
+
+def _fingerprint(record: Any) -> str:
+    """A hash of one search record, typed or generic, as decoded (~1 µs)."""
+    return hashlib.blake2b(msgspec.json.encode(record), digest_size=8).hexdigest()
 
 
 class _Slash(msgspec.Struct, gc=False):
@@ -366,7 +374,10 @@ def parse_employee(
 
 
 def _employee(
-    values: dict[str, Any], labels: dict[str, str], unlabelled: Sequence[str] = ()
+    values: dict[str, Any],
+    labels: dict[str, str],
+    unlabelled: Sequence[str] = (),
+    fingerprint: str = "",
 ) -> Employee:
     hibob_id = values.get("root.id")
     if not isinstance(hibob_id, str | int) or isinstance(hibob_id, bool) or hibob_id == "":
@@ -379,7 +390,13 @@ def _employee(
     values["root.id"] = str(hibob_id)
     # root.id is never a list item; every other non-null value has a human-readable form.
     gaps = frozenset(f for f in unlabelled if f != "root.id")
-    return Employee(hibob_id=str(hibob_id), values=values, labels=labels, unlabelled=gaps)
+    return Employee(
+        hibob_id=str(hibob_id),
+        values=values,
+        labels=labels,
+        unlabelled=gaps,
+        fingerprint=fingerprint,
+    )
 
 
 _FieldPath = tuple[str, list[str], str]  # field id, path in the nested form, slash key

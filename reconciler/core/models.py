@@ -33,6 +33,9 @@ class Employee:
     unlabelled: frozenset[str] = frozenset()
     """Fields with a value but no human-readable form (Hibob gives one for every non-null
     value): a list item whose label Hibob did not give. Unknown as a label (§1.5)."""
+    fingerprint: str = field(default="", compare=False)
+    """A hash of the record as the search returned it ("" when not read by a search): what
+    lets an incremental pass skip an employee whose record did not change (core.fingerprint)."""
 
     def has(self, field_id: str) -> bool:
         return field_id in self.values

@@ -14,7 +14,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from reconciler.clients.http import priority_lane
@@ -24,6 +24,7 @@ from reconciler.core.desired import (
     Desired,
     compute_desired,
     compute_vanished_labels,
+    local_today,
     required_fields,
 )
 from reconciler.core.drift import (
@@ -32,6 +33,12 @@ from reconciler.core.drift import (
     describe_withheld,
     rule_fields,
     without_fields,
+)
+from reconciler.core.fingerprint import (
+    compute_keys_to_store,
+    compute_settings_fingerprint,
+    compute_source_keys,
+    compute_unchanged,
 )
 from reconciler.core.models import (
     Employee,
@@ -295,7 +302,7 @@ def read_and_plan(
     employees, problems = read_employees(services, kind, fields, snapshot, options)
     if is_targeted:
         snapshot = _targeted_rows(services, employees, problems)
-    previously_cut = None
+    previously_cut, previous = None, None
     if kind != PassKind.TARGETED and (previous := _previous_settings(services)) is not None:
         # The first pass under changed settings: whom would the previous ones cut off?
         before = plan_from_read(
@@ -316,7 +323,30 @@ def read_and_plan(
         progress=progress,
         previously_cut=previously_cut,
         observe=observe,
+        may_skip=kind == PassKind.INCREMENTAL and previous is None,
     )
+
+
+def settings_fingerprint(
+    settings: Settings, custom: ResolvedCustomFields = NO_CUSTOM_FIELDS
+) -> str:
+    """What the source keys hold of the settings: the decision settings (the held-change
+    check's notion, which any decision-relevant setting joins), the plan's other knobs and
+    the custom fields as resolved in 360Learning (ids, types, choices)."""
+    learning = settings.learning
+    return compute_settings_fingerprint(
+        decision_settings(settings),
+        repr(limits(settings)),
+        f"{learning.default_group_id}\0{learning.default_role}",
+        json.dumps(asdict(custom), sort_keys=True, default=_canonical),
+    )
+
+
+def _canonical(value: object) -> object:
+    """Sets in a stable order (their repr follows string hashing, which varies by process)."""
+    if isinstance(value, set | frozenset):
+        return sorted(map(str, value))
+    return str(value)
 
 
 def decision_settings(settings: Settings) -> str:
@@ -393,9 +423,12 @@ def plan_from_read(
     progress: ProgressCallback | None = None,
     previously_cut: frozenset[str] | None = None,
     observe: Callable[[PlanInput], None] | None = None,
+    may_skip: bool = False,
 ) -> Plan:
     """The plan under `services.settings` from what Hibob returned (reads 360Learning).
-    `previously_cut`: the settings changed; whom the previous ones would cut off."""
+    `previously_cut`: the settings changed; whom the previous ones would cut off.
+    `may_skip`: leave out employees whose source key matches the stored one
+    (core.fingerprint); the plan is the same."""
     settings, store = services.settings, services.store
     progress = progress or _no_progress
     fields = required_fields(settings)
@@ -407,19 +440,38 @@ def plan_from_read(
         services.learning, store, settings, refresh=kind == PassKind.FULL, record=record
     )
     problems += [Problem("", None, text) for text in custom.problems]
-    desired = _compute_desired(services, employees, now, custom)
+    keys: dict[str, str] = {}
+    unchanged: frozenset[str] = frozenset()
+    if kind == PassKind.INCREMENTAL and not withheld:
+        today = local_today(now, settings.mapping.timezone)
+        fingerprint = settings_fingerprint(settings, custom)
+        keys = compute_source_keys(employees, fingerprint, today, snapshot)
+        if may_skip and keys:
+            unchanged = compute_unchanged(employees, keys, store.load_source_keys(), snapshot)
+    computed = [e for e in employees if e.hibob_id not in unchanged] if unchanged else employees
+    desired = _compute_desired(services, computed, now, custom)
     if kind == PassKind.TARGETED:
         snapshot = _with_managers(services, snapshot, desired)
     else:
-        problems += [
-            Problem("", None, text) for text in compute_vanished_labels(settings, desired, snapshot)
-        ]
+        texts = compute_vanished_labels(
+            settings, {**desired, **_held_groups(unchanged, snapshot)}, snapshot
+        )
+        problems += [Problem("", None, text) for text in texts]
     is_full_read = kind != PassKind.TARGETED
-    if is_full_read and (problem := compute_unknown_share(desired, limits(settings))):
+    if is_full_read and (
+        problem := compute_unknown_share(
+            {**desired, **dict.fromkeys(unchanged, _UNCHANGED)}, limits(settings)
+        )
+    ):
         raise PassFailed(problem)
     if record:
+        emails = {h: d.email for h, d in desired.items() if d.email}
+        if unchanged:
+            emails.update(
+                {e.hibob_id: e.email for e in employees if e.hibob_id in unchanged and e.email}
+            )
         store.save_seen_emails(
-            {h: d.email for h, d in desired.items() if d.email}, now, is_complete=is_full_read
+            {h: m for h, m in emails.items() if m}, now, is_complete=is_full_read
         )
     data = PlanInput(
         desired=desired,
@@ -434,7 +486,11 @@ def plan_from_read(
             if not is_full_read
             else {}
         ),
-        absent=frozenset(h for h, e in snapshot.items() if e.is_linked and h not in desired)
+        absent=frozenset(
+            h
+            for h, e in snapshot.items()
+            if e.is_linked and h not in desired and h not in unchanged
+        )
         if is_full_read
         else frozenset(),
         read_problem=(
@@ -457,7 +513,35 @@ def plan_from_read(
     if observe is not None:
         observe(data)
     progress("plan", len(desired), len(desired))
-    return replace(plan, problems=tuple(problems) + plan.problems)
+    plan = replace(plan, problems=tuple(problems) + plan.problems)
+    if record and keys:
+        touched = [a.hibob_id for a in plan.actions]
+        touched += [p.hibob_id for p in plan.problems] + [h.hibob_id for h in plan.held]
+        store.save_source_keys(compute_keys_to_store(keys, desired, touched))
+    return plan
+
+
+_UNCHANGED = Desired("", None, "active", "unchanged since the last pass")
+"""Stands for a skipped employee where only the number of employees counts."""
+
+
+def _held_groups(
+    unchanged: frozenset[str], snapshot: Mapping[str, SnapshotEntry]
+) -> dict[str, Desired]:
+    """For the vanished-label check: one stand-in per group the skipped employees are in
+    (as members the reconciler manages: their desired groups hold these)."""
+    found: dict[GroupRole, str] = {}
+    for hibob_id in unchanged:
+        state = snapshot[hibob_id].state if hibob_id in snapshot else None
+        if state is not None:
+            for group in state.groups - state.kept_groups:
+                found.setdefault(group, hibob_id)
+    return {
+        f"unchanged:{h}:{g.group_id}:{g.role}": Desired(
+            h, None, "active", "", groups=frozenset([g])
+        )
+        for g, h in found.items()
+    }
 
 
 def _withhold_drifted(

@@ -68,7 +68,7 @@ class Database:
                     "wrote it, or restore the backup taken before the upgrade"
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
+                for statement in _statements(script):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
 
@@ -146,3 +146,14 @@ def _describe_sqlite_failure(exc: sqlite3.Error, path: str, busy_seconds: float)
             "and its folder belong to the user the reconciler runs as"
         )
     return None
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration, a trigger's body (semicolons inside) kept whole."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                yield buffer
+            buffer = ""

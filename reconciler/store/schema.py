@@ -169,6 +169,24 @@ MIGRATIONS = [
     CREATE INDEX employees_email ON employees (email);
     CREATE INDEX employees_manager ON employees (json_extract(state, '$.manager'));
     """,
+    # Per employee, the source key of the last pass that planned nothing for it
+    # (core.fingerprint); any change to the employee's row forgets it, so a stored key always
+    # belongs to the row beside it (issue 20).
+    """
+    CREATE TABLE source_keys (hibob_id TEXT PRIMARY KEY, source_key TEXT NOT NULL);
+    CREATE TRIGGER employees_insert_forgets_source_key AFTER INSERT ON employees
+    BEGIN
+        DELETE FROM source_keys WHERE hibob_id = NEW.hibob_id;
+    END;
+    CREATE TRIGGER employees_update_forgets_source_key AFTER UPDATE ON employees
+    BEGIN
+        DELETE FROM source_keys WHERE hibob_id = NEW.hibob_id OR hibob_id = OLD.hibob_id;
+    END;
+    CREATE TRIGGER employees_delete_forgets_source_key AFTER DELETE ON employees
+    BEGIN
+        DELETE FROM source_keys WHERE hibob_id = OLD.hibob_id;
+    END;
+    """,
 ]
 
 

@@ -53,6 +53,23 @@ class SnapshotTables(Database):
                     found.update((row[0], _entry(row)) for row in rows)
         return found
 
+    def load_source_keys(self) -> dict[str, str]:
+        """hibob id -> the source key stored by the last pass that planned nothing for it."""
+        with self._lock:
+            rows = self.db.conn.execute("SELECT hibob_id, source_key FROM source_keys").fetchall()
+        return dict(rows)
+
+    def save_source_keys(self, keys: Mapping[str, str]) -> None:
+        """Store the keys of the employees a pass planned nothing for."""
+        stored = self.load_source_keys()
+        changed = [(k, h) for h, k in keys.items() if stored.get(h) != k]
+        if not changed:
+            return
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO source_keys (source_key, hibob_id) VALUES (?, ?)", changed
+            )
+
     def count_managed_both(self) -> tuple[int, int]:
         """(linked employees whose applied state is active, the group memberships they hold
         that the reconciler manages), the breaker's denominators, in one query."""
