@@ -7,9 +7,15 @@ Scenarios:
 - writes: a first sync against a 360Learning simulator enforcing 10 writes/s per company,
   alone and with another integration spending 4 writes/s of the same budget;
 - hints (bench/hints.py): the ETA of a first sync against its actual end, extrapolated to
-  20,000 people, and webhook hints' latency while `reconciler run` is busy with 3,000 updates.
+  20,000 and 100,000 people, and webhook hints' latency while `reconciler run` is busy with
+  3,000 updates;
+- adoption (bench/adoption.py): the migration case, every employee already has an account:
+  the adopting `reconciler sync`, then a full pass over the linked platform, per-user roles
+  reads counted;
+- targeted (bench/targeted.py): one employee's pass against the store's size.
 Usage: python -m bench [--sizes 1000,5000,20000,100000] [--runs 3] [--writes 150] [--hints 50]
-                       [--only steady|writes|hints] [--out bench]
+                       [--adoption 20000] [--targeted 1000,100000]
+                       [--only steady|writes|hints|adoption|targeted] [--out bench]
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ import time
 from pathlib import Path
 
 from bench import hints as hint_bench
+from bench.adoption import bench_adoption
 from bench.report import render_report
 from bench.steady import ROOT, bench_steady
+from bench.targeted import bench_targeted
 from bench.writes import bench_first_sync
 
 PROFILED_SIZES = (20_000, 100_000)
@@ -48,7 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         default=50,
         help="webhooks in the hints-while-busy scenario (0: skip it and the ETA)",
     )
-    parser.add_argument("--only", choices=("steady", "writes", "hints"))
+    parser.add_argument(
+        "--adoption", type=int, default=20_000, help="employees in the adoption scenario (0: skip)"
+    )
+    parser.add_argument(
+        "--targeted",
+        default="1000,100000",
+        help="store sizes for the targeted-pass scenario (empty: skip it)",
+    )
+    parser.add_argument("--only", choices=("steady", "writes", "hints", "adoption", "targeted"))
     parser.add_argument(
         "--out",
         default=str(ROOT / "bench"),
@@ -63,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         "steady": [],
         "writes": [],
         "hints": [],
+        "adoption": [],
+        "targeted": [],
         "profiles": {},
     }
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as folder:
@@ -89,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
                 hint_bench.bench_hints(args.hints, 3000, Path(folder)),
             ):
                 results["hints"].append(row)
+                print(json.dumps(row), flush=True)
+        if args.only in (None, "adoption") and args.adoption:
+            row = bench_adoption(args.adoption, Path(folder))
+            results["adoption"].append(row)
+            print(json.dumps(row), flush=True)
+        if args.only in (None, "targeted") and args.targeted:
+            for size in sorted(int(s) for s in args.targeted.split(",") if s):
+                row = bench_targeted(size, Path(folder))
+                results["targeted"].append(row)
                 print(json.dumps(row), flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     chart = _draw_chart(out / "results.json", out / "chart.png") if results["steady"] else None

@@ -17,18 +17,26 @@ def main() -> None:
     rows = sorted(results["steady"], key=lambda r: r["employees"])
     sizes = [r["employees"] for r in rows]
     figure, (wall, rss) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for axis, key, label in (
-        (wall, "wall_seconds", "wall time (s)"),
-        (rss, "peak_rss_mib", "peak RSS (MiB)"),
+    before = sorted(results.get("before_steady", []), key=lambda r: r["employees"])
+    for axis, key, label, factor in (
+        (wall, "wall_seconds", "wall time (s)", 1.2),
+        (rss, "peak_rss_mib", "peak RSS (MiB)", 1.0),
     ):
-        axis.plot(sizes, [r[key] for r in rows], "o-", label="reconciler sync")
+        axis.plot(sizes, [r[key] for r in rows], "o-", label="reconciler sync (after)")
+        if before:
+            axis.plot(
+                [r["employees"] for r in before],
+                [r[key] for r in before],
+                "^-.",
+                label="reconciler sync (before)",
+            )
         axis.plot(sizes, [r["client_" + key] for r in rows], "s--", label="minimal client")
         axis.plot(
             sizes,
-            [1.5 * r["client_" + key] for r in rows],
+            [factor * r["client_" + key] for r in rows],
             ":",
             color="grey",
-            label="1.5 × minimal client (target)",
+            label=f"{factor:g} × minimal client (target)",
         )
         axis.set_xscale("log")
         axis.set_xlabel("employees (log scale)")

@@ -281,6 +281,7 @@ def bench_eta(size: int, folder: Path) -> dict:
         "writes_per_person": round(writes / max(1, people), 2),
         "predicted_20000_first_sync": format_duration(predicted_20k),
         "predicted_20000_first_sync_seconds": round(predicted_20k),
+        "predicted_100000_first_sync": format_duration(100_000 * per_person),
         "rate_limited_429": learning.rate_limited_count,
     }
 

@@ -16,6 +16,7 @@ import httpx
 
 from bench.common import NOW, SEED, TODAY, build_pass_context
 from reconciler.config import load_settings
+from reconciler.passes.progress import format_duration
 from reconciler.passes.reconcile import run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
@@ -92,6 +93,9 @@ def bench_first_sync(
         "other_429": other.refused,
         "ceiling_writes_per_second": ceiling,
         "company_limit_per_second": WRITE_LIMIT,
+        "writes_per_person": round(len(ok) / max(1, result.counts.get("create", 0)), 2),
+        "predicted_20000": _predicted(20_000, ok, result.counts.get("create", 0)),
+        "predicted_100000": _predicted(100_000, ok, result.counts.get("create", 0)),
         "outcome": result.outcome,
         "command": f"python -m bench --only writes --writes {size}",
         "description": f"first sync of {size} employees"
@@ -101,6 +105,14 @@ def bench_first_sync(
             else ", alone"
         ),
     }
+
+
+def _predicted(people: int, ok: list[float], created: int) -> str:
+    """A first sync of `people` at this run's writes per person and successful writes/s."""
+    if len(ok) < 2 or not created:
+        return "?"
+    per_second = (len(ok) - 1) / (ok[-1] - ok[0])
+    return format_duration(people * len(ok) / created / per_second)
 
 
 class _OtherIntegration:

@@ -74,17 +74,17 @@ def compute_unchanged(
     """The employees an incremental pass may leave out of desired and plan."""
     ids = Counter(e.hibob_id for e in employees)
     read = set(ids)
-    emails = Counter(e.email for e in employees if e.email)
+    email_of = {e.hibob_id: e.email for e in employees}
+    emails = Counter(m for m in email_of.values() if m)
     for hibob_id, entry in snapshot.items():  # absent linked employees keep their email
         if hibob_id not in read and entry.is_linked and entry.email:
             emails[entry.email] += 1
     unchanged = {
-        e.hibob_id
-        for e in employees
-        if (key := keys.get(e.hibob_id)) is not None
-        and stored.get(e.hibob_id) == key
-        and ids[e.hibob_id] == 1
-        and (not e.email or emails[e.email] == 1)
+        h
+        for h, key in keys.items()
+        if stored.get(h) == key
+        and ids[h] == 1
+        and (not (mail := email_of.get(h)) or emails[mail] == 1)
     }
     # A manager computed this pass may become (or stop being) linkable: recompute the team.
     return frozenset(

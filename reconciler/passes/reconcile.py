@@ -506,7 +506,7 @@ def plan_from_read(
         retry_quarantined=_retry_quarantined(services, kind, options),
         is_migration=options.is_migration and is_full_read,
     )
-    as_given = {e.email: str(e.value("root.email")).strip() for e in employees if e.email}
+    as_given = {e.email: str(e.value("root.email")).strip() for e in computed if e.email}
     progress("plan", 0, len(desired))
     data = _read_learning(services, kind, data, as_given, custom)
     plan, data = _plan_with_confirmed_absences(services, data, fields, now, custom)
