@@ -22,6 +22,10 @@ def test_an_unchanged_pass_makes_one_hibob_call_and_no_360learning_call(tmp_path
                 "0",
                 "--hints",
                 "0",
+                "--adoption",
+                "0",
+                "--targeted",
+                "",
                 "--no-profile",
                 "--out",
                 str(tmp_path),
@@ -35,7 +39,21 @@ def test_an_unchanged_pass_makes_one_hibob_call_and_no_360learning_call(tmp_path
     assert row["output"].startswith("incremental pass") and ": ok" in row["output"]
     assert row["linked"] > 100
     report = (tmp_path / "report.md").read_text()
-    assert "| calls on an unchanged pass, 150 | 1 Hibob, 0 360Learning | 1 and 0 | met |" in report
+    assert "| 1. calls on an unchanged pass, 150 | 1 Hibob, 0 360Learning | 1 and 0 | met |" in report
+
+
+@pytest.mark.bench_smoke
+def test_adoption_reads_roles_for_the_admins_only_and_the_next_pass_is_quiet(tmp_path) -> None:
+    argv = ["--only", "adoption", "--adoption", "150", "--no-profile", "--out", str(tmp_path)]
+    assert main(argv) == 0
+
+    [row] = json.loads((tmp_path / "results.json").read_text())["adoption"]
+    assert row["accounts"] > 100
+    assert row["user_roles_reads"] == row["admins"] == 10  # not one per adopted account
+    assert row["adoption"]["calls"].get("writes", 0) == 0
+    assert row["unchanged"]["learning_calls"] == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| 2. per-user roles reads adopting" in report and "| 10 | ≤ 200 | met |" in report
 
 
 def test_the_report_shows_the_hint_and_eta_targets(tmp_path) -> None:
@@ -62,5 +80,6 @@ def test_the_report_shows_the_hint_and_eta_targets(tmp_path) -> None:
         ]
     )
 
-    assert rows[0].startswith("| 4. first-sync ETA (261 people") and "2 h 27 min" in rows[0]
+    assert rows[0].startswith("| 4./5. first-sync ETA (261 people") and "2 h 27 min" in rows[0]
+    assert rows[0].endswith("within 20% | met |")
     assert rows[1].endswith("p50 ≤ 0.7 s, p99 ≤ 2 s | met |")
