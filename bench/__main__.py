@@ -117,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                 row = bench_targeted(size, Path(folder))
                 results["targeted"].append(row)
                 print(json.dumps(row), flush=True)
+    baseline = json.loads((ROOT / "bench" / "baseline.json").read_text())
+    results["before_steady"] = baseline.get("rows", [])  # the chart's "before" line
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     chart = _draw_chart(out / "results.json", out / "chart.png") if results["steady"] else None
-    baseline = json.loads((ROOT / "bench" / "baseline.json").read_text())
     (out / "report.md").write_text(render_report(results, baseline, out, chart))
     print(f"wrote {out / 'report.md'}", flush=True)
     return 0

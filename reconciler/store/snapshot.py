@@ -114,6 +114,36 @@ class SnapshotTables(Database):
                 (hibob_id, learning_user_id, email, text, utc_text(at)),
             )
 
+    def record_adoption(
+        self,
+        pass_id: int | None,
+        hibob_id: str,
+        email: str | None,
+        reason: str,
+        *,
+        learning_user_id: str,
+        state: AppliedState,
+        at: datetime,
+    ) -> None:
+        """An adoption that sent nothing: its journal row (ok) and the applied state with the
+        link, in one transaction."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason,"
+                " outcome) VALUES (?, ?, ?, ?, 'adopt', '[]', ?, 'ok')",
+                (pass_id, utc_text(at), hibob_id, email, reason),
+            )
+            conn.execute(
+                "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
+                " failures, quarantined_until, last_error, updated_at)"
+                " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
+                " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
+                " email = excluded.email, state = excluded.state,"
+                " failures = 0, quarantined_until = NULL, last_error = NULL,"
+                " updated_at = excluded.updated_at",
+                (hibob_id, learning_user_id, email, state_to_json(state), utc_text(at)),
+            )
+
     def save_state(self, hibob_id: str, state: AppliedState | None) -> None:
         """Correct the applied state alone (failures, link and email unchanged); None marks a
         linked account unfinished, which the next plan finishes with a full write."""
