@@ -14,11 +14,13 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core.vocabulary import PassKind, PassOutcome, RequestKind
-from reconciler.passes.reconcile import PassResult
 from reconciler.store.database import Store
+
+if TYPE_CHECKING:  # a command that only asks the service never imports the pass machinery
+    from reconciler.passes.reconcile import PassResult
 
 log = logging.getLogger("reconciler.service.admin_requests")
 
@@ -27,7 +29,7 @@ QUICK_KINDS = ("targeted", "quarantine-clear")  # one employee's work, or no pas
 
 
 # Runs one pass (its kind, then run_pass's options); None when the service is stopping.
-RunPass = Callable[..., PassResult | None]
+RunPass = Callable[..., "PassResult | None"]
 
 
 @dataclass(frozen=True)
