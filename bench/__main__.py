@@ -12,10 +12,14 @@ Scenarios:
 - adoption (bench/adoption.py): the migration case, every employee already has an account:
   the adopting `reconciler sync`, then a full pass over the linked platform, per-user roles
   reads counted;
-- targeted (bench/targeted.py): one employee's pass against the store's size.
+- targeted (bench/targeted.py): one employee's pass against the store's size;
+- custom (bench/custom_fields.py): the unchanged pass and the full resync with three custom
+  fields mapped, beside the same passes without.
 Usage: python -m bench [--sizes 1000,5000,20000,100000] [--runs 3] [--writes 150] [--hints 50]
-                       [--adoption 20000] [--targeted 1000,100000]
-                       [--only steady|writes|hints|adoption|targeted] [--out bench]
+                       [--adoption 20000] [--targeted 1000,100000] [--custom-fields 20000]
+                       [--only steady|writes|hints|adoption|targeted|custom] [--out bench]
+With --only, the other scenarios' results are kept from the folder's results.json, so the
+report stays whole.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 
 from bench import hints as hint_bench
 from bench.adoption import bench_adoption
+from bench.custom_fields import measure as bench_custom_fields
 from bench.report import render_report
 from bench.steady import ROOT, bench_steady
 from bench.targeted import bench_targeted
@@ -64,7 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         default="1000,100000",
         help="store sizes for the targeted-pass scenario (empty: skip it)",
     )
-    parser.add_argument("--only", choices=("steady", "writes", "hints", "adoption", "targeted"))
+    parser.add_argument(
+        "--custom-fields",
+        type=int,
+        default=20_000,
+        help="employees in the custom-fields scenario (0: skip it)",
+    )
+    parser.add_argument(
+        "--only", choices=("steady", "writes", "hints", "adoption", "targeted", "custom")
+    )
     parser.add_argument(
         "--out",
         default=str(ROOT / "bench"),
@@ -81,8 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         "hints": [],
         "adoption": [],
         "targeted": [],
+        "custom_fields": [],
         "profiles": {},
     }
+    saved = out / "results.json"
+    if args.only and saved.exists():  # one scenario re-run: keep the others' results
+        kept = json.loads(saved.read_text())
+        results.update({k: v for k, v in kept.items() if k not in ("environment", args.only)})
+        notes = [
+            kept["environment"].get("note") or f"earlier run at {kept['environment']['commit']}"
+        ]
+        notes.append(f"{args.only} re-run alone ({' '.join(argv or sys.argv[1:])}) at this commit")
+        results["environment"]["note"] = "; ".join(notes)
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as folder:
         if args.only in (None, "steady"):
             for size in sorted(int(s) for s in args.sizes.split(",") if s):
@@ -112,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             row = bench_adoption(args.adoption, Path(folder))
             results["adoption"].append(row)
             print(json.dumps(row), flush=True)
+        if args.only in (None, "custom") and args.custom_fields:
+            results["custom_fields"] = [
+                bench_custom_fields(args.custom_fields, custom_fields=custom)
+                for custom in (False, True)
+            ]
+            print(json.dumps(results["custom_fields"]), flush=True)
         if args.only in (None, "targeted") and args.targeted:
             for size in sorted(int(s) for s in args.targeted.split(",") if s):
                 row = bench_targeted(size, Path(folder))

@@ -26,6 +26,8 @@ def test_an_unchanged_pass_makes_one_hibob_call_and_no_360learning_call(tmp_path
                 "0",
                 "--targeted",
                 "",
+                "--custom-fields",
+                "0",
                 "--no-profile",
                 "--out",
                 str(tmp_path),
@@ -55,6 +57,23 @@ def test_adoption_reads_roles_for_the_admins_only_and_the_next_pass_is_quiet(tmp
     assert row["unchanged"]["learning_calls"] == 0
     report = (tmp_path / "report.md").read_text()
     assert "| 2. per-user roles reads adopting" in report and "| 10 | ≤ 200 | met |" in report
+
+
+@pytest.mark.bench_smoke
+def test_three_custom_fields_keep_the_unchanged_pass_quiet(tmp_path) -> None:
+    argv = ["--only", "custom", "--custom-fields", "120", "--no-profile", "--out", str(tmp_path)]
+    assert main(argv) == 0
+
+    without, with_fields = json.loads((tmp_path / "results.json").read_text())["custom_fields"]
+    assert (with_fields["incremental"]["hibob_calls"], with_fields["incremental"]["calls"]) == (
+        1,
+        0,
+    )
+    reads = with_fields["full"]["by_operation"]["GET /api/v2/users/{id}/custom-fields/values"]
+    assert 0 < reads <= 120  # one per managed account, never more
+    assert "GET /api/v2/users/{id}/custom-fields/values" not in without["full"]["by_operation"]
+    report = (tmp_path / "report.md").read_text()
+    assert "| unchanged pass with three custom fields at 120 (issue 16) | 1 Hibob, 0 360" in report
 
 
 def test_the_report_shows_the_hint_and_eta_targets(tmp_path) -> None:
