@@ -6,22 +6,12 @@ scenario; medians of three, alternated."""
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import build_pass_context, seed_linked_population
-from bench.steady import (
-    HIBOB_TOKEN,
-    HIBOB_USER,
-    _reconciler_command,
-    measure,
-    served_hibob,
-    settings_file,
-)
-from reconciler.config import load_settings
+from bench.steady import _reconciler_command, measure, seed_served, served_hibob
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
 
@@ -34,27 +24,11 @@ CANDIDATE_SCOPE = (
 def bench_preview(size: int, folder: Path, runs: int = 3) -> dict:
     learning = LearningSimulator(enforce_rate_limits=False)
     with served_hibob(size) as (hibob_url, _), serve(learning.handle) as learning_server:
-        config = settings_file(folder, learning)
+        _, env, _ = seed_served(
+            folder, learning, hibob_url, learning_server.url, f"preview-{size}.db"
+        )
         candidate = folder / "candidate.toml"
-        candidate.write_text(config.read_text() + CANDIDATE_SCOPE)
-        environ = {
-            "RECONCILER_CONFIG": str(config),
-            "RECONCILER_HIBOB__BASE_URL": hibob_url,
-            "RECONCILER_HIBOB__SERVICE_USER_ID": HIBOB_USER,
-            "RECONCILER_HIBOB__SERVICE_USER_TOKEN": HIBOB_TOKEN,
-            "RECONCILER_LEARNING__BASE_URL": learning_server.url,
-            "RECONCILER_LEARNING__CLIENT_ID": "sandbox-client",
-            "RECONCILER_LEARNING__CLIENT_SECRET": "sandbox-secret",
-            "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
-            "RECONCILER_STORE__PATH": str(folder / f"preview-{size}.db"),
-        }
-        services = build_pass_context(load_settings(environ=environ))
-        seed_linked_population(services, learning)
-        services.store.close()
-        services.hibob.close()
-        services.learning.close()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-        env.update(environ)
+        candidate.write_text(Path(env["RECONCILER_CONFIG"]).read_text() + CANDIDATE_SCOPE)
         script = _reconciler_command()
         measure([script, "sync"], env, folder)  # the pass after seeding stores the keys
         writes_before = sum(1 for m, _, _ in learning.requests if m != "GET")

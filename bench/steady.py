@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import NOW, SEED, TODAY, build_pass_context, seed_linked_population
-from reconciler.config import load_settings
+from reconciler.config import Settings, load_settings
 from reconciler.core.desired import required_fields
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
@@ -90,30 +90,40 @@ def settings_file(folder: Path, learning: LearningSimulator) -> Path:
     return path
 
 
+def seed_served(
+    folder: Path, learning: LearningSimulator, hibob_url: str, learning_url: str, db_name: str
+) -> tuple[Settings, dict[str, str], int]:
+    """Settings for the served simulators and a store seeded as a first sync leaves it:
+    (the settings, the environment for measured processes, how many employees are linked)."""
+    environ = {
+        "RECONCILER_CONFIG": str(settings_file(folder, learning)),
+        "RECONCILER_HIBOB__BASE_URL": hibob_url,
+        "RECONCILER_HIBOB__SERVICE_USER_ID": HIBOB_USER,
+        "RECONCILER_HIBOB__SERVICE_USER_TOKEN": HIBOB_TOKEN,
+        "RECONCILER_LEARNING__BASE_URL": learning_url,
+        "RECONCILER_LEARNING__CLIENT_ID": "sandbox-client",
+        "RECONCILER_LEARNING__CLIENT_SECRET": "sandbox-secret",
+        "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
+        "RECONCILER_STORE__PATH": str(folder / db_name),
+    }
+    settings = load_settings(environ=environ)
+    services = build_pass_context(settings)
+    linked = seed_linked_population(services, learning)
+    services.store.close()
+    services.hibob.close()
+    services.learning.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env.update(environ)
+    return settings, env, linked
+
+
 def bench_steady(size: int, folder: Path, *, runs: int = 3, profile_to: Path | None = None) -> dict:
     learning = LearningSimulator(enforce_rate_limits=False, now=lambda: NOW)
     with served_hibob(size) as (hibob_url, server), serve(learning.handle) as learning_server:
-        config = settings_file(folder, learning)
-        environ = {
-            "RECONCILER_CONFIG": str(config),
-            "RECONCILER_HIBOB__BASE_URL": hibob_url,
-            "RECONCILER_HIBOB__SERVICE_USER_ID": HIBOB_USER,
-            "RECONCILER_HIBOB__SERVICE_USER_TOKEN": HIBOB_TOKEN,
-            "RECONCILER_LEARNING__BASE_URL": learning_server.url,
-            "RECONCILER_LEARNING__CLIENT_ID": "sandbox-client",
-            "RECONCILER_LEARNING__CLIENT_SECRET": "sandbox-secret",
-            "RECONCILER_LEARNING__DEFAULT_GROUP_ID": learning.root_group_id,
-            "RECONCILER_STORE__PATH": str(folder / f"steady-{size}.db"),
-        }
-        settings = load_settings(environ=environ)
-        services = build_pass_context(settings)
-        linked = seed_linked_population(services, learning)
-        services.store.close()
-        services.hibob.close()
-        services.learning.close()
+        settings, env, linked = seed_served(
+            folder, learning, hibob_url, learning_server.url, f"steady-{size}.db"
+        )
         fields = ",".join(dict.fromkeys(["root.id", *required_fields(settings)]))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-        env.update(environ)
         product_argv = [_reconciler_command(), "sync"]
         client_argv = [
             sys.executable,

@@ -24,7 +24,7 @@ def collect_status(store: Store, settings: Settings, now: datetime) -> dict[str,
         row["counts"] = store.journal_counts(row["id"])
         if not running:
             row["outcome"] = "interrupted"
-    running_passes = [p for p in open_passes if running]
+    running_passes = open_passes if running else []
     last = next((p for p in real if p not in running_passes), None)
     service = store.load_service_state() if running else {}
     return {
