@@ -218,7 +218,12 @@ def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
     finally:
         signal.signal(signal.SIGINT, previous)
 
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    # The one line the CLI prints; a log line (JSON) may follow it on a loaded machine.
+    err = next(
+        line
+        for line in reversed(capsys.readouterr().err.strip().splitlines())
+        if line.startswith("reconciler: interrupted")
+    )
     done, total, left = map(
         int,
         re.fullmatch(
