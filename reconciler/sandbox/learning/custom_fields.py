@@ -9,13 +9,12 @@ with its documented errors. Choices the docs leave open are marked "Sim decision
 from __future__ import annotations
 
 import re
-import threading
 from datetime import date
 from typing import Any
 
 import httpx
 
-from reconciler.sandbox.learning_http import (
+from reconciler.sandbox.learning.http import (
     _invalid,
     _json_body,
     _list_query,
@@ -23,8 +22,9 @@ from reconciler.sandbox.learning_http import (
     _passes,
     _Refusal,
 )
+from reconciler.sandbox.learning.state import LearningState
 
-# (method, path pattern, handler, scope) — formatted and routed by learning.py.
+# (method, path pattern, handler, scope) — formatted and routed by simulator.py.
 CUSTOM_FIELD_ROUTES = [
     ("GET", "/api/v2/custom-fields", "_list_custom_fields", "customFields:read"),
     (
@@ -42,20 +42,10 @@ MAX_CUSTOM_VALUES = 300
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class CustomFieldsMixin:
-    """Custom-field state and handlers; the simulator provides users, ids and the lock."""
+class CustomFieldsMixin(LearningState):
+    """Custom-field handlers and helpers; the state (`_custom_fields`...) is `LearningState`'s."""
 
-    _users: dict[str, dict]
-    _lock: threading.RLock
     custom_fields_page_size = 1000
-
-    def _init_custom_fields(self) -> None:
-        self._custom_fields: dict[str, dict] = {}
-        self._authorized: dict[str, list[str]] = {}
-        self._custom_values: dict[str, dict[str, str]] = {}  # user id -> field id -> value
-
-    def _new_id(self, kind: str) -> str:
-        raise NotImplementedError  # LearningSimulator._next_id
 
     # ---- HTTP handlers -----------------------------------------------------------------------
 

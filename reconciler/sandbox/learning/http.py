@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus
 import httpx
 
 _FILTER_KEY = re.compile(r"(\w+)\[(eq|ne|in|nin)\](?:\[(\d+)\])?")
+_ALL_OPS = ("eq", "ne", "in", "nin")
 
 
 class _Refusal(Exception):
