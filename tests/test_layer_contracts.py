@@ -27,7 +27,7 @@ PLANTS = {
         "passes/reconcile.py",
         "import reconciler.sandbox.learning",
     ),
-    "a simulator imports the product": ("sandbox/hibob.py", "import reconciler.core.models"),
+    "a simulator imports the product": ("sandbox/hibob/people.py", "import reconciler.core.models"),
     "a cycle through the scheduler": (
         "service/scheduler.py",
         "import reconciler.service.lifecycle",
