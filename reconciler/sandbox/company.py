@@ -12,8 +12,13 @@ import datetime
 import itertools
 import random
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
+
+from reconciler.sandbox.documents import Json, ListItem
+
+T = TypeVar("T")
 
 DOMAIN = "acme.example"
 
@@ -230,8 +235,8 @@ _SITE_WEIGHTS = tuple(itertools.accumulate(SITES.values()))
 class Company:
     """A generated company: records in simulator format and the named lists they point into."""
 
-    employees: list[dict]
-    lists: dict[str, list[dict]]
+    employees: list[Json]
+    lists: dict[str, list[ListItem]]
     today: datetime.date
     domain: str = DOMAIN
     company_id: int = 636192
@@ -240,7 +245,7 @@ class Company:
     """Kind of bad record ("no_email", "invalid_email", "duplicate_email", "messy_email") -> ids."""
 
 
-def make_list_item(item_id: str | int, name: str, archived: bool = False) -> dict:
+def make_list_item(item_id: str | int, name: str, archived: bool = False) -> ListItem:
     return {"id": item_id, "value": name, "name": name, "archived": archived, "children": []}
 
 
@@ -257,7 +262,7 @@ def generate_company(size: int, seed: int = 0, today: datetime.date | None = Non
     return Company(employees, lists, today, ceo_id=ids[0] if ids else None, bad_records=bad)
 
 
-def _make_lists(rng: random.Random) -> dict[str, list[dict]]:
+def _make_lists(rng: random.Random) -> dict[str, list[ListItem]]:
     titles = [CEO_TITLE] + [t for _, ts in DEPARTMENTS.values() for t in ts]
     names = {
         "department": [CEO_DEPARTMENT, *DEPARTMENTS, ARCHIVED_DEPARTMENT],
@@ -290,7 +295,7 @@ def _make_ids(rng: random.Random, size: int) -> list[str]:
     return ids
 
 
-def _pick(rng: random.Random, items: tuple, cum_weights: tuple | None = None) -> Any:
+def _pick(rng: random.Random, items: Sequence[T], cum_weights: Sequence[float] | None = None) -> T:
     if cum_weights is None:
         return items[int(rng.random() * len(items))]
     return items[bisect.bisect(cum_weights, rng.random() * cum_weights[-1])]
@@ -308,10 +313,10 @@ def _make_employee(
     rng: random.Random,
     index: int,
     ids: list[str],
-    by_name: dict,
+    by_name: dict[str, dict[str, str | int]],
     emails: dict[str, int],
     today: datetime.date,
-) -> dict:
+) -> Json:
     first, last, display, local = _pick_name(rng)
     seen = emails[local] = emails.get(local, 0) + 1
     email = f"{local}{seen if seen > 1 else ''}@{DOMAIN}"
@@ -351,14 +356,14 @@ def _share(size: int, share: float) -> int:
     return max(1, count) if size >= 50 else count
 
 
-def _leaf_pool(rng: random.Random, employees: list[dict]) -> list[dict]:
+def _leaf_pool(rng: random.Random, employees: list[Json]) -> list[Json]:
     """Employees nobody reports to (index >= size // 5), shuffled: safe to make special."""
     pool = employees[max(1, len(employees) // 5) :]
     rng.shuffle(pool)
     return pool
 
 
-def _assign_lifecycles(rng: random.Random, employees: list[dict], today: datetime.date) -> None:
+def _assign_lifecycles(rng: random.Random, employees: list[Json], today: datetime.date) -> None:
     pool = _leaf_pool(rng, employees)
     day = datetime.timedelta(days=1)
     for status, share in SHARES.items():
@@ -383,7 +388,7 @@ def _assign_lifecycles(rng: random.Random, employees: list[dict], today: datetim
                 record["internal.status"] = rng.choice(("Active", "Inactive"))
 
 
-def _spoil_emails(rng: random.Random, employees: list[dict]) -> dict[str, list[str]]:
+def _spoil_emails(rng: random.Random, employees: list[Json]) -> dict[str, list[str]]:
     pool = [r for r in _leaf_pool(rng, employees) if r["internal.lifecycleStatus"] == "employed"]
     count = _share(len(employees), BAD_RECORD_SHARE)
     bad: dict[str, list[str]] = {

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from reconciler.sandbox.documents import Json
+
 
 class DropConnection(httpx.RemoteProtocolError):
     """Raised by a simulator to model a connection closed without an answer."""
@@ -42,7 +44,7 @@ class _Rule:
     method: str | None = None
     path_prefix: str | None = None
     status: int = 503
-    body: dict | None = None
+    body: Json | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
     def matches(self, request: httpx.Request) -> bool:
@@ -53,6 +55,13 @@ class _Rule:
         )
 
 
+@dataclass
+class _Trigger:
+    remaining: int
+    """Requests left until `callback` runs."""
+    callback: Callable[[], None]
+
+
 class Faults:
     def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
         self._lock = threading.Lock()
@@ -61,7 +70,7 @@ class Faults:
         self._timeouts: list[_Rule] = []
         self._lost_answers: list[_Rule] = []
         self._link_loops: list[_Rule] = []
-        self._triggers: list[list] = []  # [requests left, callback]
+        self._triggers: list[_Trigger] = []
         self.latency_seconds = 0.0
         self.timeout_hold_seconds = 0.0
         self.injected = 0
@@ -72,7 +81,7 @@ class Faults:
         self,
         count: int,
         status: int = 503,
-        body: dict | None = None,
+        body: Json | None = None,
         headers: dict[str, str] | None = None,
         *,
         method: str | None = None,
@@ -118,7 +127,7 @@ class Faults:
         """Call `callback` when the `count`-th request from now arrives (before it is handled),
         e.g. `learning.expire_tokens` to expire the token in the middle of a pass."""
         with self._lock:
-            self._triggers.append([count, callback])
+            self._triggers.append(_Trigger(count, callback))
 
     def clear(self) -> None:
         with self._lock:
@@ -185,10 +194,10 @@ class Faults:
         with self._lock:
             due = []
             for trigger in self._triggers:
-                trigger[0] -= 1
-                if trigger[0] <= 0:
-                    due.append(trigger[1])
-            self._triggers = [t for t in self._triggers if t[0] > 0]
+                trigger.remaining -= 1
+                if trigger.remaining <= 0:
+                    due.append(trigger.callback)
+            self._triggers = [t for t in self._triggers if t.remaining > 0]
             self.injected += len(due)
         return due
 

@@ -73,7 +73,10 @@ def _make_handler(handle: Handler) -> type[BaseHTTPRequestHandler]:
         def _dispatch(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            host, port = self.server.server_address[:2]  # type: ignore[index,str-unpack]
+            address = self.server.server_address
+            if not isinstance(address, tuple):  # typed for any socket family; ours is TCP
+                raise TypeError(f"not a TCP server address: {address!r}")
+            host, port = address[:2]
             request = httpx.Request(
                 self.command,
                 f"http://{host}:{port}{self.path}",

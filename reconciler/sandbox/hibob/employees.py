@@ -24,6 +24,7 @@ from reconciler.sandbox.company import (
     generate_company,
     make_list_item,
 )
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.faults import Faults
 
 LIST_FIELDS = {
@@ -77,7 +78,7 @@ class EmployeeStore:
         self.today = today or company.today
         self.company_id, self.domain = company.company_id, company.domain
         self.ceo_id = company.ceo_id
-        self.records: dict[str, dict] = {r["root.id"]: dict(r) for r in company.employees}
+        self.records: dict[str, Json] = {r["root.id"]: dict(r) for r in company.employees}
         self.lists = copy.deepcopy(company.lists)
         self.faults = Faults(sleep=sleep)
         self.requests: list[tuple[str, str, int]] = []
@@ -85,7 +86,7 @@ class EmployeeStore:
         self.hidden_fields: set[str] = set()
         self.hidden_categories: set[str] = set()
         self.hidden_as_null = False  # hidden fields answered null instead of left out
-        self.access_filter: Callable[[dict], bool] | None = None
+        self.access_filter: Callable[[Json], bool] | None = None
         # A read by id of someone the access rights hide: observed live as 404, but the
         # reference lists 403 "no permission to this employee"; tests pick either.
         self.hidden_read_status = 404
@@ -108,12 +109,12 @@ class EmployeeStore:
         self._windows: dict[str, tuple[float, int]] = {}
         self._auth_failures: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
-        self._stale: dict[str, tuple[float, dict | None]] = {}
-        self._deleted: dict[str, dict] = {}
+        self._stale: dict[str, tuple[float, Json | None]] = {}
+        self._deleted: dict[str, Json] = {}
         self._known_fields = set(STANDARD_FIELDS).union(*self.records.values())
         self._next_id = max(map(int, self.records), default=3_330_000_000_000_000_000)
         self._next_item_id = 1_000_000_000
-        self._labels = {
+        self._labels: dict[str, dict[str | int, str]] = {
             name: {i["id"]: i["name"] for i in items} for name, items in self.lists.items()
         }
 
@@ -175,7 +176,7 @@ class EmployeeStore:
         """Terminated/Inactive if `on` <= today; else stays Active until `set_today` passes it
         (garden leave when `last_day` comes before `on`)."""
         with self._lock:
-            changes: dict = {
+            changes: Json = {
                 "internal.terminationDate": on,
                 "employee.lastDayOfWork": last_day or on,
             }
@@ -232,16 +233,16 @@ class EmployeeStore:
                 elif status == "garden leave" and last_day and last_day < day:
                     self._apply(self._change(hibob_id), {"internal.status": "Inactive"})
 
-    def _change(self, hibob_id: str) -> dict:
+    def _change(self, hibob_id: str) -> Json:
         record = self.records[hibob_id]
         self._remember(hibob_id, copy.deepcopy(record))
         return record
 
-    def _remember(self, hibob_id: str, before: dict | None) -> None:
+    def _remember(self, hibob_id: str, before: Json | None) -> None:
         if self.stale_read_seconds > 0 and hibob_id not in self._stale:
             self._stale[hibob_id] = (self._clock() + self.stale_read_seconds, before)
 
-    def _apply(self, record: dict, changes: dict) -> None:
+    def _apply(self, record: Json, changes: Json) -> None:
         for field_id, value in changes.items():
             self._set_field(record, field_id, value)
         lifecycle = changes.get("internal.lifecycleStatus")
@@ -249,7 +250,7 @@ class EmployeeStore:
             access = ACCESS_OF.get(record["internal.lifecycleStatus"], "Active")
             self._set_field(record, "internal.status", access)
 
-    def _set_field(self, record: dict, field_id: str, value: object) -> None:
+    def _set_field(self, record: Json, field_id: str, value: object) -> None:
         if isinstance(value, datetime.date):
             value = value.isoformat()
         if field_id in LIST_FIELDS and value is not None:
@@ -257,7 +258,9 @@ class EmployeeStore:
         record[field_id] = value
         self._known_fields.add(field_id)
         if field_id == "work.siteId":
-            record["work.site"] = self._labels["site"].get(value) if value else None
+            # A site is an item id here (`_resolve_item` made it one above) or None.
+            site_id = value if isinstance(value, str | int) else None
+            record["work.site"] = self._labels["site"].get(site_id) if site_id else None
         elif field_id == "work.site":
             record["work.siteId"] = self._resolve_item("site", str(value)) if value else None
         elif field_id in EMPLOYEE_REFERENCES:
@@ -284,5 +287,5 @@ class EmployeeStore:
         return item["id"]
 
 
-def _field_ids(changes: dict) -> dict:
+def _field_ids(changes: Json) -> Json:
     return {ALIASES.get(key, key): value for key, value in changes.items()}

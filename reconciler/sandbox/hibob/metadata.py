@@ -10,6 +10,7 @@ import re
 
 import httpx
 
+from reconciler.sandbox.documents import Json, ListItem
 from reconciler.sandbox.hibob.employees import EMPLOYEE_REFERENCES, LIST_FIELDS, EmployeeStore
 
 # categoryDisplayName as a live tenant shows it (api/hibob.md 1.4, 4). Sim decision: Bob's
@@ -43,17 +44,17 @@ def category(field_id: str) -> str:
 
 
 class MetadataMixin(EmployeeStore):
-    def _named_list(self, request: httpx.Request, name: str) -> dict | None:
+    def _named_list(self, request: httpx.Request, name: str) -> Json | None:
         if name not in self.lists:  # case-sensitive, as observed live; 404 has no body
             return None
         include_archived = request.url.params.get("includeArchived", "").lower() == "true"
         return {"name": name, "items": _unarchived(self.lists[name], include_archived)}
 
-    def _field_metadata(self, request: httpx.Request) -> list[dict]:
+    def _field_metadata(self, request: httpx.Request) -> list[Json]:
         # Needs no permission at all (api/hibob.md 1.4): hidden categories are listed too.
         return [self._describe_field(field_id) for field_id in sorted(self._known_fields)]
 
-    def _describe_field(self, field_id: str) -> dict:
+    def _describe_field(self, field_id: str) -> Json:
         """One `Field` (spec schema): the category is the one `hide_category` withdraws."""
         category_id = category(field_id)
         list_id = LIST_FIELDS.get(field_id)
@@ -80,7 +81,7 @@ class MetadataMixin(EmployeeStore):
         }
 
 
-def _unarchived(items: list[dict], include_archived: bool) -> list[dict]:
+def _unarchived(items: list[ListItem], include_archived: bool) -> list[ListItem]:
     return [
         {**item, "children": _unarchived(item["children"], include_archived)}
         for item in items

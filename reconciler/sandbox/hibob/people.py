@@ -12,9 +12,11 @@ import datetime
 import json
 import re
 from collections.abc import Callable
+from typing import TypeAlias
 
 import httpx
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.hibob.employees import EMPLOYEE_REFERENCES, LIST_FIELDS, EmployeeStore
 from reconciler.sandbox.hibob.metadata import category
 
@@ -22,6 +24,8 @@ DEFAULT_CATEGORIES = {"root", "about", "employment", "work"}
 MAX_FIELDS = 400
 FILTER_PATHS = ("root.id", "root.email")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+Placement: TypeAlias = tuple[str, tuple[str, ...], str, str]
+"""Where a field goes in an answer: field id, nested parents, nested key, slash key."""
 
 
 class _Rejected(Exception):
@@ -33,7 +37,7 @@ class _Rejected(Exception):
 class PeopleMixin(EmployeeStore):
     # ---- endpoints -------------------------------------------------------------------------
 
-    def _search(self, request: httpx.Request) -> dict:
+    def _search(self, request: httpx.Request) -> Json:
         body = _json_body(request)
         fields, mode = self._requested_fields(body), _human_mode(body)
         show_inactive = body.get("showInactive", False)
@@ -51,7 +55,7 @@ class PeopleMixin(EmployeeStore):
         layout = _layout(fields)
         return {"employees": [self._render(r, layout, mode) for r in people]}
 
-    def _read_one(self, request: httpx.Request, identifier: str) -> dict:
+    def _read_one(self, request: httpx.Request, identifier: str) -> Json:
         # No showInactive here: inactive people are returned when the access rights cover them.
         # People the service user may not see answer 404 like unknown ones (the reference also
         # lists 403 for this case; live, only 404 for unknown ids was observed).
@@ -66,7 +70,7 @@ class PeopleMixin(EmployeeStore):
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def _requested_fields(self, body: dict) -> list[str]:
+    def _requested_fields(self, body: Json) -> list[str]:
         fields = body.get("fields") or None  # assumption: [] is treated like omitted
         if fields is None:
             fields = [
@@ -89,10 +93,10 @@ class PeopleMixin(EmployeeStore):
     def _is_hidden(self, field_id: str) -> bool:
         return field_id in self.hidden_fields or category(field_id) in self.hidden_categories
 
-    def _can_see(self, record: dict) -> bool:
+    def _can_see(self, record: Json) -> bool:
         return self.access_filter is None or bool(self.access_filter(record))
 
-    def _find(self, identifier: str) -> dict | None:
+    def _find(self, identifier: str) -> Json | None:
         people = self._readable()
         if "@" not in identifier:
             return people.get(identifier)
@@ -100,7 +104,7 @@ class PeopleMixin(EmployeeStore):
         # Two people sharing an email: the first one wins (HiBob's behaviour is undocumented).
         return next((r for r in people.values() if _email_key(r) == wanted), None)
 
-    def _readable(self) -> dict[str, dict]:
+    def _readable(self) -> dict[str, Json]:
         if not self._stale:
             return self.records
         now = self._clock()
@@ -113,10 +117,10 @@ class PeopleMixin(EmployeeStore):
                 view[hibob_id] = before
         return view
 
-    def _render(self, record: dict, layout: list[tuple], mode: str) -> dict:
+    def _render(self, record: Json, layout: list[Placement], mode: str) -> Json:
         """Dual layout: slash keys only for non-null values, nested objects with nulls too."""
-        out: dict = {}
-        human: dict = {}
+        out: Json = {}
+        human: Json = {}
         for field_id, parents, leaf, slash in layout:
             shown = raw = None if self._is_hidden(field_id) else record.get(field_id)
             if raw is not None and mode:
@@ -134,7 +138,7 @@ class PeopleMixin(EmployeeStore):
             out["humanReadable"] = human
         return out
 
-    def _reference(self, hibob_id: str | None) -> dict | None:
+    def _reference(self, hibob_id: str | None) -> Json | None:
         manager = self.records.get(hibob_id) if hibob_id else None
         if manager is None:
             return None
@@ -156,7 +160,8 @@ class PeopleMixin(EmployeeStore):
         if field_id in LIST_FIELDS:
             # Sim decision: an item id its list no longer knows (removed, or a label Bob
             # withholds) gets no human-readable entry, not its id re-printed.
-            return self._labels.get(LIST_FIELDS[field_id], {}).get(raw)
+            labels = self._labels.get(LIST_FIELDS[field_id], {})
+            return labels.get(raw) if isinstance(raw, str | int) else None
         if isinstance(raw, bool):
             return "Yes" if raw else "No"
         if isinstance(raw, int | float):
@@ -170,7 +175,7 @@ class PeopleMixin(EmployeeStore):
         self.hidden_categories.add(category_id)
 
 
-def _json_body(request: httpx.Request) -> dict:
+def _json_body(request: httpx.Request) -> Json:
     if not request.content:
         return {}
     try:
@@ -182,12 +187,12 @@ def _json_body(request: httpx.Request) -> dict:
     return body
 
 
-def _human_mode(body: dict) -> str:
+def _human_mode(body: Json) -> str:
     mode = body.get("humanReadable")
     return mode if mode in ("APPEND", "REPLACE") else ""  # invalid values count as empty
 
 
-def _filter_predicate(body: dict) -> Callable[[dict], bool]:
+def _filter_predicate(body: Json) -> Callable[[Json], bool]:
     if "filters" not in body:
         return lambda record: True
     filters = body["filters"]
@@ -211,12 +216,12 @@ def _filter_predicate(body: dict) -> Callable[[dict], bool]:
     return lambda record: _email_key(record) in emails
 
 
-def _email_key(record: dict) -> str | None:
+def _email_key(record: Json) -> str | None:
     email = record.get("root.email")
     return email.strip().lower() if isinstance(email, str) else None
 
 
-def _layout(fields: list[str]) -> list[tuple[str, tuple[str, ...], str, str]]:
+def _layout(fields: list[str]) -> list[Placement]:
     """Where each field goes: nested parents and key (root fields un-prefixed), slash key."""
     layout = []
     for field_id in fields:
@@ -227,7 +232,7 @@ def _layout(fields: list[str]) -> list[tuple[str, tuple[str, ...], str, str]]:
     return layout
 
 
-def _put(target: dict, parents: tuple[str, ...], leaf: str, value: object) -> None:
+def _put(target: Json, parents: tuple[str, ...], leaf: str, value: object) -> None:
     for part in parents:
         target = target.setdefault(part, {})
     target[leaf] = value

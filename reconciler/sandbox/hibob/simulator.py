@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import TypeAlias
 
 import httpx
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.faults import DropConnection, SimulatedTimeout
 from reconciler.sandbox.hibob.limits import LimitsMixin
 from reconciler.sandbox.hibob.metadata import MetadataMixin
@@ -20,6 +22,9 @@ from reconciler.sandbox.hibob.people import PeopleMixin, _Rejected
 from reconciler.sandbox.hibob.webhooks import WebhooksMixin
 
 _WRONG_PATH_PAGE = b"<!DOCTYPE html><html><head><title>Bob</title></head><body></body></html>"
+
+Endpoint: TypeAlias = Callable[[httpx.Request], Json | list[Json] | None]
+"""An endpoint's answer: the 200 body, or None for a 404 without a body."""
 
 
 class HibobSimulator(PeopleMixin, MetadataMixin, LimitsMixin, WebhooksMixin):
@@ -68,7 +73,7 @@ class HibobSimulator(PeopleMixin, MetadataMixin, LimitsMixin, WebhooksMixin):
             return httpx.Response(404, headers=headers)
         return httpx.Response(200, json=payload, headers=headers)
 
-    def _route(self, request: httpx.Request) -> tuple[str, Callable | None]:
+    def _route(self, request: httpx.Request) -> tuple[str, Endpoint | None]:
         path, method = request.url.path, request.method
         if method == "POST" and path == "/v1/people/search":
             return "search", self._search

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.hibob.employees import EmployeeStore
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -46,7 +47,7 @@ class WebhooksMixin(EmployeeStore):
         triggered_by: str = "system",
     ) -> tuple[bytes, dict[str, str]]:
         """A v2 event as Bob sends it: raw body bytes and headers (with Bob-Signature)."""
-        data: dict = {"employeeId": hibob_id}
+        data: Json = {"employeeId": hibob_id}
         if event_type == "employee.updated":
             # Element shape of fieldUpdates is an open question; we send dotted field ids.
             data["fieldUpdates"] = list(field_updates or [])

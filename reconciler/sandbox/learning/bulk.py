@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.learning.http import _invalid, _json_body, _list_query, _paged, _Refusal
 from reconciler.sandbox.learning.state import _OBJECT_ID, BODY_ROLES, LearningState
 
@@ -109,7 +110,7 @@ class BulkMixin(LearningState):
             self._shown_operation,
         )
 
-    def _shown_operation(self, operation: dict) -> dict:
+    def _shown_operation(self, operation: Json) -> Json:
         hidden = ("input", "results", "created", "foreign")
         return {k: v for k, v in operation.items() if k not in hidden}
 
@@ -123,7 +124,7 @@ class BulkMixin(LearningState):
             raise _Refusal(400, "bulkOperationNotRun", "The operation has not run yet.")
         return httpx.Response(200, json=operation["results"])
 
-    def _require_operation(self, operation_id: str) -> dict:
+    def _require_operation(self, operation_id: str) -> Json:
         if operation_id not in self._operations:
             raise _Refusal(404, "bulkOperationNotFound", f"No bulk operation {operation_id}")
         return self._operations[operation_id]
@@ -151,7 +152,7 @@ class BulkMixin(LearningState):
             if done == len(operation["input"]):
                 operation.update(status="completed", endedAt=self._now_iso())
 
-    def _add_membership(self, item: dict) -> dict:
+    def _add_membership(self, item: Json) -> Json:
         user = self._users.get(item["userId"])
         error = (
             "userNotFound"

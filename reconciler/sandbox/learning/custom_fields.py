@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.learning.http import (
     _invalid,
     _json_body,
@@ -118,19 +119,19 @@ class CustomFieldsMixin(LearningState):
 
     # ---- helpers -----------------------------------------------------------------------------
 
-    def _require_custom_field(self, custom_field_id: str, users_only: bool = False) -> dict:
+    def _require_custom_field(self, custom_field_id: str, users_only: bool = False) -> Json:
         field = self._custom_fields.get(custom_field_id)
         # Sim decision: a value for a contents field is a value for no user field: unknown.
         if field is None or (users_only and field["targetType"] != "users"):
             raise _Refusal(404, "customFieldNotFound", f"No custom field {custom_field_id}")
         return field
 
-    def _require_user_for_values(self, user_id: str) -> dict:
+    def _require_user_for_values(self, user_id: str) -> Json:
         if user_id not in self._users:
             raise _Refusal(404, "userNotFound", f"No user {user_id}")
         return self._users[user_id]
 
-    def _rendered_values(self, user_id: str) -> list[dict]:
+    def _rendered_values(self, user_id: str) -> list[Json]:
         # Sim decision: dates are read back as the DTO's `format: date-time` (midnight UTC),
         # although they are written as YYYY-MM-DD: the reconciler must compare the day only.
         return [
@@ -156,7 +157,7 @@ class CustomFieldsMixin(LearningState):
         target_type: str = "users",
     ) -> str:
         with self._lock:
-            field_id = self._new_id("c")
+            field_id = self._next_id("c")
             self._custom_fields[field_id] = {
                 "_id": field_id,
                 "name": name,

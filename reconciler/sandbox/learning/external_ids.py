@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.learning.http import (
     _ALL_OPS,
     _invalid,
@@ -68,7 +69,7 @@ class ExternalIdsMixin(LearningState):
             request, rows, lambda m: m["_id"], self.external_ids_page_size, filters, after, dict
         )
 
-    def _validated_mapping(self, body: Any) -> dict:
+    def _validated_mapping(self, body: Any) -> Json:
         if not isinstance(body, dict) or set(body) != set(_MAPPING_FIELDS):
             raise _invalid(f"Body must hold exactly {', '.join(_MAPPING_FIELDS)}")
         if not all(isinstance(body[name], str) and body[name] for name in _MAPPING_FIELDS):
@@ -82,7 +83,7 @@ class ExternalIdsMixin(LearningState):
             raise _Refusal(404, "resourceNotFound", "The target does not exist")
         return {name: body[name] for name in _MAPPING_FIELDS}
 
-    def _check_mapping_conflicts(self, fields: dict, exclude: str | None, taken_code: str) -> None:
+    def _check_mapping_conflicts(self, fields: Json, exclude: str | None, taken_code: str) -> None:
         # Sim decision: uniqueness is per (platform, targetType): one value per target and
         # one target per value.
         for other in self._mappings.values():
@@ -96,7 +97,7 @@ class ExternalIdsMixin(LearningState):
             if other["value"] == fields["value"]:
                 raise _Refusal(400, "valueAlreadyUsed", "The value is used by another target")
 
-    def _require_mapping(self, mapping_id: str) -> dict:
+    def _require_mapping(self, mapping_id: str) -> Json:
         if mapping_id not in self._mappings:
             raise _Refusal(404, "mappingIdNotFound", f"No mapping {mapping_id}")
         return self._mappings[mapping_id]

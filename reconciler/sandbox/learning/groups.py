@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.learning.http import _invalid, _list_query, _paged, _Refusal
 from reconciler.sandbox.learning.state import LearningState
 
@@ -111,7 +112,7 @@ class GroupsMixin(LearningState):
         self._check_role_available(PATH_ROLES[role])
         return PATH_ROLES[role]
 
-    def _require_group(self, group_id: str) -> dict:
+    def _require_group(self, group_id: str) -> Json:
         if group_id not in self.groups:
             raise _Refusal(404, "groupNotFound", f"No group {group_id}")
         return self.groups[group_id]

@@ -8,13 +8,18 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import unquote_plus
 
 import httpx
 
+from reconciler.sandbox.documents import Json
+
 _FILTER_KEY = re.compile(r"(\w+)\[(eq|ne|in|nin)\](?:\[(\d+)\])?")
 _ALL_OPS = ("eq", "ne", "in", "nin")
+Filters: TypeAlias = dict[str, dict[str, Any]]
+"""field -> operator -> argument: one string for eq and ne, a list of strings for in and nin."""
+Row = TypeVar("Row")
 
 
 class _Refusal(Exception):
@@ -36,7 +41,7 @@ def _invalid(message: str) -> _Refusal:
 
 
 def _json_body(request: httpx.Request, error: _Refusal | None = None) -> Any:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> Json:
         if len({key for key, _ in pairs}) != len(pairs):
             raise ValueError("duplicate property")
         return dict(pairs)
@@ -58,7 +63,9 @@ def _query_pairs(request: httpx.Request) -> list[tuple[str, str]]:
     return pairs
 
 
-def _list_query(request: httpx.Request, allowed: Mapping[str, tuple[str, ...]]) -> tuple[dict, Any]:
+def _list_query(
+    request: httpx.Request, allowed: Mapping[str, tuple[str, ...]]
+) -> tuple[Filters, str | None]:
     """The filters and cursor position of a list call; a `next` token overrides the query."""
     pairs = _query_pairs(request)
     cursor = [value for key, value in pairs if key == "next"]
@@ -68,7 +75,7 @@ def _list_query(request: httpx.Request, allowed: Mapping[str, tuple[str, ...]]) 
             return state["f"], state["a"]
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise _invalid("The next token is invalid") from exc
-    filters: dict[str, dict[str, Any]] = {}
+    filters: Filters = {}
     for key, value in pairs:
         match = _FILTER_KEY.fullmatch(key)
         if not match or match[2] not in allowed.get(match[1], ()):
@@ -100,15 +107,15 @@ def _passes(value: Any, ops: dict[str, Any], fold: bool) -> bool:
 
 def _paged(
     request: httpx.Request,
-    rows: list,
-    key: Callable[[Any], str],
+    rows: list[Row],
+    key: Callable[[Row], str],
     size: int,
-    filters: dict,
+    filters: Filters,
     after: str | None,
-    render: Callable[[Any], Any],
+    render: Callable[[Row], object],
 ) -> httpx.Response:
     rows = sorted((row for row in rows if after is None or key(row) > after), key=key)
-    page, headers = rows[:size], {}
+    page, headers = rows[:size], dict[str, str]()
     if len(rows) > size:
         state = json.dumps({"f": filters, "a": key(page[-1])}).encode()
         token = base64.urlsafe_b64encode(state).decode().rstrip("=")

@@ -8,6 +8,7 @@ resource's module. Nothing here touches the network.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import httpx
 
@@ -73,7 +74,8 @@ _ROUTES = [
 class LearningSimulator(
     UsersMixin, GroupsMixin, ExternalIdsMixin, BulkMixin, AuthMixin, CustomFieldsMixin
 ):
-    """One 360Learning company. Mutate state through the HTTP API or the helpers at the bottom."""
+    """One 360Learning company. Mutate state through the HTTP API or the helpers of
+    `LearningState` (state.py)."""
 
     # ---- HTTP entry point --------------------------------------------------------------------
 
@@ -104,7 +106,8 @@ class LearningSimulator(
                 try:
                     if scope is not None:
                         self._guard(request, scope, match.groupdict())
-                    return getattr(self, name)(request, **match.groupdict())
+                    handler: Callable[..., httpx.Response] = getattr(self, name)
+                    return handler(request, **match.groupdict())
                 except _Refusal as error:
                     return error.response()
         return _Refusal(404, "notFound", f"Cannot {request.method} {path}").response()

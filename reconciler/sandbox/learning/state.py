@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.faults import Faults
 from reconciler.sandbox.learning.http import _invalid, _Refusal
 
@@ -78,23 +79,23 @@ class LearningState:
         self.requests: list[tuple[str, str, int]] = []
         self.invitations_sent: list[str] = []
         self.rate_limited_count = 0
-        self.groups: dict[str, dict] = {}
+        self.groups: dict[str, Json] = {}
         self._clock, self._now = clock, now
         self._lock = threading.RLock()
         self._counter = 0
         self._tokens: dict[str, float] = {}
         self._hits: dict[str, deque[float]] = {"read": deque(), "write": deque()}
-        self._users: dict[str, dict] = {}
+        self._users: dict[str, Json] = {}
         self._roles: dict[str, set[tuple[str, str]]] = {}
         self._managers: dict[str, set[str]] = {}
-        self._mappings: dict[str, dict] = {}
+        self._mappings: dict[str, Json] = {}
         # Bulk operations (see the bulk section): how fast the platform works through them.
         self.bulk_start_seconds, self.bulk_items_per_second = 1.0, 500.0
         self.bulk_operations_page_size = 20  # [spec]
         # The documented 503 "bulk API temporarily disabled" on every bulk write.
         self.bulk_disabled = False
-        self._operations: dict[str, dict] = {}
-        self._custom_fields: dict[str, dict] = {}
+        self._operations: dict[str, Json] = {}
+        self._custom_fields: dict[str, Json] = {}
         self._authorized: dict[str, list[str]] = {}
         self._custom_values: dict[str, dict[str, str]] = {}  # user id -> field id -> value
         self._seed()
@@ -117,19 +118,17 @@ class LearningState:
         self._counter += 1
         return f"{kind}{self._counter:023x}"
 
-    _new_id = _next_id
-
     def _now_iso(self) -> str:
         return _iso(self._now())
 
-    def _public(self, user: dict) -> dict:
+    def _public(self, user: Json) -> Json:
         return {
             name: list(value) if isinstance(value, list) else value
             for name, value in user.items()
             if value not in (None, [])
         }
 
-    def _user_by(self, field: str, value: str | None) -> dict | None:
+    def _user_by(self, field: str, value: str | None) -> Json | None:
         if value is None:
             return None
         fold = (lambda s: s.lower() if isinstance(s, str) else s) if field == "mail" else None
@@ -143,7 +142,7 @@ class LearningState:
             None,
         )
 
-    def _require_user(self, user_id: str) -> dict:
+    def _require_user(self, user_id: str) -> Json:
         if user_id not in self._users:
             raise _Refusal(404, "userNotFound", f"No user {user_id}")
         return self._users[user_id]
@@ -152,14 +151,14 @@ class LearningState:
         if value is not None and _parse_datetime(value) <= self._now():
             raise _Refusal(400, "deactivationDateInvalid", "toBeDeactivatedAt must be future")
 
-    def _insert_user(self, fields: dict, status: str) -> dict:
+    def _insert_user(self, fields: Json, status: str) -> Json:
         user = {"_id": self._next_id("b"), "status": status, "lang": "en", **fields}
         self._users[user["_id"]] = user
         self._roles[user["_id"]] = set()
         self._managers[user["_id"]] = set()
         return user
 
-    def _soft_delete(self, user: dict, at: str) -> None:
+    def _soft_delete(self, user: Json, at: str) -> None:
         user["status"] = "deleted"
         user.pop("toBeDeactivatedAt", None)
         user.setdefault("deletedAt", []).append(at)
@@ -182,11 +181,12 @@ class LearningState:
 
     def add_group(self, name: str, parent_id: str | None = None, public: bool = True) -> str:
         with self._lock:
-            group: dict[str, Any] = {"_id": self._next_id("a"), "name": name, "public": public}
+            group_id = self._next_id("a")
+            group: Json = {"_id": group_id, "name": name, "public": public}
             if parent_id is not None:
                 group["parentId"] = parent_id
-            self.groups[group["_id"]] = group
-            return group["_id"]
+            self.groups[group_id] = group
+            return group_id
 
     def seed_user(
         self,
@@ -202,20 +202,21 @@ class LearningState:
             if mail is not None:
                 fields["mail"] = mail
             user = self._insert_user(fields, "active" if status == "deleted" else status)
+            user_id: str = user["_id"]  # made by `_next_id`
             if status == "deleted":
                 self._soft_delete(user, self._now_iso())
             else:
-                self._roles[user["_id"]].update(
+                self._roles[user_id].update(
                     roles if roles is not None else {(self.root_group_id, "learner")}
                 )
-            return user["_id"]
+            return user_id
 
-    def user(self, user_id: str) -> dict:
+    def user(self, user_id: str) -> Json:
         with self._lock:
             self._apply_due_deactivations()
             return self._public(self._users[user_id])
 
-    def users_by_mail(self) -> dict[str, dict]:
+    def users_by_mail(self) -> dict[str, Json]:
         with self._lock:
             self._apply_due_deactivations()
             return {u["mail"]: self._public(u) for u in self._users.values() if "mail" in u}
@@ -228,7 +229,7 @@ class LearningState:
         with self._lock:
             return set(self._roles[user_id])
 
-    def external_ids(self) -> list[dict]:
+    def external_ids(self) -> list[Json]:
         with self._lock:
             return [dict(m) for m in self._mappings.values()]
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.learning.http import (
     _ALL_OPS,
     _invalid,
@@ -117,7 +118,7 @@ class UsersMixin(LearningState):
             self.invitations_sent.append(user["mail"])
         return httpx.Response(status, json=self._public(user))
 
-    def _check_new_identifiers(self, fields: dict) -> None:
+    def _check_new_identifiers(self, fields: Json) -> None:
         if "mail" not in fields and "username" not in fields:
             raise _Refusal(400, "mailAndUsernameUndefined", "Give a mail or a username")
         if "username" in fields and not self.usernames_allowed:
@@ -128,7 +129,7 @@ class UsersMixin(LearningState):
             # Sim decision: a mail is stored as sent (case kept); uniqueness ignores case
             # (`_user_by`) — the docs say neither, and this is the less convenient pair.
 
-    def _find_existing(self, fields: dict) -> dict | None:
+    def _find_existing(self, fields: Json) -> Json | None:
         by_mail = self._user_by("mail", fields.get("mail"))
         by_username = self._user_by("username", fields.get("username"))
         if by_mail and by_username and by_mail is not by_username:
@@ -141,7 +142,7 @@ class UsersMixin(LearningState):
             raise _Refusal(400, "usernameAlreadyUsed", "The username is already used")
         return by_mail or by_username
 
-    def _restore(self, user: dict, fields: dict) -> dict:
+    def _restore(self, user: Json, fields: Json) -> Json:
         # A restored account comes back invited without its groups, roles, deactivation date
         # or manager links [help 360028536131]; names and other attributes are kept.
         uid = user["_id"]
@@ -168,7 +169,7 @@ class UsersMixin(LearningState):
                 user[name] = value
         return httpx.Response(200, json=self._public(user))
 
-    def _check_update(self, user: dict, fields: dict) -> None:
+    def _check_update(self, user: Json, fields: Json) -> None:
         if "toBeDeactivatedAt" in fields:
             if user["status"] == "deleted":
                 raise _Refusal(400, "invalidUpdateOnDeletedUser", "The user is deleted")
@@ -251,7 +252,7 @@ class UsersMixin(LearningState):
         self._managers[user_id].discard(manager_id)
         return httpx.Response(204)
 
-    def _require_manager(self, manager_id: str) -> dict:
+    def _require_manager(self, manager_id: str) -> Json:
         if manager_id not in self._users:
             raise _Refusal(404, "managerNotFound", f"No user {manager_id}")
         return self._users[manager_id]
@@ -260,7 +261,7 @@ class UsersMixin(LearningState):
 # ---- pure request/response helpers -----------------------------------------------------------
 
 
-def _validated_user_input(body: Any, allowed: frozenset[str], nullable: Iterable[str]) -> dict:
+def _validated_user_input(body: Any, allowed: frozenset[str], nullable: Iterable[str]) -> Json:
     if not isinstance(body, dict):
         raise _invalid("The body must be a JSON object")
     unknown = set(body) - allowed
@@ -281,7 +282,7 @@ def _validated_user_input(body: Any, allowed: frozenset[str], nullable: Iterable
     return fields
 
 
-def _validated_membership(membership: Any) -> dict:
+def _validated_membership(membership: Any) -> Json:
     if (
         not isinstance(membership, dict)
         or set(membership) != {"groupId", "role"}
