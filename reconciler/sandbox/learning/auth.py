@@ -6,10 +6,9 @@ Mixed into `LearningSimulator`; `_guard` calls `_authenticate` and `_admit` befo
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
+from reconciler.sandbox.documents import Json
 from reconciler.sandbox.learning.http import _json_body, _Refusal
 from reconciler.sandbox.learning.state import REAL_LIFETIME, LearningState
 
@@ -71,7 +70,7 @@ class AuthMixin(LearningState):
         token = f"sandbox-token-{self._next_id('f')}"
         self._tokens[token] = self._clock() + self.token_lifetime_seconds
         lifetime = self.token_lifetime_seconds
-        answer: dict[str, Any] = {
+        answer: Json = {
             "token_type": "Bearer",
             "access_token": token,
             "expires_in": str(lifetime) if self.expires_in_as_string else lifetime,
@@ -83,5 +82,5 @@ class AuthMixin(LearningState):
         return httpx.Response(200, json=answer)
 
 
-def _is_json(value: Any) -> bool:
+def _is_json(value: object) -> bool:
     return value is None or isinstance(value, str | int | float | bool | list | dict)

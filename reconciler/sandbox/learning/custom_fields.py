@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any
 
 import httpx
 
@@ -183,7 +182,7 @@ class CustomFieldsMixin(LearningState):
             return dict(self._custom_values.get(user_id, {}))
 
 
-def _is_date(value: Any) -> bool:
+def _is_date(value: object) -> bool:
     if not isinstance(value, str) or not _DATE.fullmatch(value):
         return False
     try:

@@ -6,8 +6,6 @@ Mixed into `LearningSimulator`.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
 from reconciler.sandbox.documents import Json
@@ -69,7 +67,7 @@ class ExternalIdsMixin(LearningState):
             request, rows, lambda m: m["_id"], self.external_ids_page_size, filters, after, dict
         )
 
-    def _validated_mapping(self, body: Any) -> Json:
+    def _validated_mapping(self, body: object) -> Json:
         if not isinstance(body, dict) or set(body) != set(_MAPPING_FIELDS):
             raise _invalid(f"Body must hold exactly {', '.join(_MAPPING_FIELDS)}")
         if not all(isinstance(body[name], str) and body[name] for name in _MAPPING_FIELDS):

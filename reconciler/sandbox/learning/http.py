@@ -30,7 +30,9 @@ class _Refusal(Exception):
         self.status, self.code, self.message, self.flat = status, code, message or code, flat
 
     def response(self) -> httpx.Response:
-        error: Any = self.code if self.flat else {"code": self.code, "message": self.message}
+        error: str | dict[str, str] = (
+            self.code if self.flat else {"code": self.code, "message": self.message}
+        )
         return httpx.Response(self.status, json={"error": error})
 
 

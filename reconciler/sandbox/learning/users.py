@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
 import httpx
 
@@ -261,7 +260,7 @@ class UsersMixin(LearningState):
 # ---- pure request/response helpers -----------------------------------------------------------
 
 
-def _validated_user_input(body: Any, allowed: frozenset[str], nullable: Iterable[str]) -> Json:
+def _validated_user_input(body: object, allowed: frozenset[str], nullable: Iterable[str]) -> Json:
     if not isinstance(body, dict):
         raise _invalid("The body must be a JSON object")
     unknown = set(body) - allowed
@@ -282,7 +281,7 @@ def _validated_user_input(body: Any, allowed: frozenset[str], nullable: Iterable
     return fields
 
 
-def _validated_membership(membership: Any) -> Json:
+def _validated_membership(membership: object) -> Json:
     if (
         not isinstance(membership, dict)
         or set(membership) != {"groupId", "role"}
