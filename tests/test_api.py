@@ -8,15 +8,10 @@ import threading
 import httpx
 import pytest
 
-from reconciler.clients.http import (
-    AdaptiveLimiter,
-    ApiSession,
-    AuthHints,
-    RateLimiter,
-    RetryPolicy,
-    build_http_client,
-    parse_error_body,
-)
+from reconciler.clients.http import ApiSession, AuthHints, RetryPolicy
+from reconciler.clients.http_errors import parse_error_body
+from reconciler.clients.pacer import AdaptiveLimiter, RateLimiter
+from reconciler.clients.transport import build_http_client
 from reconciler.errors import ApiAuthFailed, ApiRateLimited, ApiRejected, ApiUnavailable
 from tests.support import FakeTime
 

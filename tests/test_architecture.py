@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
-PURE = ("scope", "desired", "plan")
+PURE = ("scope", "desired", "plan", "plan_employee", "plan_matching", "plan_state")
 FORBIDDEN = (
     "httpx",
     "sqlite3",
     "sqlite_utils",
     "apscheduler",
     "waitress",
-    "reconciler.clients.http",
-    "reconciler.clients.hibob",
-    "reconciler.clients.learning",
+    "reconciler.clients",
     "reconciler.store.database",
     "reconciler.passes.apply",
     "reconciler.passes.reconcile",

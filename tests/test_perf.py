@@ -193,7 +193,7 @@ def test_hint_writes_go_ahead_of_bulk_writes_waiting_in_the_pacer() -> None:
     import threading
     import time
 
-    from reconciler.clients.http import AdaptiveLimiter, priority_lane
+    from reconciler.clients.pacer import AdaptiveLimiter, priority_lane
 
     wake = threading.Event()
     limiter = AdaptiveLimiter(0.5, sleep=lambda seconds: wake.wait(seconds))

@@ -12,8 +12,9 @@ import pytest
 from pydantic import SecretStr
 
 from reconciler.clients.hibob import HibobClient
-from reconciler.clients.http import ApiSession, AuthHints, build_http_client
+from reconciler.clients.http import ApiSession, AuthHints
 from reconciler.clients.learning import LearningClient
+from reconciler.clients.transport import build_http_client
 from reconciler.commands.logs import configure_logging
 from reconciler.config import HibobSettings, LearningSettings
 from reconciler.errors import ApiError

@@ -20,7 +20,9 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from reconciler.clients.http import ApiSession, ApiStats, AuthHints, RateLimiter, build_http_client
+from reconciler.clients.http import ApiSession, ApiStats, AuthHints
+from reconciler.clients.pacer import RateLimiter
+from reconciler.clients.transport import build_http_client
 from reconciler.config import HibobSettings
 from reconciler.core.models import Employee
 from reconciler.errors import ApiRejected, ApiUnavailable, ConfigError

@@ -1,30 +1,35 @@
-"""The HTTP shell both API clients share: client construction, throttling, retries, error mapping.
+"""The session both API clients send through: retries, backoff, counters and error mapping.
 
 `HibobClient` and `LearningClient` send every request through `ApiSession.send`, which turns
 httpx exceptions and error statuses into `reconciler.errors` (httpx never escapes this module).
 Every attempt has an overall deadline, however slowly the bytes arrive. It must not know vendor
 endpoints, and its error messages never carry secrets or headers: any text from outside goes
-through `redact` and is capped before it becomes part of an error.
+through `redact` and is capped before it becomes part of an error. Building the client and
+bounding its sockets is `transport`'s, pacing `pacer`'s, reading answers `http_errors`'s.
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
 import logging
 import random as random_module
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import httpcore
 import httpx
 
+from reconciler.clients.http_errors import (
+    MAX_OUTSIDE_CHARS,
+    _check_json,
+    _describe_transport_error,
+    _join,
+    _parse_float,
+    _parse_retry_after,
+    parse_error_body,
+)
+from reconciler.clients.pacer import AdaptiveLimiter, RateLimiter
+from reconciler.clients.transport import _overall_deadline
 from reconciler.errors import (
     ApiAuthFailed,
     ApiError,
@@ -34,290 +39,9 @@ from reconciler.errors import (
 )
 from reconciler.redact import redact
 
-MAX_OUTSIDE_CHARS = 300
-"""Upstream error text kept in an error: one readable line, never a whole echoed request."""
-
 RequestFactory = Callable[[], httpx.Request]
 
-_deadline = threading.local()
-"""The monotonic time the attempt in progress on this thread must end by (None: no limit)."""
-
 log = logging.getLogger(__name__)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A socket whose every read and write waits at most until the thread's deadline.
-
-    httpx applies its timeout to each read, so a server sending one byte per second keeps a
-    request alive forever; bounding each socket call by the time left ends it on time.
-    """
-
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
-        self._stream = stream
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(
-        self,
-        ssl_context: Any,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's network backend, with the streams it opens bounded by `_DeadlineStream`."""
-
-    def __init__(self, backend: httpcore.NetworkBackend) -> None:
-        self._backend = backend
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
-        return _DeadlineStream(stream)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.NetworkStream:
-        bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
-
-
-def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
-    deadline: float | None = getattr(_deadline, "at", None)
-    if deadline is None:
-        return timeout
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise error("the overall deadline of the request passed")
-    return remaining if timeout is None else min(timeout, remaining)
-
-
-def _install_deadlines(client: httpx.Client) -> None:
-    """Bound the sockets of the client's own transports (env proxies included).
-
-    httpx offers no public seam for httpcore's network backend, so its pools are reached
-    through their attributes; a transport of another shape (a test's MockTransport) has no
-    sockets, and `ApiSession` still checks the deadline between the chunks of a body.
-    """
-    transports = [client._transport, *client._mounts.values()]  # noqa: SLF001
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
-            backend, _DeadlineBackend
-        ):
-            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]  # noqa: SLF001
-
-
-_PRIORITY: ContextVar[bool] = ContextVar("reconciler_priority_lane", default=False)
-
-
-@contextmanager
-def priority_lane() -> Iterator[None]:
-    """Requests sent inside go ahead of the others waiting in a pacer (a hint's writes
-    overtake a long pass's bulk work); threads started inside must enter it themselves."""
-    token = _PRIORITY.set(True)
-    try:
-        yield
-    finally:
-        _PRIORITY.reset(token)
-
-
-def is_priority_lane() -> bool:
-    return _PRIORITY.get()
-
-
-def enter_lane(priority: bool) -> None:
-    """A worker thread's initializer: send in `priority` lane (see `priority_lane`)."""
-    _PRIORITY.set(priority)
-
-
-def build_http_client(
-    base_url: str,
-    *,
-    timeout_seconds: float,
-    transport: httpx.BaseTransport | None = None,
-    auth: httpx.Auth | tuple[str, str] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> httpx.Client:
-    """An httpx.Client for one service; `transport` is the seam tests use for the simulators.
-
-    `timeout_seconds` bounds each socket operation and, through `ApiSession`, each attempt as a
-    whole (connect, send, headers and body)."""
-    client = httpx.Client(
-        base_url=base_url,
-        timeout=timeout_seconds,
-        transport=transport,
-        auth=auth,
-        headers=dict(headers or {}),
-        follow_redirects=False,
-    )
-    if transport is None:
-        _install_deadlines(client)
-    return client
-
-
-class RateLimiter:
-    """Thread-safe token bucket: `acquire()` blocks (via `sleep`) until a request may go out."""
-
-    def __init__(
-        self,
-        rate_per_second: float,
-        *,
-        burst: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate_per_second <= 0 or burst < 1:
-            raise ValueError("rate_per_second must be > 0 and burst >= 1")
-        self.rate_per_second = rate_per_second
-        self._burst = burst
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._tokens = burst
-        self._updated = clock()
-
-    def acquire(self) -> None:
-        # The token is reserved under the lock (the bucket may go negative), so concurrent
-        # callers queue up one interval apart instead of all waking at once.
-        with self._lock:
-            self._refill()
-            self._tokens -= 1
-            wait_seconds = -self._tokens / self.rate_per_second if self._tokens < 0 else 0.0
-        if wait_seconds > 0:
-            self._sleep(wait_seconds)
-
-    def _refill(self) -> float:
-        """Credit the tokens earned since the last update at the current rate (lock held)."""
-        now = self._clock()
-        elapsed = max(0.0, now - self._updated)
-        self._tokens = min(self._burst, self._tokens + elapsed * self.rate_per_second)
-        self._updated = now
-        return now
-
-
-class AdaptiveLimiter(RateLimiter):
-    """A pacer whose rate follows the server: AIMD, as TCP does with its window.
-
-    Each second without a 429 adds `increase_per_second` to the rate, up to `ceiling` and up
-    to 97% of the rate that last met a 429; that remembered rate itself creeps up by a fiftieth
-    of the increase each second, so the pacer dwells just under the server's limit and probes
-    above it only slowly instead of bouncing off it. A 429 multiplies the rate by `decrease`,
-    at most once per `cooldown_seconds` (requests in flight at the old rate come back 429
-    together and mean one thing), never below `floor`. `ApiSession.send` reports each answer
-    through `record_success`/`record_rate_limited`.
-    """
-
-    def __init__(
-        self,
-        ceiling: float,
-        *,
-        start: float | None = None,
-        floor: float | None = None,
-        increase_per_second: float = 1.0,
-        decrease: float = 0.7,
-        cooldown_seconds: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if not 0 < decrease < 1 or increase_per_second <= 0:
-            raise ValueError("decrease must be in (0, 1) and increase_per_second > 0")
-        self.ceiling = ceiling
-        self.floor = min(ceiling, floor if floor is not None else max(ceiling / 10, 0.1))
-        start = ceiling if start is None else start
-        super().__init__(min(ceiling, max(self.floor, start)), clock=clock, sleep=sleep)
-        self._increase = increase_per_second
-        self._decrease = decrease
-        self._cooldown = cooldown_seconds
-        self._changed_at = clock()
-        self._cut_at: float | None = None
-        self._refused_rate = float("inf")
-        self._next_slot = clock()
-        self._turn = threading.Condition(self._lock)
-        self._lanes: dict[bool, deque[object]] = {True: deque(), False: deque()}
-
-    def acquire(self, priority: bool | None = None) -> None:
-        """Wait for the next slot. Even spacing, no burst credit: a bucket holding one token
-        would let rate + 1 requests into some one-second window, and the vendor counts
-        exactly those windows. Callers queue in two lanes and the priority lane's (see
-        `priority_lane`) go first: only the head of the queue sleeps until the slot."""
-        lane = is_priority_lane() if priority is None else priority
-        me = object()
-        with self._turn:
-            self._lanes[lane].append(me)
-            try:
-                while True:
-                    if self._head() is not me:
-                        self._turn.wait()
-                        continue
-                    now = self._clock()
-                    if now >= self._next_slot:
-                        self._lanes[lane].popleft()
-                        self._next_slot = now + 1 / self.rate_per_second
-                        return
-                    self._lock.release()
-                    try:
-                        self._sleep(self._next_slot - now)
-                    finally:
-                        self._lock.acquire()
-            finally:
-                if me in self._lanes[lane]:
-                    self._lanes[lane].remove(me)
-                self._turn.notify_all()
-
-    def waiting(self) -> tuple[int, int]:
-        """(priority, bulk) callers waiting for a slot."""
-        with self._lock:
-            return len(self._lanes[True]), len(self._lanes[False])
-
-    def _head(self) -> object | None:
-        for lane in (True, False):
-            if self._lanes[lane]:
-                return self._lanes[lane][0]
-        return None
-
-    def record_success(self) -> None:
-        with self._lock:
-            now = self._clock()
-            elapsed = max(0.0, now - self._changed_at)
-            self._refused_rate += self._increase / 50 * elapsed
-            cap = min(self.ceiling, 0.97 * self._refused_rate)
-            if self.rate_per_second < cap:
-                self.rate_per_second = min(cap, self.rate_per_second + self._increase * elapsed)
-            self._changed_at = now
-
-    def record_rate_limited(self) -> None:
-        with self._lock:
-            now = self._clock()
-            if self._cut_at is not None and now - self._cut_at < self._cooldown:
-                return
-            self._refused_rate = self.rate_per_second
-            self.rate_per_second = max(self.floor, self.rate_per_second * self._decrease)
-            self._cut_at = self._changed_at = now
 
 
 @dataclass(frozen=True)
@@ -612,101 +336,3 @@ class ApiSession:
         if wait is None:
             return None
         return min(max(wait, 0.0), self._policy.max_hinted_wait_seconds)
-
-
-@contextmanager
-def _overall_deadline(at: float | None) -> Iterator[None]:
-    """This thread's deadline for the sockets of one attempt, cleared after it."""
-    _deadline.at = at
-    try:
-        yield
-    finally:
-        _deadline.at = None
-
-
-def parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
-    """(vendor code, message) from any of the vendors' error shapes; ('', '') when unknown.
-
-    360Learning: {"error": {"code", "message"}} or flat {"error": "code"}.
-    Hibob: {"key", "error"} or {"errorMessage"}.
-    """
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return None, ""
-    if not isinstance(body, dict):
-        return None, ""
-    error = body.get("error")
-    if isinstance(error, dict):
-        return _text(error.get("code")), _text(error.get("message")) or ""
-    if "key" in body:
-        return _text(body.get("key")), _text(error) or ""
-    if isinstance(error, str):
-        return _text(error), _text(body.get("message")) or ""
-    return None, _text(body.get("errorMessage")) or ""
-
-
-def _check_json(response: httpx.Response, service: str, *, parse: bool = True) -> None:
-    if not response.content:
-        return
-    content_type = response.headers.get("content-type", "")
-    # Hibob answers a wrong path with 200 text/html: a base URL problem, not data.
-    if content_type and "json" not in content_type.lower():
-        raise ApiRejected(
-            service,
-            response.status_code,
-            "unexpectedContentType",
-            f"expected JSON but got {_text(content_type.split(';')[0], 60)} from "
-            f"{response.request.url.path}; check the base URL",
-        )
-    if not parse:
-        return
-    try:
-        response.json()
-    except (ValueError, UnicodeDecodeError):
-        raise ApiUnavailable(
-            service,
-            response.status_code,
-            "invalidJson",
-            f"response from {response.request.url.path} is not valid JSON",
-        ) from None
-
-
-def _parse_retry_after(raw: str | None, wall_clock: Callable[[], float]) -> float | None:
-    if not raw:
-        return None
-    seconds = _parse_float(raw)
-    if seconds is not None:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return when.timestamp() - wall_clock()
-
-
-def _parse_float(raw: str | None) -> float | None:
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def _describe_transport_error(exc: Exception) -> str:
-    # str(exc) names the failure (timeout, reset, refused); httpx never puts headers in it, but a
-    # proxy's reason phrase may echo anything.
-    text = " ".join(str(exc).split()) or "no detail"
-    return redact(f"{type(exc).__name__}: {text}", 200)
-
-
-def _text(value: Any, max_chars: int = MAX_OUTSIDE_CHARS) -> str | None:
-    """Text from an upstream body: one line (the CLI prints errors as one), redacted, capped."""
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else json.dumps(value)
-    # Redacted before whitespace is folded, which could change a secret's spelling.
-    return " ".join(redact(text).split())[:max_chars]
-
-
-def _join(*parts: str | None) -> str:
-    return "; ".join(part for part in parts if part)

@@ -19,14 +19,9 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler.clients.http import (
-    AdaptiveLimiter,
-    ApiSession,
-    ApiStats,
-    AuthHints,
-    RateLimiter,
-    build_http_client,
-)
+from reconciler.clients.http import ApiSession, ApiStats, AuthHints
+from reconciler.clients.pacer import AdaptiveLimiter, RateLimiter
+from reconciler.clients.transport import build_http_client
 from reconciler.config import LearningSettings
 from reconciler.core.models import GroupRole, LearningUser
 from reconciler.errors import ApiAuthFailed, ApiRejected, ApiUnavailable

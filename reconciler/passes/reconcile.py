@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
-from reconciler.clients.http import priority_lane
+from reconciler.clients.pacer import priority_lane
 from reconciler.config import Settings
 from reconciler.core.custom_fields import ResolvedCustomFields, with_custom_values
 from reconciler.core.desired import (
