@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from reconciler.clients.learning import bulk_poll_deadline_seconds
+from reconciler.clients.learning_groups import bulk_poll_deadline_seconds
 from reconciler.commands.check import run_checks
 from tests.support import World
 from tests.test_apply_bulk import bulk_calls, one_by_one_calls, world_with_a_group_rule

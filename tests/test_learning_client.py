@@ -12,7 +12,8 @@ import pytest
 from openapi_core import Config, OpenAPI
 from pydantic import SecretStr
 
-from reconciler.clients.learning import LearningClient, Membership, add_memberships
+from reconciler.clients.learning import LearningClient
+from reconciler.clients.learning_groups import Membership, add_memberships
 from reconciler.config import LearningSettings
 from reconciler.core.models import GroupRole
 from reconciler.errors import ApiAuthFailed, ApiRejected

@@ -14,8 +14,9 @@ import pytest
 from pydantic import SecretStr
 
 from reconciler.clients.hibob import HibobClient, search_answer_cap
-from reconciler.clients.learning import MAX_ANSWER_BYTES as LEARNING_ANSWER_CAP
-from reconciler.clients.learning import SHORT_TOKEN_LIFETIME_SECONDS, LearningClient
+from reconciler.clients.learning import LearningClient
+from reconciler.clients.learning_api import MAX_ANSWER_BYTES as LEARNING_ANSWER_CAP
+from reconciler.clients.learning_api import SHORT_TOKEN_LIFETIME_SECONDS
 from reconciler.config import HibobSettings, LearningSettings
 from reconciler.errors import ApiError, ApiUnavailable
 from reconciler.sandbox.learning import LearningSimulator

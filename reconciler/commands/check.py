@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.clients.hibob import HibobClient
-from reconciler.clients.learning import BULK_OPERATIONS_PATH
+from reconciler.clients.learning_groups import BULK_OPERATIONS_PATH
 from reconciler.config import Settings, describe_secrets_in_file
 from reconciler.core.custom_fields import compute_misfits
 from reconciler.core.desired import required_fields

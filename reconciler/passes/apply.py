@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.clients.learning import LearningClient, Membership, add_memberships
+from reconciler.clients.learning import LearningClient
+from reconciler.clients.learning_groups import Membership, add_memberships
 from reconciler.clients.pacer import enter_lane, is_priority_lane
 from reconciler.core.custom_fields import split_custom
 from reconciler.core.models import (
