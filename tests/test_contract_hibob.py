@@ -13,10 +13,10 @@ import pytest
 from contract import ValidatingTransport, load_spec, require_specs, validate_exchange
 
 from reconciler.clients.hibob import HibobClient
-from reconciler.config import HibobSettings
 from reconciler.errors import ApiAuthFailed
 from reconciler.sandbox.company import STANDARD_FIELDS, generate_company
 from reconciler.sandbox.hibob import HibobSimulator
+from reconciler.settings_sections import HibobSettings
 from tests.support import FakeClock
 
 require_specs()

@@ -14,10 +14,10 @@ from contract import ValidatingTransport, load_spec, require_specs, validate_exc
 
 from reconciler.clients.learning import LearningClient
 from reconciler.commands.wiring import build_pass_context
-from reconciler.config import LearningSettings
 from reconciler.errors import ApiRejected
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
+from reconciler.settings_sections import LearningSettings
 from tests.support import FakeClock, World
 
 require_specs()

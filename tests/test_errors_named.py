@@ -10,8 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from reconciler.clients.hibob import HibobClient
-from reconciler.config import HibobSettings
 from reconciler.errors import ApiUnavailable
+from reconciler.settings_sections import HibobSettings
 
 
 def closed_port() -> int:

@@ -10,10 +10,10 @@ import pytest
 from pydantic import SecretStr
 
 from reconciler.clients.hibob import HibobClient
-from reconciler.config import HibobSettings
 from reconciler.errors import ApiAuthFailed, ApiRejected, ApiUnavailable
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
+from reconciler.settings_sections import HibobSettings
 from tests.support import FakeTime
 
 TODAY = datetime.date(2026, 3, 16)

@@ -229,7 +229,7 @@ def test_case_5_a_typo_in_a_scope_field_fails_the_pass_naming_the_field(tmp_path
 
 
 def _group(field: str, op: str, values: list[str]):
-    from reconciler.config import Condition, ScopeGroup
+    from reconciler.settings_rules import Condition, ScopeGroup
 
     return ScopeGroup(conditions=[Condition(field=field, op=op, values=values)])
 

@@ -7,10 +7,10 @@ import pytest
 from pydantic import SecretStr
 
 from reconciler.clients.learning import LearningClient
-from reconciler.config import LearningSettings
 from reconciler.errors import ApiUnavailable
 from reconciler.sandbox.learning import LearningSimulator
 from reconciler.sandbox.server import serve
+from reconciler.settings_sections import LearningSettings
 
 
 @pytest.fixture

@@ -23,6 +23,14 @@ PLANTS = {
     "a pass imports the service": ("passes/reconcile.py", "import reconciler.service.lifecycle"),
     "the service imports a command": ("service/hints.py", "import reconciler.commands.status"),
     "the foundation imports the core": ("config.py", "import reconciler.core.models"),
+    "a settings section imports a simulator": (
+        "settings_sections.py",
+        "import reconciler.sandbox.faults",
+    ),
+    "the settings rules import a simulator": (
+        "settings_rules.py",
+        "import reconciler.sandbox.company",
+    ),
     "the product imports a simulator": (
         "passes/reconcile.py",
         "import reconciler.sandbox.learning",

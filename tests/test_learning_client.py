@@ -14,10 +14,10 @@ from pydantic import SecretStr
 
 from reconciler.clients.learning import LearningClient
 from reconciler.clients.learning_groups import Membership, add_memberships
-from reconciler.config import LearningSettings
 from reconciler.core.models import GroupRole
 from reconciler.errors import ApiAuthFailed, ApiRejected
 from reconciler.sandbox.learning import PROVISIONING_SCOPES, LearningSimulator
+from reconciler.settings_sections import LearningSettings
 from tests.support import FakeTime
 
 UNKNOWN_ID = "0123456789abcdef01234567"

@@ -16,9 +16,9 @@ from reconciler.clients.http import ApiSession, AuthHints
 from reconciler.clients.learning import LearningClient
 from reconciler.clients.transport import build_http_client
 from reconciler.commands.logs import configure_logging
-from reconciler.config import HibobSettings, LearningSettings
 from reconciler.errors import ApiError
 from reconciler.redact import REDACTED, SecretRegistry, redact, remember_secrets, remember_token
+from reconciler.settings_sections import HibobSettings, LearningSettings
 from tests.support import FakeTime
 
 CLIENT_SECRET = "CLIENT-SECRET-e8f1a0c3"

@@ -17,9 +17,9 @@ from reconciler.clients.hibob import HibobClient, search_answer_cap
 from reconciler.clients.learning import LearningClient
 from reconciler.clients.learning_api import MAX_ANSWER_BYTES as LEARNING_ANSWER_CAP
 from reconciler.clients.learning_api import SHORT_TOKEN_LIFETIME_SECONDS
-from reconciler.config import HibobSettings, LearningSettings
 from reconciler.errors import ApiError, ApiUnavailable
 from reconciler.sandbox.learning import LearningSimulator
+from reconciler.settings_sections import HibobSettings, LearningSettings
 from tests.support import FakeTime
 
 

@@ -7,7 +7,6 @@ import datetime as dt
 import pytest
 from freezegun import freeze_time
 
-from reconciler.config import SyncSettings
 from reconciler.errors import ConfigError
 from reconciler.service.scheduler import (
     FULL_MISFIRE_GRACE_SECONDS,
@@ -17,6 +16,7 @@ from reconciler.service.scheduler import (
     incremental_misfire_grace,
     incremental_trigger,
 )
+from reconciler.settings_sections import SyncSettings
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 

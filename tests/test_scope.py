@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.config import Condition, ScopeGroup
 from reconciler.core.models import Employee
 from reconciler.core.scope import compute_in_scope
+from reconciler.settings_rules import Condition, ScopeGroup
 
 ENGINEER = Employee(
     "1",

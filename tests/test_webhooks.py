@@ -19,12 +19,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from reconciler.config import WebhookSettings
 from reconciler.errors import ConfigError
 from reconciler.service import webhooks as webhooks_module
 from reconciler.service.metrics import Metrics
 from reconciler.service.webhooks import Hint, create_app
 from reconciler.service.webserver import serve_webhooks
+from reconciler.settings_sections import WebhookSettings
 
 UPSERT_SECRET = "upsert-secret-4f1c9a"
 DEACTIVATION_SECRET = "deactivation-secret-77be02"

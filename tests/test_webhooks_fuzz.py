@@ -34,10 +34,10 @@ from webhook_corpus import (
     sign,
 )
 
-from reconciler.config import WebhookSettings
 from reconciler.service.metrics import Metrics
 from reconciler.service.webhooks import Hint, create_app
 from reconciler.service.webserver import ConnectionLimits, serve_webhooks
+from reconciler.settings_sections import WebhookSettings
 
 SETTINGS = WebhookSettings(
     upsert_secret=SecretStr(UPSERT_SECRET), deactivation_secret=SecretStr(DEACTIVATION_SECRET)

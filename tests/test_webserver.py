@@ -17,10 +17,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from reconciler.config import WebhookSettings
 from reconciler.service.metrics import Metrics
 from reconciler.service.webhooks import Hint, create_app
 from reconciler.service.webserver import ConnectionLimits, WebhookServer, serve_webhooks
+from reconciler.settings_sections import WebhookSettings
 
 QUICK_SECONDS = 1.0
 """How fast a health check must answer while the server is under attack."""

@@ -23,10 +23,10 @@ import msgspec
 from reconciler.clients.http import ApiSession, ApiStats, AuthHints
 from reconciler.clients.pacer import RateLimiter
 from reconciler.clients.transport import build_http_client
-from reconciler.config import HibobSettings
 from reconciler.core.models import Employee
 from reconciler.errors import ApiRejected, ApiUnavailable, ConfigError
 from reconciler.redact import remember_secrets
+from reconciler.settings_sections import HibobSettings
 
 SERVICE = "Hibob"
 MAX_FIELDS = 400

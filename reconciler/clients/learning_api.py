@@ -22,10 +22,10 @@ import httpx
 from reconciler.clients.http import ApiSession, ApiStats, AuthHints
 from reconciler.clients.pacer import AdaptiveLimiter, RateLimiter
 from reconciler.clients.transport import build_http_client
-from reconciler.config import LearningSettings
 from reconciler.core.models import LearningUser
 from reconciler.errors import ApiAuthFailed, ApiRejected, ApiUnavailable
 from reconciler.redact import remember_secrets, remember_token
+from reconciler.settings_sections import LearningSettings
 
 SERVICE = "360Learning"
 TOKEN_PATH = "/api/v2/oauth2/token"

@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from reconciler.config import CustomFieldRule, Settings
+from reconciler.config import Settings
 from reconciler.core.mapping import Mapped, compute_rule
+from reconciler.settings_rules import CustomFieldRule
 
 PREFIX = "customField:"
 SETTING = "mapping.custom_fields"

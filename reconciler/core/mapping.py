@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.config import FieldRule, Settings
+from reconciler.config import Settings
 from reconciler.core.models import Employee
+from reconciler.settings_rules import FieldRule
 
 LANGS = frozenset(
     "bg cs da de el en es fi fr hr ht_HT hu id it ja kar_MM ko lt mh_MH nl nl_BE no pl pt ro "

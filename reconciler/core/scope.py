@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reconciler.config import Condition, ScopeGroup
 from reconciler.core.models import Employee
+from reconciler.settings_rules import Condition, ScopeGroup
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reconciler.config import NotifySettings
 from reconciler.core.vocabulary import PassKind
+from reconciler.settings_sections import NotifySettings
 from reconciler.store.database import Store
 
 log = logging.getLogger("reconciler.service.notify")

@@ -14,8 +14,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from reconciler.config import SyncSettings
 from reconciler.errors import ConfigError
+from reconciler.settings_sections import SyncSettings
 
 POLL_SECONDS = 0.5
 """How often the service looks for `reconciler resync` requests."""

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from reconciler.config import WebhookSettings
 from reconciler.core.vocabulary import WebhookResult
 from reconciler.redact import remember_secrets
 from reconciler.service.metrics import Metrics
+from reconciler.settings_sections import WebhookSettings
 
 log = logging.getLogger("reconciler.service.webhooks")
 
