@@ -33,6 +33,7 @@ from reconciler.service.admin_requests import (
     list_releasable,
 )
 from reconciler.store.database import Store
+from reconciler.store.records import RequestRecord
 
 if TYPE_CHECKING:  # imported where a pass runs here: a request to the service needs none
     from reconciler.passes.reconcile import PassResult
@@ -172,16 +173,16 @@ def _ask_service(
         return 0
     polls, started = 0, False
     while polls * POLL_SECONDS < timeout_seconds:
-        request = store.get_request(request_id) or {}
-        if request.get("finished_at"):
+        request = store.get_request(request_id)
+        if request and request.finished_at:
             return _print_request_outcome(store, request, out)
-        if request.get("started_at") and not started:
+        if request and request.started_at and not started:
             started = True
             _say(out, f"{kind} started")
         polls += 1
         if polls % 25 == 0 and not store.is_instance_running():  # every 5 s
-            request = store.get_request(request_id) or {}
-            if request.get("finished_at"):
+            request = store.get_request(request_id)
+            if request and request.finished_at:
                 return _print_request_outcome(store, request, out)
             store.expire_request(request_id, now_utc(), "the service stopped; its command gave up")
             _say(
@@ -212,30 +213,27 @@ def _say(out: TextIO, line: str) -> None:
     print(line, file=out, flush=True)
 
 
-def _print_request_outcome(store: Store, request: dict[str, Any], out: TextIO) -> int:
-    outcome = Outcome(request["outcome"] or "failed", request["pass_id"], request["detail"])
+def _print_request_outcome(store: Store, request: RequestRecord, out: TextIO) -> int:
+    outcome = Outcome(request.outcome or "failed", request.pass_id, request.detail)
     if outcome.outcome == "cancelled":
         _say(
             out,
-            f"reconciler: the service stopped before the {request['kind']} ran; run the "
-            "command again",
+            f"reconciler: the service stopped before the {request.kind} ran; run the command again",
         )
         return 1
     row = store.get_pass(outcome.pass_id) if outcome.pass_id else None
     if row:
-        counts = ", ".join(f"{k} {v}" for k, v in row["counts"].items())
-        _say(
-            out, f"{row['kind']} pass {row['id']}: {outcome.outcome} — {counts or 'nothing to do'}"
-        )
-        if row.get("error"):
-            _say(out, f"  error: {row['error']}")
-        journal = store.list_journal(pass_id=row["id"])
+        counts = ", ".join(f"{k} {v}" for k, v in row.counts.items())
+        _say(out, f"{row.kind} pass {row.id}: {outcome.outcome} — {counts or 'nothing to do'}")
+        if row.error:
+            _say(out, f"  error: {row.error}")
+        journal = store.list_journal(pass_id=row.id)
         for entry in journal[:SHOWN_ROWS]:
             _say(out, "  " + format_history_row(entry))
         if len(journal) > SHOWN_ROWS:
             _say(out, f"  ... and {len(journal) - SHOWN_ROWS} more (reconciler history)")
     elif outcome.outcome != "refused":
-        _say(out, f"{request['kind']}: {outcome.outcome}")
+        _say(out, f"{request.kind}: {outcome.outcome}")
     _print_detail(store, outcome, out)
     return outcome.exit_code
 

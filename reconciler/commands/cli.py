@@ -145,7 +145,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     ids = _resolve_all(store, [args.employee]) if args.employee else None
     rows = store.list_journal(hibob_id=ids, since=args.since, limit=None)
     if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(json.dumps([row.as_json() for row in rows], indent=2, ensure_ascii=False))
         return 0
     for row in rows:
         print(format_history_row(row))

@@ -153,9 +153,9 @@ def _keep(
         encoding="utf-8",
     )
     skipped = [
-        row for row in services.store.list_skipped() if not row["reason"].startswith("ambiguous")
+        row for row in services.store.list_skipped() if not row.reason.startswith("ambiguous")
     ]
-    example = skipped[0]["employee_id"] if skipped else "EMPLOYEE"
+    example = skipped[0].hibob_id if skipped else "EMPLOYEE"
     config = f"--config {settings}"
     say.title(
         f"Kept the database and settings in {folder}. These read only the database, so "
@@ -244,7 +244,7 @@ class _Narrator:
         skipped = [
             row
             for row in self.services.store.list_skipped()
-            if not row["reason"].startswith("ambiguous")
+            if not row.reason.startswith("ambiguous")
         ]
         outside = sorted(
             h
@@ -256,8 +256,8 @@ class _Narrator:
         ]
         examples += [
             (
-                f"9. And {row['employee_id']}? (reconciler explain {row['employee_id']})",
-                row["employee_id"],
+                f"9. And {row.hibob_id}? (reconciler explain {row.hibob_id})",
+                row.hibob_id,
             )
             for row in skipped[:1]
         ]

@@ -321,10 +321,10 @@ def _print_safety(
         print(f"quarantine: no ({entry.failures} recent failures: {entry.last_error})", file=out)
     else:
         print("quarantine: no", file=out)
-    held = next((row for row in store.list_held() if row["employee_id"] == hibob_id), None)
+    held = next((row for row in store.list_held() if row.hibob_id == hibob_id), None)
     if held:
         print(
-            f"deactivation: held since {held['held_at']}: {held['reason']} (review with: "
+            f"deactivation: held since {held.held_at}: {held.reason} (review with: "
             "reconciler release)",
             file=out,
         )

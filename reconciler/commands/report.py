@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from reconciler.passes.progress import ProgressSnapshot, describe_progress, format_duration
 from reconciler.service.admin_requests import compute_held_token
+from reconciler.store.records import HeldDeactivation, JournalRecord, QuarantinedEmployee
 
 if TYPE_CHECKING:  # the pass machinery is imported only by commands that run one
     from reconciler.passes.reconcile import PassResult
@@ -129,7 +130,7 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
         )
 
 
-def print_held(held: list[dict[str, Any]], out: TextIO) -> None:
+def print_held(held: list[HeldDeactivation], out: TextIO) -> None:
     """The held deactivations and the token that releases exactly this list."""
     if not held:
         print("no deactivation is held", file=out)
@@ -137,11 +138,10 @@ def print_held(held: list[dict[str, Any]], out: TextIO) -> None:
     print(f"{len(held)} held deactivation(s):", file=out)
     for row in held:
         print(
-            f"  {row['employee_id']}  {row['email'] or '-'}  held {row['held_at']}  "
-            f"{row['reason']}",
+            f"  {row.hibob_id}  {row.email or '-'}  held {row.held_at}  {row.reason}",
             file=out,
         )
-    releasable = [row for row in held if row.get("is_releasable", True)]
+    releasable = [row for row in held if row.is_releasable]
     if len(releasable) < len(held):
         print(
             f"{len(held) - len(releasable)} of them are held because the Hibob read could not "
@@ -155,15 +155,15 @@ def print_held(held: list[dict[str, Any]], out: TextIO) -> None:
     print("(or name the employees: reconciler release ID [ID ...])", file=out)
 
 
-def print_quarantined(rows: list[dict[str, Any]], out: TextIO) -> None:
+def print_quarantined(rows: list[QuarantinedEmployee], out: TextIO) -> None:
     if not rows:
         print("no employee is quarantined", file=out)
         return
     print(f"{len(rows)} quarantined employee(s):", file=out)
     for row in rows:
         print(
-            f"  {row['employee_id']}  {row['email'] or '-'}  {row['failures']} failures, "
-            f"until {row['until']}: {row['reason'] or 'no error recorded'}",
+            f"  {row.hibob_id}  {row.email or '-'}  {row.failures} failures, "
+            f"until {row.quarantined_until}: {row.last_error or 'no error recorded'}",
             file=out,
         )
     print(
@@ -185,14 +185,14 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def format_history_row(row: dict[str, Any]) -> str:
+def format_history_row(row: JournalRecord) -> str:
     """One journal row: when, pass, who, what, outcome and why."""
-    error = f"  {row['error']}" if row.get("error") else ""
-    fields = f" [{', '.join(row['fields'])}]" if row["fields"] else ""
+    error = f"  {row.error}" if row.error else ""
+    fields = f" [{', '.join(row.fields)}]" if row.fields else ""
     return (
-        f"{row['at']}  pass {row['pass_id']}  {row['employee_id']}  "
-        f"{row['email'] or '-'}  {row['action']}{fields}  "
-        f"{row['outcome']}  {row['reason']}{error}"
+        f"{row.at}  pass {row.pass_id}  {row.hibob_id}  "
+        f"{row.email or '-'}  {row.action}{fields}  "
+        f"{row.outcome}  {row.reason}{error}"
     )
 
 

@@ -626,7 +626,7 @@ def _retry_quarantined(services: PassContext, kind: PassKind, options: PassOptio
         return True
     previous = services.store.list_passes(2, include_dry_runs=False)
     # The first pass after a failed one (credentials fixed?) retries everyone.
-    return len(previous) > 1 and previous[1]["outcome"] == PassOutcome.FAILED
+    return len(previous) > 1 and previous[1].outcome == PassOutcome.FAILED
 
 
 def _read_learning(

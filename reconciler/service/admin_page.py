@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.config import Settings
+from reconciler.core.vocabulary import PassKind
 from reconciler.errors import ConfigError
 from reconciler.passes.progress import describe_progress
 from reconciler.passes.shadow import shadow_report
@@ -139,11 +140,10 @@ def reconcile_now(
 
 def _held_context(page: AdminPage) -> dict[str, Any]:
     held = page.store.list_held()
-    releasable = [row for row in held if row["is_releasable"]]
-    for row in held:
-        row["name"] = views.display_name(page.store, row["employee_id"])
+    releasable = [row for row in held if row.is_releasable]
     return {
         "held": held,
+        "names": views.compute_names(page.store, (row.hibob_id for row in held)),
         "releasable": releasable,
         "token": compute_held_token(releasable) if releasable else None,
     }
@@ -171,9 +171,8 @@ def quarantine_page(
     page: AdminPage, request: Request, session: Session, _: re.Match[str]
 ) -> Response:
     rows = page.store.list_quarantined(page.clock())
-    for row in rows:
-        row["name"] = views.display_name(page.store, row["employee_id"])
-    return page.render("quarantine.html", request, session, rows=rows)
+    names = views.compute_names(page.store, (row.hibob_id for row in rows))
+    return page.render("quarantine.html", request, session, rows=rows, names=names)
 
 
 @route("POST", r"/quarantine/clear")
@@ -188,7 +187,9 @@ def clear_quarantine(
 
 @route("GET", r"/resync")
 def resync_page(page: AdminPage, request: Request, session: Session, _: re.Match[str]) -> Response:
-    passes = [p for p in page.store.list_passes(30, include_dry_runs=False) if p["kind"] == "full"]
+    passes = [
+        p for p in page.store.list_passes(30, include_dry_runs=False) if p.kind == PassKind.FULL
+    ]
     return page.render("resync.html", request, session, passes=passes[:5])
 
 
@@ -206,8 +207,8 @@ def request_page(
     row = page.store.get_request(int(match["id"]))
     if row is None:
         return page.not_found()
-    pass_row = page.store.get_pass(row["pass_id"]) if row["pass_id"] else None
-    journal = page.store.list_journal(pass_id=row["pass_id"]) if row["pass_id"] else []
+    pass_row = page.store.get_pass(row.pass_id) if row.pass_id else None
+    journal = page.store.list_journal(pass_id=row.pass_id) if row.pass_id else []
     return page.render(
         "request.html",
         request,
@@ -215,7 +216,8 @@ def request_page(
         row=row,
         what=views.describe_request(row),
         pass_row=pass_row,
-        journal=views.add_names(page.store, journal[:SHOWN_JOURNAL]),
+        journal=journal[:SHOWN_JOURNAL],
+        names=views.compute_names(page.store, (r.hibob_id for r in journal[:SHOWN_JOURNAL])),
         more=max(0, len(journal) - SHOWN_JOURNAL),
     )
 
@@ -257,7 +259,8 @@ def history_page(page: AdminPage, request: Request, session: Session, _: re.Matc
         session,
         400 if error else 200,
         wanted=wanted,
-        rows=views.add_names(page.store, rows[: views.HISTORY_SHOWN]),
+        rows=rows[: views.HISTORY_SHOWN],
+        names=views.compute_names(page.store, (r.hibob_id for r in rows[: views.HISTORY_SHOWN])),
         total=len(rows),
         error=error,
         actions=views.ACTIONS,

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core.vocabulary import PassKind, PassOutcome, RequestKind
+from reconciler.core.vocabulary import ActionKind, ActionOutcome, PassKind, PassOutcome, RequestKind
 from reconciler.store.database import Store
+from reconciler.store.records import HeldDeactivation, RequestRecord
 
 if TYPE_CHECKING:  # a command that only asks the service never imports the pass machinery
     from reconciler.passes.reconcile import PassResult
@@ -51,21 +52,21 @@ class Outcome:
             return 1
 
 
-def compute_held_token(held: Iterable[Mapping[str, Any]]) -> str:
+def compute_held_token(held: Iterable[HeldDeactivation]) -> str:
     """A short hash of the held list (ids and reasons): the list an admin saw and approved."""
-    lines = sorted(f"{row['employee_id']}\t{row['reason']}" for row in held)
+    lines = sorted(f"{row.hibob_id}\t{row.reason}" for row in held)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:10]
 
 
-def list_releasable(store: Store) -> list[dict[str, Any]]:
+def list_releasable(store: Store) -> list[HeldDeactivation]:
     """Held deactivations an admin may release (not those held because of a bad read)."""
-    return [row for row in store.list_held() if row["is_releasable"]]
+    return [row for row in store.list_held() if row.is_releasable]
 
 
 def check_release(store: Store, args: Mapping[str, Any]) -> tuple[list[str], str | None]:
     """The ids a release request may release now, or why it is refused (the list changed)."""
     held = list_releasable(store)
-    held_ids = [row["employee_id"] for row in held]
+    held_ids = [row.hibob_id for row in held]
     if not held:
         return [], "nothing releasable is held any more"
     if args.get("token") is not None:
@@ -133,17 +134,17 @@ def carry_out(
 
 def _release_pass_kind(store: Store, ids: frozenset[str]) -> PassKind:
     """Deactivations a full pass held (drift) are only seen again by a full pass."""
-    passes = {row["pass_id"] for row in list_releasable(store) if row["employee_id"] in ids}
+    passes = {row.pass_id for row in list_releasable(store) if row.hibob_id in ids}
     rows = [store.get_pass(p) for p in passes if p]
-    kinds = {row["kind"] for row in rows if row}
+    kinds = {row.kind for row in rows if row}
     return PassKind.FULL if PassKind.FULL in kinds else PassKind.INCREMENTAL
 
 
 def _describe_release(store: Store, result: PassResult, ids: frozenset[str]) -> str:
     done = {
-        row["employee_id"]
+        row.hibob_id
         for row in store.list_journal(pass_id=result.pass_id)
-        if row["action"] == "deactivate" and row["outcome"] == "ok"
+        if row.action == ActionKind.DEACTIVATE and row.outcome == ActionOutcome.OK
     }
     released = sorted(ids & done)
     text = f"released {len(released)} of {len(ids)} held deactivations"
@@ -172,8 +173,8 @@ class AdminRequests:
         self._run_beside = run_beside or run
         self._wake_quick = wake_quick or wake
         self._lock = threading.Lock()
-        self._claimed: list[dict[str, Any]] = []
-        self._quick: list[dict[str, Any]] = []
+        self._claimed: list[RequestRecord] = []
+        self._quick: list[RequestRecord] = []
         self._closed = False
 
     def poll(self) -> None:
@@ -181,8 +182,8 @@ class AdminRequests:
         if self._closed:
             return
         taken = self.store.take_requests(self._clock())
-        quick = [r for r in taken if r["kind"] in QUICK_KINDS]
-        slow = [r for r in taken if r["kind"] not in QUICK_KINDS]
+        quick = [r for r in taken if r.kind in QUICK_KINDS]
+        slow = [r for r in taken if r.kind not in QUICK_KINDS]
         with self._lock:
             self._claimed.extend(slow)
             self._quick.extend(quick)
@@ -206,7 +207,7 @@ class AdminRequests:
             claimed, self._quick = self._quick, []
         return self._serve(claimed, self._run_beside)
 
-    def _serve(self, claimed: list[dict[str, Any]], run: RunPass) -> int:
+    def _serve(self, claimed: list[RequestRecord], run: RunPass) -> int:
         finished = 0
         for ids, kind, args in _coalesce(claimed):
             if args.get("allow_deactivations"):
@@ -244,7 +245,7 @@ class AdminRequests:
             claimed, self._claimed, self._quick = self._claimed + self._quick, [], []
         if claimed:
             self.store.finish_requests(
-                [r["id"] for r in claimed],
+                [r.id for r in claimed],
                 None,
                 "cancelled",
                 self._clock(),
@@ -252,15 +253,17 @@ class AdminRequests:
             )
 
 
-def _coalesce(claimed: list[dict[str, Any]]) -> list[tuple[list[int], str, dict[str, Any]]]:
-    groups: list[tuple[list[int], str, dict[str, Any]]] = []
+def _coalesce(
+    claimed: list[RequestRecord],
+) -> list[tuple[list[int], str, Mapping[str, Any]]]:
+    groups: list[tuple[list[int], str, Mapping[str, Any]]] = []
     for request in claimed:
         same = next(
-            (g for g in groups if request["kind"] == "resync" == g[1] and g[2] == request["args"]),
+            (g for g in groups if request.kind == "resync" == g[1] and g[2] == request.args),
             None,
         )
         if same:
-            same[0].append(request["id"])
+            same[0].append(request.id)
         else:
-            groups.append(([request["id"]], request["kind"], request["args"]))
+            groups.append(([request.id], request.kind, request.args))
     return groups

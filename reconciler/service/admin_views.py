@@ -19,6 +19,7 @@ from typing import Any
 from reconciler.config import Settings
 from reconciler.core.vocabulary import ActionKind, ActionOutcome
 from reconciler.store.database import Store
+from reconciler.store.records import JournalRecord, RequestRecord
 
 HISTORY_SHOWN = 500
 SEARCH_SHOWN = 50
@@ -87,15 +88,9 @@ def display_name(store: Store, hibob_id: str) -> str:
     ).strip()
 
 
-def add_names(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows, each with the `name` last written for its employee (looked up once each)."""
-    names: dict[str, str] = {}
-    for row in rows:
-        hibob_id = row["employee_id"]
-        if hibob_id not in names:
-            names[hibob_id] = display_name(store, hibob_id)
-        row["name"] = names[hibob_id]
-    return rows
+def compute_names(store: Store, hibob_ids: Iterable[str]) -> dict[str, str]:
+    """Hibob id -> the name last written for that employee (looked up once each)."""
+    return {hibob_id: display_name(store, hibob_id) for hibob_id in dict.fromkeys(hibob_ids)}
 
 
 def search_employees(store: Store, text: str) -> list[dict[str, Any]]:
@@ -153,7 +148,7 @@ class HistoryFilter:
 
 def list_history(
     store: Store, wanted: HistoryFilter, since_text: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[JournalRecord], str | None]:
     """Matching journal rows, newest first, or why the employee cannot be found."""
     ids: list[str] | None = None
     if wanted.employee.strip():
@@ -166,21 +161,22 @@ def list_history(
     rows = [
         row
         for row in rows
-        if (not wanted.action or row["action"] == wanted.action)
-        and (not wanted.outcome or row["outcome"] == wanted.outcome)
+        if (not wanted.action or row.action == wanted.action)
+        and (not wanted.outcome or row.outcome == wanted.outcome)
     ]
     rows.reverse()
     return rows, None
 
 
-def render_csv(rows: Iterable[dict[str, Any]]) -> bytes:
+def render_csv(rows: Iterable[JournalRecord]) -> bytes:
     """The rows as CSV, one line each; a cell that a spreadsheet would run as a formula is
     prefixed with a quote (the text comes from Hibob)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(HISTORY_COLUMNS)
     for row in rows:
-        writer.writerow([_cell(row, column) for column in HISTORY_COLUMNS])
+        shown = row.as_json()
+        writer.writerow([_cell(shown, column) for column in HISTORY_COLUMNS])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -194,16 +190,15 @@ def _cell(row: dict[str, Any], column: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def render_json_lines(rows: Iterable[dict[str, Any]]) -> bytes:
-    return "".join(
-        json.dumps({c: row.get(c) for c in HISTORY_COLUMNS}, ensure_ascii=False) + "\n"
-        for row in rows
-    ).encode("utf-8")
+def render_json_lines(rows: Iterable[JournalRecord]) -> bytes:
+    return "".join(json.dumps(row.as_json(), ensure_ascii=False) + "\n" for row in rows).encode(
+        "utf-8"
+    )
 
 
-def describe_request(request: dict[str, Any]) -> str:
+def describe_request(request: RequestRecord) -> str:
     """What an admin request asked for, in words."""
-    kind, args = request["kind"], request.get("args") or {}
+    kind, args = request.kind, request.args
     if kind == "resync":
         return "full resync" + (
             " (quarantined employees retried)" if args.get("retry_quarantined") else ""

@@ -23,6 +23,7 @@ from reconciler.passes.reconcile import PassResult
 from reconciler.service.metrics import SUCCESSFUL_OUTCOMES
 from reconciler.service.webhooks import Hint
 from reconciler.store.database import Store
+from reconciler.store.records import HintRecord
 
 log = logging.getLogger("reconciler.service.hints")
 
@@ -157,9 +158,9 @@ class HintWorker:
         if self._closing.is_set():
             return []
         self._prune_done_hints()
-        by_employee: dict[str, list[dict[str, Any]]] = {}
+        by_employee: dict[str, list[HintRecord]] = {}
         for hint in self.store.list_pending_hints(due_at=self._clock()):
-            by_employee.setdefault(hint["hibob_id"], []).append(hint)
+            by_employee.setdefault(hint.hibob_id, []).append(hint)
         with self._lock:
             now = self._monotonic()
             due = list(by_employee) + [
@@ -232,7 +233,7 @@ class HintWorker:
         return min(waits, default=None)
 
     # -- one job ----------------------------------------------------------------------------
-    def _serve_one(self, hibob_id: str, hints: list[dict[str, Any]]) -> PassResult | None:
+    def _serve_one(self, hibob_id: str, hints: list[HintRecord]) -> PassResult | None:
         try:
             result = self._run_targeted(hibob_id)
             if result is not None:
@@ -249,7 +250,7 @@ class HintWorker:
         finally:
             self._finish([hibob_id])
 
-    def _serve_batch(self, wanted: dict[str, list[dict[str, Any]]]) -> PassResult | None:
+    def _serve_batch(self, wanted: dict[str, list[HintRecord]]) -> PassResult | None:
         try:
             result = self._run_batch()
             if result is None:
@@ -281,7 +282,7 @@ class HintWorker:
         finally:
             self._finish(list(wanted))
 
-    def _settle(self, hibob_id: str, hints: list[dict[str, Any]], result: PassResult) -> None:
+    def _settle(self, hibob_id: str, hints: list[HintRecord], result: PassResult) -> None:
         """A hint is done once a pass succeeded for its employee, or no retry can help."""
         if result.outcome in SUCCESSFUL_OUTCOMES:
             self._done(hibob_id, hints)
@@ -324,7 +325,7 @@ class HintWorker:
                 extra={"employee_id": hibob_id, "outcome": result.outcome},
             )
 
-    def _done(self, hibob_id: str, hints: list[dict[str, Any]], recheck: bool = True) -> None:
+    def _done(self, hibob_id: str, hints: list[HintRecord], recheck: bool = True) -> None:
         if not hints:
             return  # a re-check: nothing stored to finish, no further re-check
         self.store.mark_hints_done(hints, self._clock())
@@ -332,20 +333,18 @@ class HintWorker:
             with self._lock:
                 self._rechecks.setdefault(hibob_id, self._monotonic() + STALE_READ_SECONDS)
 
-    def _retry(
-        self, hints: list[dict[str, Any]], error: str, limit: int = MAX_HINT_ATTEMPTS
-    ) -> bool:
+    def _retry(self, hints: list[HintRecord], error: str, limit: int = MAX_HINT_ATTEMPTS) -> bool:
         """Count a failed attempt and schedule the next; True when that was the last allowed
         one and the hints are parked until the next full pass instead."""
         if not hints:
             return False
-        attempts = max(h["attempts"] for h in hints)
+        attempts = max(h.attempts for h in hints)
         if attempts + 1 >= limit:
-            self.store.park_hints([h["id"] for h in hints], error[:500], self._clock())
+            self.store.park_hints([h.id for h in hints], error[:500], self._clock())
             return True
         delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** min(attempts, 16))
         self.store.record_hint_attempts(
-            [h["id"] for h in hints], error[:500], self._clock() + timedelta(seconds=delay)
+            [h.id for h in hints], error[:500], self._clock() + timedelta(seconds=delay)
         )
         return False
 

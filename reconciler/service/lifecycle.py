@@ -434,8 +434,8 @@ class Service:
 def _last_scheduled_failure(store: Store) -> str | None:
     """The error of the last scheduled pass when it failed (kept across restarts)."""
     for row in store.list_passes(20, include_dry_runs=False):
-        if row["kind"] != PassKind.TARGETED and row["finished_at"]:
-            return (row["error"] or "unknown error") if row["outcome"] == "failed" else None
+        if row.kind != PassKind.TARGETED and row.finished_at:
+            return (row.error or "unknown error") if row.outcome == PassOutcome.FAILED else None
     return None
 
 

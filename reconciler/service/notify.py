@@ -87,12 +87,12 @@ class Notifier:
         self.store.save_service_state({_STREAK: "0", _FAILING: None})
 
     def _alert_held(self, state: dict[str, str | None]) -> None:
-        held = {row["employee_id"]: row for row in self.store.list_held()}
+        held = {row.hibob_id: row for row in self.store.list_held()}
         alerted = set(json.loads(state.get(_HELD) or "[]"))
         new = sorted(set(held) - alerted)
         if new:
-            lines = [f"{h} ({held[h]['email'] or 'no email'})" for h in new[:MAX_LISTED]]
-            reason = held[new[0]]["reason"].split(";")[0]
+            lines = [f"{h} ({held[h].email or 'no email'})" for h in new[:MAX_LISTED]]
+            reason = held[new[0]].reason.split(";")[0]
             text = (
                 f"pass held {len(held)} deactivation(s): {reason}. Newly held: "
                 f"{', '.join(lines)}{_more(new)}. Review with `reconciler status`, "
@@ -104,7 +104,7 @@ class Notifier:
             self.store.save_service_state({_HELD: json.dumps(sorted(held))})
 
     def _alert_quarantined(self, now: datetime, state: dict[str, str | None]) -> None:
-        quarantined = {row["employee_id"]: row for row in self.store.list_quarantined(now)}
+        quarantined = {row.hibob_id: row for row in self.store.list_quarantined(now)}
         # An episode lasts until a success (or an admin) clears quarantined_until, not until
         # the backoff expires: a retry that fails again is the same news.
         alerted = {
@@ -115,7 +115,7 @@ class Notifier:
         new = sorted(set(quarantined) - alerted)
         if new:
             lines = [
-                f"{h} until {quarantined[h]['until']}: {quarantined[h]['reason']}"
+                f"{h} until {quarantined[h].quarantined_until}: {quarantined[h].last_error}"
                 for h in new[:MAX_LISTED]
             ]
             text = (

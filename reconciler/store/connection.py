@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -118,10 +118,10 @@ class Database:
         """True when a process (this one included) holds this database's instance lock."""
         return self.instance_lock.is_held_elsewhere()
 
-    def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """Rows as dicts keyed by the (aliased) column names of `sql`."""
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read, as tuples for a table family's mapper to type."""
         with self._lock, self._explained_errors():
-            return list(self.db.query(sql, params))
+            return self.db.conn.execute(sql, params).fetchall()
 
 
 def _describe_sqlite_failure(exc: sqlite3.Error, path: str, busy_seconds: float) -> str | None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from reconciler.store.connection import Database
+from reconciler.store.records import HintRecord, RequestRecord
 from reconciler.store.schema import utc_text
 
 # The start of the last successful full pass ('' when none): it read everyone, so a hint parked
@@ -57,15 +59,15 @@ class HintTables(Database):
             ).fetchone()
             return int(row[0])
 
-    def list_pending_hints(self, due_at: datetime | None = None) -> list[dict[str, Any]]:
+    def list_pending_hints(self, due_at: datetime | None = None) -> list[HintRecord]:
         """Hints not done yet; with `due_at`, only those whose next attempt is due by then."""
         due = "" if due_at is None else " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-        return self._select(
-            "SELECT id, hibob_id, event_type, received_at, attempts,"
-            " next_attempt_at, last_error, deliveries FROM hints"
+        rows = self._fetch(
+            f"SELECT {_HINT_COLUMNS} FROM hints"
             f" WHERE done_at IS NULL AND parked_at IS NULL{due} ORDER BY id",
             () if due_at is None else (utc_text(due_at),),
         )
+        return [_hint(row) for row in rows]
 
     def next_hint_attempt_at(self, after: datetime) -> datetime | None:
         """The earliest retry of a pending hint due after `after` (None: none waits)."""
@@ -105,13 +107,13 @@ class HintTables(Database):
                 [(error, utc_text(at), i) for i in hint_ids],
             )
 
-    def list_parked_hints(self) -> list[dict[str, Any]]:
+    def list_parked_hints(self) -> list[HintRecord]:
         """Parked hints no successful full pass has started after (it would cover them)."""
-        return self._select(
-            "SELECT id, hibob_id, event_type, received_at, attempts, parked_at, last_error"
-            " FROM hints WHERE done_at IS NULL AND parked_at IS NOT NULL"
+        rows = self._fetch(
+            f"SELECT {_HINT_COLUMNS} FROM hints WHERE done_at IS NULL AND parked_at IS NOT NULL"
             f" AND parked_at >= {_LAST_FULL_START} ORDER BY id"
         )
+        return [_hint(row) for row in rows]
 
     def settle_parked_hints(self, at: datetime) -> int:
         """Mark done the parked hints a successful full pass started after; how many."""
@@ -123,13 +125,13 @@ class HintTables(Database):
             )
             return cursor.rowcount
 
-    def mark_hints_done(self, hints: Iterable[Mapping[str, Any]], at: datetime) -> None:
-        """Close hints as listed (`id`, `deliveries`); one that received another delivery since
-        (its employee changed again while the pass ran) stays pending to be served again."""
+    def mark_hints_done(self, hints: Iterable[HintRecord], at: datetime) -> None:
+        """Close hints as listed; one that received another delivery since it was listed (its
+        employee changed again while the pass ran) stays pending to be served again."""
         with self.transaction() as conn:
             conn.executemany(
                 "UPDATE hints SET done_at = ? WHERE id = ? AND deliveries <= ?",
-                [(utc_text(at), h["id"], h.get("deliveries", 1)) for h in hints],
+                [(utc_text(at), h.id, h.deliveries) for h in hints],
             )
 
     def prune_done_hints(self, before: datetime) -> int:
@@ -179,18 +181,20 @@ class HintTables(Database):
             )
             return int(cursor.lastrowid or 0)
 
-    def take_requests(self, at: datetime) -> list[dict[str, Any]]:
+    def take_requests(self, at: datetime) -> list[RequestRecord]:
         """Claim every unstarted request, oldest first (the service carries them out). A row
         past its deadline (or without one: no command wrote it) is finished as expired, and
         one whose arguments do not parse as failed; neither strands the others."""
-        claimed: list[dict[str, Any]] = []
+        claimed: list[RequestRecord] = []
         with self.transaction() as conn:
             rows = conn.execute(
-                "SELECT id, kind, args, expires_at FROM admin_requests"
+                f"SELECT {_REQUEST_COLUMNS}, expires_at FROM admin_requests"
                 " WHERE started_at IS NULL AND finished_at IS NULL ORDER BY id"
             ).fetchall()
-            for request_id, kind, raw, expires_at in rows:
-                args, refusal = _read_request(raw, expires_at, at)
+            for *columns, expires_at in rows:
+                request = _request(columns)
+                request_id = request.id
+                refusal = _refuse_request(columns[2], expires_at, at)
                 if refusal is not None:
                     outcome, detail = refusal
                     conn.execute(
@@ -203,7 +207,7 @@ class HintTables(Database):
                     "UPDATE admin_requests SET started_at = ? WHERE id = ?",
                     (utc_text(at), request_id),
                 )
-                claimed.append({"id": request_id, "kind": kind, "args": args})
+                claimed.append(replace(request, started_at=utc_text(at)))
         return claimed
 
     def expire_request(self, request_id: int, at: datetime, detail: str) -> bool:
@@ -232,43 +236,76 @@ class HintTables(Database):
                 [(utc_text(at), pass_id, outcome, detail, i) for i in ids],
             )
 
-    def list_open_requests(self) -> list[dict[str, Any]]:
+    def list_open_requests(self) -> list[RequestRecord]:
         """Requests not finished yet (waiting for the service, or being carried out)."""
-        return self._select(
-            "SELECT id, kind, requested_at, started_at FROM admin_requests"
-            " WHERE finished_at IS NULL ORDER BY id"
+        rows = self._fetch(
+            f"SELECT {_REQUEST_COLUMNS} FROM admin_requests WHERE finished_at IS NULL ORDER BY id"
         )
+        return [_request(row) for row in rows]
 
-    def get_request(self, request_id: int) -> dict[str, Any] | None:
-        rows = self._select(
-            "SELECT id, kind, args, requested_at, started_at, finished_at,"
-            " pass_id, outcome, detail FROM admin_requests WHERE id = ?",
-            (request_id,),
+    def get_request(self, request_id: int) -> RequestRecord | None:
+        rows = self._fetch(
+            f"SELECT {_REQUEST_COLUMNS} FROM admin_requests WHERE id = ?", (request_id,)
         )
-        for row in rows:
-            try:
-                row["args"] = json.loads(row["args"] or "{}")
-            except ValueError:
-                row["args"] = {}  # answered "failed" when claimed
-        return rows[0] if rows else None
+        return _request(rows[0]) if rows else None
 
 
-def _read_request(
-    raw: str | None, expires_at: str | None, now: datetime
-) -> tuple[dict[str, Any], tuple[str, str] | None]:
-    """A request row's arguments, or (outcome, detail) when it must not be carried out."""
-    if expires_at is None:
-        return {}, ("expired", "no deadline: not written by a reconciler command")
-    try:
-        deadline = datetime.fromisoformat(expires_at)
-    except ValueError:
-        return {}, ("expired", f"unreadable deadline {expires_at[:40]!r}")
-    if deadline.tzinfo is None or deadline <= now:
-        return {}, ("expired", "its command stopped waiting before the service claimed it")
+_HINT_COLUMNS = (
+    "id, hibob_id, event_type, received_at, attempts, deliveries, next_attempt_at, parked_at,"
+    " last_error"
+)
+
+
+def _hint(row: Sequence[Any]) -> HintRecord:
+    hint_id, hibob_id, event_type, received, attempts, deliveries, next_at, parked, error = row
+    return HintRecord(
+        hint_id, hibob_id, event_type, received, attempts, deliveries, next_at, parked, error
+    )
+
+
+_REQUEST_COLUMNS = "id, kind, args, requested_at, started_at, finished_at, pass_id, outcome, detail"
+
+
+def _request(row: Sequence[Any]) -> RequestRecord:
+    request_id, kind, raw, requested, started, finished, pass_id, outcome, detail = row
+    return RequestRecord(
+        request_id,
+        kind,
+        _request_args(raw) or {},  # unreadable ones were answered "failed" when claimed
+        requested,
+        started,
+        finished,
+        pass_id,
+        outcome,
+        detail,
+    )
+
+
+def _request_args(raw: str | None) -> dict[str, Any] | None:
+    """A request row's arguments; None when they are not a JSON object."""
     try:
         args = json.loads(raw or "{}")
     except ValueError:
-        return {}, ("failed", "unreadable arguments (not JSON)")
+        return None
+    return args if isinstance(args, dict) else None
+
+
+def _refuse_request(
+    raw: str | None, expires_at: str | None, now: datetime
+) -> tuple[str, str] | None:
+    """(outcome, detail) when a request row must not be carried out; None when it may."""
+    if expires_at is None:
+        return ("expired", "no deadline: not written by a reconciler command")
+    try:
+        deadline = datetime.fromisoformat(expires_at)
+    except ValueError:
+        return ("expired", f"unreadable deadline {expires_at[:40]!r}")
+    if deadline.tzinfo is None or deadline <= now:
+        return ("expired", "its command stopped waiting before the service claimed it")
+    try:
+        args = json.loads(raw or "{}")
+    except ValueError:
+        return ("failed", "unreadable arguments (not JSON)")
     if not isinstance(args, dict):
-        return {}, ("failed", "unreadable arguments (not a JSON object)")
-    return args, None
+        return ("failed", "unreadable arguments (not a JSON object)")
+    return None

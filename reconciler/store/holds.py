@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from reconciler.store.connection import Database
+from reconciler.store.records import HeldDeactivation, QuarantinedEmployee, SkippedEmployee
 from reconciler.store.schema import utc_text
 
 
@@ -39,14 +40,14 @@ class HoldTables(Database):
                 )
         return int(failures)
 
-    def list_quarantined(self, now: datetime) -> list[dict[str, Any]]:
-        return self._select(
-            "SELECT hibob_id AS employee_id, email, last_error AS reason, failures,"
-            " quarantined_until AS until FROM employees"
+    def list_quarantined(self, now: datetime) -> list[QuarantinedEmployee]:
+        rows = self._fetch(
+            "SELECT hibob_id, email, last_error, failures, quarantined_until FROM employees"
             " WHERE quarantined_until IS NOT NULL AND quarantined_until > ?"
             " ORDER BY hibob_id",
             (utc_text(now),),
         )
+        return [_quarantined(row) for row in rows]
 
     # -- held deactivations -----------------------------------------------------------------
     def replace_held(
@@ -90,11 +91,12 @@ class HoldTables(Database):
             ).fetchall()
         return frozenset(r[0] for r in rows)
 
-    def list_held(self) -> list[dict[str, Any]]:
-        return self._select(
-            "SELECT hibob_id AS employee_id, email, reason, pass_id, held_at, is_releasable"
+    def list_held(self) -> list[HeldDeactivation]:
+        rows = self._fetch(
+            "SELECT hibob_id, email, reason, pass_id, held_at, is_releasable"
             " FROM held_deactivations ORDER BY hibob_id"
         )
+        return [_held(row) for row in rows]
 
     # -- quarantine and skips, as admins see them -------------------------------------------
     def clear_quarantine(self, hibob_ids: Iterable[str] | None, at: datetime) -> list[str]:
@@ -145,10 +147,26 @@ class HoldTables(Database):
                 written.append((hibob_id, email, reason))
         return written
 
-    def list_skipped(self) -> list[dict[str, Any]]:
+    def list_skipped(self) -> list[SkippedEmployee]:
         """Employees whose latest journal row is a skip: still skipped, with the reason."""
-        return self._select(
-            "SELECT hibob_id AS employee_id, email, reason, at AS since FROM journal AS j"
+        rows = self._fetch(
+            "SELECT hibob_id, email, reason, at FROM journal AS j"
             " WHERE outcome = 'skipped' AND id = (SELECT MAX(id) FROM journal"
             " WHERE hibob_id = j.hibob_id) ORDER BY hibob_id"
         )
+        return [_skipped(row) for row in rows]
+
+
+def _quarantined(row: Sequence[Any]) -> QuarantinedEmployee:
+    hibob_id, email, last_error, failures, until = row
+    return QuarantinedEmployee(hibob_id, email, last_error, failures, until)
+
+
+def _held(row: Sequence[Any]) -> HeldDeactivation:
+    hibob_id, email, reason, pass_id, held_at, is_releasable = row
+    return HeldDeactivation(hibob_id, email, reason, pass_id, held_at, bool(is_releasable))
+
+
+def _skipped(row: Sequence[Any]) -> SkippedEmployee:
+    hibob_id, email, reason, at = row
+    return SkippedEmployee(hibob_id, email, reason, at)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from reconciler.core.vocabulary import ActionKind, ActionOutcome, PassKind, PassOutcome
 from reconciler.store.connection import Database
+from reconciler.store.records import JournalRecord, PassRecord
 from reconciler.store.schema import utc_text
 
 
@@ -39,28 +41,17 @@ class JournalTables(Database):
             )
             self._live_passes.discard(pass_id)
 
-    def list_passes(
-        self, limit: int = 10, *, include_dry_runs: bool = True
-    ) -> list[dict[str, Any]]:
+    def list_passes(self, limit: int = 10, *, include_dry_runs: bool = True) -> list[PassRecord]:
+        """The latest passes, newest first."""
         where = "" if include_dry_runs else "WHERE is_dry_run = 0"
-        rows = self._select(
-            "SELECT id, kind, is_dry_run AS dry_run, started_at, finished_at, outcome, counts,"
-            f" error FROM passes {where} ORDER BY id DESC LIMIT ?",
-            (limit,),
+        rows = self._fetch(
+            f"SELECT {_PASS_COLUMNS} FROM passes {where} ORDER BY id DESC LIMIT ?", (limit,)
         )
-        for row in rows:
-            row["dry_run"], row["counts"] = bool(row["dry_run"]), json.loads(row["counts"] or "{}")
-        return rows
+        return [_pass(row) for row in rows]
 
-    def get_pass(self, pass_id: int) -> dict[str, Any] | None:
-        rows = self._select(
-            "SELECT id, kind, is_dry_run AS dry_run, started_at, finished_at,"
-            " outcome, counts, error FROM passes WHERE id = ?",
-            (pass_id,),
-        )
-        for row in rows:
-            row["dry_run"], row["counts"] = bool(row["dry_run"]), json.loads(row["counts"] or "{}")
-        return rows[0] if rows else None
+    def get_pass(self, pass_id: int) -> PassRecord | None:
+        rows = self._fetch(f"SELECT {_PASS_COLUMNS} FROM passes WHERE id = ?", (pass_id,))
+        return _pass(rows[0]) if rows else None
 
     def last_successful_pass_at(self) -> str | None:
         with self._lock:
@@ -189,7 +180,7 @@ class JournalTables(Database):
         since: str | None = None,
         limit: int | None = 1000,
         pass_id: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[JournalRecord]:
         """Journal rows, oldest first; `limit` None returns them all."""
         clauses: list[str] = []
         params: list[Any] = []
@@ -204,14 +195,12 @@ class JournalTables(Database):
             clauses.append("at >= ?")
             params.append(since)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self._select(
-            "SELECT pass_id, at, hibob_id AS employee_id, email, action, fields, outcome, reason,"
-            f" error FROM journal {where} ORDER BY id LIMIT ?",
+        rows = self._fetch(
+            "SELECT pass_id, at, hibob_id, email, action, fields, outcome, reason, error"
+            f" FROM journal {where} ORDER BY id LIMIT ?",
             (*params, -1 if limit is None else limit),
         )
-        for row in rows:
-            row["fields"] = json.loads(row["fields"] or "[]")
-        return rows
+        return [_journal(row) for row in rows]
 
     def count_deactivations_since(self, since: datetime) -> int:
         """Deactivations and schedules (writes of toBeDeactivatedAt, clearing ones too: the
@@ -224,6 +213,38 @@ class JournalTables(Database):
                 (utc_text(since),),
             ).fetchone()
         return int(row[0])
+
+
+_PASS_COLUMNS = "id, kind, is_dry_run, started_at, finished_at, outcome, counts, error"
+
+
+def _pass(row: Sequence[Any]) -> PassRecord:
+    pass_id, kind, is_dry_run, started_at, finished_at, outcome, counts, error = row
+    return PassRecord(
+        pass_id,
+        PassKind(kind),
+        bool(is_dry_run),
+        started_at,
+        finished_at,
+        PassOutcome(outcome) if outcome else None,
+        json.loads(counts or "{}"),
+        error,
+    )
+
+
+def _journal(row: Sequence[Any]) -> JournalRecord:
+    pass_id, at, hibob_id, email, action, fields, outcome, reason, error = row
+    return JournalRecord(
+        pass_id,
+        at,
+        hibob_id,
+        email,
+        ActionKind(action),
+        tuple(json.loads(fields or "[]")),
+        ActionOutcome(outcome),
+        reason,
+        error,
+    )
 
 
 _COUNT_SUFFIX = {"ok": "", "failed": "_failed", "pending": "_unconfirmed",

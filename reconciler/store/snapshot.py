@@ -253,19 +253,19 @@ class SnapshotTables(Database):
         """Hibob ids known here for an id or any email the employee has had (case-insensitive),
         the most recent holder of an email first."""
         wanted = identifier.strip()
-        by_id = self._select(
+        by_id = self._fetch(
             "SELECT hibob_id FROM employees WHERE hibob_id = ? UNION"
             " SELECT hibob_id FROM journal WHERE hibob_id = ?",
             (wanted, wanted),
         )
         by_mail = self.find_employees_by_email(wanted) if "@" in wanted else []
         journal = [
-            r["hibob_id"]
-            for r in self._select(
+            r[0]
+            for r in self._fetch(
                 "SELECT DISTINCT hibob_id FROM journal WHERE lower(email) = ?", (wanted.lower(),)
             )
         ]
-        return list(dict.fromkeys([r["hibob_id"] for r in by_id] + by_mail + journal))
+        return list(dict.fromkeys([r[0] for r in by_id] + by_mail + journal))
 
 
 _COLUMNS = "hibob_id, learning_user_id, email, state, failures, quarantined_until, last_error"
