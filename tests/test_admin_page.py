@@ -310,7 +310,7 @@ def test_reconcile_now_is_a_targeted_request_row_from_the_admin_page(signed_in: 
     assert answer.status_code == 303
     request_id = int(answer.headers["location"].rsplit("/", 1)[1])
     row = signed_in.world.store.get_request(request_id)
-    assert row["kind"] == "targeted" and row["args"] == {
+    assert row.kind == "targeted" and row.args == {
         "employee": hibob_id,
         "source": "admin page",
     }
@@ -487,9 +487,15 @@ def test_failed_sign_ins_behind_the_proxy_are_counted_per_real_client(admin: Adm
 
 
 def test_a_csv_cell_a_spreadsheet_would_run_is_quoted() -> None:
+    from reconciler.core.vocabulary import ActionKind, ActionOutcome
     from reconciler.service.admin_views import render_csv
+    from reconciler.store.records import JournalRecord
 
-    rows = [{"pass_id": 1, "at": "t", "employee_id": "1", "email": "=HYPERLINK(1)", "fields": []}]
+    rows = [
+        JournalRecord(
+            1, "t", "1", "=HYPERLINK(1)", ActionKind.UPDATE, (), ActionOutcome.OK, None, None
+        )
+    ]
     parsed = list(csv.DictReader(io.StringIO(render_csv(rows).decode())))
     assert parsed[0]["email"] == "'=HYPERLINK(1)"
 

@@ -160,7 +160,7 @@ def test_while_a_service_holds_the_database_dry_run_works_and_actions_become_req
         assert main(["sync", "--dry-run"]) == 0
         assert main(["resync", "--no-wait"]) == 0
         assert "resync requested (request 1)" in capsys.readouterr().out
-        assert service.get_request(1)["kind"] == "resync"
+        assert service.get_request(1).kind == "resync"
         assert main(["status"]) == 0
         assert "admin request 1 (resync, " in capsys.readouterr().out
     finally:

@@ -278,7 +278,7 @@ def test_a_changed_skip_reason_is_journalled_again(world, capsys) -> None:
     world.sync()
     world.sync()
 
-    reasons = [r["reason"] for r in world.store.list_journal(hibob_id=no_email)]
+    reasons = [r.reason for r in world.store.list_journal(hibob_id=no_email)]
     assert len(reasons) == 2 and reasons[0] != reasons[1]
     assert "email" in reasons[1]
 

@@ -234,7 +234,7 @@ def test_an_unauthorized_value_is_reported_on_the_employee_and_never_sent(tmp_pa
     assert not [r for r in world.learning.requests if r[2] == 400]
     assert held(world, hibob_id) == {"end": "2027-06-30"}  # the rest is written
     assert not world.store.get_entry(hibob_id).failures  # no quarantine
-    assert hibob_id in {row["employee_id"] for row in world.store.list_skipped()}
+    assert hibob_id in {row.hibob_id for row in world.store.list_skipped()}
 
 
 def test_drift_of_a_managed_custom_field_is_repaired_by_a_full_resync(tmp_path) -> None:

@@ -55,7 +55,7 @@ def hide_from_single_reads(world: World, hibob_id: str) -> None:
 
 
 def targeted_passes(world: World) -> int:
-    return sum(1 for p in world.store.list_passes(1000) if p["kind"] == "targeted")
+    return sum(1 for p in world.store.list_passes(1000) if p.kind == "targeted")
 
 
 def run_until_quiet(world: World, service: Service, monotonic: FakeClock, rounds: int) -> None:
@@ -76,7 +76,7 @@ def test_a_hint_refused_with_403_is_parked_after_a_bounded_number_of_tries(
     assert targeted_passes(world) == MAX_FORBIDDEN_ATTEMPTS  # not every 5 minutes forever
     assert world.store.list_pending_hints() == []
     [parked] = world.store.list_parked_hints()
-    assert parked["hibob_id"] == hibob_id and "403" in parked["last_error"]
+    assert parked.hibob_id == hibob_id and "403" in parked.last_error
 
 
 def test_status_shows_parked_hints_until_the_next_full_pass(world, service, monotonic) -> None:
@@ -128,4 +128,4 @@ def test_a_hint_failing_for_any_other_reason_is_parked_too_but_much_later(
 
     assert targeted_passes(world) == MAX_HINT_ATTEMPTS
     assert MAX_HINT_ATTEMPTS > 3 * MAX_FORBIDDEN_ATTEMPTS  # an outage gets hours of retries
-    assert [h["hibob_id"] for h in world.store.list_parked_hints()] == [hibob_id]
+    assert [h.hibob_id for h in world.store.list_parked_hints()] == [hibob_id]

@@ -41,7 +41,7 @@ def test_a_replayed_delivery_is_coalesced_into_one_pending_row(world, service) -
 
     assert hint_rows(world) == 1
     [pending] = world.store.list_pending_hints()
-    assert pending["hibob_id"] == hibob_id and pending["deliveries"] == 500
+    assert pending.hibob_id == hibob_id and pending.deliveries == 500
     assert service.hints.process_hints() == 1
     assert world.store.count_pending_hints() == 0
 

@@ -62,7 +62,7 @@ def later(world: World, monotonic: FakeClock, seconds: float) -> None:
 
 
 def passes_of_kind(world: World, kind: str) -> list[dict]:
-    return [p for p in world.store.list_passes(100) if p["kind"] == kind]
+    return [p for p in world.store.list_passes(100) if p.kind == kind]
 
 
 def test_burst_of_hints_for_one_employee_runs_one_targeted_pass(world, service) -> None:
@@ -115,8 +115,8 @@ def test_hint_for_employee_unknown_to_both_sides_is_marked_done_and_not_retried(
     assert service.hints.process_hints() == 1
 
     assert world.store.count_pending_hints() == 0
-    assert passes_of_kind(world, "targeted")[0]["outcome"] == "failed"
-    assert "neither in Hibob nor known here" in passes_of_kind(world, "targeted")[0]["error"]
+    assert passes_of_kind(world, "targeted")[0].outcome == "failed"
+    assert "neither in Hibob nor known here" in passes_of_kind(world, "targeted")[0].error
     assert service.hints.process_hints() == 0
 
 
@@ -148,7 +148,7 @@ def test_many_employees_in_one_batch_are_served_by_one_incremental_pass(world, s
     assert service.hints.process_hints() == 1
 
     assert len(world.store.list_passes(100)) == before + 1
-    assert world.store.list_passes(1)[0]["kind"] == "incremental"
+    assert world.store.list_passes(1)[0].kind == "incremental"
     assert {world.user_of(h)["job"] for h in employees} == {"Batch Title"}
     assert world.store.count_pending_hints() == 0
 
@@ -177,12 +177,12 @@ def test_hint_whose_hibob_read_failed_stays_pending_and_is_applied_after_the_bac
     assert service.hints.process_hints() == 1
 
     [pending] = world.store.list_pending_hints()
-    assert pending["attempts"] == 1 and "503" in pending["last_error"]
+    assert pending.attempts == 1 and "503" in pending.last_error
     assert world.user_of(hibob_id)["job"] != "After The Outage"
     out = io.StringIO()
     print_status(collect_status(world.store, world.settings, world.now), out)
     assert (
-        f"  {hibob_id}  retry 2 at {pending['next_attempt_at']}  Hibob API answered 503"
+        f"  {hibob_id}  retry 2 at {pending.next_attempt_at}  Hibob API answered 503"
         in out.getvalue()
     )
     world.hibob.faults.clear()
@@ -205,7 +205,7 @@ def test_retries_of_a_failing_hint_back_off_exponentially_up_to_a_cap(
     for _ in range(9):
         assert service.hints.process_hints() == 1
         [pending] = world.store.list_pending_hints()
-        due = dt.datetime.fromisoformat(pending["next_attempt_at"])
+        due = dt.datetime.fromisoformat(pending.next_attempt_at)
         waits.append((due - world.now).total_seconds())
         later(world, monotonic, waits[-1])
 
@@ -306,11 +306,11 @@ def test_a_hint_is_applied_while_the_long_pass_is_still_busy(world) -> None:
         SlowWrites(world, world.store.get_entry(hinted).learning_user_id, 0.4)
     )
     service = Service(world.services)
-    last = world.store.list_passes(1)[0]["id"]
+    last = world.store.list_passes(1)[0].id
     service.start()
     try:
         deadline = time.monotonic() + 5
-        while not [p for p in world.store.list_passes(5) if p["id"] > last]:
+        while not [p for p in world.store.list_passes(5) if p.id > last]:
             assert time.monotonic() < deadline, "the start-up pass never began"
             time.sleep(0.01)
         world.hibob.update_employee(hinted, **{"work.title": "Hinted Title"})
@@ -322,11 +322,9 @@ def test_a_hint_is_applied_while_the_long_pass_is_still_busy(world) -> None:
         waited = time.monotonic() - sent
 
         long_pass = [
-            p
-            for p in Store(world.db).list_passes(10)
-            if p["id"] > last and p["kind"] == "incremental"
+            p for p in Store(world.db).list_passes(10) if p.id > last and p.kind == "incremental"
         ][-1]
-        assert long_pass["finished_at"] is None, "the long pass ended before the hint landed"
+        assert long_pass.finished_at is None, "the long pass ended before the hint landed"
         assert waited < 1.0
     finally:
         assert service.stop(timeout_seconds=5)
@@ -410,9 +408,9 @@ def test_a_crashed_pass_is_closed_but_a_pass_still_running_beside_it_is_not(tmp_
     targeted = store.start_pass("targeted", NOW)
     assert store.close_interrupted(targeted, NOW) == 1
 
-    outcomes = {p["id"]: p["outcome"] for p in store.list_passes()}
+    outcomes = {p.id: p.outcome for p in store.list_passes()}
     assert outcomes[crashed] == "interrupted" and outcomes[long_pass] is None
-    assert {r["employee_id"]: r["outcome"] for r in store.list_journal()} == {
+    assert {r.hibob_id: r.outcome for r in store.list_journal()} == {
         "1": "interrupted",
         "2": "pending",
     }
@@ -431,11 +429,11 @@ def test_an_admin_sync_of_one_employee_lands_while_a_long_pass_is_busy(world) ->
         SlowWrites(world, world.store.get_entry(target).learning_user_id, 0.4)
     )
     service = Service(world.services)
-    last = world.store.list_passes(1)[0]["id"]
+    last = world.store.list_passes(1)[0].id
     service.start()
     try:
         deadline = time.monotonic() + 5
-        while not [p for p in world.store.list_passes(5) if p["id"] > last]:
+        while not [p for p in world.store.list_passes(5) if p.id > last]:
             assert time.monotonic() < deadline, "the start-up pass never began"
             time.sleep(0.01)
         world.hibob.update_employee(target, **{"work.title": "Admin Title"})
@@ -447,21 +445,19 @@ def test_an_admin_sync_of_one_employee_lands_while_a_long_pass_is_busy(world) ->
         cleared = world.store.save_request(
             "quarantine-clear", {"ids": None}, world.now, expires_at=far
         )
-        while not (world.store.get_request(request) or {}).get("finished_at"):
+        while not ((found := world.store.get_request(request)) and found.finished_at):
             assert time.monotonic() - asked < 8, "the admin request waited for the long pass"
             time.sleep(0.02)
         waited = time.monotonic() - asked
-        assert world.store.get_request(request)["outcome"] == "ok"
-        assert world.store.get_request(cleared)["finished_at"]
+        assert world.store.get_request(request).outcome == "ok"
+        assert world.store.get_request(cleared).finished_at
         assert world.user_of(target)["job"] == "Admin Title"
         long_pass = [
-            p
-            for p in Store(world.db).list_passes(10)
-            if p["id"] > last and p["kind"] == "incremental"
+            p for p in Store(world.db).list_passes(10) if p.id > last and p.kind == "incremental"
         ][-1]
         # No timed assertion (a loaded CI machine): the long pass is still running, which is
         # what "beside it" means; the latency is measured in the note (about 1 s).
-        assert long_pass["finished_at"] is None, "the long pass ended before the request"
+        assert long_pass.finished_at is None, "the long pass ended before the request"
         print(f"admin sync --employee during a long pass: {waited:.2f} s")
     finally:
         assert service.stop(timeout_seconds=15)

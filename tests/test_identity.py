@@ -170,7 +170,7 @@ def test_case_4_held_deactivations_stay_held_whatever_pass_meets_them(tmp_path) 
         assert result.outcome == "held"
 
     assert all(world.user_of(h)["status"] == "active" for h in leavers)
-    assert {row["employee_id"] for row in world.store.list_held()} == set(leavers)
+    assert {row.hibob_id for row in world.store.list_held()} == set(leavers)
     world.sync(allow_deactivations=True)
     assert all(world.user_of(h)["status"] == "deleted" for h in leavers)
     assert world.store.list_held() == []
@@ -427,7 +427,7 @@ def test_case_10_a_create_that_failed_half_way_finishes_with_its_external_id(wor
     assert all("interrupted create" in a.reason for a in second.plan.actions)
     mapped = {m["value"] for m in world.learning.external_ids()}
     assert set(world.active_employees()) <= mapped
-    assert not any(r["reason"].startswith("active again") for r in world.store.list_journal())
+    assert not any(r.reason.startswith("active again") for r in world.store.list_journal())
     assert world.sync().plan.actions == () and world.sync("full").plan.actions == ()
 
 
@@ -561,7 +561,7 @@ def test_quarantined_people_are_retried_by_the_first_pass_after_a_failed_one(wor
     world.route_learning_through(reject_victim)
     for _ in range(3):
         world.sync()
-    assert [q["employee_id"] for q in world.store.list_quarantined(world.now)] == [victim]
+    assert [q.hibob_id for q in world.store.list_quarantined(world.now)] == [victim]
     world.learning.scopes.discard("users:read")
     assert world.sync().outcome == "failed"
     world.learning.scopes.add("users:read")
@@ -581,7 +581,7 @@ def test_an_interrupted_pass_does_not_journal_writes_that_change_nothing(world) 
         dead_process.journal_start(crashed, "123", None, "create", ["mail"], "crash", world.now)
         world.sync()
     added = world.store.list_journal(limit=100_000)[rows:]
-    assert [r["outcome"] for r in added] == ["interrupted"] * 3
+    assert [r.outcome for r in added] == ["interrupted"] * 3
 
 
 # -- the convergence property over identity changes --

@@ -186,5 +186,5 @@ def test_an_unmapped_value_is_reported_on_the_employee_and_the_rest_is_written(t
     reported = {p.hibob_id for p in result.plan.problems if "mapping.fields.custom" in p.reason}
     assert unmapped and set(unmapped) <= reported
     assert all(world.user_of(h) and "custom" not in world.user_of(h) for h in unmapped)
-    skipped = {row["employee_id"] for row in world.store.list_skipped()}
+    skipped = {row.hibob_id for row in world.store.list_skipped()}
     assert set(unmapped) <= skipped

@@ -25,9 +25,9 @@ def test_11_a_pass_is_stored_with_its_finish_time_not_its_start(world: World, mo
 
     monkeypatch.setattr(reconcile, "time", Clock)
     result = world.sync()
-    [row] = [p for p in world.store.list_passes(5) if p["id"] == result.pass_id]
-    started = dt.datetime.fromisoformat(row["started_at"])
-    finished = dt.datetime.fromisoformat(row["finished_at"])
+    [row] = [p for p in world.store.list_passes(5) if p.id == result.pass_id]
+    started = dt.datetime.fromisoformat(row.started_at)
+    finished = dt.datetime.fromisoformat(row.finished_at)
     assert (finished - started).total_seconds() == pytest.approx(93, abs=1)
 
 

@@ -111,7 +111,7 @@ def test_each_journal_row_carries_the_time_its_action_ran(world: World) -> None:
 
     world.sync(hooks=PassHooks(clock=clock))
 
-    times = [row["at"] for row in world.store.list_journal() if row["outcome"] == "ok"]
+    times = [row.at for row in world.store.list_journal() if row.outcome == "ok"]
     assert len(set(times)) == len(times) > 1
     assert min(times) > NOW.isoformat()
 
@@ -234,10 +234,10 @@ def test_ctrl_c_during_sync_stops_cleanly_saying_what_was_done_and_what_is_left(
     )
     assert left == total - done > 0
     store = Store(world.db)
-    assert store.list_passes(1)[0]["outcome"] == "interrupted"
+    assert store.list_passes(1)[0].outcome == "interrupted"
     # A write the interrupt caught in flight (sent from the main thread) stays pending:
     # unconfirmed until the next pass reads it back, as after a crash; nothing else does.
-    assert len([r for r in store.list_journal() if r["outcome"] == "pending"]) <= 1
+    assert len([r for r in store.list_journal() if r.outcome == "pending"]) <= 1
     assert main(["sync"], build=build) == 0
     assert world.sync().plan.is_empty
-    assert "pending" not in {row["outcome"] for row in Store(world.db).list_journal()}
+    assert "pending" not in {row.outcome for row in Store(world.db).list_journal()}

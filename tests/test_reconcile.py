@@ -274,7 +274,7 @@ def test_breaker_holds_every_deactivation_and_allow_releases_them(world: World) 
     assert sorted(a.hibob_id for a in held.plan.held) == sorted(leavers)
     assert world.user_of(newcomer)["status"] == "active"  # creates still go through
     assert all(world.user_of(h)["status"] == "active" for h in leavers)
-    assert sorted(h["employee_id"] for h in world.store.list_held()) == sorted(leavers)
+    assert sorted(h.hibob_id for h in world.store.list_held()) == sorted(leavers)
     released = world.sync(allow_deactivations=True)
     assert released.exit_code == 0
     assert all(world.user_of(h)["status"] == "deleted" for h in leavers)
@@ -334,7 +334,7 @@ def test_one_rejected_employee_does_not_stop_the_pass_and_is_quarantined(world) 
     assert world.store.get_entry(victim).learning_user_id is None
     world.sync()
     world.sync()
-    assert [q["employee_id"] for q in world.store.list_quarantined(world.now)] == [victim]
+    assert [q.hibob_id for q in world.store.list_quarantined(world.now)] == [victim]
     fourth = world.sync()
     assert any("quarantined" in p.reason for p in fourth.plan.problems)
     assert rejected["count"] == 3
@@ -443,9 +443,9 @@ def test_operations_left_pending_by_a_crash_are_marked_interrupted(world: World)
     )
     synced(world)
     [row] = world.store.list_journal(hibob_id="123")
-    assert row["outcome"] == "interrupted"
-    [crashed_pass] = [p for p in world.store.list_passes() if p["id"] == crashed]
-    assert crashed_pass["outcome"] == "interrupted" and crashed_pass["finished_at"]
+    assert row.outcome == "interrupted"
+    [crashed_pass] = [p for p in world.store.list_passes() if p.id == crashed]
+    assert crashed_pass.outcome == "interrupted" and crashed_pass.finished_at
 
 
 def _create_whose_pass_died_before_the_link(world: World) -> tuple[str, str, str]:

@@ -141,7 +141,7 @@ def test_release_by_ids_deactivates_those_and_keeps_the_others_held(world, capsy
     assert code == 3, out  # the third is still held
     assert is_deleted(world, leavers[0]) and is_deleted(world, leavers[1])
     assert not is_deleted(world, leavers[2])
-    assert [r["employee_id"] for r in world.store.list_held()] == [leavers[2]]
+    assert [r.hibob_id for r in world.store.list_held()] == [leavers[2]]
 
 
 def test_release_of_an_employee_who_is_not_held_is_refused(world, capsys) -> None:
@@ -209,7 +209,7 @@ def test_quarantine_lists_and_clears_one_employee_by_email(world, capsys) -> Non
     email = world.store.get_entry(first).email
     code, out = run_cli(world, capsys, "quarantine", "--clear", email.upper())
     assert code == 0 and f"quarantine lifted for 1: {first}" in out
-    assert [r["employee_id"] for r in world.store.list_quarantined(NOW)] == [second]
+    assert [r.hibob_id for r in world.store.list_quarantined(NOW)] == [second]
     assert run_cli(world, capsys, "quarantine", "--all")[0] == 0
     assert world.store.list_quarantined(NOW) == []
 
@@ -238,7 +238,7 @@ def test_sync_of_one_employee_is_carried_out_by_a_running_service(world, capsys)
     running.start()
     try:
         deadline = time.monotonic() + 5
-        while not (last := world.store.list_passes(1)[0])["id"] > 1 or not last["finished_at"]:
+        while not (last := world.store.list_passes(1)[0]).id > 1 or not last.finished_at:
             # the start-up pass must be over before Hibob changes
             assert time.monotonic() < deadline, "the start-up pass never ran"
             time.sleep(0.01)
@@ -266,7 +266,7 @@ def test_quarantine_clear_through_a_service_is_carried_out_by_it(world, service)
 
     assert code == 0 and "requested (request 1)" in out.getvalue()
     assert world.store.list_quarantined(NOW) == []
-    assert world.store.get_request(1)["outcome"] == "ok"
+    assert world.store.get_request(1).outcome == "ok"
 
 
 # -- resync (moved from test_service) ----------------------------------------------------
@@ -283,12 +283,12 @@ def test_resync_requests_are_served_by_one_full_pass_and_the_waiter_gets_its_out
 
     assert code == 0, out.getvalue()
     assert world.learning.user(user_id)["job"] != "Edited by hand"
-    full = [p for p in world.store.list_passes(100) if p["kind"] == "full"]
+    full = [p for p in world.store.list_passes(100) if p.kind == "full"]
     assert len(full) == 1
     mine = world.store.get_request(earlier + 1)
-    assert mine["outcome"] == "ok"
-    assert mine["pass_id"] == world.store.get_request(earlier)["pass_id"]
-    assert f"full pass {mine['pass_id']}: ok" in out.getvalue()
+    assert mine.outcome == "ok"
+    assert mine.pass_id == world.store.get_request(earlier).pass_id
+    assert f"full pass {mine.pass_id}: ok" in out.getvalue()
 
 
 def test_resync_without_waiting_only_leaves_a_request(world, service) -> None:
@@ -298,7 +298,7 @@ def test_resync_without_waiting_only_leaves_a_request(world, service) -> None:
     assert request_resync(world.settings, wait=False, out=out) == 0
 
     assert "resync requested (request 1)" in out.getvalue()
-    assert world.store.get_request(1)["started_at"] is None
+    assert world.store.get_request(1).started_at is None
 
 
 def test_resync_waiter_is_told_when_the_service_stopped_before_the_resync(world, service) -> None:
@@ -343,7 +343,7 @@ def test_old_resync_requests_survive_the_migration_to_admin_requests(tmp_path) -
     conn.commit()
     conn.close()
     request = Store(path).get_request(1)
-    assert (request["kind"], request["pass_id"], request["outcome"]) == ("resync", 4, "ok")
+    assert (request.kind, request.pass_id, request.outcome) == ("resync", 4, "ok")
 
 
 def test_a_request_the_service_cannot_carry_out_is_answered_as_failed(world, service) -> None:
@@ -354,7 +354,7 @@ def test_a_request_the_service_cannot_carry_out_is_answered_as_failed(world, ser
     service.requests.serve()
 
     request = world.store.get_request(1)
-    assert request["outcome"] == "failed" and "defragment" in request["detail"]
+    assert request.outcome == "failed" and "defragment" in request.detail
 
 
 # -- issue 19 case 1: a request is bound to the command waiting for it --------------------------
@@ -378,7 +378,7 @@ def test_case_1_a_request_whose_command_gave_up_is_never_carried_out(world, serv
 
     assert not any(is_deleted(world, h) for h in leavers)
     assert len(world.store.list_held()) == 30
-    assert world.store.get_request(1)["outcome"] == "expired"
+    assert world.store.get_request(1).outcome == "expired"
 
 
 def test_case_1_a_request_past_its_deadline_is_expired_not_carried_out(world, service) -> None:
@@ -390,7 +390,7 @@ def test_case_1_a_request_past_its_deadline_is_expired_not_carried_out(world, se
     world.now = NOW + dt.timedelta(seconds=1)
     service.requests.poll()
     service.requests.serve()
-    assert world.store.get_request(1)["outcome"] == "expired"
+    assert world.store.get_request(1).outcome == "expired"
     assert not any(is_deleted(world, h) for h in leavers)
 
 
@@ -411,8 +411,8 @@ def test_case_1_a_hand_written_request_releases_nothing(world, service) -> None:
     )
     service.requests.poll()
     service.requests.serve()
-    assert world.store.get_request(1)["outcome"] == "expired"
-    assert world.store.get_request(2)["outcome"] == "held"
+    assert world.store.get_request(1).outcome == "expired"
+    assert world.store.get_request(2).outcome == "held"
     assert not any(is_deleted(world, h) for h in leavers)
 
 
@@ -454,8 +454,8 @@ def test_case_1_a_row_with_bad_json_does_not_strand_the_request_beside_it(world,
     service.requests.poll()
     service.requests.serve()
     bad, good = world.store.get_request(1), world.store.get_request(2)
-    assert bad["outcome"] == "failed" and "arguments" in bad["detail"]
-    assert good["outcome"] == "ok" and good["pass_id"]
+    assert bad.outcome == "failed" and "arguments" in bad.detail
+    assert good.outcome == "ok" and good.pass_id
 
 
 def test_case_1_an_unknown_pass_kind_is_refused_not_run(world, service) -> None:
@@ -465,5 +465,5 @@ def test_case_1_an_unknown_pass_kind_is_refused_not_run(world, service) -> None:
         world.store.save_request("sync", {"pass_kind": kind}, NOW, expires_at=FAR_FUTURE)
     service.requests.poll()
     service.requests.serve()
-    assert [world.store.get_request(i)["outcome"] for i in (1, 2)] == ["failed", "failed"]
+    assert [world.store.get_request(i).outcome for i in (1, 2)] == ["failed", "failed"]
     assert len(world.store.list_passes(100)) == passes

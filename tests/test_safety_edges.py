@@ -155,12 +155,12 @@ def test_case_5_a_held_list_keeps_its_first_held_at_and_reason(tmp_path) -> None
     for hibob_id in world.active_employees()[:3]:
         world.hibob.terminate(hibob_id, on=TODAY)
     assert world.sync().outcome == "held"
-    first = {row["employee_id"]: (row["held_at"], row["reason"]) for row in world.store.list_held()}
+    first = {row.hibob_id: (row.held_at, row.reason) for row in world.store.list_held()}
     world.now += dt.timedelta(hours=2)
     for hibob_id in world.active_employees()[:3]:  # the breaker's reason changes
         world.hibob.terminate(hibob_id, on=TODAY)
     assert world.sync().outcome == "held"
-    later = {row["employee_id"]: (row["held_at"], row["reason"]) for row in world.store.list_held()}
+    later = {row.hibob_id: (row.held_at, row.reason) for row in world.store.list_held()}
     assert len(later) == 6
     assert {h: later[h] for h in first} == first
 
@@ -200,7 +200,7 @@ def test_case_2_scheduled_deactivations_count_toward_the_breaker_and_are_held(tm
     assert not any(world.user_of(h).get("toBeDeactivatedAt") for h in leavers)
     assert world.user_of(unscheduled[50])["job"] == "New title"  # updates go on
     assert world.user_of(leavers[0])["job"] == "Leaving title"  # and a held leaver's too
-    assert {row["employee_id"] for row in world.store.list_held()} == set(leavers)
+    assert {row.hibob_id for row in world.store.list_held()} == set(leavers)
     again = world.sync()
     assert again.outcome == "held" and len(again.plan.held) == 40
     released = world.sync(released=frozenset(leavers))
@@ -438,7 +438,7 @@ def test_case_3_a_renamed_list_item_holds_the_membership_removals(tmp_path) -> N
         for h in members
     )
     assert any(department in p.reason and "no longer" in p.reason for p in result.plan.problems)
-    assert {row["employee_id"] for row in world.store.list_held()} == set(members)
+    assert {row.hibob_id for row in world.store.list_held()} == set(members)
     released = world.sync(released=frozenset(members))
     assert released.outcome == "ok", released.error
     assert not any(

@@ -39,7 +39,7 @@ def service(world: World, monotonic: FakeClock) -> Service:
 
 
 def passes_of_kind(world: World, kind: str) -> list[dict]:
-    return [p for p in world.store.list_passes(100) if p["kind"] == kind]
+    return [p for p in world.store.list_passes(100) if p.kind == kind]
 
 
 @pytest.mark.parametrize(
@@ -114,11 +114,11 @@ def test_second_service_on_the_same_database_is_refused_and_stop_is_clean(world)
 
 def start_with_a_slow_pass_in_flight(world: World, latency_seconds: float) -> Service:
     world.hibob.faults.latency_seconds = latency_seconds
-    last = world.store.list_passes(1)[0]["id"]
+    last = world.store.list_passes(1)[0].id
     service = Service(world.services)
     service.start()
     deadline = time.monotonic() + 5
-    while world.store.list_passes(1)[0]["id"] == last:
+    while world.store.list_passes(1)[0].id == last:
         assert time.monotonic() < deadline, "the start-up pass never began"
         time.sleep(0.01)
     return service
@@ -130,7 +130,7 @@ def test_stop_lets_the_pass_in_flight_finish(world: World) -> None:
     assert service.stop(timeout_seconds=5) is True
 
     last = Store(world.db).list_passes(1)[0]
-    assert (last["kind"], last["outcome"]) == ("incremental", "ok")
+    assert (last.kind, last.outcome) == ("incremental", "ok")
 
 
 def test_stop_gives_up_on_a_long_pass_after_its_timeout(world: World) -> None:
@@ -140,7 +140,7 @@ def test_stop_gives_up_on_a_long_pass_after_its_timeout(world: World) -> None:
     assert service.stop(timeout_seconds=0.2) is False
 
     assert time.monotonic() - started < 0.9
-    assert world.store.list_passes(1)[0]["finished_at"] is None
+    assert world.store.list_passes(1)[0].finished_at is None
 
 
 def test_status_shows_the_next_scheduled_passes_of_the_running_service(world) -> None:

@@ -42,8 +42,8 @@ def test_a_scope_change_holds_whom_it_would_cut_off_with_the_reason_settings_cha
     assert world.user_of(retitled)["job"] == "Chief Tea Officer"  # updates go through
     assert all(world.user_of(h)["status"] != "deleted" for h in outside)
     rows = world.store.list_held()
-    assert {r["employee_id"] for r in rows} == outside
-    assert all("settings changed" in r["reason"] for r in rows)
+    assert {r.hibob_id for r in rows} == outside
+    assert all("settings changed" in r.reason for r in rows)
 
     again = world.sync()  # the settings are now the stored ones: still held until released
     assert again.outcome == "held" and {h.hibob_id for h in again.plan.held} == outside

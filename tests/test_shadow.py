@@ -195,7 +195,7 @@ def test_the_cut_over_goes_through_the_breaker(world, tmp_path):
     cutover = shadow.sync()
     assert (cutover.outcome, cutover.kind) == ("held", "full")
     leaver = seeded["not_deactivated"]
-    assert [h["employee_id"] for h in shadow.store.list_held()] == [leaver]
+    assert [h.hibob_id for h in shadow.store.list_held()] == [leaver]
     mail = world.hibob.records[leaver]["root.email"].lower()
     assert world.learning.users_by_mail()[mail]["status"] == "active"
     assert "not_deactivated" in shadow.open()[leaver]

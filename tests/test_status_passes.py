@@ -60,6 +60,6 @@ def test_an_interrupted_pass_that_wrote_shows_its_writes(tmp_path: Path) -> None
     assert "create 2, update 1 unconfirmed" in text
 
     assert world.sync().outcome == "ok"  # the next pass closes it as interrupted
-    history = {p["id"]: p for p in Store(world.db).list_passes(5)}
-    assert history[pass_id]["outcome"] == "interrupted"
-    assert history[pass_id]["counts"] == {"create": 2, "update_unconfirmed": 1}
+    history = {p.id: p for p in Store(world.db).list_passes(5)}
+    assert history[pass_id].outcome == "interrupted"
+    assert history[pass_id].counts == {"create": 2, "update_unconfirmed": 1}

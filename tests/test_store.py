@@ -41,7 +41,7 @@ def test_applied_state_round_trips_and_a_success_clears_failures(tmp_path) -> No
     store.record_failure(
         "7", "boom", quarantine_after=1, quarantined_until=NOW + dt.timedelta(hours=1), at=NOW
     )
-    assert [q["employee_id"] for q in store.list_quarantined(NOW)] == ["7"]
+    assert [q.hibob_id for q in store.list_quarantined(NOW)] == ["7"]
     assert store.get_entry("7").is_quarantined(NOW)
     state = AppliedState(
         is_active=True,
@@ -193,3 +193,116 @@ def test_the_cli_reports_a_database_problem_in_one_line_with_exit_2(
     err = capsys.readouterr().err
     assert (code, err.count("\n"), "Traceback" in err) == (2, 1, False)
     assert str(path) in err
+
+
+def test_every_listing_hands_out_frozen_records_never_dict_rows(tmp_path) -> None:
+    from dataclasses import FrozenInstanceError, fields
+
+    from reconciler.core.vocabulary import ActionKind, ActionOutcome, PassKind, PassOutcome
+    from reconciler.store import records
+
+    store = Store(tmp_path / "r.db")
+    pass_id = store.start_pass(PassKind.FULL, NOW)
+    store.finish_pass(pass_id, NOW, PassOutcome.HELD, {"create": 1})
+    store.journal_start(pass_id, "7", "a@b.example", "create", ["mail"], "new hire", NOW)
+    store.replace_held(pass_id, [("8", None, "too many leavers")], NOW)
+    store.record_failure(
+        "9", "boom", quarantine_after=1, quarantined_until=NOW + dt.timedelta(hours=1), at=NOW
+    )
+    store.record_skips(pass_id, [("10", None, "no email")], NOW)
+    store.save_hint("11", "employee.updated", "upsert", None, NOW)
+    store.save_hint("12", "employee.updated", "upsert", None, NOW)
+    [_, parked] = store.list_pending_hints()
+    store.park_hints([parked.id], "403", NOW + dt.timedelta(days=1))
+    request_id = store.save_request("resync", {}, NOW, expires_at=NOW + dt.timedelta(hours=1))
+    store.save_request("sync", {}, NOW, expires_at=NOW + dt.timedelta(hours=1))
+    [taken, _] = store.take_requests(NOW)
+
+    listings = {
+        records.PassRecord: [*store.list_passes(), store.get_pass(pass_id)],
+        records.JournalRecord: store.list_journal(),
+        records.HeldDeactivation: store.list_held(),
+        records.QuarantinedEmployee: store.list_quarantined(NOW),
+        records.SkippedEmployee: store.list_skipped(),
+        records.HintRecord: [*store.list_pending_hints(), *store.list_parked_hints()],
+        records.RequestRecord: [taken, *store.list_open_requests(), store.get_request(request_id)],
+    }
+    for kind, rows in listings.items():
+        assert rows and all(type(row) is kind for row in rows), kind
+        with pytest.raises(FrozenInstanceError):
+            setattr(rows[0], fields(rows[0])[0].name, None)
+    [journal] = store.list_journal(hibob_id="7")
+    assert (journal.hibob_id, journal.action, journal.outcome) == (
+        "7",
+        ActionKind.CREATE,
+        ActionOutcome.PENDING,
+    )
+    assert journal.fields == ("mail",)
+    [done] = store.list_passes()
+    assert (done.kind, done.outcome, done.counts) == (
+        PassKind.FULL,
+        PassOutcome.HELD,
+        {"create": 1},
+    )
+    assert [h.hibob_id for h in store.list_parked_hints()] == ["12"]
+    assert taken.kind == "resync" and taken.started_at is not None
+
+
+def test_status_json_shows_the_records_under_the_keys_it_always_had(tmp_path) -> None:
+    from reconciler.core.vocabulary import PassKind
+
+    store = Store(tmp_path / "r.db")
+    pass_id = store.start_pass(PassKind.INCREMENTAL, NOW, is_dry_run=True)
+    store.finish_pass(pass_id, NOW, "dry-run", {})
+    store.journal_start(pass_id, "7", None, "update", ["job"], "changed", NOW)
+    store.replace_held(pass_id, [("8", "x@b.example", "too many leavers")], NOW)
+    store.record_failure("9", "boom", quarantine_after=1, quarantined_until=NOW, at=NOW)
+    store.record_skips(pass_id, [("10", None, "no email")], NOW)
+    assert store.list_passes()[0].as_json() == {
+        "id": pass_id,
+        "kind": "incremental",
+        "dry_run": True,
+        "started_at": "2026-11-28T12:00:00+00:00",
+        "finished_at": "2026-11-28T12:00:00+00:00",
+        "outcome": "dry-run",
+        "counts": {},
+        "error": None,
+    }
+    assert store.list_journal()[0].as_json() == {
+        "pass_id": pass_id,
+        "at": "2026-11-28T12:00:00+00:00",
+        "employee_id": "7",
+        "email": None,
+        "action": "update",
+        "fields": ["job"],
+        "outcome": "pending",
+        "reason": "changed",
+        "error": None,
+    }
+    assert [h.as_json() for h in store.list_held()] == [
+        {
+            "employee_id": "8",
+            "email": "x@b.example",
+            "reason": "too many leavers",
+            "pass_id": pass_id,
+            "held_at": "2026-11-28T12:00:00+00:00",
+            "is_releasable": 1,
+        }
+    ]
+    assert [q.as_json() for q in store.list_quarantined(NOW - dt.timedelta(seconds=1))] == [
+        {
+            "employee_id": "9",
+            "email": None,
+            "reason": "boom",
+            "failures": 1,
+            "until": "2026-11-28T12:00:00+00:00",
+        }
+    ]
+    assert [s.as_json() for s in store.list_skipped()] == [
+        {
+            "employee_id": "10",
+            "email": None,
+            "reason": "no email",
+            "since": "2026-11-28T12:00:00+00:00",
+        }
+    ]
