@@ -377,6 +377,7 @@ class ValidatingTransport(httpx.BaseTransport):
         *,
         check_requests: bool = True,
     ) -> None:
+        self._inner = inner if isinstance(inner, httpx.BaseTransport) else None
         self._handle = inner.handle_request if isinstance(inner, httpx.BaseTransport) else inner
         self.spec = spec
         self.check_requests = check_requests
@@ -392,6 +393,11 @@ class ValidatingTransport(httpx.BaseTransport):
         self.exchanges.append((request, response))
         self._check(validate_response, request, response)
         return response
+
+    def close(self) -> None:
+        """Close the wrapped transport's connections (the client's close() ends here)."""
+        if self._inner is not None:
+            self._inner.close()
 
     def _check(self, validate: Callable[..., None], *exchange: Any) -> None:
         try:

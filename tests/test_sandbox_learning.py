@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -872,8 +873,7 @@ def test_concurrent_creations_get_distinct_ids(sim: LearningSimulator, api: http
 
 def test_served_simulator_answers_over_loopback(sim: LearningSimulator) -> None:
     sim.page_size = 1
-    with serve(sim.handle) as server:
-        client = client_for(sim, server.url)
+    with serve(sim.handle) as server, closing(client_for(sim, server.url)) as client:
         created = create(client, sim)
         assert created.status_code == 201
         first = client.get("/api/v2/users")

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from reconciler.errors import ConfigError
 from reconciler.service.metrics import Metrics
 from reconciler.service.webhooks import Hint, create_app
 from reconciler.service.webserver import ConnectionLimits, WebhookServer, serve_webhooks
@@ -254,3 +256,21 @@ def test_oversized_headers_are_refused(start):
         answer = sock.recv(200)
 
     assert answer.split(b" ")[1] == b"431"
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_an_address_already_in_use_is_refused_without_leaking_its_socket_or_pipe() -> None:
+    """waitress creates its wake-up pipe and the listening socket before it binds: a refused
+    bind must close both, or every failed start (and each such test) leaks two descriptors."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = _open_descriptors()
+        for _ in range(3):
+            with pytest.raises(ConfigError, match="webhooks.listen: cannot listen on"):
+                serve_webhooks(lambda *a: [], f"127.0.0.1:{port}", max_body_bytes=1024)
+        assert _open_descriptors() == before

@@ -79,36 +79,40 @@ def run_demo(size: int = 300, out: TextIO | None = None, keep: str | Path | None
         _folder(keep) as folder,
     ):
         services = _services(hibob_server.url, learning_server.url, learning, Path(folder))
-        say = _Narrator(services, out)
-        say.title(
-            f"Hibob simulator at {hibob_server.url}/v1 with {size} generated employees; "
-            f"360Learning simulator at {learning_server.url}; database in {folder}"
-        )
-        say.step(
-            "1. Dry run: what the first pass would do (nothing is written); the generated "
-            "company has a few bad records, skipped with their reason",
-            dry_run=True,
-        )
-        say.step("2. First real pass: provision everyone in scope")
-        changed = _hr_changes(hibob, say.linked_employees())
-        say.title("3. HR changes in Hibob: " + "; ".join(changed[0]))
-        say.step("4. Incremental pass: exactly those changes")
-        hibob.rehire(changed[1])
-        say.title("5. HR rehires the person terminated above")
-        say.step("6. Incremental pass: the rehire is reactivated")
-        final = say.step("7. Final pass: nothing left to do")
-        calls = len(learning.requests)
-        say.title(
-            f"Done: {len(learning.users_by_mail())} users in the 360Learning simulator, "
-            f"{calls} 360Learning API calls in all."
-        )
-        say.explain_examples(hibob)
-        say.explain_mapping(
-            next(h for h in say.linked_employees() if hibob.records[h].get(CONTRACT_END))
-        )
-        say.preview_scope_change()
-        if keep is not None:
-            _keep(services, hibob_server.url, learning_server.url, Path(folder), say)
+        try:
+            say = _Narrator(services, out)
+            say.title(
+                f"Hibob simulator at {hibob_server.url}/v1 with {size} generated employees; "
+                f"360Learning simulator at {learning_server.url}; database in {folder}"
+            )
+            say.step(
+                "1. Dry run: what the first pass would do (nothing is written); the generated "
+                "company has a few bad records, skipped with their reason",
+                dry_run=True,
+            )
+            say.step("2. First real pass: provision everyone in scope")
+            changed = _hr_changes(hibob, say.linked_employees())
+            say.title("3. HR changes in Hibob: " + "; ".join(changed[0]))
+            say.step("4. Incremental pass: exactly those changes")
+            hibob.rehire(changed[1])
+            say.title("5. HR rehires the person terminated above")
+            say.step("6. Incremental pass: the rehire is reactivated")
+            final = say.step("7. Final pass: nothing left to do")
+            calls = len(learning.requests)
+            say.title(
+                f"Done: {len(learning.users_by_mail())} users in the 360Learning simulator, "
+                f"{calls} 360Learning API calls in all."
+            )
+            say.explain_examples(hibob)
+            say.explain_mapping(
+                next(h for h in say.linked_employees() if hibob.records[h].get(CONTRACT_END))
+            )
+            say.preview_scope_change()
+            if keep is not None:
+                _keep(services, hibob_server.url, learning_server.url, Path(folder), say)
+        finally:
+            services.close_clients()
+            services.store.close()
     return 0 if final.plan.is_empty else 1
 
 

@@ -84,7 +84,12 @@ class _Listener(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no types
         limits: ConnectionLimits,
     ) -> None:
         self.limits = limits
-        super().__init__(app, map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo)
+        try:
+            super().__init__(app, map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo)
+        except OSError:
+            # waitress opened its wake-up pipe and the socket before the refused bind.
+            self.close()
+            raise
 
     def admit(self, new: _Channel) -> None:
         """Keep the peer's address and the total within limits, evicting quiet connections.
@@ -173,12 +178,24 @@ class WebhookServer:
         )
         dispatcher = ThreadedTaskDispatcher()
         dispatcher.set_thread_count(adj.threads)
-        self._listeners = [
-            _Listener(
-                app, map=self._map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo, limits=limits
-            )
-            for sockinfo in adj.listen
-        ]
+        self._listeners: list[_Listener] = []
+        try:
+            for sockinfo in adj.listen:
+                self._listeners.append(
+                    _Listener(
+                        app,
+                        map=self._map,
+                        dispatcher=dispatcher,
+                        adj=adj,
+                        sockinfo=sockinfo,
+                        limits=limits,
+                    )
+                )
+        except OSError:
+            for listener in self._listeners:
+                listener.close()
+            dispatcher.shutdown(timeout=1.0)
+            raise
         self._dispatcher = dispatcher
         self._drain_seconds = drain_seconds
         self._stopping = threading.Event()

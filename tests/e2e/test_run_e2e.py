@@ -103,14 +103,14 @@ path = "{self.db}"
 
     # -- processes -------------------------------------------------------------------------
     def start(self, wait_ready: bool = True) -> subprocess.Popen:
-        log = self.log.open("a")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "run"],
-            env=self.env,
-            cwd=self.cwd,
-            stdout=log,
-            stderr=log,
-        )
+        with self.log.open("a") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                [sys.executable, "-m", "reconciler", "run"],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=log,
+            )
         self.processes.append(process)
         if not wait_ready:
             return process
