@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q -n 3
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -q -m slow; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
+	$(BIN)/pytest -q -n 3 -m slow; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
 
 # The admin page in Debian's Chromium (/usr/bin/chromium) against `reconciler run`; skips with a
 # reason when Chromium is missing. Screenshots land in tests/browser/screenshots/.

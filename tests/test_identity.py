@@ -655,6 +655,7 @@ def _expected_cost_center(raw: str | None, rule: dict) -> tuple[bool, str | None
     return (True, value) if value in AUTHORIZED else (False, None)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -69,11 +69,13 @@ def lint_copy(tmp_path: Path, plant: tuple[str, str] | None) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow
 def test_the_unplanted_copy_keeps_every_contract(tmp_path: Path) -> None:
     result = lint_copy(tmp_path, None)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(PLANTS))
 def test_lint_imports_fails_when_an_import_goes_the_wrong_way(tmp_path: Path, case: str) -> None:
     result = lint_copy(tmp_path, PLANTS[case])

@@ -38,6 +38,7 @@ def _script() -> str:
     return str(script)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["history", "--json"], ["history"], ["status", "--json"]])
 def test_13_a_reader_closing_the_pipe_ends_the_command_quietly(world: World, tmp_path, argv):
     for _ in range(4):
@@ -64,6 +65,7 @@ def test_13_a_reader_closing_the_pipe_ends_the_command_quietly(world: World, tmp
     assert code in (0, 141), (code, stderr)
 
 
+@pytest.mark.slow
 def test_15_a_read_only_command_never_creates_a_database(tmp_path) -> None:
     missing = tmp_path / "typo" / "reconciler.db"
     (tmp_path / "typo").mkdir()

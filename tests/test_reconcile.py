@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -361,6 +362,7 @@ def test_create_whose_answer_was_lost_is_found_by_email_not_recreated(world) -> 
 CHANGES = ("title", "surname", "email", "terminate", "leave_without_access", "hire")
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -125,6 +125,7 @@ def restore_logging():
     root.setLevel(saved[1])
 
 
+@pytest.mark.slow
 def test_secrets_echoed_by_upstreams_reach_no_output_log_database_or_metrics(
     tmp_path: Path, monkeypatch, capsys, restore_logging
 ):
