@@ -338,3 +338,19 @@ def test_skipping_unchanged_employees_never_changes_the_plan(
         skipping, computed = _plans_with_and_without_keys(world, monkeypatch)
         assert skipping == computed, step
         world.sync()
+
+
+def test_settings_become_core_limits_once_per_pass(tmp_path, monkeypatch) -> None:
+    from reconciler.passes import context
+
+    world = World(tmp_path, size=30)
+    world.sync()
+    world.hibob.update_employee(world.active_employees()[0], **{"work.title": "Changed"})
+    made = []
+    real = context.Limits
+    monkeypatch.setattr(context, "Limits", lambda **k: made.append(k) or real(**k))
+
+    result = world.sync()
+
+    assert result.outcome == "ok", result.error
+    assert len(made) <= 1  # 4 when each step made its own

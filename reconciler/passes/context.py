@@ -26,6 +26,16 @@ class PassContext:
     learning: LearningClient
     store: Store
 
+    @property
+    def limits(self) -> Limits:
+        """The settings as the core's `Limits`, made once per settings object (a pass, and
+        the previous settings' plan beside it, each ask several times)."""
+        made = self.__dict__.get("_limits")
+        if made is None or made[0] is not self.settings:
+            made = (self.settings, limits(self.settings))
+            self.__dict__["_limits"] = made
+        return made[1]
+
     def close_clients(self) -> None:
         """Close both HTTP clients' connections (the store belongs to whoever opened it)."""
         self.hibob.close()
@@ -49,12 +59,12 @@ def limits(settings: Settings) -> Limits:
     )
 
 
-def apply_settings(settings: Settings) -> ApplySettings:
+def apply_settings(settings: Settings, core_limits: Limits | None = None) -> ApplySettings:
     return ApplySettings(
         group_id=settings.learning.default_group_id,
         role=settings.learning.default_role,
         send_invitation_email=settings.learning.send_invitation_email,
         external_id_platform=settings.learning.external_id_platform,
         quarantine_base_seconds=settings.sync.interval_minutes * 60,
-        limits=limits(settings),
+        limits=core_limits if core_limits is not None else limits(settings),
     )

@@ -52,6 +52,7 @@ from reconciler.core.models import (
 from reconciler.core.plan import (
     Absence,
     ActualLinks,
+    Limits,
     PlanInput,
     compute_absence_checks,
     compute_adoption_candidates,
@@ -198,7 +199,7 @@ def run_pass(
                 plan,
                 client=services.learning,
                 store=store,
-                settings=apply_settings(services.settings),
+                settings=apply_settings(services.settings, services.limits),
                 pass_id=pass_id,
                 now=now,
                 hooks=hooks,
@@ -328,7 +329,9 @@ def read_and_plan(
 
 
 def settings_fingerprint(
-    settings: Settings, custom: ResolvedCustomFields = NO_CUSTOM_FIELDS
+    settings: Settings,
+    custom: ResolvedCustomFields = NO_CUSTOM_FIELDS,
+    core_limits: Limits | None = None,
 ) -> str:
     """What the source keys hold of the settings: the decision settings (the held-change
     check's notion, which any decision-relevant setting joins), the plan's other knobs and
@@ -336,7 +339,7 @@ def settings_fingerprint(
     learning = settings.learning
     return compute_settings_fingerprint(
         decision_settings(settings),
-        repr(limits(settings)),
+        repr(core_limits if core_limits is not None else limits(settings)),
         f"{learning.default_group_id}\0{learning.default_role}",
         json.dumps(asdict(custom), sort_keys=True, default=_canonical),
     )
@@ -444,7 +447,7 @@ def plan_from_read(
     unchanged: frozenset[str] = frozenset()
     if kind == PassKind.INCREMENTAL and not withheld:
         today = local_today(now, settings.mapping.timezone)
-        fingerprint = settings_fingerprint(settings, custom)
+        fingerprint = settings_fingerprint(settings, custom, services.limits)
         keys = compute_source_keys(employees, fingerprint, today, snapshot)
         if may_skip and keys:
             unchanged = compute_unchanged(employees, keys, store.load_source_keys(), snapshot)
@@ -460,7 +463,7 @@ def plan_from_read(
     is_full_read = kind != PassKind.TARGETED
     if is_full_read and (
         problem := compute_unknown_share(
-            {**desired, **dict.fromkeys(unchanged, _UNCHANGED)}, limits(settings)
+            {**desired, **dict.fromkeys(unchanged, _UNCHANGED)}, services.limits
         )
     ):
         raise PassFailed(problem)
@@ -805,12 +808,11 @@ def _plan_with_confirmed_absences(
     custom: ResolvedCustomFields = NO_CUSTOM_FIELDS,
 ) -> tuple[Plan, PlanInput]:
     """Plan; confirm each absence the safety limits would let through by a read by id."""
-    settings = services.settings
-    plan = compute_plan(data, limits(settings))
+    plan = compute_plan(data, services.limits)
     if not data.is_full_read and _meets_a_breaker(plan):
         # A targeted pass holds some rows only: the breaker counts everyone, in one query.
         data = replace(data, managed_counts=services.store.count_managed_both())
-        plan = compute_plan(data, limits(settings))
+        plan = compute_plan(data, services.limits)
     checks = compute_absence_checks(plan, data)
     if not checks:
         return plan, data
@@ -842,7 +844,7 @@ def _plan_with_confirmed_absences(
         absent=data.absent - {e.hibob_id for e in present},
         search_incomplete=frozenset(e.hibob_id for e in present),
     )
-    return compute_plan(data, limits(settings)), data
+    return compute_plan(data, services.limits), data
 
 
 def find_employee(
