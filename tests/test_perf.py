@@ -354,3 +354,62 @@ def test_settings_become_core_limits_once_per_pass(tmp_path, monkeypatch) -> Non
 
     assert result.outcome == "ok", result.error
     assert len(made) <= 1  # 4 when each step made its own
+
+
+def test_adoptions_that_send_nothing_are_recorded_in_one_transaction(tmp_path) -> None:
+    from contextlib import contextmanager
+
+    from reconciler.passes.reconcile import read_and_plan
+
+    world = World(tmp_path, size=60, RECONCILER_LEARNING__EXTERNAL_ID_PLATFORM="")
+    # Every account already as the plan would write it (the migration case): nothing to send.
+    for action in read_and_plan(world.services, "incremental", now=world.now).actions:
+        attributes = {k: v for k, v in action.changes.items() if v is not None}
+        user_id = world.learning.seed_user(attributes.pop("mail"), **attributes)
+        for group in action.state.groups if len(action.state.groups) > 1 else ():
+            world.learning.add_role(user_id, group.group_id, group.role)
+    people = world.active_employees()
+    adopting = []  # per transaction that journals an adoption: how many statements it sent
+    real = type(world.store).transaction
+
+    class Spy:
+        def __init__(self, conn, sent):
+            self.conn, self.sent = conn, sent
+
+        def execute(self, sql, *args):
+            self.sent.append(sql)
+            return self.conn.execute(sql, *args)
+
+        def executemany(self, sql, *args):
+            self.sent.append(sql)
+            return self.conn.executemany(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    @contextmanager
+    def counted(store):
+        with real(store) as conn:
+            sent: list[str] = []
+            yield Spy(conn, sent)
+            if any("'adopt'" in sql for sql in sent):
+                adopting.append(len(sent))
+
+    type(world.store).transaction = counted
+    try:
+        result = world.sync()
+    finally:
+        type(world.store).transaction = real
+
+    adopted = [a for a in result.plan.actions if a.kind == "adopt"]
+    assert result.outcome == "ok", result.error
+    assert len(adopted) >= len(people) - 1
+    assert len(adopting) == 1  # one per adoption before
+    for action in adopted:  # each adoption is a link and a journal row, as before
+        entry = world.store.get_entry(action.hibob_id)
+        assert entry.learning_user_id == action.learning_user_id and entry.state is not None
+    journal = world.store.db.conn.execute(
+        "SELECT COUNT(*) FROM journal WHERE action = 'adopt' AND outcome = 'ok'"
+    ).fetchone()[0]
+    assert journal == len(adopted)
+    assert world.sync().plan.actions == ()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -155,7 +155,10 @@ def apply_plan(
     )
     try:
         run.is_bulk = compute_is_bulk(plan)
-        done = [a for a, ok in zip(actions, pool.map(run.apply_action, actions), strict=True) if ok]
+        quiet = run.record_quiet_adoptions(actions)
+        rest = [a for a in actions if a.hibob_id not in quiet]
+        done = [a for a in actions if a.hibob_id in quiet]
+        done += [a for a, ok in zip(rest, pool.map(run.apply_action, rest), strict=True) if ok]
         run.move_mails(moving, {a.hibob_id: a for a in plan.actions})
         run.add_deferred_memberships()
         links = [a for a in done if _has_links(a)]
@@ -240,6 +243,29 @@ class _Runner:
         finally:
             self.tick(writes)
 
+    def record_quiet_adoptions(self, actions: Sequence[Action]) -> set[str]:
+        """Adoptions that send nothing (the migration case), recorded at once: one
+        transaction for their links and journal rows instead of one each, and no worker
+        task. With no write in flight, no pending row is needed for a crash. A service pass
+        claims each employee (hooks.claim): its adoptions take the one-by-one path."""
+        if self.hooks.claim is not None and self.pass_id is not None:
+            return set()
+        quiet = [a for a in actions if isinstance(a, Adopt) and _is_quiet_adoption(a)]
+        if not quiet:
+            return set()
+        self.store.record_adoptions(
+            self.pass_id,
+            [
+                (a.hibob_id, a.email, a.reason, a.learning_user_id or "", _kept_manager(a))
+                for a in quiet
+            ],
+            self.at(),
+        )
+        for action in quiet:
+            self._report_ok(action, action.kind, [])
+        self.tick(sum(map(self.weight, quiet)))
+        return {a.hibob_id for a in quiet}
+
     def apply_action(self, action: Action) -> bool:
         return self._claimed(
             action, action.kind, self.weight(action), lambda: self._apply_action(action)
@@ -264,7 +290,7 @@ class _Runner:
         state = action.state
         if isinstance(action, Upsert) and action.manager is not None:
             state = replace(state, manager=action.manager.old)
-        if isinstance(action, Adopt) and not fields and not action.restore:
+        if isinstance(action, Adopt) and _is_quiet_adoption(action):
             # Nothing to send (the migration case): the link and its journal row go in one
             # transaction; with no write in flight, no pending row is needed for a crash.
             assert action.learning_user_id
@@ -813,3 +839,22 @@ def compute_is_bulk(plan: Plan) -> bool:
     """Pure: enough memberships beyond the create's own to be worth bulk jobs."""
     count = sum(len(a.add_groups) for a in plan.actions if isinstance(a, Upsert))
     return count >= BULK_THRESHOLD
+
+
+def _is_quiet_adoption(action: Adopt) -> bool:
+    """An adoption with nothing to send but its links (applied after the actions)."""
+    return (
+        not action.restore
+        and bool(action.learning_user_id)
+        and action.state is not None
+        and not [f for f in action.fields if f not in ("manager", "subordinates")]
+    )
+
+
+def _kept_manager(action: Upsert) -> AppliedState:
+    """The state to store before the links: until its manager link is applied, the
+    snapshot keeps the previous manager."""
+    assert action.state is not None
+    if action.manager is not None:
+        return replace(action.state, manager=action.manager.old)
+    return action.state

@@ -146,6 +146,34 @@ class SnapshotTables(Database):
                 (hibob_id, learning_user_id, email, state_to_json(state), utc_text(at)),
             )
 
+    def record_adoptions(
+        self,
+        pass_id: int | None,
+        adoptions: Iterable[tuple[str, str | None, str, str, AppliedState]],
+        at: datetime,
+    ) -> None:
+        """Many adoptions that sent nothing, (hibob id, email, reason, learning user id,
+        state) each: their journal rows (ok) and applied states with the links, all in one
+        transaction (the migration case: thousands at once; none or all after a crash)."""
+        rows = list(adoptions)
+        when = utc_text(at)
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason,"
+                " outcome) VALUES (?, ?, ?, ?, 'adopt', '[]', ?, 'ok')",
+                [(pass_id, when, h, email, reason) for h, email, reason, _, _ in rows],
+            )
+            conn.executemany(
+                "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
+                " failures, quarantined_until, last_error, updated_at)"
+                " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
+                " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
+                " email = excluded.email, state = excluded.state,"
+                " failures = 0, quarantined_until = NULL, last_error = NULL,"
+                " updated_at = excluded.updated_at",
+                [(h, uid, email, state_to_json(state), when) for h, email, _, uid, state in rows],
+            )
+
     def save_state(self, hibob_id: str, state: AppliedState | None) -> None:
         """Correct the applied state alone (failures, link and email unchanged); None marks a
         linked account unfinished, which the next plan finishes with a full write."""
