@@ -24,7 +24,9 @@ import httpx
 from bench.common import NOW, SEED, TODAY, build_pass_context, seed_linked_population
 from reconciler.config import load_settings
 from reconciler.core.custom_fields import custom_field_id, is_custom_key
+from reconciler.passes.apply import PassHooks
 from reconciler.passes.custom_fields import load_custom_fields
+from reconciler.passes.progress import ProgressSnapshot, ProgressTracker
 from reconciler.passes.reconcile import run_pass
 from reconciler.sandbox.company import generate_company
 from reconciler.sandbox.hibob import HibobSimulator
@@ -106,7 +108,9 @@ def measure(size: int, *, custom_fields: bool = True) -> dict[str, Any]:
         for kind in ("incremental", "full"):
             before, started, wall = len(learning.requests), clock.now, time.monotonic()
             hibob_before = len(hibob.requests)
-            result = run_pass(services, kind, now=NOW)
+            tracker, quarter = ProgressTracker(monotonic=clock), {}
+            tracker.listeners.append(lambda s, q=quarter: _note_quarter(s, clock, q))
+            result = run_pass(services, kind, now=NOW, hooks=PassHooks(progress=tracker))
             calls = Counter(
                 f"{method} {_shape(path)}" for method, path, _ in learning.requests[before:]
             )
@@ -119,8 +123,21 @@ def measure(size: int, *, custom_fields: bool = True) -> dict[str, Any]:
                 "paced_seconds": round(clock.now - started, 1),
                 "cpu_wall_seconds": round(time.monotonic() - wall, 1),
             }
+            if quarter:  # the ETA shown a quarter of the way through, against the paced end
+                results[kind]["eta_at_25_percent_seconds"] = round(quarter["eta"], 1)
+                results[kind]["actual_rest_after_25_percent_seconds"] = round(
+                    clock.now - quarter["at"], 1
+                )
         services.close_clients()
         return results
+
+
+def _note_quarter(snapshot: ProgressSnapshot, clock: _FakeTime, quarter: dict[str, float]) -> None:
+    """Keep the first ETA given once a quarter of the pass's longest phase is done."""
+    if quarter or not snapshot.total or snapshot.total < 100 or snapshot.eta_seconds is None:
+        return
+    if snapshot.total / 4 <= snapshot.done < snapshot.total:
+        quarter.update(at=clock.now, eta=snapshot.eta_seconds)
 
 
 def _shape(path: str) -> str:

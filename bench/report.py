@@ -134,6 +134,19 @@ def _targets(results: dict) -> list[str]:
                 f"{quiet['hibob_calls']} Hibob, {quiet['calls']} 360Learning{beside} | "
                 f"1 and 0 | {_yes(quiet['hibob_calls'] == 1 and quiet['calls'] == 0)} |"
             )
+            full = row["full"]
+            if "eta_at_25_percent_seconds" in full:
+                eta, actual = (
+                    full["eta_at_25_percent_seconds"],
+                    full["actual_rest_after_25_percent_seconds"],
+                )
+                error = abs(eta - actual) / actual if actual else float("inf")
+                rows.append(
+                    f"| 5. full-resync ETA with three custom fields at {row['size']:,} "
+                    f"({full['calls']:,} calls, {full['paced_seconds']:g} s paced) | at 25 %: "
+                    f"{eta:g} s left predicted, {actual:g} s actual ({error:.0%} off) | within "
+                    f"{ETA_TOLERANCE:.0%} | {_yes(error <= ETA_TOLERANCE)} |"
+                )
     if not rows:
         return []
     return [

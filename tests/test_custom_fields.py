@@ -350,3 +350,22 @@ def test_an_adopted_account_gets_the_managed_values_and_keeps_its_own(tmp_path) 
     wanted = "CC-12" if world.hibob.records[hibob_id][CC] == "CC 12" else "CC-40"
     assert held(world, hibob_id) == {"cost": wanted, "end": "2027-06-30", "badge": "B-1"}
     assert world.sync().plan.actions == ()
+
+
+def test_a_full_resync_reports_its_custom_field_reads_as_progress_for_the_eta(tmp_path) -> None:
+    """A full resync with custom fields spends most of its time reading each user's values
+    (one paced call each): those reads count as progress, so the ETA is shown while they run."""
+    from reconciler.passes.apply import PassHooks
+
+    world = custom_world(tmp_path, *RULES)
+    world.sync()
+    linked = sum(1 for h in world.active_employees() if world.user_of(h))
+    updates: list[tuple[str, int, int | None]] = []
+    world.sync("full", hooks=PassHooks(progress=lambda *update: updates.append(update)))
+
+    planning = next(n for n, (phase, _, _) in enumerate(updates) if phase == "plan")
+    reads = [(done, total) for phase, done, total in updates[planning:] if phase == "read"]
+    assert reads, updates  # the users' values are read while the plan is made
+    totals = {total for _, total in reads}
+    assert len(totals) == 1 and next(iter(totals)) == linked
+    assert [done for done, _ in reads] == list(range(1, linked + 1))  # each read as it lands

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -104,12 +104,16 @@ def _dump(definitions: list[CustomFieldDefinition], read: set[str]) -> str:
 
 
 def read_held_values(
-    learning: LearningClient, data: PlanInput, resolved: ResolvedCustomFields
+    learning: LearningClient,
+    data: PlanInput,
+    resolved: ResolvedCustomFields,
+    progress: Callable[[str, int, int | None], None] = lambda phase, done, total: None,
 ) -> PlanInput:
     """The read users of a full or targeted pass, with the managed custom-field values they
     hold, so the plan compares them (drift). One read per linked, live account whose employee
     Hibob holds as active and that has a managed field in its rules or its snapshot; every
-    other account counts as holding what the snapshot says (no read, no write)."""
+    other account counts as holding what the snapshot says (no read, no write). Each read
+    counts as "read" progress: in a full resync they are most of the time, and of its ETA."""
     if not resolved.rules or data.actual is None:
         return data
     keys = {custom_key(d) for d in resolved.definitions}
@@ -134,8 +138,11 @@ def read_held_values(
                 raise
             return None
 
+    answers: dict[str, list[dict[str, Any]] | None] = {}
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-        answers = dict(zip(to_read, pool.map(read, to_read), strict=True))
+        for user_id, answer in zip(to_read, pool.map(read, to_read), strict=True):
+            answers[user_id] = answer
+            progress("read", len(answers), len(to_read))
     held = {user_id: values for user_id, values in answers.items() if values is not None}
     actual: dict[str, LearningUser] = {}
     for user_id, user in data.actual.items():

@@ -511,7 +511,7 @@ def plan_from_read(
     )
     as_given = {e.email: str(e.value("root.email")).strip() for e in computed if e.email}
     progress("plan", 0, len(desired))
-    data = _read_learning(services, kind, data, as_given, custom)
+    data = _read_learning(services, kind, data, as_given, custom, progress)
     plan, data = _plan_with_confirmed_absences(services, data, fields, now, custom)
     if observe is not None:
         observe(data)
@@ -638,6 +638,7 @@ def _read_learning(
     data: PlanInput,
     as_given: dict[str, str],
     custom: ResolvedCustomFields = NO_CUSTOM_FIELDS,
+    progress: ProgressCallback | None = None,
 ) -> PlanInput:
     """What 360Learning holds for this pass: everything (full) or the unlinked emails.
 
@@ -677,7 +678,7 @@ def _read_learning(
         data = replace(data, users_by_mail=dict(by_mail))
     if kind == PassKind.TARGETED:  # who holds the accounts this employee might adopt
         data = replace(data, snapshot=_with_account_holders(services, data))
-    data = read_held_values(learning, data, custom)  # full and targeted: custom-field drift
+    data = read_held_values(learning, data, custom, progress or _no_progress)  # drift
     candidates = compute_adoption_candidates(data)
     roles = _candidate_roles(services, data, candidates)
     if data.is_migration:  # whether the incumbent linked each adopted account's manager
