@@ -27,7 +27,7 @@ from reconciler.errors import InstanceLocked
 from reconciler.passes.context import PassContext, now_utc
 from reconciler.passes.progress import PassProgress
 from reconciler.service.admin_requests import (
-    Outcome,
+    RequestOutcome,
     carry_out,
     compute_held_token,
     list_releasable,
@@ -214,7 +214,7 @@ def _say(out: TextIO, line: str) -> None:
 
 
 def _print_request_outcome(store: Store, request: RequestRecord, out: TextIO) -> int:
-    outcome = Outcome(request.outcome or "failed", request.pass_id, request.detail)
+    outcome = RequestOutcome(request.outcome or "failed", request.pass_id, request.detail)
     if outcome.outcome == "cancelled":
         _say(
             out,
@@ -238,7 +238,7 @@ def _print_request_outcome(store: Store, request: RequestRecord, out: TextIO) ->
     return outcome.exit_code
 
 
-def _print_detail(store: Store, outcome: Outcome, out: TextIO) -> None:
+def _print_detail(store: Store, outcome: RequestOutcome, out: TextIO) -> None:
     if outcome.outcome == "refused":
         _say(out, f"reconciler: refused: {outcome.detail}")
         print_held(store.list_held(), out)

@@ -34,7 +34,7 @@ RunPass = Callable[..., "PassResult | None"]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RequestOutcome:
     outcome: str  # a pass outcome, or refused (the held list changed) or cancelled
     pass_id: int | None = None
     detail: str | None = None
@@ -86,14 +86,14 @@ def check_release(store: Store, args: Mapping[str, Any]) -> tuple[list[str], str
 
 def carry_out(
     store: Store, kind: str, args: Mapping[str, Any], run: RunPass, now: datetime
-) -> Outcome | None:
+) -> RequestOutcome | None:
     """Do what one request asks; None when the pass could not start (service stopping)."""
     detail: list[str] = []
     release: frozenset[str] = frozenset()
     if kind in ("release", "resync", "sync") and (args.get("token") or args.get("ids")):
         ids, refusal = check_release(store, args)
         if refusal:
-            return Outcome("refused", detail=refusal)
+            return RequestOutcome("refused", detail=refusal)
         release = frozenset(ids)
     if kind == "quarantine-clear" or args.get("retry_quarantined"):
         cleared = store.clear_quarantine(
@@ -103,7 +103,7 @@ def carry_out(
             f"quarantine lifted for {len(cleared)}" + (f": {', '.join(cleared)}" if cleared else "")
         )
         if kind == "quarantine-clear":
-            return Outcome(
+            return RequestOutcome(
                 "ok", detail=detail[0] + (" (the next pass retries them)" if cleared else "")
             )
     if kind == "resync":
@@ -129,7 +129,7 @@ def carry_out(
         return None
     if release:
         detail.append(_describe_release(store, result, release))
-    return Outcome(result.outcome, result.pass_id or None, "; ".join(detail) or None, result)
+    return RequestOutcome(result.outcome, result.pass_id or None, "; ".join(detail) or None, result)
 
 
 def _release_pass_kind(store: Store, ids: frozenset[str]) -> PassKind:
@@ -219,9 +219,9 @@ class AdminRequests:
                 outcome = carry_out(self.store, kind, args, run, self._clock())
             except Exception as exc:  # the waiter gets an answer, the worker goes on
                 log.exception("admin request(s) %s (%s) failed", ids, kind)
-                outcome = Outcome("failed", detail=f"{type(exc).__name__}: {exc}")
+                outcome = RequestOutcome("failed", detail=f"{type(exc).__name__}: {exc}")
             if outcome is None:
-                outcome = Outcome("cancelled", detail="the service stopped first")
+                outcome = RequestOutcome("cancelled", detail="the service stopped first")
             self.store.finish_requests(
                 ids, outcome.pass_id, outcome.outcome, self._clock(), outcome.detail
             )
