@@ -52,7 +52,7 @@ class _Rollback(Exception):
     """Ends the database write probe without committing it."""
 
 
-class Report:
+class CheckReport:
     """Prints `ok`/`WARN`/`FAIL` lines and counts them."""
 
     def __init__(self, out: TextIO) -> None:
@@ -82,7 +82,7 @@ def run_checks(
 ) -> int:
     """Probe everything; 0 when all is usable (warnings allowed), else 1. `config_path`: the
     settings file read (checked for secrets it should not hold)."""
-    report = Report(out)
+    report = CheckReport(out)
     report.ok("settings are valid and every secret is set")
     check_exposure(settings, config_path, report)
     check_langs(settings, report)
@@ -94,7 +94,7 @@ def run_checks(
     return 1 if report.failures else 0
 
 
-def check_exposure(settings: Settings, config_path: Path | None, report: Report) -> None:
+def check_exposure(settings: Settings, config_path: Path | None, report: CheckReport) -> None:
     """What works but exposes: a secret in the settings file, a listener on every interface."""
     if config_path is not None and (advice := describe_secrets_in_file(config_path)):
         report.warn(advice)
@@ -112,7 +112,7 @@ def check_exposure(settings: Settings, config_path: Path | None, report: Report)
     check_admin_page(settings, report)
 
 
-def check_admin_page(settings: Settings, report: Report) -> None:
+def check_admin_page(settings: Settings, report: CheckReport) -> None:
     """With `admin.listen` set, `run` needs a well-formed password hash (never shown)."""
     if not settings.admin.listen:
         return
@@ -144,7 +144,7 @@ def _is_loopback(host: str) -> bool:
 # -- database -------------------------------------------------------------------------------
 
 
-def check_database(store: Store, report: Report) -> None:
+def check_database(store: Store, report: CheckReport) -> None:
     where = f"database {Path(store.path).resolve()}"
     try:
         with store.transaction() as conn:
@@ -190,7 +190,7 @@ def check_database(store: Store, report: Report) -> None:
 # -- Hibob ----------------------------------------------------------------------------------
 
 
-def check_hibob(settings: Settings, hibob: HibobClient, report: Report) -> None:
+def check_hibob(settings: Settings, hibob: HibobClient, report: CheckReport) -> None:
     fields = required_fields(settings)
     try:
         metadata = {str(f["id"]): f for f in hibob.list_fields()}
@@ -243,7 +243,7 @@ def check_field(
     settings_naming: list[str],
     metadata: dict[str, Any],
     employees: list[Employee],
-    report: Report,
+    report: CheckReport,
 ) -> None:
     where = f" ({', '.join(settings_naming)})" if settings_naming else ""
     meta = metadata.get(field_id)
@@ -271,7 +271,7 @@ def check_labels(
     hibob: HibobClient,
     metadata: dict[str, Any],
     employees: list[Employee],
-    report: Report,
+    report: CheckReport,
 ) -> None:
     """Every label a scope condition or group rule compares against exists in Hibob."""
     lists: dict[str, set[str] | None] = {}
@@ -313,7 +313,7 @@ def configured_labels(settings: Settings) -> Iterable[tuple[str, str, list[str]]
         yield f"mapping.groups[{r}]", rule.field, [rule.label]
 
 
-def _read_list(hibob: HibobClient, list_id: str, report: Report) -> set[str] | None:
+def _read_list(hibob: HibobClient, list_id: str, report: CheckReport) -> set[str] | None:
     try:
         return set(hibob.get_named_list(list_id).values())
     except ApiError as exc:
@@ -329,7 +329,7 @@ def _did_you_mean(wanted: str, known: Iterable[str]) -> str:
 # -- 360Learning ----------------------------------------------------------------------------
 
 
-def check_learning(settings: Settings, services: PassContext, report: Report) -> None:
+def check_learning(settings: Settings, services: PassContext, report: CheckReport) -> None:
     learning = services.learning
     try:
         learning.check_access()
@@ -354,7 +354,7 @@ def check_learning(settings: Settings, services: PassContext, report: Report) ->
         report.fail(f"360Learning: {exc}")
 
 
-def check_langs(settings: Settings, report: Report) -> None:
+def check_langs(settings: Settings, report: CheckReport) -> None:
     """Every language a rule may write is one of 360Learning's codes."""
     rule = default_rules(settings)["lang"]
     where = "mapping.fields.lang" if "lang" in settings.mapping.fields else "mapping.lang"
@@ -366,7 +366,7 @@ def check_langs(settings: Settings, report: Report) -> None:
         )
 
 
-def check_custom_fields(settings: Settings, services: PassContext, report: Report) -> None:
+def check_custom_fields(settings: Settings, services: PassContext, report: CheckReport) -> None:
     """Every custom field resolves, and every constant of its rule fits it (customFields:read)."""
     if not settings.mapping.custom_fields:
         return
@@ -400,7 +400,7 @@ def check_custom_fields(settings: Settings, services: PassContext, report: Repor
             )
 
 
-def check_groups(settings: Settings, services: PassContext, report: Report) -> None:
+def check_groups(settings: Settings, services: PassContext, report: CheckReport) -> None:
     groups = {settings.learning.default_group_id: "learning.default_group_id"}
     groups.update({rule.group_id: "mapping.groups" for rule in settings.mapping.groups})
     for group_id, setting in groups.items():
@@ -423,7 +423,7 @@ def check_groups(settings: Settings, services: PassContext, report: Report) -> N
         )
 
 
-def check_write_scopes(settings: Settings, services: PassContext, report: Report) -> None:
+def check_write_scopes(settings: Settings, services: PassContext, report: CheckReport) -> None:
     """Each write scope a pass uses, tested by a write that fails validation (no change).
     Shadow mode writes nothing, so it needs none and probes none."""
     if settings.sync.mode == "shadow":
@@ -448,7 +448,7 @@ def check_write_scopes(settings: Settings, services: PassContext, report: Report
             )
 
 
-def check_bulk_scopes(services: PassContext, report: Report) -> None:
+def check_bulk_scopes(services: PassContext, report: CheckReport) -> None:
     """Bulk memberships need two scopes: groups:bulk to start a job, bulkOperations:read to
     follow it. Either missing is no failure: memberships are then added one call each."""
     learning = services.learning
