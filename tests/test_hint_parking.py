@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.commands.report import print_status
 from reconciler.commands.status import collect_status
+from reconciler.commands.terminal import print_status
 from reconciler.service.hints import MAX_FORBIDDEN_ATTEMPTS, MAX_HINT_ATTEMPTS, RETRY_CAP_SECONDS
 from reconciler.service.lifecycle import Service
 from reconciler.service.webhooks import Hint

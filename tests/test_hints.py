@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.commands.report import print_status
 from reconciler.commands.status import collect_status
+from reconciler.commands.terminal import print_status
 from reconciler.core.models import Plan
 from reconciler.passes.apply import PassHooks
 from reconciler.passes.reconcile import PassResult, run_pass

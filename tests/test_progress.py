@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from reconciler.commands.cli import main
-from reconciler.commands.report import TerminalProgress, print_status
 from reconciler.commands.status import collect_status
+from reconciler.commands.terminal import TerminalProgress, print_status
 from reconciler.commands.wiring import build_pass_context
 from reconciler.passes.apply import PassHooks
 from reconciler.passes.progress import PassProgress, ProgressTracker, describe_progress

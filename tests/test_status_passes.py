@@ -7,8 +7,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from reconciler.commands.report import print_status
 from reconciler.commands.status import collect_status
+from reconciler.commands.terminal import print_status
 from reconciler.store.database import Store
 from tests.support import NOW, World
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
-from reconciler.commands.report import (
+from reconciler.commands.terminal import (
     TerminalProgress,
     describe_interruption,
     format_history_row,

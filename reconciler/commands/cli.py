@@ -22,7 +22,7 @@ from typing import Any
 
 from reconciler.commands.admin import request_action, run_watched
 from reconciler.commands.logs import configure_logging
-from reconciler.commands.report import (
+from reconciler.commands.terminal import (
     format_history_row,
     print_held,
     print_quarantined,
@@ -118,8 +118,8 @@ def cmd_admin_password(args: argparse.Namespace, settings: Settings | None) -> i
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from reconciler.commands.report import print_status
     from reconciler.commands.status import collect_status
+    from reconciler.commands.terminal import print_status
 
     status = collect_status(_existing_store(settings), settings, now_utc())
     if args.json:

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from reconciler.commands.explain import explain_employee
 from reconciler.commands.preview import run_preview
-from reconciler.commands.report import print_result
+from reconciler.commands.terminal import print_result
 from reconciler.commands.wiring import build_pass_context
 from reconciler.config import load_settings
 from reconciler.core.vocabulary import PassKind

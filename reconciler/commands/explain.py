@@ -14,8 +14,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, TextIO
 
-from reconciler.commands.report import format_history_row, format_value
 from reconciler.commands.shadow import format_disagreement
+from reconciler.commands.terminal import format_history_row, format_value
 from reconciler.core.custom_fields import (
     ResolvedCustomFields,
     custom_key,

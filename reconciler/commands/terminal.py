@@ -1,4 +1,4 @@
-"""Report: renders pass results, status and history rows as plain lines for the terminal, and
+"""Terminal: renders pass results, status and history rows as plain lines for the terminal, and
 a long pass's progress bars (`TerminalProgress`).
 
 Called by the CLI, resync, explain and the demo. Pure formatting: reads nothing, decides
