@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from reconciler.commands.admin_web import build_admin_views
-from reconciler.commands.cli import main, parse_since
+from reconciler.commands.cli import main
+from reconciler.commands.cli_handlers import parse_since
 from reconciler.config import load_settings
 from reconciler.errors import ConfigError
 from reconciler.service.admin_auth import PasswordHash, hash_password

@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.commands.cli import build_parser, main, parse_since
+from reconciler.commands.cli import main
+from reconciler.commands.cli_handlers import parse_since
+from reconciler.commands.cli_parser import build_parser
 from reconciler.commands.wiring import build_pass_context
 from reconciler.store.database import Store
 from tests.support import NOW, World
