@@ -20,6 +20,7 @@ FORBIDDEN = (
     "reconciler.passes.apply",
     "reconciler.passes.reconcile",
     "reconciler.service.lifecycle",
+    "reconciler.service.runner",
     "reconciler.service.webhooks",
 )
 PACKAGE = Path(__file__).resolve().parents[1] / "reconciler" / "core"

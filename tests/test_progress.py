@@ -129,7 +129,7 @@ class SlowWrites:
 def test_the_service_publishes_a_long_pass_progress_for_status_and_metrics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("reconciler.service.lifecycle.PROGRESS_SAVE_SECONDS", 0.1)
+    monkeypatch.setattr("reconciler.service.runner.PROGRESS_SAVE_SECONDS", 0.1)
     world = World(tmp_path, size=40, RECONCILER_WEBHOOKS__LISTEN="127.0.0.1:0")
     world.route_learning_through(SlowWrites(world, 0.05))
     service = Service(world.services)

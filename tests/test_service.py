@@ -12,7 +12,8 @@ import pytest
 
 from reconciler.errors import InstanceLocked
 from reconciler.passes.context import PassContext
-from reconciler.service.lifecycle import Service, compute_readiness, readiness_bound
+from reconciler.service.lifecycle import Service
+from reconciler.service.runner import compute_readiness, readiness_bound
 from reconciler.service.webhooks import create_app
 from reconciler.store.database import Store
 from tests.support import NOW, FakeClock, World
