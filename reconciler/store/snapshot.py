@@ -14,6 +14,21 @@ from reconciler.core.models import AppliedState, GroupRole, SnapshotEntry
 from reconciler.store.connection import Database
 from reconciler.store.schema import utc_text
 
+_SAVE_APPLIED = (
+    "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
+    " failures, quarantined_until, last_error, updated_at)"
+    " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
+    " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
+    " email = excluded.email, state = excluded.state,"
+    " failures = 0, quarantined_until = NULL, last_error = NULL,"
+    " updated_at = excluded.updated_at"
+)
+"""A successful apply: the state and the link, failures cleared."""
+_JOURNAL_ADOPTION = (
+    "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason, outcome)"
+    " VALUES (?, ?, ?, ?, 'adopt', '[]', ?, 'ok')"
+)
+
 
 class SnapshotTables(Database):
     # -- snapshot ---------------------------------------------------------------------------
@@ -106,13 +121,7 @@ class SnapshotTables(Database):
         text = state_to_json(state) if state is not None else None
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
-                " failures, quarantined_until, last_error, updated_at)"
-                " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
-                " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
-                " email = excluded.email, state = excluded.state,"
-                " failures = 0, quarantined_until = NULL, last_error = NULL,"
-                " updated_at = excluded.updated_at",
+                _SAVE_APPLIED,
                 (hibob_id, learning_user_id, email, text, utc_text(at)),
             )
 
@@ -129,22 +138,7 @@ class SnapshotTables(Database):
     ) -> None:
         """An adoption that sent nothing: its journal row (ok) and the applied state with the
         link, in one transaction."""
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason,"
-                " outcome) VALUES (?, ?, ?, ?, 'adopt', '[]', ?, 'ok')",
-                (pass_id, utc_text(at), hibob_id, email, reason),
-            )
-            conn.execute(
-                "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
-                " failures, quarantined_until, last_error, updated_at)"
-                " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
-                " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
-                " email = excluded.email, state = excluded.state,"
-                " failures = 0, quarantined_until = NULL, last_error = NULL,"
-                " updated_at = excluded.updated_at",
-                (hibob_id, learning_user_id, email, state_to_json(state), utc_text(at)),
-            )
+        self.record_adoptions(pass_id, [(hibob_id, email, reason, learning_user_id, state)], at)
 
     def record_adoptions(
         self,
@@ -159,18 +153,11 @@ class SnapshotTables(Database):
         when = utc_text(at)
         with self.transaction() as conn:
             conn.executemany(
-                "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason,"
-                " outcome) VALUES (?, ?, ?, ?, 'adopt', '[]', ?, 'ok')",
+                _JOURNAL_ADOPTION,
                 [(pass_id, when, h, email, reason) for h, email, reason, _, _ in rows],
             )
             conn.executemany(
-                "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
-                " failures, quarantined_until, last_error, updated_at)"
-                " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
-                " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
-                " email = excluded.email, state = excluded.state,"
-                " failures = 0, quarantined_until = NULL, last_error = NULL,"
-                " updated_at = excluded.updated_at",
+                _SAVE_APPLIED,
                 [(h, uid, email, state_to_json(state), when) for h, email, _, uid, state in rows],
             )
 
