@@ -328,6 +328,37 @@ def test_case_8_a_returning_manager_gets_their_subordinates_back(world) -> None:
     assert world.sync("full").plan.actions == ()
 
 
+def test_case_8_a_team_edited_while_its_manager_returns_is_relinked_after_a_failed_relink(
+    world,
+) -> None:
+    """The restore drops the team's links; an edit of a team member saved in the same pass
+    must not record the old link as applied again, or no incremental pass relinks her."""
+    synced(world)
+    manager = next(h for h in world.active_employees() if len(subordinates_of(world, h)) >= 2)
+    team = subordinates_of(world, manager)
+    world.hibob.terminate(manager, on=TODAY)
+    synced(world)
+    world.hibob.rehire(manager)
+    for hibob_id in team:
+        world.hibob.update_employee(hibob_id, **{"work.title": "Returning team"})
+    member = world.store.get_entry(team[0]).learning_user_id
+    world.learning.faults.fail_next(
+        10**6,
+        400,
+        {"error": {"code": "unexpectedRelinkRefusal", "message": "refused"}},
+        path_prefix=f"/api/v2/users/{member}/managers",
+    )
+    world.sync()
+    world.learning.faults.clear()
+
+    world.sync()
+
+    manager_user = world.store.get_entry(manager).learning_user_id
+    for hibob_id in team:
+        user = world.store.get_entry(hibob_id).learning_user_id
+        assert manager_user in world.learning.managers_of(user), hibob_id
+
+
 def test_case_8_a_full_resync_repairs_links_a_restore_dropped(world) -> None:
     synced(world)
     manager = next(h for h in world.active_employees() if len(subordinates_of(world, h)) >= 1)

@@ -305,7 +305,11 @@ class _Runner:
             )
             self._report_ok(action, action.kind, fields)
             return True
-        return self._journalled(action, action.kind, fields, lambda: self._step(action), state)
+        # The manager link is the links step's; a restore of this account drops it.
+        keep_manager = not _restores(action)
+        return self._journalled(
+            action, action.kind, fields, lambda: self._step(action), state, keep_manager
+        )
 
     def _apply_links(self, action: Upsert) -> bool:
         if self.report.auth_error is not None:
@@ -340,6 +344,7 @@ class _Runner:
         fields: list[str],
         step: Callable[[], tuple[str | None, AppliedState | None]],
         state: AppliedState | Callable[[], AppliedState],
+        keep_manager: bool = False,
     ) -> bool:
         journal_id = self.store.journal_start(
             self.pass_id,
@@ -357,7 +362,7 @@ class _Runner:
             self._fail(action, name, journal_id, exc)
             return False
         final = override or (state() if callable(state) else state)
-        self._succeed(action, name, fields, journal_id, user_id, final)
+        self._succeed(action, name, fields, journal_id, user_id, final, keep_manager)
         return True
 
     def _succeed(
@@ -368,9 +373,15 @@ class _Runner:
         journal_id: int,
         user_id: str | None,
         state: AppliedState,
+        keep_manager: bool = False,
     ) -> None:
         self.store.save_applied(
-            action.hibob_id, learning_user_id=user_id, email=action.email, state=state, at=self.at()
+            action.hibob_id,
+            learning_user_id=user_id,
+            email=action.email,
+            state=state,
+            at=self.at(),
+            keep_manager=keep_manager,
         )
         self.store.journal_finish(journal_id, "ok")
         self._report_ok(action, name, fields)
@@ -551,10 +562,7 @@ class _Runner:
     def _drop_subordinate_links(self, action: Upsert) -> None:
         """A restore dropped "being the manager of others": record it on the subordinates, so
         that if relinking them fails or is cut short, their own next pass links them again."""
-        for hibob_id in action.relink_subordinates:
-            entry = self.store.get_entry(hibob_id)
-            if entry and entry.state and entry.state.manager == action.hibob_id:
-                self.store.save_state(hibob_id, replace(entry.state, manager=None))
+        self.store.drop_manager(action.hibob_id, among=action.relink_subordinates)
 
     def _restore(
         self, learning_user_id: str, mail: str, attributes: dict[str, Any]
@@ -725,7 +733,7 @@ class _Runner:
                 if exc.code not in ("userDeleted", "managerDeleted"):
                     raise
                 continue
-            self.store.save_state(subordinate, replace(entry.state, manager=action.hibob_id))
+            self.store.save_manager(subordinate, action.hibob_id)
         return user_id, None
 
     def move_mails(self, moves: Mapping[str, tuple[str, str]], by_id: Mapping[str, Action]) -> None:
@@ -849,6 +857,11 @@ def _is_quiet_adoption(action: Adopt) -> bool:
         and action.state is not None
         and not [f for f in action.fields if f not in ("manager", "subordinates")]
     )
+
+
+def _restores(action: Action) -> bool:
+    """Whether the action re-POSTs a deleted account, which drops its links."""
+    return isinstance(action, Reactivate) or (isinstance(action, Adopt) and action.restore)
 
 
 def _kept_manager(action: Upsert) -> AppliedState:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime
 
 from reconciler.clients.learning import LearningClient
@@ -72,6 +71,4 @@ def confirm_unconfirmed_writes(store: Store, learning: LearningClient) -> int:
 def _drop_team_links(store: Store, manager_id: str) -> None:
     """A restore dropped the manager links to this account: record it on the subordinates, so
     that the plan links them again."""
-    for entry in store.load_snapshot().values():
-        if entry.state is not None and entry.state.manager == manager_id:
-            store.save_state(entry.hibob_id, replace(entry.state, manager=None))
+    store.drop_manager(manager_id)

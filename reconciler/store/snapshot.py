@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -116,10 +117,21 @@ class SnapshotTables(Database):
         email: str | None,
         state: AppliedState | None,
         at: datetime,
+        keep_manager: bool = False,
     ) -> None:
-        """Record a successful apply: the new state, the link, and clear failures."""
-        text = state_to_json(state) if state is not None else None
+        """Record a successful apply: the new state, the link, and clear failures.
+
+        With `keep_manager`, the manager link stays as stored: the links step owns it, and a
+        restore running beside this write may have recorded since the plan that it dropped
+        the link (read and written in one transaction, so neither write undoes the other)."""
         with self.transaction() as conn:
+            if keep_manager and state is not None:
+                row = conn.execute(
+                    "SELECT state FROM employees WHERE hibob_id = ?", (hibob_id,)
+                ).fetchone()
+                if row and row[0] is not None:
+                    state = replace(state, manager=state_from_json(row[0]).manager)
+            text = state_to_json(state) if state is not None else None
             conn.execute(
                 _SAVE_APPLIED,
                 (hibob_id, learning_user_id, email, text, utc_text(at)),
@@ -169,6 +181,41 @@ class SnapshotTables(Database):
                 "UPDATE employees SET state = ? WHERE hibob_id = ?",
                 (state_to_json(state) if state is not None else None, hibob_id),
             )
+
+    def save_manager(self, hibob_id: str, manager: str | None) -> None:
+        """Record the manager link alone (the rest of the state as stored now)."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT state FROM employees WHERE hibob_id = ?", (hibob_id,)
+            ).fetchone()
+            if row and row[0] is not None:
+                state = replace(state_from_json(row[0]), manager=manager)
+                conn.execute(
+                    "UPDATE employees SET state = ? WHERE hibob_id = ?",
+                    (state_to_json(state), hibob_id),
+                )
+
+    def drop_manager(self, manager: str, among: Iterable[str] | None = None) -> list[str]:
+        """A restore dropped the links to `manager`'s account: record it on the employees
+        whose state names that manager (all, or those `among`), so their plans link them
+        again; in one transaction. Returns their Hibob ids."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT hibob_id, state FROM employees"
+                " WHERE state IS NOT NULL AND json_extract(state, '$.manager') = ?",
+                (manager,),
+            ).fetchall()
+            wanted = None if among is None else set(among)
+            dropped = []
+            for hibob_id, text in rows:
+                if wanted is None or hibob_id in wanted:
+                    state = replace(state_from_json(text), manager=None)
+                    conn.execute(
+                        "UPDATE employees SET state = ? WHERE hibob_id = ?",
+                        (state_to_json(state), hibob_id),
+                    )
+                    dropped.append(str(hibob_id))
+        return dropped
 
     def save_link(
         self, hibob_id: str, learning_user_id: str, email: str | None, at: datetime

@@ -230,6 +230,8 @@ def run_crash_loop(tmp_path: Path, seed: int) -> CrashLog:
             )
             log.final_exit_codes.append(done.returncode)
         log.differences = find_differences(rig.hibob, rig.learning, rig.db, rig.former_mails)
+        for line in journal_story(rig.db, log.differences[:1]):
+            note(f"  crash loop: {line}")
         writes = rig.learning_writes()
         subprocess.run(
             [rig.script, "sync", "--full"],
@@ -261,6 +263,34 @@ def run_crash_loop(tmp_path: Path, seed: int) -> CrashLog:
     for kind, lines in sorted(kinds.items()):
         note(f"  crash loop: {len(lines)} differences in {kind}, e.g. {lines[0]}")
     return log
+
+
+def journal_story(db: Path, differences: list[str]) -> list[str]:
+    """What the journal holds for the employee of a difference and the accounts it names
+    (its manager, say): the passes and operations that touched them, to read a failure."""
+    if not differences:
+        return []
+    hibob_id = differences[0].split(":", 1)[0]
+    with sqlite3.connect(db, timeout=10) as conn:
+        named = {
+            str(row[0])
+            for row in conn.execute("SELECT hibob_id, learning_user_id FROM employees")
+            if row[1] and row[1] in differences[0]
+        }
+        rows = conn.execute(
+            "SELECT j.pass_id, p.kind, j.hibob_id, j.action, j.fields, j.outcome, j.error"
+            " FROM journal AS j LEFT JOIN passes AS p ON p.id = j.pass_id"
+            f" WHERE j.hibob_id IN ({','.join('?' * (1 + len(named)))}) ORDER BY j.id",
+            (hibob_id, *sorted(named)),
+        ).fetchall()
+        states = conn.execute(
+            f"SELECT hibob_id, state FROM employees WHERE hibob_id IN"
+            f" ({','.join('?' * (1 + len(named)))})",
+            (hibob_id, *sorted(named)),
+        ).fetchall()
+    return [f"journal {' '.join(str(v) for v in row)}" for row in rows] + [
+        f"state {h} {state}" for h, state in states
+    ]
 
 
 @pytest.fixture(scope="module")
