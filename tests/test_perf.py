@@ -413,3 +413,45 @@ def test_adoptions_that_send_nothing_are_recorded_in_one_transaction(tmp_path) -
     ).fetchone()[0]
     assert journal == len(adopted)
     assert world.sync().plan.actions == ()
+
+
+def test_a_member_whose_link_failed_is_not_skipped_on_a_key_stored_while_her_manager_was_away(
+    tmp_path,
+) -> None:
+    """A key stored while her manager was leaving (no link possible: she planned nothing)
+    must not outlive the pass that plans her link once he is back: if that link fails or the
+    pass dies, the next incremental pass still links her."""
+    world = World(tmp_path, size=30)
+    world.hibob.search_limit_per_minute = world.hibob.read_limit_per_minute = 10**9
+    assert world.sync().outcome == "ok"
+    people = world.active_employees()
+    records = world.hibob.records
+    manager, member = next(
+        (str(records[h]["work.reportsTo"]), h)
+        for h in people
+        if records[h].get("work.reportsTo") in people and records[h]["work.reportsTo"] != h
+    )
+    boss = world.store.get_entry(manager).learning_user_id
+    today = world.now.date()
+    world.hibob.terminate(member, on=today)
+    assert world.sync().outcome == "ok"
+    # He is leaving (his deactivation keeps failing) while she comes back: no link for her.
+    world.hibob.terminate(manager, on=today)
+    world.hibob.rehire(member)
+    world.learning.faults.fail_next(
+        10**6, 503, method="DELETE", path_prefix=f"/api/v2/users/{boss}"
+    )
+    world.sync()
+    world.sync()  # she plans nothing: her key is stored
+    assert member in world.store.load_source_keys()
+    world.learning.faults.clear()
+    # He stays after all; her link is planned, and refused this once.
+    world.hibob.rehire(manager)
+    user = world.store.get_entry(member).learning_user_id
+    world.learning.faults.fail_next(10**6, 503, path_prefix=f"/api/v2/users/{user}/managers")
+    world.sync()
+    world.learning.faults.clear()
+
+    world.sync()
+
+    assert world.learning.managers_of(user) == {boss}

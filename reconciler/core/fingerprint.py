@@ -4,8 +4,10 @@ An employee's source key hashes what its decision depends on besides its snapsho
 record Hibob returned (`Employee.fingerprint`), the decision-relevant settings (a hash of
 `decision_settings` and the plan's other knobs), today's date where dates are decided, and
 its manager's snapshot row (link and status: whether a manager link can be made). A pass that
-planned nothing for an employee stores the key; the store forgets it whenever the row
-changes (a trigger), so a stored key always belongs to the row beside it.
+planned nothing for an employee stores the key, and a pass that planned something for it
+forgets it (what it planned may never land: a failed write, a killed process); the store also
+forgets it whenever the row changes (a trigger), so a stored key always belongs to the row
+beside it and to the last decision taken on it.
 
 An employee whose key matches is left out of `compute_desired` and `compute_plan`, unless
 something outside its key could change its decision this pass: its email is shared with

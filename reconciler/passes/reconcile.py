@@ -520,7 +520,8 @@ def plan_from_read(
     if record and keys:
         touched = [a.hibob_id for a in plan.actions]
         touched += [p.hibob_id for p in plan.problems] + [h.hibob_id for h in plan.held]
-        store.save_source_keys(compute_keys_to_store(keys, desired, touched))
+        kept = compute_keys_to_store(keys, desired, touched)
+        store.save_source_keys(kept, forget=set(desired) - set(kept))
     return plan
 
 

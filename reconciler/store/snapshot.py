@@ -77,13 +77,17 @@ class SnapshotTables(Database):
             rows = self.db.conn.execute("SELECT hibob_id, source_key FROM source_keys").fetchall()
         return dict(rows)
 
-    def save_source_keys(self, keys: Mapping[str, str]) -> None:
-        """Store the keys of the employees a pass planned nothing for."""
+    def save_source_keys(self, keys: Mapping[str, str], forget: Iterable[str] = ()) -> None:
+        """Store the keys of the employees a pass planned nothing for, and forget those of the
+        employees it planned something for (`forget`): a key stored by an earlier pass would
+        let the next pass skip them while what it planned may never have been applied."""
         stored = self.load_source_keys()
         changed = [(k, h) for h, k in keys.items() if stored.get(h) != k]
-        if not changed:
+        gone = [(h,) for h in forget if h in stored and h not in keys]
+        if not (changed or gone):
             return
         with self.transaction() as conn:
+            conn.executemany("DELETE FROM source_keys WHERE hibob_id = ?", gone)
             conn.executemany(
                 "INSERT OR REPLACE INTO source_keys (source_key, hibob_id) VALUES (?, ?)", changed
             )
