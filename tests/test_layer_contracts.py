@@ -41,6 +41,14 @@ PLANTS = {
         "import reconciler.service.lifecycle",
     ),
     "a cycle inside a pass": ("passes/apply.py", "import reconciler.passes.reconcile"),
+    "a part of reconcile imports reconcile": (
+        "passes/reconcile_hibob.py",
+        "import reconciler.passes.reconcile",
+    ),
+    "a part of reconcile imports its sibling": (
+        "passes/reconcile_results.py",
+        "import reconciler.passes.reconcile_learning",
+    ),
     "a new module imports upwards": ("passes/newcomer.py", "import reconciler.commands.cli"),
     "a cycle between two new modules": ("store/a_new.py", "import reconciler.store.b_new"),
 }

@@ -17,13 +17,15 @@ from tests.support import World
 
 def test_11_a_pass_is_stored_with_its_finish_time_not_its_start(world: World, monkeypatch):
     import reconciler.passes.reconcile as reconcile
+    import reconciler.passes.reconcile_results as reconcile_results
 
     ticks = iter([1000.0] + [1093.0] * 50)  # the pass's own clock: it took 93 s
 
     class Clock:
         monotonic = staticmethod(lambda: next(ticks))
 
-    monkeypatch.setattr(reconcile, "time", Clock)
+    monkeypatch.setattr(reconcile, "time", Clock)  # the start
+    monkeypatch.setattr(reconcile_results, "time", Clock)  # the finish (`_finish`)
     result = world.sync()
     [row] = [p for p in world.store.list_passes(5) if p.id == result.pass_id]
     started = dt.datetime.fromisoformat(row.started_at)

@@ -95,9 +95,9 @@ def test_a_few_candidates_are_still_read_one_by_one(tmp_path) -> None:
 def test_many_lookups_list_every_user_once_instead_of_50_mails_a_call(
     tmp_path, monkeypatch
 ) -> None:
-    from reconciler.passes import reconcile
+    from reconciler.passes import reconcile_learning
 
-    monkeypatch.setattr(reconcile, "LIST_EVERYONE_ABOVE", 10)
+    monkeypatch.setattr(reconcile_learning, "LIST_EVERYONE_ABOVE", 10)
     world = World(tmp_path, size=150, RECONCILER_LEARNING__EXTERNAL_ID_PLATFORM="")
     people = existing_platform(world)
     world.learning.page_size = 1000
