@@ -49,6 +49,11 @@ PLANTS = {
         "passes/reconcile_results.py",
         "import reconciler.passes.reconcile_learning",
     ),
+    "a part of apply imports apply": ("passes/apply_links.py", "import reconciler.passes.apply"),
+    "the runner's base imports a part": (
+        "passes/apply_runner.py",
+        "import reconciler.passes.apply_accounts",
+    ),
     "a new module imports upwards": ("passes/newcomer.py", "import reconciler.commands.cli"),
     "a cycle between two new modules": ("store/a_new.py", "import reconciler.store.b_new"),
 }
