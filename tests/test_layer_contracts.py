@@ -19,6 +19,10 @@ PLANTS = {
     "the core imports an HTTP library": ("core/plan.py", "import httpx"),
     "the core imports SQLite": ("core/scope.py", "import sqlite3"),
     "a client imports a pass": ("clients/hibob.py", "import reconciler.passes.reconcile"),
+    "a cycle between hibob's parts": (
+        "clients/hibob_records.py",
+        "import reconciler.clients.hibob",
+    ),
     "the store imports a pass": ("store/database.py", "import reconciler.passes.progress"),
     "a pass imports the service": ("passes/reconcile.py", "import reconciler.service.lifecycle"),
     "the service imports a command": ("service/hints.py", "import reconciler.commands.status"),
