@@ -5,11 +5,15 @@ pass: its error is journalled and, when it is about that person's data, counted 
 quarantine. A credential or scope error (401/403) stops the pass and quarantines nobody. The
 snapshot advances only for what was applied. Manager links go last, once every user of the pass
 has its account.
+
+This module holds `apply_plan` and `_Runner`, put together from the parts of a runner: its base
+(`apply_runner`: settings, hooks, report, the runner's state and bookkeeping), the account steps
+(`apply_accounts`), the manager links (`apply_links`) and what waits for the actions
+(`apply_deferred`). The names other modules use are importable from here.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +44,6 @@ from reconciler.passes.apply_runner import PassHooks as PassHooks
 from reconciler.passes.apply_runner import ProgressCallback as ProgressCallback
 from reconciler.store.database import Store
 
-log = logging.getLogger("reconciler.passes.apply")
 SYSTEMIC_MIN = 5
 
 
