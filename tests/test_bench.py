@@ -10,6 +10,7 @@ from bench.__main__ import main
 
 
 @pytest.mark.bench_smoke
+@pytest.mark.slow  # real processes (reconciler sync, a served Hibob): the slow tier
 def test_an_unchanged_pass_makes_one_hibob_call_and_no_360learning_call(tmp_path) -> None:
     assert (
         main(
@@ -46,6 +47,7 @@ def test_an_unchanged_pass_makes_one_hibob_call_and_no_360learning_call(tmp_path
 
 
 @pytest.mark.bench_smoke
+@pytest.mark.slow  # real processes (reconciler sync, a served Hibob): the slow tier
 def test_adoption_reads_roles_for_the_admins_only_and_the_next_pass_is_quiet(tmp_path) -> None:
     argv = ["--only", "adoption", "--adoption", "150", "--no-profile", "--out", str(tmp_path)]
     assert main(argv) == 0
