@@ -2,14 +2,27 @@
 instance lock, and SQLite failures turned into one StoreUnusable line.
 
 The table families (`snapshot`, `journal`, `holds`, `hints`) build on it; `Store` joins them.
+
+sqlite-utils writes the plain keyed rows (`upsert_rows`, `insert_rows`: source keys, service
+state, applied states and links, adoption journal rows), inside `transaction()` only. There
+its `upsert_all`/`insert_all` write each chunk of rows in a savepoint of our `BEGIN IMMEDIATE`
+(`db.atomic()`, sqlite-utils 4), so a bulk save, or a journal row and its state, commits whole
+or not at all (tests/test_store_sqlite_utils.py). sqlite-utils 3 wrapped each chunk in
+`with conn:`, which COMMITs the open transaction: hence `sqlite-utils>=4` in pyproject.toml.
+Hand-written SQL stays where an upsert keeps columns on conflict (when an email or a hold was
+first seen), counts (`failures + 1`), is conditional (`claim_employee`) or targets a partial
+index (hints), and for the reads: `rows_where` gives dicts through a per-call table lookup,
+where the mappers (records.py) take tuples. Migrations stay numbered SQL scripts counted by
+`PRAGMA user_version`, so a file written before keeps opening unchanged.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,6 +59,7 @@ class Database:
         self._lock = threading.RLock()
         self.instance_lock = InstanceLock(self.path)
         self._live_passes: set[int] = set()  # started by this process and not finished
+        self._writer: int | None = None  # the thread inside transaction(), if any
         self.db = sqlite_utils.Database(conn)
         try:
             with self._explained_errors():
@@ -77,17 +91,54 @@ class Database:
         with self._lock, self._explained_errors():
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
+            self._writer = threading.get_ident()
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._writer = None
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error:
                 if conn.in_transaction:  # a busy or full COMMIT leaves it open: end it here
                     conn.execute("ROLLBACK")
                 raise
+
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        pk: str | tuple[str, ...],
+    ) -> None:
+        """Insert rows (values in `columns` order), or on a conflict on `pk` set every other
+        column from them (sqlite-utils' `upsert_all`). Inside `transaction()` only."""
+        self._write_rows(table, columns, rows, pk=pk)
+
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """Insert rows (values in `columns` order). Inside `transaction()` only."""
+        self._write_rows(table, columns, rows, pk=None)
+
+    def _write_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        pk: str | tuple[str, ...] | None,
+    ) -> None:
+        if self._writer != threading.get_ident():  # else sqlite-utils BEGINs and COMMITs itself
+            raise RuntimeError(f"writing {table} outside transaction()")
+        records = itertools.chain([list(columns)], rows)  # its list mode: names, then values
+        if pk is None:
+            self.db.table(table).insert_all(records)
+        else:
+            self.db.table(table).upsert_all(records, pk=pk)
 
     @contextmanager
     def _explained_errors(self) -> Iterator[None]:

@@ -157,11 +157,8 @@ class HintTables(Database):
 
     # -- what the running service publishes for `status` --------------------------------------
     def save_service_state(self, values: Mapping[str, str | None]) -> None:
-        with self.transaction() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO service_state (key, value) VALUES (?, ?)",
-                list(values.items()),
-            )
+        with self.transaction():
+            self.upsert_rows("service_state", ("key", "value"), values.items(), pk="key")
 
     def load_service_state(self) -> dict[str, str | None]:
         with self._lock:

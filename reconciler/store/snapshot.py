@@ -15,20 +15,13 @@ from reconciler.core.models import AppliedState, GroupRole, SnapshotEntry
 from reconciler.store.connection import Database
 from reconciler.store.schema import utc_text
 
-_SAVE_APPLIED = (
-    "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
-    " failures, quarantined_until, last_error, updated_at)"
-    " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
-    " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
-    " email = excluded.email, state = excluded.state,"
-    " failures = 0, quarantined_until = NULL, last_error = NULL,"
-    " updated_at = excluded.updated_at"
-)
-"""A successful apply: the state and the link, failures cleared."""
-_JOURNAL_ADOPTION = (
-    "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason, outcome)"
-    " VALUES (?, ?, ?, ?, 'adopt', '[]', ?, 'ok')"
-)
+_APPLIED = ("hibob_id", "learning_user_id", "email", "state", "failures", "quarantined_until",
+            "last_error", "updated_at")  # fmt: skip
+"""The columns of a successful apply: the state and the link, failures cleared (`_applied`)."""
+_LINK = ("hibob_id", "learning_user_id", "email", "updated_at")
+"""The columns of a link recorded before its apply finishes (the state as stored)."""
+_ADOPTION = ("pass_id", "at", "hibob_id", "email", "action", "fields", "reason", "outcome")
+"""The columns of an adoption's journal row."""
 
 
 class SnapshotTables(Database):
@@ -82,15 +75,13 @@ class SnapshotTables(Database):
         employees it planned something for (`forget`): a key stored by an earlier pass would
         let the next pass skip them while what it planned may never have been applied."""
         stored = self.load_source_keys()
-        changed = [(k, h) for h, k in keys.items() if stored.get(h) != k]
+        changed = [(h, k) for h, k in keys.items() if stored.get(h) != k]
         gone = [(h,) for h in forget if h in stored and h not in keys]
         if not (changed or gone):
             return
         with self.transaction() as conn:
             conn.executemany("DELETE FROM source_keys WHERE hibob_id = ?", gone)
-            conn.executemany(
-                "INSERT OR REPLACE INTO source_keys (source_key, hibob_id) VALUES (?, ?)", changed
-            )
+            self.upsert_rows("source_keys", ("hibob_id", "source_key"), changed, pk="hibob_id")
 
     def count_managed_both(self) -> tuple[int, int]:
         """(linked employees whose applied state is active, the group memberships they hold
@@ -136,10 +127,8 @@ class SnapshotTables(Database):
                 if row and row[0] is not None:
                     state = replace(state, manager=state_from_json(row[0]).manager)
             text = state_to_json(state) if state is not None else None
-            conn.execute(
-                _SAVE_APPLIED,
-                (hibob_id, learning_user_id, email, text, utc_text(at)),
-            )
+            row = _applied(hibob_id, learning_user_id, email, text, utc_text(at))
+            self.upsert_rows("employees", _APPLIED, [row], pk="hibob_id")
 
     def record_adoption(
         self,
@@ -167,14 +156,20 @@ class SnapshotTables(Database):
         transaction (the migration case: thousands at once; none or all after a crash)."""
         rows = list(adoptions)
         when = utc_text(at)
-        with self.transaction() as conn:
-            conn.executemany(
-                _JOURNAL_ADOPTION,
-                [(pass_id, when, h, email, reason) for h, email, reason, _, _ in rows],
+        with self.transaction():
+            self.insert_rows(
+                "journal",
+                _ADOPTION,
+                [
+                    (pass_id, when, h, email, "adopt", "[]", reason, "ok")
+                    for h, email, reason, *_ in rows
+                ],
             )
-            conn.executemany(
-                _SAVE_APPLIED,
-                [(h, uid, email, state_to_json(state), when) for h, email, _, uid, state in rows],
+            self.upsert_rows(
+                "employees",
+                _APPLIED,
+                [_applied(h, uid, email, state_to_json(s), when) for h, email, _, uid, s in rows],
+                pk="hibob_id",
             )
 
     def save_state(self, hibob_id: str, state: AppliedState | None) -> None:
@@ -225,14 +220,9 @@ class SnapshotTables(Database):
         self, hibob_id: str, learning_user_id: str, email: str | None, at: datetime
     ) -> None:
         """Record the link as soon as it is known, before the rest of the apply finishes."""
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO employees (hibob_id, learning_user_id, email, updated_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT(hibob_id) DO UPDATE SET"
-                " learning_user_id = excluded.learning_user_id, email = excluded.email,"
-                " updated_at = excluded.updated_at",
-                (hibob_id, learning_user_id, email, utc_text(at)),
-            )
+        row = (hibob_id, learning_user_id, email, utc_text(at))
+        with self.transaction():
+            self.upsert_rows("employees", _LINK, [row], pk="hibob_id")
 
     def count_employees(self) -> int:
         """Every employee the store knows (the population of the last complete reads)."""
@@ -349,6 +339,13 @@ def _entry(row: tuple[Any, ...]) -> SnapshotEntry:
         quarantined_until=datetime.fromisoformat(row[5]) if row[5] else None,
         last_error=row[6],
     )
+
+
+def _applied(
+    hibob_id: str, learning_user_id: str | None, email: str | None, state: str | None, at: str
+) -> tuple[Any, ...]:
+    """A row of `_APPLIED`: failures, quarantine and last error cleared."""
+    return (hibob_id, learning_user_id, email, state, 0, None, None, at)
 
 
 def state_to_json(state: AppliedState) -> str:
