@@ -42,8 +42,8 @@ faults: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/reconciler demo
 
-# matplotlib (for the chart) goes to its own folder: numpy beside the product would be
-# imported by sqlite-utils and weigh on the measured process.
+# matplotlib (for the chart) goes to its own folder: numpy and its kin stay out of the
+# measured process's environment.
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,bench]'
 	$(BIN)/pip install --quiet --target $(VENV)/plot 'matplotlib>=3.8'

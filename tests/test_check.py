@@ -125,7 +125,7 @@ def test_hidden_lifecycle_fields_fail_naming_the_category_to_grant(world) -> Non
 
 
 def test_a_read_only_database_fails(world) -> None:
-    world.store.db.conn.execute("PRAGMA query_only = ON")
+    world.store.conn.execute("PRAGMA query_only = ON")
 
     code, out = check(world)
 
@@ -133,7 +133,7 @@ def test_a_read_only_database_fails(world) -> None:
 
 
 def test_a_database_from_a_newer_version_fails(world) -> None:
-    world.store.db.conn.execute("PRAGMA user_version = 99")
+    world.store.conn.execute("PRAGMA user_version = 99")
 
     code, out = check(world)
 

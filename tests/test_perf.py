@@ -408,7 +408,7 @@ def test_adoptions_that_send_nothing_are_recorded_in_one_transaction(tmp_path) -
     for action in adopted:  # each adoption is a link and a journal row, as before
         entry = world.store.get_entry(action.hibob_id)
         assert entry.learning_user_id == action.learning_user_id and entry.state is not None
-    journal = world.store.db.conn.execute(
+    journal = world.store.conn.execute(
         "SELECT COUNT(*) FROM journal WHERE action = 'adopt' AND outcome = 'ok'"
     ).fetchone()[0]
     assert journal == len(adopted)

@@ -16,7 +16,7 @@ NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 
 def test_a_new_database_is_fully_migrated_and_in_wal_mode(tmp_path) -> None:
     store = Store(tmp_path / "new.db")
-    conn = store.db.conn
+    conn = store.conn
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

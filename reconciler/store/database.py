@@ -1,4 +1,4 @@
-"""Store: the SQLite file behind the reconciler (sqlite-utils, WAL, numbered migrations).
+"""Store: the SQLite file behind the reconciler (sqlite3, WAL, numbered migrations).
 
 One object joining the table families, each in its own module: `snapshot` (applied state, links,
 emails seen), `journal` (passes and actions), `holds` (held deactivations, quarantine, skips) and

@@ -72,7 +72,7 @@ class HintTables(Database):
     def next_hint_attempt_at(self, after: datetime) -> datetime | None:
         """The earliest retry of a pending hint due after `after` (None: none waits)."""
         with self._lock:
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 "SELECT MIN(next_attempt_at) FROM hints"
                 " WHERE done_at IS NULL AND parked_at IS NULL AND next_attempt_at > ?",
                 (utc_text(after),),
@@ -93,7 +93,7 @@ class HintTables(Database):
     def count_pending_hints(self) -> int:
         with self._lock:
             return int(
-                self.db.conn.execute(
+                self.conn.execute(
                     "SELECT COUNT(*) FROM hints WHERE done_at IS NULL AND parked_at IS NULL"
                 ).fetchone()[0]
             )
@@ -157,12 +157,15 @@ class HintTables(Database):
 
     # -- what the running service publishes for `status` --------------------------------------
     def save_service_state(self, values: Mapping[str, str | None]) -> None:
-        with self.transaction():
-            self.upsert_rows("service_state", ("key", "value"), values.items(), pk="key")
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO service_state (key, value) VALUES (?, ?)",
+                list(values.items()),
+            )
 
     def load_service_state(self) -> dict[str, str | None]:
         with self._lock:
-            rows = self.db.conn.execute("SELECT key, value FROM service_state").fetchall()
+            rows = self.conn.execute("SELECT key, value FROM service_state").fetchall()
         return dict(rows)
 
     # -- admin requests (served by the running service) -----------------------------------------

@@ -86,7 +86,7 @@ class HoldTables(Database):
     def list_held_ids(self) -> frozenset[str]:
         """Deactivations a safety limit held, which stay held until an admin releases them."""
         with self._lock:
-            rows = self.db.conn.execute(
+            rows = self.conn.execute(
                 "SELECT hibob_id FROM held_deactivations WHERE is_releasable = 1"
             ).fetchall()
         return frozenset(r[0] for r in rows)

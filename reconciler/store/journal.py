@@ -55,7 +55,7 @@ class JournalTables(Database):
 
     def last_successful_pass_at(self) -> str | None:
         with self._lock:
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 "SELECT MAX(finished_at) FROM passes WHERE is_dry_run = 0"
                 " AND outcome IN ('ok', 'held')"
             ).fetchone()
@@ -98,7 +98,7 @@ class JournalTables(Database):
         with self._lock:
             live = sorted(self._live_passes)
             marks = ",".join("?" * len(live))
-            rows = self.db.conn.execute(
+            rows = self.conn.execute(
                 "SELECT DISTINCT j.hibob_id, j.email FROM journal AS j"
                 " LEFT JOIN employees AS e ON e.hibob_id = j.hibob_id"
                 " WHERE j.outcome = 'pending' AND j.action = 'create' AND j.email IS NOT NULL"
@@ -114,7 +114,7 @@ class JournalTables(Database):
         with self._lock:
             live = sorted(self._live_passes)
             marks = ",".join("?" * len(live))
-            rows = self.db.conn.execute(
+            rows = self.conn.execute(
                 "SELECT DISTINCT j.hibob_id FROM journal AS j"
                 " JOIN employees AS e ON e.hibob_id = j.hibob_id"
                 " WHERE j.outcome = 'pending'"
@@ -164,7 +164,7 @@ class JournalTables(Database):
     def journal_counts(self, pass_id: int) -> dict[str, int]:
         """What a pass wrote so far, from its journal (for a pass still running or killed)."""
         with self._lock:
-            return _journal_counts(self.db.conn, pass_id)
+            return _journal_counts(self.conn, pass_id)
 
     def journal_finish(self, journal_id: int, outcome: str, error: str | None = None) -> None:
         with self.transaction() as conn:
@@ -207,7 +207,7 @@ class JournalTables(Database):
         journal keeps no values) applied since `since`, the breaker's rolling window, except
         the ones an admin released."""
         with self._lock:
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 "SELECT COUNT(*) FROM journal WHERE outcome = 'ok' AND is_released = 0"
                 " AND at >= ? AND (action = 'deactivate' OR fields LIKE '%\"toBeDeactivatedAt\"%')",
                 (utc_text(since),),

@@ -75,7 +75,7 @@ class ShadowTables(Database):
 
     def count_open_disagreements_by_kind(self) -> dict[str, int]:
         with self._lock:
-            rows = self.db.conn.execute(
+            rows = self.conn.execute(
                 "SELECT kind, COUNT(*) FROM shadow_disagreements WHERE closed_at IS NULL"
                 " GROUP BY kind"
             ).fetchall()
@@ -93,7 +93,7 @@ class ShadowTables(Database):
             clauses.append("closed_at IS NULL" if is_open else "closed_at IS NOT NULL")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
-            rows = self.db.conn.execute(
+            rows = self.conn.execute(
                 f"SELECT {_COLUMNS} FROM shadow_disagreements{where} ORDER BY id", params
             ).fetchall()
         return [_record(row) for row in rows]

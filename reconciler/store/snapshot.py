@@ -15,20 +15,27 @@ from reconciler.core.models import AppliedState, GroupRole, SnapshotEntry
 from reconciler.store.connection import Database
 from reconciler.store.schema import utc_text
 
-_APPLIED = ("hibob_id", "learning_user_id", "email", "state", "failures", "quarantined_until",
-            "last_error", "updated_at")  # fmt: skip
-"""The columns of a successful apply: the state and the link, failures cleared (`_applied`)."""
-_LINK = ("hibob_id", "learning_user_id", "email", "updated_at")
-"""The columns of a link recorded before its apply finishes (the state as stored)."""
-_ADOPTION = ("pass_id", "at", "hibob_id", "email", "action", "fields", "reason", "outcome")
-"""The columns of an adoption's journal row."""
+_SAVE_APPLIED = (
+    "INSERT INTO employees (hibob_id, learning_user_id, email, state,"
+    " failures, quarantined_until, last_error, updated_at)"
+    " VALUES (?, ?, ?, ?, 0, NULL, NULL, ?)"
+    " ON CONFLICT(hibob_id) DO UPDATE SET learning_user_id = excluded.learning_user_id,"
+    " email = excluded.email, state = excluded.state,"
+    " failures = 0, quarantined_until = NULL, last_error = NULL,"
+    " updated_at = excluded.updated_at"
+)
+"""A successful apply: the state and the link, failures cleared."""
+_JOURNAL_ADOPTION = (
+    "INSERT INTO journal (pass_id, at, hibob_id, email, action, fields, reason, outcome)"
+    " VALUES (?, ?, ?, ?, 'adopt', '[]', ?, 'ok')"
+)
 
 
 class SnapshotTables(Database):
     # -- snapshot ---------------------------------------------------------------------------
     def load_snapshot(self) -> dict[str, SnapshotEntry]:
         with self._lock:
-            rows = self.db.conn.execute(
+            rows = self.conn.execute(
                 "SELECT hibob_id, learning_user_id, email, state, failures, quarantined_until,"
                 " last_error FROM employees"
             ).fetchall()
@@ -56,7 +63,7 @@ class SnapshotTables(Database):
             for column, values in wheres:
                 for start in range(0, len(values), 500):
                     chunk = values[start : start + 500]
-                    rows = self.db.conn.execute(
+                    rows = self.conn.execute(
                         f"SELECT {_COLUMNS} FROM employees WHERE {column} IN"
                         f" ({', '.join('?' * len(chunk))})",
                         chunk,
@@ -67,7 +74,7 @@ class SnapshotTables(Database):
     def load_source_keys(self) -> dict[str, str]:
         """hibob id -> the source key stored by the last pass that planned nothing for it."""
         with self._lock:
-            rows = self.db.conn.execute("SELECT hibob_id, source_key FROM source_keys").fetchall()
+            rows = self.conn.execute("SELECT hibob_id, source_key FROM source_keys").fetchall()
         return dict(rows)
 
     def save_source_keys(self, keys: Mapping[str, str], forget: Iterable[str] = ()) -> None:
@@ -75,19 +82,21 @@ class SnapshotTables(Database):
         employees it planned something for (`forget`): a key stored by an earlier pass would
         let the next pass skip them while what it planned may never have been applied."""
         stored = self.load_source_keys()
-        changed = [(h, k) for h, k in keys.items() if stored.get(h) != k]
+        changed = [(k, h) for h, k in keys.items() if stored.get(h) != k]
         gone = [(h,) for h in forget if h in stored and h not in keys]
         if not (changed or gone):
             return
         with self.transaction() as conn:
             conn.executemany("DELETE FROM source_keys WHERE hibob_id = ?", gone)
-            self.upsert_rows("source_keys", ("hibob_id", "source_key"), changed, pk="hibob_id")
+            conn.executemany(
+                "INSERT OR REPLACE INTO source_keys (source_key, hibob_id) VALUES (?, ?)", changed
+            )
 
     def count_managed_both(self) -> tuple[int, int]:
         """(linked employees whose applied state is active, the group memberships they hold
         that the reconciler manages), the breaker's denominators, in one query."""
         with self._lock:
-            users, memberships = self.db.conn.execute(
+            users, memberships = self.conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM json_each(state, '$.groups')"
                 " g WHERE g.value NOT IN (SELECT k.value FROM json_each(state, '$.kept_groups')"
                 " k))), 0) FROM employees WHERE learning_user_id IS NOT NULL"
@@ -97,7 +106,7 @@ class SnapshotTables(Database):
 
     def get_entry(self, hibob_id: str) -> SnapshotEntry | None:
         with self._lock:
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 "SELECT hibob_id, learning_user_id, email, state, failures, quarantined_until,"
                 " last_error FROM employees WHERE hibob_id = ?",
                 (hibob_id,),
@@ -127,8 +136,10 @@ class SnapshotTables(Database):
                 if row and row[0] is not None:
                     state = replace(state, manager=state_from_json(row[0]).manager)
             text = state_to_json(state) if state is not None else None
-            row = _applied(hibob_id, learning_user_id, email, text, utc_text(at))
-            self.upsert_rows("employees", _APPLIED, [row], pk="hibob_id")
+            conn.execute(
+                _SAVE_APPLIED,
+                (hibob_id, learning_user_id, email, text, utc_text(at)),
+            )
 
     def record_adoption(
         self,
@@ -156,20 +167,14 @@ class SnapshotTables(Database):
         transaction (the migration case: thousands at once; none or all after a crash)."""
         rows = list(adoptions)
         when = utc_text(at)
-        with self.transaction():
-            self.insert_rows(
-                "journal",
-                _ADOPTION,
-                [
-                    (pass_id, when, h, email, "adopt", "[]", reason, "ok")
-                    for h, email, reason, *_ in rows
-                ],
+        with self.transaction() as conn:
+            conn.executemany(
+                _JOURNAL_ADOPTION,
+                [(pass_id, when, h, email, reason) for h, email, reason, _, _ in rows],
             )
-            self.upsert_rows(
-                "employees",
-                _APPLIED,
-                [_applied(h, uid, email, state_to_json(s), when) for h, email, _, uid, s in rows],
-                pk="hibob_id",
+            conn.executemany(
+                _SAVE_APPLIED,
+                [(h, uid, email, state_to_json(state), when) for h, email, _, uid, state in rows],
             )
 
     def save_state(self, hibob_id: str, state: AppliedState | None) -> None:
@@ -220,20 +225,25 @@ class SnapshotTables(Database):
         self, hibob_id: str, learning_user_id: str, email: str | None, at: datetime
     ) -> None:
         """Record the link as soon as it is known, before the rest of the apply finishes."""
-        row = (hibob_id, learning_user_id, email, utc_text(at))
-        with self.transaction():
-            self.upsert_rows("employees", _LINK, [row], pk="hibob_id")
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO employees (hibob_id, learning_user_id, email, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT(hibob_id) DO UPDATE SET"
+                " learning_user_id = excluded.learning_user_id, email = excluded.email,"
+                " updated_at = excluded.updated_at",
+                (hibob_id, learning_user_id, email, utc_text(at)),
+            )
 
     def count_employees(self) -> int:
         """Every employee the store knows (the population of the last complete reads)."""
         with self._lock:
-            return int(self.db.conn.execute("SELECT COUNT(*) FROM employees").fetchone()[0])
+            return int(self.conn.execute("SELECT COUNT(*) FROM employees").fetchone()[0])
 
     def count_managed(self) -> int:
         """Linked employees whose last applied state is active (the breaker's "managed")."""
         with self._lock:
             return int(
-                self.db.conn.execute(
+                self.conn.execute(
                     "SELECT COUNT(*) FROM employees WHERE learning_user_id IS NOT NULL"
                     " AND json_extract(state, '$.is_active')"
                 ).fetchone()[0]
@@ -270,7 +280,7 @@ class SnapshotTables(Database):
         those whose email is one of `emails`, when given)."""
         if hibob_ids is None and emails is None:
             with self._lock:
-                rows = self.db.conn.execute(
+                rows = self.conn.execute(
                     "SELECT hibob_id, email FROM employee_emails WHERE is_current = 1"
                 ).fetchall()
             return dict(rows)
@@ -281,7 +291,7 @@ class SnapshotTables(Database):
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 found.update(
-                    self.db.conn.execute(
+                    self.conn.execute(
                         "SELECT hibob_id, email FROM employee_emails WHERE is_current = 1"
                         f" AND {column} IN ({', '.join('?' * len(chunk))})",
                         chunk,
@@ -293,12 +303,12 @@ class SnapshotTables(Database):
         """Hibob ids that have had `email`, the most recent holder first."""
         wanted = email.strip().lower()
         with self._lock:
-            rows = self.db.conn.execute(
+            rows = self.conn.execute(
                 "SELECT hibob_id FROM employee_emails WHERE email = ? UNION ALL"
                 " SELECT hibob_id FROM employees WHERE email = ?",
                 (wanted, wanted),
             ).fetchall()
-            order = self.db.conn.execute(
+            order = self.conn.execute(
                 "SELECT hibob_id, MAX(last_seen_at) FROM employee_emails WHERE email = ?"
                 " GROUP BY hibob_id",
                 (wanted,),
@@ -339,13 +349,6 @@ def _entry(row: tuple[Any, ...]) -> SnapshotEntry:
         quarantined_until=datetime.fromisoformat(row[5]) if row[5] else None,
         last_error=row[6],
     )
-
-
-def _applied(
-    hibob_id: str, learning_user_id: str | None, email: str | None, state: str | None, at: str
-) -> tuple[Any, ...]:
-    """A row of `_APPLIED`: failures, quarantine and last error cleared."""
-    return (hibob_id, learning_user_id, email, state, 0, None, None, at)
 
 
 def state_to_json(state: AppliedState) -> str:

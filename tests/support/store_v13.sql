@@ -1,5 +1,5 @@
 -- A database as the store of commit 61d7950 wrote it (schema version 13),
--- dumped with sqlite3's iterdump: tests/test_store_sqlite_utils.py opens it.
+-- dumped with sqlite3's iterdump: tests/test_store_atomic.py opens it.
 PRAGMA user_version = 13;
 CREATE TABLE admin_requests (
         id INTEGER PRIMARY KEY,

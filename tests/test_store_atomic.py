@@ -1,9 +1,8 @@
-"""sqlite-utils inside the store's transactions, and the files today's store writes.
+"""The store's transactions are whole, and the files today's store writes keep opening.
 
 The crash-safety contract: what one `transaction()` writes (a journal row and its state, or a
-bulk save of many chunks) commits whole or not at all, whatever sqlite-utils does inside it.
-sqlite-utils 3 wrote each chunk of 100 rows in `with conn:`, which COMMITs the open
-transaction; 4 writes it in a savepoint of it (`db.atomic()`).
+bulk save of many rows) commits whole or not at all. sqlite-utils, dropped (store/connection.py),
+broke it before 4.0: its writes ran in `with conn:`, which COMMITs the open transaction.
 """
 
 from __future__ import annotations
@@ -42,14 +41,14 @@ def _abort_on(store: Store, table: str, column: str, value: str) -> None:
         )
 
 
-def test_upsert_all_inside_a_transaction_commits_nothing_early_and_a_failure_leaves_no_row(
-    tmp_path: Path,
-) -> None:
+def test_a_failing_transaction_commits_nothing_early_and_leaves_no_row(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = Store(path)
-    keys = [{"hibob_id": f"e{i}", "source_key": f"k{i}"} for i in range(250)]  # three chunks
     with pytest.raises(Boom), store.transaction() as conn:
-        store.db["source_keys"].upsert_all(keys, pk="hibob_id")
+        conn.executemany(
+            "INSERT INTO source_keys (hibob_id, source_key) VALUES (?, ?)",
+            [(f"e{i}", f"k{i}") for i in range(250)],
+        )
         conn.execute(
             "INSERT INTO journal (at, hibob_id, action, outcome) VALUES ('x', 'e1', 'adopt', 'ok')"
         )
@@ -59,6 +58,14 @@ def test_upsert_all_inside_a_transaction_commits_nothing_early_and_a_failure_lea
     assert _count(path, "source_keys") == 0
     assert _count(path, "journal") == 0
     assert store.load_source_keys() == {}
+
+
+def test_the_connection_keeps_the_settings_sqlite_utils_gave_it(tmp_path: Path) -> None:
+    """Recursive triggers on (sqlite-utils' default): the rows a REPLACE deletes fire delete
+    triggers."""
+    store = Store(tmp_path / "s.db")
+    assert store.conn.execute("PRAGMA recursive_triggers").fetchone()[0] == 1
+    assert store.conn.isolation_level is None
 
 
 def test_a_bulk_save_failing_after_its_first_chunks_leaves_none_of_them(tmp_path: Path) -> None:
@@ -111,13 +118,6 @@ def test_an_adoption_clears_failures_and_keeps_other_employees_rows(tmp_path: Pa
     assert store.load_source_keys() == {}
 
 
-def test_the_bulk_upserts_refuse_to_run_outside_a_transaction(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
-    with pytest.raises(RuntimeError, match="transaction"):
-        store.upsert_rows("service_state", ("key", "value"), [("a", "1")], pk="key")
-    assert store.load_service_state() == {}
-
-
 def test_a_database_written_by_todays_store_opens_unchanged_and_takes_new_writes(
     tmp_path: Path,
 ) -> None:
@@ -129,7 +129,7 @@ def test_a_database_written_by_todays_store_opens_unchanged_and_takes_new_writes
     assert len(MIGRATIONS) >= 13
 
     store = Store(path)
-    conn = store.db.conn
+    conn = store.conn
     if len(MIGRATIONS) == 13:  # no migration since: the file is left as it was
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 13
         now = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
