@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
@@ -254,6 +255,7 @@ def _plans_with_and_without_keys(world: World, monkeypatch):
     return skipping, computed
 
 
+@pytest.mark.slow  # a long property (generated change sequences): the slow tier, and CI
 @settings(
     max_examples=8,
     deadline=None,
