@@ -7,11 +7,14 @@ passes read their employee's rows only; hint writes go ahead of bulk writes in t
 from __future__ import annotations
 
 import re
+import threading
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from reconciler.clients.hibob import HibobClient
 from reconciler.core.models import GroupRole
 from tests.support import World
 
@@ -158,6 +161,41 @@ def test_a_targeted_pass_reads_its_employees_rows_not_the_whole_snapshot(
     assert world.user_of(leaver)["status"] == "deleted"
     assert world.user_of(newcomer) is not None
     assert spy.entries_read < 30  # three employees' rows (and their managers'), not 120
+
+
+def test_the_snapshot_is_read_while_the_search_is_in_flight(tmp_path, monkeypatch) -> None:
+    """Hibob takes seconds to answer a large company's search: the store's rows are read in
+    that wait, not before the request goes out (issue 20: a lazy snapshot)."""
+    world = World(tmp_path)
+    assert world.sync().outcome == "ok"
+    search_sent, snapshot_read = threading.Event(), threading.Event()
+    load_snapshot = world.store.load_snapshot
+
+    def loading_snapshot():
+        # Read only once the search is out: a pass reading the snapshot first waits here
+        # in vain.
+        assert search_sent.wait(timeout=5), "the snapshot was read before the search went out"
+        try:
+            return load_snapshot()
+        finally:
+            snapshot_read.set()
+
+    def searching(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/people/search"):
+            search_sent.set()
+            # ... and answered only once the snapshot has been read in the meantime.
+            assert snapshot_read.wait(timeout=5), "the snapshot was not read during the search"
+        return world.hibob.handle(request)
+
+    monkeypatch.setattr(world.store, "load_snapshot", loading_snapshot)
+    world.hibob.update_employee(world.active_employees()[3], **{"work.title": "Read late"})
+    world.services.hibob = HibobClient(
+        world.settings.hibob, transport=httpx.MockTransport(searching), sleep=world.time.sleep
+    )
+    result = world.sync()
+
+    assert result.outcome == "ok", result.error
+    assert [a.hibob_id for a in result.plan.actions] == [world.active_employees()[3]]
 
 
 def test_a_targeted_deactivation_meets_the_breaker_counted_over_everyone(

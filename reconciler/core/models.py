@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar
 
 from reconciler.core.vocabulary import ActionKind
@@ -59,8 +60,10 @@ class Employee:
             return None
         return str(raw)
 
-    @property
+    @cached_property
     def email(self) -> str | None:
+        """`root.email` trimmed and lower-cased; None when missing or blank (read once: a pass
+        asks for it several times per employee)."""
         raw = self.values.get("root.email")
         return raw.strip().lower() if isinstance(raw, str) and raw.strip() else None
 

@@ -23,11 +23,14 @@ def compute_ambiguity(data: PlanInput) -> dict[str, Desired]:
     Employees not read this pass (a targeted read) count with the email last read for them.
     """
     owners: defaultdict[str, set[str]] = defaultdict(set)
+    # Only the emails of the employees read can make one of them ambiguous (an unchanged
+    # pass reads a few, beside a snapshot of everyone).
+    read = {d.email for d in data.desired.values() if d.email}
     for hibob_id, email in data.known_emails.items():
-        if hibob_id not in data.desired and email:
+        if email in read and hibob_id not in data.desired:
             owners[email].add(hibob_id)
     for hibob_id, entry in data.snapshot.items():
-        if hibob_id not in data.desired and entry.is_linked and entry.email:
+        if entry.email in read and hibob_id not in data.desired and entry.is_linked:
             owners[entry.email].add(hibob_id)
     for hibob_id, wanted in data.desired.items():
         if wanted.email:

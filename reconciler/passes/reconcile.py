@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -218,12 +219,19 @@ def read_and_plan(
     progress = progress or _no_progress
     progress("read", 0, None)
     is_targeted = kind == PassKind.TARGETED
-    # A targeted pass reads its employee's rows only: its cost does not grow with the company.
-    snapshot = {} if is_targeted else services.store.load_snapshot()
     fields = required_fields(services.settings)
-    employees, problems = read_employees(services, kind, fields, snapshot, options)
     if is_targeted:
+        # A targeted pass reads its employee's rows only: its cost does not grow with the
+        # company.
+        employees, problems = read_employees(services, kind, fields, {}, options)
         snapshot = _targeted_rows(services, employees, problems)
+    else:
+        # The snapshot is read while the search is in flight (Hibob takes seconds to answer
+        # for a large company; the store's rows and the answer's wait overlap).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot") as pool:
+            later = pool.submit(services.store.load_snapshot)
+            employees, problems = read_employees(services, kind, fields, {}, options)
+            snapshot = later.result()
     previously_cut, previous = None, None
     if kind != PassKind.TARGETED and (previous := _previous_settings(services)) is not None:
         # The first pass under changed settings: whom would the previous ones cut off?
