@@ -220,6 +220,7 @@ def read_and_plan(
     progress("read", 0, None)
     is_targeted = kind == PassKind.TARGETED
     fields = required_fields(services.settings)
+    stored_keys: dict[str, str] | None = None
     if is_targeted:
         # A targeted pass reads its employee's rows only: its cost does not grow with the
         # company.
@@ -229,9 +230,9 @@ def read_and_plan(
         # The snapshot is read while the search is in flight (Hibob takes seconds to answer
         # for a large company; the store's rows and the answer's wait overlap).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot") as pool:
-            later = pool.submit(services.store.load_snapshot)
+            later = pool.submit(_stored_rows, services, kind)
             employees, problems = read_employees(services, kind, fields, {}, options)
-            snapshot = later.result()
+            snapshot, stored_keys = later.result()
     previously_cut, previous = None, None
     if kind != PassKind.TARGETED and (previous := _previous_settings(services)) is not None:
         # The first pass under changed settings: whom would the previous ones cut off?
@@ -254,7 +255,17 @@ def read_and_plan(
         previously_cut=previously_cut,
         observe=observe,
         may_skip=kind == PassKind.INCREMENTAL and previous is None,
+        stored_keys=stored_keys,
     )
+
+
+def _stored_rows(
+    services: PassContext, kind: PassKind
+) -> tuple[dict[str, SnapshotEntry], dict[str, str] | None]:
+    """The snapshot, and for an incremental pass the source keys stored beside it."""
+    store = services.store
+    snapshot = store.load_snapshot()  # first, as before: a key forgotten meanwhile is not read
+    return snapshot, store.load_source_keys() if kind == PassKind.INCREMENTAL else None
 
 
 def plan_from_read(
@@ -271,11 +282,12 @@ def plan_from_read(
     previously_cut: frozenset[str] | None = None,
     observe: Callable[[PlanInput], None] | None = None,
     may_skip: bool = False,
+    stored_keys: Mapping[str, str] | None = None,
 ) -> Plan:
     """The plan under `services.settings` from what Hibob returned (reads 360Learning).
     `previously_cut`: the settings changed; whom the previous ones would cut off.
     `may_skip`: leave out employees whose source key matches the stored one
-    (core.fingerprint); the plan is the same."""
+    (core.fingerprint); the plan is the same. `stored_keys`: those keys, when already read."""
     settings, store = services.settings, services.store
     progress = progress or _no_progress
     fields = required_fields(settings)
@@ -294,7 +306,8 @@ def plan_from_read(
         fingerprint = settings_fingerprint(settings, custom, services.limits)
         keys = compute_source_keys(employees, fingerprint, today, snapshot)
         if may_skip and keys:
-            unchanged = compute_unchanged(employees, keys, store.load_source_keys(), snapshot)
+            stored = store.load_source_keys() if stored_keys is None else stored_keys
+            unchanged = compute_unchanged(employees, keys, stored, snapshot)
     computed = [e for e in employees if e.hibob_id not in unchanged] if unchanged else employees
     desired = _compute_desired(services, computed, now, custom)
     if kind == PassKind.TARGETED:
