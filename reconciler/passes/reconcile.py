@@ -47,6 +47,7 @@ from reconciler.passes.reconcile_hibob import read_employees as read_employees
 from reconciler.passes.reconcile_learning import (
     _no_progress,
     _read_learning,
+    _stored_rows,
     _targeted_rows,
     _with_managers,
 )
@@ -60,6 +61,7 @@ from reconciler.passes.reconcile_results import (
 from reconciler.passes.reconcile_settings import (
     DECISION_SETTINGS_KEY,
     _previous_settings,
+    _retry_quarantined,
     decision_settings,
     settings_fingerprint,
 )
@@ -259,15 +261,6 @@ def read_and_plan(
     )
 
 
-def _stored_rows(
-    services: PassContext, kind: PassKind
-) -> tuple[dict[str, SnapshotEntry], dict[str, str] | None]:
-    """The snapshot, and for an incremental pass the source keys stored beside it."""
-    store = services.store
-    snapshot = store.load_snapshot()  # first, as before: a key forgotten meanwhile is not read
-    return snapshot, store.load_source_keys() if kind == PassKind.INCREMENTAL else None
-
-
 def plan_from_read(
     services: PassContext,
     kind: PassKind,
@@ -403,13 +396,3 @@ def _held_groups(
         )
         for g, h in found.items()
     }
-
-
-def _retry_quarantined(services: PassContext, kind: PassKind, options: PassOptions) -> bool:
-    if options.retry_quarantined is not None:
-        return options.retry_quarantined
-    if kind == PassKind.FULL:
-        return True
-    previous = services.store.list_passes(2, include_dry_runs=False)
-    # The first pass after a failed one (credentials fixed?) retries everyone.
-    return len(previous) > 1 and previous[1].outcome == PassOutcome.FAILED

@@ -2,8 +2,9 @@
 
 Everyone (full passes, with the links of restored accounts), the linked account (targeted
 passes) or the unlinked emails (incremental passes); the roles of adoption candidates; the
-snapshot rows a targeted pass decides from (its employee's, her managers', the holders of the
-accounts it might adopt). Part of `reconcile`; it reads only.
+snapshot rows a pass decides from (everyone's, read while Hibob's search is in flight; a
+targeted pass's: its employee's, her managers', the holders of the accounts it might adopt).
+Part of `reconcile`; it reads only.
 """
 
 from __future__ import annotations
@@ -133,6 +134,15 @@ def _candidate_roles(
         if here - {"learner"} and "owner" not in here:  # an admin keeps every role: read all
             found[user_id] = set(learning.list_user_roles(user_id))
     return {u: frozenset(r) for u, r in found.items()}
+
+
+def _stored_rows(
+    services: PassContext, kind: PassKind
+) -> tuple[dict[str, SnapshotEntry], dict[str, str] | None]:
+    """The snapshot, and for an incremental pass the source keys stored beside it."""
+    store = services.store
+    snapshot = store.load_snapshot()  # first, as before: a key forgotten meanwhile is not read
+    return snapshot, store.load_source_keys() if kind == PassKind.INCREMENTAL else None
 
 
 def _targeted_rows(

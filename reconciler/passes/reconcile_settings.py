@@ -3,7 +3,7 @@
 `PassOptions` (what an admin or the trigger asks of a pass), the decision settings (saved by
 each successful pass; the next one compares them to hold what a settings change would cut
 off) and the settings fingerprint the source keys hold. Part of `reconcile`; reads the store
-only for the last pass's settings, writes nothing.
+only for the last pass's settings and outcome, writes nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from reconciler.config import Settings
 from reconciler.core.custom_fields import ResolvedCustomFields
 from reconciler.core.fingerprint import compute_settings_fingerprint
 from reconciler.core.plan import Limits
+from reconciler.core.vocabulary import PassKind, PassOutcome
 from reconciler.passes.context import PassContext, limits
 
 log = logging.getLogger("reconciler.passes.reconcile")  # the pass's records keep one logger name
@@ -89,3 +90,13 @@ def _previous_settings(services: PassContext) -> Settings | None:
     except (ValueError, KeyError, TypeError):  # pydantic's ValidationError is a ValueError
         log.warning("the stored settings of the last pass are unreadable: nothing held for them")
         return None
+
+
+def _retry_quarantined(services: PassContext, kind: PassKind, options: PassOptions) -> bool:
+    if options.retry_quarantined is not None:
+        return options.retry_quarantined
+    if kind == PassKind.FULL:
+        return True
+    previous = services.store.list_passes(2, include_dry_runs=False)
+    # The first pass after a failed one (credentials fixed?) retries everyone.
+    return len(previous) > 1 and previous[1].outcome == PassOutcome.FAILED
