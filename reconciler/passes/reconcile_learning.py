@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from reconciler.core.custom_fields import ResolvedCustomFields
@@ -120,8 +121,13 @@ def _candidate_roles(
             g.group_id for h in candidates for g in (data.desired[h].groups or ())
         }
         found: dict[str, set[GroupRole]] = {u: set() for u in users}
-        for group_id in sorted(groups):
-            for user_id, role in learning.list_group_roles(group_id):
+        ordered = sorted(groups)
+        # The groups are read side by side (paced as any read): each group's pages wait on
+        # the platform, and one's answer is parsed while the other's is on its way.
+        with ThreadPoolExecutor(max_workers=len(ordered), thread_name_prefix="roles") as pool:
+            memberships = list(pool.map(learning.list_group_roles, ordered))
+        for group_id, members in zip(ordered, memberships, strict=True):
+            for user_id, role in members:
                 if user_id in found:
                     found[user_id].add(GroupRole(group_id, role))
     except ApiAuthFailed as exc:
