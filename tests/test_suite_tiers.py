@@ -21,11 +21,8 @@ def _module_marks(path: Path) -> set[str]:
             isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
         ):
             values = node.value.elts if isinstance(node.value, ast.List) else [node.value]
-            return {
-                (v.func if isinstance(v, ast.Call) else v).attr
-                for v in values
-                if isinstance(v.func if isinstance(v, ast.Call) else v, ast.Attribute)
-            }
+            marks = [v.func if isinstance(v, ast.Call) else v for v in values]  # mark(...) too
+            return {m.attr for m in marks if isinstance(m, ast.Attribute)}
     return set()
 
 

@@ -88,15 +88,7 @@ class _SearchLayout:
         unlabelled: list[str] = []
         human = record.human
         for field_id, get, rest, get_slash in self._accessors:
-            # _follow, inlined for the common case (no plain JSON below the typed path): this
-            # runs for every field of everyone.
-            try:
-                value = get(record)
-            except AttributeError:  # a missing or null object on the way
-                value = _UNSET
-            if rest and value is not _UNSET:
-                found, value = _walk(value, rest)
-                value = value if found else _UNSET
+            value = _follow(get, rest, record)
             if value is _UNSET:
                 slash = get_slash(record)
                 if slash is None or slash is _UNSET or slash.value is _UNSET:
@@ -229,7 +221,7 @@ def _employee(
         )
     values["root.id"] = str(hibob_id)
     # root.id is never a list item; every other non-null value has a human-readable form.
-    gaps = frozenset(f for f in unlabelled if f != "root.id") if unlabelled else _NO_GAPS
+    gaps = frozenset(f for f in unlabelled if f != "root.id")
     return Employee(
         hibob_id=str(hibob_id),
         values=values,
@@ -239,7 +231,6 @@ def _employee(
     )
 
 
-_NO_GAPS: frozenset[str] = frozenset()
 _FieldPath = tuple[str, list[str], str]  # field id, path in the nested form, slash key
 
 

@@ -28,7 +28,7 @@ from reconciler.core.vocabulary import PassKind
 from reconciler.errors import ApiAuthFailed
 from reconciler.passes.apply import ProgressCallback
 from reconciler.passes.context import PassContext
-from reconciler.passes.custom_fields import read_held_values
+from reconciler.passes.custom_fields import READ_WORKERS, read_held_values
 from reconciler.passes.reconcile_settings import NO_CUSTOM_FIELDS
 from reconciler.passes.shadow import read_adopted_values
 
@@ -124,7 +124,8 @@ def _candidate_roles(
         ordered = sorted(groups)
         # The groups are read side by side (paced as any read): each group's pages wait on
         # the platform, and one's answer is parsed while the other's is on its way.
-        with ThreadPoolExecutor(max_workers=len(ordered), thread_name_prefix="roles") as pool:
+        workers = min(len(ordered), READ_WORKERS)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="roles") as pool:
             memberships = list(pool.map(learning.list_group_roles, ordered))
         for group_id, members in zip(ordered, memberships, strict=True):
             for user_id, role in members:
